@@ -1,0 +1,322 @@
+//! The segmented append-only log and its group-commit writer.
+//!
+//! Callers append encoded frames while holding the store's state lock (so log order equals the
+//! order in which state changed), get a log sequence number (LSN) back, release the lock, and
+//! wait until that LSN is durable. One writer thread takes everything appended so far, writes it
+//! with `pwrite`, calls `fdatasync` once, and publishes the new durable LSN: every request that
+//! arrived while the previous sync was running shares the next one (group commit). Nothing is
+//! answered before its records are synced.
+//!
+//! Segments are files `log/NNNNNNNNNNNNNNNN.seg` of at most [`SEGMENT_BYTES`]. A fresh segment is
+//! started at every open, so a torn tail left by a crash is never appended to.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use tokio::sync::watch;
+
+use crate::error::{EngineError, Result};
+
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Where a frame lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loc {
+    pub seg: u32,
+    pub off: u32,
+    pub len: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Durability {
+    durable: u64,
+    failed: bool,
+}
+
+struct Chunk {
+    seg: u32,
+    start: u64,
+    data: Vec<u8>,
+}
+
+struct Pending {
+    chunks: Vec<Chunk>,
+    seg: u32,
+    seg_len: u64,
+    appended: u64,
+    records: u64,
+    shutdown: bool,
+}
+
+struct Shared {
+    dir: PathBuf,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    durable: watch::Sender<Durability>,
+    error: Mutex<Option<String>>,
+}
+
+pub struct Log {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: RwLock<HashMap<u32, Arc<File>>>,
+}
+
+/// An open append: holds the pending-buffer lock until `finish`.
+pub struct Append<'a> {
+    guard: parking_lot::MutexGuard<'a, Pending>,
+    wake: &'a Condvar,
+    touched: bool,
+}
+
+impl Append<'_> {
+    /// Append one frame written by `encode` (which returns the frame length). Returns its location.
+    pub fn push(&mut self, max_len: usize, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> Loc {
+        let p = &mut *self.guard;
+        if p.seg_len > 0 && p.seg_len + max_len as u64 > SEGMENT_BYTES {
+            p.seg += 1;
+            p.seg_len = 0;
+        }
+        let need_chunk = match p.chunks.last() {
+            Some(c) => c.seg != p.seg,
+            None => true,
+        };
+        if need_chunk {
+            p.chunks.push(Chunk {
+                seg: p.seg,
+                start: p.seg_len,
+                data: Vec::with_capacity(max_len.max(4096)),
+            });
+        }
+        let chunk = p.chunks.last_mut().expect("chunk");
+        let len = encode(&mut chunk.data);
+        let loc = Loc {
+            seg: p.seg,
+            off: p.seg_len as u32,
+            len: len as u32,
+        };
+        p.seg_len += len as u64;
+        p.records += 1;
+        self.touched = true;
+        loc
+    }
+
+    /// Close the append and return the LSN to wait for.
+    pub fn finish(mut self) -> u64 {
+        if self.touched {
+            self.guard.appended += 1;
+            self.wake.notify_one();
+        }
+        self.guard.appended
+    }
+}
+
+impl Log {
+    /// Start the writer on a new segment numbered `first_seg`.
+    pub fn start(dir: &Path, first_seg: u32) -> Result<Log> {
+        fs::create_dir_all(dir)?;
+        let (tx, _rx) = watch::channel(Durability {
+            durable: 0,
+            failed: false,
+        });
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            pending: Mutex::new(Pending {
+                chunks: Vec::new(),
+                seg: first_seg,
+                seg_len: 0,
+                appended: 0,
+                records: 0,
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            durable: tx,
+            error: Mutex::new(None),
+        });
+        let s2 = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("sluice-log-writer".into())
+            .spawn(move || writer_loop(s2))?;
+        Ok(Log {
+            shared,
+            writer: Mutex::new(Some(writer)),
+            readers: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn segment_path(dir: &Path, seg: u32) -> PathBuf {
+        dir.join(format!("{seg:016}.seg"))
+    }
+
+    pub fn begin(&self) -> Append<'_> {
+        Append {
+            guard: self.shared.pending.lock(),
+            wake: &self.shared.wake,
+            touched: false,
+        }
+    }
+
+    /// The LSN of everything appended so far.
+    pub fn appended(&self) -> u64 {
+        self.shared.pending.lock().appended
+    }
+
+    pub fn active_segment(&self) -> u32 {
+        self.shared.pending.lock().seg
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.shared.error.lock().clone()
+    }
+
+    /// Wait until `lsn` is on disk. Fails if the writer hit an I/O error.
+    pub async fn wait_durable(&self, lsn: u64) -> Result<()> {
+        let mut rx = self.shared.durable.subscribe();
+        let state = rx
+            .wait_for(|d| d.durable >= lsn || d.failed)
+            .await
+            .map_err(|_| EngineError::StorageUnavailable("log writer stopped".into()))?;
+        if state.durable >= lsn {
+            Ok(())
+        } else {
+            Err(EngineError::StorageUnavailable(
+                self.failure().unwrap_or_else(|| "write failed".into()),
+            ))
+        }
+    }
+
+    /// Read the frame at `loc`. Only call for frames whose LSN is durable (they are written).
+    pub fn read(&self, loc: Loc) -> Result<Vec<u8>> {
+        let file = self.reader(loc.seg)?;
+        let mut buf = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut buf, loc.off as u64)?;
+        Ok(buf)
+    }
+
+    fn reader(&self, seg: u32) -> Result<Arc<File>> {
+        if let Some(f) = self.readers.read().get(&seg) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(Self::segment_path(&self.shared.dir, seg))?);
+        self.readers.write().insert(seg, f.clone());
+        Ok(f)
+    }
+
+    /// Delete a segment file that holds nothing live any more.
+    pub fn remove_segment(&self, seg: u32) -> Result<()> {
+        self.readers.write().remove(&seg);
+        match fs::remove_file(Self::segment_path(&self.shared.dir, seg)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Flush everything and stop the writer thread.
+    pub fn shutdown(&self) {
+        {
+            let mut p = self.shared.pending.lock();
+            p.shutdown = true;
+            self.shared.wake.notify_one();
+        }
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn writer_loop(shared: Arc<Shared>) {
+    let mut files: HashMap<u32, File> = HashMap::new();
+    loop {
+        let (chunks, lsn, records) = {
+            let mut p = shared.pending.lock();
+            while p.chunks.is_empty() && !p.shutdown {
+                shared.wake.wait(&mut p);
+            }
+            if p.chunks.is_empty() && p.shutdown {
+                return;
+            }
+            let records = std::mem::take(&mut p.records);
+            (std::mem::take(&mut p.chunks), p.appended, records)
+        };
+        let started = Instant::now();
+        let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
+        match write_and_sync(&shared.dir, &mut files, &chunks) {
+            Ok(()) => {
+                metrics::histogram!("sluice_storage_sync_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("sluice_storage_sync_batch_records").record(records as f64);
+                metrics::histogram!("sluice_storage_sync_batch_bytes").record(bytes as f64);
+                metrics::counter!("sluice_storage_syncs_total").increment(1);
+                shared.durable.send_modify(|d| d.durable = lsn);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "log write failed; storage is now read-only");
+                *shared.error.lock() = Some(e.to_string());
+                shared.durable.send_modify(|d| d.failed = true);
+                // Keep draining so waiters are never stuck; nothing more is written.
+                loop {
+                    let mut p = shared.pending.lock();
+                    p.chunks.clear();
+                    if p.shutdown {
+                        return;
+                    }
+                    shared.wake.wait(&mut p);
+                }
+            }
+        }
+        // Close files of segments that are complete: only the newest stays open for writing.
+        if files.len() > 1 {
+            let newest = *files.keys().max().expect("non-empty");
+            files.retain(|s, _| *s == newest);
+        }
+    }
+}
+
+fn write_and_sync(
+    dir: &Path,
+    files: &mut HashMap<u32, File>,
+    chunks: &[Chunk],
+) -> std::io::Result<()> {
+    let mut touched: Vec<u32> = Vec::new();
+    let mut created = false;
+    for c in chunks {
+        if !files.contains_key(&c.seg) {
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(Log::segment_path(dir, c.seg))?;
+            files.insert(c.seg, f);
+            created = true;
+        }
+        let f = &files[&c.seg];
+        f.write_all_at(&c.data, c.start)?;
+        if !touched.contains(&c.seg) {
+            touched.push(c.seg);
+        }
+    }
+    for s in touched {
+        files[&s].sync_data()?;
+    }
+    if created {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}

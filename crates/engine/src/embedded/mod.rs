@@ -1,0 +1,935 @@
+//! The embedded backend: one data directory, one process.
+//!
+//! ```text
+//! DATA_DIR/queues.json          the queue catalog (catalog.rs)
+//! DATA_DIR/log/NNNN….seg        the append-only log segments (log.rs, record.rs)
+//! DATA_DIR/LOCK                 held while a server has the directory open
+//! ```
+//!
+//! Every operation runs in three steps: under the state lock, apply the change to the in-memory
+//! index (state.rs) and append its records to the log; release the lock; wait until the log
+//! writer has synced those records (group commit). Only then does the call return, so nothing is
+//! acknowledged before it is durable. Bodies are read back from the log by location.
+//!
+//! Space is reclaimed by deleting whole segments: the oldest segments are removed as soon as no
+//! live message was published in them (prefix deletion keeps replay correct: every record about
+//! a live message is in a segment at or after the one holding its Publish record).
+
+mod catalog;
+mod log;
+pub mod record;
+mod state;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use crate::clock::Millis;
+use crate::error::{EngineError, Result};
+use crate::model::{
+    message_size, Delivery, Message, MessageId, MessageState, NewMessage, Placement, QueueConfig,
+    QueueInfo, QueueStats, Receipt, ReceiptResult,
+};
+use crate::store::{Store, StoreInfo};
+
+use self::log::{Append, Log};
+use self::record::{PublishRec, Record};
+use self::state::{Entry, Leased, QState, State};
+
+pub use self::state::RecoveryReport;
+
+/// Options of the embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    pub max_queues: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions { max_queues: 10_000 }
+    }
+}
+
+pub struct EmbeddedStore {
+    dir: PathBuf,
+    state: Mutex<State>,
+    log: Log,
+    opts: EmbeddedOptions,
+    bytes_on_disk: AtomicU64,
+    _lock: File,
+}
+
+/// A message read for delivery: its index entry plus where it stands.
+struct Picked {
+    entry: Entry,
+    state: MessageState,
+    visible_at: Millis,
+    source_name: Option<String>,
+}
+
+impl EmbeddedStore {
+    /// Open (or create) the store in `dir`, recovering from whatever a crash left behind.
+    pub fn open(
+        dir: &Path,
+        opts: EmbeddedOptions,
+        now: Millis,
+    ) -> Result<(EmbeddedStore, RecoveryReport)> {
+        std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
+        lock_exclusive(&lock, dir)?;
+        let catalog = catalog::load(dir)?;
+        let log_dir = dir.join("log");
+        let (state, report) = state::replay(&catalog, &log_dir, now)?;
+        for line in &report.dropped {
+            tracing::warn!("recovery: {line}");
+        }
+        let first_seg = report.last_segment.map(|s| s + 1).unwrap_or(1);
+        let log = Log::start(&log_dir, first_seg)?;
+        let store = EmbeddedStore {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(state),
+            log,
+            opts,
+            bytes_on_disk: AtomicU64::new(report.bytes),
+            _lock: lock,
+        };
+        Ok((store, report))
+    }
+
+    fn save_catalog(&self, st: &State) -> Result<()> {
+        catalog::save(&self.dir, &st.catalog())
+    }
+
+    fn qid(st: &State, name: &str) -> Result<u32> {
+        st.names
+            .get(name)
+            .copied()
+            .ok_or_else(|| EngineError::QueueNotFound(name.to_string()))
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match self.log.failure() {
+            Some(e) => Err(EngineError::StorageUnavailable(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Read the stored bodies of `picked` (their records are durable) into messages.
+    fn load(&self, picked: Vec<Picked>) -> Result<Vec<Message>> {
+        picked
+            .into_iter()
+            .map(|p| {
+                let frame = self.log.read(p.entry.loc)?;
+                let payload = match record::read_frame(&frame) {
+                    record::Frame::Good(payload, _) => payload,
+                    _ => {
+                        return Err(EngineError::Storage(format!(
+                            "message {} is corrupt on disk (segment {}, offset {})",
+                            MessageId(p.entry.id()),
+                            p.entry.loc.seg,
+                            p.entry.loc.off
+                        )))
+                    }
+                };
+                match record::decode(payload) {
+                    Ok(Record::Publish(rec)) if rec.id == p.entry.id() => Ok(Message {
+                        id: MessageId(rec.id),
+                        body: rec.body.to_vec(),
+                        attributes: rec
+                            .attributes
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        enqueued_at: p.entry.enqueued_at,
+                        visible_at: p.visible_at,
+                        receive_count: p.entry.receive_count,
+                        first_received_at: (p.entry.first_received_at != 0)
+                            .then_some(p.entry.first_received_at),
+                        dead_letter_source: p.source_name,
+                        state: p.state,
+                    }),
+                    _ => Err(EngineError::Storage(format!(
+                        "message {} does not match its record on disk",
+                        MessageId(p.entry.id())
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    fn source_name(st: &State, e: &Entry) -> Option<String> {
+        (e.source != 0).then(|| {
+            st.queues
+                .get(&e.source)
+                .map(|q| q.info.name.clone())
+                .unwrap_or_else(|| format!("(deleted queue #{})", e.source))
+        })
+    }
+}
+
+fn lock_exclusive(f: &File, dir: &Path) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(EngineError::StorageUnavailable(format!(
+            "data directory {} is in use by another sluice process",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Housekeeping of one queue at `now`: due delays become ready, expired leases return (or go to
+/// the dead-letter queue once over `max_receives`). Returns whether anything became ready.
+fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_>) -> bool {
+    let Some(q) = st.queues.get_mut(&qid) else {
+        return false;
+    };
+    let mut became_ready = false;
+    while let Some((&(at, id), _)) = q.delayed.first_key_value() {
+        if at > now {
+            break;
+        }
+        let e = q.delayed.remove(&(at, id)).expect("present");
+        q.ready.push_back(e);
+        became_ready = true;
+    }
+    let mut expired: Vec<Entry> = Vec::new();
+    while let Some(&(at, id)) = q.leases.first() {
+        if at > now {
+            break;
+        }
+        q.leases.pop_first();
+        if let Some(l) = q.inflight.remove(&id) {
+            expired.push(l.entry);
+        }
+    }
+    if expired.is_empty() {
+        return became_ready;
+    }
+    q.stats.visibility_timeouts += expired.len() as u64;
+    for e in expired {
+        if !dead_letter_if_over_limit(st, qid, e, ap) {
+            st.queues.get_mut(&qid).expect("queue").ready.push_back(e);
+            became_ready = true;
+        }
+    }
+    became_ready
+}
+
+/// The dead-letter rule: a message returning to its queue after `max_receives` receives moves to
+/// the queue's dead-letter queue instead. Returns true if it moved.
+fn dead_letter_if_over_limit(st: &mut State, qid: u32, mut e: Entry, ap: &mut Append<'_>) -> bool {
+    let q = &st.queues[&qid];
+    let (Some(max), Some(dlq_name)) =
+        (q.info.config.max_receives, &q.info.config.dead_letter_queue)
+    else {
+        return false;
+    };
+    if e.receive_count < max {
+        return false;
+    }
+    let Some(&dlq) = st.names.get(dlq_name) else {
+        return false;
+    };
+    ap.push(64, |buf| {
+        Record::Move {
+            queue: qid,
+            id: e.id(),
+            to: dlq,
+            source: qid,
+            reset: false,
+        }
+        .encode_frame(buf)
+    });
+    if e.source != 0 {
+        if let Some(old) = st.queues.get_mut(&e.source) {
+            old.stats.dead_lettered = old.stats.dead_lettered.saturating_sub(1);
+        }
+    }
+    e.source = qid;
+    let src = st.queues.get_mut(&qid).expect("queue");
+    src.stats.dead_lettered += 1;
+    src.stats.dead_lettered_total += 1;
+    st.queues.get_mut(&dlq).expect("dlq").ready.push_back(e);
+    true
+}
+
+/// Drop ready messages at the head of the queue that outlived the retention period.
+fn enforce_retention(st: &mut State, qid: u32, now: Millis) {
+    let Some(q) = st.queues.get_mut(&qid) else {
+        return;
+    };
+    let keep_ms = q.info.config.retention_seconds as i64 * 1000;
+    let mut dropped = Vec::new();
+    while let Some(e) = q.ready.front() {
+        if e.enqueued_at + keep_ms > now {
+            break;
+        }
+        dropped.push(q.ready.pop_front().expect("front"));
+    }
+    q.stats.expired += dropped.len() as u64;
+    for e in &dropped {
+        st.removed(e);
+    }
+}
+
+enum Lookup {
+    Ok(Leased),
+    Err(EngineError),
+}
+
+fn lookup_lease(q: &QState, r: &Receipt, now: Millis) -> Lookup {
+    match q.inflight.get(&r.id.0) {
+        None => Lookup::Err(EngineError::MessageGone),
+        Some(l) if l.entry.nonce != r.nonce => Lookup::Err(EngineError::StaleReceipt),
+        Some(l) if l.lease_until <= now => Lookup::Err(EngineError::StaleReceipt),
+        Some(l) => Lookup::Ok(*l),
+    }
+}
+
+fn take_lease(q: &mut QState, l: &Leased) {
+    q.inflight.remove(&l.entry.id());
+    q.leases.remove(&(l.lease_until, l.entry.id()));
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn put_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        now: Millis,
+    ) -> Result<(QueueInfo, bool)> {
+        self.check_writable()?;
+        let mut st = self.state.lock();
+        let created;
+        let info = match st.names.get(name).copied() {
+            Some(id) => {
+                let q = st.queues.get_mut(&id).expect("named queue exists");
+                if q.info.config != config {
+                    q.info.config = config;
+                    q.info.updated_at = now;
+                }
+                created = false;
+                q.info.clone()
+            }
+            None => {
+                if st.queues.len() >= self.opts.max_queues {
+                    return Err(EngineError::TooManyQueues {
+                        limit: self.opts.max_queues,
+                    });
+                }
+                let id = st.next_queue_id;
+                st.next_queue_id += 1;
+                let info = QueueInfo {
+                    name: name.to_string(),
+                    config,
+                    created_at: now,
+                    updated_at: now,
+                };
+                st.names.insert(name.to_string(), id);
+                st.queues.insert(id, QState::new(id, info.clone()));
+                created = true;
+                info
+            }
+        };
+        self.save_catalog(&st)?;
+        Ok((info, created))
+    }
+
+    async fn ensure_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        now: Millis,
+    ) -> Result<(QueueInfo, bool)> {
+        {
+            let st = self.state.lock();
+            if let Some(id) = st.names.get(name) {
+                return Ok((st.queues[id].info.clone(), false));
+            }
+        }
+        // Two racing creators: put_queue on an existing queue with the same defaults is harmless,
+        // but re-check under the lock so an explicit config is never overwritten.
+        let mut st = self.state.lock();
+        if let Some(id) = st.names.get(name) {
+            return Ok((st.queues[id].info.clone(), false));
+        }
+        if st.queues.len() >= self.opts.max_queues {
+            return Err(EngineError::TooManyQueues {
+                limit: self.opts.max_queues,
+            });
+        }
+        let id = st.next_queue_id;
+        st.next_queue_id += 1;
+        let info = QueueInfo {
+            name: name.to_string(),
+            config,
+            created_at: now,
+            updated_at: now,
+        };
+        st.names.insert(name.to_string(), id);
+        st.queues.insert(id, QState::new(id, info.clone()));
+        self.save_catalog(&st)?;
+        Ok((info, true))
+    }
+
+    async fn get_queue(&self, name: &str) -> Result<Option<QueueInfo>> {
+        let st = self.state.lock();
+        Ok(st.names.get(name).map(|id| st.queues[id].info.clone()))
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        let st = self.state.lock();
+        let mut v: Vec<_> = st.queues.values().map(|q| q.info.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    async fn delete_queue(&self, name: &str) -> Result<bool> {
+        self.check_writable()?;
+        let mut st = self.state.lock();
+        let Some(id) = st.names.remove(name) else {
+            return Ok(false);
+        };
+        let q = st.queues.remove(&id).expect("named queue exists");
+        for e in q
+            .ready
+            .iter()
+            .chain(q.delayed.values())
+            .chain(q.inflight.values().map(|l| &l.entry))
+        {
+            st.removed(e);
+        }
+        self.save_catalog(&st)?;
+        Ok(true)
+    }
+
+    async fn purge_queue(&self, name: &str, _now: Millis) -> Result<u64> {
+        self.check_writable()?;
+        let lsn;
+        let n;
+        {
+            let mut st = self.state.lock();
+            let id = Self::qid(&st, name)?;
+            let q = st.queues.get_mut(&id).expect("queue");
+            let mut gone: Vec<Entry> = q.ready.drain(..).collect();
+            gone.extend(std::mem::take(&mut q.delayed).into_values());
+            gone.extend(
+                std::mem::take(&mut q.inflight)
+                    .into_values()
+                    .map(|l| l.entry),
+            );
+            q.leases.clear();
+            n = gone.len() as u64;
+            for e in &gone {
+                st.removed(e);
+            }
+            let mut ap = self.log.begin();
+            ap.push(16, |buf| Record::Purge { queue: id }.encode_frame(buf));
+            lsn = ap.finish();
+        }
+        self.log.wait_durable(lsn).await?;
+        Ok(n)
+    }
+
+    async fn publish(&self, queue: &str, messages: Vec<NewMessage>, now: Millis) -> Result<()> {
+        self.check_writable()?;
+        let lsn = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let config = &st.queues[&qid].info.config;
+            let limit = config.max_message_bytes as usize;
+            let default_delay = config.delay_seconds as u64 * 1000;
+            for m in &messages {
+                let size = message_size(&m.body, &m.attributes);
+                if size > limit {
+                    return Err(EngineError::MessageTooLarge { size, limit });
+                }
+            }
+            let mut ap = self.log.begin();
+            let mut placed = Vec::with_capacity(messages.len());
+            for m in &messages {
+                let visible_at = m.enqueued_at + m.delay_ms.unwrap_or(default_delay) as i64;
+                let rec = Record::Publish(PublishRec {
+                    queue: qid,
+                    id: m.id.0,
+                    enqueued_at: m.enqueued_at,
+                    visible_at,
+                    receive_count: 0,
+                    nonce: 0,
+                    first_received_at: 0,
+                    source: 0,
+                    attributes: m
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect(),
+                    body: &m.body,
+                });
+                let est = 80
+                    + m.body.len()
+                    + m.attributes
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 8)
+                        .sum::<usize>();
+                let loc = ap.push(est, |buf| rec.encode_frame(buf));
+                placed.push((Entry::new(m.id.0, loc, m.enqueued_at), visible_at));
+            }
+            let lsn = ap.finish();
+            for (e, _) in &placed {
+                st.add_live(e.loc);
+            }
+            let q = st.queues.get_mut(&qid).expect("queue");
+            q.stats.published += placed.len() as u64;
+            for (e, visible_at) in placed {
+                if visible_at > now {
+                    q.delayed.insert((visible_at, e.id()), e);
+                } else {
+                    q.ready.push_back(e);
+                }
+            }
+            lsn
+        };
+        self.log.wait_durable(lsn).await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_ms: u64,
+        now: Millis,
+    ) -> Result<Vec<Delivery>> {
+        self.check_writable()?;
+        let (lsn, picked, leases) = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let mut ap = self.log.begin();
+            maintain(&mut st, qid, now, &mut ap);
+            enforce_retention(&mut st, qid, now);
+            let q = st.queues.get_mut(&qid).expect("queue");
+            let lease_until = now + visibility_ms as i64;
+            let mut taken = Vec::new();
+            while taken.len() < max {
+                let Some(mut e) = q.ready.pop_front() else {
+                    break;
+                };
+                e.receive_count += 1;
+                e.nonce = e.nonce.wrapping_add(1);
+                if e.first_received_at == 0 {
+                    e.first_received_at = now;
+                }
+                ap.push(48, |buf| {
+                    Record::Receive {
+                        queue: qid,
+                        id: e.id(),
+                        receive_count: e.receive_count,
+                        nonce: e.nonce,
+                        first_received_at: e.first_received_at,
+                    }
+                    .encode_frame(buf)
+                });
+                q.inflight.insert(
+                    e.id(),
+                    Leased {
+                        lease_until,
+                        entry: e,
+                    },
+                );
+                q.leases.insert((lease_until, e.id()));
+                taken.push(e);
+            }
+            q.stats.received += taken.len() as u64;
+            let lsn = ap.finish();
+            let picked: Vec<Picked> = taken
+                .iter()
+                .map(|e| Picked {
+                    entry: *e,
+                    state: MessageState::InFlight,
+                    visible_at: lease_until,
+                    source_name: Self::source_name(&st, e),
+                })
+                .collect();
+            (lsn, picked, lease_until)
+        };
+        self.log.wait_durable(lsn).await?;
+        let nonces: Vec<u32> = picked.iter().map(|p| p.entry.nonce).collect();
+        let messages = self.load(picked)?;
+        Ok(messages
+            .into_iter()
+            .zip(nonces)
+            .map(|(m, nonce)| Delivery {
+                receipt: Receipt { id: m.id, nonce },
+                lease_until: leases,
+                message: m,
+            })
+            .collect())
+    }
+
+    async fn ack(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>> {
+        self.check_writable()?;
+        let (lsn, results) = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let mut ap = self.log.begin();
+            let mut results = Vec::with_capacity(receipts.len());
+            let mut gone = Vec::new();
+            let q = st.queues.get_mut(&qid).expect("queue");
+            for r in receipts {
+                match lookup_lease(q, r, now) {
+                    Lookup::Err(e) => results.push(Err(e)),
+                    Lookup::Ok(l) => {
+                        take_lease(q, &l);
+                        ap.push(32, |buf| {
+                            Record::Ack {
+                                queue: qid,
+                                id: r.id.0,
+                            }
+                            .encode_frame(buf)
+                        });
+                        gone.push(l.entry);
+                        results.push(Ok(()));
+                    }
+                }
+            }
+            q.stats.acked += gone.len() as u64;
+            for e in &gone {
+                st.removed(e);
+            }
+            (ap.finish(), results)
+        };
+        self.log.wait_durable(lsn).await?;
+        Ok(results)
+    }
+
+    async fn nack(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        delay_ms: u64,
+        placement: Placement,
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>> {
+        self.check_writable()?;
+        let (lsn, results) = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let mut ap = self.log.begin();
+            let mut results = Vec::with_capacity(receipts.len());
+            for r in receipts {
+                let q = st.queues.get_mut(&qid).expect("queue");
+                let l = match lookup_lease(q, r, now) {
+                    Lookup::Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                    Lookup::Ok(l) => l,
+                };
+                take_lease(q, &l);
+                q.stats.nacked += 1;
+                results.push(Ok(()));
+                if dead_letter_if_over_limit(&mut st, qid, l.entry, &mut ap) {
+                    continue;
+                }
+                let visible_at = now + delay_ms as i64;
+                let front = placement == Placement::Front;
+                ap.push(48, |buf| {
+                    Record::Release {
+                        queue: qid,
+                        id: r.id.0,
+                        visible_at,
+                        front,
+                    }
+                    .encode_frame(buf)
+                });
+                let q = st.queues.get_mut(&qid).expect("queue");
+                if delay_ms > 0 {
+                    q.delayed.insert((visible_at, l.entry.id()), l.entry);
+                } else if front {
+                    q.ready.push_front(l.entry);
+                } else {
+                    q.ready.push_back(l.entry);
+                }
+            }
+            (ap.finish(), results)
+        };
+        self.log.wait_durable(lsn).await?;
+        Ok(results)
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: Receipt,
+        timeout_ms: u64,
+        now: Millis,
+    ) -> Result<Millis> {
+        if timeout_ms == 0 {
+            let r = self
+                .nack(queue, &[receipt], 0, Placement::Back, now)
+                .await?;
+            return r.into_iter().next().expect("one result").map(|_| now);
+        }
+        let mut st = self.state.lock();
+        let qid = Self::qid(&st, queue)?;
+        let q = st.queues.get_mut(&qid).expect("queue");
+        let l = match lookup_lease(q, &receipt, now) {
+            Lookup::Err(e) => return Err(e),
+            Lookup::Ok(l) => l,
+        };
+        // Leases are not logged (a restart makes every leased message visible), so this needs
+        // no sync.
+        take_lease(q, &l);
+        let lease_until = now + timeout_ms as i64;
+        q.inflight.insert(
+            l.entry.id(),
+            Leased {
+                lease_until,
+                entry: l.entry,
+            },
+        );
+        q.leases.insert((lease_until, l.entry.id()));
+        Ok(lease_until)
+    }
+
+    async fn peek(&self, queue: &str, limit: usize, now: Millis) -> Result<Vec<Message>> {
+        let (lsn, picked) = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let mut ap = self.log.begin();
+            maintain(&mut st, qid, now, &mut ap);
+            ap.finish();
+            let q = &st.queues[&qid];
+            let mut picked = Vec::new();
+            let take = |e: &Entry, state, visible_at| Picked {
+                entry: *e,
+                state,
+                visible_at,
+                source_name: Self::source_name(&st, e),
+            };
+            for e in q.ready.iter().take(limit) {
+                picked.push(take(e, MessageState::Ready, now));
+            }
+            for ((at, _), e) in q.delayed.iter().take(limit - picked.len()) {
+                picked.push(take(e, MessageState::Delayed, *at));
+            }
+            for (at, id) in q.leases.iter().take(limit - picked.len()) {
+                picked.push(take(&q.inflight[id].entry, MessageState::InFlight, *at));
+            }
+            (self.log.appended(), picked)
+        };
+        self.log.wait_durable(lsn).await?;
+        self.load(picked)
+    }
+
+    async fn redrive(&self, queue: &str, max: usize, now: Millis) -> Result<u64> {
+        self.check_writable()?;
+        let (lsn, moved) = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let mut ap = self.log.begin();
+            maintain(&mut st, qid, now, &mut ap);
+            let holds_dead_letters = st.queues[&qid].ready.iter().any(|e| e.source != 0)
+                || st.queues[&qid].delayed.values().any(|e| e.source != 0);
+            // Which queue to take dead letters from, and whose dead letters to take.
+            let (from, only_source) = if holds_dead_letters {
+                (qid, None)
+            } else {
+                match st.queues[&qid]
+                    .info
+                    .config
+                    .dead_letter_queue
+                    .as_ref()
+                    .and_then(|n| st.names.get(n))
+                {
+                    Some(&dlq) => {
+                        maintain(&mut st, dlq, now, &mut ap);
+                        (dlq, Some(qid))
+                    }
+                    None => (qid, None),
+                }
+            };
+            let live: std::collections::HashSet<u32> = st.queues.keys().copied().collect();
+            let wanted = |e: &Entry| {
+                e.source != 0
+                    && live.contains(&e.source)
+                    && only_source.is_none_or(|s| s == e.source)
+            };
+            let q = st.queues.get_mut(&from).expect("queue");
+            let mut going: Vec<Entry> = Vec::new();
+            let mut keep = std::collections::VecDeque::with_capacity(q.ready.len());
+            for e in q.ready.drain(..) {
+                if going.len() < max && wanted(&e) {
+                    going.push(e);
+                } else {
+                    keep.push_back(e);
+                }
+            }
+            q.ready = keep;
+            let delayed_keys: Vec<(i64, u128)> = q
+                .delayed
+                .iter()
+                .filter(|(_, e)| wanted(e))
+                .map(|(k, _)| *k)
+                .take(max - going.len())
+                .collect();
+            for k in delayed_keys {
+                going.push(q.delayed.remove(&k).expect("present"));
+            }
+            let moved = going.len() as u64;
+            for mut e in going {
+                let to = e.source;
+                ap.push(64, |buf| {
+                    Record::Move {
+                        queue: from,
+                        id: e.id(),
+                        to,
+                        source: 0,
+                        reset: true,
+                    }
+                    .encode_frame(buf)
+                });
+                e.source = 0;
+                e.receive_count = 0;
+                let home = st.queues.get_mut(&to).expect("live source");
+                home.stats.dead_lettered = home.stats.dead_lettered.saturating_sub(1);
+                home.stats.redriven += 1;
+                home.ready.push_back(e);
+            }
+            (ap.finish(), moved)
+        };
+        self.log.wait_durable(lsn).await?;
+        Ok(moved)
+    }
+
+    async fn stats(&self, queue: &str, now: Millis) -> Result<QueueStats> {
+        let (lsn, stats) = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let mut ap = self.log.begin();
+            maintain(&mut st, qid, now, &mut ap);
+            let lsn = ap.finish();
+            let q = &st.queues[&qid];
+            let mut s = q.stats.clone();
+            s.ready = q.ready.len() as u64;
+            s.delayed = q.delayed.len() as u64;
+            s.in_flight = q.inflight.len() as u64;
+            s.oldest_ready_age_seconds = q
+                .ready
+                .front()
+                .map(|e| ((now - e.enqueued_at).max(0) / 1000) as u64)
+                .unwrap_or(0);
+            (lsn, s)
+        };
+        self.log.wait_durable(lsn).await?;
+        Ok(stats)
+    }
+
+    async fn next_due(&self, queue: &str, _now: Millis) -> Result<Option<Millis>> {
+        let st = self.state.lock();
+        let qid = Self::qid(&st, queue)?;
+        Ok(st.queues[&qid].next_due())
+    }
+
+    async fn tick(&self, now: Millis) -> Result<Vec<String>> {
+        if self.log.failure().is_some() {
+            return Ok(Vec::new());
+        }
+        let (lsn, woke, dead_segments) = {
+            let mut st = self.state.lock();
+            let mut ap = self.log.begin();
+            let ids: Vec<u32> = st.queues.keys().copied().collect();
+            let mut woke = Vec::new();
+            for qid in ids {
+                if maintain(&mut st, qid, now, &mut ap) {
+                    woke.push(st.queues[&qid].info.name.clone());
+                }
+                enforce_retention(&mut st, qid, now);
+            }
+            let lsn = ap.finish();
+            // Prefix deletion: the oldest segments with nothing live, never the active one.
+            let active = self.log.active_segment();
+            let mut dead = Vec::new();
+            for (&seg, &live) in st.seg_live.iter() {
+                if seg >= active || live > 0 {
+                    break;
+                }
+                dead.push(seg);
+            }
+            for s in &dead {
+                st.seg_live.remove(s);
+            }
+            (lsn, woke, dead)
+        };
+        self.log.wait_durable(lsn).await?;
+        // Segments below the first live one that the index never saw (e.g. all of their
+        // messages were acked before a restart) are also garbage.
+        let first_live = {
+            let st = self.state.lock();
+            st.seg_live
+                .iter()
+                .find(|(_, &n)| n > 0)
+                .map(|(&s, _)| s)
+                .unwrap_or(u32::MAX)
+        };
+        let active = self.log.active_segment();
+        let mut removed = 0u64;
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(seg) = name
+                    .to_string_lossy()
+                    .strip_suffix(".seg")
+                    .and_then(|s| s.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if seg < first_live.min(active) || dead_segments.contains(&seg) {
+                    self.log.remove_segment(seg)?;
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::debug!(removed, "reclaimed log segments");
+        }
+        let mut bytes = 0;
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
+            for e in rd.flatten() {
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        self.bytes_on_disk.store(bytes, Ordering::Relaxed);
+        Ok(woke)
+    }
+
+    fn info(&self) -> StoreInfo {
+        let st = self.state.lock();
+        StoreInfo {
+            backend: "embedded",
+            bytes_on_disk: self.bytes_on_disk.load(Ordering::Relaxed),
+            messages: st.message_count(),
+            healthy: self.log.failure().is_none(),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.log.shutdown();
+        Ok(())
+    }
+}

@@ -1,0 +1,420 @@
+//! The on-disk record format of the embedded log.
+//!
+//! A segment file is a sequence of frames:
+//!
+//! ```text
+//! frame   := len: u32 LE | crc32c(payload): u32 LE | payload[len]
+//! payload := kind: u8 | fields (little-endian integers; strings and bytes as u32 length + data)
+//! ```
+//!
+//! A frame whose length is zero marks the clean end of a segment; a frame that is short or whose
+//! checksum does not match marks a torn or corrupt tail, and recovery stops reading that segment
+//! there (see `recovery.rs`).
+//!
+//! | kind | record   | fields |
+//! |------|----------|--------|
+//! | 1    | Publish  | queue u32, id u128, enqueued_at i64, visible_at i64, receive_count u32, nonce u32, first_received_at i64, source u32, attrs: u16 count × (name, value), body |
+//! | 2    | Receive  | queue u32, id u128, receive_count u32, nonce u32, first_received_at i64 |
+//! | 3    | Ack      | queue u32, id u128 |
+//! | 4    | Release  | queue u32, id u128, visible_at i64, front u8 |
+//! | 5    | Move     | queue u32 (from), id u128, to u32, source u32, reset u8 |
+//! | 6    | Purge    | queue u32 |
+//!
+//! Publish carries the full state of a message, so the same record also serves to copy a live
+//! message forward when an old segment is compacted.
+
+pub const FRAME_HEADER: usize = 8;
+/// Frames larger than this are treated as corruption (a message is at most 16 MiB).
+pub const MAX_FRAME: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record<'a> {
+    Publish(PublishRec<'a>),
+    Receive {
+        queue: u32,
+        id: u128,
+        receive_count: u32,
+        nonce: u32,
+        first_received_at: i64,
+    },
+    Ack {
+        queue: u32,
+        id: u128,
+    },
+    Release {
+        queue: u32,
+        id: u128,
+        visible_at: i64,
+        front: bool,
+    },
+    Move {
+        queue: u32,
+        id: u128,
+        to: u32,
+        source: u32,
+        reset: bool,
+    },
+    Purge {
+        queue: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRec<'a> {
+    pub queue: u32,
+    pub id: u128,
+    pub enqueued_at: i64,
+    pub visible_at: i64,
+    pub receive_count: u32,
+    pub nonce: u32,
+    pub first_received_at: i64,
+    pub source: u32,
+    pub attributes: Vec<(&'a str, &'a str)>,
+    pub body: &'a [u8],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt record: {0}")]
+pub struct DecodeError(pub &'static str);
+
+impl Record<'_> {
+    /// Append one whole frame (header and payload) to `out`. Returns the frame length.
+    pub fn encode_frame(&self, out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        out.extend_from_slice(&[0u8; FRAME_HEADER]);
+        self.encode_payload(out);
+        let payload = &out[start + FRAME_HEADER..];
+        let len = payload.len() as u32;
+        let crc = crc32c::crc32c(payload);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        out.len() - start
+    }
+
+    fn encode_payload(&self, o: &mut Vec<u8>) {
+        match self {
+            Record::Publish(p) => {
+                o.push(1);
+                o.extend_from_slice(&p.queue.to_le_bytes());
+                o.extend_from_slice(&p.id.to_le_bytes());
+                o.extend_from_slice(&p.enqueued_at.to_le_bytes());
+                o.extend_from_slice(&p.visible_at.to_le_bytes());
+                o.extend_from_slice(&p.receive_count.to_le_bytes());
+                o.extend_from_slice(&p.nonce.to_le_bytes());
+                o.extend_from_slice(&p.first_received_at.to_le_bytes());
+                o.extend_from_slice(&p.source.to_le_bytes());
+                o.extend_from_slice(&(p.attributes.len() as u16).to_le_bytes());
+                for (k, v) in &p.attributes {
+                    put_bytes(o, k.as_bytes());
+                    put_bytes(o, v.as_bytes());
+                }
+                put_bytes(o, p.body);
+            }
+            Record::Receive {
+                queue,
+                id,
+                receive_count,
+                nonce,
+                first_received_at,
+            } => {
+                o.push(2);
+                o.extend_from_slice(&queue.to_le_bytes());
+                o.extend_from_slice(&id.to_le_bytes());
+                o.extend_from_slice(&receive_count.to_le_bytes());
+                o.extend_from_slice(&nonce.to_le_bytes());
+                o.extend_from_slice(&first_received_at.to_le_bytes());
+            }
+            Record::Ack { queue, id } => {
+                o.push(3);
+                o.extend_from_slice(&queue.to_le_bytes());
+                o.extend_from_slice(&id.to_le_bytes());
+            }
+            Record::Release {
+                queue,
+                id,
+                visible_at,
+                front,
+            } => {
+                o.push(4);
+                o.extend_from_slice(&queue.to_le_bytes());
+                o.extend_from_slice(&id.to_le_bytes());
+                o.extend_from_slice(&visible_at.to_le_bytes());
+                o.push(*front as u8);
+            }
+            Record::Move {
+                queue,
+                id,
+                to,
+                source,
+                reset,
+            } => {
+                o.push(5);
+                o.extend_from_slice(&queue.to_le_bytes());
+                o.extend_from_slice(&id.to_le_bytes());
+                o.extend_from_slice(&to.to_le_bytes());
+                o.extend_from_slice(&source.to_le_bytes());
+                o.push(*reset as u8);
+            }
+            Record::Purge { queue } => {
+                o.push(6);
+                o.extend_from_slice(&queue.to_le_bytes());
+            }
+        }
+    }
+}
+
+fn put_bytes(o: &mut Vec<u8>, b: &[u8]) {
+    o.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    o.extend_from_slice(b);
+}
+
+/// Outcome of reading one frame at the start of `buf`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A good frame: its payload and total length.
+    Good(&'a [u8], usize),
+    /// Zero length: the clean end of the written part of a segment.
+    End,
+    /// Not enough bytes for the frame the header announces (a torn write).
+    Short,
+    /// Length out of range or checksum mismatch.
+    Corrupt(&'static str),
+}
+
+pub fn read_frame(buf: &[u8]) -> Frame<'_> {
+    if buf.len() < FRAME_HEADER {
+        return if buf.iter().all(|&b| b == 0) {
+            Frame::End
+        } else {
+            Frame::Short
+        };
+    }
+    let len = u32::from_le_bytes(buf[0..4].try_into().expect("4")) as usize;
+    let crc = u32::from_le_bytes(buf[4..8].try_into().expect("4"));
+    if len == 0 && crc == 0 {
+        return Frame::End;
+    }
+    if len == 0 || len > MAX_FRAME {
+        return Frame::Corrupt("frame length out of range");
+    }
+    if buf.len() < FRAME_HEADER + len {
+        return Frame::Short;
+    }
+    let payload = &buf[FRAME_HEADER..FRAME_HEADER + len];
+    if crc32c::crc32c(payload) != crc {
+        return Frame::Corrupt("checksum mismatch");
+    }
+    Frame::Good(payload, FRAME_HEADER + len)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.b.len() < n {
+            return Err(DecodeError("truncated field"));
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn u128(&mut self) -> Result<u128, DecodeError> {
+        Ok(u128::from_le_bytes(self.take(16)?.try_into().expect("16")))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError("attribute is not UTF-8"))
+    }
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError("bad boolean")),
+        }
+    }
+}
+
+/// Decode a payload (as returned by [`read_frame`]). Bodies and attributes borrow from it.
+pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
+    let mut r = Reader { b: payload };
+    let rec = match r.u8()? {
+        1 => {
+            let queue = r.u32()?;
+            let id = r.u128()?;
+            let enqueued_at = r.i64()?;
+            let visible_at = r.i64()?;
+            let receive_count = r.u32()?;
+            let nonce = r.u32()?;
+            let first_received_at = r.i64()?;
+            let source = r.u32()?;
+            let n = r.u16()? as usize;
+            let mut attributes = Vec::with_capacity(n.min(64));
+            for _ in 0..n {
+                let k = r.str()?;
+                let v = r.str()?;
+                attributes.push((k, v));
+            }
+            let body = r.bytes()?;
+            Record::Publish(PublishRec {
+                queue,
+                id,
+                enqueued_at,
+                visible_at,
+                receive_count,
+                nonce,
+                first_received_at,
+                source,
+                attributes,
+                body,
+            })
+        }
+        2 => Record::Receive {
+            queue: r.u32()?,
+            id: r.u128()?,
+            receive_count: r.u32()?,
+            nonce: r.u32()?,
+            first_received_at: r.i64()?,
+        },
+        3 => Record::Ack {
+            queue: r.u32()?,
+            id: r.u128()?,
+        },
+        4 => Record::Release {
+            queue: r.u32()?,
+            id: r.u128()?,
+            visible_at: r.i64()?,
+            front: r.bool()?,
+        },
+        5 => Record::Move {
+            queue: r.u32()?,
+            id: r.u128()?,
+            to: r.u32()?,
+            source: r.u32()?,
+            reset: r.bool()?,
+        },
+        6 => Record::Purge { queue: r.u32()? },
+        _ => return Err(DecodeError("unknown record kind")),
+    };
+    if !r.b.is_empty() {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Record<'static>> {
+        vec![
+            Record::Publish(PublishRec {
+                queue: 7,
+                id: u128::MAX - 3,
+                enqueued_at: 1_700_000_000_000,
+                visible_at: 1_700_000_005_000,
+                receive_count: 2,
+                nonce: 9,
+                first_received_at: 0,
+                source: 0,
+                attributes: vec![("k", "v"), ("trace", "abc")],
+                body: b"hello \x00\xff",
+            }),
+            Record::Receive {
+                queue: 1,
+                id: 5,
+                receive_count: 1,
+                nonce: 1,
+                first_received_at: 3,
+            },
+            Record::Ack { queue: 1, id: 5 },
+            Record::Release {
+                queue: 1,
+                id: 5,
+                visible_at: -1,
+                front: true,
+            },
+            Record::Move {
+                queue: 1,
+                id: 5,
+                to: 2,
+                source: 1,
+                reset: false,
+            },
+            Record::Purge { queue: 3 },
+        ]
+    }
+
+    #[test]
+    fn round_trip() {
+        for rec in samples() {
+            let mut buf = Vec::new();
+            let n = rec.encode_frame(&mut buf);
+            assert_eq!(n, buf.len());
+            match read_frame(&buf) {
+                Frame::Good(p, len) => {
+                    assert_eq!(len, n);
+                    assert_eq!(decode(p).unwrap(), rec);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_cut_of_a_frame_is_short_or_end_never_good() {
+        let mut buf = Vec::new();
+        samples()[0].encode_frame(&mut buf);
+        for cut in 0..buf.len() {
+            let f = read_frame(&buf[..cut]);
+            assert!(matches!(f, Frame::Short | Frame::End), "cut {cut}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let mut buf = Vec::new();
+        samples()[0].encode_frame(&mut buf);
+        for i in 0..buf.len() {
+            let mut b = buf.clone();
+            b[i] ^= 0x40;
+            assert!(
+                !matches!(read_frame(&b), Frame::Good(..)),
+                "flip at {i} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn zeros_are_a_clean_end() {
+        assert_eq!(read_frame(&[0u8; 64]), Frame::End);
+        assert_eq!(read_frame(&[0u8; 3]), Frame::End);
+    }
+
+    #[test]
+    fn garbage_payload_is_an_error_not_a_panic() {
+        for kind in 0u8..10 {
+            for len in 0..40 {
+                let mut p = vec![kind];
+                p.extend(std::iter::repeat(0xAB).take(len));
+                let _ = decode(&p);
+            }
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! The engine: what every front end calls. It validates input against the documented limits,
+//! creates queues on first publish, turns receives into long polls, and runs periodic
+//! housekeeping. The queue rules themselves (leases, receipts, dead letters) are applied
+//! atomically by the [`Store`].
+//!
+//! Long polling: each queue has a [`Notify`]. A waiting receive registers interest *before* it
+//! looks at the store, so a publish between the look and the wait still wakes it; publishes wake
+//! one waiter per message (not all of them), and a waiter also sleeps no longer than the queue's
+//! next due time (a delay ending or a lease expiring), so nothing spins.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+
+use crate::clock::{Clock, Millis};
+use crate::error::{EngineError, Result};
+use crate::model::{
+    limits, message_size, range, validate_queue_name, Attributes, Delivery, Message, MessageId,
+    NewMessage, Placement, QueueConfig, QueueConfigPatch, QueueInfo, QueueStats, Receipt,
+    ReceiptResult,
+};
+use crate::store::{Store, StoreInfo};
+
+/// Server-wide engine options.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The largest message any queue may accept (queues default to 256 KiB).
+    pub max_message_bytes: u32,
+    /// Receives allowed to wait at once, over all queues.
+    pub max_waiters: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_message_bytes: 1024 * 1024,
+            max_waiters: 10_000,
+        }
+    }
+}
+
+/// One message to publish.
+#[derive(Debug, Clone, Default)]
+pub struct Publish {
+    pub body: Vec<u8>,
+    pub attributes: Attributes,
+    /// None: the queue's default delay.
+    pub delay_seconds: Option<u32>,
+}
+
+/// A receive request.
+#[derive(Debug, Clone)]
+pub struct ReceiveOptions {
+    pub max_messages: usize,
+    pub wait_seconds: u32,
+    /// None: the queue's visibility timeout.
+    pub visibility_timeout_seconds: Option<u32>,
+}
+
+impl Default for ReceiveOptions {
+    fn default() -> Self {
+        ReceiveOptions {
+            max_messages: 1,
+            wait_seconds: 0,
+            visibility_timeout_seconds: None,
+        }
+    }
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    opts: EngineOptions,
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    waiters: AtomicUsize,
+    shutdown: watch::Sender<bool>,
+    started_at: Millis,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: EngineOptions) -> Arc<Engine> {
+        let (shutdown, _) = watch::channel(false);
+        let started_at = clock.now_ms();
+        Arc::new(Engine {
+            store,
+            clock,
+            opts,
+            wakers: Mutex::new(HashMap::new()),
+            waiters: AtomicUsize::new(0),
+            shutdown,
+            started_at,
+        })
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    pub fn started_at(&self) -> Millis {
+        self.started_at
+    }
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+    pub fn store_info(&self) -> StoreInfo {
+        self.store.info()
+    }
+    /// Receives currently waiting for messages.
+    pub fn waiting(&self) -> usize {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
+    fn waker(&self, queue: &str) -> Arc<Notify> {
+        let mut w = self.wakers.lock();
+        if let Some(n) = w.get(queue) {
+            return n.clone();
+        }
+        let n = Arc::new(Notify::new());
+        w.insert(queue.to_string(), n.clone());
+        n
+    }
+
+    fn wake(&self, queue: &str, n: usize) {
+        let w = self.waker(queue);
+        for _ in 0..n.min(limits::RECEIVE_BATCH_MAX) {
+            w.notify_one();
+        }
+    }
+
+    // ---- queues ----
+
+    /// Create the queue or update its configuration with `patch`. Returns the queue and whether
+    /// it was created. A named dead-letter queue that does not exist yet is created with defaults.
+    pub async fn put_queue(
+        &self,
+        name: &str,
+        patch: QueueConfigPatch,
+    ) -> Result<(QueueInfo, bool)> {
+        validate_queue_name(name)?;
+        let existing = self.store.get_queue(name).await?;
+        let base = existing.map(|q| q.config).unwrap_or_default();
+        let config = patch.apply(&base);
+        config.validate(name, self.opts.max_message_bytes)?;
+        let now = self.now();
+        if let Some(dlq) = &config.dead_letter_queue {
+            self.store
+                .ensure_queue(dlq, QueueConfig::default(), now)
+                .await?;
+        }
+        self.store.put_queue(name, config, now).await
+    }
+
+    pub async fn get_queue(&self, name: &str) -> Result<(QueueInfo, QueueStats)> {
+        validate_queue_name(name)?;
+        let info = self
+            .store
+            .get_queue(name)
+            .await?
+            .ok_or_else(|| EngineError::QueueNotFound(name.to_string()))?;
+        let stats = self.store.stats(name, self.now()).await?;
+        Ok((info, stats))
+    }
+
+    pub async fn list_queues(&self) -> Result<Vec<(QueueInfo, QueueStats)>> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for q in self.store.list_queues().await? {
+            match self.store.stats(&q.name, now).await {
+                Ok(s) => out.push((q, s)),
+                Err(EngineError::QueueNotFound(_)) => {} // deleted meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn delete_queue(&self, name: &str) -> Result<()> {
+        validate_queue_name(name)?;
+        if !self.store.delete_queue(name).await? {
+            return Err(EngineError::QueueNotFound(name.to_string()));
+        }
+        // Waiting receives find the queue gone and answer so.
+        if let Some(w) = self.wakers.lock().remove(name) {
+            w.notify_waiters();
+        }
+        Ok(())
+    }
+
+    pub async fn purge(&self, name: &str) -> Result<u64> {
+        validate_queue_name(name)?;
+        self.store.purge_queue(name, self.now()).await
+    }
+
+    pub async fn stats(&self, name: &str) -> Result<QueueStats> {
+        validate_queue_name(name)?;
+        self.store.stats(name, self.now()).await
+    }
+
+    // ---- messages ----
+
+    /// Publish one or more messages; the queue is created with defaults if missing. Returns
+    /// the ids, in order, once all of them are durable.
+    pub async fn publish(&self, queue: &str, messages: Vec<Publish>) -> Result<Vec<MessageId>> {
+        validate_queue_name(queue)?;
+        if messages.is_empty() {
+            return Err(EngineError::invalid(
+                "messages",
+                "must contain at least 1 message",
+            ));
+        }
+        if messages.len() > limits::PUBLISH_BATCH_MAX {
+            return Err(EngineError::invalid(
+                "messages",
+                format!(
+                    "contains {} messages; the limit is {} per request",
+                    messages.len(),
+                    limits::PUBLISH_BATCH_MAX
+                ),
+            ));
+        }
+        let now = self.now();
+        let mut batch = Vec::with_capacity(messages.len());
+        for (i, m) in messages.into_iter().enumerate() {
+            let field = |f: &str| {
+                if batch_len_is_one(i) {
+                    f.to_string()
+                } else {
+                    format!("messages[{i}].{f}")
+                }
+            };
+            if let Some(d) = m.delay_seconds {
+                range(
+                    &field("delay_seconds"),
+                    d as u64,
+                    0,
+                    limits::DELAY_MAX_S as u64,
+                )?;
+            }
+            validate_attributes(&m.attributes, &field("attributes"))?;
+            let size = message_size(&m.body, &m.attributes);
+            if size > self.opts.max_message_bytes as usize {
+                return Err(EngineError::MessageTooLarge {
+                    size,
+                    limit: self.opts.max_message_bytes as usize,
+                });
+            }
+            batch.push(NewMessage {
+                id: MessageId::new_v7(),
+                body: m.body,
+                attributes: m.attributes,
+                enqueued_at: now,
+                delay_ms: m.delay_seconds.map(|d| d as u64 * 1000),
+            });
+        }
+        let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
+        match self.store.publish(queue, batch.clone(), now).await {
+            Err(EngineError::QueueNotFound(_)) => {
+                self.store
+                    .ensure_queue(queue, QueueConfig::default(), now)
+                    .await?;
+                self.store.publish(queue, batch, now).await?;
+            }
+            other => other?,
+        }
+        self.wake(queue, ids.len());
+        Ok(ids)
+    }
+
+    /// Receive up to `max_messages`, waiting up to `wait_seconds` for the first one.
+    pub async fn receive(&self, queue: &str, opts: ReceiveOptions) -> Result<Vec<Delivery>> {
+        validate_queue_name(queue)?;
+        range(
+            "max_messages",
+            opts.max_messages as u64,
+            1,
+            limits::RECEIVE_BATCH_MAX as u64,
+        )?;
+        range(
+            "wait_seconds",
+            opts.wait_seconds as u64,
+            0,
+            limits::WAIT_MAX_S as u64,
+        )?;
+        let visibility_s = match opts.visibility_timeout_seconds {
+            Some(v) => {
+                range(
+                    "visibility_timeout_seconds",
+                    v as u64,
+                    0,
+                    limits::VISIBILITY_TIMEOUT_MAX_S as u64,
+                )?;
+                v
+            }
+            None => {
+                self.store
+                    .get_queue(queue)
+                    .await?
+                    .ok_or_else(|| EngineError::QueueNotFound(queue.to_string()))?
+                    .config
+                    .visibility_timeout_seconds
+            }
+        };
+        let visibility_ms = visibility_s as u64 * 1000;
+        let deadline = self.now() + opts.wait_seconds as i64 * 1000;
+        if opts.wait_seconds == 0 {
+            return self
+                .store
+                .receive(queue, opts.max_messages, visibility_ms, self.now())
+                .await;
+        }
+        if self.waiters.fetch_add(1, Ordering::SeqCst) >= self.opts.max_waiters {
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::invalid(
+                "wait_seconds",
+                format!(
+                    "too many receives are already waiting (limit {}); retry without waiting or later",
+                    self.opts.max_waiters
+                ),
+            ));
+        }
+        let _guard = WaiterGuard(&self.waiters);
+        let waker = self.waker(queue);
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            let notified = waker.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.now();
+            let got = self
+                .store
+                .receive(queue, opts.max_messages, visibility_ms, now)
+                .await?;
+            if !got.is_empty() {
+                if got.len() == opts.max_messages {
+                    // There may be more: pass the turn on to another waiter.
+                    waker.notify_one();
+                }
+                return Ok(got);
+            }
+            if now >= deadline || *shutdown.borrow() {
+                return Ok(got);
+            }
+            let until = match self.store.next_due(queue, now).await? {
+                Some(t) => t.min(deadline),
+                None => deadline,
+            };
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = self.clock.sleep_until(until) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    pub async fn ack(&self, queue: &str, receipts: &[String]) -> Result<Vec<ReceiptResult>> {
+        validate_queue_name(queue)?;
+        check_receipt_count(receipts.len())?;
+        self.per_receipt(receipts, |rs| async move {
+            self.store.ack(queue, &rs, self.now()).await
+        })
+        .await
+    }
+
+    pub async fn nack(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        delay_seconds: u32,
+        placement: Placement,
+    ) -> Result<Vec<ReceiptResult>> {
+        validate_queue_name(queue)?;
+        check_receipt_count(receipts.len())?;
+        range(
+            "delay_seconds",
+            delay_seconds as u64,
+            0,
+            limits::DELAY_MAX_S as u64,
+        )?;
+        let out = self
+            .per_receipt(receipts, |rs| async move {
+                self.store
+                    .nack(
+                        queue,
+                        &rs,
+                        delay_seconds as u64 * 1000,
+                        placement,
+                        self.now(),
+                    )
+                    .await
+            })
+            .await?;
+        let released = out.iter().filter(|r| r.is_ok()).count();
+        if delay_seconds == 0 && released > 0 {
+            self.wake(queue, released);
+        }
+        Ok(out)
+    }
+
+    /// Decode receipts, run `op` on the decodable ones, and merge results in request order.
+    async fn per_receipt<F, Fut>(&self, receipts: &[String], op: F) -> Result<Vec<ReceiptResult>>
+    where
+        F: FnOnce(Vec<Receipt>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<ReceiptResult>>>,
+    {
+        let decoded: Vec<Result<Receipt>> = receipts.iter().map(|r| Receipt::decode(r)).collect();
+        let good: Vec<Receipt> = decoded
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        let mut results = if good.is_empty() {
+            Vec::new()
+        } else {
+            op(good).await?
+        }
+        .into_iter();
+        Ok(decoded
+            .into_iter()
+            .map(|d| match d {
+                Ok(_) => results.next().expect("one result per receipt"),
+                Err(e) => Err(e),
+            })
+            .collect())
+    }
+
+    /// Set the lease of a received message to end `timeout_seconds` from now (0 releases it).
+    pub async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &str,
+        timeout_seconds: u32,
+    ) -> Result<Millis> {
+        validate_queue_name(queue)?;
+        range(
+            "visibility_timeout_seconds",
+            timeout_seconds as u64,
+            0,
+            limits::VISIBILITY_TIMEOUT_MAX_S as u64,
+        )?;
+        let r = Receipt::decode(receipt)?;
+        let until = self
+            .store
+            .change_visibility(queue, r, timeout_seconds as u64 * 1000, self.now())
+            .await?;
+        if timeout_seconds == 0 {
+            self.wake(queue, 1);
+        }
+        Ok(until)
+    }
+
+    pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>> {
+        validate_queue_name(queue)?;
+        range("limit", limit as u64, 1, limits::PEEK_MAX as u64)?;
+        self.store.peek(queue, limit, self.now()).await
+    }
+
+    /// Move dead letters back to their source queue(s). See [`Store::redrive`].
+    pub async fn redrive(&self, queue: &str, max: Option<usize>) -> Result<u64> {
+        validate_queue_name(queue)?;
+        if let Some(m) = max {
+            range("max_messages", m as u64, 1, u32::MAX as u64)?;
+        }
+        let n = self
+            .store
+            .redrive(queue, max.unwrap_or(usize::MAX), self.now())
+            .await?;
+        if n > 0 {
+            // Sources are not known here; wake everyone cheaply (redrive is rare).
+            for w in self.wakers.lock().values() {
+                w.notify_waiters();
+            }
+        }
+        Ok(n)
+    }
+
+    // ---- lifecycle ----
+
+    /// One housekeeping pass (tests call this after moving the clock).
+    pub async fn tick(&self) -> Result<()> {
+        let woke = self.store.tick(self.now()).await?;
+        for q in woke {
+            self.wake(&q, limits::RECEIVE_BATCH_MAX);
+        }
+        Ok(())
+    }
+
+    /// Run housekeeping every second until shutdown.
+    pub fn spawn_housekeeping(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut shutdown = engine.shutdown.subscribe();
+            loop {
+                let next = engine.now() + 1000;
+                tokio::select! {
+                    _ = engine.clock.sleep_until(next) => {}
+                    _ = shutdown.changed() => return,
+                }
+                if let Err(e) = engine.tick().await {
+                    tracing::warn!(error = %e, "housekeeping failed");
+                }
+            }
+        })
+    }
+
+    /// Stop waiting receives (they answer with what they have) and housekeeping.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Make everything durable and stop the store.
+    pub async fn close(&self) -> Result<()> {
+        self.begin_shutdown();
+        self.store.close().await
+    }
+}
+
+fn batch_len_is_one(i: usize) -> bool {
+    i == 0
+}
+
+struct WaiterGuard<'a>(&'a AtomicUsize);
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn check_receipt_count(n: usize) -> Result<()> {
+    range("receipts", n as u64, 1, limits::ACK_BATCH_MAX as u64).map_err(|_| {
+        EngineError::invalid(
+            "receipts",
+            format!(
+                "contains {n} receipts; must be between 1 and {}",
+                limits::ACK_BATCH_MAX
+            ),
+        )
+    })
+}
+
+fn validate_attributes(attrs: &Attributes, field: &str) -> Result<()> {
+    if attrs.len() > limits::ATTRIBUTES_MAX {
+        return Err(EngineError::invalid(
+            field,
+            format!(
+                "has {} attributes; the limit is {}",
+                attrs.len(),
+                limits::ATTRIBUTES_MAX
+            ),
+        ));
+    }
+    for k in attrs.keys() {
+        if k.is_empty() || k.len() > limits::ATTRIBUTE_NAME_MAX {
+            return Err(EngineError::invalid(
+                field,
+                format!(
+                    "attribute name {:?} must have 1 to {} bytes",
+                    k.chars().take(40).collect::<String>(),
+                    limits::ATTRIBUTE_NAME_MAX
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The engine's errors. Each variant names the rule that was broken, so every front end can map
+//! it to its own wire shape (native JSON, SQS error codes, ...) in one place.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("invalid queue name {name:?}: {reason}")]
+    InvalidQueueName { name: String, reason: String },
+    #[error("queue {0:?} does not exist")]
+    QueueNotFound(String),
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    #[error("message is {size} bytes (body plus attribute names and values); the limit for this queue is {limit} bytes")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("receipt is malformed")]
+    InvalidReceipt,
+    #[error("receipt is stale: the message was received again after this receipt was issued")]
+    StaleReceipt,
+    #[error("the message of this receipt is no longer in the queue (acked, dead-lettered, purged or expired)")]
+    MessageGone,
+    #[error("too many queues: the limit is {limit}")]
+    TooManyQueues { limit: usize },
+    #[error("storage is unavailable: {0}")]
+    StorageUnavailable(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl EngineError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        EngineError::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl From<std::io::Error> for EngineError {
+    fn from(e: std::io::Error) -> Self {
+        EngineError::Storage(e.to_string())
+    }
+}

@@ -1,0 +1,342 @@
+//! The domain types shared by the engine, the storage backends and the front ends: queue names
+//! and configuration (with their documented limits), messages, receipts and statistics.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::error::{EngineError, Result};
+
+/// Documented limits. Front ends quote these numbers in their error messages.
+pub mod limits {
+    pub const QUEUE_NAME_MAX: usize = 80;
+    pub const VISIBILITY_TIMEOUT_MAX_S: u32 = 12 * 3600;
+    pub const DELAY_MAX_S: u32 = 365 * 24 * 3600;
+    pub const RETENTION_MIN_S: u32 = 60;
+    pub const RETENTION_MAX_S: u32 = 14 * 24 * 3600;
+    pub const RETENTION_DEFAULT_S: u32 = 4 * 24 * 3600;
+    pub const VISIBILITY_DEFAULT_S: u32 = 30;
+    pub const MESSAGE_BYTES_DEFAULT: u32 = 256 * 1024;
+    /// The largest server-wide message limit that can be configured.
+    pub const MESSAGE_BYTES_CEILING: u32 = 16 * 1024 * 1024;
+    pub const MAX_RECEIVES_MAX: u32 = 1000;
+    pub const RECEIVE_BATCH_MAX: usize = 100;
+    pub const PUBLISH_BATCH_MAX: usize = 1000;
+    pub const WAIT_MAX_S: u32 = 20;
+    pub const ATTRIBUTES_MAX: usize = 32;
+    pub const ATTRIBUTE_NAME_MAX: usize = 256;
+    pub const ACK_BATCH_MAX: usize = 1000;
+    pub const PEEK_MAX: usize = 1000;
+}
+
+/// A validated queue name: 1-80 chars of `[A-Za-z0-9_-]`, plus an optional `.fifo` suffix.
+pub fn validate_queue_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| EngineError::InvalidQueueName {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    let stem = name.strip_suffix(".fifo").unwrap_or(name);
+    if stem.is_empty() {
+        return Err(bad(
+            "must have 1 to 80 characters before an optional .fifo suffix",
+        ));
+    }
+    if stem.len() > limits::QUEUE_NAME_MAX {
+        return Err(bad(&format!(
+            "is {} characters long; the limit is {} (plus an optional .fifo suffix)",
+            stem.len(),
+            limits::QUEUE_NAME_MAX
+        )));
+    }
+    if !stem
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(bad(
+            "may contain only A-Z, a-z, 0-9, '-' and '_' (plus an optional .fifo suffix)",
+        ));
+    }
+    Ok(())
+}
+
+/// Per-queue configuration. Every field has a default, so `{}` is a valid queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueConfig {
+    pub visibility_timeout_seconds: u32,
+    pub delay_seconds: u32,
+    pub retention_seconds: u32,
+    pub max_message_bytes: u32,
+    pub max_receives: Option<u32>,
+    pub dead_letter_queue: Option<String>,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            visibility_timeout_seconds: limits::VISIBILITY_DEFAULT_S,
+            delay_seconds: 0,
+            retention_seconds: limits::RETENTION_DEFAULT_S,
+            max_message_bytes: limits::MESSAGE_BYTES_DEFAULT,
+            max_receives: None,
+            dead_letter_queue: None,
+        }
+    }
+}
+
+/// A partial update of a [`QueueConfig`]: absent fields keep their value; for the nullable
+/// fields, `Some(None)` clears them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueConfigPatch {
+    pub visibility_timeout_seconds: Option<u32>,
+    pub delay_seconds: Option<u32>,
+    pub retention_seconds: Option<u32>,
+    pub max_message_bytes: Option<u32>,
+    pub max_receives: Option<Option<u32>>,
+    pub dead_letter_queue: Option<Option<String>>,
+}
+
+impl QueueConfigPatch {
+    pub fn apply(&self, base: &QueueConfig) -> QueueConfig {
+        let mut c = base.clone();
+        if let Some(v) = self.visibility_timeout_seconds {
+            c.visibility_timeout_seconds = v;
+        }
+        if let Some(v) = self.delay_seconds {
+            c.delay_seconds = v;
+        }
+        if let Some(v) = self.retention_seconds {
+            c.retention_seconds = v;
+        }
+        if let Some(v) = self.max_message_bytes {
+            c.max_message_bytes = v;
+        }
+        if let Some(v) = self.max_receives {
+            c.max_receives = v;
+        }
+        if let Some(v) = &self.dead_letter_queue {
+            c.dead_letter_queue = v.clone();
+        }
+        c
+    }
+}
+
+impl QueueConfig {
+    /// Check every field against its documented range. `message_ceiling` is the server-wide
+    /// message size limit.
+    pub fn validate(&self, own_name: &str, message_ceiling: u32) -> Result<()> {
+        range(
+            "visibility_timeout_seconds",
+            self.visibility_timeout_seconds as u64,
+            0,
+            limits::VISIBILITY_TIMEOUT_MAX_S as u64,
+        )?;
+        range(
+            "delay_seconds",
+            self.delay_seconds as u64,
+            0,
+            limits::DELAY_MAX_S as u64,
+        )?;
+        range(
+            "retention_seconds",
+            self.retention_seconds as u64,
+            limits::RETENTION_MIN_S as u64,
+            limits::RETENTION_MAX_S as u64,
+        )?;
+        range(
+            "max_message_bytes",
+            self.max_message_bytes as u64,
+            1,
+            message_ceiling as u64,
+        )?;
+        if let Some(m) = self.max_receives {
+            range("max_receives", m as u64, 1, limits::MAX_RECEIVES_MAX as u64)?;
+        }
+        if let Some(dlq) = &self.dead_letter_queue {
+            validate_queue_name(dlq)
+                .map_err(|e| EngineError::invalid("dead_letter_queue", e.to_string()))?;
+            if dlq == own_name {
+                return Err(EngineError::invalid(
+                    "dead_letter_queue",
+                    "a queue cannot be its own dead-letter queue",
+                ));
+            }
+        }
+        if self.max_receives.is_some() != self.dead_letter_queue.is_some() {
+            return Err(EngineError::invalid(
+                "max_receives",
+                "max_receives and dead_letter_queue must be set together (or both null)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub fn range(field: &str, v: u64, min: u64, max: u64) -> Result<()> {
+    if v < min || v > max {
+        return Err(EngineError::invalid(
+            field,
+            format!("is {v}; must be between {min} and {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A queue as the catalog knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    pub name: String,
+    pub config: QueueConfig,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Counts and counters of one queue. Gauges are exact at the moment they are read; counters
+/// count since the server started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    pub ready: u64,
+    pub delayed: u64,
+    pub in_flight: u64,
+    /// Messages of this queue now sitting in its dead-letter queue.
+    pub dead_lettered: u64,
+    pub oldest_ready_age_seconds: u64,
+    pub published: u64,
+    pub received: u64,
+    pub acked: u64,
+    pub nacked: u64,
+    /// Dropped because they outlived the queue's retention period.
+    pub expired: u64,
+    /// Leases that ran out before an ack.
+    pub visibility_timeouts: u64,
+    /// Messages moved from this queue to its dead-letter queue.
+    pub dead_lettered_total: u64,
+    pub redriven: u64,
+}
+
+/// A time-ordered unique message id (UUIDv7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u128);
+
+impl MessageId {
+    pub fn new_v7() -> Self {
+        MessageId(uuid::Uuid::now_v7().as_u128())
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::parse_str(s)
+            .ok()
+            .map(|u| MessageId(u.as_u128()))
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        uuid::Uuid::from_u128(self.0).hyphenated().fmt(f)
+    }
+}
+
+/// The proof of one receive. Opaque to clients: base64url of the message id and the receive
+/// nonce. The nonce changes on every receive, so a receipt from an earlier receive is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    pub id: MessageId,
+    pub nonce: u32,
+}
+
+impl Receipt {
+    pub fn encode(&self) -> String {
+        let mut b = [0u8; 20];
+        b[..16].copy_from_slice(&self.id.0.to_be_bytes());
+        b[16..].copy_from_slice(&self.nonce.to_be_bytes());
+        URL_SAFE_NO_PAD.encode(b)
+    }
+    pub fn decode(s: &str) -> Result<Self> {
+        let b = URL_SAFE_NO_PAD
+            .decode(s.as_bytes())
+            .map_err(|_| EngineError::InvalidReceipt)?;
+        if b.len() != 20 {
+            return Err(EngineError::InvalidReceipt);
+        }
+        let id = u128::from_be_bytes(b[..16].try_into().expect("16 bytes"));
+        let nonce = u32::from_be_bytes(b[16..].try_into().expect("4 bytes"));
+        Ok(Receipt {
+            id: MessageId(id),
+            nonce,
+        })
+    }
+}
+
+impl fmt::Display for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+pub type Attributes = BTreeMap<String, String>;
+
+/// A message as a producer hands it over, already validated by the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub body: Vec<u8>,
+    pub attributes: Attributes,
+    pub enqueued_at: Millis,
+    /// None: the queue's default delay.
+    pub delay_ms: Option<u64>,
+}
+
+/// The size a message counts against `max_message_bytes`: body plus attribute names and values
+/// (as SQS counts it).
+pub fn message_size(body: &[u8], attributes: &Attributes) -> usize {
+    body.len()
+        + attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+/// A stored message as consumers and the dashboard see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    pub body: Vec<u8>,
+    pub attributes: Attributes,
+    pub enqueued_at: Millis,
+    pub visible_at: Millis,
+    pub receive_count: u32,
+    pub first_received_at: Option<Millis>,
+    /// Set when the message is a dead letter: the queue it came from.
+    pub dead_letter_source: Option<String>,
+    pub state: MessageState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    Ready,
+    Delayed,
+    InFlight,
+}
+
+/// A message handed to a consumer together with its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: Message,
+    pub receipt: Receipt,
+    pub lease_until: Millis,
+}
+
+/// Where a message goes when it is released by a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Behind the messages already waiting (the normal nack, and miniqueue's BACK).
+    Back,
+    /// Ahead of the messages already waiting (miniqueue's NACK).
+    Front,
+}
+
+/// The outcome for one receipt of a batch ack/nack.
+pub type ReceiptResult = std::result::Result<(), EngineError>;

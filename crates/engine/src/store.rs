@@ -1,0 +1,100 @@
+//! The storage trait. Every backend (embedded log, Redis) implements the queue semantics
+//! atomically behind these calls: leases, receipts, delays, dead-letter moves and redrive happen
+//! inside the store, so that a Redis backend can run each call as one Lua script and several
+//! nodes never disagree. The engine above it validates input, creates queues on first use, and
+//! runs long polls; it never touches storage any other way.
+//!
+//! Contract for every mutating call: it returns only after its effect is durable.
+//! Time is always passed in (`now`), never read inside a store, so tests control it.
+
+use async_trait::async_trait;
+
+use crate::clock::Millis;
+use crate::error::Result;
+use crate::model::{
+    Delivery, Message, NewMessage, Placement, QueueConfig, QueueInfo, QueueStats, Receipt,
+    ReceiptResult,
+};
+
+/// What a backend reports about itself (for `/readyz`, the dashboard and metrics).
+#[derive(Debug, Clone, Default)]
+pub struct StoreInfo {
+    pub backend: &'static str,
+    pub bytes_on_disk: u64,
+    pub messages: u64,
+    pub healthy: bool,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Create the queue, or replace its configuration. Returns the queue and whether it was created.
+    async fn put_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        now: Millis,
+    ) -> Result<(QueueInfo, bool)>;
+    /// Create the queue with `config` unless it exists (then leave it untouched).
+    async fn ensure_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        now: Millis,
+    ) -> Result<(QueueInfo, bool)>;
+    async fn get_queue(&self, name: &str) -> Result<Option<QueueInfo>>;
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>>;
+    /// Delete the queue and all its messages. Returns false if it did not exist.
+    async fn delete_queue(&self, name: &str) -> Result<bool>;
+    /// Remove every message of the queue. Returns how many were removed.
+    async fn purge_queue(&self, name: &str, now: Millis) -> Result<u64>;
+
+    /// Append messages (ids and times already assigned) to an existing queue.
+    async fn publish(&self, queue: &str, messages: Vec<NewMessage>, now: Millis) -> Result<()>;
+    /// Lease up to `max` visible messages for `visibility_ms`. Never blocks for messages.
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_ms: u64,
+        now: Millis,
+    ) -> Result<Vec<Delivery>>;
+    async fn ack(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>>;
+    /// Release leased messages: visible again after `delay_ms`, at the back or the front.
+    async fn nack(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        delay_ms: u64,
+        placement: Placement,
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>>;
+    /// Set a lease to end `timeout_ms` from now (0 releases it at once).
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: Receipt,
+        timeout_ms: u64,
+        now: Millis,
+    ) -> Result<Millis>;
+    /// Look at up to `limit` messages without receiving them: ready first, then delayed, then in flight.
+    async fn peek(&self, queue: &str, limit: usize, now: Millis) -> Result<Vec<Message>>;
+    /// Move dead letters back to their source queues with a fresh receive count. With `queue` a
+    /// dead-letter queue, all its dead letters go home; with `queue` a source queue, its own dead
+    /// letters come back from its dead-letter queue. Returns how many moved.
+    async fn redrive(&self, queue: &str, max: usize, now: Millis) -> Result<u64>;
+    async fn stats(&self, queue: &str, now: Millis) -> Result<QueueStats>;
+    /// The next moment something in this queue changes by itself (a delay ends or a lease
+    /// expires), if any: long polls sleep until then at most.
+    async fn next_due(&self, queue: &str, now: Millis) -> Result<Option<Millis>>;
+    /// Periodic housekeeping: promote due delays, expire leases (dead-lettering over the receive
+    /// limit), drop messages past retention, reclaim space. Returns queues that got messages ready.
+    async fn tick(&self, now: Millis) -> Result<Vec<String>>;
+    fn info(&self) -> StoreInfo;
+    /// Make everything durable and stop background work.
+    async fn close(&self) -> Result<()>;
+}
