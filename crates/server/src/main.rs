@@ -1,1 +1,58 @@
-fn main() {}
+//! The `sluice` binary: `serve` runs the server; the other commands are clients of a server.
+
+mod api;
+mod cli;
+mod config;
+mod server;
+mod telemetry;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Durable queues, webhooks and schedules over HTTP, in one binary."
+)]
+struct Cli {
+    #[command(flatten)]
+    client: cli::ClientOpts,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the server.
+    Serve(config::ServeArgs),
+    /// Manage queues.
+    #[command(subcommand)]
+    Queue(cli::QueueCmd),
+    /// Publish a message (or stdin lines) to a queue.
+    Send(cli::SendArgs),
+    /// Receive messages from a queue.
+    Recv(cli::RecvArgs),
+    /// Acknowledge received messages by receipt.
+    Ack(cli::AckArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve(args) => server::run(config::ServeConfig::resolve(args)?).await,
+            Cmd::Queue(c) => cli::queue(&cli.client, c).await,
+            Cmd::Send(a) => cli::send(&cli.client, a).await,
+            Cmd::Recv(a) => cli::recv(&cli.client, a).await,
+            Cmd::Ack(a) => cli::ack(&cli.client, a).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

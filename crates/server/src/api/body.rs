@@ -1,0 +1,99 @@
+//! Request body extraction with errors in the API's own shape. axum's stock extractors answer
+//! bad input with plain text; these answer `400 invalid_json` naming the field path (via
+//! serde_path_to_error) and `413 request_too_large` naming the limit.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// The raw body (size-limited) and whether it was declared as JSON.
+pub struct RawBody {
+    pub bytes: Bytes,
+    pub is_json: bool,
+}
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| {
+                let ct = ct.to_ascii_lowercase();
+                ct.starts_with("application/json")
+                    || (ct.starts_with("application/") && ct.contains("+json"))
+            })
+            .unwrap_or(false);
+        let limit = state.max_request_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|e| {
+                if is_length_limit(&e) {
+                    ApiError::new(
+                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "request_too_large",
+                        format!(
+                            "request body exceeds the limit of {limit} bytes (--max-request-bytes)"
+                        ),
+                    )
+                } else {
+                    ApiError::bad_request(
+                        "bad_body",
+                        format!("could not read the request body: {e}"),
+                    )
+                }
+            })?;
+        Ok(RawBody { bytes, is_json })
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if s.to_string().contains("length limit exceeded") {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// Parse JSON, reporting the path of the offending field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if path == "." || path.is_empty() {
+            format!("request body is not valid JSON for this call: {inner}")
+        } else {
+            format!("field `{path}`: {inner}")
+        };
+        ApiError::bad_request("invalid_json", msg)
+    })
+}
+
+/// JSON body that may be empty (then `T::default()`).
+pub fn parse_json_or_default<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        Ok(T::default())
+    } else {
+        parse_json(bytes)
+    }
+}
+
+/// Deserialize `null` as `Some(None)` and absence (with `#[serde(default)]`) as `None`.
+pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Option::<T>::deserialize(d).map(Some)
+}

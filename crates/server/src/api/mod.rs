@@ -1,0 +1,76 @@
+//! HTTP front ends. Each submodule adapts one protocol to engine calls; none holds queue rules.
+//! `router` assembles them with the cross-cutting layers (request metrics, fallback errors).
+
+pub mod body;
+pub mod error;
+pub mod native;
+pub mod ops;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use sluice_engine::Engine;
+
+use crate::telemetry::Telemetry;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub telemetry: Arc<Telemetry>,
+    pub max_request_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/queues", get(native::list_queues))
+        .route(
+            "/v1/queues/{queue}",
+            get(native::get_queue)
+                .put(native::put_queue)
+                .delete(native::delete_queue),
+        )
+        .route("/v1/queues/{queue}/purge", post(native::purge_queue))
+        .route(
+            "/v1/queues/{queue}/messages",
+            post(native::publish).get(native::peek),
+        )
+        .route("/v1/queues/{queue}/receive", post(native::receive))
+        .route("/v1/queues/{queue}/ack", post(native::ack))
+        .route("/v1/queues/{queue}/nack", post(native::nack))
+        .route("/v1/queues/{queue}/visibility", post(native::visibility))
+        .route("/v1/queues/{queue}/redrive", post(native::redrive))
+        .route("/v1/server", get(ops::server_info));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .merge(v1)
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Count every request by route template and status, and time it.
+async fn track(State(_s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("sluice_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("sluice_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,81 @@
+//! A small JSON client for the native API, shared by the CLI commands (and later `bench`).
+
+use anyhow::{anyhow, Context};
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str) -> anyhow::Result<Client> {
+        Ok(Client {
+            base: server.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder().build()?,
+        })
+    }
+
+    async fn handle(&self, resp: reqwest::Response) -> anyhow::Result<Value> {
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            if bytes.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_slice(&bytes).context("server sent invalid JSON");
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) if v["error"]["code"].is_string() => Err(anyhow!(
+                "{} {}: {}",
+                status.as_u16(),
+                v["error"]["code"].as_str().unwrap_or_default(),
+                v["error"]["message"].as_str().unwrap_or_default()
+            )),
+            _ => Err(anyhow!("{}: {}", status, String::from_utf8_lossy(&bytes))),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .with_context(|| format!("connecting to {}", self.base))?;
+        self.handle(r).await
+    }
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("connecting to {}", self.base))?;
+        self.handle(r).await
+    }
+    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("connecting to {}", self.base))?;
+        self.handle(r).await
+    }
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .with_context(|| format!("connecting to {}", self.base))?;
+        self.handle(r).await
+    }
+}

@@ -1,0 +1,132 @@
+//! The server's configuration: one typed struct built from flags, environment variables
+//! (`SLUICE_*`, handled by clap) and an optional TOML file, in that order of precedence.
+//! Nothing else in the binary reads the environment.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (HTTP/1.1 and h2c).
+    #[arg(long, env = "SLUICE_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `human` or `json`.
+    #[arg(long, env = "SLUICE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// A tracing filter: error, warn, info, debug, trace, or per-module directives.
+    #[arg(long, env = "SLUICE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// A TOML file with any of these settings (flags and env win over it).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Largest message any queue may accept, in bytes (queues default to 256 KiB).
+    #[arg(long, env = "SLUICE_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<u32>,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Most queues the server holds.
+    #[arg(long, env = "SLUICE_MAX_QUEUES")]
+    pub max_queues: Option<usize>,
+    /// Most receives long-polling at once.
+    #[arg(long, env = "SLUICE_MAX_WAITERS")]
+    pub max_waiters: Option<usize>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+    max_message_bytes: Option<u32>,
+    max_request_bytes: Option<usize>,
+    max_queues: Option<usize>,
+    max_waiters: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub log_format: String,
+    pub log_level: String,
+    pub max_message_bytes: u32,
+    pub max_request_bytes: usize,
+    pub max_queues: usize,
+    pub max_waiters: usize,
+}
+
+impl ServeConfig {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+        let file: FileConfig = match &args.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let cfg = ServeConfig {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("sluice-data")),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or_else(|| "human".into()),
+            log_level: args
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+            max_message_bytes: args
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(1024 * 1024),
+            max_request_bytes: args
+                .max_request_bytes
+                .or(file.max_request_bytes)
+                .unwrap_or(16 * 1024 * 1024),
+            max_queues: args.max_queues.or(file.max_queues).unwrap_or(10_000),
+            max_waiters: args.max_waiters.or(file.max_waiters).unwrap_or(10_000),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        use sluice_engine::limits::MESSAGE_BYTES_CEILING;
+        if !(1024..=MESSAGE_BYTES_CEILING).contains(&self.max_message_bytes) {
+            anyhow::bail!("max_message_bytes must be between 1024 and {MESSAGE_BYTES_CEILING}");
+        }
+        // A message sent as base64 in JSON must fit in a request.
+        let needed = self.max_message_bytes as usize / 3 * 4 + 64 * 1024;
+        if self.max_request_bytes < needed {
+            anyhow::bail!(
+                "max_request_bytes ({}) must be at least {needed} to carry a message of max_message_bytes ({}) as base64",
+                self.max_request_bytes,
+                self.max_message_bytes
+            );
+        }
+        if !["human", "json"].contains(&self.log_format.as_str()) {
+            anyhow::bail!(
+                "log_format must be human or json, not {:?}",
+                self.log_format
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,79 @@
+//! `sluice serve`: open storage, build the engine, serve HTTP until SIGINT/SIGTERM, then shut
+//! down in order: stop accepting, wake long polls, let in-flight requests finish, sync, exit 0.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use sluice_engine::embedded::{EmbeddedOptions, EmbeddedStore};
+use sluice_engine::{Clock, Engine, EngineOptions, SystemClock};
+
+use crate::api::{self, AppState};
+use crate::config::ServeConfig;
+use crate::telemetry::{self, Telemetry};
+
+pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    telemetry::init_logging(&cfg.log_format, &cfg.log_level);
+    let telemetry = Arc::new(Telemetry::install()?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let started = Instant::now();
+    let (store, report) = EmbeddedStore::open(
+        &cfg.data_dir,
+        EmbeddedOptions {
+            max_queues: cfg.max_queues,
+        },
+        clock.now_ms(),
+    )
+    .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;
+    tracing::info!(
+        data_dir = %cfg.data_dir.display(),
+        segments = report.segments,
+        records = report.records,
+        messages = report.messages,
+        dropped_tails = report.dropped.len(),
+        recovery_ms = started.elapsed().as_millis() as u64,
+        "storage open"
+    );
+    let engine = Engine::new(
+        Arc::new(store),
+        clock,
+        EngineOptions {
+            max_message_bytes: cfg.max_message_bytes,
+            max_waiters: cfg.max_waiters,
+        },
+    );
+    let housekeeping = engine.spawn_housekeeping();
+
+    let app = api::router(AppState {
+        engine: engine.clone(),
+        telemetry,
+        max_request_bytes: cfg.max_request_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "sluice is serving");
+
+    let e2 = engine.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            e2.begin_shutdown();
+        })
+        .await?;
+    housekeeping.abort();
+    engine.close().await?;
+    tracing::info!("storage synced and closed; bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
