@@ -297,16 +297,19 @@ fn write_and_sync(
     let mut touched: Vec<u32> = Vec::new();
     let mut created = false;
     for c in chunks {
-        if !files.contains_key(&c.seg) {
-            let f = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(Log::segment_path(dir, c.seg))?;
-            files.insert(c.seg, f);
-            created = true;
-        }
-        let f = &files[&c.seg];
+        let f = match files.entry(c.seg) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                created = true;
+                v.insert(
+                    OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(Log::segment_path(dir, c.seg))?,
+                )
+            }
+        };
         f.write_all_at(&c.data, c.start)?;
         if !touched.contains(&c.seg) {
             touched.push(c.seg);

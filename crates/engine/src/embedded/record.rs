@@ -412,7 +412,7 @@ mod tests {
         for kind in 0u8..10 {
             for len in 0..40 {
                 let mut p = vec![kind];
-                p.extend(std::iter::repeat(0xAB).take(len));
+                p.extend(std::iter::repeat_n(0xAB, len));
                 let _ = decode(&p);
             }
         }

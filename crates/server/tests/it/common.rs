@@ -1,0 +1,207 @@
+//! Start and stop real `sluice serve` processes on free loopback ports.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub base: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// A server on a fresh data directory.
+    pub async fn start() -> Server {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server {
+            child: None,
+            base: String::new(),
+            port: free_port(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        s.spawn().await;
+        s
+    }
+
+    pub async fn spawn(&mut self) {
+        self.base = format!("http://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--log-level")
+            .arg("warn")
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_healthy(&self.base).await;
+    }
+
+    /// SIGKILL: no chance to sync or clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        c.wait().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn wait_healthy(base: &str) {
+    let c = reqwest::Client::new();
+    for _ in 0..600 {
+        if let Ok(r) = c.get(format!("{base}/healthz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server at {base} did not become healthy");
+}
+
+/// A tiny JSON client that returns (status, body) and never panics on HTTP errors.
+#[derive(Clone)]
+pub struct Http {
+    pub base: String,
+    pub c: reqwest::Client,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Http {
+        Http {
+            base: base.to_string(),
+            c: reqwest::Client::new(),
+        }
+    }
+    async fn parse(r: reqwest::Response) -> (u16, Value) {
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        Self::parse(
+            self.c
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        Self::parse(
+            self.c
+                .delete(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        Self::parse(
+            self.c
+                .post(format!("{}{path}", self.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        Self::parse(
+            self.c
+                .put(format!("{}{path}", self.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+    /// A request with a raw body and content type.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        Self::parse(
+            self.c
+                .request(m, format!("{}{path}", self.base))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+/// Assert an error response of the documented shape and return its code.
+pub fn err_code(v: &Value) -> String {
+    let code = v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {v}"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error without message: {v}"
+    );
+    code.to_string()
+}

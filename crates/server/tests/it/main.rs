@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `sluice` binary on loopback ports, driven over HTTP and through
+//! its CLI. One test binary (modules below) so the suite links once.
+
+mod api;
+mod bad_input;
+mod cli;
+mod common;
+mod crash;
