@@ -34,6 +34,8 @@ enum Cmd {
     Recv(cli::RecvArgs),
     /// Acknowledge received messages by receipt.
     Ack(cli::AckArgs),
+    /// Load generator: measure msgs/s and latency of a scenario against a server.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() {
@@ -49,6 +51,7 @@ fn main() {
             Cmd::Send(a) => cli::send(&cli.client, a).await,
             Cmd::Recv(a) => cli::recv(&cli.client, a).await,
             Cmd::Ack(a) => cli::ack(&cli.client, a).await,
+            Cmd::Bench(a) => cli::bench::run(&cli.client.server, cli.client.json, a).await,
         }
     });
     if let Err(e) = result {

@@ -1,6 +1,7 @@
 //! Client commands of the `sluice` binary: they talk to a server's native API over HTTP, print
 //! tables for people and JSON (`--json`) for scripts.
 
+pub mod bench;
 pub mod client;
 
 use std::io::{BufRead, IsTerminal};

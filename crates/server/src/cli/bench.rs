@@ -1,0 +1,517 @@
+//! `sluice bench`: the built-in load generator (like `nats bench` or `redis-benchmark`).
+//!
+//! Each `--connections` is one raw hyper connection (HTTP/1.1 or h2c prior knowledge) driven by
+//! its own task in a closed loop, so the generator adds as little CPU as possible; latencies go
+//! into an HDR histogram. The JSON output (`--json`) is what scripts and BENCHMARKS.md read.
+//! The generator reports its own CPU share so a run can show it was not the bottleneck.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// One message per request.
+    Publish,
+    /// `--batch` messages per request.
+    PublishBatch,
+    /// Receive up to `--batch` messages, ack them (prefills the queue first).
+    ReceiveAck,
+    /// Publish-to-receive latency: half the connections publish, half long-poll and ack.
+    Roundtrip,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    pub scenario: Scenario,
+    #[arg(long, default_value_t = 50)]
+    pub connections: usize,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Seconds to run (ignored with --count).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Stop after this many messages instead of after --duration.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Messages per request (publish-batch) or per receive (receive-ack, roundtrip).
+    #[arg(long, default_value_t = 10)]
+    pub batch: usize,
+    #[arg(long, value_enum, default_value_t = Protocol::Http1)]
+    pub protocol: Protocol,
+    /// Queue to use (default bench-SCENARIO); it is emptied before and deleted after.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Messages to load before receive-ack (default: enough for the run, at most 2,000,000).
+    #[arg(long)]
+    pub prefill: Option<u64>,
+    /// Publish rate limit in messages per second for roundtrip (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Keep the queue afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+struct Conn {
+    h1: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    h2: Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
+    authority: String,
+}
+
+impl Conn {
+    async fn open(server: &str, protocol: Protocol) -> anyhow::Result<Conn> {
+        let authority = server
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        if server.starts_with("https://") {
+            bail!("bench talks plain HTTP (h1 or h2c); got {server}");
+        }
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .with_context(|| format!("connecting to {authority}"))?;
+        stream.set_nodelay(true)?;
+        let io = TokioIo::new(stream);
+        match protocol {
+            Protocol::Http1 => {
+                let (send, conn) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(conn);
+                Ok(Conn {
+                    h1: Some(send),
+                    h2: None,
+                    authority,
+                })
+            }
+            Protocol::Http2 => {
+                let (send, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                tokio::spawn(conn);
+                Ok(Conn {
+                    h1: None,
+                    h2: Some(send),
+                    authority,
+                })
+            }
+        }
+    }
+
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.authority, path))
+            .header("host", &self.authority)
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        let resp = if let Some(s) = &mut self.h1 {
+            s.ready().await?;
+            s.send_request(req).await?
+        } else {
+            let s = self.h2.as_mut().expect("a connection");
+            s.ready().await?;
+            s.send_request(req).await?
+        };
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    async fn json(&mut self, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let (status, bytes) = self
+            .call(method, path, Bytes::from(serde_json::to_vec(body)?))
+            .await?;
+        if !(200..300).contains(&status) {
+            bail!(
+                "{method} {path}: {status} {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+struct Shared {
+    messages: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    stop: AtomicBool,
+    hist: Mutex<Histogram<u64>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn record(&self, local: &mut Histogram<u64>) {
+        self.hist.lock().add(&*local).expect("same bounds");
+        local.reset();
+    }
+    fn fail(&self, e: anyhow::Error) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock() = Some(format!("{e:#}"));
+    }
+}
+
+fn new_hist() -> Histogram<u64> {
+    // Microseconds, 1 µs to 100 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("bounds")
+}
+
+fn body_of(size: usize, seq: u64) -> String {
+    let mut s = format!("{seq:020}");
+    while s.len() < size {
+        s.push('x');
+    }
+    s.truncate(size.max(1));
+    s
+}
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
+    if args.connections == 0 || args.batch == 0 || args.batch > 1000 {
+        bail!("--connections must be at least 1 and --batch between 1 and 1000");
+    }
+    let scenario_name = args
+        .scenario
+        .to_possible_value()
+        .expect("named")
+        .get_name()
+        .to_string();
+    let queue = args
+        .queue
+        .clone()
+        .unwrap_or_else(|| format!("bench-{scenario_name}"));
+    let mut admin = Conn::open(server, Protocol::Http1).await?;
+    let _ = admin
+        .call("DELETE", &format!("/v1/queues/{queue}"), Bytes::new())
+        .await;
+    admin
+        .json(
+            "PUT",
+            &format!("/v1/queues/{queue}"),
+            &json!({"visibility_timeout_seconds": 300}),
+        )
+        .await?;
+    if args.scenario == Scenario::ReceiveAck {
+        let n = args
+            .prefill
+            .unwrap_or_else(|| args.count.unwrap_or(2_000_000).min(2_000_000));
+        prefill(server, &queue, n, args.size).await?;
+    }
+
+    let shared = Arc::new(Shared {
+        messages: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        hist: Mutex::new(new_hist()),
+        last_error: Mutex::new(None),
+    });
+    let started = Instant::now();
+    let cpu_start = cpu_seconds();
+    let mut tasks = Vec::new();
+    for i in 0..args.connections {
+        let conn = Conn::open(server, args.protocol).await?;
+        let role = match args.scenario {
+            Scenario::Roundtrip if i % 2 == 1 => Role::RoundtripConsumer,
+            Scenario::Roundtrip => Role::RoundtripPublisher,
+            Scenario::Publish => Role::Publish(1),
+            Scenario::PublishBatch => Role::Publish(args.batch),
+            Scenario::ReceiveAck => Role::ReceiveAck,
+        };
+        let publishers = args.connections.div_ceil(2).max(1) as u64;
+        tasks.push(tokio::spawn(worker(
+            conn,
+            role,
+            queue.clone(),
+            args.clone(),
+            shared.clone(),
+            started,
+            publishers,
+        )));
+    }
+
+    let bar = if !json_out && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let b = indicatif::ProgressBar::new(args.count.unwrap_or((args.duration * 10.0) as u64));
+        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {msg}").expect("template"));
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let deadline = started + Duration::from_secs_f64(args.duration);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = shared.messages.load(Ordering::Relaxed);
+        let el = started.elapsed().as_secs_f64();
+        bar.set_message(format!(
+            "{n} msgs, {:.0} msg/s, {} errors",
+            n as f64 / el,
+            shared.errors.load(Ordering::Relaxed)
+        ));
+        let done = match args.count {
+            Some(c) => {
+                bar.set_position(n.min(c));
+                n >= c
+            }
+            None => {
+                bar.set_position((el * 10.0) as u64);
+                Instant::now() >= deadline
+            }
+        };
+        if done || tasks.iter().all(|t| t.is_finished()) {
+            break;
+        }
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    bar.finish_and_clear();
+    let cpu = cpu_seconds() - cpu_start;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    if !args.keep {
+        let _ = admin
+            .call("DELETE", &format!("/v1/queues/{queue}"), Bytes::new())
+            .await;
+    }
+
+    let h = shared.hist.lock();
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let messages = shared.messages.load(Ordering::Relaxed);
+    let out = json!({
+        "scenario": scenario_name,
+        "protocol": match args.protocol { Protocol::Http1 => "http1", Protocol::Http2 => "h2c" },
+        "connections": args.connections,
+        "size": args.size,
+        "batch": if matches!(args.scenario, Scenario::Publish) { 1 } else { args.batch },
+        "messages": messages,
+        "requests": shared.requests.load(Ordering::Relaxed),
+        "duration_s": (elapsed * 1000.0).round() / 1000.0,
+        "msgs_per_sec": (messages as f64 / elapsed).round(),
+        "p50_ms": ms(0.50),
+        "p90_ms": ms(0.90),
+        "p99_ms": ms(0.99),
+        "max_ms": h.max() as f64 / 1000.0,
+        "errors": shared.errors.load(Ordering::Relaxed),
+        "client_cpu_percent_of_machine": ((cpu / elapsed / cores) * 1000.0).round() / 10.0,
+        "last_error": *shared.last_error.lock(),
+    });
+    if json_out {
+        println!("{out}");
+    } else {
+        println!(
+            "{scenario_name}: {messages} msgs in {elapsed:.2} s = {:.0} msg/s | latency p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | errors {} | bench client used {:.1}% of the machine's CPU",
+            out["msgs_per_sec"].as_f64().unwrap_or(0.0),
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            h.max() as f64 / 1000.0,
+            out["errors"],
+            out["client_cpu_percent_of_machine"].as_f64().unwrap_or(0.0),
+        );
+        if let Some(e) = out["last_error"].as_str() {
+            println!("last error: {e}");
+        }
+    }
+    Ok(())
+}
+
+async fn prefill(server: &str, queue: &str, n: u64, size: usize) -> anyhow::Result<()> {
+    let per_conn = 8u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..per_conn {
+        let mut c = Conn::open(server, Protocol::Http1).await?;
+        let next = next.clone();
+        let queue = queue.to_string();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let start = next.fetch_add(1000, Ordering::Relaxed);
+                if start >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let k = (n - start).min(1000);
+                let msgs: Vec<Value> = (0..k)
+                    .map(|i| json!({"body": body_of(size, start + i)}))
+                    .collect();
+                c.json(
+                    "POST",
+                    &format!("/v1/queues/{queue}/messages"),
+                    &json!({"messages": msgs}),
+                )
+                .await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| anyhow!("prefill task: {e}"))??;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Role {
+    Publish(usize),
+    ReceiveAck,
+    RoundtripPublisher,
+    RoundtripConsumer,
+}
+
+async fn worker(
+    mut conn: Conn,
+    role: Role,
+    queue: String,
+    args: BenchArgs,
+    shared: Arc<Shared>,
+    started: Instant,
+    publishers: u64,
+) {
+    let mut local = new_hist();
+    let mut seq = 0u64;
+    let pub_path = format!("/v1/queues/{queue}/messages");
+    let recv_path = format!("/v1/queues/{queue}/receive");
+    let ack_path = format!("/v1/queues/{queue}/ack");
+    let per_publisher_interval = if args.rate > 0 {
+        Some(Duration::from_secs_f64(
+            publishers as f64 / args.rate as f64,
+        ))
+    } else {
+        None
+    };
+    while !shared.stop.load(Ordering::Relaxed) {
+        let t0 = Instant::now();
+        let result: anyhow::Result<u64> = async {
+            match role {
+                Role::Publish(1) => {
+                    seq += 1;
+                    conn.json("POST", &pub_path, &json!({"body": body_of(args.size, seq)}))
+                        .await?;
+                    Ok(1)
+                }
+                Role::Publish(n) => {
+                    let msgs: Vec<Value> = (0..n)
+                        .map(|_| {
+                            seq += 1;
+                            json!({"body": body_of(args.size, seq)})
+                        })
+                        .collect();
+                    conn.json("POST", &pub_path, &json!({"messages": msgs}))
+                        .await?;
+                    Ok(n as u64)
+                }
+                Role::ReceiveAck => {
+                    let v = conn
+                        .json("POST", &recv_path, &json!({"max_messages": args.batch}))
+                        .await?;
+                    let receipts: Vec<Value> = v["messages"]
+                        .as_array()
+                        .map(|a| a.iter().map(|m| m["receipt"].clone()).collect())
+                        .unwrap_or_default();
+                    if receipts.is_empty() {
+                        shared.stop.store(true, Ordering::Relaxed);
+                        return Ok(0);
+                    }
+                    let a = conn
+                        .json("POST", &ack_path, &json!({"receipts": receipts}))
+                        .await?;
+                    Ok(a["acked"].as_u64().unwrap_or(0))
+                }
+                Role::RoundtripPublisher => {
+                    if let Some(iv) = per_publisher_interval {
+                        tokio::time::sleep(iv).await;
+                    }
+                    let sent_us = started.elapsed().as_micros() as u64;
+                    let mut body = format!("{sent_us:020}");
+                    while body.len() < args.size {
+                        body.push('x');
+                    }
+                    conn.json("POST", &pub_path, &json!({"body": body})).await?;
+                    Ok(0)
+                }
+                Role::RoundtripConsumer => {
+                    let v = conn
+                        .json(
+                            "POST",
+                            &recv_path,
+                            &json!({"max_messages": args.batch, "wait_seconds": 1}),
+                        )
+                        .await?;
+                    let now_us = started.elapsed().as_micros() as u64;
+                    let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+                    let mut receipts = Vec::new();
+                    for m in &msgs {
+                        if let Some(sent) = m["body"]
+                            .as_str()
+                            .and_then(|b| b.get(..20))
+                            .and_then(|d| d.parse::<u64>().ok())
+                        {
+                            let _ = local.record(now_us.saturating_sub(sent).max(1));
+                        }
+                        receipts.push(m["receipt"].clone());
+                    }
+                    if !receipts.is_empty() {
+                        conn.json("POST", &ack_path, &json!({"receipts": receipts}))
+                            .await?;
+                    }
+                    Ok(msgs.len() as u64)
+                }
+            }
+        }
+        .await;
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(n) => {
+                shared.messages.fetch_add(n, Ordering::Relaxed);
+                if !matches!(role, Role::RoundtripConsumer | Role::RoundtripPublisher) {
+                    let _ = local.record((t0.elapsed().as_micros() as u64).max(1));
+                }
+            }
+            Err(e) => {
+                shared.fail(e);
+                // Reconnect after a failure (the server may have closed the connection).
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                match Conn::open(&format!("http://{}", conn.authority), args.protocol).await {
+                    Ok(c) => conn = c,
+                    Err(e) => shared.fail(e),
+                }
+            }
+        }
+        if local.len() >= 1000 {
+            shared.record(&mut local);
+        }
+    }
+    shared.record(&mut local);
+}
