@@ -224,10 +224,11 @@ impl Engine {
             ));
         }
         let now = self.now();
+        let single = messages.len() == 1;
         let mut batch = Vec::with_capacity(messages.len());
         for (i, m) in messages.into_iter().enumerate() {
             let field = |f: &str| {
-                if batch_len_is_one(i) {
+                if single {
                     f.to_string()
                 } else {
                     format!("messages[{i}].{f}")
@@ -315,13 +316,14 @@ impl Engine {
         }
         if self.waiters.fetch_add(1, Ordering::SeqCst) >= self.opts.max_waiters {
             self.waiters.fetch_sub(1, Ordering::SeqCst);
-            return Err(EngineError::invalid(
-                "wait_seconds",
-                format!(
-                    "too many receives are already waiting (limit {}); retry without waiting or later",
-                    self.opts.max_waiters
-                ),
-            ));
+            return Err(EngineError::TooManyWaiters {
+                limit: self.opts.max_waiters,
+            });
+        }
+        // Only existing queues get a waker (so unknown names cannot grow the map).
+        if opts.visibility_timeout_seconds.is_some() && self.store.get_queue(queue).await?.is_none()
+        {
+            return Err(EngineError::QueueNotFound(queue.to_string()));
         }
         let _guard = WaiterGuard(&self.waiters);
         let waker = self.waker(queue);
@@ -516,10 +518,6 @@ impl Engine {
         self.begin_shutdown();
         self.store.close().await
     }
-}
-
-fn batch_len_is_one(i: usize) -> bool {
-    i == 0
 }
 
 struct WaiterGuard<'a>(&'a AtomicUsize);

@@ -11,13 +11,13 @@ pub enum EngineError {
     QueueNotFound(String),
     #[error("{field}: {message}")]
     InvalidArgument { field: String, message: String },
-    #[error("message is {size} bytes (body plus attribute names and values); the limit for this queue is {limit} bytes")]
+    #[error("message is {size} bytes (body plus attribute names and values); the limit is {limit} bytes")]
     MessageTooLarge { size: usize, limit: usize },
     #[error("receipt is malformed")]
     InvalidReceipt,
-    #[error("receipt is stale: the message was received again after this receipt was issued")]
+    #[error("receipt is stale: its lease expired, or the message was received again after this receipt was issued")]
     StaleReceipt,
-    #[error("the message of this receipt is no longer in the queue (acked, dead-lettered, purged or expired)")]
+    #[error("the message of this receipt is not in flight any more (acked, released, returned after its lease, dead-lettered or purged)")]
     MessageGone,
     #[error("too many queues: the limit is {limit}")]
     TooManyQueues { limit: usize },
@@ -25,8 +25,10 @@ pub enum EngineError {
     StorageUnavailable(String),
     #[error("storage error: {0}")]
     Storage(String),
-    #[error("the server is shutting down")]
-    ShuttingDown,
+    #[error(
+        "too many receives are already waiting (limit {limit}); retry later or without waiting"
+    )]
+    TooManyWaiters { limit: usize },
 }
 
 impl EngineError {

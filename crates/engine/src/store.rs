@@ -4,7 +4,9 @@
 //! nodes never disagree. The engine above it validates input, creates queues on first use, and
 //! runs long polls; it never touches storage any other way.
 //!
-//! Contract for every mutating call: it returns only after its effect is durable.
+//! Contract: every call that changes what is stored about a message (publish, receive counts,
+//! ack, nack, dead-letter moves, redrive, purge) returns only after that change is durable.
+//! Leases are not stored durably: after a restart every leased message is visible again.
 //! Time is always passed in (`now`), never read inside a store, so tests control it.
 
 use async_trait::async_trait;

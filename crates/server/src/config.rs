@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
+use sluice_engine::embedded::EmbeddedOptions;
+use sluice_engine::EngineOptions;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServeArgs {
@@ -75,6 +77,7 @@ impl ServeConfig {
             }
             None => FileConfig::default(),
         };
+        let defaults = EngineOptions::default();
         let cfg = ServeConfig {
             listen: args
                 .listen
@@ -95,13 +98,19 @@ impl ServeConfig {
             max_message_bytes: args
                 .max_message_bytes
                 .or(file.max_message_bytes)
-                .unwrap_or(1024 * 1024),
+                .unwrap_or(defaults.max_message_bytes),
             max_request_bytes: args
                 .max_request_bytes
                 .or(file.max_request_bytes)
                 .unwrap_or(16 * 1024 * 1024),
-            max_queues: args.max_queues.or(file.max_queues).unwrap_or(10_000),
-            max_waiters: args.max_waiters.or(file.max_waiters).unwrap_or(10_000),
+            max_queues: args
+                .max_queues
+                .or(file.max_queues)
+                .unwrap_or(EmbeddedOptions::default().max_queues),
+            max_waiters: args
+                .max_waiters
+                .or(file.max_waiters)
+                .unwrap_or(defaults.max_waiters),
         };
         cfg.validate()?;
         Ok(cfg)

@@ -9,7 +9,7 @@
 //!
 //! A frame whose length is zero marks the clean end of a segment; a frame that is short or whose
 //! checksum does not match marks a torn or corrupt tail, and recovery stops reading that segment
-//! there (see `recovery.rs`).
+//! there (see `state.rs`, `replay`).
 //!
 //! | kind | record   | fields |
 //! |------|----------|--------|
@@ -20,8 +20,8 @@
 //! | 5    | Move     | queue u32 (from), id u128, to u32, source u32, reset u8 |
 //! | 6    | Purge    | queue u32 |
 //!
-//! Publish carries the full state of a message, so the same record also serves to copy a live
-//! message forward when an old segment is compacted.
+//! Publish carries the full state of a message (receive count, nonce, dead-letter source), so a
+//! later compaction can copy a live message forward with the same record.
 
 pub const FRAME_HEADER: usize = 8;
 /// Frames larger than this are treated as corruption (a message is at most 16 MiB).

@@ -150,15 +150,32 @@ pub struct RecoveryReport {
     pub last_segment: Option<u32>,
 }
 
-#[derive(Clone, Copy)]
-struct Replayed {
-    queue: u32,
-    entry: Entry,
-    order: i64,
-    visible_at: i64,
+/// The net effect of the non-Publish records on one message, gathered by the first pass.
+#[derive(Default)]
+struct Effect {
+    acked: bool,
+    receive: Option<(u32, u32, i64)>,
+    visible_at: Option<i64>,
+    order: Option<i64>,
+    source: Option<u32>,
+    reset: bool,
+    /// (log position, queue) of each move, in log order. Usually empty.
+    moves: Vec<(u64, u32)>,
+}
+
+/// One readable segment: its number and how many bytes of it hold good frames.
+struct Extent {
+    seg: u32,
+    good: usize,
 }
 
 /// Rebuild the index from the catalog and the segments in `log_dir`.
+///
+/// Two passes keep memory flat: pass 1 checks every frame and gathers the effects of the
+/// records that change a message after its Publish (usually few: a backlog is mostly Publish
+/// records); pass 2 streams the Publish records in log order straight into each queue's
+/// structures, applying those effects. Log order is delivery order unless a nack to the front
+/// or a move reordered something; only then is a queue sorted.
 pub fn replay(
     catalog: &Catalog,
     log_dir: &Path,
@@ -179,8 +196,15 @@ pub fn replay(
         }
     }
     segs.sort_unstable();
-    let mut msgs: HashMap<u128, Replayed> = HashMap::new();
-    let (mut back, mut front) = (0i64, -1i64);
+    report.last_segment = segs.last().copied();
+
+    // Pass 1: validate, and gather effects.
+    let mut effects: HashMap<u128, Effect> = HashMap::new();
+    let mut purges: Vec<(u64, u32)> = Vec::new();
+    let mut per_queue: HashMap<u32, usize> = HashMap::new();
+    let mut extents = Vec::with_capacity(segs.len());
+    let mut pos = 0u64;
+    let mut front = 0i64;
     for &seg in &segs {
         let buf = std::fs::read(Log::segment_path(log_dir, seg))?;
         report.segments += 1;
@@ -191,12 +215,15 @@ pub fn replay(
                 Frame::End => break,
                 Frame::Good(payload, len) => match record::decode(payload) {
                     Ok(rec) => {
-                        let loc = Loc {
-                            seg,
-                            off: off as u32,
-                            len: len as u32,
-                        };
-                        apply(&mut msgs, rec, loc, &mut back, &mut front);
+                        pos += 1;
+                        gather(
+                            &mut effects,
+                            &mut purges,
+                            &mut per_queue,
+                            rec,
+                            pos,
+                            &mut front,
+                        );
                         report.records += 1;
                         off += len;
                         continue;
@@ -212,8 +239,8 @@ pub fn replay(
             ));
             break;
         }
+        extents.push(Extent { seg, good: off });
     }
-    report.last_segment = segs.last().copied();
 
     let mut state = State {
         next_queue_id: catalog.next_queue_id.max(1),
@@ -224,60 +251,133 @@ pub fn replay(
         state.queues.insert(q.id, QState::new(q.id, q.info.clone()));
         state.next_queue_id = state.next_queue_id.max(q.id + 1);
     }
-    let mut by_queue: HashMap<u32, Vec<Replayed>> = HashMap::new();
-    for (_, m) in msgs {
-        if state.queues.contains_key(&m.queue) {
-            by_queue.entry(m.queue).or_default().push(m);
-        }
+
+    // Pass 2: file each surviving message under its queue, in log order.
+    struct Filing {
+        orders: Vec<i64>,
+        entries: Vec<Entry>,
+        sorted: bool,
     }
-    for (qid, mut list) in by_queue {
-        list.sort_unstable_by_key(|m| m.order);
-        for m in list {
-            state.add_live(m.entry.loc);
-            if m.entry.source != 0 {
-                if let Some(src) = state.queues.get_mut(&m.entry.source) {
-                    src.stats.dead_lettered += 1;
+    let mut filing: HashMap<u32, Filing> = HashMap::new();
+    let mut pos = 0u64;
+    for ext in &extents {
+        let buf = std::fs::read(Log::segment_path(log_dir, ext.seg))?;
+        let mut off = 0usize;
+        while off < ext.good {
+            let Frame::Good(payload, len) = record::read_frame(&buf[off..ext.good]) else {
+                break; // pass 1 checked every frame up to `good`
+            };
+            pos += 1;
+            let loc = Loc {
+                seg: ext.seg,
+                off: off as u32,
+                len: len as u32,
+            };
+            off += len;
+            let Ok(Record::Publish(p)) = record::decode(payload) else {
+                continue;
+            };
+            let eff = effects.get(&p.id);
+            if eff.is_some_and(|e| e.acked) {
+                continue;
+            }
+            let mut queue = p.queue;
+            if let Some(e) = eff {
+                if let Some(&(_, to)) = e.moves.last() {
+                    queue = to;
                 }
             }
-            let q = state.queues.get_mut(&qid).expect("queue exists");
-            if m.visible_at > now {
-                q.delayed.insert((m.visible_at, m.entry.id()), m.entry);
-            } else {
-                q.ready.push_back(m.entry);
+            if purged(&purges, eff, p.queue, pos) {
+                continue;
             }
+            if !state.queues.contains_key(&queue) {
+                continue;
+            }
+            let mut entry = Entry::new(p.id, loc, p.enqueued_at);
+            entry.receive_count = p.receive_count;
+            entry.nonce = p.nonce;
+            entry.first_received_at = p.first_received_at;
+            entry.source = p.source;
+            let mut visible_at = p.visible_at;
+            let mut order = pos as i64;
+            if let Some(e) = eff {
+                if let Some((rc, nonce, first)) = e.receive {
+                    entry.receive_count = rc;
+                    entry.nonce = nonce;
+                    entry.first_received_at = first;
+                }
+                if e.reset {
+                    entry.receive_count = 0;
+                }
+                if let Some(s) = e.source {
+                    entry.source = s;
+                }
+                visible_at = e.visible_at.unwrap_or(visible_at);
+                order = e.order.unwrap_or(order);
+            }
+            state.add_live(loc);
+            let q = state.queues.get_mut(&queue).expect("checked");
+            if visible_at > now {
+                q.delayed.insert((visible_at, p.id), entry);
+                continue;
+            }
+            let f = filing.entry(queue).or_insert_with(|| {
+                let n = per_queue.get(&queue).copied().unwrap_or(0);
+                Filing {
+                    orders: Vec::with_capacity(n),
+                    entries: Vec::with_capacity(n),
+                    sorted: true,
+                }
+            });
+            if f.orders.last().is_some_and(|&last| order < last) {
+                f.sorted = false;
+            }
+            f.orders.push(order);
+            f.entries.push(entry);
+        }
+    }
+    drop(effects);
+    for (qid, f) in filing {
+        let entries = if f.sorted {
+            f.entries
+        } else {
+            let mut idx: Vec<u32> = (0..f.entries.len() as u32).collect();
+            idx.sort_unstable_by_key(|&i| f.orders[i as usize]);
+            idx.into_iter().map(|i| f.entries[i as usize]).collect()
+        };
+        state
+            .queues
+            .get_mut(&qid)
+            .expect("filed queues exist")
+            .ready = VecDeque::from(entries);
+    }
+    let sources: Vec<u32> = state
+        .queues
+        .values()
+        .flat_map(|q| q.ready.iter().chain(q.delayed.values()))
+        .filter(|e| e.source != 0)
+        .map(|e| e.source)
+        .collect();
+    for s in sources {
+        if let Some(src) = state.queues.get_mut(&s) {
+            src.stats.dead_lettered += 1;
         }
     }
     report.messages = state.message_count();
     Ok((state, report))
 }
 
-fn apply(
-    msgs: &mut HashMap<u128, Replayed>,
+fn gather(
+    effects: &mut HashMap<u128, Effect>,
+    purges: &mut Vec<(u64, u32)>,
+    per_queue: &mut HashMap<u32, usize>,
     rec: Record<'_>,
-    loc: Loc,
-    back: &mut i64,
+    pos: u64,
     front: &mut i64,
 ) {
-    let mut next_back = || {
-        *back += 1;
-        *back
-    };
     match rec {
         Record::Publish(p) => {
-            let mut entry = Entry::new(p.id, loc, p.enqueued_at);
-            entry.receive_count = p.receive_count;
-            entry.nonce = p.nonce;
-            entry.first_received_at = p.first_received_at;
-            entry.source = p.source;
-            msgs.insert(
-                p.id,
-                Replayed {
-                    queue: p.queue,
-                    entry,
-                    order: next_back(),
-                    visible_at: p.visible_at,
-                },
-            );
+            *per_queue.entry(p.queue).or_default() += 1;
         }
         Record::Receive {
             id,
@@ -286,16 +386,14 @@ fn apply(
             first_received_at,
             ..
         } => {
-            if let Some(m) = msgs.get_mut(&id) {
-                m.entry.receive_count = receive_count;
-                m.entry.nonce = nonce;
-                m.entry.first_received_at = first_received_at;
-                // It was leased when the server stopped: visible again now.
-                m.visible_at = i64::MIN;
-            }
+            let e = effects.entry(id).or_default();
+            e.receive = Some((receive_count, nonce, first_received_at));
+            e.reset = false;
+            // It was leased when the server stopped: visible again now.
+            e.visible_at = Some(i64::MIN);
         }
         Record::Ack { id, .. } => {
-            msgs.remove(&id);
+            effects.entry(id).or_default().acked = true;
         }
         Record::Release {
             id,
@@ -303,15 +401,14 @@ fn apply(
             front: at_front,
             ..
         } => {
-            if let Some(m) = msgs.get_mut(&id) {
-                m.visible_at = visible_at;
-                m.order = if at_front {
-                    *front -= 1;
-                    *front
-                } else {
-                    next_back()
-                };
-            }
+            let e = effects.entry(id).or_default();
+            e.visible_at = Some(visible_at);
+            e.order = Some(if at_front {
+                *front -= 1;
+                *front
+            } else {
+                pos as i64
+            });
         }
         Record::Move {
             id,
@@ -320,18 +417,33 @@ fn apply(
             reset,
             ..
         } => {
-            if let Some(m) = msgs.get_mut(&id) {
-                m.queue = to;
-                m.entry.source = source;
-                if reset {
-                    m.entry.receive_count = 0;
-                }
-                m.visible_at = i64::MIN;
-                m.order = next_back();
+            let e = effects.entry(id).or_default();
+            e.moves.push((pos, to));
+            e.source = Some(source);
+            if reset {
+                e.reset = true;
             }
+            e.visible_at = Some(i64::MIN);
+            e.order = Some(pos as i64);
         }
-        Record::Purge { queue } => {
-            msgs.retain(|_, m| m.queue != queue);
-        }
+        Record::Purge { queue } => purges.push((pos, queue)),
     }
+}
+
+/// Whether a purge removed the message published at `published` into `queue`: a purge of the
+/// queue the message was in at the purge's moment, after the publish.
+fn purged(purges: &[(u64, u32)], eff: Option<&Effect>, queue: u32, published: u64) -> bool {
+    let first = purges.partition_point(|&(p, _)| p <= published);
+    purges[first..].iter().any(|&(at, purged_queue)| {
+        let here = eff
+            .and_then(|e| {
+                e.moves
+                    .iter()
+                    .rev()
+                    .find(|&&(mp, _)| mp < at)
+                    .map(|&(_, to)| to)
+            })
+            .unwrap_or(queue);
+        here == purged_queue
+    })
 }

@@ -70,11 +70,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let msg = if path == "." || path.is_empty() {
-            format!("request body is not valid JSON for this call: {inner}")
-        } else {
-            format!("field `{path}`: {inner}")
-        };
+        let msg =
+            if path == "." || path == "?" || path.is_empty() || inner.is_syntax() || inner.is_eof()
+            {
+                format!("request body is not valid JSON for this call: {inner}")
+            } else {
+                format!("field `{path}`: {inner}")
+            };
         ApiError::bad_request("invalid_json", msg)
     })
 }
@@ -96,4 +98,22 @@ where
 {
     use serde::Deserialize;
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// Query-string parameters with errors in the API's shape (axum's `Query` answers plain text).
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send> axum::extract::FromRequestParts<AppState> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| QueryParams(q.0))
+            .map_err(|e| {
+                ApiError::bad_request("invalid_query", format!("query string: {}", e.body_text()))
+            })
+    }
 }

@@ -64,7 +64,7 @@ impl From<EngineError> for ApiError {
             TooManyQueues { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_queues"),
             StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
-            ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            TooManyWaiters { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_waiters"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,7 +15,7 @@ use sluice_engine::{
 };
 use utoipa::{IntoParams, ToSchema};
 
-use super::body::{double_option, parse_json, parse_json_or_default, RawBody};
+use super::body::{double_option, parse_json, parse_json_or_default, QueryParams, RawBody};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use super::AppState;
 
@@ -307,7 +307,7 @@ fn to_publish(p: PublishBody, field: &str) -> ApiResult<Publish> {
 pub async fn publish(
     State(s): State<AppState>,
     Path(queue): Path<String>,
-    Query(q): Query<PublishQuery>,
+    QueryParams(q): QueryParams<PublishQuery>,
     body: RawBody,
 ) -> ApiResult<Response> {
     if !body.is_json {
@@ -474,7 +474,7 @@ pub struct PeekQuery {
 pub async fn peek(
     State(s): State<AppState>,
     Path(queue): Path<String>,
-    Query(q): Query<PeekQuery>,
+    QueryParams(q): QueryParams<PeekQuery>,
 ) -> ApiResult<Json<MessageList>> {
     let got = s.engine.peek(&queue, q.limit.unwrap_or(50)).await?;
     Ok(Json(MessageList {

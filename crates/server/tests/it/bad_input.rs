@@ -469,3 +469,69 @@ async fn unknown_queues_and_bad_names() {
     let (_, list) = h.get("/v1/queues").await;
     assert_eq!(list["queues"], json!([]), "nothing was created");
 }
+
+#[tokio::test]
+async fn bad_query_strings_get_json_errors() {
+    let s = Server::start().await;
+    let h = Http::new(&s.base);
+    h.put("/v1/queues/q", json!({})).await;
+    for path in [
+        "/v1/queues/q/messages?limit=abc",
+        "/v1/queues/q/messages?limit=0",
+        "/v1/queues/q/messages?limit=1001",
+    ] {
+        let (st, v) = h.get(path).await;
+        assert_eq!(st, 400, "{path}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("limit"),
+            "{path}: {v}"
+        );
+    }
+    let (st, v) = h
+        .raw(
+            "POST",
+            "/v1/queues/q/messages?delay_seconds=x",
+            "text/plain",
+            b"m".to_vec(),
+        )
+        .await;
+    assert_eq!((st, err_code(&v).as_str()), (400, "invalid_query"));
+    let (st, v) = h
+        .raw(
+            "POST",
+            "/v1/queues/q/messages?delay_seconds=60",
+            "text/plain",
+            b"m".to_vec(),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(h.get("/v1/queues/q").await.1["stats"]["delayed"], 1);
+    // A JSON syntax error does not pretend to name a field.
+    let (_, v) = h
+        .raw(
+            "POST",
+            "/v1/queues/q/receive",
+            "application/json",
+            b"{\"max_messages\": }".to_vec(),
+        )
+        .await;
+    assert!(
+        !v["error"]["message"].as_str().unwrap().contains("field `"),
+        "{v}"
+    );
+    // Messages of a batch are named by index.
+    let (st, v) = h
+        .post(
+            "/v1/queues/q/messages",
+            json!({"messages": [{"body": "a", "delay_seconds": 31536001}, {"body": "b"}]}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages[0].delay_seconds"),
+        "{v}"
+    );
+}
