@@ -87,7 +87,7 @@ impl Ctx {
                 q,
                 ReceiveOptions {
                     max_messages: n,
-                    wait_seconds: 0,
+                    wait_seconds: Some(0),
                     visibility_timeout_seconds: Some(vis),
                 },
             )
@@ -414,7 +414,7 @@ pub async fn long_poll_wakes_on_publish(h: &mut dyn Harness) {
             "lp",
             ReceiveOptions {
                 max_messages: 5,
-                wait_seconds: 20,
+                wait_seconds: Some(20),
                 visibility_timeout_seconds: None,
             },
         )
@@ -441,7 +441,7 @@ pub async fn long_poll_times_out_empty_and_wakes_on_delay_end(h: &mut dyn Harnes
     let e = c.engine.clone();
     let opts = ReceiveOptions {
         max_messages: 1,
-        wait_seconds: 20,
+        wait_seconds: Some(20),
         visibility_timeout_seconds: None,
     };
     let o2 = opts.clone();
@@ -703,7 +703,7 @@ pub async fn limits_are_enforced_and_nothing_is_stored(h: &mut dyn Harness) {
         .receive(
             "small",
             ReceiveOptions {
-                wait_seconds: 21,
+                wait_seconds: Some(21),
                 ..Default::default()
             },
         )

@@ -55,7 +55,8 @@ pub struct Publish {
 #[derive(Debug, Clone)]
 pub struct ReceiveOptions {
     pub max_messages: usize,
-    pub wait_seconds: u32,
+    /// None: the queue's `receive_wait_seconds`.
+    pub wait_seconds: Option<u32>,
     /// None: the queue's visibility timeout.
     pub visibility_timeout_seconds: Option<u32>,
 }
@@ -64,7 +65,7 @@ impl Default for ReceiveOptions {
     fn default() -> Self {
         ReceiveOptions {
             max_messages: 1,
-            wait_seconds: 0,
+            wait_seconds: None,
             visibility_timeout_seconds: None,
         }
     }
@@ -164,6 +165,20 @@ impl Engine {
             .ok_or_else(|| EngineError::QueueNotFound(name.to_string()))?;
         let stats = self.store.stats(name, self.now()).await?;
         Ok((info, stats))
+    }
+
+    /// A queue's definition, without computing its stats.
+    pub async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
+        validate_queue_name(name)?;
+        self.store
+            .get_queue(name)
+            .await?
+            .ok_or_else(|| EngineError::QueueNotFound(name.to_string()))
+    }
+
+    /// Every queue's definition, by name, without stats.
+    pub async fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
+        self.store.list_queues().await
     }
 
     pub async fn list_queues(&self) -> Result<Vec<(QueueInfo, QueueStats)>> {
@@ -281,34 +296,31 @@ impl Engine {
             1,
             limits::RECEIVE_BATCH_MAX as u64,
         )?;
-        range(
-            "wait_seconds",
-            opts.wait_seconds as u64,
-            0,
-            limits::WAIT_MAX_S as u64,
-        )?;
-        let visibility_s = match opts.visibility_timeout_seconds {
-            Some(v) => {
-                range(
-                    "visibility_timeout_seconds",
-                    v as u64,
-                    0,
-                    limits::VISIBILITY_TIMEOUT_MAX_S as u64,
-                )?;
-                v
-            }
-            None => {
-                self.store
-                    .get_queue(queue)
-                    .await?
-                    .ok_or_else(|| EngineError::QueueNotFound(queue.to_string()))?
-                    .config
-                    .visibility_timeout_seconds
-            }
-        };
+        if let Some(w) = opts.wait_seconds {
+            range("wait_seconds", w as u64, 0, limits::WAIT_MAX_S as u64)?;
+        }
+        if let Some(v) = opts.visibility_timeout_seconds {
+            range(
+                "visibility_timeout_seconds",
+                v as u64,
+                0,
+                limits::VISIBILITY_TIMEOUT_MAX_S as u64,
+            )?;
+        }
+        // The queue's defaults (this lookup also answers 404 for unknown queues before waiting).
+        let config = self
+            .store
+            .get_queue(queue)
+            .await?
+            .ok_or_else(|| EngineError::QueueNotFound(queue.to_string()))?
+            .config;
+        let visibility_s = opts
+            .visibility_timeout_seconds
+            .unwrap_or(config.visibility_timeout_seconds);
+        let wait_seconds = opts.wait_seconds.unwrap_or(config.receive_wait_seconds);
         let visibility_ms = visibility_s as u64 * 1000;
-        let deadline = self.now() + opts.wait_seconds as i64 * 1000;
-        if opts.wait_seconds == 0 {
+        let deadline = self.now() + wait_seconds as i64 * 1000;
+        if wait_seconds == 0 {
             return self
                 .store
                 .receive(queue, opts.max_messages, visibility_ms, self.now())

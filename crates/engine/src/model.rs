@@ -28,9 +28,10 @@ pub mod limits {
     pub const PUBLISH_BATCH_MAX: usize = 1000;
     pub const WAIT_MAX_S: u32 = 20;
     pub const ATTRIBUTES_MAX: usize = 32;
-    pub const ATTRIBUTE_NAME_MAX: usize = 256;
+    pub const ATTRIBUTE_NAME_MAX: usize = 512;
     pub const ACK_BATCH_MAX: usize = 1000;
     pub const PEEK_MAX: usize = 1000;
+    pub const TAGS_MAX: usize = 50;
 }
 
 /// A validated queue name: 1-80 chars of `[A-Za-z0-9_-]`, plus an optional `.fifo` suffix.
@@ -65,6 +66,7 @@ pub fn validate_queue_name(name: &str) -> Result<()> {
 
 /// Per-queue configuration. Every field has a default, so `{}` is a valid queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct QueueConfig {
     pub visibility_timeout_seconds: u32,
     pub delay_seconds: u32,
@@ -72,6 +74,14 @@ pub struct QueueConfig {
     pub max_message_bytes: u32,
     pub max_receives: Option<u32>,
     pub dead_letter_queue: Option<String>,
+    /// Default long-poll wait of a receive that names none (SQS's ReceiveMessageWaitTimeSeconds).
+    pub receive_wait_seconds: u32,
+    /// Free-form tags (SQS TagQueue).
+    pub tags: BTreeMap<String, String>,
+    /// Which queues may use this one as their dead-letter queue, as SQS's RedriveAllowPolicy JSON.
+    pub redrive_allow_policy: Option<String>,
+    /// FIFO queues deduplicate by content when no deduplication id is given.
+    pub content_based_deduplication: bool,
 }
 
 impl Default for QueueConfig {
@@ -83,6 +93,10 @@ impl Default for QueueConfig {
             max_message_bytes: limits::MESSAGE_BYTES_DEFAULT,
             max_receives: None,
             dead_letter_queue: None,
+            receive_wait_seconds: 0,
+            tags: BTreeMap::new(),
+            redrive_allow_policy: None,
+            content_based_deduplication: false,
         }
     }
 }
@@ -97,6 +111,10 @@ pub struct QueueConfigPatch {
     pub max_message_bytes: Option<u32>,
     pub max_receives: Option<Option<u32>>,
     pub dead_letter_queue: Option<Option<String>>,
+    pub receive_wait_seconds: Option<u32>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub redrive_allow_policy: Option<Option<String>>,
+    pub content_based_deduplication: Option<bool>,
 }
 
 impl QueueConfigPatch {
@@ -119,6 +137,18 @@ impl QueueConfigPatch {
         }
         if let Some(v) = &self.dead_letter_queue {
             c.dead_letter_queue = v.clone();
+        }
+        if let Some(v) = self.receive_wait_seconds {
+            c.receive_wait_seconds = v;
+        }
+        if let Some(v) = &self.tags {
+            c.tags = v.clone();
+        }
+        if let Some(v) = &self.redrive_allow_policy {
+            c.redrive_allow_policy = v.clone();
+        }
+        if let Some(v) = self.content_based_deduplication {
+            c.content_based_deduplication = v;
         }
         c
     }
@@ -154,6 +184,28 @@ impl QueueConfig {
         )?;
         if let Some(m) = self.max_receives {
             range("max_receives", m as u64, 1, limits::MAX_RECEIVES_MAX as u64)?;
+        }
+        range(
+            "receive_wait_seconds",
+            self.receive_wait_seconds as u64,
+            0,
+            limits::WAIT_MAX_S as u64,
+        )?;
+        if self.tags.len() > limits::TAGS_MAX {
+            return Err(EngineError::invalid(
+                "tags",
+                format!(
+                    "has {} tags; the limit is {}",
+                    self.tags.len(),
+                    limits::TAGS_MAX
+                ),
+            ));
+        }
+        if self.content_based_deduplication && !own_name.ends_with(".fifo") {
+            return Err(EngineError::invalid(
+                "content_based_deduplication",
+                "applies only to FIFO queues (names ending in .fifo)",
+            ));
         }
         if let Some(dlq) = &self.dead_letter_queue {
             validate_queue_name(dlq)

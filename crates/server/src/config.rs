@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Most receives long-polling at once.
     #[arg(long, env = "SLUICE_MAX_WAITERS")]
     pub max_waiters: Option<usize>,
+    /// Base of the queue URLs the SQS API returns (default: from each request's Host header).
+    #[arg(long, env = "SLUICE_SQS_BASE_URL")]
+    pub sqs_base_url: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -52,6 +55,7 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     max_queues: Option<usize>,
     max_waiters: Option<usize>,
+    sqs_base_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +68,7 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     pub max_queues: usize,
     pub max_waiters: usize,
+    pub sqs_base_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -111,6 +116,7 @@ impl ServeConfig {
                 .max_waiters
                 .or(file.max_waiters)
                 .unwrap_or(defaults.max_waiters),
+            sqs_base_url: args.sqs_base_url.or(file.sqs_base_url),
         };
         cfg.validate()?;
         Ok(cfg)

@@ -49,6 +49,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         engine: engine.clone(),
         telemetry,
         max_request_bytes: cfg.max_request_bytes,
+        sqs: Arc::new(api::sqs::SqsState {
+            base_url: cfg.sqs_base_url.clone(),
+            ..Default::default()
+        }),
     });
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await

@@ -5,6 +5,7 @@ pub mod body;
 pub mod error;
 pub mod native;
 pub mod ops;
+pub mod sqs;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub telemetry: Arc<Telemetry>,
     pub max_request_bytes: usize,
+    pub sqs: Arc<sqs::SqsState>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -50,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        // The SQS API (JSON and query protocols) on the root and on queue URLs.
+        .route("/", post(sqs::entry))
+        .route("/{account}/{queue}", post(sqs::entry_queue))
         .merge(v1)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -48,6 +48,10 @@ pub struct QueueConfigBody {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub dead_letter_queue: Option<Option<String>>,
+    /// Default long-poll wait of receives that name none, 0-20 s. Default 0.
+    pub receive_wait_seconds: Option<u32>,
+    /// Free-form tags (at most 50); replaces the whole set.
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 impl From<QueueConfigBody> for QueueConfigPatch {
@@ -59,6 +63,9 @@ impl From<QueueConfigBody> for QueueConfigPatch {
             max_message_bytes: b.max_message_bytes,
             max_receives: b.max_receives,
             dead_letter_queue: b.dead_letter_queue,
+            receive_wait_seconds: b.receive_wait_seconds,
+            tags: b.tags,
+            ..Default::default()
         }
     }
 }
@@ -71,6 +78,8 @@ pub struct QueueConfigView {
     pub max_message_bytes: u32,
     pub max_receives: Option<u32>,
     pub dead_letter_queue: Option<String>,
+    pub receive_wait_seconds: u32,
+    pub tags: BTreeMap<String, String>,
 }
 
 impl From<QueueConfig> for QueueConfigView {
@@ -82,6 +91,8 @@ impl From<QueueConfig> for QueueConfigView {
             max_message_bytes: c.max_message_bytes,
             max_receives: c.max_receives,
             dead_letter_queue: c.dead_letter_queue,
+            receive_wait_seconds: c.receive_wait_seconds,
+            tags: c.tags,
         }
     }
 }
@@ -244,11 +255,25 @@ pub struct PublishBody {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// A batch of up to 1000 messages.
+/// A batch of up to 1000 messages. (Documents the shape in OpenAPI; parsing goes through
+/// `PublishEither`.)
+#[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishBatchBody {
     pub messages: Vec<PublishBody>,
+}
+
+/// The publish body as parsed: either a single message or `messages`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishEither {
+    body: Option<String>,
+    body_base64: Option<String>,
+    delay_seconds: Option<u32>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    messages: Option<Vec<PublishBody>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -330,11 +355,20 @@ pub async fn publish(
         )
             .into_response());
     }
-    let value: serde_json::Value = parse_json(&body.bytes)?;
-    if value.get("messages").is_some() {
-        let batch: PublishBatchBody = parse_json(&body.bytes)?;
-        let msgs = batch
-            .messages
+    // One parse for both shapes: a batch has `messages`, a single message has the rest.
+    let one: PublishEither = parse_json(&body.bytes)?;
+    if let Some(messages) = one.messages {
+        if one.body.is_some()
+            || one.body_base64.is_some()
+            || one.delay_seconds.is_some()
+            || !one.attributes.is_empty()
+        {
+            return Err(ApiError::bad_request(
+                "invalid_argument",
+                "messages: a batch takes only `messages`; put body, delay_seconds and attributes inside each message",
+            ));
+        }
+        let msgs = messages
             .into_iter()
             .enumerate()
             .map(|(i, m)| to_publish(m, &format!("messages[{i}].")))
@@ -348,7 +382,12 @@ pub async fn publish(
         )
             .into_response())
     } else {
-        let one: PublishBody = parse_json(&body.bytes)?;
+        let one = PublishBody {
+            body: one.body,
+            body_base64: one.body_base64,
+            delay_seconds: one.delay_seconds,
+            attributes: one.attributes,
+        };
         let ids = s.engine.publish(&queue, vec![to_publish(one, "")?]).await?;
         Ok((
             StatusCode::CREATED,
@@ -367,7 +406,8 @@ pub async fn publish(
 pub struct ReceiveBody {
     /// 1-100, default 1.
     pub max_messages: Option<usize>,
-    /// Long poll: 0-20 s, default 0. Answers as soon as a message is available.
+    /// Long poll: 0-20 s; default: the queue's `receive_wait_seconds` (0 unless set).
+    /// Answers as soon as a message is available.
     pub wait_seconds: Option<u32>,
     /// Lease length, 0-43200 s; default: the queue's visibility timeout.
     pub visibility_timeout_seconds: Option<u32>,
@@ -450,7 +490,7 @@ pub async fn receive(
             &queue,
             ReceiveOptions {
                 max_messages: r.max_messages.unwrap_or(1),
-                wait_seconds: r.wait_seconds.unwrap_or(0),
+                wait_seconds: r.wait_seconds,
                 visibility_timeout_seconds: r.visibility_timeout_seconds,
             },
         )

@@ -1,0 +1,243 @@
+//! The SQS-compatible front end, on the same port as the native API: real AWS SDKs and CLIs work
+//! against `endpoint_url=http://HOST:PORT`.
+//!
+//! Two protocols, one implementation per action (`actions.rs`):
+//! - AWS JSON 1.0: `POST /` with `X-Amz-Target: AmazonSQS.<Action>` (current boto3, aws-cli,
+//!   JS SDK v3);
+//! - the query protocol: form-encoded `Action=...` on `POST /` or on a queue URL
+//!   (`/ACCOUNT/NAME`), answered in XML (`query.rs` translates both ways).
+//!
+//! Queue URLs are `http://HOST/000000000000/NAME`, HOST following the request's Host header unless
+//! `--sqs-base-url` overrides it; ARNs are `arn:aws:sqs:REGION:000000000000:NAME`, REGION taken
+//! from the request's SigV4 credential scope (default us-east-1). Signatures are accepted
+//! without checking.
+
+mod actions;
+mod attrs;
+mod error;
+mod md5;
+mod query;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde_json::Value;
+use sluice_engine::{Engine, MessageId};
+
+use super::AppState;
+pub use error::SqsError;
+
+pub const ACCOUNT: &str = "000000000000";
+
+/// State the SQS adapter keeps besides the engine: the message-move tasks it has run.
+#[derive(Default)]
+pub struct SqsState {
+    pub base_url: Option<String>,
+    pub tasks: Mutex<Vec<actions::MoveTask>>,
+}
+
+pub struct Ctx<'a> {
+    pub engine: &'a Engine,
+    pub sqs: &'a SqsState,
+    base: String,
+    pub region: String,
+    queue_from_path: Option<String>,
+}
+
+impl Ctx<'_> {
+    pub fn url(&self, name: &str) -> String {
+        format!("{}/{ACCOUNT}/{name}", self.base)
+    }
+    pub fn arn(&self, name: &str) -> String {
+        format!("arn:aws:sqs:{}:{ACCOUNT}:{name}", self.region)
+    }
+    /// The queue a request is about: `QueueUrl`, else the request path.
+    pub fn queue(&self, input: &Value) -> Result<String, SqsError> {
+        let name = match input.get("QueueUrl").and_then(|u| u.as_str()) {
+            Some(url) if !url.is_empty() => url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            _ => self
+                .queue_from_path
+                .clone()
+                .ok_or_else(|| SqsError::missing("QueueUrl"))?,
+        };
+        if sluice_engine::validate_queue_name(&name).is_err() {
+            return Err(SqsError::no_queue());
+        }
+        Ok(name)
+    }
+}
+
+/// The queue name in an SQS ARN (`arn:aws:sqs:region:account:name`).
+pub fn name_of_arn(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    (parts.len() == 6 && parts[0] == "arn" && parts[2] == "sqs").then(|| parts[5])
+}
+
+fn region_of(headers: &HeaderMap) -> String {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .unwrap_or("us-east-1")
+        .to_string()
+}
+
+pub async fn entry(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    handle(s, headers, uri, None, body).await
+}
+
+pub async fn entry_queue(
+    State(s): State<AppState>,
+    Path((_account, queue)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    handle(s, headers, uri, Some(queue), body).await
+}
+
+enum Protocol {
+    Json,
+    Query,
+}
+
+async fn handle(
+    s: AppState,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    queue: Option<String>,
+    body: Bytes,
+) -> Response {
+    let request_id = MessageId::new_v7().to_string();
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let (protocol, action, input) = match target {
+        Some(t) => {
+            let action = t.strip_prefix("AmazonSQS.").unwrap_or(t).to_string();
+            let input = if body.iter().all(|b| b.is_ascii_whitespace()) {
+                Ok(Value::Object(Default::default()))
+            } else {
+                serde_json::from_slice::<Value>(&body).map_err(|e| {
+                    SqsError::new(
+                        "SerializationException",
+                        "SerializationException",
+                        format!("invalid JSON: {e}"),
+                    )
+                })
+            };
+            (Protocol::Json, action, input)
+        }
+        None => {
+            let mut pairs: Vec<(String, String)> =
+                form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+                    .into_owned()
+                    .collect();
+            pairs.extend(form_urlencoded::parse(&body).into_owned());
+            let action = pairs
+                .iter()
+                .find(|(k, _)| k == "Action")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let input = Ok(query::input_from_form(&action, &pairs));
+            (Protocol::Query, action, input)
+        }
+    };
+    let base = match &s.sqs.base_url {
+        Some(b) => b.trim_end_matches('/').to_string(),
+        None => format!(
+            "http://{}",
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1:8080")
+        ),
+    };
+    let ctx = Ctx {
+        engine: &s.engine,
+        sqs: &s.sqs,
+        base,
+        region: region_of(&headers),
+        queue_from_path: queue,
+    };
+    let result = match input {
+        Ok(input) => {
+            if action.is_empty() {
+                Err(SqsError::new(
+                    "MissingAction",
+                    "MissingAction",
+                    "The request must contain the parameter Action.",
+                ))
+            } else {
+                actions::dispatch(&ctx, &action, &input).await
+            }
+        }
+        Err(e) => Err(e),
+    };
+    metrics::counter!("sluice_sqs_requests_total", "action" => action.clone(), "outcome" => if result.is_ok() { "ok" } else { "error" }).increment(1);
+    let rid = HeaderValue::from_str(&request_id).expect("uuid is a header value");
+    match (protocol, result) {
+        (Protocol::Json, Ok(out)) => {
+            let mut r = (StatusCode::OK, serde_json::to_vec(&out).expect("json")).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.0"),
+            );
+            r.headers_mut().insert("x-amzn-requestid", rid);
+            r
+        }
+        (Protocol::Json, Err(e)) => {
+            let body = serde_json::json!({"__type": format!("com.amazonaws.sqs#{}", e.name), "message": e.message});
+            let mut r = (
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                serde_json::to_vec(&body).expect("json"),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.0"),
+            );
+            r.headers_mut().insert("x-amzn-requestid", rid);
+            let kind = if e.sender { "Sender" } else { "Receiver" };
+            if let Ok(v) = HeaderValue::from_str(&format!("{};{kind}", e.code)) {
+                r.headers_mut().insert("x-amzn-query-error", v);
+            }
+            r
+        }
+        (Protocol::Query, Ok(out)) => {
+            let mut r = (
+                StatusCode::OK,
+                query::success_xml(&action, &out, &request_id),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+            r.headers_mut().insert("x-amzn-requestid", rid);
+            r
+        }
+        (Protocol::Query, Err(e)) => {
+            let kind = if e.sender { "Sender" } else { "Receiver" };
+            let mut r = (
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                query::error_xml(kind, e.code, &e.message, &request_id),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+            r.headers_mut().insert("x-amzn-requestid", rid);
+            r
+        }
+    }
+}
