@@ -587,7 +587,7 @@ pub async fn bodies_and_attributes_round_trip(h: &mut dyn Harness) {
             vec![Publish {
                 body: body.clone(),
                 attributes: attrs.clone(),
-                delay_seconds: None,
+                ..Default::default()
             }],
         )
         .await
@@ -870,6 +870,159 @@ pub async fn deleted_queue_stays_deleted_after_restart(h: &mut dyn Harness) {
     assert_eq!(c.bodies("gone", 10, 10).await, vec!["fresh"]);
 }
 
+async fn fifo_send(
+    c: &Ctx,
+    q: &str,
+    body: &str,
+    group: &str,
+    dedup: Option<&str>,
+) -> crate::Result<String> {
+    c.engine
+        .publish(
+            q,
+            vec![Publish {
+                body: body.as_bytes().to_vec(),
+                group: Some(group.to_string()),
+                dedup_id: dedup.map(|d| d.to_string()),
+                ..Default::default()
+            }],
+        )
+        .await
+        .map(|ids| ids[0].to_string())
+}
+
+async fn fifo_queue(c: &Ctx, name: &str) {
+    c.engine
+        .put_queue(
+            name,
+            QueueConfigPatch {
+                content_based_deduplication: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+pub async fn fifo_groups_are_ordered_and_locked(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    fifo_queue(&c, "f.fifo").await;
+    for (b, g) in [("a1", "A"), ("a2", "A"), ("b1", "B"), ("a3", "A")] {
+        fifo_send(&c, "f.fifo", b, g, None).await.unwrap();
+    }
+    let first = c.recv("f.fifo", 1, 30).await.remove(0);
+    assert_eq!(first.message.body, b"a1");
+    assert_eq!(first.message.group.as_deref(), Some("A"));
+    assert_eq!(
+        c.bodies("f.fifo", 10, 30).await,
+        vec!["b1"],
+        "group A is held while a1 is in flight"
+    );
+    assert!(c.recv("f.fifo", 10, 30).await.is_empty());
+    c.engine.ack("f.fifo", &[receipt(&first)]).await.unwrap();
+    // One receive may take several messages of a group, in order.
+    let batch = c.recv("f.fifo", 10, 5).await;
+    let bodies: Vec<&[u8]> = batch.iter().map(|d| d.message.body.as_slice()).collect();
+    assert_eq!(bodies, vec![&b"a2"[..], b"a3"]);
+    // Lease expiry and nack return them in publish order.
+    c.advance(5);
+    let again = c.recv("f.fifo", 1, 30).await.remove(0);
+    assert_eq!(again.message.body, b"a2");
+    assert_eq!(again.message.receive_count, 2);
+    c.engine
+        .nack("f.fifo", &[receipt(&again)], 0, Placement::Back)
+        .await
+        .unwrap();
+    assert_eq!(c.bodies("f.fifo", 10, 30).await, vec!["a2", "a3"]);
+}
+
+pub async fn fifo_deduplicates_within_five_minutes(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    fifo_queue(&c, "d.fifo").await;
+    let one = fifo_send(&c, "d.fifo", "x", "g", Some("dedup-1"))
+        .await
+        .unwrap();
+    let two = fifo_send(&c, "d.fifo", "other body", "g", Some("dedup-1"))
+        .await
+        .unwrap();
+    assert_eq!(one, two, "a repeat answers with the first message's id");
+    let three = fifo_send(&c, "d.fifo", "same", "g", None).await.unwrap();
+    let four = fifo_send(&c, "d.fifo", "same", "g", None).await.unwrap();
+    assert_eq!(three, four, "content-based deduplication");
+    assert_eq!(c.engine.stats("d.fifo").await.unwrap().ready, 2);
+    c.advance(5 * 60 + 1);
+    c.engine.tick().await.unwrap();
+    let five = fifo_send(&c, "d.fifo", "x", "g", Some("dedup-1"))
+        .await
+        .unwrap();
+    assert_ne!(one, five, "the window is over");
+    // Dedup survives a restart inside the window.
+    let c = c.restart(h).await;
+    let six = fifo_send(&c, "d.fifo", "x", "g", Some("dedup-1"))
+        .await
+        .unwrap();
+    assert_eq!(five, six);
+    let bodies = c.bodies("d.fifo", 10, 30).await;
+    assert_eq!(
+        bodies,
+        vec!["x", "same", "x"],
+        "one group, in publish order"
+    );
+}
+
+pub async fn fifo_rules(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    c.engine
+        .put_queue("r.fifo", QueueConfigPatch::default())
+        .await
+        .unwrap();
+    let no_group = c
+        .engine
+        .publish(
+            "r.fifo",
+            vec![Publish {
+                body: b"x".to_vec(),
+                dedup_id: Some("d".into()),
+                ..Default::default()
+            }],
+        )
+        .await;
+    assert!(
+        matches!(no_group, Err(EngineError::InvalidArgument { ref field, .. }) if field == "message_group_id")
+    );
+    let no_dedup = fifo_send(&c, "r.fifo", "x", "g", None).await;
+    assert!(
+        matches!(no_dedup, Err(EngineError::InvalidArgument { ref field, .. }) if field == "deduplication_id")
+    );
+    assert!(fifo_send(&c, "r.fifo", "x", "g", Some("d")).await.is_ok());
+    let std_dedup = c
+        .engine
+        .publish(
+            "standard",
+            vec![Publish {
+                body: b"x".to_vec(),
+                dedup_id: Some("d".into()),
+                ..Default::default()
+            }],
+        )
+        .await;
+    assert!(matches!(
+        std_dedup,
+        Err(EngineError::InvalidArgument { .. })
+    ));
+    let bad = c
+        .engine
+        .put_queue(
+            "standard",
+            QueueConfigPatch {
+                content_based_deduplication: Some(true),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(matches!(bad, Err(EngineError::InvalidArgument { .. })));
+}
+
 /// Expand the whole suite as `#[tokio::test]`s for a backend. `$harness` is an expression
 /// building a fresh [`Harness`] (evaluated once per test).
 #[macro_export]
@@ -884,7 +1037,8 @@ macro_rules! conformance_suite {
             purge_and_delete, peek_does_not_receive, bodies_and_attributes_round_trip,
             limits_are_enforced_and_nothing_is_stored, put_updates_config,
             restart_keeps_messages_and_receive_counts, restart_keeps_dead_letters,
-            deleted_queue_stays_deleted_after_restart);
+            deleted_queue_stays_deleted_after_restart, fifo_groups_are_ordered_and_locked,
+            fifo_deduplicates_within_five_minutes, fifo_rules);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(

@@ -47,8 +47,12 @@ impl Default for EngineOptions {
 pub struct Publish {
     pub body: Vec<u8>,
     pub attributes: Attributes,
-    /// None: the queue's default delay.
+    /// None: the queue's default delay. Not allowed per message on FIFO queues.
     pub delay_seconds: Option<u32>,
+    /// FIFO message group (required on FIFO queues).
+    pub group: Option<String>,
+    /// FIFO deduplication id (or the queue's content-based deduplication).
+    pub dedup_id: Option<String>,
 }
 
 /// A receive request.
@@ -239,6 +243,16 @@ impl Engine {
             ));
         }
         let now = self.now();
+        let fifo = crate::model::is_fifo(queue);
+        let content_dedup = if fifo {
+            self.store
+                .get_queue(queue)
+                .await?
+                .map(|q| q.config.content_based_deduplication)
+                .unwrap_or(false)
+        } else {
+            false
+        };
         let single = messages.len() == 1;
         let mut batch = Vec::with_capacity(messages.len());
         for (i, m) in messages.into_iter().enumerate() {
@@ -258,6 +272,46 @@ impl Engine {
                 )?;
             }
             validate_attributes(&m.attributes, &field("attributes"))?;
+            for (name, v) in [
+                ("message_group_id", &m.group),
+                ("deduplication_id", &m.dedup_id),
+            ] {
+                if let Some(v) = v {
+                    validate_fifo_id(v, &field(name))?;
+                }
+            }
+            let dedup_id = if fifo {
+                if m.group.is_none() {
+                    return Err(EngineError::invalid(
+                        field("message_group_id"),
+                        "is required on FIFO queues",
+                    ));
+                }
+                if m.delay_seconds.is_some_and(|d| d > 0) {
+                    return Err(EngineError::invalid(
+                        field("delay_seconds"),
+                        "FIFO queues take no per-message delay (set the queue's delay_seconds)",
+                    ));
+                }
+                match (&m.dedup_id, content_dedup) {
+                    (Some(d), _) => Some(d.clone()),
+                    (None, true) => Some(sha256_hex(&m.body)),
+                    (None, false) => {
+                        return Err(EngineError::invalid(
+                            field("deduplication_id"),
+                            "is required on a FIFO queue without content_based_deduplication",
+                        ))
+                    }
+                }
+            } else {
+                if m.dedup_id.is_some() {
+                    return Err(EngineError::invalid(
+                        field("deduplication_id"),
+                        "applies only to FIFO queues (names ending in .fifo)",
+                    ));
+                }
+                None
+            };
             let size = message_size(&m.body, &m.attributes);
             if size > self.opts.max_message_bytes as usize {
                 return Err(EngineError::MessageTooLarge {
@@ -271,18 +325,19 @@ impl Engine {
                 attributes: m.attributes,
                 enqueued_at: now,
                 delay_ms: m.delay_seconds.map(|d| d as u64 * 1000),
+                group: m.group,
+                dedup_id,
             });
         }
-        let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
-        match self.store.publish(queue, batch.clone(), now).await {
+        let ids = match self.store.publish(queue, batch.clone(), now).await {
             Err(EngineError::QueueNotFound(_)) => {
                 self.store
                     .ensure_queue(queue, QueueConfig::default(), now)
                     .await?;
-                self.store.publish(queue, batch, now).await?;
+                self.store.publish(queue, batch, now).await?
             }
             other => other?,
-        }
+        };
         self.wake(queue, ids.len());
         Ok(ids)
     }
@@ -549,6 +604,28 @@ fn check_receipt_count(n: usize) -> Result<()> {
             ),
         )
     })
+}
+
+fn sha256_hex(body: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// FIFO group and deduplication ids: 1-128 printable ASCII characters (as SQS allows).
+fn validate_fifo_id(v: &str, field: &str) -> Result<()> {
+    if v.is_empty() || v.len() > limits::FIFO_ID_MAX || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(EngineError::invalid(
+            field,
+            format!(
+                "must be 1 to {} printable ASCII characters (letters, digits, punctuation)",
+                limits::FIFO_ID_MAX
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_attributes(attrs: &Attributes, field: &str) -> Result<()> {

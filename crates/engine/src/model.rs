@@ -32,6 +32,10 @@ pub mod limits {
     pub const ACK_BATCH_MAX: usize = 1000;
     pub const PEEK_MAX: usize = 1000;
     pub const TAGS_MAX: usize = 50;
+    /// FIFO deduplication window.
+    pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+    /// FIFO message group ids and deduplication ids.
+    pub const FIFO_ID_MAX: usize = 128;
 }
 
 /// A validated queue name: 1-80 chars of `[A-Za-z0-9_-]`, plus an optional `.fifo` suffix.
@@ -338,6 +342,26 @@ pub struct NewMessage {
     pub enqueued_at: Millis,
     /// None: the queue's default delay.
     pub delay_ms: Option<u64>,
+    /// FIFO message group (required on FIFO queues; kept but not ordered on others).
+    pub group: Option<String>,
+    /// FIFO deduplication id (already derived from the body for content-based deduplication).
+    pub dedup_id: Option<String>,
+}
+
+/// Is this the name of a FIFO queue?
+pub fn is_fifo(name: &str) -> bool {
+    name.ends_with(".fifo")
+}
+
+/// A 32-bit tag of a message group, never 0 (0 means "no group"). Distinct groups may share a
+/// tag; that only makes them wait for each other, never reorders a group.
+pub fn group_tag(group: &str) -> u32 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in group.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    h.max(1)
 }
 
 /// The size a message counts against `max_message_bytes`: body plus attribute names and values
@@ -363,6 +387,15 @@ pub struct Message {
     /// Set when the message is a dead letter: the queue it came from.
     pub dead_letter_source: Option<String>,
     pub state: MessageState,
+    pub group: Option<String>,
+    pub dedup_id: Option<String>,
+}
+
+impl Message {
+    /// FIFO sequence number: increasing in publish order within a queue.
+    pub fn sequence_number(&self) -> String {
+        self.id.0.to_string()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use crate::clock::Millis;
 use crate::error::Result;
 use crate::model::{
-    Delivery, Message, NewMessage, Placement, QueueConfig, QueueInfo, QueueStats, Receipt,
-    ReceiptResult,
+    Delivery, Message, MessageId, NewMessage, Placement, QueueConfig, QueueInfo, QueueStats,
+    Receipt, ReceiptResult,
 };
 
 /// What a backend reports about itself (for `/readyz`, the dashboard and metrics).
@@ -50,8 +50,15 @@ pub trait Store: Send + Sync + 'static {
     /// Remove every message of the queue. Returns how many were removed.
     async fn purge_queue(&self, name: &str, now: Millis) -> Result<u64>;
 
-    /// Append messages (ids and times already assigned) to an existing queue.
-    async fn publish(&self, queue: &str, messages: Vec<NewMessage>, now: Millis) -> Result<()>;
+    /// Append messages (ids and times already assigned) to an existing queue. Returns the id of
+    /// each: on a FIFO queue, a message whose deduplication id was seen in the last 5 minutes
+    /// is not stored again and the earlier message's id is returned.
+    async fn publish(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        now: Millis,
+    ) -> Result<Vec<MessageId>>;
     /// Lease up to `max` visible messages for `visibility_ms`. Never blocks for messages.
     async fn receive(
         &self,

@@ -30,8 +30,8 @@ use parking_lot::Mutex;
 use crate::clock::Millis;
 use crate::error::{EngineError, Result};
 use crate::model::{
-    message_size, Delivery, Message, MessageId, MessageState, NewMessage, Placement, QueueConfig,
-    QueueInfo, QueueStats, Receipt, ReceiptResult,
+    limits, message_size, Delivery, Message, MessageId, MessageState, NewMessage, Placement,
+    QueueConfig, QueueInfo, QueueStats, Receipt, ReceiptResult,
 };
 use crate::store::{Store, StoreInfo};
 
@@ -154,6 +154,8 @@ impl EmbeddedStore {
                             .then_some(p.entry.first_received_at),
                         dead_letter_source: p.source_name,
                         state: p.state,
+                        group: (!rec.group.is_empty()).then(|| rec.group.to_string()),
+                        dedup_id: (!rec.dedup.is_empty()).then(|| rec.dedup.to_string()),
                     }),
                     _ => Err(EngineError::Storage(format!(
                         "message {} does not match its record on disk",
@@ -199,7 +201,7 @@ fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_>) -> bool 
             break;
         }
         let e = q.delayed.remove(&(at, id)).expect("present");
-        q.ready.push_back(e);
+        q.put_back(e);
         became_ready = true;
     }
     let mut expired: Vec<Entry> = Vec::new();
@@ -209,6 +211,7 @@ fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_>) -> bool 
         }
         q.leases.pop_first();
         if let Some(l) = q.inflight.remove(&id) {
+            q.unlock_group(l.entry.group);
             expired.push(l.entry);
         }
     }
@@ -218,7 +221,7 @@ fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_>) -> bool 
     q.stats.visibility_timeouts += expired.len() as u64;
     for e in expired {
         if !dead_letter_if_over_limit(st, qid, e, ap) {
-            st.queues.get_mut(&qid).expect("queue").ready.push_back(e);
+            st.queues.get_mut(&qid).expect("queue").put_back(e);
             became_ready = true;
         }
     }
@@ -259,7 +262,7 @@ fn dead_letter_if_over_limit(st: &mut State, qid: u32, mut e: Entry, ap: &mut Ap
     let src = st.queues.get_mut(&qid).expect("queue");
     src.stats.dead_lettered += 1;
     src.stats.dead_lettered_total += 1;
-    st.queues.get_mut(&dlq).expect("dlq").ready.push_back(e);
+    st.queues.get_mut(&dlq).expect("dlq").put_back(e);
     true
 }
 
@@ -299,6 +302,25 @@ fn lookup_lease(q: &QState, r: &Receipt, now: Millis) -> Lookup {
 fn take_lease(q: &mut QState, l: &Leased) {
     q.inflight.remove(&l.entry.id());
     q.leases.remove(&(l.lease_until, l.entry.id()));
+    q.unlock_group(l.entry.group);
+}
+
+/// Take the next message a receive may have: the head of the ready list, or on a FIFO queue
+/// the first message whose group is not held by another consumer (`mine`: groups this receive
+/// already holds, which it may keep taking from, in order). The scan is bounded.
+fn next_ready(q: &mut QState, mine: &mut Vec<u32>) -> Option<Entry> {
+    if !q.fifo {
+        return q.ready.pop_front();
+    }
+    const SCAN_MAX: usize = 10_000;
+    let at = q.ready.iter().take(SCAN_MAX).position(|e| {
+        e.group == 0 || !q.locked.contains_key(&e.group) || mine.contains(&e.group)
+    })?;
+    let e = q.ready.remove(at)?;
+    if !mine.contains(&e.group) {
+        mine.push(e.group);
+    }
+    Some(e)
 }
 
 #[async_trait]
@@ -430,6 +452,7 @@ impl Store for EmbeddedStore {
                     .map(|l| l.entry),
             );
             q.leases.clear();
+            q.locked.clear();
             n = gone.len() as u64;
             for e in &gone {
                 st.removed(e);
@@ -442,9 +465,14 @@ impl Store for EmbeddedStore {
         Ok(n)
     }
 
-    async fn publish(&self, queue: &str, messages: Vec<NewMessage>, now: Millis) -> Result<()> {
+    async fn publish(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        now: Millis,
+    ) -> Result<Vec<MessageId>> {
         self.check_writable()?;
-        let lsn = {
+        let (lsn, ids) = {
             let mut st = self.state.lock();
             let qid = Self::qid(&st, queue)?;
             let config = &st.queues[&qid].info.config;
@@ -456,9 +484,24 @@ impl Store for EmbeddedStore {
                     return Err(EngineError::MessageTooLarge { size, limit });
                 }
             }
+            let q = st.queues.get_mut(&qid).expect("queue");
             let mut ap = self.log.begin();
             let mut placed = Vec::with_capacity(messages.len());
+            let mut ids = Vec::with_capacity(messages.len());
             for m in &messages {
+                // FIFO deduplication: a repeat inside the window is accepted but not stored.
+                if let Some(d) = &m.dedup_id {
+                    match q.dedup.get(d) {
+                        Some(&(until, earlier)) if until > now => {
+                            ids.push(MessageId(earlier));
+                            continue;
+                        }
+                        _ => {
+                            q.dedup
+                                .insert(d.clone(), (now + limits::DEDUP_WINDOW_MS, m.id.0));
+                        }
+                    }
+                }
                 let visible_at = m.enqueued_at + m.delay_ms.unwrap_or(default_delay) as i64;
                 let rec = Record::Publish(PublishRec {
                     queue: qid,
@@ -469,6 +512,8 @@ impl Store for EmbeddedStore {
                     nonce: 0,
                     first_received_at: 0,
                     source: 0,
+                    group: m.group.as_deref().unwrap_or_default(),
+                    dedup: m.dedup_id.as_deref().unwrap_or_default(),
                     attributes: m
                         .attributes
                         .iter()
@@ -476,31 +521,38 @@ impl Store for EmbeddedStore {
                         .collect(),
                     body: &m.body,
                 });
-                let est = 80
+                let est = 96
                     + m.body.len()
+                    + m.group.as_ref().map_or(0, |g| g.len())
+                    + m.dedup_id.as_ref().map_or(0, |g| g.len())
                     + m.attributes
                         .iter()
                         .map(|(k, v)| k.len() + v.len() + 8)
                         .sum::<usize>();
                 let loc = ap.push(est, |buf| rec.encode_frame(buf));
-                placed.push((Entry::new(m.id.0, loc, m.enqueued_at), visible_at));
+                let mut e = Entry::new(m.id.0, loc, m.enqueued_at);
+                if let Some(g) = &m.group {
+                    e.group = crate::model::group_tag(g);
+                }
+                placed.push((e, visible_at));
+                ids.push(m.id);
             }
             let lsn = ap.finish();
+            q.stats.published += placed.len() as u64;
+            for (e, visible_at) in &placed {
+                if *visible_at > now {
+                    q.delayed.insert((*visible_at, e.id()), *e);
+                } else {
+                    q.put_back(*e);
+                }
+            }
             for (e, _) in &placed {
                 st.add_live(e.loc);
             }
-            let q = st.queues.get_mut(&qid).expect("queue");
-            q.stats.published += placed.len() as u64;
-            for (e, visible_at) in placed {
-                if visible_at > now {
-                    q.delayed.insert((visible_at, e.id()), e);
-                } else {
-                    q.ready.push_back(e);
-                }
-            }
-            lsn
+            (lsn, ids)
         };
-        self.log.wait_durable(lsn).await
+        self.log.wait_durable(lsn).await?;
+        Ok(ids)
     }
 
     async fn receive(
@@ -520,8 +572,9 @@ impl Store for EmbeddedStore {
             let q = st.queues.get_mut(&qid).expect("queue");
             let lease_until = now + visibility_ms as i64;
             let mut taken = Vec::new();
+            let mut mine = Vec::new();
             while taken.len() < max {
-                let Some(mut e) = q.ready.pop_front() else {
+                let Some(mut e) = next_ready(q, &mut mine) else {
                     break;
                 };
                 e.receive_count += 1;
@@ -547,6 +600,7 @@ impl Store for EmbeddedStore {
                     },
                 );
                 q.leases.insert((lease_until, e.id()));
+                q.lock_group(e.group);
                 taken.push(e);
             }
             q.stats.received += taken.len() as u64;
@@ -660,10 +714,10 @@ impl Store for EmbeddedStore {
                 let q = st.queues.get_mut(&qid).expect("queue");
                 if delay_ms > 0 {
                     q.delayed.insert((visible_at, l.entry.id()), l.entry);
-                } else if front {
+                } else if front && !q.fifo {
                     q.ready.push_front(l.entry);
                 } else {
-                    q.ready.push_back(l.entry);
+                    q.put_back(l.entry);
                 }
             }
             (ap.finish(), results)
@@ -704,6 +758,7 @@ impl Store for EmbeddedStore {
             },
         );
         q.leases.insert((lease_until, l.entry.id()));
+        q.lock_group(l.entry.group);
         Ok(lease_until)
     }
 
@@ -809,7 +864,7 @@ impl Store for EmbeddedStore {
                 let home = st.queues.get_mut(&to).expect("live source");
                 home.stats.dead_lettered = home.stats.dead_lettered.saturating_sub(1);
                 home.stats.redriven += 1;
-                home.ready.push_back(e);
+                home.put_back(e);
             }
             (ap.finish(), moved)
         };
@@ -860,6 +915,10 @@ impl Store for EmbeddedStore {
                     woke.push(st.queues[&qid].info.name.clone());
                 }
                 enforce_retention(&mut st, qid, now);
+                let q = st.queues.get_mut(&qid).expect("queue");
+                if !q.dedup.is_empty() {
+                    q.dedup.retain(|_, (until, _)| *until > now);
+                }
             }
             let lsn = ap.finish();
             // Prefix deletion: the oldest segments with nothing live, never the active one.

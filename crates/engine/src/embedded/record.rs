@@ -13,7 +13,7 @@
 //!
 //! | kind | record   | fields |
 //! |------|----------|--------|
-//! | 1    | Publish  | queue u32, id u128, enqueued_at i64, visible_at i64, receive_count u32, nonce u32, first_received_at i64, source u32, attrs: u16 count × (name, value), body |
+//! | 1    | Publish  | queue u32, id u128, enqueued_at i64, visible_at i64, receive_count u32, nonce u32, first_received_at i64, source u32, group, dedup, attrs: u16 count × (name, value), body |
 //! | 2    | Receive  | queue u32, id u128, receive_count u32, nonce u32, first_received_at i64 |
 //! | 3    | Ack      | queue u32, id u128 |
 //! | 4    | Release  | queue u32, id u128, visible_at i64, front u8 |
@@ -69,6 +69,10 @@ pub struct PublishRec<'a> {
     pub nonce: u32,
     pub first_received_at: i64,
     pub source: u32,
+    /// FIFO message group ("" for none).
+    pub group: &'a str,
+    /// FIFO deduplication id ("" for none).
+    pub dedup: &'a str,
     pub attributes: Vec<(&'a str, &'a str)>,
     pub body: &'a [u8],
 }
@@ -103,6 +107,8 @@ impl Record<'_> {
                 o.extend_from_slice(&p.nonce.to_le_bytes());
                 o.extend_from_slice(&p.first_received_at.to_le_bytes());
                 o.extend_from_slice(&p.source.to_le_bytes());
+                put_bytes(o, p.group.as_bytes());
+                put_bytes(o, p.dedup.as_bytes());
                 o.extend_from_slice(&(p.attributes.len() as u16).to_le_bytes());
                 for (k, v) in &p.attributes {
                     put_bytes(o, k.as_bytes());
@@ -264,6 +270,8 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
             let nonce = r.u32()?;
             let first_received_at = r.i64()?;
             let source = r.u32()?;
+            let group = r.str()?;
+            let dedup = r.str()?;
             let n = r.u16()? as usize;
             let mut attributes = Vec::with_capacity(n.min(64));
             for _ in 0..n {
@@ -281,6 +289,8 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
                 nonce,
                 first_received_at,
                 source,
+                group,
+                dedup,
                 attributes,
                 body,
             })
@@ -333,6 +343,8 @@ mod tests {
                 nonce: 9,
                 first_received_at: 0,
                 source: 0,
+                group: "g1",
+                dedup: "",
                 attributes: vec![("k", "v"), ("trace", "abc")],
                 body: b"hello \x00\xff",
             }),

@@ -27,6 +27,8 @@ pub struct Entry {
     pub nonce: u32,
     /// Queue id this dead letter came from; 0 when the message is not a dead letter.
     pub source: u32,
+    /// `group_tag` of the FIFO message group; 0 for none.
+    pub group: u32,
     pub enqueued_at: i64,
     /// 0 until the first receive.
     pub first_received_at: i64,
@@ -41,6 +43,7 @@ impl Entry {
             receive_count: 0,
             nonce: 0,
             source: 0,
+            group: 0,
             enqueued_at,
             first_received_at: 0,
         }
@@ -64,18 +67,55 @@ pub struct QState {
     pub inflight: HashMap<u128, Leased>,
     pub leases: BTreeSet<(i64, u128)>,
     pub stats: QueueStats,
+    /// FIFO: ready messages stay in id (publish) order and a group with a message in flight is
+    /// not handed out again until that message is settled.
+    pub fifo: bool,
+    /// FIFO: in-flight messages per group tag.
+    pub locked: HashMap<u32, u32>,
+    /// FIFO: deduplication id -> (window end, message id).
+    pub dedup: HashMap<String, (i64, u128)>,
 }
 
 impl QState {
     pub fn new(id: u32, info: QueueInfo) -> Self {
         QState {
             id,
-            info,
             ready: VecDeque::new(),
             delayed: BTreeMap::new(),
             inflight: HashMap::new(),
             leases: BTreeSet::new(),
             stats: QueueStats::default(),
+            fifo: crate::model::is_fifo(&info.name),
+            locked: HashMap::new(),
+            dedup: HashMap::new(),
+            info,
+        }
+    }
+
+    /// Return a message to the ready list: at the back, or on a FIFO queue at its place in
+    /// publish order (so a group's order survives nacks, lease expiry and redrive).
+    pub fn put_back(&mut self, e: Entry) {
+        if self.fifo {
+            let id = e.id();
+            let at = self.ready.partition_point(|x| x.id() < id);
+            self.ready.insert(at, e);
+        } else {
+            self.ready.push_back(e);
+        }
+    }
+
+    pub fn lock_group(&mut self, g: u32) {
+        if self.fifo && g != 0 {
+            *self.locked.entry(g).or_default() += 1;
+        }
+    }
+
+    pub fn unlock_group(&mut self, g: u32) {
+        if let Some(n) = self.locked.get_mut(&g) {
+            *n -= 1;
+            if *n == 0 {
+                self.locked.remove(&g);
+            }
         }
     }
     pub fn len(&self) -> usize {
@@ -202,6 +242,7 @@ pub fn replay(
     let mut effects: HashMap<u128, Effect> = HashMap::new();
     let mut purges: Vec<(u64, u32)> = Vec::new();
     let mut per_queue: HashMap<u32, usize> = HashMap::new();
+    let mut dedups: Vec<(u32, String, i64, u128)> = Vec::new();
     let mut extents = Vec::with_capacity(segs.len());
     let mut pos = 0u64;
     let mut front = 0i64;
@@ -216,6 +257,12 @@ pub fn replay(
                 Frame::Good(payload, len) => match record::decode(payload) {
                     Ok(rec) => {
                         pos += 1;
+                        if let Record::Publish(p) = &rec {
+                            let until = p.enqueued_at + crate::model::limits::DEDUP_WINDOW_MS;
+                            if !p.dedup.is_empty() && until > now {
+                                dedups.push((p.queue, p.dedup.to_string(), until, p.id));
+                            }
+                        }
                         gather(
                             &mut effects,
                             &mut purges,
@@ -298,6 +345,9 @@ pub fn replay(
             entry.nonce = p.nonce;
             entry.first_received_at = p.first_received_at;
             entry.source = p.source;
+            if !p.group.is_empty() {
+                entry.group = crate::model::group_tag(p.group);
+            }
             let mut visible_at = p.visible_at;
             let mut order = pos as i64;
             if let Some(e) = eff {
@@ -337,7 +387,12 @@ pub fn replay(
         }
     }
     drop(effects);
-    for (qid, f) in filing {
+    for (qid, mut f) in filing {
+        if state.queues[&qid].fifo && !f.entries.windows(2).all(|w| w[0].id() <= w[1].id()) {
+            // A FIFO queue's ready list is in publish (id) order.
+            f.entries.sort_unstable_by_key(|e| e.id());
+            f.sorted = true;
+        }
         let entries = if f.sorted {
             f.entries
         } else {
@@ -361,6 +416,11 @@ pub fn replay(
     for s in sources {
         if let Some(src) = state.queues.get_mut(&s) {
             src.stats.dead_lettered += 1;
+        }
+    }
+    for (queue, key, until, id) in dedups {
+        if let Some(q) = state.queues.get_mut(&queue) {
+            q.dedup.insert(key, (until, id));
         }
     }
     report.messages = state.message_count();

@@ -13,7 +13,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use sluice_engine::Engine;
 
@@ -54,7 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         // The SQS API (JSON and query protocols) on the root and on queue URLs.
         .route("/", post(sqs::entry))
-        .route("/{account}/{queue}", post(sqs::entry_queue))
+        .route("/{account}/{queue}", any(sqs::entry_queue))
         .merge(v1)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -253,6 +253,10 @@ pub struct PublishBody {
     pub delay_seconds: Option<u32>,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// FIFO queues (`.fifo`): the message group (required there). Order holds within a group.
+    pub message_group_id: Option<String>,
+    /// FIFO queues: repeats within 5 minutes are dropped (or set content_based_deduplication).
+    pub deduplication_id: Option<String>,
 }
 
 /// A batch of up to 1000 messages. (Documents the shape in OpenAPI; parsing goes through
@@ -273,6 +277,8 @@ struct PublishEither {
     delay_seconds: Option<u32>,
     #[serde(default)]
     attributes: BTreeMap<String, String>,
+    message_group_id: Option<String>,
+    deduplication_id: Option<String>,
     messages: Option<Vec<PublishBody>>,
 }
 
@@ -319,6 +325,8 @@ fn to_publish(p: PublishBody, field: &str) -> ApiResult<Publish> {
         body,
         attributes: p.attributes,
         delay_seconds: p.delay_seconds,
+        group: p.message_group_id,
+        dedup_id: p.deduplication_id,
     })
 }
 
@@ -342,8 +350,8 @@ pub async fn publish(
                 &queue,
                 vec![Publish {
                     body: body.bytes.to_vec(),
-                    attributes: Default::default(),
                     delay_seconds: q.delay_seconds,
+                    ..Default::default()
                 }],
             )
             .await?;
@@ -362,6 +370,8 @@ pub async fn publish(
             || one.body_base64.is_some()
             || one.delay_seconds.is_some()
             || !one.attributes.is_empty()
+            || one.message_group_id.is_some()
+            || one.deduplication_id.is_some()
         {
             return Err(ApiError::bad_request(
                 "invalid_argument",
@@ -387,6 +397,8 @@ pub async fn publish(
             body_base64: one.body_base64,
             delay_seconds: one.delay_seconds,
             attributes: one.attributes,
+            message_group_id: one.message_group_id,
+            deduplication_id: one.deduplication_id,
         };
         let ids = s.engine.publish(&queue, vec![to_publish(one, "")?]).await?;
         Ok((
@@ -436,6 +448,10 @@ pub struct MessageView {
     /// Set on dead letters: the queue the message came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deduplication_id: Option<String>,
 }
 
 fn message_view(m: Message, receipt: Option<String>) -> MessageView {
@@ -460,6 +476,8 @@ fn message_view(m: Message, receipt: Option<String>) -> MessageView {
         }
         .into(),
         dead_letter_source: m.dead_letter_source,
+        message_group_id: m.group,
+        deduplication_id: m.dedup_id,
     }
 }
 

@@ -314,12 +314,7 @@ async fn create_queue(c: &Ctx<'_>, input: &Value) -> R {
             "The name of a FIFO queue must end with the .fifo suffix."
         }));
     }
-    if fifo {
-        return Err(SqsError::unsupported(
-            "FIFO queues are not supported by this version of sluice yet (see docs/sqs.md).",
-        ));
-    }
-    if patch.content_based_deduplication == Some(true) {
+    if !fifo && patch.content_based_deduplication.is_some() {
         return Err(SqsError::new(
             "InvalidAttributeName",
             "InvalidAttributeName",
@@ -483,13 +478,20 @@ fn valid_body_chars(body: &str) -> bool {
 
 /// A validated message of SendMessage or a batch entry.
 struct Outgoing {
+    group: Option<String>,
+    dedup_id: Option<String>,
     body: String,
     attributes: Vec<(String, SqsAttribute)>,
     system: Vec<(String, String)>,
     delay: Option<u32>,
 }
 
-fn parse_message(entry: &Value, limit: usize, fifo: bool) -> Result<Outgoing, SqsError> {
+fn parse_message(
+    entry: &Value,
+    limit: usize,
+    fifo: bool,
+    content_dedup: bool,
+) -> Result<Outgoing, SqsError> {
     let body = match entry.get("MessageBody").and_then(|b| b.as_str()) {
         Some(b) if !b.is_empty() => b.to_string(),
         _ => return Err(SqsError::missing("MessageBody")),
@@ -514,10 +516,38 @@ fn parse_message(entry: &Value, limit: usize, fifo: bool) -> Result<Outgoing, Sq
         )?),
         None => None,
     };
-    if !fifo && entry.get("MessageDeduplicationId").is_some() {
+    let group = opt_str(entry, "MessageGroupId").map(|s| s.to_string());
+    let dedup_id = opt_str(entry, "MessageDeduplicationId").map(|s| s.to_string());
+    if fifo {
+        if group.is_none() {
+            return Err(SqsError::missing("MessageGroupId"));
+        }
+        if dedup_id.is_none() && !content_dedup {
+            return Err(SqsError::invalid(
+                "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+            ));
+        }
+        if let Some(d) = delay.filter(|d| *d > 0) {
+            return Err(SqsError::invalid(format!(
+                "Value {d} for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type."
+            )));
+        }
+    } else if dedup_id.is_some() {
         return Err(SqsError::invalid(
             "The request includes a parameter that is not valid for this queue type: MessageDeduplicationId.",
         ));
+    }
+    for (name, v) in [
+        ("MessageGroupId", &group),
+        ("MessageDeduplicationId", &dedup_id),
+    ] {
+        if let Some(v) = v {
+            if v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(SqsError::invalid(format!(
+                    "Value {v} for parameter {name} is invalid. Reason: must be 1-128 alphanumeric or punctuation characters."
+                )));
+            }
+        }
     }
     let attributes = attrs::parse(entry.get("MessageAttributes"))?;
     let mut system = Vec::new();
@@ -545,6 +575,8 @@ fn parse_message(entry: &Value, limit: usize, fifo: bool) -> Result<Outgoing, Sq
         )));
     }
     Ok(Outgoing {
+        group,
+        dedup_id,
         body,
         attributes,
         system,
@@ -583,19 +615,27 @@ fn to_publish(m: &Outgoing) -> Publish {
         body: m.body.as_bytes().to_vec(),
         attributes: attrs::to_engine(&m.attributes, &m.system),
         delay_seconds: m.delay,
+        group: m.group.clone(),
+        dedup_id: m.dedup_id.clone(),
     }
 }
 
 async fn send_message(c: &Ctx<'_>, input: &Value) -> R {
     let q = c.queue(input)?;
     let qi = info(c, &q).await?;
+    let fifo = q.ends_with(".fifo");
     let m = parse_message(
         input,
         qi.config.max_message_bytes as usize,
-        q.ends_with(".fifo"),
+        fifo,
+        qi.config.content_based_deduplication,
     )?;
     let ids = c.engine.publish(&q, vec![to_publish(&m)]).await?;
-    Ok(Value::Object(sent_json(&ids[0].to_string(), &m)))
+    let mut out = sent_json(&ids[0].to_string(), &m);
+    if fifo {
+        out.insert("SequenceNumber".into(), json!(ids[0].0.to_string()));
+    }
+    Ok(Value::Object(out))
 }
 
 /// The batch rules shared by the three batch actions: 1-10 entries, distinct valid ids.
@@ -682,7 +722,12 @@ async fn send_message_batch(c: &Ctx<'_>, input: &Value) -> R {
     let mut failures = Vec::new();
     for e in &entries {
         let id = e["Id"].as_str().unwrap_or_default().to_string();
-        match parse_message(e, limit, q.ends_with(".fifo")) {
+        match parse_message(
+            e,
+            limit,
+            q.ends_with(".fifo"),
+            qi.config.content_based_deduplication,
+        ) {
             Ok(m) => ok.push((id, m)),
             Err(err) => failures.push(failed(&id, &err)),
         }
@@ -696,6 +741,9 @@ async fn send_message_batch(c: &Ctx<'_>, input: &Value) -> R {
         for ((id, m), mid) in ok.iter().zip(ids) {
             let mut s = sent_json(&mid.to_string(), m);
             s.insert("Id".into(), json!(id));
+            if q.ends_with(".fifo") {
+                s.insert("SequenceNumber".into(), json!(mid.0.to_string()));
+            }
             successful.push(Value::Object(s));
         }
     }
@@ -747,6 +795,16 @@ async fn receive_message(c: &Ctx<'_>, input: &Value) -> R {
         )?),
         None => None,
     };
+    // A retried receive (same ReceiveRequestAttemptId within 5 minutes) gets the same answer.
+    let attempt = opt_str(input, "ReceiveRequestAttemptId").map(|a| format!("{q}\u{0}{a}"));
+    if let Some(key) = &attempt {
+        let now = c.engine.now();
+        let mut cache = c.sqs.attempts.lock();
+        cache.retain(|_, (until, _)| *until > now);
+        if let Some((_, answer)) = cache.get(key) {
+            return Ok(answer.clone());
+        }
+    }
     let mut system_wanted = str_list(input, "AttributeNames");
     system_wanted.extend(str_list(input, "MessageSystemAttributeNames"));
     for n in &system_wanted {
@@ -811,6 +869,21 @@ async fn receive_message(c: &Ctx<'_>, input: &Value) -> R {
                 sys.insert(k.clone(), json!(v));
             }
         }
+        if q.ends_with(".fifo") {
+            if want("MessageGroupId") {
+                if let Some(g) = &m.group {
+                    sys.insert("MessageGroupId".into(), json!(g));
+                }
+            }
+            if want("MessageDeduplicationId") {
+                if let Some(d) = &m.dedup_id {
+                    sys.insert("MessageDeduplicationId".into(), json!(d));
+                }
+            }
+            if want("SequenceNumber") {
+                sys.insert("SequenceNumber".into(), json!(m.sequence_number()));
+            }
+        }
         if !sys.is_empty() {
             out.insert("Attributes".into(), Value::Object(sys));
         }
@@ -832,10 +905,25 @@ async fn receive_message(c: &Ctx<'_>, input: &Value) -> R {
         }
         messages.push(Value::Object(out));
     }
-    if messages.is_empty() {
-        return Ok(json!({}));
+    let answer = if messages.is_empty() {
+        json!({})
+    } else {
+        json!({"Messages": messages})
+    };
+    if let Some(key) = attempt {
+        if !messages_empty(&answer) {
+            let until = c.engine.now() + sluice_engine::limits::DEDUP_WINDOW_MS;
+            c.sqs.attempts.lock().insert(key, (until, answer.clone()));
+        }
     }
-    Ok(json!({"Messages": messages}))
+    Ok(answer)
+}
+
+fn messages_empty(answer: &Value) -> bool {
+    answer
+        .get("Messages")
+        .and_then(|m| m.as_array())
+        .is_none_or(|m| m.is_empty())
 }
 
 /// SQS deletes are idempotent: a stale receipt or a message already gone is not an error.

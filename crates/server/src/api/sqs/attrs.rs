@@ -165,7 +165,10 @@ pub fn to_engine(attrs: &[(String, SqsAttribute)], system: &[(String, String)]) 
 }
 
 /// Back from engine attributes: the message attributes, and the system attributes.
-pub fn from_engine(attrs: &Attributes) -> (Vec<(String, SqsAttribute)>, Vec<(String, String)>) {
+/// Named message attributes, and named system attributes.
+pub type Split = (Vec<(String, SqsAttribute)>, Vec<(String, String)>);
+
+pub fn from_engine(attrs: &Attributes) -> Split {
     let mut user = Vec::new();
     let mut system = Vec::new();
     for (k, v) in attrs {

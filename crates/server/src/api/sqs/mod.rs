@@ -36,6 +36,8 @@ pub const ACCOUNT: &str = "000000000000";
 pub struct SqsState {
     pub base_url: Option<String>,
     pub tasks: Mutex<Vec<actions::MoveTask>>,
+    /// ReceiveRequestAttemptId -> (valid until, the answer given).
+    pub attempts: Mutex<std::collections::HashMap<String, (i64, Value)>>,
 }
 
 pub struct Ctx<'a> {
@@ -100,13 +102,21 @@ pub async fn entry(
     handle(s, headers, uri, None, body).await
 }
 
+/// A queue URL (`/ACCOUNT/NAME`): SQS when POSTed with a numeric account, else not a route.
 pub async fn entry_queue(
     State(s): State<AppState>,
-    Path((_account, queue)): Path<(String, String)>,
+    method: axum::http::Method,
+    Path((account, queue)): Path<(String, String)>,
     headers: HeaderMap,
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
+    if method != axum::http::Method::POST
+        || account.is_empty()
+        || !account.bytes().all(|b| b.is_ascii_digit())
+    {
+        return super::ops::not_found().await.into_response();
+    }
     handle(s, headers, uri, Some(queue), body).await
 }
 

@@ -320,14 +320,16 @@ mod tests {
                 "MessageAttributes": {"k": {"StringValue": "v", "DataType": "String"}}}]}),
             "rid",
         );
+        assert!(x.contains("<ReceiveMessageResult><Message>"), "{x}");
         assert!(
-            x.contains(
-                "<ReceiveMessageResult><Message><MessageId>m1</MessageId><Body>a&lt;b</Body>"
-            ),
+            x.contains("<MessageId>m1</MessageId>") && x.contains("<Body>a&lt;b</Body>"),
             "{x}"
         );
         assert!(x.contains("<Attribute><Name>SentTimestamp</Name><Value>1</Value></Attribute>"));
-        assert!(x.contains("<MessageAttribute><Name>k</Name><Value><StringValue>v</StringValue><DataType>String</DataType></Value></MessageAttribute>"));
+        assert!(x.contains("<MessageAttribute><Name>k</Name><Value>"), "{x}");
+        assert!(
+            x.contains("<StringValue>v</StringValue>") && x.contains("<DataType>String</DataType>")
+        );
         let x = success_xml("DeleteQueue", &json!({}), "rid");
         assert!(!x.contains("DeleteQueueResult"));
         let x = success_xml(
