@@ -301,13 +301,19 @@ fn write_and_sync(
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 created = true;
-                v.insert(
-                    OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .write(true)
-                        .open(Log::segment_path(dir, c.seg))?,
-                )
+                let f = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(Log::segment_path(dir, c.seg))?;
+                // Pre-size the segment: appends then never change the file size, so each
+                // fdatasync flushes data without also committing a size change to the
+                // filesystem journal (measured +15-60% syncs/s here; bench/storage-choice).
+                // The zeros past the written part read as the clean end of the segment.
+                if f.metadata()?.len() < SEGMENT_BYTES {
+                    f.set_len(SEGMENT_BYTES)?;
+                }
+                v.insert(f)
             }
         };
         f.write_all_at(&c.data, c.start)?;

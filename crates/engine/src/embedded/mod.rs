@@ -970,7 +970,8 @@ impl Store for EmbeddedStore {
         let mut bytes = 0;
         if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
             for e in rd.flatten() {
-                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                // Allocated bytes: segments are pre-sized sparse files.
+                bytes += e.metadata().map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap_or(0);
             }
         }
         self.bytes_on_disk.store(bytes, Ordering::Relaxed);
