@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Base of the queue URLs the SQS API returns (default: from each request's Host header).
     #[arg(long, env = "SLUICE_SQS_BASE_URL")]
     pub sqs_base_url: Option<String>,
+    /// SQS access keys as ACCESS_KEY_ID:SECRET (repeatable, or comma-separated in the env var).
+    /// When set, SigV4 signatures on the SQS API are verified; otherwise they are not checked.
+    #[arg(long, env = "SLUICE_SQS_CREDENTIALS", value_delimiter = ',')]
+    pub sqs_credentials: Vec<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -56,6 +60,8 @@ struct FileConfig {
     max_queues: Option<usize>,
     max_waiters: Option<usize>,
     sqs_base_url: Option<String>,
+    #[serde(default)]
+    sqs_credentials: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +75,20 @@ pub struct ServeConfig {
     pub max_queues: usize,
     pub max_waiters: usize,
     pub sqs_base_url: Option<String>,
+    /// (access key id, secret) pairs.
+    pub sqs_credentials: Vec<(String, String)>,
+}
+
+fn parse_credentials(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|c| {
+            c.split_once(':')
+                .filter(|(k, s)| !k.is_empty() && !s.is_empty())
+                .map(|(k, s)| (k.to_string(), s.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("sqs_credentials entries are ACCESS_KEY_ID:SECRET"))
+        })
+        .collect()
 }
 
 impl ServeConfig {
@@ -117,6 +137,11 @@ impl ServeConfig {
                 .or(file.max_waiters)
                 .unwrap_or(defaults.max_waiters),
             sqs_base_url: args.sqs_base_url.or(file.sqs_base_url),
+            sqs_credentials: parse_credentials(if args.sqs_credentials.is_empty() {
+                &file.sqs_credentials
+            } else {
+                &args.sqs_credentials
+            })?,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -51,6 +51,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         max_request_bytes: cfg.max_request_bytes,
         sqs: Arc::new(api::sqs::SqsState {
             base_url: cfg.sqs_base_url.clone(),
+            credentials: cfg.sqs_credentials.clone(),
             ..Default::default()
         }),
     });

@@ -971,7 +971,10 @@ impl Store for EmbeddedStore {
         if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
             for e in rd.flatten() {
                 // Allocated bytes: segments are pre-sized sparse files.
-                bytes += e.metadata().map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap_or(0);
+                bytes += e
+                    .metadata()
+                    .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+                    .unwrap_or(0);
             }
         }
         self.bytes_on_disk.store(bytes, Ordering::Relaxed);

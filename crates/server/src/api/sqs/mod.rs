@@ -10,13 +10,15 @@
 //! Queue URLs are `http://HOST/000000000000/NAME`, HOST following the request's Host header unless
 //! `--sqs-base-url` overrides it; ARNs are `arn:aws:sqs:REGION:000000000000:NAME`, REGION taken
 //! from the request's SigV4 credential scope (default us-east-1). Signatures are accepted
-//! without checking.
+//! without checking unless access keys are configured (`--sqs-credentials`), then verified
+//! (`sigv4.rs`).
 
 mod actions;
 mod attrs;
 mod error;
 mod md5;
 mod query;
+mod sigv4;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -35,6 +37,8 @@ pub const ACCOUNT: &str = "000000000000";
 #[derive(Default)]
 pub struct SqsState {
     pub base_url: Option<String>,
+    /// Access key id -> secret. Empty: signatures are not checked.
+    pub credentials: Vec<(String, String)>,
     pub tasks: Mutex<Vec<actions::MoveTask>>,
     /// ReceiveRequestAttemptId -> (valid until, the answer given).
     pub attempts: Mutex<std::collections::HashMap<String, (i64, Value)>>,
@@ -95,11 +99,12 @@ fn region_of(headers: &HeaderMap) -> String {
 
 pub async fn entry(
     State(s): State<AppState>,
+    method: axum::http::Method,
     headers: HeaderMap,
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
-    handle(s, headers, uri, None, body).await
+    handle(s, method, headers, uri, None, body).await
 }
 
 /// A queue URL (`/ACCOUNT/NAME`): SQS when POSTed with a numeric account, else not a route.
@@ -117,7 +122,7 @@ pub async fn entry_queue(
     {
         return super::ops::not_found().await.into_response();
     }
-    handle(s, headers, uri, Some(queue), body).await
+    handle(s, method, headers, uri, Some(queue), body).await
 }
 
 enum Protocol {
@@ -127,6 +132,7 @@ enum Protocol {
 
 async fn handle(
     s: AppState,
+    method: axum::http::Method,
     headers: HeaderMap,
     uri: axum::http::Uri,
     queue: Option<String>,
@@ -182,7 +188,12 @@ async fn handle(
         region: region_of(&headers),
         queue_from_path: queue,
     };
-    let result = match input {
+    let authorized = if s.sqs.credentials.is_empty() {
+        Ok(())
+    } else {
+        sigv4::verify(&s.sqs.credentials, &method, &uri, &headers, &body)
+    };
+    let result = match authorized.and(input) {
         Ok(input) => {
             if action.is_empty() {
                 Err(SqsError::new(
