@@ -103,6 +103,32 @@ impl EmbeddedStore {
         Ok((store, report))
     }
 
+    /// Add a new queue to the index (the caller saves the catalog).
+    fn create_locked(
+        &self,
+        st: &mut State,
+        name: &str,
+        config: QueueConfig,
+        now: Millis,
+    ) -> Result<QueueInfo> {
+        if st.queues.len() >= self.opts.max_queues {
+            return Err(EngineError::TooManyQueues {
+                limit: self.opts.max_queues,
+            });
+        }
+        let id = st.next_queue_id;
+        st.next_queue_id += 1;
+        let info = QueueInfo {
+            name: name.to_string(),
+            config,
+            created_at: now,
+            updated_at: now,
+        };
+        st.names.insert(name.to_string(), id);
+        st.queues.insert(id, QState::new(id, info.clone()));
+        Ok(info)
+    }
+
     fn save_catalog(&self, st: &State) -> Result<()> {
         catalog::save(&self.dir, &st.catalog())
     }
@@ -345,23 +371,8 @@ impl Store for EmbeddedStore {
                 q.info.clone()
             }
             None => {
-                if st.queues.len() >= self.opts.max_queues {
-                    return Err(EngineError::TooManyQueues {
-                        limit: self.opts.max_queues,
-                    });
-                }
-                let id = st.next_queue_id;
-                st.next_queue_id += 1;
-                let info = QueueInfo {
-                    name: name.to_string(),
-                    config,
-                    created_at: now,
-                    updated_at: now,
-                };
-                st.names.insert(name.to_string(), id);
-                st.queues.insert(id, QState::new(id, info.clone()));
                 created = true;
-                info
+                self.create_locked(&mut st, name, config, now)?
             }
         };
         self.save_catalog(&st)?;
@@ -374,33 +385,12 @@ impl Store for EmbeddedStore {
         config: QueueConfig,
         now: Millis,
     ) -> Result<(QueueInfo, bool)> {
-        {
-            let st = self.state.lock();
-            if let Some(id) = st.names.get(name) {
-                return Ok((st.queues[id].info.clone(), false));
-            }
-        }
-        // Two racing creators: put_queue on an existing queue with the same defaults is harmless,
-        // but re-check under the lock so an explicit config is never overwritten.
+        // Checked and created under one lock: a racing creator never overwrites a config.
         let mut st = self.state.lock();
         if let Some(id) = st.names.get(name) {
             return Ok((st.queues[id].info.clone(), false));
         }
-        if st.queues.len() >= self.opts.max_queues {
-            return Err(EngineError::TooManyQueues {
-                limit: self.opts.max_queues,
-            });
-        }
-        let id = st.next_queue_id;
-        st.next_queue_id += 1;
-        let info = QueueInfo {
-            name: name.to_string(),
-            config,
-            created_at: now,
-            updated_at: now,
-        };
-        st.names.insert(name.to_string(), id);
-        st.queues.insert(id, QState::new(id, info.clone()));
+        let info = self.create_locked(&mut st, name, config, now)?;
         self.save_catalog(&st)?;
         Ok((info, true))
     }

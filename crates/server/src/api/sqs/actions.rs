@@ -1032,6 +1032,15 @@ async fn change_visibility_batch(c: &Ctx<'_>, input: &Value) -> R {
 
 // ---------- tags, dead-letter sources, move tasks ----------
 
+async fn set_tags(c: &Ctx<'_>, q: &str, tags: BTreeMap<String, String>) -> R {
+    let patch = QueueConfigPatch {
+        tags: Some(tags),
+        ..Default::default()
+    };
+    c.engine.put_queue(q, patch).await?;
+    Ok(json!({}))
+}
+
 async fn tag_queue(c: &Ctx<'_>, input: &Value) -> R {
     let q = c.queue(input)?;
     let mut tags = info(c, &q).await?.config.tags;
@@ -1046,16 +1055,7 @@ async fn tag_queue(c: &Ctx<'_>, input: &Value) -> R {
             sluice_engine::limits::TAGS_MAX
         )));
     }
-    c.engine
-        .put_queue(
-            &q,
-            QueueConfigPatch {
-                tags: Some(tags),
-                ..Default::default()
-            },
-        )
-        .await?;
-    Ok(json!({}))
+    set_tags(c, &q, tags).await
 }
 
 async fn untag_queue(c: &Ctx<'_>, input: &Value) -> R {
@@ -1068,16 +1068,7 @@ async fn untag_queue(c: &Ctx<'_>, input: &Value) -> R {
     for k in keys {
         tags.remove(&k);
     }
-    c.engine
-        .put_queue(
-            &q,
-            QueueConfigPatch {
-                tags: Some(tags),
-                ..Default::default()
-            },
-        )
-        .await?;
-    Ok(json!({}))
+    set_tags(c, &q, tags).await
 }
 
 async fn list_queue_tags(c: &Ctx<'_>, input: &Value) -> R {
