@@ -403,6 +403,7 @@ async fn purge_queue(c: &Ctx<'_>, input: &Value) -> R {
 
 async fn get_queue_attributes(c: &Ctx<'_>, input: &Value) -> R {
     let q = c.queue(input)?;
+    info(c, &q).await?;
     let mut names = str_list(input, "AttributeNames");
     if names.is_empty() {
         return Ok(json!({}));
@@ -456,6 +457,13 @@ async fn set_queue_attributes(c: &Ctx<'_>, input: &Value) -> R {
     let q = c.queue(input)?;
     info(c, &q).await?;
     let attributes = str_map(input, "Attributes");
+    if !q.ends_with(".fifo") && attributes.contains_key("ContentBasedDeduplication") {
+        return Err(SqsError::new(
+            "InvalidAttributeName",
+            "InvalidAttributeName",
+            "Unknown Attribute ContentBasedDeduplication.",
+        ));
+    }
     let (patch, fifo) = queue_patch(c, &q, &attributes).await?;
     if attributes.contains_key("FifoQueue") && fifo != q.ends_with(".fifo") {
         return Err(SqsError::new(
@@ -470,7 +478,7 @@ async fn set_queue_attributes(c: &Ctx<'_>, input: &Value) -> R {
 
 // ---------- messages ----------
 
-fn valid_body_chars(body: &str) -> bool {
+pub fn valid_body_chars(body: &str) -> bool {
     body.chars().all(|ch| {
         matches!(ch, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
     })
@@ -796,7 +804,9 @@ async fn receive_message(c: &Ctx<'_>, input: &Value) -> R {
         None => None,
     };
     // A retried receive (same ReceiveRequestAttemptId within 5 minutes) gets the same answer.
-    let attempt = opt_str(input, "ReceiveRequestAttemptId").map(|a| format!("{q}\u{0}{a}"));
+    let attempt = opt_str(input, "ReceiveRequestAttemptId")
+        .filter(|_| q.ends_with(".fifo"))
+        .map(|a| format!("{q}\u{0}{a}"));
     if let Some(key) = &attempt {
         let now = c.engine.now();
         let mut cache = c.sqs.attempts.lock();

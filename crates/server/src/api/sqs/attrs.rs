@@ -111,6 +111,13 @@ pub fn parse(v: Option<&Value>) -> Result<Vec<(String, SqsAttribute)>, SqsError>
                         "The message attribute '{name}' with type '{data_type}' must contain a non-empty StringValue."
                     )));
                 }
+                if !super::actions::valid_body_chars(s) {
+                    return Err(SqsError::new(
+                        "InvalidMessageContents",
+                        "InvalidMessageContents",
+                        format!("Invalid characters found in the value of message attribute '{name}'. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"),
+                    ));
+                }
                 if base == "Number" && s.trim().parse::<f64>().is_err() {
                     return Err(SqsError::invalid(format!(
                         "Can't cast the value of message (user) attribute '{name}' to a number."

@@ -191,7 +191,14 @@ async fn handle(
     let authorized = if s.sqs.credentials.is_empty() {
         Ok(())
     } else {
-        sigv4::verify(&s.sqs.credentials, &method, &uri, &headers, &body)
+        sigv4::verify(
+            &s.sqs.credentials,
+            &method,
+            &uri,
+            &headers,
+            &body,
+            s.engine.now(),
+        )
     };
     let result = match authorized.and(input) {
         Ok(input) => {

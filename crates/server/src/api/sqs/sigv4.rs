@@ -93,6 +93,7 @@ pub fn verify(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    now_ms: i64,
 ) -> Result<(), SqsError> {
     let missing = || {
         denied(
@@ -121,6 +122,22 @@ pub fn verify(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| denied("IncompleteSignature", "The request must carry X-Amz-Date."))?;
 
+    // Like AWS: a signature more than 15 minutes away from our clock is refused (replay window).
+    let signed_at = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
+        .map_err(|_| {
+            denied(
+                "IncompleteSignature",
+                "X-Amz-Date must be in the form YYYYMMDDTHHMMSSZ.",
+            )
+        })?
+        .and_utc()
+        .timestamp_millis();
+    if (now_ms - signed_at).abs() > 15 * 60 * 1000 {
+        return Err(denied(
+            "SignatureDoesNotMatch",
+            &format!("Signature expired: {amz_date} is more than 15 minutes away from the server's time."),
+        ));
+    }
     let path = if uri.path().is_empty() {
         "/"
     } else {
@@ -181,6 +198,9 @@ pub fn verify(
 mod tests {
     use super::*;
 
+    /// 2015-08-30T12:36:00Z, the example's X-Amz-Date.
+    const SIGNED_AT: i64 = 1_440_938_160_000;
+
     /// The worked example of AWS's SigV4 documentation (GET with a query string, IAM service).
     #[test]
     fn matches_the_aws_documentation_example() {
@@ -204,20 +224,24 @@ mod tests {
             "AKIDEXAMPLE".to_string(),
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_string(),
         )];
-        assert!(verify(&creds, &Method::GET, &uri, &headers, b"").is_ok());
+        assert!(verify(&creds, &Method::GET, &uri, &headers, b"", SIGNED_AT).is_ok());
         let wrong = vec![("AKIDEXAMPLE".to_string(), "not-the-secret".to_string())];
         assert_eq!(
-            verify(&wrong, &Method::GET, &uri, &headers, b"")
+            verify(&wrong, &Method::GET, &uri, &headers, b"", SIGNED_AT)
                 .unwrap_err()
                 .name,
             "SignatureDoesNotMatch"
         );
         let unknown = vec![("OTHER".to_string(), "x".to_string())];
         assert_eq!(
-            verify(&unknown, &Method::GET, &uri, &headers, b"")
+            verify(&unknown, &Method::GET, &uri, &headers, b"", SIGNED_AT)
                 .unwrap_err()
                 .name,
             "InvalidClientTokenId"
         );
+        let late = SIGNED_AT + 16 * 60 * 1000;
+        let err = verify(&creds, &Method::GET, &uri, &headers, b"", late).unwrap_err();
+        assert_eq!(err.name, "SignatureDoesNotMatch");
+        assert!(err.message.contains("expired"));
     }
 }
