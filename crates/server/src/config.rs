@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// When set, SigV4 signatures on the SQS API are verified; otherwise they are not checked.
     #[arg(long, env = "SLUICE_SQS_CREDENTIALS", value_delimiter = ',')]
     pub sqs_credentials: Vec<String>,
+    /// Path prefix of the awe_queue-compatible API (default: the root).
+    #[arg(long, env = "SLUICE_AWE_PREFIX")]
+    pub awe_prefix: Option<String>,
+    /// Queue behind the awe_queue-compatible API.
+    #[arg(long, env = "SLUICE_AWE_QUEUE")]
+    pub awe_queue: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -62,6 +68,8 @@ struct FileConfig {
     sqs_base_url: Option<String>,
     #[serde(default)]
     sqs_credentials: Vec<String>,
+    awe_prefix: Option<String>,
+    awe_queue: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +85,8 @@ pub struct ServeConfig {
     pub sqs_base_url: Option<String>,
     /// (access key id, secret) pairs.
     pub sqs_credentials: Vec<(String, String)>,
+    pub awe_prefix: String,
+    pub awe_queue: String,
 }
 
 fn parse_credentials(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -137,6 +147,11 @@ impl ServeConfig {
                 .or(file.max_waiters)
                 .unwrap_or(defaults.max_waiters),
             sqs_base_url: args.sqs_base_url.or(file.sqs_base_url),
+            awe_prefix: args.awe_prefix.or(file.awe_prefix).unwrap_or_default(),
+            awe_queue: args
+                .awe_queue
+                .or(file.awe_queue)
+                .unwrap_or_else(|| "awe".into()),
             sqs_credentials: parse_credentials(if args.sqs_credentials.is_empty() {
                 &file.sqs_credentials
             } else {
@@ -161,6 +176,11 @@ impl ServeConfig {
                 self.max_message_bytes
             );
         }
+        if !self.awe_prefix.is_empty() && !self.awe_prefix.starts_with('/') {
+            anyhow::bail!("awe_prefix must start with / (got {:?})", self.awe_prefix);
+        }
+        sluice_engine::validate_queue_name(&self.awe_queue)
+            .map_err(|e| anyhow::anyhow!("awe_queue: {e}"))?;
         if !["human", "json"].contains(&self.log_format.as_str()) {
             anyhow::bail!(
                 "log_format must be human or json, not {:?}",

@@ -45,16 +45,20 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     );
     let housekeeping = engine.spawn_housekeeping();
 
-    let app = api::router(AppState {
-        engine: engine.clone(),
-        telemetry,
-        max_request_bytes: cfg.max_request_bytes,
-        sqs: Arc::new(api::sqs::SqsState {
-            base_url: cfg.sqs_base_url.clone(),
-            credentials: cfg.sqs_credentials.clone(),
-            ..Default::default()
-        }),
-    });
+    let app = api::router(
+        AppState {
+            engine: engine.clone(),
+            telemetry,
+            max_request_bytes: cfg.max_request_bytes,
+            sqs: Arc::new(api::sqs::SqsState {
+                base_url: cfg.sqs_base_url.clone(),
+                credentials: cfg.sqs_credentials.clone(),
+                ..Default::default()
+            }),
+            awe: Arc::new(api::awe::AweState::new(&cfg.awe_queue)),
+        },
+        &cfg.awe_prefix,
+    );
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;

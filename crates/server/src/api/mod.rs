@@ -1,6 +1,7 @@
 //! HTTP front ends. Each submodule adapts one protocol to engine calls; none holds queue rules.
 //! `router` assembles them with the cross-cutting layers (request metrics, fallback errors).
 
+pub mod awe;
 pub mod body;
 pub mod error;
 pub mod native;
@@ -25,9 +26,10 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     pub max_request_bytes: usize,
     pub sqs: Arc<sqs::SqsState>,
+    pub awe: Arc<awe::AweState>,
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, awe_prefix: &str) -> Router {
     let v1 = Router::new()
         .route("/v1/queues", get(native::list_queues))
         .route(
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", post(sqs::entry))
         .route("/{account}/{queue}", any(sqs::entry_queue))
         .merge(v1)
+        .merge(awe::routes(awe_prefix))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

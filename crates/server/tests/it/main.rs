@@ -2,6 +2,7 @@
 //! its CLI. One test binary (modules below) so the suite links once.
 
 mod api;
+mod awe;
 mod bad_input;
 mod cli;
 mod common;
