@@ -201,3 +201,119 @@ mod recovery {
         assert!(EmbeddedStore::open(dir.path(), EmbeddedOptions::default(), T0).is_err());
     }
 }
+
+mod compaction {
+    use super::*;
+    use sluice_engine::{Engine, EngineOptions, ManualClock, Publish, ReceiveOptions};
+
+    fn small() -> EmbeddedOptions {
+        EmbeddedOptions {
+            segment_bytes: 16 * 1024,
+            compact_interval_ms: 0,
+            ..EmbeddedOptions::default()
+        }
+    }
+
+    fn segment_count(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("log"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg")
+            })
+            .count()
+    }
+
+    async fn open(dir: &std::path::Path, clock: &ManualClock) -> std::sync::Arc<Engine> {
+        let (s, _) = EmbeddedStore::open(dir, small(), T0).unwrap();
+        Engine::new(
+            Arc::new(s),
+            Arc::new(clock.clone()),
+            EngineOptions::default(),
+        )
+    }
+
+    /// One long-lived message no longer keeps every later segment on disk.
+    #[tokio::test]
+    async fn a_long_lived_message_is_copied_forward_and_dead_segments_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let e = open(dir.path(), &clock).await;
+        let body = |s: &str| Publish {
+            body: s.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        e.publish("keep", vec![body("the keeper")]).await.unwrap();
+        // Receive it once, so its state (receive count) must survive the copy.
+        let d = e
+            .receive(
+                "keep",
+                ReceiveOptions {
+                    visibility_timeout_seconds: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(d.len(), 1);
+        // Fill several segments with messages that are then acked.
+        for i in 0..400 {
+            e.publish("churn", vec![body(&format!("{i:0>200}"))])
+                .await
+                .unwrap();
+        }
+        loop {
+            let got = e
+                .receive(
+                    "churn",
+                    ReceiveOptions {
+                        max_messages: 100,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            if got.is_empty() {
+                break;
+            }
+            let r: Vec<String> = got.iter().map(|d| d.receipt.encode()).collect();
+            e.ack("churn", &r).await.unwrap();
+        }
+        let before = segment_count(dir.path());
+        assert!(before >= 5, "the churn spans segments: {before}");
+        clock.advance(std::time::Duration::from_secs(2));
+        e.tick().await.unwrap(); // compacts the keeper's segment
+        e.tick().await.unwrap(); // deletes the dead prefix
+        let after = segment_count(dir.path());
+        assert!(after <= 2, "dead segments deleted: {before} -> {after}");
+        e.close().await.unwrap();
+        drop(e);
+
+        let e = open(dir.path(), &clock).await;
+        let got = e
+            .receive(
+                "keep",
+                ReceiveOptions {
+                    max_messages: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1, "exactly one copy after a restart");
+        assert_eq!(got[0].message.body, b"the keeper");
+        assert_eq!(
+            got[0].message.receive_count, 2,
+            "its receive count was kept"
+        );
+        assert_eq!(
+            e.stats("churn").await.unwrap().ready,
+            0,
+            "acked messages stay acked"
+        );
+        e.close().await.unwrap();
+    }
+}

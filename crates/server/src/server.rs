@@ -22,6 +22,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         &cfg.data_dir,
         EmbeddedOptions {
             max_queues: cfg.max_queues,
+            ..EmbeddedOptions::default()
         },
         clock.now_ms(),
     )

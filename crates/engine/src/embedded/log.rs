@@ -7,7 +7,7 @@
 //! arrived while the previous sync was running shares the next one (group commit). Nothing is
 //! answered before its records are synced.
 //!
-//! Segments are files `log/NNNNNNNNNNNNNNNN.seg` of at most [`SEGMENT_BYTES`]. A fresh segment is
+//! Segments are files `log/NNNNNNNNNNNNNNNN.seg` of at most [`SEGMENT_BYTES`] by default. A fresh segment is
 //! started at every open, so a torn tail left by a crash is never appended to.
 
 use std::collections::HashMap;
@@ -46,6 +46,7 @@ struct Chunk {
 }
 
 struct Pending {
+    segment_bytes: u64,
     chunks: Vec<Chunk>,
     seg: u32,
     seg_len: u64,
@@ -79,7 +80,7 @@ impl Append<'_> {
     /// Append one frame written by `encode` (which returns the frame length). Returns its location.
     pub fn push(&mut self, max_len: usize, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> Loc {
         let p = &mut *self.guard;
-        if p.seg_len > 0 && p.seg_len + max_len as u64 > SEGMENT_BYTES {
+        if p.seg_len > 0 && p.seg_len + max_len as u64 > p.segment_bytes {
             p.seg += 1;
             p.seg_len = 0;
         }
@@ -107,6 +108,11 @@ impl Append<'_> {
         loc
     }
 
+    /// The segment new frames go to (the log's active segment).
+    pub fn segment(&self) -> u32 {
+        self.guard.seg
+    }
+
     /// Close the append and return the LSN to wait for.
     pub fn finish(mut self) -> u64 {
         if self.touched {
@@ -119,7 +125,7 @@ impl Append<'_> {
 
 impl Log {
     /// Start the writer on a new segment numbered `first_seg`.
-    pub fn start(dir: &Path, first_seg: u32) -> Result<Log> {
+    pub fn start(dir: &Path, first_seg: u32, segment_bytes: u64) -> Result<Log> {
         fs::create_dir_all(dir)?;
         let (tx, _rx) = watch::channel(Durability {
             durable: 0,
@@ -128,6 +134,7 @@ impl Log {
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             pending: Mutex::new(Pending {
+                segment_bytes,
                 chunks: Vec::new(),
                 seg: first_seg,
                 seg_len: 0,
@@ -142,7 +149,7 @@ impl Log {
         let s2 = shared.clone();
         let writer = std::thread::Builder::new()
             .name("sluice-log-writer".into())
-            .spawn(move || writer_loop(s2))?;
+            .spawn(move || writer_loop(s2, segment_bytes))?;
         Ok(Log {
             shared,
             writer: Mutex::new(Some(writer)),
@@ -241,7 +248,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn writer_loop(shared: Arc<Shared>) {
+fn writer_loop(shared: Arc<Shared>, segment_bytes: u64) {
     let mut files: HashMap<u32, File> = HashMap::new();
     loop {
         let (chunks, lsn, records) = {
@@ -257,7 +264,7 @@ fn writer_loop(shared: Arc<Shared>) {
         };
         let started = Instant::now();
         let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
-        match write_and_sync(&shared.dir, &mut files, &chunks) {
+        match write_and_sync(&shared.dir, &mut files, &chunks, segment_bytes) {
             Ok(()) => {
                 metrics::histogram!("sluice_storage_sync_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -293,6 +300,7 @@ fn write_and_sync(
     dir: &Path,
     files: &mut HashMap<u32, File>,
     chunks: &[Chunk],
+    segment_bytes: u64,
 ) -> std::io::Result<()> {
     let mut touched: Vec<u32> = Vec::new();
     let mut created = false;
@@ -310,8 +318,8 @@ fn write_and_sync(
                 // fdatasync flushes data without also committing a size change to the
                 // filesystem journal (measured +15-60% syncs/s here; bench/storage-choice).
                 // The zeros past the written part read as the clean end of the segment.
-                if f.metadata()?.len() < SEGMENT_BYTES {
-                    f.set_len(SEGMENT_BYTES)?;
+                if f.metadata()?.len() < segment_bytes {
+                    f.set_len(segment_bytes)?;
                 }
                 v.insert(f)
             }

@@ -13,7 +13,8 @@
 //!
 //! Space is reclaimed by deleting whole segments: the oldest segments are removed as soon as no
 //! live message was published in them (prefix deletion keeps replay correct: every record about
-//! a live message is in a segment at or after the one holding its Publish record).
+//! a live message is in a segment at or after the one holding its Publish record). A few old
+//! live messages that would pin the prefix are copied forward first (`compact`).
 
 mod catalog;
 mod log;
@@ -45,11 +46,22 @@ pub use self::state::RecoveryReport;
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
     pub max_queues: usize,
+    /// Size of one log segment file.
+    pub segment_bytes: u64,
+    /// Compaction looks for a sparse old segment at most this often.
+    pub compact_interval_ms: i64,
+    /// A segment is compacted only if it holds at most this many live messages.
+    pub compact_max_live: u64,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        EmbeddedOptions { max_queues: 10_000 }
+        EmbeddedOptions {
+            max_queues: 10_000,
+            segment_bytes: log::SEGMENT_BYTES,
+            compact_interval_ms: 30_000,
+            compact_max_live: 10_000,
+        }
     }
 }
 
@@ -59,6 +71,7 @@ pub struct EmbeddedStore {
     log: Log,
     opts: EmbeddedOptions,
     bytes_on_disk: AtomicU64,
+    last_compaction: std::sync::atomic::AtomicI64,
     _lock: File,
 }
 
@@ -91,13 +104,14 @@ impl EmbeddedStore {
             tracing::warn!("recovery: {line}");
         }
         let first_seg = report.last_segment.map(|s| s + 1).unwrap_or(1);
-        let log = Log::start(&log_dir, first_seg)?;
+        let log = Log::start(&log_dir, first_seg, opts.segment_bytes)?;
         let store = EmbeddedStore {
             dir: dir.to_path_buf(),
             state: Mutex::new(state),
             log,
             opts,
             bytes_on_disk: AtomicU64::new(report.bytes),
+            last_compaction: std::sync::atomic::AtomicI64::new(0),
             _lock: lock,
         };
         Ok((store, report))
@@ -127,6 +141,56 @@ impl EmbeddedStore {
         st.names.insert(name.to_string(), id);
         st.queues.insert(id, QState::new(id, info.clone()));
         Ok(info)
+    }
+
+    /// Compaction: when the oldest segment that still holds live messages holds only a few and
+    /// keeps later, dead segments from being deleted, copy those messages forward so the whole
+    /// prefix can go. Finding them scans the index, so it runs at most every
+    /// `compact_interval_ms`.
+    fn compact(&self, st: &mut State, ap: &mut Append<'_>, now: Millis) {
+        let last = self.last_compaction.load(Ordering::Relaxed);
+        if now - last < self.opts.compact_interval_ms {
+            return;
+        }
+        self.last_compaction.store(now, Ordering::Relaxed);
+        // Not `self.log.active_segment()`: `ap` holds the log's pending lock.
+        let active = ap.segment();
+        let Some((&oldest, &live)) = st.seg_live.iter().find(|(_, &n)| n > 0) else {
+            return;
+        };
+        if live > self.opts.compact_max_live || oldest + 1 >= active {
+            return;
+        }
+        let mut moved = Vec::new();
+        for q in st.queues.values_mut() {
+            let qid = q.id;
+            for e in q.ready.iter_mut().filter(|e| e.loc.seg == oldest) {
+                moved.extend(relocate(e, qid, 0, &self.log, ap));
+            }
+            for ((at, _), e) in q.delayed.iter_mut().filter(|(_, e)| e.loc.seg == oldest) {
+                moved.extend(relocate(e, qid, *at, &self.log, ap));
+            }
+            for l in q
+                .inflight
+                .values_mut()
+                .filter(|l| l.entry.loc.seg == oldest)
+            {
+                moved.extend(relocate(&mut l.entry, qid, 0, &self.log, ap));
+            }
+        }
+        for (from, to) in &moved {
+            if let Some(n) = st.seg_live.get_mut(from) {
+                *n = n.saturating_sub(1);
+            }
+            *st.seg_live.entry(*to).or_default() += 1;
+        }
+        if !moved.is_empty() {
+            tracing::debug!(
+                segment = oldest,
+                messages = moved.len(),
+                "compacted a log segment"
+            );
+        }
     }
 
     fn save_catalog(&self, st: &State) -> Result<()> {
@@ -213,6 +277,42 @@ fn lock_exclusive(f: &File, dir: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Copy one live message forward (a Relocate record with its whole state) and point its entry
+/// at the copy. Returns the old and new locations, or None if the old record cannot be read.
+fn relocate(
+    e: &mut Entry,
+    qid: u32,
+    visible_at: i64,
+    log: &Log,
+    ap: &mut Append<'_>,
+) -> Option<(u32, u32)> {
+    let frame = log.read(e.loc).ok()?;
+    let record::Frame::Good(payload, _) = record::read_frame(&frame) else {
+        return None;
+    };
+    let Ok(Record::Publish(old)) = record::decode(payload) else {
+        return None;
+    };
+    let copy = Record::Publish(PublishRec {
+        queue: qid,
+        id: e.id(),
+        enqueued_at: e.enqueued_at,
+        visible_at,
+        receive_count: e.receive_count,
+        nonce: e.nonce,
+        first_received_at: e.first_received_at,
+        source: e.source,
+        group: old.group,
+        dedup: old.dedup,
+        attributes: old.attributes,
+        body: old.body,
+        relocated: true,
+    });
+    let from = e.loc.seg;
+    e.loc = ap.push(frame.len() + 16, |buf| copy.encode_frame(buf));
+    Some((from, e.loc.seg))
 }
 
 /// Housekeeping of one queue at `now`: due delays become ready, expired leases return (or go to
@@ -510,6 +610,7 @@ impl Store for EmbeddedStore {
                         .map(|(k, v)| (k.as_str(), v.as_str()))
                         .collect(),
                     body: &m.body,
+                    relocated: false,
                 });
                 let est = 96
                     + m.body.len()
@@ -910,6 +1011,7 @@ impl Store for EmbeddedStore {
                     q.dedup.retain(|_, (until, _)| *until > now);
                 }
             }
+            self.compact(&mut st, &mut ap, now);
             let lsn = ap.finish();
             // Prefix deletion: the oldest segments with nothing live, never the active one.
             let active = self.log.active_segment();

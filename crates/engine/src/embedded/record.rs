@@ -19,6 +19,7 @@
 //! | 4    | Release  | queue u32, id u128, visible_at i64, front u8 |
 //! | 5    | Move     | queue u32 (from), id u128, to u32, source u32, reset u8 |
 //! | 6    | Purge    | queue u32 |
+//! | 7    | Relocate | as Publish: a live message copied forward by compaction, with its state |
 //!
 //! Publish carries the full state of a message (receive count, nonce, dead-letter source), so a
 //! later compaction can copy a live message forward with the same record.
@@ -75,6 +76,8 @@ pub struct PublishRec<'a> {
     pub dedup: &'a str,
     pub attributes: Vec<(&'a str, &'a str)>,
     pub body: &'a [u8],
+    /// A copy written by compaction (kind 7): supersedes earlier records of this id.
+    pub relocated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,7 +101,7 @@ impl Record<'_> {
     fn encode_payload(&self, o: &mut Vec<u8>) {
         match self {
             Record::Publish(p) => {
-                o.push(1);
+                o.push(if p.relocated { 7 } else { 1 });
                 o.extend_from_slice(&p.queue.to_le_bytes());
                 o.extend_from_slice(&p.id.to_le_bytes());
                 o.extend_from_slice(&p.enqueued_at.to_le_bytes());
@@ -260,8 +263,9 @@ impl<'a> Reader<'a> {
 /// Decode a payload (as returned by [`read_frame`]). Bodies and attributes borrow from it.
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
     let mut r = Reader { b: payload };
-    let rec = match r.u8()? {
-        1 => {
+    let kind = r.u8()?;
+    let rec = match kind {
+        1 | 7 => {
             let queue = r.u32()?;
             let id = r.u128()?;
             let enqueued_at = r.i64()?;
@@ -293,6 +297,7 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
                 dedup,
                 attributes,
                 body,
+                relocated: kind == 7,
             })
         }
         2 => Record::Receive {
@@ -347,6 +352,7 @@ mod tests {
                 dedup: "",
                 attributes: vec![("k", "v"), ("trace", "abc")],
                 body: b"hello \x00\xff",
+                relocated: false,
             }),
             Record::Receive {
                 queue: 1,
@@ -370,6 +376,21 @@ mod tests {
                 reset: false,
             },
             Record::Purge { queue: 3 },
+            Record::Publish(PublishRec {
+                queue: 2,
+                id: 77,
+                enqueued_at: 5,
+                visible_at: 0,
+                receive_count: 3,
+                nonce: 4,
+                first_received_at: 6,
+                source: 1,
+                group: "",
+                dedup: "d",
+                attributes: vec![],
+                body: b"copied forward",
+                relocated: true,
+            }),
         ]
     }
 

@@ -201,6 +201,8 @@ struct Effect {
     reset: bool,
     /// (log position, queue) of each move, in log order. Usually empty.
     moves: Vec<(u64, u32)>,
+    /// Log position of the newest compaction copy: only that copy is filed.
+    relocated_at: Option<u64>,
 }
 
 /// One readable segment: its number and how many bytes of it hold good frames.
@@ -328,6 +330,10 @@ pub fn replay(
             if eff.is_some_and(|e| e.acked) {
                 continue;
             }
+            // A compacted message: only its newest copy counts.
+            if eff.and_then(|e| e.relocated_at).is_some_and(|at| at != pos) {
+                continue;
+            }
             let mut queue = p.queue;
             if let Some(e) = eff {
                 if let Some(&(_, to)) = e.moves.last() {
@@ -437,7 +443,11 @@ fn gather(
 ) {
     match rec {
         Record::Publish(p) => {
-            *per_queue.entry(p.queue).or_default() += 1;
+            if p.relocated {
+                effects.entry(p.id).or_default().relocated_at = Some(pos);
+            } else {
+                *per_queue.entry(p.queue).or_default() += 1;
+            }
         }
         Record::Receive {
             id,
