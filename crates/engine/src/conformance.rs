@@ -232,7 +232,23 @@ pub async fn nack_to_front_or_back(h: &mut dyn Harness) {
         .nack("q", &[receipt(&a)], 0, Placement::Back)
         .await
         .unwrap();
-    assert_eq!(c.bodies("q", 3, 30).await, vec!["b", "c", "a"]);
+    let all = c.recv("q", 3, 30).await;
+    let bodies: Vec<&[u8]> = all.iter().map(|d| d.message.body.as_slice()).collect();
+    assert_eq!(bodies, vec![&b"b"[..], b"c", b"a"]);
+    // A delayed nack to the front comes back ahead of the others when its delay ends.
+    let rest = [receipt(&all[1]), receipt(&all[2])];
+    c.engine.nack("q", &rest, 0, Placement::Back).await.unwrap();
+    c.engine
+        .nack("q", &[receipt(&all[0])], 5, Placement::Front)
+        .await
+        .unwrap();
+    assert_eq!(c.bodies("q", 1, 30).await, vec!["c"]);
+    c.advance(5);
+    assert_eq!(
+        c.bodies("q", 1, 30).await,
+        vec!["b"],
+        "b returned to the front"
+    );
 }
 
 pub async fn change_visibility_extends_and_releases(h: &mut dyn Harness) {

@@ -57,6 +57,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 ..Default::default()
             }),
             awe: Arc::new(api::awe::AweState::new(&cfg.awe_queue)),
+            miniqueue: Default::default(),
         },
         &cfg.awe_prefix,
     );

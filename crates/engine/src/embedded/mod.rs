@@ -327,7 +327,11 @@ fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_>) -> bool 
             break;
         }
         let e = q.delayed.remove(&(at, id)).expect("present");
-        q.put_back(e);
+        if q.front_when_due.remove(&id) && !q.fifo {
+            q.ready.push_front(e);
+        } else {
+            q.put_back(e);
+        }
         became_ready = true;
     }
     let mut expired: Vec<Entry> = Vec::new();
@@ -543,6 +547,7 @@ impl Store for EmbeddedStore {
             );
             q.leases.clear();
             q.locked.clear();
+            q.front_when_due.clear();
             n = gone.len() as u64;
             for e in &gone {
                 st.removed(e);
@@ -805,6 +810,9 @@ impl Store for EmbeddedStore {
                 let q = st.queues.get_mut(&qid).expect("queue");
                 if delay_ms > 0 {
                     q.delayed.insert((visible_at, l.entry.id()), l.entry);
+                    if front {
+                        q.front_when_due.insert(l.entry.id());
+                    }
                 } else if front && !q.fifo {
                     q.ready.push_front(l.entry);
                 } else {

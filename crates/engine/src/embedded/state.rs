@@ -74,6 +74,9 @@ pub struct QState {
     pub locked: HashMap<u32, u32>,
     /// FIFO: deduplication id -> (window end, message id).
     pub dedup: HashMap<String, (i64, u128)>,
+    /// Delayed messages that return to the front when due (a nack to the front with a delay,
+    /// miniqueue's DACK).
+    pub front_when_due: std::collections::HashSet<u128>,
 }
 
 impl QState {
@@ -88,6 +91,7 @@ impl QState {
             fifo: crate::model::is_fifo(&info.name),
             locked: HashMap::new(),
             dedup: HashMap::new(),
+            front_when_due: Default::default(),
             info,
         }
     }

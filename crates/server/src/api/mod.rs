@@ -4,6 +4,7 @@
 pub mod awe;
 pub mod body;
 pub mod error;
+pub mod miniqueue;
 pub mod native;
 pub mod ops;
 pub mod sqs;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub max_request_bytes: usize,
     pub sqs: Arc<sqs::SqsState>,
     pub awe: Arc<awe::AweState>,
+    pub miniqueue: Arc<miniqueue::MiniqueueState>,
 }
 
 pub fn router(state: AppState, awe_prefix: &str) -> Router {
@@ -59,6 +61,7 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         .route("/{account}/{queue}", any(sqs::entry_queue))
         .merge(v1)
         .merge(awe::routes(awe_prefix))
+        .merge(miniqueue::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
