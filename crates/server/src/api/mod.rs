@@ -8,6 +8,7 @@ pub mod miniqueue;
 pub mod native;
 pub mod ops;
 pub mod sqs;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +51,10 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         .route("/v1/queues/{queue}/nack", post(native::nack))
         .route("/v1/queues/{queue}/visibility", post(native::visibility))
         .route("/v1/queues/{queue}/redrive", post(native::redrive))
+        .route(
+            "/v1/queues/{queue}/stream",
+            get(stream::websocket).post(stream::duplex),
+        )
         .route("/v1/server", get(ops::server_info));
     Router::new()
         .route("/healthz", get(ops::healthz))
