@@ -73,7 +73,7 @@ async fn websocket_consumer_with_credit() {
         json!({"type": "ack", "receipt": got[0]["receipt"]}),
     )
     .await;
-    let mut frames = vec![next(&mut ws).await, next(&mut ws).await];
+    let mut frames = [next(&mut ws).await, next(&mut ws).await];
     frames.sort_by_key(|f| f["type"].as_str().unwrap().to_string());
     assert_eq!(frames[0]["type"], "acked");
     assert_eq!(frames[1]["body"], "m5");
@@ -83,7 +83,7 @@ async fn websocket_consumer_with_credit() {
         json!({"type": "nack", "receipt": got[1]["receipt"]}),
     )
     .await;
-    let mut frames = vec![next(&mut ws).await, next(&mut ws).await];
+    let mut frames = [next(&mut ws).await, next(&mut ws).await];
     frames.sort_by_key(|f| f["type"].as_str().unwrap().to_string());
     assert_eq!(frames[0]["type"], "message");
     assert_eq!(frames[0]["body"], "m1");
