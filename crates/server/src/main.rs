@@ -39,6 +39,8 @@ enum Cmd {
     Recv(cli::RecvArgs),
     /// Acknowledge received messages by receipt.
     Ack(cli::AckArgs),
+    /// Stream a queue to stdout, one JSON line per message (HTTP/2 streaming consumer).
+    Tail(cli::TailArgs),
     /// Load generator: measure msgs/s and latency of a scenario against a server.
     Bench(cli::bench::BenchArgs),
 }
@@ -56,6 +58,7 @@ fn main() {
             Cmd::Send(a) => cli::send(&cli.client, a).await,
             Cmd::Recv(a) => cli::recv(&cli.client, a).await,
             Cmd::Ack(a) => cli::ack(&cli.client, a).await,
+            Cmd::Tail(a) => cli::tail(&cli.client, a).await,
             Cmd::Bench(a) => cli::bench::run(&cli.client.server, cli.client.json, a).await,
         }
     });

@@ -29,6 +29,9 @@ pub enum Scenario {
     ReceiveAck,
     /// Publish-to-receive latency: half the connections publish, half long-poll and ack.
     Roundtrip,
+    /// Streaming consumers (HTTP/2 duplex) with `--batch` as prefetch, acking each message
+    /// (prefills the queue first).
+    Stream,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,7 +225,7 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
             &json!({"visibility_timeout_seconds": 300}),
         )
         .await?;
-    if args.scenario == Scenario::ReceiveAck {
+    if matches!(args.scenario, Scenario::ReceiveAck | Scenario::Stream) {
         let n = args
             .prefill
             .unwrap_or_else(|| args.count.unwrap_or(2_000_000).min(2_000_000));
@@ -240,15 +243,22 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     let started = Instant::now();
     let cpu_start = cpu_seconds();
     let mut tasks = Vec::new();
+    if args.scenario == Scenario::Stream {
+        for _ in 0..args.connections {
+            let c = super::stream_client::StreamClient::open(server, &queue, args.batch).await?;
+            tasks.push(tokio::spawn(stream_worker(c, shared.clone())));
+        }
+    }
     for i in 0..args.connections {
-        let conn = Conn::open(server, args.protocol).await?;
         let role = match args.scenario {
+            Scenario::Stream => break,
             Scenario::Roundtrip if i % 2 == 1 => Role::RoundtripConsumer,
             Scenario::Roundtrip => Role::RoundtripPublisher,
             Scenario::Publish => Role::Publish(1),
             Scenario::PublishBatch => Role::Publish(args.batch),
             Scenario::ReceiveAck => Role::ReceiveAck,
         };
+        let conn = Conn::open(server, args.protocol).await?;
         let publishers = args.connections.div_ceil(2).max(1) as u64;
         tasks.push(tokio::spawn(worker(
             conn,
@@ -380,6 +390,46 @@ async fn prefill(server: &str, queue: &str, n: u64, size: usize) -> anyhow::Resu
         t.await.map_err(|e| anyhow!("prefill task: {e}"))??;
     }
     Ok(())
+}
+
+/// A streaming consumer: ack every message as it arrives; latency is the ack's round trip.
+async fn stream_worker(mut c: super::stream_client::StreamClient, shared: Arc<Shared>) {
+    let mut local = new_hist();
+    let mut sent: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let frame = match tokio::time::timeout(Duration::from_millis(500), c.next()).await {
+            Err(_) => continue,
+            Ok(Ok(Some(f))) => f,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                shared.fail(e);
+                break;
+            }
+        };
+        match frame["type"].as_str() {
+            Some("message") => {
+                let receipt = frame["receipt"].as_str().unwrap_or_default().to_string();
+                sent.insert(receipt.clone(), Instant::now());
+                if let Err(e) = c.send(&json!({"type": "ack", "receipt": receipt})).await {
+                    shared.fail(e);
+                    break;
+                }
+            }
+            Some("acked") => {
+                if let Some(t0) = frame["receipt"].as_str().and_then(|r| sent.remove(r)) {
+                    let _ = local.record((t0.elapsed().as_micros() as u64).max(1));
+                }
+                shared.messages.fetch_add(1, Ordering::Relaxed);
+                shared.requests.fetch_add(1, Ordering::Relaxed);
+            }
+            Some("error") => shared.fail(anyhow!("{}", frame["message"])),
+            _ => {}
+        }
+        if local.len() >= 1000 {
+            shared.record(&mut local);
+        }
+    }
+    shared.record(&mut local);
 }
 
 #[derive(Clone, Copy)]

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod stream_client;
 
 use std::io::{BufRead, IsTerminal};
 
@@ -86,6 +87,48 @@ pub struct RecvArgs {
     /// Acknowledge what was received.
     #[arg(long)]
     pub ack: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    pub queue: String,
+    /// Acknowledge each message after printing it (otherwise they are released on exit).
+    #[arg(long)]
+    pub ack: bool,
+    /// Messages in flight at once.
+    #[arg(long, default_value_t = 10)]
+    pub prefetch: usize,
+}
+
+/// Stream a queue to stdout, one JSON line per message, until interrupted.
+pub async fn tail(opts: &ClientOpts, args: TailArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut c = stream_client::StreamClient::open(&opts.server, &args.queue, args.prefetch).await?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let frame = tokio::select! {
+            f = c.next() => f?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(mut frame) = frame else {
+            return Ok(());
+        };
+        match frame["type"].as_str() {
+            Some("message") => {
+                let receipt = frame["receipt"].clone();
+                if let Some(o) = frame.as_object_mut() {
+                    o.remove("type");
+                }
+                writeln!(out, "{frame}")?;
+                out.flush()?;
+                if args.ack {
+                    c.send(&json!({"type": "ack", "receipt": receipt})).await?;
+                }
+            }
+            Some("error") => eprintln!("error: {}", frame["message"].as_str().unwrap_or_default()),
+            _ => {}
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -90,3 +90,90 @@ async fn cli_round_trip() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn tail_streams_and_acks() {
+    use std::io::BufRead;
+    let s = Server::start().await;
+    let h = crate::common::Http::new(&s.base);
+    h.put("/v1/queues/t", serde_json::json!({})).await;
+    let mut child = Command::new(BIN)
+        .args(["tail", "t", "--ack"])
+        .env("SLUICE_SERVER", &s.base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for i in 0..3 {
+        h.post(
+            "/v1/queues/t/messages",
+            serde_json::json!({"body": format!("line {i}")}),
+        )
+        .await;
+    }
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(3)
+            .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["body"], "line 0");
+    assert!(lines[0]["receipt"].is_string());
+    let mut acked = 0;
+    for _ in 0..100 {
+        acked = h.get("/v1/queues/t").await.1["stats"]["acked"]
+            .as_u64()
+            .unwrap();
+        if acked == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(acked, 3);
+}
+
+/// A few seconds of each bench scenario, so the load generator cannot rot. Speed is not
+/// asserted (benchmarks measure it); only that it runs and reports.
+#[tokio::test]
+async fn bench_smoke() {
+    let s = Server::start().await;
+    let b = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        for args in [
+            vec!["publish", "--connections", "4"],
+            vec!["publish-batch", "--connections", "2", "--batch", "10"],
+            vec!["receive-ack", "--connections", "2", "--prefill", "500"],
+            vec!["roundtrip", "--connections", "2"],
+            vec!["stream", "--connections", "2", "--prefill", "500"],
+            vec!["publish", "--connections", "2", "--protocol", "http2"],
+        ] {
+            let mut full = vec!["bench"];
+            full.extend(args.iter().copied());
+            full.extend(["--duration", "1", "--size", "64", "--json"]);
+            let (ok, out, err) = run(&b, &full, None);
+            assert!(ok, "{args:?}: {err}");
+            let v = json(out.trim());
+            for k in [
+                "scenario",
+                "messages",
+                "msgs_per_sec",
+                "p50_ms",
+                "p99_ms",
+                "errors",
+            ] {
+                assert!(v.get(k).is_some(), "{args:?}: no {k} in {v}");
+            }
+            assert_eq!(v["errors"], 0, "{args:?}: {v}");
+            assert!(v["messages"].as_u64().unwrap() > 0, "{args:?}: {v}");
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,83 @@
+//! A client of the native streaming endpoint over HTTP/2 cleartext (`POST
+//! /v1/queues/{q}/stream`, newline-delimited JSON both ways), shared by `sluice tail` and the
+//! `stream` bench scenario.
+
+use std::convert::Infallible;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+pub struct StreamClient {
+    up: mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
+    down: hyper::body::Incoming,
+    pending: Vec<u8>,
+}
+
+impl StreamClient {
+    pub async fn open(server: &str, queue: &str, prefetch: usize) -> anyhow::Result<StreamClient> {
+        if server.starts_with("https://") {
+            bail!("streaming clients speak h2c (plain HTTP/2); got {server}");
+        }
+        let authority = server
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let tcp = tokio::net::TcpStream::connect(&authority)
+            .await
+            .with_context(|| format!("connecting to {authority}"))?;
+        tcp.set_nodelay(true)?;
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let (up, mut rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
+        let body = StreamBody::new(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let req = hyper::Request::post(format!(
+            "http://{authority}/v1/queues/{queue}/stream?prefetch={prefetch}"
+        ))
+        .body(body)?;
+        let resp = send.send_request(req).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.into_body().collect().await?.to_bytes();
+            bail!("{status}: {}", String::from_utf8_lossy(&text));
+        }
+        Ok(StreamClient {
+            up,
+            down: resp.into_body(),
+            pending: Vec::new(),
+        })
+    }
+
+    /// Send one client frame.
+    pub async fn send(&self, frame: &Value) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(frame)?;
+        line.push(b'\n');
+        self.up
+            .send(Ok(Frame::data(Bytes::from(line))))
+            .await
+            .map_err(|_| anyhow::anyhow!("the stream is closed"))
+    }
+
+    /// The next server frame, or None when the server closed the stream.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Value>> {
+        loop {
+            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=i).collect();
+                return Ok(Some(serde_json::from_slice(&line)?));
+            }
+            match self.down.frame().await {
+                None => return Ok(None),
+                Some(f) => {
+                    if let Ok(d) = f?.into_data() {
+                        self.pending.extend_from_slice(&d);
+                    }
+                }
+            }
+        }
+    }
+}
