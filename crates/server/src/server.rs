@@ -67,6 +67,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "sluice is serving");
 
     let e2 = engine.clone();
+    // TCP_NODELAY: streams of small frames (miniqueue, native streaming) must not wait for
+    // Nagle's algorithm (a 40 ms stall against the client's delayed ACK).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

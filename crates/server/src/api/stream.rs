@@ -143,62 +143,91 @@ pub async fn run_session(
             i = inbox.recv() => i.unwrap_or(Inbound::Closed),
             _ = outbox.closed() => Inbound::Closed,
         };
-        let frame = match input {
-            Inbound::Closed => break,
-            Inbound::Bad(why) => {
-                let _ = outbox
-                    .send(json!({"type": "error", "code": "invalid_frame", "message": why}))
-                    .await;
-                continue;
+        // Take every frame already waiting, so consecutive acks share one engine call (and
+        // one sync) instead of paying a sync each.
+        let mut batch = vec![input];
+        while batch.len() < 256 {
+            match inbox.try_recv() {
+                Ok(i) => batch.push(i),
+                Err(_) => break,
             }
-            Inbound::Frame(f) => f,
-        };
-        let reply = match frame {
-            ClientFrame::Credit { prefetch: n } => match check_prefetch(n) {
-                Ok(n) => {
-                    prefetch = n;
+        }
+        let mut replies: Vec<Value> = Vec::new();
+        let mut acks: Vec<String> = Vec::new();
+        let mut closed = false;
+        for input in batch {
+            let frame = match input {
+                Inbound::Closed => {
+                    closed = true;
+                    break;
+                }
+                Inbound::Frame(ClientFrame::Ack { receipt }) => {
+                    acks.push(receipt);
                     continue;
                 }
-                Err(why) => json!({"type": "error", "code": "invalid_argument", "message": why}),
-            },
-            ClientFrame::Ack { receipt } => {
-                let r = engine.ack(&queue, std::slice::from_ref(&receipt)).await;
-                settle(&mut leased, receipt, r, "acked")
-            }
-            ClientFrame::Nack {
-                receipt,
-                delay_seconds,
-            } => {
-                let r = engine
-                    .nack(
-                        &queue,
-                        std::slice::from_ref(&receipt),
-                        delay_seconds.unwrap_or(0),
-                        Placement::Front,
-                    )
-                    .await;
-                settle(&mut leased, receipt, r, "nacked")
-            }
-            ClientFrame::Back { receipt } => {
-                let r = engine
-                    .nack(&queue, std::slice::from_ref(&receipt), 0, Placement::Back)
-                    .await;
-                settle(&mut leased, receipt, r, "nacked")
-            }
-            ClientFrame::Extend {
-                receipt,
-                visibility_timeout_seconds,
-            } => match engine
-                .change_visibility(&queue, &receipt, visibility_timeout_seconds)
-                .await
-            {
-                Ok(until) => {
-                    json!({"type": "extended", "receipt": receipt, "visible_at": super::native::rfc3339(until)})
+                Inbound::Bad(why) => {
+                    flush_acks(&engine, &queue, &mut leased, &mut acks, &mut replies).await;
+                    replies.push(json!({"type": "error", "code": "invalid_frame", "message": why}));
+                    continue;
                 }
-                Err(e) => error_frame(&e, Some(&receipt)),
-            },
-        };
-        if outbox.send(reply).await.is_err() {
+                Inbound::Frame(f) => f,
+            };
+            flush_acks(&engine, &queue, &mut leased, &mut acks, &mut replies).await;
+            let reply = match frame {
+                ClientFrame::Ack { .. } => unreachable!("batched above"),
+                ClientFrame::Credit { prefetch: n } => match check_prefetch(n) {
+                    Ok(n) => {
+                        prefetch = n;
+                        continue;
+                    }
+                    Err(why) => {
+                        json!({"type": "error", "code": "invalid_argument", "message": why})
+                    }
+                },
+                ClientFrame::Nack {
+                    receipt,
+                    delay_seconds,
+                } => {
+                    let r = engine
+                        .nack(
+                            &queue,
+                            std::slice::from_ref(&receipt),
+                            delay_seconds.unwrap_or(0),
+                            Placement::Front,
+                        )
+                        .await;
+                    settle(&mut leased, receipt, r.map(|mut v| v.remove(0)), "nacked")
+                }
+                ClientFrame::Back { receipt } => {
+                    let r = engine
+                        .nack(&queue, std::slice::from_ref(&receipt), 0, Placement::Back)
+                        .await;
+                    settle(&mut leased, receipt, r.map(|mut v| v.remove(0)), "nacked")
+                }
+                ClientFrame::Extend {
+                    receipt,
+                    visibility_timeout_seconds,
+                } => match engine
+                    .change_visibility(&queue, &receipt, visibility_timeout_seconds)
+                    .await
+                {
+                    Ok(until) => {
+                        json!({"type": "extended", "receipt": receipt, "visible_at": super::native::rfc3339(until)})
+                    }
+                    Err(e) => error_frame(&e, Some(&receipt)),
+                },
+            };
+            replies.push(reply);
+        }
+        flush_acks(&engine, &queue, &mut leased, &mut acks, &mut replies).await;
+        let mut gone = false;
+        for reply in replies {
+            if outbox.send(reply).await.is_err() {
+                gone = true;
+                break;
+            }
+        }
+        if closed || gone {
             break;
         }
     }
@@ -214,13 +243,39 @@ pub async fn run_session(
     }
 }
 
+/// Settle the acks gathered so far in one engine call.
+async fn flush_acks(
+    engine: &Engine,
+    queue: &str,
+    leased: &mut HashSet<String>,
+    acks: &mut Vec<String>,
+    replies: &mut Vec<Value>,
+) {
+    if acks.is_empty() {
+        return;
+    }
+    let receipts = std::mem::take(acks);
+    match engine.ack(queue, &receipts).await {
+        Ok(results) => {
+            for (receipt, r) in receipts.into_iter().zip(results) {
+                replies.push(settle(leased, receipt, Ok(r), "acked"));
+            }
+        }
+        Err(e) => {
+            for receipt in receipts {
+                replies.push(error_frame(&e, Some(&receipt)));
+            }
+        }
+    }
+}
+
 fn settle(
     leased: &mut HashSet<String>,
     receipt: String,
-    r: sluice_engine::Result<Vec<sluice_engine::ReceiptResult>>,
+    r: sluice_engine::Result<sluice_engine::ReceiptResult>,
     done: &str,
 ) -> Value {
-    match r.map(|mut v| v.remove(0)) {
+    match r {
         Ok(Ok(())) => {
             leased.remove(&receipt);
             json!({"type": done, "receipt": receipt})
