@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// When set, SigV4 signatures on the SQS API are verified; otherwise they are not checked.
     #[arg(long, env = "SLUICE_SQS_CREDENTIALS", value_delimiter = ',')]
     pub sqs_credentials: Vec<String>,
+    /// PEM certificate chain: serve TLS (ALPN h2 and http/1.1) on --listen. Reloaded on SIGHUP.
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Path prefix of the awe_queue-compatible API (default: the root).
     #[arg(long, env = "SLUICE_AWE_PREFIX")]
     pub awe_prefix: Option<String>,
@@ -70,6 +76,8 @@ struct FileConfig {
     sqs_credentials: Vec<String>,
     awe_prefix: Option<String>,
     awe_queue: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +95,8 @@ pub struct ServeConfig {
     pub sqs_credentials: Vec<(String, String)>,
     pub awe_prefix: String,
     pub awe_queue: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 fn parse_credentials(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -148,6 +158,8 @@ impl ServeConfig {
                 .unwrap_or(defaults.max_waiters),
             sqs_base_url: args.sqs_base_url.or(file.sqs_base_url),
             awe_prefix: args.awe_prefix.or(file.awe_prefix).unwrap_or_default(),
+            tls_cert: args.tls_cert.or(file.tls_cert),
+            tls_key: args.tls_key.or(file.tls_key),
             awe_queue: args
                 .awe_queue
                 .or(file.awe_queue)
@@ -175,6 +187,9 @@ impl ServeConfig {
                 self.max_request_bytes,
                 self.max_message_bytes
             );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key go together");
         }
         if !self.awe_prefix.is_empty() && !self.awe_prefix.starts_with('/') {
             anyhow::bail!("awe_prefix must start with / (got {:?})", self.awe_prefix);

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod server;
 mod telemetry;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -29,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the server.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Manage queues.
     #[command(subcommand)]
     Queue(cli::QueueCmd),
@@ -53,7 +54,7 @@ fn main() {
         .expect("tokio runtime");
     let result = rt.block_on(async move {
         match cli.cmd {
-            Cmd::Serve(args) => server::run(config::ServeConfig::resolve(args)?).await,
+            Cmd::Serve(args) => server::run(config::ServeConfig::resolve(*args)?).await,
             Cmd::Queue(c) => cli::queue(&cli.client, c).await,
             Cmd::Send(a) => cli::send(&cli.client, a).await,
             Cmd::Recv(a) => cli::recv(&cli.client, a).await,

@@ -64,25 +64,96 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "sluice is serving");
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(crate::tls::Tls::new(c, k)?),
+        _ => None,
+    };
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        tls = tls.is_some(),
+        version = env!("CARGO_PKG_VERSION"),
+        "sluice is serving (HTTP/1.1 and HTTP/2 on one port)"
+    );
 
     let e2 = engine.clone();
-    // TCP_NODELAY: streams of small frames (miniqueue, native streaming) must not wait for
-    // Nagle's algorithm (a 40 ms stall against the client's delayed ACK).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            e2.begin_shutdown();
-        })
-        .await?;
+    let stop = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        e2.begin_shutdown();
+    };
+    match tls {
+        None => {
+            // TCP_NODELAY: streams of small frames (miniqueue, native streaming) must not wait
+            // for Nagle's algorithm (a 40 ms stall against the client's delayed ACK).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?;
+        }
+        Some(tls) => {
+            tls.spawn_reloader();
+            serve_tls(listener, app, tls, stop).await;
+        }
+    }
     housekeeping.abort();
     engine.close().await?;
     tracing::info!("storage synced and closed; bye");
     Ok(())
+}
+
+/// The TLS accept loop: each connection is TLS-terminated, then served as HTTP/1.1 or HTTP/2
+/// according to ALPN (with upgrades, for WebSocket), and drained gracefully at shutdown.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Arc<crate::tls::Tls>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = tls.acceptor();
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let builder = Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    // Let in-flight requests finish (long polls were already answered by begin_shutdown).
+    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within 30 s of shutdown");
+    }
 }
 
 async fn shutdown_signal() {

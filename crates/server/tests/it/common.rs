@@ -46,7 +46,43 @@ impl Server {
         s
     }
 
+    /// A server with TLS flags: health is checked with a TLS handshake instead of plain HTTP.
+    pub async fn start_tls(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            child: None,
+            base: String::new(),
+            port: free_port(),
+            dir: tmp.path().to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        s.spawn_with(false).await;
+        for _ in 0..600 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+                .await
+                .is_ok()
+            {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("TLS server did not start");
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(pid as i32, sig);
+        }
+    }
+
     pub async fn spawn(&mut self) {
+        self.spawn_with(true).await
+    }
+
+    async fn spawn_with(&mut self, wait: bool) {
         self.base = format!("http://127.0.0.1:{}", self.port);
         let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
         let child = Command::new(BIN)
@@ -63,7 +99,9 @@ impl Server {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        wait_healthy(&self.base).await;
+        if wait {
+            wait_healthy(&self.base).await;
+        }
     }
 
     /// SIGKILL: no chance to sync or clean up.

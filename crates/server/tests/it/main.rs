@@ -9,3 +9,4 @@ mod common;
 mod crash;
 mod miniqueue;
 mod stream;
+mod tls;
