@@ -184,3 +184,33 @@ async fn subscribers_share_a_topic() {
     got.sort();
     assert_eq!(got, vec!["a", "b"], "each message goes to one subscriber");
 }
+
+/// The seed's own way of publishing: `curl --http2-prior-knowledge` (skipped without curl).
+#[tokio::test]
+async fn curl_publishes_over_h2c() {
+    let s = Server::start().await;
+    let url = format!("http://127.0.0.1:{}/publish/curl", s.port);
+    let out = match std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "--data",
+            "helloworld",
+            &url,
+        ])
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) => {
+            eprintln!("curl not installed: skipped");
+            return;
+        }
+    };
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201 2");
+    let h = Http::new(&s.base);
+    assert_eq!(h.get("/v1/queues/curl").await.1["stats"]["ready"], 1);
+}
