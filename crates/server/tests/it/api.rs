@@ -196,16 +196,7 @@ async fn long_poll_answers_when_a_message_arrives() {
             .await
     });
     // Publish once the receive is parked (the metrics gauge counts waiters).
-    for _ in 0..400 {
-        let (_, m) = h.get("/metrics").await;
-        if m.as_str()
-            .unwrap_or_default()
-            .contains("sluice_long_poll_waiters 1")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    h.wait_for_waiters(1).await;
     h.post("/v1/queues/lp/messages", json!({"body": "wake"}))
         .await;
     let (st, v) = waiter.await.unwrap();
@@ -311,16 +302,7 @@ async fn restart_keeps_messages_and_shutdown_is_graceful() {
         h2.post("/v1/queues/idle/receive", json!({"wait_seconds": 20}))
             .await
     });
-    for _ in 0..400 {
-        let (_, m) = h.get("/metrics").await;
-        if m.as_str()
-            .unwrap_or_default()
-            .contains("sluice_long_poll_waiters 1")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    h.wait_for_waiters(1).await;
     let status = s.terminate();
     assert!(
         status.success(),

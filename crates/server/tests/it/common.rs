@@ -208,6 +208,19 @@ impl Http {
         )
         .await
     }
+    /// Wait (bounded) until `n` receives are long-polling, per the server's metrics gauge.
+    pub async fn wait_for_waiters(&self, n: usize) {
+        let needle = format!("sluice_long_poll_waiters {n}");
+        for _ in 0..400 {
+            let (_, m) = self.get("/metrics").await;
+            if m.as_str().unwrap_or_default().contains(&needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no receive started waiting");
+    }
+
     /// A request with a raw body and content type.
     pub async fn raw(
         &self,
