@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Close a connection that has not sent its complete request headers within this many
+    /// seconds (slow-loris guard).
+    #[arg(long, env = "SLUICE_HEADER_TIMEOUT_SECONDS")]
+    pub header_timeout_seconds: Option<u64>,
     /// Path prefix of the awe_queue-compatible API (default: the root).
     #[arg(long, env = "SLUICE_AWE_PREFIX")]
     pub awe_prefix: Option<String>,
@@ -78,6 +82,7 @@ struct FileConfig {
     awe_queue: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    header_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +102,7 @@ pub struct ServeConfig {
     pub awe_queue: String,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub header_timeout_seconds: u64,
 }
 
 fn parse_credentials(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -158,6 +164,10 @@ impl ServeConfig {
                 .unwrap_or(defaults.max_waiters),
             sqs_base_url: args.sqs_base_url.or(file.sqs_base_url),
             awe_prefix: args.awe_prefix.or(file.awe_prefix).unwrap_or_default(),
+            header_timeout_seconds: args
+                .header_timeout_seconds
+                .or(file.header_timeout_seconds)
+                .unwrap_or(30),
             tls_cert: args.tls_cert.or(file.tls_cert),
             tls_key: args.tls_key.or(file.tls_key),
             awe_queue: args
@@ -187,6 +197,9 @@ impl ServeConfig {
                 self.max_request_bytes,
                 self.max_message_bytes
             );
+        }
+        if !(1..=3600).contains(&self.header_timeout_seconds) {
+            anyhow::bail!("header_timeout_seconds must be between 1 and 3600");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             anyhow::bail!("tls_cert and tls_key go together");

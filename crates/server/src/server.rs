@@ -2,7 +2,7 @@
 //! down in order: stop accepting, wake long polls, let in-flight requests finish, sync, exit 0.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice_engine::embedded::{EmbeddedOptions, EmbeddedStore};
@@ -81,37 +81,37 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         e2.begin_shutdown();
     };
-    match tls {
-        None => {
-            // TCP_NODELAY: streams of small frames (miniqueue, native streaming) must not wait
-            // for Nagle's algorithm (a 40 ms stall against the client's delayed ACK).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await?;
-        }
-        Some(tls) => {
-            tls.spawn_reloader();
-            serve_tls(listener, app, tls, stop).await;
-        }
+    if let Some(tls) = &tls {
+        tls.spawn_reloader();
     }
+    serve_connections(
+        listener,
+        app,
+        tls,
+        Duration::from_secs(cfg.header_timeout_seconds),
+        stop,
+    )
+    .await;
     housekeeping.abort();
     engine.close().await?;
     tracing::info!("storage synced and closed; bye");
     Ok(())
 }
 
-/// The TLS accept loop: each connection is TLS-terminated, then served as HTTP/1.1 or HTTP/2
-/// according to ALPN (with upgrades, for WebSocket), and drained gracefully at shutdown.
-async fn serve_tls(
+/// The accept loop, for plain and TLS connections alike. Each connection is (optionally)
+/// TLS-terminated, then served as HTTP/1.1 or HTTP/2: by ALPN over TLS, by the connection
+/// preface in cleartext (h2c prior knowledge), with upgrades (WebSocket). A connection that has
+/// not sent its request headers within `header_timeout` is closed (slow-loris guard). Sockets
+/// set TCP_NODELAY: streams of small frames must not wait for Nagle's algorithm (a 40 ms stall
+/// against the client's delayed ACK). At shutdown, connections are drained gracefully.
+async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: axum::Router,
-    tls: Arc<crate::tls::Tls>,
+    tls: Option<Arc<crate::tls::Tls>>,
+    header_timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
 
@@ -129,20 +129,37 @@ async fn serve_tls(
             _ = &mut stop => break,
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = tls.acceptor();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         let service = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let result = match acceptor {
+                Some(acceptor) => {
+                    // The handshake gets the same deadline as the headers.
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                    watcher.watch(conn.into_owned()).await
                 }
             };
-            let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

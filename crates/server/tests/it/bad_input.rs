@@ -535,3 +535,34 @@ async fn bad_query_strings_get_json_errors() {
         "{v}"
     );
 }
+
+/// Slow-loris: a connection that never finishes its request headers is closed after
+/// --header-timeout-seconds, while a normal request on another connection is served.
+#[tokio::test]
+async fn unfinished_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with(&["--header-timeout-seconds", "1"]).await;
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let h = Http::new(&s.base);
+    assert_eq!(
+        h.get("/healthz").await.0,
+        200,
+        "others are served meanwhile"
+    );
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(closed.is_ok(), "the server closed the connection");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "the half request was not served"
+    );
+}
