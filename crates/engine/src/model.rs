@@ -253,6 +253,7 @@ pub struct QueueInfo {
 /// Counts and counters of one queue. Gauges are exact at the moment they are read; counters
 /// count since the server started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueStats {
     pub ready: u64,
     pub delayed: u64,

@@ -97,53 +97,12 @@ impl From<QueueConfig> for QueueConfigView {
     }
 }
 
-/// Gauges are exact when read; counters count since the server started.
-#[derive(Serialize, ToSchema)]
-pub struct QueueStatsView {
-    pub ready: u64,
-    pub delayed: u64,
-    pub in_flight: u64,
-    /// Messages of this queue now in its dead-letter queue.
-    pub dead_lettered: u64,
-    pub oldest_ready_age_seconds: u64,
-    pub published: u64,
-    pub received: u64,
-    pub acked: u64,
-    pub nacked: u64,
-    /// Dropped after the retention period.
-    pub expired: u64,
-    /// Leases that ran out without an ack.
-    pub visibility_timeouts: u64,
-    /// Moved to the dead-letter queue since start.
-    pub dead_lettered_total: u64,
-    pub redriven: u64,
-}
-
-impl From<QueueStats> for QueueStatsView {
-    fn from(s: QueueStats) -> Self {
-        QueueStatsView {
-            ready: s.ready,
-            delayed: s.delayed,
-            in_flight: s.in_flight,
-            dead_lettered: s.dead_lettered,
-            oldest_ready_age_seconds: s.oldest_ready_age_seconds,
-            published: s.published,
-            received: s.received,
-            acked: s.acked,
-            nacked: s.nacked,
-            expired: s.expired,
-            visibility_timeouts: s.visibility_timeouts,
-            dead_lettered_total: s.dead_lettered_total,
-            redriven: s.redriven,
-        }
-    }
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct QueueView {
     pub name: String,
     pub config: QueueConfigView,
-    pub stats: QueueStatsView,
+    /// Gauges are exact when read; counters count since the server started.
+    pub stats: QueueStats,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -152,7 +111,7 @@ fn queue_view(info: QueueInfo, stats: QueueStats) -> QueueView {
     QueueView {
         name: info.name,
         config: info.config.into(),
-        stats: stats.into(),
+        stats,
         created_at: rfc3339(info.created_at),
         updated_at: rfc3339(info.updated_at),
     }

@@ -82,7 +82,7 @@ pub async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
     ),
     components(schemas(
         super::error::ErrorBody, super::error::ErrorDetail, ServerInfo,
-        native::QueueConfigBody, native::QueueConfigView, native::QueueStatsView, native::QueueView,
+        native::QueueConfigBody, native::QueueConfigView, native::QueueView,
         native::QueueList, native::Purged, native::PublishBody, native::PublishBatchBody,
         native::Published, native::PublishedBatch, native::ReceiveBody, native::MessageView,
         native::MessageList, native::AckBody, native::NackBody, native::FailedReceipt,
