@@ -39,6 +39,8 @@ impl Ctx {
             Arc::new(clock.clone()),
             EngineOptions::default(),
         );
+        engine.load_subscriptions().await.unwrap();
+        engine.load_timers().await.unwrap();
         Ctx { engine, clock }
     }
     /// Close the store and open it again on the same data, keeping the clock.
@@ -50,6 +52,8 @@ impl Ctx {
             Arc::new(self.clock.clone()),
             EngineOptions::default(),
         );
+        engine.load_subscriptions().await.unwrap();
+        engine.load_timers().await.unwrap();
         Ctx {
             engine,
             clock: self.clock,
@@ -1039,6 +1043,229 @@ pub async fn fifo_rules(h: &mut dyn Harness) {
     assert!(matches!(bad, Err(EngineError::InvalidArgument { .. })));
 }
 
+pub async fn settings_and_archive_survive_restart(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let st = &c.engine.store;
+    st.meta_put("a/1", Some("one".into())).await.unwrap();
+    st.meta_put("a/2", Some("two".into())).await.unwrap();
+    st.meta_put("b/1", Some("other".into())).await.unwrap();
+    st.meta_put("a/2", None).await.unwrap();
+    st.archive_put(&[(crate::MessageId(1), 1), (crate::MessageId(2), 2)])
+        .await
+        .unwrap();
+    st.archive_put(&[(crate::MessageId(1), 3)]).await.unwrap();
+    let c = c.restart(h).await;
+    let st = &c.engine.store;
+    assert_eq!(
+        st.meta_list("a/").await.unwrap(),
+        vec![("a/1".to_string(), "one".to_string())]
+    );
+    let arch: std::collections::HashMap<_, _> =
+        st.archive_list().await.unwrap().into_iter().collect();
+    assert_eq!(
+        arch.get(&crate::MessageId(1)),
+        Some(&3),
+        "a later entry wins"
+    );
+    assert_eq!(arch.get(&crate::MessageId(2)), Some(&2));
+}
+
+fn sub(url: &str) -> crate::push::Subscription {
+    crate::push::Subscription::new(url)
+}
+
+pub async fn push_queue_fans_out_and_refuses_pull(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    e.put_subscription("orders", "a", sub("http://a.example/x"))
+        .await
+        .unwrap();
+    let (_, created) = e
+        .put_subscription("orders", "b", sub("http://b.example/x"))
+        .await
+        .unwrap();
+    assert!(created);
+    assert!(e.is_push("orders"));
+    let id = c.send("orders", "hello").await;
+    match e.receive("orders", ReceiveOptions::default()).await {
+        Err(EngineError::PushQueue(_)) => {}
+        other => panic!("pull receive on a push queue: {other:?}"),
+    }
+    let names: Vec<String> = e
+        .queue_infos()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(names, vec!["orders"], "internal queues are hidden");
+    for s in ["a", "b"] {
+        let child = crate::push::child_queue("orders", s);
+        let got = e.push_receive(&child, 10, 30_000, 0).await.unwrap();
+        assert_eq!(got.len(), 1, "subscription {s} has its own copy");
+        assert_eq!(got[0].message.id.to_string(), id, "same id (webhook-id)");
+        if s == "a" {
+            e.push_done(&child, &got).await.unwrap();
+        } else {
+            e.push_retry(&child, &got, 5_000).await.unwrap();
+            assert!(e
+                .push_receive(&child, 10, 30_000, 0)
+                .await
+                .unwrap()
+                .is_empty());
+            c.advance(5);
+            let again = e.push_receive(&child, 10, 30_000, 0).await.unwrap();
+            assert_eq!(again[0].message.receive_count, 2);
+        }
+    }
+    // Subscriptions survive a restart; deleting one drops its copies.
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    assert_eq!(e.subscriptions("orders").await.unwrap().len(), 2);
+    e.delete_subscription("orders", "b").await.unwrap();
+    assert!(e.subscription("orders", "b").is_err());
+    e.delete_subscription("orders", "a").await.unwrap();
+    assert!(!e.is_push("orders"));
+    c.send("orders", "pull again").await;
+    assert_eq!(c.bodies("orders", 10, 30).await, vec!["pull again"]);
+}
+
+pub async fn push_dead_letters_and_redrive_to_their_subscription(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    // Published before the subscriptions exist: drained into them.
+    c.send("jobs", "early").await;
+    e.put_subscription("jobs", "a", sub("http://a.example/x"))
+        .await
+        .unwrap();
+    e.put_subscription("jobs", "b", sub("http://b.example/x"))
+        .await
+        .unwrap();
+    assert_eq!(e.drain_push_queue("jobs").await.unwrap(), 1);
+    let (ca, cb) = (
+        crate::push::child_queue("jobs", "a"),
+        crate::push::child_queue("jobs", "b"),
+    );
+    let got = e.push_receive(&ca, 10, 30_000, 0).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let dlq = e
+        .push_dead_letter("jobs", "a", &ca, &got, 3, "HTTP 404")
+        .await
+        .unwrap();
+    assert_eq!(dlq, "jobs-dlq");
+    let dead = e.peek("jobs-dlq", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, got[0].message.id);
+    assert_eq!(dead[0].attributes.get("sluice-subscription").unwrap(), "a");
+    assert_eq!(dead[0].attributes.get("sluice-error").unwrap(), "HTTP 404");
+    assert!(e.push_receive(&ca, 10, 30_000, 0).await.unwrap().is_empty());
+    // b still has its copy; a redrive sends the dead letter back to a only.
+    assert_eq!(e.redrive("jobs", None).await.unwrap(), 1);
+    let back = e.push_receive(&ca, 10, 30_000, 0).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert!(!back[0].message.attributes.contains_key("sluice-error"));
+    assert_eq!(e.push_receive(&cb, 10, 30_000, 0).await.unwrap().len(), 1);
+    assert!(e.peek("jobs-dlq", 10).await.unwrap().is_empty());
+    // Deleting the queue deletes its subscriptions.
+    e.delete_queue("jobs").await.unwrap();
+    assert!(!e.is_push("jobs"));
+    assert!(e.all_subscriptions().is_empty());
+}
+
+pub async fn timers_fire_once_and_survive_restart(h: &mut dyn Harness) {
+    use crate::timers::{TimerSpec, TimerStatus, SUCCEEDED, TIMER_QUEUE};
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    let mut spec = TimerSpec::http("http://example.com/hook");
+    spec.due_at = T0 + 10_000;
+    let id = e.create_timer(spec.clone(), None).await.unwrap();
+    let cancel_me = e.create_timer(spec.clone(), None).await.unwrap();
+    assert_eq!(e.timer(id).unwrap().status, TimerStatus::Scheduled);
+    assert_eq!(e.timer(id).unwrap().due_at, Some(T0 + 10_000));
+    assert!(e
+        .push_receive(TIMER_QUEUE, 10, 30_000, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    e.cancel_timer(cancel_me).await.unwrap();
+    assert_eq!(e.timer(cancel_me).unwrap().status, TimerStatus::Cancelled);
+    // Restart before it is due: still pending, still cancelled.
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    assert_eq!(e.timer(id).unwrap().status, TimerStatus::Scheduled);
+    assert_eq!(e.timer(cancel_me).unwrap().status, TimerStatus::Cancelled);
+    c.advance(10);
+    let due = e.push_receive(TIMER_QUEUE, 10, 30_000, 0).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let spec: TimerSpec = serde_json::from_slice(&due[0].message.body).unwrap();
+    assert_eq!(spec.url.as_deref(), Some("http://example.com/hook"));
+    for d in &due {
+        let code = e.timer_outcome(d.message.id).unwrap_or(SUCCEEDED);
+        e.finish_timer(d, code).await.unwrap();
+    }
+    assert_eq!(e.timer(id).unwrap().status, TimerStatus::Succeeded);
+    assert!(matches!(
+        e.cancel_timer(id).await,
+        Err(EngineError::Conflict(_))
+    ));
+    assert!(matches!(
+        e.cancel_timer(crate::MessageId(42)).await,
+        Err(EngineError::NotFound { .. })
+    ));
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    assert_eq!(e.timer(id).unwrap().status, TimerStatus::Succeeded);
+    assert_eq!(e.timer(cancel_me).unwrap().status, TimerStatus::Cancelled);
+    assert!(e
+        .push_receive(TIMER_QUEUE, 10, 30_000, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(e.timer_counts(), (0, 2));
+}
+
+pub async fn schedules_fire_once_and_count_missed(h: &mut dyn Harness) {
+    use crate::timers::{firing_id, Schedule, TimerSpec, TIMER_QUEUE};
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    let mut target = TimerSpec::http("http://example.com/cron");
+    target.url = None;
+    target.queue = Some("ticks".into());
+    target.body = Some("tick".into());
+    let s = Schedule {
+        cron: "*/10 * * * * *".into(),
+        timezone: "UTC".into(),
+        target,
+        created_at: 0,
+        updated_at: 0,
+        last_fired: None,
+        fired: 0,
+        missed: 0,
+    };
+    e.put_schedule("every10", s).await.unwrap();
+    assert_eq!(e.fire_schedules().await.unwrap(), Some(T0 + 10_000));
+    c.advance(10);
+    assert_eq!(e.fire_schedules().await.unwrap(), Some(T0 + 20_000));
+    assert_eq!(
+        e.fire_schedules().await.unwrap(),
+        Some(T0 + 20_000),
+        "no double fire"
+    );
+    assert!(e.timer(firing_id("every10", T0 + 10_000)).is_some());
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    // Down for 35 s: the latest missed firing fires once, two are counted as missed.
+    c.advance(35);
+    e.fire_schedules().await.unwrap();
+    let s = e.schedule("every10").unwrap();
+    assert_eq!((s.fired, s.missed), (2, 2));
+    assert_eq!(s.last_fired, Some(T0 + 40_000));
+    let fired = e.push_receive(TIMER_QUEUE, 10, 30_000, 0).await.unwrap();
+    assert_eq!(fired.len(), 2);
+    e.delete_schedule("every10").await.unwrap();
+    assert!(e.schedule("every10").is_err());
+}
+
 /// Expand the whole suite as `#[tokio::test]`s for a backend. `$harness` is an expression
 /// building a fresh [`Harness`] (evaluated once per test).
 #[macro_export]
@@ -1054,7 +1281,10 @@ macro_rules! conformance_suite {
             limits_are_enforced_and_nothing_is_stored, put_updates_config,
             restart_keeps_messages_and_receive_counts, restart_keeps_dead_letters,
             deleted_queue_stays_deleted_after_restart, fifo_groups_are_ordered_and_locked,
-            fifo_deduplicates_within_five_minutes, fifo_rules);
+            fifo_deduplicates_within_five_minutes, fifo_rules,
+            settings_and_archive_survive_restart, push_queue_fans_out_and_refuses_pull,
+            push_dead_letters_and_redrive_to_their_subscription, timers_fire_once_and_survive_restart,
+            schedules_fire_once_and_count_missed);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(

@@ -76,13 +76,15 @@ impl Default for ReceiveOptions {
 }
 
 pub struct Engine {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
     opts: EngineOptions,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     waiters: AtomicUsize,
-    shutdown: watch::Sender<bool>,
+    pub(crate) shutdown: watch::Sender<bool>,
     started_at: Millis,
+    pub(crate) push: crate::push::PushState,
+    pub(crate) timers: crate::timers::TimerState,
 }
 
 impl Engine {
@@ -97,6 +99,8 @@ impl Engine {
             waiters: AtomicUsize::new(0),
             shutdown,
             started_at,
+            push: Default::default(),
+            timers: Default::default(),
         })
     }
 
@@ -130,7 +134,7 @@ impl Engine {
         n
     }
 
-    fn wake(&self, queue: &str, n: usize) {
+    pub(crate) fn wake(&self, queue: &str, n: usize) {
         let w = self.waker(queue);
         for _ in 0..n.min(limits::RECEIVE_BATCH_MAX) {
             w.notify_one();
@@ -182,13 +186,15 @@ impl Engine {
 
     /// Every queue's definition, by name, without stats.
     pub async fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
-        self.store.list_queues().await
+        let mut v = self.store.list_queues().await?;
+        v.retain(|q| !crate::push::is_internal(&q.name));
+        Ok(v)
     }
 
     pub async fn list_queues(&self) -> Result<Vec<(QueueInfo, QueueStats)>> {
         let now = self.now();
         let mut out = Vec::new();
-        for q in self.store.list_queues().await? {
+        for q in self.queue_infos().await? {
             match self.store.stats(&q.name, now).await {
                 Ok(s) => out.push((q, s)),
                 Err(EngineError::QueueNotFound(_)) => {} // deleted meanwhile
@@ -203,6 +209,7 @@ impl Engine {
         if !self.store.delete_queue(name).await? {
             return Err(EngineError::QueueNotFound(name.to_string()));
         }
+        self.drop_subscriptions(name).await?;
         // Waiting receives find the queue gone and answer so.
         if let Some(w) = self.wakers.lock().remove(name) {
             w.notify_waiters();
@@ -329,6 +336,9 @@ impl Engine {
                 dedup_id,
             });
         }
+        if self.is_push(queue) {
+            return self.fan_out(queue, batch).await;
+        }
         let ids = match self.store.publish(queue, batch.clone(), now).await {
             Err(EngineError::QueueNotFound(_)) => {
                 self.store
@@ -362,6 +372,9 @@ impl Engine {
                 limits::VISIBILITY_TIMEOUT_MAX_S as u64,
             )?;
         }
+        if self.is_push(queue) {
+            return Err(EngineError::PushQueue(queue.to_string()));
+        }
         // The queue's defaults (this lookup also answers 404 for unknown queues before waiting).
         let config = self
             .store
@@ -374,7 +387,6 @@ impl Engine {
             .unwrap_or(config.visibility_timeout_seconds);
         let wait_seconds = opts.wait_seconds.unwrap_or(config.receive_wait_seconds);
         let visibility_ms = visibility_s as u64 * 1000;
-        let deadline = self.now() + wait_seconds as i64 * 1000;
         if wait_seconds == 0 {
             return self
                 .store
@@ -387,12 +399,31 @@ impl Engine {
                 limit: self.opts.max_waiters,
             });
         }
+        let _guard = WaiterGuard(&self.waiters);
         // Only existing queues get a waker (so unknown names cannot grow the map).
         if opts.visibility_timeout_seconds.is_some() && self.store.get_queue(queue).await?.is_none()
         {
             return Err(EngineError::QueueNotFound(queue.to_string()));
         }
-        let _guard = WaiterGuard(&self.waiters);
+        self.wait_receive(
+            queue,
+            opts.max_messages,
+            visibility_ms,
+            wait_seconds as u64 * 1000,
+        )
+        .await
+    }
+
+    /// The long poll: receive, or wait for a publish, a due delay or the deadline. Used by
+    /// [`Engine::receive`] and the push workers (which skip its validation and waiter limit).
+    pub(crate) async fn wait_receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_ms: u64,
+        wait_ms: u64,
+    ) -> Result<Vec<Delivery>> {
+        let deadline = self.now() + wait_ms as i64;
         let waker = self.waker(queue);
         let mut shutdown = self.shutdown.subscribe();
         loop {
@@ -400,12 +431,9 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let now = self.now();
-            let got = self
-                .store
-                .receive(queue, opts.max_messages, visibility_ms, now)
-                .await?;
+            let got = self.store.receive(queue, max, visibility_ms, now).await?;
             if !got.is_empty() {
-                if got.len() == opts.max_messages {
+                if got.len() == max {
                     // There may be more: pass the turn on to another waiter.
                     waker.notify_one();
                 }
@@ -533,10 +561,11 @@ impl Engine {
         if let Some(m) = max {
             range("max_messages", m as u64, 1, u32::MAX as u64)?;
         }
-        let n = self
-            .store
-            .redrive(queue, max.unwrap_or(usize::MAX), self.now())
-            .await?;
+        let max = max.unwrap_or(usize::MAX);
+        let mut n = self.store.redrive(queue, max, self.now()).await?;
+        if (n as usize) < max {
+            n += self.redrive_push(queue, max - n as usize).await?;
+        }
         if n > 0 {
             // Sources are not known here; wake everyone cheaply (redrive is rare).
             for w in self.wakers.lock().values() {

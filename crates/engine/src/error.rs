@@ -29,6 +29,12 @@ pub enum EngineError {
         "too many receives are already waiting (limit {limit}); retry later or without waiting"
     )]
     TooManyWaiters { limit: usize },
+    #[error("queue {0:?} has push subscriptions: its messages are delivered to their endpoints, so pull receives are refused (delete the subscriptions to pull again)")]
+    PushQueue(String),
+    #[error("{what} {id:?} does not exist")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl EngineError {

@@ -11,7 +11,9 @@ pub mod embedded;
 mod engine;
 mod error;
 pub mod model;
+pub mod push;
 pub mod store;
+pub mod timers;
 
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use engine::{Engine, EngineOptions, Publish, ReceiveOptions};

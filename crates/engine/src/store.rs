@@ -103,6 +103,22 @@ pub trait Store: Send + Sync + 'static {
     /// Periodic housekeeping: promote due delays, expire leases (dead-lettering over the receive
     /// limit), drop messages past retention, reclaim space. Returns queues that got messages ready.
     async fn tick(&self, now: Millis) -> Result<Vec<String>>;
+    /// Every message of a queue by id, with the moment it is (or was) due: ready messages
+    /// report their enqueue time, delayed ones their due time, leased ones their lease end.
+    /// Used to rebuild indexes (pending timers) at start; not for hot paths.
+    async fn ids(&self, queue: &str) -> Result<Vec<(MessageId, Millis)>>;
+
+    /// Small durable settings outside any queue (push subscriptions, schedules and their last
+    /// firing): set `key` to `value`, or remove it with `None`. Durable on return.
+    async fn meta_put(&self, key: &str, value: Option<String>) -> Result<()>;
+    /// Every setting whose key starts with `prefix`, sorted by key.
+    async fn meta_list(&self, prefix: &str) -> Result<Vec<(String, String)>>;
+    /// Archive outcomes of finished work (timers): a compact, append-only id -> status map.
+    /// Durable on return; a later entry for the same id wins.
+    async fn archive_put(&self, entries: &[(MessageId, u8)]) -> Result<()>;
+    /// The whole archive (loaded once at start).
+    async fn archive_list(&self) -> Result<Vec<(MessageId, u8)>>;
+
     fn info(&self) -> StoreInfo;
     /// Make everything durable and stop background work.
     async fn close(&self) -> Result<()>;

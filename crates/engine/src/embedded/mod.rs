@@ -3,6 +3,8 @@
 //! ```text
 //! DATA_DIR/queues.json          the queue catalog (catalog.rs)
 //! DATA_DIR/log/NNNN….seg        the append-only log segments (log.rs, record.rs)
+//! DATA_DIR/meta.json            small settings: subscriptions, schedules (side.rs)
+//! DATA_DIR/archive.bin          outcomes of finished timers, 17 bytes each (side.rs)
 //! DATA_DIR/LOCK                 held while a server has the directory open
 //! ```
 //!
@@ -19,6 +21,7 @@
 mod catalog;
 mod log;
 pub mod record;
+mod side;
 mod state;
 
 use std::fs::{File, OpenOptions};
@@ -72,6 +75,8 @@ pub struct EmbeddedStore {
     opts: EmbeddedOptions,
     bytes_on_disk: AtomicU64,
     last_compaction: std::sync::atomic::AtomicI64,
+    meta: side::Meta,
+    archive: side::Archive,
     _lock: File,
 }
 
@@ -112,6 +117,8 @@ impl EmbeddedStore {
             opts,
             bytes_on_disk: AtomicU64::new(report.bytes),
             last_compaction: std::sync::atomic::AtomicI64::new(0),
+            meta: side::Meta::open(dir)?,
+            archive: side::Archive::open(dir)?,
             _lock: lock,
         };
         Ok((store, report))
@@ -1079,6 +1086,38 @@ impl Store for EmbeddedStore {
         }
         self.bytes_on_disk.store(bytes, Ordering::Relaxed);
         Ok(woke)
+    }
+
+    async fn ids(&self, queue: &str) -> Result<Vec<(MessageId, Millis)>> {
+        let st = self.state.lock();
+        let q = &st.queues[&Self::qid(&st, queue)?];
+        let mut v = Vec::with_capacity(q.len());
+        v.extend(q.ready.iter().map(|e| (MessageId(e.id()), e.enqueued_at)));
+        v.extend(q.delayed.iter().map(|(&(at, id), _)| (MessageId(id), at)));
+        v.extend(
+            q.inflight
+                .iter()
+                .map(|(&id, l)| (MessageId(id), l.lease_until)),
+        );
+        Ok(v)
+    }
+
+    async fn meta_put(&self, key: &str, value: Option<String>) -> Result<()> {
+        self.check_writable()?;
+        self.meta.put(key, value)
+    }
+
+    async fn meta_list(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        Ok(self.meta.list(prefix))
+    }
+
+    async fn archive_put(&self, entries: &[(MessageId, u8)]) -> Result<()> {
+        self.check_writable()?;
+        self.archive.put(entries).await
+    }
+
+    async fn archive_list(&self) -> Result<Vec<(MessageId, u8)>> {
+        self.archive.list()
     }
 
     fn info(&self) -> StoreInfo {

@@ -65,6 +65,9 @@ impl From<EngineError> for ApiError {
             StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             TooManyWaiters { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_waiters"),
+            PushQueue(_) => (StatusCode::CONFLICT, "push_queue"),
+            NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -107,6 +107,8 @@ impl From<EngineError> for SqsError {
                 message: m,
             },
             Storage(m) => SqsError::internal(m),
+            e @ PushQueue(_) => SqsError::unsupported(e.to_string()),
+            e @ (NotFound { .. } | Conflict(_)) => SqsError::invalid(e.to_string()),
         }
     }
 }
