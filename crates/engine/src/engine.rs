@@ -604,6 +604,11 @@ impl Engine {
         })
     }
 
+    /// Becomes true when shutdown begins (background workers stop on it).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     /// Stop waiting receives (they answer with what they have) and housekeeping.
     pub fn begin_shutdown(&self) {
         let _ = self.shutdown.send(true);

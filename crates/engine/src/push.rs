@@ -371,7 +371,6 @@ pub fn classify(status: Option<u16>) -> Outcome {
 
 /// One HTTP attempt, as the attempts log keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     /// When the request was sent (ms since the epoch).
     pub at: Millis,
@@ -990,6 +989,11 @@ impl Engine {
             }
         }
         Ok(moved)
+    }
+
+    /// Stats of a subscription's internal queue (its backlog).
+    pub async fn child_stats(&self, child: &str) -> Result<crate::model::QueueStats> {
+        self.store.stats(child, self.now()).await
     }
 
     pub fn record_attempt(&self, id: MessageId, a: Attempt) {

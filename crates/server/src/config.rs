@@ -62,6 +62,26 @@ pub struct ServeArgs {
     /// Queue behind the awe_queue-compatible API.
     #[arg(long, env = "SLUICE_AWE_QUEUE")]
     pub awe_queue: Option<String>,
+    /// Let webhooks and timers call loopback, private, link-local and metadata addresses
+    /// (refused by default; use for local development and tests).
+    #[arg(long, env = "SLUICE_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
+    /// Timer calls in flight at once.
+    #[arg(long, env = "SLUICE_TIMER_CONCURRENCY")]
+    pub timer_concurrency: Option<usize>,
+    /// The forwarder (seed 001): POST the records received on /log, in batches, to this URL.
+    #[arg(long, env = "WEBHOOK_POST_ENDPOINT")]
+    pub post_endpoint: Option<String>,
+    /// The forwarder's batch size (default 10).
+    #[arg(long, env = "WEBHOOK_BATCH_SIZE")]
+    pub batch_size: Option<u32>,
+    /// The forwarder's batch interval, Go duration syntax like 10s or 1m30s (default 10s).
+    #[arg(long, env = "WEBHOOK_BATCH_INTERVAL")]
+    pub batch_interval: Option<String>,
+    /// Exit (status 1) when a forwarder batch fails after its retries, as the seed does;
+    /// by default the batch is dead-lettered and the server keeps running.
+    #[arg(long, env = "SLUICE_EXIT_ON_FORWARD_FAILURE")]
+    pub exit_on_forward_failure: bool,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -83,6 +103,22 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     header_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    allow_private_targets: bool,
+    timer_concurrency: Option<usize>,
+    post_endpoint: Option<String>,
+    batch_size: Option<u32>,
+    batch_interval: Option<String>,
+    #[serde(default)]
+    exit_on_forward_failure: bool,
+}
+
+/// The forwarder's settings (seed 001).
+#[derive(Debug, Clone)]
+pub struct ForwarderConfig {
+    pub endpoint: String,
+    pub batch_size: u32,
+    pub batch_interval_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +139,49 @@ pub struct ServeConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub header_timeout_seconds: u64,
+    pub allow_private_targets: bool,
+    pub timer_concurrency: usize,
+    pub forwarder: Option<ForwarderConfig>,
+    pub exit_on_forward_failure: bool,
+}
+
+/// A Go `time.Duration` string: a sequence of decimal numbers with units ns, us, µs, ms, s,
+/// m, h (`10s`, `1m30s`, `1.5h`, `250ms`). Returns milliseconds.
+pub fn parse_go_duration(s: &str) -> anyhow::Result<u64> {
+    let bad = || anyhow::anyhow!("{s:?} is not a duration like 10s, 500ms, 1m30s or 1h");
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total_ms = 0f64;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        if num_end == 0 {
+            return Err(bad());
+        }
+        let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_end] {
+            "ns" => 1e-6,
+            "us" | "µs" => 1e-3,
+            "ms" => 1.0,
+            "s" => 1000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            _ => return Err(bad()),
+        };
+        total_ms += n * factor;
+        rest = &rest[unit_end..];
+    }
+    Ok(total_ms.round() as u64)
 }
 
 fn parse_credentials(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -174,6 +253,26 @@ impl ServeConfig {
                 .awe_queue
                 .or(file.awe_queue)
                 .unwrap_or_else(|| "awe".into()),
+            allow_private_targets: args.allow_private_targets || file.allow_private_targets,
+            timer_concurrency: args
+                .timer_concurrency
+                .or(file.timer_concurrency)
+                .unwrap_or(100),
+            exit_on_forward_failure: args.exit_on_forward_failure || file.exit_on_forward_failure,
+            forwarder: match args.post_endpoint.or(file.post_endpoint) {
+                Some(endpoint) if !endpoint.is_empty() => Some(ForwarderConfig {
+                    endpoint,
+                    batch_size: args.batch_size.or(file.batch_size).unwrap_or(10),
+                    batch_interval_ms: parse_go_duration(
+                        args.batch_interval
+                            .or(file.batch_interval)
+                            .as_deref()
+                            .unwrap_or("10s"),
+                    )
+                    .context("batch_interval (WEBHOOK_BATCH_INTERVAL)")?,
+                }),
+                _ => None,
+            },
             sqs_credentials: parse_credentials(if args.sqs_credentials.is_empty() {
                 &file.sqs_credentials
             } else {
@@ -209,6 +308,19 @@ impl ServeConfig {
         }
         sluice_engine::validate_queue_name(&self.awe_queue)
             .map_err(|e| anyhow::anyhow!("awe_queue: {e}"))?;
+        if !(1..=10_000).contains(&self.timer_concurrency) {
+            anyhow::bail!("timer_concurrency must be between 1 and 10000");
+        }
+        if let Some(f) = &self.forwarder {
+            if !(1..=1000).contains(&f.batch_size) {
+                anyhow::bail!("batch_size (WEBHOOK_BATCH_SIZE) must be between 1 and 1000");
+            }
+            if f.batch_interval_ms > 3_600_000 {
+                anyhow::bail!("batch_interval (WEBHOOK_BATCH_INTERVAL) must be at most 1h");
+            }
+            sluice_engine::push::validate_url("post_endpoint", &f.endpoint)
+                .map_err(|e| anyhow::anyhow!("{e} (WEBHOOK_POST_ENDPOINT)"))?;
+        }
         if !["human", "json"].contains(&self.log_format.as_str()) {
             anyhow::bail!(
                 "log_format must be human or json, not {:?}",
@@ -216,5 +328,22 @@ impl ServeConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_go_duration;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("10s").unwrap(), 10_000);
+        assert_eq!(parse_go_duration("1m30s").unwrap(), 90_000);
+        assert_eq!(parse_go_duration("250ms").unwrap(), 250);
+        assert_eq!(parse_go_duration("1.5h").unwrap(), 5_400_000);
+        assert_eq!(parse_go_duration("0").unwrap(), 0);
+        assert!(parse_go_duration("10").is_err());
+        assert!(parse_go_duration("ten s").is_err());
+        assert!(parse_go_duration("").is_err());
     }
 }

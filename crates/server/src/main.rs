@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod config;
+mod push;
 mod server;
 mod telemetry;
 mod tls;
@@ -44,6 +45,8 @@ enum Cmd {
     Tail(cli::TailArgs),
     /// Load generator: measure msgs/s and latency of a scenario against a server.
     Bench(cli::bench::BenchArgs),
+    /// A webhook receiver for demos and tests: records each request as a JSON line.
+    Sink(cli::sink::SinkArgs),
 }
 
 fn main() {
@@ -61,6 +64,7 @@ fn main() {
             Cmd::Ack(a) => cli::ack(&cli.client, a).await,
             Cmd::Tail(a) => cli::tail(&cli.client, a).await,
             Cmd::Bench(a) => cli::bench::run(&cli.client.server, cli.client.json, a).await,
+            Cmd::Sink(a) => cli::sink::run(a).await,
         }
     });
     if let Err(e) = result {

@@ -44,7 +44,30 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             max_waiters: cfg.max_waiters,
         },
     );
+    engine
+        .load_subscriptions()
+        .await
+        .context("loading push subscriptions")?;
+    engine.load_timers().await.context("loading timers")?;
     let housekeeping = engine.spawn_housekeeping();
+    let scheduler = engine.spawn_scheduler();
+    let push = crate::push::PushManager::new(
+        engine.clone(),
+        crate::push::PushOptions {
+            allow_private_targets: cfg.allow_private_targets,
+            timer_concurrency: cfg.timer_concurrency,
+            exit_on_forward_failure: cfg.exit_on_forward_failure,
+        },
+    )?;
+    if cfg.allow_private_targets {
+        tracing::warn!(
+            "--allow-private-targets: webhooks and timers may call loopback and private addresses"
+        );
+    }
+    if let Some(f) = &cfg.forwarder {
+        crate::api::forwarder::install(&engine, f).await?;
+    }
+    push.start(engine.shutdown_signal());
 
     let app = api::router(
         AppState {
@@ -58,6 +81,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             }),
             awe: Arc::new(api::awe::AweState::new(&cfg.awe_queue)),
             miniqueue: Default::default(),
+            push: push.clone(),
         },
         &cfg.awe_prefix,
     );
@@ -93,6 +117,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     )
     .await;
     housekeeping.abort();
+    scheduler.abort();
     engine.close().await?;
     tracing::info!("storage synced and closed; bye");
     Ok(())

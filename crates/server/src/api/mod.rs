@@ -4,6 +4,9 @@
 pub mod awe;
 pub mod body;
 pub mod error;
+pub mod forwarder;
+pub mod hooks;
+pub mod httpqueue;
 pub mod miniqueue;
 pub mod native;
 pub mod ops;
@@ -30,6 +33,7 @@ pub struct AppState {
     pub sqs: Arc<sqs::SqsState>,
     pub awe: Arc<awe::AweState>,
     pub miniqueue: Arc<miniqueue::MiniqueueState>,
+    pub push: Arc<crate::push::PushManager>,
 }
 
 pub fn router(state: AppState, awe_prefix: &str) -> Router {
@@ -55,6 +59,35 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
             "/v1/queues/{queue}/stream",
             get(stream::websocket).post(stream::duplex),
         )
+        .route(
+            "/v1/queues/{queue}/subscriptions",
+            get(hooks::list_subscriptions),
+        )
+        .route(
+            "/v1/queues/{queue}/subscriptions/{name}",
+            get(hooks::get_subscription)
+                .put(hooks::put_subscription)
+                .delete(hooks::delete_subscription),
+        )
+        .route(
+            "/v1/queues/{queue}/messages/{id}/attempts",
+            get(hooks::attempts),
+        )
+        .route(
+            "/v1/timers",
+            post(hooks::create_timer).get(hooks::timer_summary),
+        )
+        .route(
+            "/v1/timers/{id}",
+            get(hooks::get_timer).delete(hooks::cancel_timer),
+        )
+        .route("/v1/schedules", get(hooks::list_schedules))
+        .route(
+            "/v1/schedules/{name}",
+            get(hooks::get_schedule)
+                .put(hooks::put_schedule)
+                .delete(hooks::delete_schedule),
+        )
         .route("/v1/server", get(ops::server_info));
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -64,6 +97,10 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         // The SQS API (JSON and query protocols) on the root and on queue URLs.
         .route("/", post(sqs::entry))
         .route("/{account}/{queue}", any(sqs::entry_queue))
+        // httpqueue (seed 000) and the forwarder (seed 001).
+        .route("/timers", post(httpqueue::set_timer))
+        .route("/timers/{id}", get(httpqueue::get_timer))
+        .route("/log", post(forwarder::log))
         .merge(v1)
         .merge(awe::routes(awe_prefix))
         .merge(miniqueue::routes())

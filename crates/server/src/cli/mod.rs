@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod sink;
 pub mod stream_client;
 
 use std::io::{BufRead, IsTerminal};

@@ -8,5 +8,6 @@ mod cli;
 mod common;
 mod crash;
 mod miniqueue;
+mod push;
 mod stream;
 mod tls;

@@ -1,0 +1,154 @@
+//! The forwarder (seed 001): `POST /log` takes one record, validates it, and publishes it to
+//! the queue `log`; a push subscription `forwarder` on that queue (created at start from
+//! `--post-endpoint`/`WEBHOOK_POST_ENDPOINT`) sends the records on as JSON arrays when the
+//! batch is full or the interval has passed, retrying 3 times 2 s apart.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use sluice_engine::push::{Backoff, BatchConfig, Subscription};
+use sluice_engine::{Engine, Publish};
+
+use super::body::RawBody;
+use super::error::ApiError;
+use super::AppState;
+use crate::config::ForwarderConfig;
+
+pub const QUEUE: &str = "log";
+pub const SUBSCRIPTION: &str = "forwarder";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Record {
+    user_id: i64,
+    total: f64,
+    title: String,
+    meta: Meta,
+    completed: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Meta {
+    logins: Vec<Login>,
+    phone_numbers: Phones,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    time: String,
+    ip: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Phones {
+    home: String,
+    mobile: String,
+}
+
+/// Create (or update) the forwarder's subscription from the configuration.
+pub async fn install(engine: &Engine, f: &ForwarderConfig) -> anyhow::Result<()> {
+    let mut sub = Subscription::new(f.endpoint.clone());
+    sub.batch = BatchConfig {
+        max_messages: f.batch_size,
+        max_wait_ms: f.batch_interval_ms,
+    };
+    // The seed: retry 3 times, waiting 2 seconds before each retry.
+    sub.max_attempts = 4;
+    sub.backoff = Backoff {
+        initial_seconds: 2.0,
+        multiplier: 1.0,
+        max_seconds: 2.0,
+        jitter: false,
+    };
+    sub.concurrency = 1;
+    sub.trusted = true;
+    let same = engine
+        .subscription(QUEUE, SUBSCRIPTION)
+        .ok()
+        .is_some_and(|old| {
+            Subscription {
+                created_at: 0,
+                updated_at: 0,
+                ..old
+            } == sub
+        });
+    if !same {
+        engine.put_subscription(QUEUE, SUBSCRIPTION, sub).await?;
+    }
+    tracing::info!(
+        endpoint = %f.endpoint,
+        batch_size = f.batch_size,
+        batch_interval_ms = f.batch_interval_ms,
+        "forwarder started: records POSTed to /log are forwarded in batches"
+    );
+    Ok(())
+}
+
+/// `POST /log`: validate the seed's record and queue it for forwarding.
+pub async fn log(State(s): State<AppState>, body: RawBody) -> Response {
+    let de = &mut serde_json::Deserializer::from_slice(&body.bytes);
+    let rec: Record = match serde_path_to_error::deserialize(de) {
+        Ok(r) => r,
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
+            return ApiError::bad_request("invalid_record", format!("{field}: {}", e.into_inner()))
+                .into_response();
+        }
+    };
+    for (i, l) in rec.meta.logins.iter().enumerate() {
+        if chrono::DateTime::parse_from_rfc3339(&l.time).is_err() {
+            return ApiError::bad_request(
+                "invalid_record",
+                format!(
+                    "meta.logins[{i}].time: {:?} is not an RFC 3339 time",
+                    l.time
+                ),
+            )
+            .into_response();
+        }
+        if l.ip.parse::<std::net::IpAddr>().is_err() {
+            return ApiError::bad_request(
+                "invalid_record",
+                format!("meta.logins[{i}].ip: {:?} is not an IP address", l.ip),
+            )
+            .into_response();
+        }
+    }
+    tracing::info!(
+        user_id = rec.user_id,
+        bytes = body.bytes.len(),
+        "POST /log: record received"
+    );
+    match s
+        .engine
+        .publish(
+            QUEUE,
+            vec![Publish {
+                body: body.bytes.to_vec(),
+                ..Default::default()
+            }],
+        )
+        .await
+    {
+        Ok(ids) => (
+            StatusCode::OK,
+            Json(json!({"status": "queued", "id": ids[0].to_string()})),
+        )
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

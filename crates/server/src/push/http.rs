@@ -1,0 +1,302 @@
+//! Outgoing webhook requests: a pooled reqwest client per trust level, the private-address
+//! guard (checked after DNS resolution, at connect time), capped response reads, Standard
+//! Webhooks signatures.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use sluice_engine::push::push_limits;
+
+/// Bytes of a response body read at most (the rest is dropped with the connection).
+pub const RESPONSE_READ_MAX: usize = 64 * 1024;
+
+/// Is this address one a webhook may not reach by default (loopback, private, link-local,
+/// cloud metadata, unspecified, multicast, CGNAT, unique-local)?
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x64 && s[1] == 0xff9b)
+        }
+    }
+}
+
+/// A DNS resolver that drops private addresses, so a public name cannot be pointed at an
+/// internal service (the check happens at connect time, after resolution).
+struct GuardedResolver;
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> =
+                addrs.into_iter().filter(|a| !is_private(a.ip())).collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "target refused: {host} resolves only to private, loopback or link-local addresses (start the server with --allow-private-targets to allow them)"
+                )
+                .into());
+            }
+            let it: Addrs = Box::new(public.into_iter());
+            Ok(it)
+        })
+    }
+}
+
+pub struct Sender {
+    guarded: reqwest::Client,
+    open: reqwest::Client,
+    allow_private: bool,
+}
+
+/// What came back from one attempt.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub retry_after_ms: Option<u64>,
+    pub excerpt: String,
+    pub duration: Duration,
+    /// The target was refused by the address guard: a permanent failure.
+    pub refused: bool,
+}
+
+pub struct Request {
+    pub method: reqwest::Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+    /// Operator-configured: may reach private addresses.
+    pub trusted: bool,
+}
+
+impl Sender {
+    pub fn new(allow_private: bool) -> anyhow::Result<Sender> {
+        let base = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(256)
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(10))
+                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+        };
+        Ok(Sender {
+            guarded: base().dns_resolver(Arc::new(GuardedResolver)).build()?,
+            open: base().build()?,
+            allow_private,
+        })
+    }
+
+    pub async fn send(&self, req: Request) -> Response {
+        let started = Instant::now();
+        let fail = |error: String, refused: bool| Response {
+            status: None,
+            error: Some(error),
+            retry_after_ms: None,
+            excerpt: String::new(),
+            duration: started.elapsed(),
+            refused,
+        };
+        let guard = !(self.allow_private || req.trusted);
+        let url = match reqwest::Url::parse(&req.url) {
+            Ok(u) => u,
+            Err(e) => return fail(format!("invalid url: {e}"), true),
+        };
+        if guard {
+            let literal = match url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+                _ => None,
+            };
+            let local_name = url
+                .host_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case("localhost") || h.ends_with(".localhost"));
+            if literal.is_some_and(is_private) || local_name {
+                return fail(
+                    format!(
+                        "target refused: {} is a private, loopback or link-local address (start the server with --allow-private-targets to allow it)",
+                        url.host_str().unwrap_or_default()
+                    ),
+                    true,
+                );
+            }
+        }
+        let client = if guard { &self.guarded } else { &self.open };
+        let mut rb = client
+            .request(req.method, url)
+            .timeout(req.timeout)
+            .body(req.body);
+        for (k, v) in &req.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        let mut resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = error_chain(&e);
+                let refused = msg.contains("target refused");
+                return fail(msg, refused);
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after_ms = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut body = Vec::new();
+        let mut error = None;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    body.extend_from_slice(&c);
+                    if body.len() >= RESPONSE_READ_MAX {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(format!("reading the response: {}", error_chain(&e)));
+                    break;
+                }
+            }
+        }
+        body.truncate(push_limits::RESPONSE_EXCERPT);
+        Response {
+            status: Some(status),
+            error,
+            retry_after_ms,
+            excerpt: String::from_utf8_lossy(&body).into_owned(),
+            duration: started.elapsed(),
+            refused: false,
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    if s.contains("operation timed out") || s.contains("TimedOut") {
+        s = format!("timeout: {s}");
+    }
+    s
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some((secs.min(86_400.0) * 1000.0) as u64);
+        }
+        return None;
+    }
+    let t = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let ms = t.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+    Some(ms.clamp(0, 86_400_000) as u64)
+}
+
+/// `webhook-signature` of Standard Webhooks: `v1,` + base64(HMAC-SHA256(key, "id.ts.body")).
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses() {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_private(a.parse().unwrap()), "{a}");
+        }
+        for a in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+            assert!(!is_private(a.parse().unwrap()), "{a}");
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(3000));
+        assert_eq!(parse_retry_after("0.5"), Some(500));
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(0),
+            "a date in the past means now"
+        );
+    }
+
+    #[test]
+    fn signature_matches_the_standard_webhooks_example() {
+        // The example from the Standard Webhooks specification's test vectors.
+        let key = base64::engine::general_purpose::STANDARD
+            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap();
+        let sig = sign(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+}

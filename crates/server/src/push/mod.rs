@@ -1,0 +1,699 @@
+//! Push delivery, the HTTP side. The engine keeps subscriptions, copies, leases, backoff
+//! delays, dead letters and the attempts log; this module only makes the calls.
+//!
+//! One *lane* per subscription (and one for timers): a loop that waits for a concurrency slot
+//! and the endpoint's pace (throttle.rs), leases the next message(s) from the subscription's
+//! queue with a long poll, and hands them to a delivery task. A slow or dead endpoint only
+//! fills its own lane's slots; other lanes never wait for it. The manager starts and stops
+//! lanes as subscriptions change.
+
+pub mod http;
+mod throttle;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use sluice_engine::push::{classify, Attempt, Outcome, SubscriptionRef};
+use sluice_engine::timers::{TimerSpec, FAILED, SUCCEEDED, TIMER_QUEUE};
+use sluice_engine::{Delivery, Engine, MessageId, Publish};
+use tokio::sync::{watch, Semaphore};
+
+use self::http::{Request, Sender};
+use self::throttle::Throttle;
+
+/// Server-wide push settings.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub allow_private_targets: bool,
+    /// Concurrent timer calls.
+    pub timer_concurrency: usize,
+    /// The forwarder's `--exit-on-forward-failure`: exit when its batch is dead-lettered.
+    pub exit_on_forward_failure: bool,
+}
+
+/// Live counters of one lane (for the API and the dashboard).
+#[derive(Default, Serialize, Clone, Debug)]
+pub struct LaneCounters {
+    pub delivered: u64,
+    pub retried: u64,
+    pub throttled: u64,
+    pub failed: u64,
+    pub in_flight: u64,
+    /// The adaptive rate in force after 429s (requests/s), or null.
+    pub current_rate_limit: Option<f64>,
+}
+
+#[derive(Default)]
+struct Counters {
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    throttled: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+struct LaneHandle {
+    updated_at: i64,
+    stop: watch::Sender<bool>,
+    counters: Arc<Counters>,
+    throttle: Arc<Throttle>,
+}
+
+pub struct PushManager {
+    engine: Arc<Engine>,
+    sender: Arc<Sender>,
+    opts: PushOptions,
+    lanes: Mutex<HashMap<(String, String), LaneHandle>>,
+    /// 429 answers per message, which do not count as attempts.
+    throttled: Arc<Mutex<HashMap<MessageId, u32>>>,
+}
+
+/// What a lane delivers to.
+#[derive(Clone)]
+enum Target {
+    Sub(SubscriptionRef),
+    Timers,
+}
+
+impl PushManager {
+    pub fn new(engine: Arc<Engine>, opts: PushOptions) -> anyhow::Result<Arc<PushManager>> {
+        Ok(Arc::new(PushManager {
+            engine,
+            sender: Arc::new(Sender::new(opts.allow_private_targets)?),
+            opts,
+            lanes: Mutex::new(HashMap::new()),
+            throttled: Default::default(),
+        }))
+    }
+
+    /// Start the timer lane and the reconcile loop (until the engine shuts down).
+    pub fn start(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let (_keep, stop) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let me = self.clone();
+        let throttle = Arc::new(Throttle::new(None));
+        tokio::spawn(async move {
+            let _keep = _keep;
+            me.run_lane(Target::Timers, stop, counters, throttle).await;
+        });
+        let me = self.clone();
+        let mut changed = self.engine.subscriptions_changed();
+        tokio::spawn(async move {
+            loop {
+                me.reconcile().await;
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {
+                        for (_, l) in me.lanes.lock().drain() {
+                            let _ = l.stop.send(true);
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn reconcile(self: &Arc<Self>) {
+        let subs = self.engine.all_subscriptions();
+        let mut push_queues: Vec<String> = Vec::new();
+        {
+            let mut lanes = self.lanes.lock();
+            let wanted: std::collections::HashSet<(String, String)> = subs
+                .iter()
+                .map(|s| (s.queue.clone(), s.name.clone()))
+                .collect();
+            lanes.retain(|k, l| {
+                let keep = wanted.contains(k);
+                if !keep {
+                    let _ = l.stop.send(true);
+                }
+                keep
+            });
+            for s in &subs {
+                if !push_queues.contains(&s.queue) {
+                    push_queues.push(s.queue.clone());
+                }
+                let key = (s.queue.clone(), s.name.clone());
+                if lanes
+                    .get(&key)
+                    .is_some_and(|l| l.updated_at == s.config.updated_at)
+                {
+                    continue;
+                }
+                if let Some(old) = lanes.remove(&key) {
+                    let _ = old.stop.send(true);
+                }
+                let (stop_tx, stop_rx) = watch::channel(false);
+                let counters = Arc::new(Counters::default());
+                let throttle = Arc::new(Throttle::new(s.config.rate_limit_per_second));
+                lanes.insert(
+                    key,
+                    LaneHandle {
+                        updated_at: s.config.updated_at,
+                        stop: stop_tx,
+                        counters: counters.clone(),
+                        throttle: throttle.clone(),
+                    },
+                );
+                let me = self.clone();
+                let target = Target::Sub(s.clone());
+                tokio::spawn(async move { me.run_lane(target, stop_rx, counters, throttle).await });
+            }
+        }
+        // Messages that landed on a push queue's own list go out to its subscriptions.
+        for q in push_queues {
+            if let Err(e) = self.engine.drain_push_queue(&q).await {
+                tracing::warn!(queue = %q, error = %e, "could not fan out waiting messages");
+            }
+        }
+    }
+
+    /// Counters of a subscription's lane.
+    pub fn counters(&self, queue: &str, name: &str) -> LaneCounters {
+        let lanes = self.lanes.lock();
+        match lanes.get(&(queue.to_string(), name.to_string())) {
+            Some(l) => LaneCounters {
+                delivered: l.counters.delivered.load(Ordering::Relaxed),
+                retried: l.counters.retried.load(Ordering::Relaxed),
+                throttled: l.counters.throttled.load(Ordering::Relaxed),
+                failed: l.counters.failed.load(Ordering::Relaxed),
+                in_flight: l.counters.in_flight.load(Ordering::Relaxed),
+                current_rate_limit: l.throttle.current_rate(),
+            },
+            None => LaneCounters::default(),
+        }
+    }
+
+    async fn run_lane(
+        self: Arc<Self>,
+        target: Target,
+        mut stop: watch::Receiver<bool>,
+        counters: Arc<Counters>,
+        throttle: Arc<Throttle>,
+    ) {
+        let (queue, concurrency, batch_max, batch_wait_ms, lease_ms) = match &target {
+            Target::Sub(s) => (
+                s.child.clone(),
+                s.config.concurrency as usize,
+                s.config.batch.max_messages as usize,
+                s.config.batch.max_wait_ms,
+                ((s.config.timeout_seconds + 60.0) * 1000.0) as u64,
+            ),
+            Target::Timers => (
+                TIMER_QUEUE.to_string(),
+                self.opts.timer_concurrency,
+                1,
+                0,
+                330_000,
+            ),
+        };
+        let slots = Arc::new(Semaphore::new(concurrency));
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                _ = stop.changed() => return,
+            };
+            tokio::select! {
+                _ = throttle.acquire() => {}
+                _ = stop.changed() => return,
+            }
+            let first = tokio::select! {
+                r = self.engine.push_receive(&queue, batch_max.min(100), lease_ms, 20_000) => r,
+                _ = stop.changed() => return,
+            };
+            let mut got = match first {
+                Ok(g) if g.is_empty() => continue,
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::warn!(queue = %queue, error = %e, "push receive failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            // Batching: fill up until the batch is full or max_wait_ms after its first message.
+            if batch_max > 1 && got.len() < batch_max {
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(batch_wait_ms);
+                while got.len() < batch_max {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let want = (batch_max - got.len()).min(100);
+                    let more = tokio::select! {
+                        r = self.engine.push_receive(&queue, want, lease_ms, left.as_millis() as u64) => r,
+                        _ = stop.changed() => Ok(Vec::new()),
+                    };
+                    match more {
+                        Ok(m) if m.is_empty() => {
+                            if left.is_zero() || *stop.borrow() {
+                                break;
+                            }
+                        }
+                        Ok(m) => got.extend(m),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let me = self.clone();
+            let target = target.clone();
+            let counters = counters.clone();
+            let throttle = throttle.clone();
+            counters
+                .in_flight
+                .fetch_add(got.len() as u64, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let n = got.len() as u64;
+                match &target {
+                    Target::Sub(s) => me.deliver_sub(s, got, &counters, &throttle).await,
+                    Target::Timers => {
+                        for d in got {
+                            me.deliver_timer(d, &counters).await;
+                        }
+                    }
+                }
+                counters.in_flight.fetch_sub(n, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+    }
+
+    /// The attempt number of a delivery: receives minus 429 answers.
+    fn attempt_no(&self, d: &Delivery) -> u32 {
+        let t = self
+            .throttled
+            .lock()
+            .get(&d.message.id)
+            .copied()
+            .unwrap_or(0);
+        d.message.receive_count.saturating_sub(t).max(1)
+    }
+
+    async fn deliver_sub(
+        &self,
+        s: &SubscriptionRef,
+        got: Vec<Delivery>,
+        counters: &Counters,
+        throttle: &Throttle,
+    ) {
+        let sub = &s.config;
+        let attempt = got.iter().map(|d| self.attempt_no(d)).max().unwrap_or(1);
+        let (webhook_id, body, content_type) = build_body(&got, sub.batch.max_messages > 1);
+        let timestamp = chrono::Utc::now().timestamp();
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if got.len() == 1 && sub.batch.max_messages == 1 {
+            for (k, v) in &got[0].message.attributes {
+                if header_ok(k, v) && !k.eq_ignore_ascii_case("content-type") {
+                    headers.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        headers.extend(sub.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        headers.push(("content-type".into(), content_type));
+        headers.push(("webhook-id".into(), webhook_id.clone()));
+        headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+        if let Some(secret) = &sub.signing_secret {
+            if let Ok(key) = sluice_engine::push::signing_key(secret) {
+                headers.push((
+                    "webhook-signature".into(),
+                    http::sign(&key, &webhook_id, timestamp, &body),
+                ));
+            }
+        }
+        headers.push(("sluice-queue".into(), s.queue.clone()));
+        headers.push(("sluice-subscription".into(), s.name.clone()));
+        headers.push(("sluice-attempt".into(), attempt.to_string()));
+        if sub.batch.max_messages > 1 {
+            headers.push(("sluice-batch-size".into(), got.len().to_string()));
+        }
+        let started_at = self.engine.now();
+        let resp = self
+            .sender
+            .send(Request {
+                method: sub.method.parse().unwrap_or(reqwest::Method::POST),
+                url: sub.url.clone(),
+                headers,
+                body,
+                timeout: Duration::from_secs_f64(sub.timeout_seconds),
+                trusted: sub.trusted,
+            })
+            .await;
+        let outcome = if resp.refused {
+            Outcome::Failed
+        } else {
+            classify(resp.status)
+        };
+        // What happens next.
+        let (final_outcome, delay_ms) = match outcome {
+            Outcome::Delivered => (Outcome::Delivered, 0),
+            Outcome::Throttled => (
+                Outcome::Throttled,
+                throttle.on_throttled(resp.retry_after_ms),
+            ),
+            Outcome::Retry if attempt >= sub.max_attempts => (Outcome::Failed, 0),
+            Outcome::Retry => {
+                let backoff = sub.backoff.delay_ms(attempt, rand::random::<f64>());
+                (
+                    Outcome::Retry,
+                    backoff.max(resp.retry_after_ms.unwrap_or(0)),
+                )
+            }
+            Outcome::Failed => (Outcome::Failed, 0),
+        };
+        let label = outcome_label(final_outcome);
+        metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
+        metrics::histogram!("sluice_push_request_seconds", "queue" => s.queue.clone(), "subscription" => s.name.clone()).record(resp.duration.as_secs_f64());
+        for d in &got {
+            self.engine.record_attempt(
+                d.message.id,
+                Attempt {
+                    at: started_at,
+                    subscription: s.name.clone(),
+                    attempt,
+                    status: resp.status,
+                    error: resp.error.clone(),
+                    duration_ms: resp.duration.as_millis() as u64,
+                    response: resp.excerpt.clone(),
+                    outcome: final_outcome,
+                    next_attempt_at: matches!(final_outcome, Outcome::Retry | Outcome::Throttled)
+                        .then(|| self.engine.now() + delay_ms as i64),
+                    batch_size: got.len() as u32,
+                },
+            );
+        }
+        let batch_log = sub.batch.max_messages > 1;
+        if batch_log {
+            tracing::info!(queue = %s.queue, subscription = %s.name, size = got.len(), status = ?resp.status, error = ?resp.error, duration_ms = resp.duration.as_millis() as u64, outcome = label, "forwarded batch");
+        } else {
+            tracing::debug!(queue = %s.queue, subscription = %s.name, status = ?resp.status, error = ?resp.error, duration_ms = resp.duration.as_millis() as u64, outcome = label, "delivery attempt");
+        }
+        let result = match final_outcome {
+            Outcome::Delivered => {
+                throttle.on_success();
+                counters
+                    .delivered
+                    .fetch_add(got.len() as u64, Ordering::Relaxed);
+                self.forget(&got);
+                self.engine.push_done(&s.child, &got).await
+            }
+            Outcome::Throttled => {
+                counters
+                    .throttled
+                    .fetch_add(got.len() as u64, Ordering::Relaxed);
+                {
+                    let mut t = self.throttled.lock();
+                    for d in &got {
+                        *t.entry(d.message.id).or_default() += 1;
+                    }
+                }
+                self.engine.push_retry(&s.child, &got, delay_ms).await
+            }
+            Outcome::Retry => {
+                counters
+                    .retried
+                    .fetch_add(got.len() as u64, Ordering::Relaxed);
+                self.engine.push_retry(&s.child, &got, delay_ms).await
+            }
+            Outcome::Failed => {
+                counters
+                    .failed
+                    .fetch_add(got.len() as u64, Ordering::Relaxed);
+                let why = match (resp.status, &resp.error) {
+                    (Some(st), _) if resp.refused => format!("HTTP {st}"),
+                    (Some(st), _) => {
+                        format!("HTTP {st} (attempt {attempt} of {})", sub.max_attempts)
+                    }
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "unknown error".into(),
+                };
+                self.forget(&got);
+                let r = self
+                    .engine
+                    .push_dead_letter(&s.queue, &s.name, &s.child, &got, attempt, &why)
+                    .await;
+                if let Ok(dlq) = &r {
+                    tracing::warn!(queue = %s.queue, subscription = %s.name, messages = got.len(), dead_letter_queue = %dlq, error = %why, "delivery failed; dead-lettered");
+                    if self.opts.exit_on_forward_failure && sub.trusted && s.name == "forwarder" {
+                        tracing::error!("forwarding failed after all retries; exiting (--exit-on-forward-failure)");
+                        std::process::exit(1);
+                    }
+                }
+                r.map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(queue = %s.queue, subscription = %s.name, error = %e, "could not record a delivery outcome; the lease will return the message");
+        }
+    }
+
+    fn forget(&self, got: &[Delivery]) {
+        let mut t = self.throttled.lock();
+        for d in got {
+            t.remove(&d.message.id);
+        }
+    }
+
+    async fn deliver_timer(&self, d: Delivery, counters: &Counters) {
+        let id = d.message.id;
+        if let Some(code) = self.engine.timer_outcome(id) {
+            // Cancelled, or finished just before a crash: settle without calling.
+            if let Err(e) = self.engine.finish_timer(&d, code).await {
+                tracing::warn!(timer = %id, error = %e, "could not settle a finished timer");
+            }
+            return;
+        }
+        let spec: TimerSpec = match serde_json::from_slice(&d.message.body) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(timer = %id, error = %e, "unreadable timer; marking it failed");
+                let _ = self.engine.finish_timer(&d, FAILED).await;
+                return;
+            }
+        };
+        if let Some(queue) = &spec.queue {
+            let r = self
+                .engine
+                .publish(
+                    queue,
+                    vec![Publish {
+                        body: spec.body.clone().unwrap_or_default().into_bytes(),
+                        attributes: spec.attributes.clone(),
+                        ..Default::default()
+                    }],
+                )
+                .await;
+            let code = match &r {
+                Ok(_) => SUCCEEDED,
+                Err(e) => {
+                    tracing::warn!(timer = %id, queue = %queue, error = %e, "timer publish failed");
+                    FAILED
+                }
+            };
+            let _ = self.engine.finish_timer(&d, code).await;
+            counters.delivered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.engine.timer_delivering(id, true);
+        let attempt = self.attempt_no(&d);
+        let max_attempts = spec.max_attempts.unwrap_or(10);
+        let mut url = spec.url.clone().unwrap_or_default();
+        if spec.append_id {
+            if !url.ends_with('/') {
+                url.push('/');
+            }
+            url.push_str(&id.to_string());
+        }
+        let body = spec.body.clone().unwrap_or_default().into_bytes();
+        let mut headers: Vec<(String, String)> = spec
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !body.is_empty()
+            && !spec
+                .headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("content-type".into(), guess_content_type(&body)));
+        }
+        headers.push(("webhook-id".into(), id.to_string()));
+        headers.push((
+            "webhook-timestamp".into(),
+            chrono::Utc::now().timestamp().to_string(),
+        ));
+        headers.push(("sluice-timer".into(), id.to_string()));
+        headers.push(("sluice-attempt".into(), attempt.to_string()));
+        if let Some(s) = &spec.schedule {
+            headers.push(("sluice-schedule".into(), s.clone()));
+        }
+        let started_at = self.engine.now();
+        let lateness = (started_at - spec.due_at).max(0);
+        if attempt == 1 {
+            metrics::histogram!("sluice_timer_lateness_seconds").record(lateness as f64 / 1000.0);
+        }
+        let resp = self
+            .sender
+            .send(Request {
+                method: spec.method.parse().unwrap_or(reqwest::Method::POST),
+                url,
+                headers,
+                body,
+                timeout: Duration::from_secs(30),
+                trusted: false,
+            })
+            .await;
+        let outcome = if resp.refused {
+            Outcome::Failed
+        } else {
+            classify(resp.status)
+        };
+        let backoff = sluice_engine::push::Backoff::default();
+        let (final_outcome, delay_ms) = match outcome {
+            Outcome::Delivered => (Outcome::Delivered, 0),
+            Outcome::Throttled => (
+                Outcome::Throttled,
+                resp.retry_after_ms
+                    .unwrap_or(backoff.delay_ms(attempt, rand::random())),
+            ),
+            Outcome::Retry if attempt >= max_attempts => (Outcome::Failed, 0),
+            Outcome::Retry => (
+                Outcome::Retry,
+                backoff
+                    .delay_ms(attempt, rand::random::<f64>())
+                    .max(resp.retry_after_ms.unwrap_or(0)),
+            ),
+            Outcome::Failed => (Outcome::Failed, 0),
+        };
+        metrics::counter!("sluice_timer_attempts_total", "outcome" => outcome_label(final_outcome))
+            .increment(1);
+        self.engine.record_attempt(
+            id,
+            Attempt {
+                at: started_at,
+                subscription: "timer".into(),
+                attempt,
+                status: resp.status,
+                error: resp.error.clone(),
+                duration_ms: resp.duration.as_millis() as u64,
+                response: resp.excerpt.clone(),
+                outcome: final_outcome,
+                next_attempt_at: matches!(final_outcome, Outcome::Retry | Outcome::Throttled)
+                    .then(|| self.engine.now() + delay_ms as i64),
+                batch_size: 1,
+            },
+        );
+        let one = std::slice::from_ref(&d);
+        let r = match final_outcome {
+            Outcome::Delivered => {
+                counters.delivered.fetch_add(1, Ordering::Relaxed);
+                self.forget(one);
+                self.engine.finish_timer(&d, SUCCEEDED).await
+            }
+            Outcome::Failed => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.forget(one);
+                tracing::warn!(timer = %id, status = ?resp.status, error = ?resp.error, "timer failed permanently");
+                self.engine.finish_timer(&d, FAILED).await
+            }
+            Outcome::Throttled => {
+                *self.throttled.lock().entry(id).or_default() += 1;
+                self.engine.push_retry(TIMER_QUEUE, one, delay_ms).await
+            }
+            Outcome::Retry => {
+                counters.retried.fetch_add(1, Ordering::Relaxed);
+                self.engine.push_retry(TIMER_QUEUE, one, delay_ms).await
+            }
+        };
+        self.engine.timer_delivering(id, false);
+        if let Err(e) = r {
+            tracing::warn!(timer = %id, error = %e, "could not record a timer outcome; the lease will return it");
+        }
+    }
+}
+
+fn outcome_label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry => "retry",
+        Outcome::Throttled => "throttled",
+        Outcome::Failed => "failed",
+    }
+}
+
+/// An attribute that can travel as a header (and is not one sluice or HTTP reserves).
+fn header_ok(k: &str, v: &str) -> bool {
+    let lk = k.to_ascii_lowercase();
+    let reserved = matches!(
+        lk.as_str(),
+        "host"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "keep-alive"
+            | "proxy-connection"
+    ) || lk.starts_with("webhook-")
+        || lk.starts_with("sluice-");
+    !reserved
+        && !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+fn guess_content_type(body: &[u8]) -> String {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        "application/json".into()
+    } else if std::str::from_utf8(body).is_ok() {
+        "text/plain; charset=utf-8".into()
+    } else {
+        "application/octet-stream".into()
+    }
+}
+
+/// (webhook-id, body, content-type) of a delivery. One message: its own body and id (its
+/// `content-type` attribute, if any, wins). A batching subscription always sends a JSON array
+/// of the bodies (JSON bodies embedded as JSON, others as strings), even of one, under an id
+/// derived from the message ids.
+fn build_body(got: &[Delivery], batching: bool) -> (String, Vec<u8>, String) {
+    if got.len() == 1 && !batching {
+        let m = &got[0].message;
+        let ct = m
+            .attributes
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| guess_content_type(&m.body));
+        return (m.id.to_string(), m.body.clone(), ct);
+    }
+    let items: Vec<serde_json::Value> = got
+        .iter()
+        .map(|d| {
+            serde_json::from_slice(&d.message.body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&d.message.body).into_owned())
+            })
+        })
+        .collect();
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for d in got {
+        h.update(d.message.id.0.to_be_bytes());
+    }
+    let id: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (
+        format!("batch_{id}"),
+        serde_json::to_vec(&items).expect("json"),
+        "application/json".into(),
+    )
+}

@@ -1,0 +1,818 @@
+//! Push delivery, timers, schedules and the forwarder, end to end: the real server delivers to
+//! a receiver running in this test process (so each test scripts its endpoint's answers).
+//! Times are checked only as lower bounds (a busy machine makes things slower, never faster)
+//! or with generous tolerances.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::common::{Http, Server};
+
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub at: Instant,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Req {
+    pub fn header(&self, n: &str) -> Option<&str> {
+        self.headers.get(n).and_then(|v| v.to_str().ok())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// How the receiver answers request number `n` (0-based) to `path`: status, Retry-After
+/// seconds, delay before answering.
+type Script = Arc<dyn Fn(usize, &str) -> (u16, Option<u64>, u64) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub reqs: Arc<Mutex<Vec<Req>>>,
+    script: Arc<Mutex<Script>>,
+    pub port: u16,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        Self::with(|_, _| (200, None, 0)).await
+    }
+
+    pub async fn with(
+        f: impl Fn(usize, &str) -> (u16, Option<u64>, u64) + Send + Sync + 'static,
+    ) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let r = Receiver {
+            reqs: Default::default(),
+            script: Arc::new(Mutex::new(Arc::new(f))),
+            port,
+        };
+        let app = axum::Router::new().fallback(handle).with_state(r.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        r
+    }
+
+    pub fn set(&self, f: impl Fn(usize, &str) -> (u16, Option<u64>, u64) + Send + Sync + 'static) {
+        *self.script.lock() = Arc::new(f);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn got(&self) -> Vec<Req> {
+        self.reqs.lock().clone()
+    }
+
+    /// Wait (bounded) until `pred` holds for the requests received.
+    pub async fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&[Req]) -> bool) -> Vec<Req> {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.got();
+            if pred(&got) {
+                return got;
+            }
+            if Instant::now() > end {
+                panic!("timed out waiting for {what}; got {} requests", got.len());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn handle(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let n = {
+        let mut reqs = r.reqs.lock();
+        reqs.push(Req {
+            at: Instant::now(),
+            path: uri.path().to_string(),
+            headers,
+            body,
+        });
+        reqs.len() - 1
+    };
+    let script = r.script.lock().clone();
+    let (status, retry_after, delay) = script(n, uri.path());
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let mut resp = (StatusCode::from_u16(status).unwrap(), format!("answer {n}")).into_response();
+    if let Some(s) = retry_after {
+        resp.headers_mut()
+            .insert("retry-after", s.to_string().parse().unwrap());
+    }
+    resp
+}
+
+pub async fn open_server() -> (Server, Http) {
+    let s = Server::start_with(&["--allow-private-targets"]).await;
+    let h = Http::new(&s.base);
+    (s, h)
+}
+
+async fn send(h: &Http, q: &str, body: Value) -> String {
+    let (st, v) = h.post(&format!("/v1/queues/{q}/messages"), body).await;
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn verify_signature(secret: &str, r: &Req) -> bool {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(
+        format!(
+            "{}.{}.",
+            r.header("webhook-id").unwrap(),
+            r.header("webhook-timestamp").unwrap()
+        )
+        .as_bytes(),
+    );
+    mac.update(&r.body);
+    let want = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    r.header("webhook-signature")
+        .unwrap_or_default()
+        .split(' ')
+        .any(|s| s == want)
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[tokio::test]
+async fn fan_out_delivery_with_headers_signature_and_attributes() {
+    let (_s, h) = open_server().await;
+    let a = Receiver::start().await;
+    let b = Receiver::start().await;
+    let (st, v) = h
+        .put(
+            "/v1/queues/orders/subscriptions/a",
+            json!({"url": a.url("/hook"), "signing_secret": SECRET, "headers": {"X-Team": "core"}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        v["signing_secret"], "whsec_MfKQ…",
+        "secrets are never returned in full"
+    );
+    let (st, _) = h
+        .put(
+            "/v1/queues/orders/subscriptions/b",
+            json!({"url": b.url("/other")}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let id = send(
+        &h,
+        "orders",
+        json!({"body": "{\"order\":42}", "attributes": {"x-trace": "t-1"}}),
+    )
+    .await;
+    // Pull receive on a push queue is refused.
+    let (st, v) = h.post("/v1/queues/orders/receive", json!({})).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("push_queue")));
+
+    let got = a.wait_for("a's delivery", 20, |r| !r.is_empty()).await;
+    let r = &got[0];
+    assert_eq!(r.path, "/hook");
+    assert_eq!(r.json(), json!({"order": 42}));
+    assert_eq!(r.header("webhook-id"), Some(id.as_str()));
+    assert_eq!(
+        r.header("x-trace"),
+        Some("t-1"),
+        "attributes travel as headers"
+    );
+    assert_eq!(r.header("x-team"), Some("core"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(
+        verify_signature(SECRET, r),
+        "valid Standard Webhooks signature"
+    );
+    let got_b = b.wait_for("b's delivery", 20, |r| !r.is_empty()).await;
+    assert_eq!(got_b[0].header("webhook-id"), Some(id.as_str()));
+    assert!(got_b[0].header("webhook-signature").is_none());
+
+    wait_until("delivered counted", 10, || async {
+        h.get("/v1/queues/orders/subscriptions/a").await.1["stats"]["delivered"] == 1
+    })
+    .await;
+    let (st, list) = h.get("/v1/queues/orders/subscriptions").await;
+    assert_eq!(st, 200);
+    assert_eq!(list["subscriptions"].as_array().unwrap().len(), 2);
+    let (st, att) = h
+        .get(&format!("/v1/queues/orders/messages/{id}/attempts"))
+        .await;
+    assert_eq!(st, 200);
+    let subs: Vec<&str> = att["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["subscription"].as_str().unwrap())
+        .collect();
+    assert!(subs.contains(&"a") && subs.contains(&"b"), "{att}");
+    assert_eq!(h.delete("/v1/queues/orders/subscriptions/b").await.0, 204);
+    assert_eq!(h.get("/v1/queues/orders/subscriptions/b").await.0, 404);
+}
+
+#[tokio::test]
+async fn retries_follow_the_backoff_then_dead_letter_and_redrive() {
+    let (_s, h) = open_server().await;
+    let r = Receiver::with(|_, _| (503, None, 0)).await;
+    h.put(
+        "/v1/queues/jobs/subscriptions/w",
+        json!({"url": r.url("/w"), "max_attempts": 3,
+               "backoff": {"initial_seconds": 0.3, "multiplier": 2, "max_seconds": 10, "jitter": false}}),
+    )
+    .await;
+    let id = send(&h, "jobs", json!({"body": "work"})).await;
+    let got = r.wait_for("3 attempts", 30, |r| r.len() >= 3).await;
+    let gap1 = got[1].at - got[0].at;
+    let gap2 = got[2].at - got[1].at;
+    assert!(
+        gap1 >= Duration::from_millis(270),
+        "first retry after ~0.3 s, was {gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(540),
+        "second retry after ~0.6 s, was {gap2:?}"
+    );
+    assert!(gap1 < Duration::from_secs(5) && gap2 < Duration::from_secs(6));
+    let attempts: Vec<&str> = got
+        .iter()
+        .map(|g| g.header("sluice-attempt").unwrap())
+        .collect();
+    assert_eq!(attempts, vec!["1", "2", "3"]);
+    assert!(
+        got.iter()
+            .all(|g| g.header("webhook-id") == Some(id.as_str())),
+        "stable webhook-id"
+    );
+
+    // Dead-lettered with its history.
+    wait_until("dead letter", 20, || async {
+        h.get("/v1/queues/jobs-dlq/messages").await.1["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    let (_, dead) = h.get("/v1/queues/jobs-dlq/messages").await;
+    let m = &dead["messages"][0];
+    assert_eq!(m["id"], id.as_str());
+    assert_eq!(m["attributes"]["sluice-subscription"], "w");
+    assert_eq!(m["attributes"]["sluice-attempts"], "3");
+    assert!(m["attributes"]["sluice-error"]
+        .as_str()
+        .unwrap()
+        .contains("503"));
+    let (_, att) = h
+        .get(&format!("/v1/queues/jobs/messages/{id}/attempts"))
+        .await;
+    let outcomes: Vec<&str> = att["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["retry", "retry", "failed"]);
+    assert_eq!(att["attempts"][0]["status"], 503);
+    assert_eq!(att["attempts"][0]["response"], "answer 0");
+    assert_eq!(r.got().len(), 3, "no attempt after the last");
+
+    // The endpoint recovers; a redrive sends the dead letter again.
+    r.set(|_, _| (200, None, 0));
+    let (st, v) = h.post("/v1/queues/jobs/redrive", json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    let got = r
+        .wait_for("the redriven delivery", 20, |r| r.len() >= 4)
+        .await;
+    assert_eq!(got[3].header("webhook-id"), Some(id.as_str()));
+    wait_until("dlq empty", 10, || async {
+        h.get("/v1/queues/jobs-dlq/messages").await.1["messages"]
+            .as_array()
+            .is_some_and(|m| m.is_empty())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_4xx_fails_at_once_and_429_retry_after_is_honoured_without_burning_attempts() {
+    let (_s, h) = open_server().await;
+    let r = Receiver::with(|_, path| {
+        if path == "/gone" {
+            (404, None, 0)
+        } else {
+            (200, None, 0)
+        }
+    })
+    .await;
+    h.put(
+        "/v1/queues/p/subscriptions/gone",
+        json!({"url": r.url("/gone")}),
+    )
+    .await;
+    let id = send(&h, "p", json!({"body": "x"})).await;
+    wait_until("404 dead letter", 20, || async {
+        h.get("/v1/queues/p-dlq/messages").await.1["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    assert_eq!(r.got().len(), 1, "a permanent failure is not retried");
+    let (_, att) = h.get(&format!("/v1/queues/p/messages/{id}/attempts")).await;
+    assert_eq!(att["attempts"][0]["outcome"], "failed");
+
+    // 429 three times with Retry-After: 1, then 200; max_attempts 2 is not used up by 429s.
+    let t = Receiver::with(|n, _| {
+        if n < 3 {
+            (429, Some(1), 0)
+        } else {
+            (200, None, 0)
+        }
+    })
+    .await;
+    h.put(
+        "/v1/queues/t/subscriptions/s",
+        json!({"url": t.url("/t"), "max_attempts": 2, "backoff": {"initial_seconds": 0.1, "jitter": false}}),
+    )
+    .await;
+    send(&h, "t", json!({"body": "y"})).await;
+    let got = t
+        .wait_for("delivery after 429s", 30, |r| r.len() >= 4)
+        .await;
+    for w in got.windows(2).take(3) {
+        assert!(
+            w[1].at - w[0].at >= Duration::from_millis(900),
+            "Retry-After: 1 honoured ({:?})",
+            w[1].at - w[0].at
+        );
+    }
+    assert_eq!(
+        h.get("/v1/queues/t-dlq/messages").await.0,
+        404,
+        "nothing dead-lettered"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_does_not_delay_a_healthy_one() {
+    let (_s, h) = open_server().await;
+    let dead = Receiver::with(|_, _| (200, None, 60_000)).await;
+    let healthy = Receiver::start().await;
+    h.put(
+        "/v1/queues/iso/subscriptions/dead",
+        json!({"url": dead.url("/d"), "concurrency": 2, "timeout_seconds": 30}),
+    )
+    .await;
+    h.put(
+        "/v1/queues/iso/subscriptions/ok",
+        json!({"url": healthy.url("/ok")}),
+    )
+    .await;
+    let msgs: Vec<Value> = (0..30).map(|i| json!({"body": format!("m{i}")})).collect();
+    let (st, _) = h
+        .post("/v1/queues/iso/messages", json!({"messages": msgs}))
+        .await;
+    assert_eq!(st, 201);
+    healthy
+        .wait_for("all 30 at the healthy endpoint", 20, |r| r.len() == 30)
+        .await;
+    assert!(
+        dead.got().len() <= 2,
+        "the dead endpoint holds only its own 2 slots"
+    );
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_over_hundreds_of_deliveries() {
+    let (_s, h) = open_server().await;
+    let r = Receiver::start().await;
+    h.put(
+        "/v1/queues/rl/subscriptions/s",
+        json!({"url": r.url("/rl"), "rate_limit_per_second": 50, "concurrency": 20}),
+    )
+    .await;
+    let msgs: Vec<Value> = (0..250).map(|i| json!({"body": format!("m{i}")})).collect();
+    h.post("/v1/queues/rl/messages", json!({"messages": msgs}))
+        .await;
+    let got = r.wait_for("250 deliveries", 60, |r| r.len() >= 250).await;
+    // Burst of 50, then 50/s: 250 take at least 4 s; no 1-second window holds more than
+    // the burst plus one second's worth.
+    let span = got[249].at - got[0].at;
+    assert!(
+        span >= Duration::from_millis(3600),
+        "250 at 50/s took {span:?}"
+    );
+    for (i, g) in got.iter().enumerate() {
+        let in_window = got[i..]
+            .iter()
+            .take_while(|x| x.at - g.at < Duration::from_secs(1))
+            .count();
+        assert!(in_window <= 101, "{in_window} requests within one second");
+    }
+}
+
+#[tokio::test]
+async fn batches_leave_when_full_or_after_max_wait() {
+    let (_s, h) = open_server().await;
+    let r = Receiver::start().await;
+    h.put(
+        "/v1/queues/b/subscriptions/s",
+        json!({"url": r.url("/b"), "batch": {"max_messages": 5, "max_wait_ms": 400}}),
+    )
+    .await;
+    let msgs: Vec<Value> = (0..12)
+        .map(|i| json!({"body": format!("{{\"n\":{i}}}")}))
+        .collect();
+    h.post("/v1/queues/b/messages", json!({"messages": msgs}))
+        .await;
+    let got = r
+        .wait_for("12 messages in batches", 20, |r| {
+            r.iter()
+                .map(|x| x.json().as_array().map_or(0, |a| a.len()))
+                .sum::<usize>()
+                >= 12
+        })
+        .await;
+    let mut sizes: Vec<usize> = got
+        .iter()
+        .map(|x| x.json().as_array().unwrap().len())
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![2, 5, 5]);
+    let mut ns: Vec<i64> = got
+        .iter()
+        .flat_map(|x| x.json().as_array().unwrap().clone())
+        .map(|v| v["n"].as_i64().unwrap())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, (0..12).collect::<Vec<_>>());
+    assert!(got[0].header("sluice-batch-size").is_some());
+
+    // One message alone leaves after max_wait_ms.
+    let before = r.got().len();
+    let t0 = Instant::now();
+    send(&h, "b", json!({"body": "{\"n\":99}"})).await;
+    let got = r
+        .wait_for("the lone message", 20, |x| x.len() > before)
+        .await;
+    assert!(got[before].at - t0 >= Duration::from_millis(380));
+    assert_eq!(got[before].json(), json!([{"n": 99}]));
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_by_default() {
+    let s = Server::start().await;
+    let h = Http::new(&s.base);
+    let r = Receiver::start().await;
+    h.put(
+        "/v1/queues/ssrf/subscriptions/s",
+        json!({"url": r.url("/x")}),
+    )
+    .await;
+    let id = send(&h, "ssrf", json!({"body": "x"})).await;
+    wait_until("refused delivery dead-lettered", 20, || async {
+        h.get("/v1/queues/ssrf-dlq/messages").await.1["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    let (_, att) = h
+        .get(&format!("/v1/queues/ssrf/messages/{id}/attempts"))
+        .await;
+    assert!(
+        att["attempts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("target refused"),
+        "{att}"
+    );
+    for url in [
+        "http://localhost:1/x",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        h.put("/v1/queues/ssrf2/subscriptions/s", json!({"url": url}))
+            .await;
+        send(&h, "ssrf2", json!({"body": "x"})).await;
+    }
+    wait_until("both refused", 20, || async {
+        h.get("/v1/queues/ssrf2-dlq/messages").await.1["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 2)
+    })
+    .await;
+    assert!(r.got().is_empty(), "nothing reached the private address");
+}
+
+#[tokio::test]
+async fn httpqueue_timers_fire_once_across_a_kill_nine() {
+    let (mut s, h) = open_server().await;
+    let r = Receiver::start().await;
+    let (st, v) = h
+        .post("/timers", json!({"seconds": 2, "url": r.url("/cb")}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (st, t) = h.get(&format!("/timers/{id}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(t["id"], id.as_str());
+    assert_eq!(t["ID"], id.as_str());
+    assert!(matches!(t["time_left"].as_i64(), Some(1..=2)), "{t}");
+    s.kill();
+    s.spawn().await;
+    let got = r.wait_for("the timer call", 20, |x| !x.is_empty()).await;
+    assert_eq!(got[0].path, format!("/cb/{id}"));
+    assert!(got[0].body.is_empty());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(r.got().len(), 1, "fired once");
+    let (_, t) = h.get(&format!("/timers/{id}")).await;
+    assert_eq!(t["time_left"], 0);
+    // Errors in the seed's shapes.
+    let (st, e) = h.get("/timers/nope").await;
+    assert_eq!(st, 404);
+    assert_eq!(e["Code"], 404);
+    assert_eq!(e["error"]["code"], 404);
+    assert_eq!(e["Details"], "Not found - timer does not exist");
+    let (st, e) = h
+        .post("/timers", json!({"seconds": "two", "url": r.url("/")}))
+        .await;
+    assert_eq!((st, e["Code"].as_i64()), (400, Some(400)));
+    let (st, _) = h
+        .post("/timers", json!({"seconds": 1, "url": "not a url"}))
+        .await;
+    assert_eq!(st, 422);
+    let (st, _) = h
+        .post("/timers", json!({"seconds": -5, "url": r.url("/")}))
+        .await;
+    assert_eq!(st, 422);
+}
+
+#[tokio::test]
+async fn native_timers_call_cancel_and_report() {
+    let (_s, h) = open_server().await;
+    let r = Receiver::start().await;
+    let (st, t) = h
+        .post(
+            "/v1/timers",
+            json!({"url": r.url("/n"), "method": "PUT", "headers": {"X-K": "v"},
+                   "body": {"hello": "world"}, "delay_seconds": 1}),
+        )
+        .await;
+    assert_eq!(st, 201, "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    assert_eq!(t["status"], "scheduled");
+    let (_, c) = h
+        .post(
+            "/v1/timers",
+            json!({"url": r.url("/never"), "delay_seconds": 1}),
+        )
+        .await;
+    let cid = c["id"].as_str().unwrap();
+    let (st, v) = h.delete(&format!("/v1/timers/{cid}")).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("cancelled")));
+    let got = r.wait_for("the timer call", 20, |x| !x.is_empty()).await;
+    assert_eq!(got[0].path, "/n");
+    assert_eq!(got[0].header("x-k"), Some("v"));
+    assert_eq!(got[0].json(), json!({"hello": "world"}));
+    wait_until("succeeded", 10, || async {
+        h.get(&format!("/v1/timers/{id}")).await.1["status"] == "succeeded"
+    })
+    .await;
+    let (_, v) = h.get(&format!("/v1/timers/{id}")).await;
+    assert_eq!(v["attempts"][0]["status"], 200);
+    assert_eq!(v["time_left"], 0);
+    assert_eq!(h.delete(&format!("/v1/timers/{id}")).await.0, 409);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        r.got().iter().all(|x| x.path != "/never"),
+        "cancelled timer never fires"
+    );
+    let (st, e) = h.post("/v1/timers", json!({"delay_seconds": 1})).await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("invalid_argument"))
+    );
+    assert_eq!(
+        h.get("/v1/timers/0191a0b0-0000-7000-8000-000000000000")
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn cron_schedules_fire_each_second_once() {
+    let (_s, h) = open_server().await;
+    let r = Receiver::start().await;
+    let (st, v) = h
+        .put(
+            "/v1/schedules/tick",
+            json!({"cron": "* * * * * *", "url": r.url("/tick")}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert!(v["next_fire_at"].is_string());
+    let (st, _) = h
+        .put(
+            "/v1/schedules/toqueue",
+            json!({"cron": "* * * * * *", "queue": "ticks", "body": "tick"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let got = r.wait_for("3 firings", 20, |x| x.len() >= 3).await;
+    let mut ids: Vec<&str> = got
+        .iter()
+        .map(|g| g.header("webhook-id").unwrap())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), got.len(), "each firing is a distinct call");
+    for w in got.windows(2) {
+        assert!(
+            w[1].at - w[0].at >= Duration::from_millis(500),
+            "no double fire"
+        );
+    }
+    assert_eq!(got[0].header("sluice-schedule"), Some("tick"));
+    wait_until("queue firings", 10, || async {
+        h.get("/v1/queues/ticks").await.1["stats"]["ready"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    })
+    .await;
+    let (_, v) = h.get("/v1/schedules/tick").await;
+    assert!(v["fired"].as_u64().unwrap() >= 3);
+    assert_eq!(h.delete("/v1/schedules/tick").await.0, 204);
+    let n = r.got().len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(r.got().len() <= n + 1, "stops after delete");
+    let (st, e) = h
+        .put(
+            "/v1/schedules/bad",
+            json!({"cron": "99 * * * *", "url": r.url("/")}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert!(e["error"]["message"].as_str().unwrap().starts_with("cron:"));
+}
+
+#[tokio::test]
+async fn forwarder_batches_records_by_size_and_interval() {
+    let r = Receiver::start().await;
+    let endpoint = r.url("/collect");
+    let s = Server::start_with(&[
+        "--post-endpoint",
+        &endpoint,
+        "--batch-size",
+        "3",
+        "--batch-interval",
+        "500ms",
+    ])
+    .await;
+    let h = Http::new(&s.base);
+    let rec = |i: i64| {
+        json!({"user_id": i, "total": 1.65, "title": "delectus aut autem",
+               "meta": {"logins": [{"time": "2020-08-08T01:52:50Z", "ip": "0.0.0.0"}],
+                        "phone_numbers": {"home": "555-1212", "mobile": "123-5555"}},
+               "completed": false})
+    };
+    for i in 0..7 {
+        let (st, v) = h.post("/log", rec(i)).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let got = r
+        .wait_for("7 records forwarded", 20, |x| {
+            x.iter()
+                .map(|g| g.json().as_array().map_or(0, |a| a.len()))
+                .sum::<usize>()
+                >= 7
+        })
+        .await;
+    let sizes: Vec<usize> = got
+        .iter()
+        .map(|g| g.json().as_array().unwrap().len())
+        .collect();
+    assert!(sizes.iter().all(|&n| n <= 3), "{sizes:?}");
+    let mut users: Vec<i64> = got
+        .iter()
+        .flat_map(|g| g.json().as_array().unwrap().clone())
+        .map(|v| v["user_id"].as_i64().unwrap())
+        .collect();
+    users.sort();
+    assert_eq!(users, (0..7).collect::<Vec<_>>());
+    // Validation names the field.
+    let mut bad = rec(1);
+    bad["meta"]["logins"][0]["time"] = json!("yesterday");
+    let (st, e) = h.post("/log", bad).await;
+    assert_eq!(st, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("meta.logins[0].time"),
+        "{e}"
+    );
+    let mut bad = rec(1);
+    bad["user_id"] = json!("one");
+    let (st, e) = h.post("/log", bad).await;
+    assert_eq!(st, 400);
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("user_id"),
+        "{e}"
+    );
+    let mut bad = rec(1);
+    bad.as_object_mut().unwrap().remove("title");
+    let (st, e) = h.post("/log", bad).await;
+    assert_eq!(st, 400);
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("title"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn forwarder_retries_three_times_two_seconds_apart_then_dead_letters() {
+    let r = Receiver::with(|_, _| (500, None, 0)).await;
+    let endpoint = r.url("/collect");
+    let s = Server::start_with(&["--post-endpoint", &endpoint, "--batch-size", "1"]).await;
+    let h = Http::new(&s.base);
+    let (st, _) = h
+        .post(
+            "/log",
+            json!({"user_id": 1, "total": 1.0, "title": "t",
+                   "meta": {"logins": [], "phone_numbers": {"home": "1", "mobile": "2"}},
+                   "completed": true}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let got = r.wait_for("4 attempts", 30, |x| x.len() >= 4).await;
+    for w in got.windows(2) {
+        assert!(w[1].at - w[0].at >= Duration::from_millis(1900));
+    }
+    wait_until("dead-lettered batch", 20, || async {
+        h.get("/v1/queues/log-dlq/messages").await.1["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    assert_eq!(r.got().len(), 4);
+}
+
+#[tokio::test]
+async fn a_kill_nine_during_delivery_loses_no_message() {
+    let (mut s, h) = open_server().await;
+    let r = Receiver::with(|_, _| (200, None, 100)).await;
+    h.put(
+        "/v1/queues/k/subscriptions/s",
+        json!({"url": r.url("/k"), "concurrency": 4}),
+    )
+    .await;
+    let msgs: Vec<Value> = (0..60).map(|i| json!({"body": format!("m{i}")})).collect();
+    let (_, v) = h
+        .post("/v1/queues/k/messages", json!({"messages": msgs}))
+        .await;
+    let ids: std::collections::HashSet<String> = v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    r.wait_for("some deliveries", 20, |x| x.len() >= 10).await;
+    s.kill();
+    s.spawn().await;
+    let got = r
+        .wait_for("every message delivered", 90, |x| {
+            let seen: std::collections::HashSet<&str> =
+                x.iter().filter_map(|g| g.header("webhook-id")).collect();
+            ids.iter().all(|i| seen.contains(i.as_str()))
+        })
+        .await;
+    assert!(got.len() >= 60);
+}
