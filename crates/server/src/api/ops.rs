@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::error::ApiError;
+use super::hooks;
 use super::native;
 use super::AppState;
 
@@ -79,6 +80,10 @@ pub async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
         native::list_queues, native::put_queue, native::get_queue, native::delete_queue,
         native::purge_queue, native::publish, native::peek, native::receive, native::ack,
         native::nack, native::visibility, native::redrive,
+        hooks::put_subscription, hooks::list_subscriptions, hooks::get_subscription,
+        hooks::delete_subscription, hooks::attempts, hooks::create_timer, hooks::get_timer,
+        hooks::cancel_timer, hooks::timer_summary, hooks::put_schedule, hooks::list_schedules,
+        hooks::get_schedule, hooks::delete_schedule,
     ),
     components(schemas(
         super::error::ErrorBody, super::error::ErrorDetail, ServerInfo,
@@ -88,8 +93,13 @@ pub async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
         native::MessageList, native::AckBody, native::NackBody, native::FailedReceipt,
         native::AckResult, native::NackResult, native::VisibilityBody, native::VisibilityResult,
         native::RedriveBody, native::Redriven,
+        hooks::BackoffBody, hooks::BatchBody, hooks::SubscriptionBody, hooks::SubscriptionStats,
+        hooks::SubscriptionView, hooks::SubscriptionList, hooks::AttemptView, hooks::AttemptList,
+        hooks::TimerBody, hooks::TimerView, hooks::TimerSummary, hooks::ScheduleBody,
+        hooks::ScheduleView, hooks::ScheduleList,
+        sluice_engine::push::Backoff, sluice_engine::push::BatchConfig,
     )),
-    tags((name = "queues"), (name = "messages"), (name = "ops"))
+    tags((name = "queues"), (name = "messages"), (name = "push"), (name = "timers"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

@@ -32,6 +32,11 @@ pub enum Scenario {
     /// Streaming consumers (HTTP/2 duplex) with `--batch` as prefetch, acking each message
     /// (prefills the queue first).
     Stream,
+    /// Push deliveries to a receiver run by the bench (server needs --allow-private-targets).
+    Push,
+    /// Timer firing lateness at a receiver run by the bench (--count timers due at once, or
+    /// spread at --rate per second).
+    Timers,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +209,10 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     if args.connections == 0 || args.batch == 0 || args.batch > 1000 {
         bail!("--connections must be at least 1 and --batch between 1 and 1000");
     }
+    if matches!(args.scenario, Scenario::Push | Scenario::Timers) {
+        let timers = args.scenario == Scenario::Timers;
+        return super::bench_push::run(server, json_out, args, timers).await;
+    }
     let scenario_name = args
         .scenario
         .to_possible_value()
@@ -251,7 +260,7 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     }
     for i in 0..args.connections {
         let role = match args.scenario {
-            Scenario::Stream => break,
+            Scenario::Stream | Scenario::Push | Scenario::Timers => break,
             Scenario::Roundtrip if i % 2 == 1 => Role::RoundtripConsumer,
             Scenario::Roundtrip => Role::RoundtripPublisher,
             Scenario::Publish => Role::Publish(1),

@@ -2,6 +2,7 @@
 //! tables for people and JSON (`--json`) for scripts.
 
 pub mod bench;
+pub mod bench_push;
 pub mod client;
 pub mod sink;
 pub mod stream_client;

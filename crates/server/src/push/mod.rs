@@ -166,6 +166,25 @@ impl PushManager {
                 tokio::spawn(async move { me.run_lane(target, stop_rx, counters, throttle).await });
             }
         }
+        // Gauges: backlog and the rate in force, per subscription.
+        for s in &subs {
+            if let Ok(st) = self.engine.child_stats(&s.child).await {
+                metrics::gauge!("sluice_push_backlog", "queue" => s.queue.clone(), "subscription" => s.name.clone())
+                    .set((st.ready + st.delayed + st.in_flight) as f64);
+            }
+            let rate = self
+                .lanes
+                .lock()
+                .get(&(s.queue.clone(), s.name.clone()))
+                .and_then(|l| l.throttle.current_rate())
+                .or(s.config.rate_limit_per_second)
+                .unwrap_or(0.0);
+            metrics::gauge!("sluice_push_rate_limit", "queue" => s.queue.clone(), "subscription" => s.name.clone())
+                .set(rate);
+        }
+        let (pending, finished) = self.engine.timer_counts();
+        metrics::gauge!("sluice_timers", "state" => "pending").set(pending as f64);
+        metrics::gauge!("sluice_timers", "state" => "finished").set(finished as f64);
         // Messages that landed on a push queue's own list go out to its subscriptions.
         for q in push_queues {
             if let Err(e) = self.engine.drain_push_queue(&q).await {
