@@ -1155,7 +1155,11 @@ pub async fn push_dead_letters_and_redrive_to_their_subscription(h: &mut dyn Har
     assert_eq!(dlq, "jobs-dlq");
     let dead = e.peek("jobs-dlq", 10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].id, got[0].message.id);
+    assert_eq!(
+        dead[0].attributes.get("sluice-message-id").unwrap(),
+        &got[0].message.id.to_string(),
+        "the dead letter has an id of its own and names the original"
+    );
     assert_eq!(dead[0].attributes.get("sluice-subscription").unwrap(), "a");
     assert_eq!(dead[0].attributes.get("sluice-error").unwrap(), "HTTP 404");
     assert!(e.push_receive(&ca, 10, 30_000, 0).await.unwrap().is_empty());
@@ -1163,6 +1167,10 @@ pub async fn push_dead_letters_and_redrive_to_their_subscription(h: &mut dyn Har
     assert_eq!(e.redrive("jobs", None).await.unwrap(), 1);
     let back = e.push_receive(&ca, 10, 30_000, 0).await.unwrap();
     assert_eq!(back.len(), 1);
+    assert_eq!(
+        back[0].message.id, got[0].message.id,
+        "redriven under its original id"
+    );
     assert!(!back[0].message.attributes.contains_key("sluice-error"));
     assert_eq!(e.push_receive(&cb, 10, 30_000, 0).await.unwrap().len(), 1);
     assert!(e.peek("jobs-dlq", 10).await.unwrap().is_empty());
@@ -1170,6 +1178,50 @@ pub async fn push_dead_letters_and_redrive_to_their_subscription(h: &mut dyn Har
     e.delete_queue("jobs").await.unwrap();
     assert!(!e.is_push("jobs"));
     assert!(e.all_subscriptions().is_empty());
+}
+
+pub async fn copies_sharing_an_id_survive_restart_independently(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    for s in ["a", "b", "c"] {
+        e.put_subscription("fan", s, sub("http://x.example/"))
+            .await
+            .unwrap();
+    }
+    let id = c.send("fan", "m").await;
+    let (ca, cb, cc) = (
+        crate::push::child_queue("fan", "a"),
+        crate::push::child_queue("fan", "b"),
+        crate::push::child_queue("fan", "c"),
+    );
+    let a = e.push_receive(&ca, 1, 30_000, 0).await.unwrap();
+    e.push_done(&ca, &a).await.unwrap();
+    let b = e.push_receive(&cb, 1, 30_000, 0).await.unwrap();
+    e.push_dead_letter("fan", "b", &cb, &b, 1, "HTTP 410")
+        .await
+        .unwrap();
+    let cg = e.push_receive(&cc, 1, 30_000, 0).await.unwrap();
+    e.push_retry(&cc, &cg, 600_000).await.unwrap();
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    assert!(
+        e.push_receive(&ca, 1, 30_000, 0).await.unwrap().is_empty(),
+        "a's copy was delivered"
+    );
+    assert_eq!(
+        e.child_stats(&cc).await.unwrap().delayed,
+        1,
+        "c's retry is still pending"
+    );
+    let dead = e.peek("fan-dlq", 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "b's dead letter survived");
+    assert_eq!(dead[0].attributes.get("sluice-message-id").unwrap(), &id);
+    // And store-level moves of a shared id (a dead-letter move and a redrive) stay separate.
+    e.redrive("fan", None).await.unwrap();
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    assert_eq!(e.push_receive(&cb, 1, 30_000, 0).await.unwrap().len(), 1);
+    assert_eq!(e.child_stats(&cc).await.unwrap().delayed, 1);
 }
 
 pub async fn timers_fire_once_and_survive_restart(h: &mut dyn Harness) {
@@ -1284,6 +1336,7 @@ macro_rules! conformance_suite {
             fifo_deduplicates_within_five_minutes, fifo_rules,
             settings_and_archive_survive_restart, push_queue_fans_out_and_refuses_pull,
             push_dead_letters_and_redrive_to_their_subscription, timers_fire_once_and_survive_restart,
+            copies_sharing_an_id_survive_restart_independently,
             schedules_fire_once_and_count_missed);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -457,10 +457,16 @@ impl Engine {
     pub async fn ack(&self, queue: &str, receipts: &[String]) -> Result<Vec<ReceiptResult>> {
         validate_queue_name(queue)?;
         check_receipt_count(receipts.len())?;
-        self.per_receipt(receipts, |rs| async move {
-            self.store.ack(queue, &rs, self.now()).await
-        })
-        .await
+        let out = self
+            .per_receipt(receipts, |rs| async move {
+                self.store.ack(queue, &rs, self.now()).await
+            })
+            .await?;
+        if crate::model::is_fifo(queue) && out.iter().any(|r| r.is_ok()) {
+            // Settling unlocks a message group: a waiting receive may take its next message.
+            self.wake(queue, out.len());
+        }
+        Ok(out)
     }
 
     pub async fn nack(
@@ -492,7 +498,8 @@ impl Engine {
             })
             .await?;
         let released = out.iter().filter(|r| r.is_ok()).count();
-        if delay_seconds == 0 && released > 0 {
+        if released > 0 {
+            // With a delay, a waiting receive must re-plan its sleep around the new due time.
             self.wake(queue, released);
         }
         Ok(out)

@@ -46,6 +46,9 @@ pub const ATTR_SUBSCRIPTION: &str = "sluice-subscription";
 pub const ATTR_ATTEMPTS: &str = "sluice-attempts";
 pub const ATTR_ERROR: &str = "sluice-error";
 pub const ATTR_HISTORY: &str = "sluice-attempt-history";
+/// The id the message had (and the webhook-id it is delivered under): a dead letter gets an id
+/// of its own, because several subscriptions may dead-letter copies of the same message.
+pub const ATTR_MESSAGE_ID: &str = "sluice-message-id";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -304,6 +307,7 @@ pub fn validate_headers(field: &str, h: &BTreeMap<String, String>) -> Result<()>
             lk.as_str(),
             "host" | "content-length" | "transfer-encoding" | "connection" | "upgrade" | "te"
         ) || lk.starts_with("webhook-")
+            || lk.starts_with("sluice-")
         {
             return Err(EngineError::invalid(
                 field,
@@ -427,10 +431,12 @@ impl AttemptLog {
     }
 }
 
-/// A compact summary of attempts for a dead letter's attribute (at most ~1 KiB).
-pub fn history_summary(attempts: &[Attempt]) -> String {
+/// A compact summary of one subscription's attempts for a dead letter's attribute (at most
+/// ~1 KiB): `attempt:time_ms:status-or-error` separated by spaces.
+pub fn history_summary(attempts: &[Attempt], sub: &str) -> String {
     let mut parts: Vec<String> = attempts
         .iter()
+        .filter(|a| a.subscription == sub)
         .map(|a| {
             let what = match (a.status, &a.error) {
                 (Some(s), _) => s.to_string(),
@@ -730,6 +736,39 @@ impl Engine {
         Ok(())
     }
 
+    /// Delete a subscription but keep what it had not delivered: when it is the queue's last
+    /// subscription, its copies return to the queue itself (for pulling); otherwise they are
+    /// dropped like with [`Engine::delete_subscription`].
+    pub async fn delete_subscription_keep(&self, queue: &str, name: &str) -> Result<()> {
+        let last = self
+            .push
+            .subs
+            .read()
+            .get(queue)
+            .is_some_and(|m| m.len() == 1);
+        if last {
+            let child = child_queue(queue, name);
+            let now = self.now();
+            let pending = self.store.peek(&child, usize::MAX, now).await?;
+            for chunk in pending.chunks(limits::PUBLISH_BATCH_MAX) {
+                let batch = chunk
+                    .iter()
+                    .map(|m| NewMessage {
+                        id: m.id,
+                        body: m.body.clone(),
+                        attributes: m.attributes.clone(),
+                        enqueued_at: m.enqueued_at,
+                        delay_ms: Some(0),
+                        group: m.group.clone(),
+                        dedup_id: None,
+                    })
+                    .collect();
+                self.store.publish(queue, batch, now).await?;
+            }
+        }
+        self.delete_subscription(queue, name).await
+    }
+
     /// A deleted queue takes its subscriptions with it.
     pub(crate) async fn drop_subscriptions(&self, queue: &str) -> Result<()> {
         let names: Vec<String> = self
@@ -831,10 +870,14 @@ impl Engine {
     pub async fn push_done(&self, child: &str, deliveries: &[Delivery]) -> Result<()> {
         let rs: Vec<_> = deliveries.iter().map(|d| d.receipt).collect();
         self.store.ack(child, &rs, self.now()).await?;
+        if crate::model::is_fifo(child) {
+            // Settling unlocks the message group: its next message may go now.
+            self.wake(child, rs.len());
+        }
         Ok(())
     }
 
-    /// Try again after `delay_ms` (at the front of the line when due, to keep rough order).
+    /// Try again after `delay_ms` (messages of a batch keep their order).
     pub async fn push_retry(
         &self,
         child: &str,
@@ -843,11 +886,11 @@ impl Engine {
     ) -> Result<()> {
         let rs: Vec<_> = deliveries.iter().map(|d| d.receipt).collect();
         self.store
-            .nack(child, &rs, delay_ms, Placement::Front, self.now())
+            .nack(child, &rs, delay_ms, Placement::Back, self.now())
             .await?;
-        if delay_ms == 0 {
-            self.wake(child, rs.len());
-        }
+        // Wake a waiting worker so it re-plans its sleep around the new due time (or takes
+        // the message now).
+        self.wake(child, rs.len().max(1));
         Ok(())
     }
 
@@ -876,7 +919,7 @@ impl Engine {
             let log = self.push.log.lock();
             deliveries
                 .iter()
-                .map(|d| history_summary(&log.get(d.message.id)))
+                .map(|d| history_summary(&log.get(d.message.id), sub))
                 .collect()
         };
         let batch: Vec<NewMessage> = deliveries
@@ -890,8 +933,9 @@ impl Engine {
                 attributes.insert(ATTR_ATTEMPTS.into(), attempts.to_string());
                 attributes.insert(ATTR_ERROR.into(), error.chars().take(500).collect());
                 attributes.insert(ATTR_HISTORY.into(), history);
+                attributes.insert(ATTR_MESSAGE_ID.into(), m.id.to_string());
                 NewMessage {
-                    id: m.id,
+                    id: MessageId::new_v7(),
                     body: m.body.clone(),
                     attributes,
                     enqueued_at: m.enqueued_at,
@@ -954,9 +998,14 @@ impl Engine {
                     }
                 };
                 let mut m = d.message;
+                let id = m
+                    .attributes
+                    .get(ATTR_MESSAGE_ID)
+                    .and_then(|s| MessageId::parse(s))
+                    .unwrap_or(m.id);
                 m.attributes.retain(|k, _| !k.starts_with("sluice-"));
                 let nm = NewMessage {
-                    id: m.id,
+                    id,
                     body: m.body,
                     attributes: m.attributes,
                     enqueued_at: m.enqueued_at,

@@ -180,11 +180,12 @@ impl Schedule {
         self.target.validate()
     }
 
-    /// The first firing strictly after `after`.
+    /// The first firing strictly after `after` (on a whole second).
     pub fn next_after(&self, after: Millis) -> Option<Millis> {
         let cron = parse_cron(&self.cron).ok()?;
         let tz = parse_tz(&self.timezone).ok()?;
-        let start = chrono::DateTime::from_timestamp_millis(after)?.with_timezone(&tz);
+        let start = chrono::DateTime::from_timestamp_millis(after.div_euclid(1000) * 1000)?
+            .with_timezone(&tz);
         cron.find_next_occurrence(&start, false)
             .ok()
             .map(|t| t.timestamp_millis())
@@ -224,6 +225,8 @@ pub struct TimerState {
     pending: Mutex<HashMap<MessageId, Millis>>,
     archive: Mutex<HashMap<MessageId, u8>>,
     delivering: Mutex<HashSet<MessageId>>,
+    /// Cancelled timers whose message has not come due yet (not counted as pending).
+    cancelled_pending: Mutex<HashSet<MessageId>>,
     schedules: RwLock<BTreeMap<String, Schedule>>,
     schedules_changed: Notify,
 }
@@ -355,6 +358,7 @@ impl Engine {
             Some(_) => {
                 self.store.archive_put(&[(id, CANCELLED)]).await?;
                 self.timers.archive.lock().insert(id, CANCELLED);
+                self.timers.cancelled_pending.lock().insert(id);
                 Ok(())
             }
         }
@@ -386,13 +390,16 @@ impl Engine {
             .await?;
         self.timers.pending.lock().remove(&id);
         self.timers.delivering.lock().remove(&id);
+        self.timers.cancelled_pending.lock().remove(&id);
         Ok(())
     }
 
     /// (pending, finished) timer counts.
     pub fn timer_counts(&self) -> (usize, usize) {
+        let pending = self.timers.pending.lock().len();
+        let cancelled = self.timers.cancelled_pending.lock().len();
         (
-            self.timers.pending.lock().len(),
+            pending.saturating_sub(cancelled),
             self.timers.archive.lock().len(),
         )
     }

@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// by default the batch is dead-lettered and the server keeps running.
     #[arg(long, env = "SLUICE_EXIT_ON_FORWARD_FAILURE")]
     pub exit_on_forward_failure: bool,
+    /// Log every HTTP request (method, path, status, duration) at info level. On by default
+    /// when the forwarder is configured (its seed logs each request).
+    #[arg(long, env = "SLUICE_ACCESS_LOG")]
+    pub access_log: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -111,6 +115,7 @@ struct FileConfig {
     batch_interval: Option<String>,
     #[serde(default)]
     exit_on_forward_failure: bool,
+    access_log: Option<bool>,
 }
 
 /// The forwarder's settings (seed 001).
@@ -143,6 +148,7 @@ pub struct ServeConfig {
     pub timer_concurrency: usize,
     pub forwarder: Option<ForwarderConfig>,
     pub exit_on_forward_failure: bool,
+    pub access_log: bool,
 }
 
 /// A Go `time.Duration` string: a sequence of decimal numbers with units ns, us, µs, ms, s,
@@ -273,12 +279,18 @@ impl ServeConfig {
                 }),
                 _ => None,
             },
+            access_log: false,
             sqs_credentials: parse_credentials(if args.sqs_credentials.is_empty() {
                 &file.sqs_credentials
             } else {
                 &args.sqs_credentials
             })?,
         };
+        let mut cfg = cfg;
+        cfg.access_log = args
+            .access_log
+            .or(file.access_log)
+            .unwrap_or(cfg.forwarder.is_some());
         cfg.validate()?;
         Ok(cfg)
     }

@@ -64,8 +64,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             "--allow-private-targets: webhooks and timers may call loopback and private addresses"
         );
     }
-    if let Some(f) = &cfg.forwarder {
-        crate::api::forwarder::install(&engine, f).await?;
+    match &cfg.forwarder {
+        Some(f) => crate::api::forwarder::install(&engine, f).await?,
+        None => crate::api::forwarder::uninstall(&engine).await?,
     }
     push.start(engine.shutdown_signal());
 
@@ -82,6 +83,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             awe: Arc::new(api::awe::AweState::new(&cfg.awe_queue)),
             miniqueue: Default::default(),
             push: push.clone(),
+            access_log: cfg.access_log,
         },
         &cfg.awe_prefix,
     );

@@ -244,8 +244,13 @@ pub fn replay(
     segs.sort_unstable();
     report.last_segment = segs.last().copied();
 
-    // Pass 1: validate, and gather effects.
-    let mut effects: HashMap<u128, Effect> = HashMap::new();
+    // Pass 1: validate, and gather effects. Effects are keyed by (queue, id) where the message
+    // was published: the same id may live in several queues (a push queue's per-subscription
+    // copies share it). A move makes the message's new place an alias of its origin.
+    // An id may also come back to a queue after it was acked there (a push dead letter
+    // redriven to its subscription): each Publish starts a new incarnation, and later records
+    // apply to the newest one.
+    let mut ix = Index::default();
     let mut purges: Vec<(u64, u32)> = Vec::new();
     let mut per_queue: HashMap<u32, usize> = HashMap::new();
     let mut dedups: Vec<(u32, String, i64, u128)> = Vec::new();
@@ -269,14 +274,7 @@ pub fn replay(
                                 dedups.push((p.queue, p.dedup.to_string(), until, p.id));
                             }
                         }
-                        gather(
-                            &mut effects,
-                            &mut purges,
-                            &mut per_queue,
-                            rec,
-                            pos,
-                            &mut front,
-                        );
+                        gather(&mut ix, &mut purges, &mut per_queue, rec, pos, &mut front);
                         report.records += 1;
                         off += len;
                         continue;
@@ -330,7 +328,12 @@ pub fn replay(
             let Ok(Record::Publish(p)) = record::decode(payload) else {
                 continue;
             };
-            let eff = effects.get(&p.id);
+            let incarnation = if p.relocated {
+                ix.relocated.get(&pos).copied()
+            } else {
+                Some(((p.queue, p.id), pos))
+            };
+            let eff = incarnation.and_then(|k| ix.effects.get(&k));
             if eff.is_some_and(|e| e.acked) {
                 continue;
             }
@@ -396,7 +399,7 @@ pub fn replay(
             f.entries.push(entry);
         }
     }
-    drop(effects);
+    drop(ix);
     for (qid, mut f) in filing {
         if state.queues[&qid].fifo && !f.entries.windows(2).all(|w| w[0].id() <= w[1].id()) {
             // A FIFO queue's ready list is in publish (id) order.
@@ -437,8 +440,35 @@ pub fn replay(
     Ok((state, report))
 }
 
+type Key = (u32, u128);
+/// A message incarnation: where it was published, and the log position of that Publish.
+type Inc = (Key, u64);
+
+#[derive(Default)]
+struct Index {
+    effects: HashMap<Inc, Effect>,
+    /// Where a moved message is now -> where it was published.
+    alias: HashMap<Key, Key>,
+    /// The newest incarnation published at each key.
+    current: HashMap<Key, u64>,
+    /// Log position of a compaction copy -> the incarnation it copies.
+    relocated: HashMap<u64, Inc>,
+}
+
+impl Index {
+    /// The incarnation a record about (queue, id) applies to.
+    fn at(&self, at: Key) -> Option<Inc> {
+        let origin = self.alias.get(&at).copied().unwrap_or(at);
+        self.current.get(&origin).map(|&p| (origin, p))
+    }
+    fn effect(&mut self, at: Key) -> Option<&mut Effect> {
+        let inc = self.at(at)?;
+        Some(self.effects.entry(inc).or_default())
+    }
+}
+
 fn gather(
-    effects: &mut HashMap<u128, Effect>,
+    ix: &mut Index,
     purges: &mut Vec<(u64, u32)>,
     per_queue: &mut HashMap<u32, usize>,
     rec: Record<'_>,
@@ -448,34 +478,44 @@ fn gather(
     match rec {
         Record::Publish(p) => {
             if p.relocated {
-                effects.entry(p.id).or_default().relocated_at = Some(pos);
+                if let Some(inc) = ix.at((p.queue, p.id)) {
+                    ix.effects.entry(inc).or_default().relocated_at = Some(pos);
+                    ix.relocated.insert(pos, inc);
+                }
             } else {
+                ix.current.insert((p.queue, p.id), pos);
                 *per_queue.entry(p.queue).or_default() += 1;
             }
         }
         Record::Receive {
+            queue,
             id,
             receive_count,
             nonce,
             first_received_at,
-            ..
         } => {
-            let e = effects.entry(id).or_default();
+            let Some(e) = ix.effect((queue, id)) else {
+                return;
+            };
             e.receive = Some((receive_count, nonce, first_received_at));
             e.reset = false;
             // It was leased when the server stopped: visible again now.
             e.visible_at = Some(i64::MIN);
         }
-        Record::Ack { id, .. } => {
-            effects.entry(id).or_default().acked = true;
+        Record::Ack { queue, id } => {
+            if let Some(e) = ix.effect((queue, id)) {
+                e.acked = true;
+            }
         }
         Record::Release {
+            queue,
             id,
             visible_at,
             front: at_front,
-            ..
         } => {
-            let e = effects.entry(id).or_default();
+            let Some(e) = ix.effect((queue, id)) else {
+                return;
+            };
             e.visible_at = Some(visible_at);
             e.order = Some(if at_front {
                 *front -= 1;
@@ -485,13 +525,23 @@ fn gather(
             });
         }
         Record::Move {
+            queue,
             id,
             to,
             source,
             reset,
-            ..
         } => {
-            let e = effects.entry(id).or_default();
+            let Some(inc) = ix.at((queue, id)) else {
+                return;
+            };
+            let origin = inc.0;
+            ix.alias.remove(&(queue, id));
+            if origin != (to, id) {
+                ix.alias.insert((to, id), origin);
+            } else {
+                ix.alias.remove(&(to, id));
+            }
+            let e = ix.effects.entry(inc).or_default();
             e.moves.push((pos, to));
             e.source = Some(source);
             if reset {

@@ -21,7 +21,6 @@ pub const QUEUE: &str = "log";
 pub const SUBSCRIPTION: &str = "forwarder";
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct Record {
     user_id: i64,
@@ -32,7 +31,6 @@ struct Record {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct Meta {
     logins: Vec<Login>,
@@ -40,14 +38,12 @@ struct Meta {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Login {
     time: String,
     ip: String,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct Phones {
     home: String,
@@ -90,6 +86,20 @@ pub async fn install(engine: &Engine, f: &ForwarderConfig) -> anyhow::Result<()>
         batch_interval_ms = f.batch_interval_ms,
         "forwarder started: records POSTed to /log are forwarded in batches"
     );
+    Ok(())
+}
+
+/// Without `--post-endpoint`, a forwarder subscription left from an earlier run is removed
+/// (its undelivered records stay in the queue `log`, to pull or to forward again later).
+pub async fn uninstall(engine: &Engine) -> anyhow::Result<()> {
+    if engine
+        .subscription(QUEUE, SUBSCRIPTION)
+        .is_ok_and(|s| s.trusted)
+    {
+        // Keep the records: move them back into `log` first.
+        engine.delete_subscription_keep(QUEUE, SUBSCRIPTION).await?;
+        tracing::info!("forwarder not configured: removed the forwarder subscription of an earlier run; queued records stay in the queue \"log\"");
+    }
     Ok(())
 }
 

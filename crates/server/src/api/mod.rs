@@ -34,6 +34,8 @@ pub struct AppState {
     pub awe: Arc<awe::AweState>,
     pub miniqueue: Arc<miniqueue::MiniqueueState>,
     pub push: Arc<crate::push::PushManager>,
+    /// Log every request at info level (`--access-log`; on by default with the forwarder).
+    pub access_log: bool,
 }
 
 pub fn router(state: AppState, awe_prefix: &str) -> Router {
@@ -111,16 +113,20 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
 }
 
 /// Count every request by route template and status, and time it.
-async fn track(State(_s): State<AppState>, req: Request, next: Next) -> Response {
+async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().to_string();
+    let path = s.access_log.then(|| req.uri().path().to_string());
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
+    if let Some(path) = path {
+        tracing::info!(method = %method, path = %path, status = %status, duration_ms = started.elapsed().as_millis() as u64, "request");
+    }
     metrics::counter!("sluice_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("sluice_http_request_duration_seconds", "route" => route)

@@ -35,17 +35,24 @@ struct Sink {
 
 async fn receive(State(s): State<Arc<Sink>>, body: Bytes) -> &'static str {
     let arrived = now_us();
-    let t = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["t"].as_i64());
-    if let Some(t) = t {
-        let lat = (arrived - t).max(1) as u64;
-        let _ = s.hist.lock().record(lat.min(100_000_000));
+    // One message, or a batch (a JSON array of them).
+    let items = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(a)) => a,
+        Ok(v) => vec![v],
+        Err(_) => vec![Value::Null],
+    };
+    {
+        let mut h = s.hist.lock();
+        for v in &items {
+            if let Some(t) = v["t"].as_i64() {
+                let _ = h.record(((arrived - t).max(1) as u64).min(100_000_000));
+            }
+        }
     }
     let now = Instant::now();
     s.first.lock().get_or_insert(now);
     *s.last.lock() = Some(now);
-    s.count.fetch_add(1, Ordering::Relaxed);
+    s.count.fetch_add(items.len() as u64, Ordering::Relaxed);
     "ok"
 }
 
@@ -58,7 +65,9 @@ async fn start_sink() -> anyhow::Result<(Arc<Sink>, String)> {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = axum::Router::new().fallback(receive).with_state(sink.clone());
+    let app = axum::Router::new()
+        .fallback(receive)
+        .with_state(sink.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -69,7 +78,12 @@ fn pad(size: usize) -> String {
     "x".repeat(size.saturating_sub(40))
 }
 
-async fn call(c: &reqwest::Client, method: reqwest::Method, url: String, body: &Value) -> anyhow::Result<Value> {
+async fn call(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: &Value,
+) -> anyhow::Result<Value> {
     let r = c.request(method, &url).json(body).send().await?;
     let st = r.status();
     let v: Value = r.json().await.unwrap_or(Value::Null);
@@ -79,7 +93,12 @@ async fn call(c: &reqwest::Client, method: reqwest::Method, url: String, body: &
     Ok(v)
 }
 
-pub async fn run(server: &str, json_out: bool, args: BenchArgs, timers: bool) -> anyhow::Result<()> {
+pub async fn run(
+    server: &str,
+    json_out: bool,
+    args: BenchArgs,
+    timers: bool,
+) -> anyhow::Result<()> {
     let server = server.trim_end_matches('/').to_string();
     let (sink, url) = start_sink().await?;
     let c = reqwest::Client::new();
@@ -131,8 +150,13 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs, timers: bool) ->
         let mut tasks = Vec::new();
         let create_start = Instant::now();
         for _ in 0..args.connections.max(1) {
-            let (c, next, errors, server, url) =
-                (c.clone(), next.clone(), errors.clone(), server.clone(), url.clone());
+            let (c, next, errors, server, url) = (
+                c.clone(),
+                next.clone(),
+                errors.clone(),
+                server.clone(),
+                url.clone(),
+            );
             let rate = args.rate;
             let size = args.size;
             tasks.push(tokio::spawn(async move {

@@ -97,6 +97,8 @@ pub struct Request {
     pub timeout: Duration,
     /// Operator-configured: may reach private addresses.
     pub trusted: bool,
+    /// Set by `send`: an empty POST/PUT/PATCH body carries `Content-Length: 0`.
+    pub empty_body_length: bool,
 }
 
 impl Sender {
@@ -152,12 +154,25 @@ impl Sender {
             }
         }
         let client = if guard { &self.guarded } else { &self.open };
+        let needs_length = req.body.is_empty()
+            && matches!(
+                req.method,
+                reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH
+            );
+        let req = Request {
+            empty_body_length: needs_length,
+            ..req
+        };
         let mut rb = client
-            .request(req.method, url)
+            .request(req.method.clone(), url)
             .timeout(req.timeout)
-            .body(req.body);
+            .body(req.body.clone());
         for (k, v) in &req.headers {
             rb = rb.header(k.as_str(), v.as_str());
+        }
+        if req.empty_body_length {
+            // Some servers answer 411 to a POST without a length.
+            rb = rb.header(reqwest::header::CONTENT_LENGTH, "0");
         }
         let mut resp = match rb.send().await {
             Ok(r) => r,

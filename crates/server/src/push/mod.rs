@@ -233,24 +233,46 @@ impl PushManager {
             ),
         };
         let slots = Arc::new(Semaphore::new(concurrency));
+        let timers = matches!(target, Target::Timers);
         loop {
             if *stop.borrow() {
                 return;
             }
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 p = slots.clone().acquire_owned() => p.expect("semaphore is never closed"),
                 _ = stop.changed() => return,
             };
-            tokio::select! {
-                _ = throttle.acquire() => {}
-                _ = stop.changed() => return,
+            if batch_max > 1 {
+                // A batch is one request: one slot, one turn of the throttle.
+                tokio::select! {
+                    _ = throttle.acquire() => {}
+                    _ = stop.changed() => return,
+                }
+                let Some(got) = self
+                    .lease_batch(&queue, batch_max, batch_wait_ms, lease_ms, &mut stop)
+                    .await
+                else {
+                    continue;
+                };
+                self.spawn_delivery(&target, got, vec![first], &counters, &throttle, false);
+                continue;
             }
-            let first = tokio::select! {
-                r = self.engine.push_receive(&queue, batch_max.min(100), lease_ms, 20_000) => r,
+            // One message per request: lease as many as there are free slots (at most 100, and
+            // at most one second's worth of the rate in force), in one store call; each
+            // delivery then waits for its own turn of the throttle.
+            let mut permits = vec![first];
+            let cap = if timers { 100 } else { throttle.lease_cap(100) };
+            while permits.len() < cap {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let got = tokio::select! {
+                r = self.engine.push_receive(&queue, permits.len(), lease_ms, 20_000) => r,
                 _ = stop.changed() => return,
             };
-            let mut got = match first {
-                Ok(g) if g.is_empty() => continue,
+            let got = match got {
                 Ok(g) => g,
                 Err(e) => {
                     tracing::warn!(queue = %queue, error = %e, "push receive failed");
@@ -258,48 +280,92 @@ impl PushManager {
                     continue;
                 }
             };
-            // Batching: fill up until the batch is full or max_wait_ms after its first message.
-            if batch_max > 1 && got.len() < batch_max {
-                let deadline = tokio::time::Instant::now() + Duration::from_millis(batch_wait_ms);
-                while got.len() < batch_max {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    let want = (batch_max - got.len()).min(100);
-                    let more = tokio::select! {
-                        r = self.engine.push_receive(&queue, want, lease_ms, left.as_millis() as u64) => r,
-                        _ = stop.changed() => Ok(Vec::new()),
-                    };
-                    match more {
-                        Ok(m) if m.is_empty() => {
-                            if left.is_zero() || *stop.borrow() {
-                                break;
-                            }
-                        }
-                        Ok(m) => got.extend(m),
-                        Err(_) => break,
+            permits.truncate(got.len());
+            for (d, p) in got.into_iter().zip(permits) {
+                self.spawn_delivery(&target, vec![d], vec![p], &counters, &throttle, !timers);
+            }
+        }
+    }
+
+    /// Lease a batch: up to `max`, waiting up to `wait_ms` after the first message.
+    async fn lease_batch(
+        &self,
+        queue: &str,
+        max: usize,
+        wait_ms: u64,
+        lease_ms: u64,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Vec<Delivery>> {
+        let first = tokio::select! {
+            r = self.engine.push_receive(queue, max.min(100), lease_ms, 20_000) => r,
+            _ = stop.changed() => return None,
+        };
+        let mut got = match first {
+            Ok(g) if g.is_empty() => return None,
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(queue = %queue, error = %e, "push receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return None;
+            }
+        };
+        // A retry goes out at once with what is ready: its wait was already served.
+        let wait_ms = if got.iter().any(|d| d.message.receive_count > 1) {
+            0
+        } else {
+            wait_ms
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        while got.len() < max {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let want = (max - got.len()).min(100);
+            let more = tokio::select! {
+                r = self.engine.push_receive(queue, want, lease_ms, left.as_millis() as u64) => r,
+                _ = stop.changed() => Ok(Vec::new()),
+            };
+            match more {
+                Ok(m) if m.is_empty() => {
+                    if left.is_zero() || *stop.borrow() {
+                        break;
+                    }
+                }
+                Ok(m) => got.extend(m),
+                Err(_) => break,
+            }
+        }
+        Some(got)
+    }
+
+    fn spawn_delivery(
+        self: &Arc<Self>,
+        target: &Target,
+        got: Vec<Delivery>,
+        permits: Vec<tokio::sync::OwnedSemaphorePermit>,
+        counters: &Arc<Counters>,
+        throttle: &Arc<Throttle>,
+        pace: bool,
+    ) {
+        let me = self.clone();
+        let target = target.clone();
+        let counters = counters.clone();
+        let throttle = throttle.clone();
+        let n = got.len() as u64;
+        counters.in_flight.fetch_add(n, Ordering::Relaxed);
+        tokio::spawn(async move {
+            if pace {
+                throttle.acquire().await;
+            }
+            match &target {
+                Target::Sub(s) => me.deliver_sub(s, got, &counters, &throttle).await,
+                Target::Timers => {
+                    for d in got {
+                        me.deliver_timer(d, &counters).await;
                     }
                 }
             }
-            let me = self.clone();
-            let target = target.clone();
-            let counters = counters.clone();
-            let throttle = throttle.clone();
-            counters
-                .in_flight
-                .fetch_add(got.len() as u64, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let n = got.len() as u64;
-                match &target {
-                    Target::Sub(s) => me.deliver_sub(s, got, &counters, &throttle).await,
-                    Target::Timers => {
-                        for d in got {
-                            me.deliver_timer(d, &counters).await;
-                        }
-                    }
-                }
-                counters.in_flight.fetch_sub(n, Ordering::Relaxed);
-                drop(permit);
-            });
-        }
+            counters.in_flight.fetch_sub(n, Ordering::Relaxed);
+            drop(permits);
+        });
     }
 
     /// The attempt number of a delivery: receives minus 429 answers.
@@ -325,15 +391,19 @@ impl PushManager {
         let (webhook_id, body, content_type) = build_body(&got, sub.batch.max_messages > 1);
         let timestamp = chrono::Utc::now().timestamp();
         let mut headers: Vec<(String, String)> = Vec::new();
+        let configured = |k: &str| sub.headers.keys().any(|h| h.eq_ignore_ascii_case(k));
         if got.len() == 1 && sub.batch.max_messages == 1 {
             for (k, v) in &got[0].message.attributes {
-                if header_ok(k, v) && !k.eq_ignore_ascii_case("content-type") {
+                // The subscription's own headers win over attributes of the same name.
+                if header_ok(k, v) && !k.eq_ignore_ascii_case("content-type") && !configured(k) {
                     headers.push((k.clone(), v.clone()));
                 }
             }
         }
         headers.extend(sub.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        headers.push(("content-type".into(), content_type));
+        if !configured("content-type") {
+            headers.push(("content-type".into(), content_type));
+        }
         headers.push(("webhook-id".into(), webhook_id.clone()));
         headers.push(("webhook-timestamp".into(), timestamp.to_string()));
         if let Some(secret) = &sub.signing_secret {
@@ -360,6 +430,7 @@ impl PushManager {
                 body,
                 timeout: Duration::from_secs_f64(sub.timeout_seconds),
                 trusted: sub.trusted,
+                empty_body_length: false,
             })
             .await;
         let outcome = if resp.refused {
@@ -522,10 +593,7 @@ impl PushManager {
         let max_attempts = spec.max_attempts.unwrap_or(10);
         let mut url = spec.url.clone().unwrap_or_default();
         if spec.append_id {
-            if !url.ends_with('/') {
-                url.push('/');
-            }
-            url.push_str(&id.to_string());
+            url = append_path(&url, &id.to_string());
         }
         let body = spec.body.clone().unwrap_or_default().into_bytes();
         let mut headers: Vec<(String, String)> = spec
@@ -565,6 +633,7 @@ impl PushManager {
                 body,
                 timeout: Duration::from_secs(30),
                 trusted: false,
+                empty_body_length: false,
             })
             .await;
         let outcome = if resp.refused {
@@ -633,6 +702,18 @@ impl PushManager {
         if let Err(e) = r {
             tracing::warn!(timer = %id, error = %e, "could not record a timer outcome; the lease will return it");
         }
+    }
+}
+
+/// httpqueue's `{url}/{id}`: the id becomes the last path segment (before any query).
+fn append_path(url: &str, segment: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let path = u.path().trim_end_matches('/').to_string();
+            u.set_path(&format!("{path}/{segment}"));
+            u.to_string()
+        }
+        Err(_) => format!("{}/{segment}", url.trim_end_matches('/')),
     }
 }
 
@@ -715,4 +796,18 @@ fn build_body(got: &[Delivery], batching: bool) -> (String, Vec<u8>, String) {
         serde_json::to_vec(&items).expect("json"),
         "application/json".into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timer_ids_go_into_the_path() {
+        assert_eq!(super::append_path("http://h/cb", "ID"), "http://h/cb/ID");
+        assert_eq!(super::append_path("http://h/cb/", "ID"), "http://h/cb/ID");
+        assert_eq!(
+            super::append_path("http://h/cb?tenant=acme", "ID"),
+            "http://h/cb/ID?tenant=acme"
+        );
+        assert_eq!(super::append_path("http://h", "ID"), "http://h/ID");
+    }
 }

@@ -121,6 +121,18 @@ impl Throttle {
         }
     }
 
+    /// How many messages may be leased at once: at most `max`, and at most one second's worth
+    /// of the rate in force (so none waits long for its turn while its lease runs).
+    pub fn lease_cap(&self, max: usize) -> usize {
+        let adaptive = self.state.lock().rate;
+        let rate = match (adaptive, self.configured) {
+            (Some(a), Some(c)) => a.min(c),
+            (Some(r), None) | (None, Some(r)) => r,
+            (None, None) => return max,
+        };
+        (rate.ceil() as usize).clamp(1, max)
+    }
+
     /// The adaptive rate now in force, if the endpoint is being slowed down.
     pub fn current_rate(&self) -> Option<f64> {
         self.state.lock().rate

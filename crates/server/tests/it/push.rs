@@ -285,7 +285,7 @@ async fn retries_follow_the_backoff_then_dead_letter_and_redrive() {
     .await;
     let (_, dead) = h.get("/v1/queues/jobs-dlq/messages").await;
     let m = &dead["messages"][0];
-    assert_eq!(m["id"], id.as_str());
+    assert_eq!(m["attributes"]["sluice-message-id"], id.as_str());
     assert_eq!(m["attributes"]["sluice-subscription"], "w");
     assert_eq!(m["attributes"]["sluice-attempts"], "3");
     assert!(m["attributes"]["sluice-error"]
@@ -815,4 +815,100 @@ async fn a_kill_nine_during_delivery_loses_no_message() {
         })
         .await;
     assert!(got.len() >= 60);
+}
+
+/// `sluice sink` answering 429 past 20 requests/s: the subscription (no rate limit of its
+/// own) slows down for that endpoint instead of burning attempts, everything arrives signed,
+/// and a healthy endpoint on the same queue is not slowed.
+#[tokio::test]
+async fn sink_429s_slow_one_endpoint_down_adaptively() {
+    let (_s, h) = open_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sink.jsonl");
+    let port = crate::common::free_port();
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sink = KillOnDrop(
+        std::process::Command::new(crate::common::BIN)
+            .args([
+                "sink",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--secret",
+                SECRET,
+                "--rate-limit",
+                "20",
+                "--out",
+            ])
+            .arg(&out)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    crate::common::wait_healthy(&format!("http://127.0.0.1:{port}")).await;
+    let healthy = Receiver::start().await;
+    h.put(
+        "/v1/queues/ad/subscriptions/limited",
+        json!({"url": format!("http://127.0.0.1:{port}/in"), "signing_secret": SECRET,
+               "max_attempts": 3, "concurrency": 10}),
+    )
+    .await;
+    h.put(
+        "/v1/queues/ad/subscriptions/fast",
+        json!({"url": healthy.url("/f")}),
+    )
+    .await;
+    let msgs: Vec<Value> = (0..150).map(|i| json!({"body": format!("m{i}")})).collect();
+    let (_, v) = h
+        .post("/v1/queues/ad/messages", json!({"messages": msgs}))
+        .await;
+    let ids: std::collections::HashSet<String> = v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    let t0 = Instant::now();
+    healthy
+        .wait_for("the healthy endpoint", 20, |r| r.len() >= 150)
+        .await;
+    let healthy_took = t0.elapsed();
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["path"] == "/in")
+            .collect()
+    };
+    wait_until("all 150 accepted by the sink", 90, || async {
+        read().iter().filter(|l| l["status"] == 200).count() >= 150
+    })
+    .await;
+    let lines = read();
+    let ok: std::collections::HashSet<String> = lines
+        .iter()
+        .filter(|l| l["status"] == 200)
+        .map(|l| l["headers"]["webhook-id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ok, ids, "every message delivered, none dead-lettered");
+    assert!(lines.iter().all(|l| l["signature"] == "valid"));
+    let throttled = lines.iter().filter(|l| l["status"] == 429).count();
+    assert!(throttled > 0, "the sink did push back");
+    assert!(
+        throttled < 150,
+        "adaptive slowdown keeps 429s well below one per message ({throttled})"
+    );
+    assert!(
+        healthy_took < Duration::from_secs(15),
+        "healthy endpoint not slowed: {healthy_took:?}"
+    );
+    let (_, sub) = h.get("/v1/queues/ad/subscriptions/limited").await;
+    assert_eq!(sub["stats"]["failed"], 0);
+    assert!(sub["stats"]["throttled"].as_u64().unwrap() > 0);
 }
