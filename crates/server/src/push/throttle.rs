@@ -143,9 +143,13 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn halves_on_429_and_recovers() {
+    #[tokio::test]
+    async fn halves_on_429_and_recovers() {
         let t = Throttle::new(Some(100.0));
+        // Send a burst, so the observed rate is above the configured one.
+        for _ in 0..100 {
+            t.acquire().await;
+        }
         assert_eq!(t.current_rate(), None);
         t.on_throttled(Some(0));
         assert_eq!(t.current_rate(), Some(50.0));
@@ -155,6 +159,14 @@ mod tests {
             t.on_success();
         }
         assert_eq!(t.current_rate(), None, "recovered to the configured rate");
+    }
+
+    #[test]
+    fn starts_from_the_observed_rate_when_lower() {
+        // Idle endpoint, configured 100/s: the first 429 starts from what was really sent.
+        let t = Throttle::new(Some(100.0));
+        t.on_throttled(Some(0));
+        assert_eq!(t.current_rate(), Some(0.5));
     }
 
     #[test]
