@@ -12,8 +12,9 @@ use sluice_engine::EngineOptions;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServeArgs {
-    /// Address to listen on (HTTP/1.1 and h2c).
-    #[arg(long, env = "SLUICE_LISTEN")]
+    /// Address to listen on (HTTP/1.1 and h2c). `:PORT` means every interface (the
+    /// forwarder seed's `-http :8080`, accepted as `--http`).
+    #[arg(long, env = "SLUICE_LISTEN", alias = "http")]
     pub listen: Option<String>,
     /// Directory of the embedded store.
     #[arg(long, env = "SLUICE_DATA_DIR")]
@@ -218,6 +219,10 @@ impl ServeConfig {
             listen: args
                 .listen
                 .or(file.listen)
+                .map(|l| match l.strip_prefix(':') {
+                    Some(port) => format!("0.0.0.0:{port}"),
+                    None => l,
+                })
                 .unwrap_or_else(|| "127.0.0.1:8080".into()),
             data_dir: args
                 .data_dir

@@ -546,6 +546,9 @@ async fn httpqueue_timers_fire_once_across_a_kill_nine() {
     assert_eq!(t["ID"], id.as_str());
     assert!(matches!(t["time_left"].as_i64(), Some(1..=2)), "{t}");
     s.kill();
+    // Down while it falls due: it fires right after the start.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(r.got().is_empty());
     s.spawn().await;
     let got = r.wait_for("the timer call", 20, |x| !x.is_empty()).await;
     assert_eq!(got[0].path, format!("/cb/{id}"));
@@ -911,4 +914,40 @@ async fn sink_429s_slow_one_endpoint_down_adaptively() {
     let (_, sub) = h.get("/v1/queues/ad/subscriptions/limited").await;
     assert_eq!(sub["stats"]["failed"], 0);
     assert!(sub["stats"]["throttled"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn exit_on_forward_failure_reproduces_the_seed() {
+    let r = Receiver::with(|_, _| (500, None, 0)).await;
+    let endpoint = r.url("/collect");
+    let mut s = Server::start_with(&[
+        "--post-endpoint",
+        &endpoint,
+        "--batch-size",
+        "1",
+        "--exit-on-forward-failure",
+    ])
+    .await;
+    let h = Http::new(&s.base);
+    let (st, _) = h
+        .post(
+            "/log",
+            json!({"user_id": 1, "total": 1.0, "title": "t",
+                   "meta": {"logins": [], "phone_numbers": {"home": "1", "mobile": "2"}},
+                   "completed": true}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let child = s.child.as_mut().unwrap();
+    let end = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < end, "the server did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(r.got().len(), 4, "1 attempt + 3 retries before exiting");
+    s.child = None;
 }
