@@ -1174,6 +1174,9 @@ pub async fn push_dead_letters_and_redrive_to_their_subscription(h: &mut dyn Har
     assert!(!back[0].message.attributes.contains_key("sluice-error"));
     assert_eq!(e.push_receive(&cb, 10, 30_000, 0).await.unwrap().len(), 1);
     assert!(e.peek("jobs-dlq", 10).await.unwrap().is_empty());
+    // Purging a push queue drops the undelivered copies too.
+    assert_eq!(e.purge("jobs").await.unwrap(), 2);
+    assert_eq!(e.child_stats(&cb).await.unwrap().in_flight, 0);
     // Deleting the queue deletes its subscriptions.
     e.delete_queue("jobs").await.unwrap();
     assert!(!e.is_push("jobs"));

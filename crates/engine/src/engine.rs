@@ -217,9 +217,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Remove every message of the queue (on a push queue, also every undelivered copy of
+    /// its subscriptions; the count is of the queue's own messages plus the copies).
     pub async fn purge(&self, name: &str) -> Result<u64> {
         validate_queue_name(name)?;
-        self.store.purge_queue(name, self.now()).await
+        let mut n = self.store.purge_queue(name, self.now()).await?;
+        for s in self
+            .all_subscriptions()
+            .into_iter()
+            .filter(|s| s.queue == name)
+        {
+            n += self.store.purge_queue(&s.child, self.now()).await?;
+        }
+        Ok(n)
     }
 
     pub async fn stats(&self, name: &str) -> Result<QueueStats> {

@@ -951,3 +951,108 @@ async fn exit_on_forward_failure_reproduces_the_seed() {
     assert_eq!(r.got().len(), 4, "1 attempt + 3 retries before exiting");
     s.child = None;
 }
+
+#[tokio::test]
+async fn bad_subscription_timer_and_schedule_input_is_refused_clearly() {
+    let (_s, h) = open_server().await;
+    let cases = [
+        (json!({"url": "ftp://x/"}), "url:"),
+        (
+            json!({"url": "http://x/", "max_attempts": 0}),
+            "max_attempts:",
+        ),
+        (
+            json!({"url": "http://x/", "concurrency": 5000}),
+            "concurrency:",
+        ),
+        (
+            json!({"url": "http://x/", "timeout_seconds": 0}),
+            "timeout_seconds:",
+        ),
+        (
+            json!({"url": "http://x/", "rate_limit_per_second": -1}),
+            "rate_limit_per_second:",
+        ),
+        (
+            json!({"url": "http://x/", "batch": {"max_messages": 0}}),
+            "batch.max_messages:",
+        ),
+        (
+            json!({"url": "http://x/", "backoff": {"multiplier": 0.5}}),
+            "backoff.multiplier:",
+        ),
+        (
+            json!({"url": "http://x/", "signing_secret": "secret"}),
+            "signing_secret:",
+        ),
+        (
+            json!({"url": "http://x/", "headers": {"Host": "evil"}}),
+            "headers:",
+        ),
+        (
+            json!({"url": "http://x/", "headers": {"sluice-queue": "x"}}),
+            "headers:",
+        ),
+        (json!({"url": "http://x/", "bogus": 1}), "bogus"),
+        (json!({}), "url"),
+    ];
+    for (body, field) in cases {
+        let (st, e) = h.put("/v1/queues/bad/subscriptions/s", body.clone()).await;
+        assert_eq!(st, 400, "{body} -> {e}");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(field), "{body}: {msg:?} should name {field}");
+    }
+    let (st, _) = h
+        .put(
+            "/v1/queues/bad/subscriptions/no%20spaces",
+            json!({"url": "http://x/"}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        h.get("/v1/queues/bad/subscriptions").await.0,
+        404,
+        "nothing was created"
+    );
+    for (body, field) in [
+        (
+            json!({"url": "http://x/", "delay_seconds": 1, "at": "2030-01-01T00:00:00Z"}),
+            "delay_seconds",
+        ),
+        (
+            json!({"url": "http://x/", "delay_seconds": 40000000}),
+            "delay_seconds",
+        ),
+        (json!({"url": "http://x/", "at": "tomorrow"}), "at:"),
+        (json!({"url": "http://x/", "queue": "q"}), "url"),
+        (json!({"url": "http://x/", "method": "TRACE"}), "method:"),
+    ] {
+        let (st, e) = h.post("/v1/timers", body.clone()).await;
+        assert_eq!(st, 400, "{body} -> {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(field),
+            "{body}: {e}"
+        );
+    }
+    for (body, field) in [
+        (json!({"cron": "* * *", "url": "http://x/"}), "cron:"),
+        (
+            json!({"cron": "* * * * *", "timezone": "Nowhere/Land", "url": "http://x/"}),
+            "timezone:",
+        ),
+        (json!({"cron": "* * * * *"}), "url"),
+    ] {
+        let (st, e) = h.put("/v1/schedules/s", body.clone()).await;
+        assert_eq!(st, 400, "{body} -> {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(field),
+            "{body}: {e}"
+        );
+    }
+    assert_eq!(h.get("/v1/schedules").await.1["schedules"], json!([]));
+    let (st, e) = h.get("/v1/queues/x/messages/not-a-uuid/attempts").await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("invalid_argument"))
+    );
+}
