@@ -85,7 +85,7 @@ pub struct ServeArgs {
     pub exit_on_forward_failure: bool,
     /// Log every HTTP request (method, path, status, duration) at info level. On by default
     /// when the forwarder is configured (its seed logs each request).
-    #[arg(long, env = "SLUICE_ACCESS_LOG")]
+    #[arg(long, env = "SLUICE_ACCESS_LOG", num_args = 0..=1, default_missing_value = "true")]
     pub access_log: Option<bool>,
 }
 

@@ -49,8 +49,23 @@ enum Cmd {
     Sink(cli::sink::SinkArgs),
 }
 
+/// The forwarder seed's Go-style single-dash flags (`-post-endpoint URL`, `-batch-size 10`,
+/// `-batch-interval 10s`, `-http :8080`) are accepted as their two-dash forms.
+fn seed_flags(args: impl Iterator<Item = String>) -> Vec<String> {
+    const SEED: [&str; 4] = ["-post-endpoint", "-batch-size", "-batch-interval", "-http"];
+    args.map(|a| {
+        let name = a.split('=').next().unwrap_or_default();
+        if SEED.contains(&name) {
+            format!("-{a}")
+        } else {
+            a
+        }
+    })
+    .collect()
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(seed_flags(std::env::args()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,5 +85,37 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seed_single_dash_flags() {
+        let got = super::seed_flags(
+            [
+                "sluice",
+                "serve",
+                "-post-endpoint",
+                "http://x",
+                "-batch-size=5",
+                "-h",
+                "--listen",
+            ]
+            .into_iter()
+            .map(String::from),
+        );
+        assert_eq!(
+            got,
+            vec![
+                "sluice",
+                "serve",
+                "--post-endpoint",
+                "http://x",
+                "--batch-size=5",
+                "-h",
+                "--listen"
+            ]
+        );
     }
 }
