@@ -64,7 +64,7 @@ pub struct SubscriptionBody {
     /// Requests in flight at once, 1-1000 (default 10).
     pub concurrency: Option<u32>,
     pub batch: Option<BatchBody>,
-    /// `whsec_` + base64 of 24-64 bytes: sign requests (Standard Webhooks).
+    /// `whsec_` + base64 of the key (24-64 bytes recommended): sign requests (Standard Webhooks).
     pub signing_secret: Option<String>,
 }
 

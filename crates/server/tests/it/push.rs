@@ -1056,3 +1056,118 @@ async fn bad_subscription_timer_and_schedule_input_is_refused_clearly() {
         (400, Some("invalid_argument"))
     );
 }
+
+/// Hostile endpoints: one streams an endless body, one resets every connection, one never
+/// answers. Each costs only its own lane: bounded reads, timeouts, retries, dead letters.
+#[tokio::test]
+async fn endless_bodies_resets_and_hangs_are_contained() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_s, h) = open_server().await;
+    let endless = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endless_port = endless.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut c, _) = endless.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf).await;
+                let _ = c
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n")
+                    .await;
+                let chunk = vec![b'z'; 16 * 1024];
+                while c.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    let reset = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let reset_port = reset.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (c, _) = reset.accept().await.unwrap();
+            #[allow(deprecated)] // linger 0 makes the close a reset (RST), which is the point
+            let _ = c.set_linger(Some(Duration::ZERO));
+            drop(c);
+        }
+    });
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let held2 = held.clone();
+    tokio::spawn(async move {
+        loop {
+            let (c, _) = hang.accept().await.unwrap();
+            held2.lock().push(c);
+        }
+    });
+    for (name, port, extra) in [
+        ("endless", endless_port, json!({})),
+        (
+            "reset",
+            reset_port,
+            json!({"max_attempts": 2, "backoff": {"initial_seconds": 0.1, "jitter": false}}),
+        ),
+        (
+            "hang",
+            hang_port,
+            json!({"max_attempts": 1, "timeout_seconds": 1}),
+        ),
+    ] {
+        let mut body = json!({"url": format!("http://127.0.0.1:{port}/x")});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (st, v) = h
+            .put(&format!("/v1/queues/{name}/subscriptions/s"), body)
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    let mut ids = std::collections::HashMap::new();
+    for q in ["endless", "reset", "hang"] {
+        ids.insert(q, send(&h, q, json!({"body": "x"})).await);
+    }
+    wait_until(
+        "the endless body is cut and the delivery counted",
+        20,
+        || async { h.get("/v1/queues/endless/subscriptions/s").await.1["stats"]["delivered"] == 1 },
+    )
+    .await;
+    let (_, att) = h
+        .get(&format!(
+            "/v1/queues/endless/messages/{}/attempts",
+            ids["endless"]
+        ))
+        .await;
+    assert_eq!(att["attempts"][0]["status"], 200);
+    assert_eq!(
+        att["attempts"][0]["response"].as_str().unwrap().len(),
+        1024,
+        "1 KiB kept"
+    );
+    for q in ["reset", "hang"] {
+        wait_until(&format!("{q} dead-lettered"), 30, || async {
+            h.get(&format!("/v1/queues/{q}-dlq/messages")).await.1["messages"]
+                .as_array()
+                .is_some_and(|m| m.len() == 1)
+        })
+        .await;
+    }
+    let (_, att) = h
+        .get(&format!(
+            "/v1/queues/hang/messages/{}/attempts",
+            ids["hang"]
+        ))
+        .await;
+    let err = att["attempts"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("timeout") || err.contains("timed out"),
+        "{err}"
+    );
+    let (_, att) = h
+        .get(&format!(
+            "/v1/queues/reset/messages/{}/attempts",
+            ids["reset"]
+        ))
+        .await;
+    assert_eq!(att["attempts"].as_array().unwrap().len(), 2);
+    assert!(att["attempts"][0]["status"].is_null());
+}
