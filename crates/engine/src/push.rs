@@ -33,6 +33,8 @@ pub mod push_limits {
     /// Attempts kept per message, and messages kept, in the attempts log.
     pub const LOG_ATTEMPTS_PER_MESSAGE: usize = 50;
     pub const LOG_MESSAGES: usize = 100_000;
+    /// Bytes of response excerpts and errors kept over all messages.
+    pub const LOG_BYTES: usize = 64 * 1024 * 1024;
     pub const LOG_AGE_MS: i64 = 24 * 3600 * 1000;
     /// Bytes of a response body kept in an attempt.
     pub const RESPONSE_EXCERPT: usize = 1024;
@@ -405,6 +407,11 @@ pub struct Attempt {
 pub struct AttemptLog {
     by_id: HashMap<MessageId, Vec<Attempt>>,
     order: VecDeque<(Millis, MessageId)>,
+    bytes: usize,
+}
+
+fn attempt_bytes(a: &Attempt) -> usize {
+    96 + a.response.len() + a.error.as_ref().map_or(0, |e| e.len()) + a.subscription.len()
 }
 
 impl AttemptLog {
@@ -416,13 +423,20 @@ impl AttemptLog {
         });
         if v.len() >= pl::LOG_ATTEMPTS_PER_MESSAGE {
             // Keep the first attempt; drop the oldest of the others.
-            v.remove(1);
+            let gone = v.remove(1);
+            self.bytes -= attempt_bytes(&gone);
         }
+        self.bytes += attempt_bytes(&a);
         v.push(a);
         while let Some(&(t, old)) = self.order.front() {
-            if self.order.len() > pl::LOG_MESSAGES || now - t > pl::LOG_AGE_MS {
+            if self.order.len() > pl::LOG_MESSAGES
+                || now - t > pl::LOG_AGE_MS
+                || self.bytes > pl::LOG_BYTES
+            {
                 self.order.pop_front();
-                self.by_id.remove(&old);
+                if let Some(v) = self.by_id.remove(&old) {
+                    self.bytes -= v.iter().map(attempt_bytes).sum::<usize>();
+                }
             } else {
                 break;
             }
@@ -589,7 +603,10 @@ impl Engine {
             let Some((queue, name)) = rest.rsplit_once('/') else {
                 continue;
             };
-            match serde_json::from_str::<Subscription>(&value) {
+            match serde_json::from_str::<Subscription>(&value)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.validate().map(|_| s).map_err(|e| e.to_string()))
+            {
                 Ok(s) => {
                     map.entry(queue.to_string())
                         .or_default()
@@ -677,7 +694,11 @@ impl Engine {
             content_based_deduplication: parent.config.content_based_deduplication,
             ..QueueConfig::default()
         };
-        self.store.ensure_queue(&child, child_config, now).await?;
+        let (_, fresh) = self.store.ensure_queue(&child, child_config, now).await?;
+        if existing.is_none() && !fresh {
+            // Copies left by a subscription of the same name that was being deleted.
+            self.store.purge_queue(&child, now).await?;
+        }
         let json = serde_json::to_string(&sub).expect("subscription serializes");
         self.store
             .meta_put(&meta_key(queue, name), Some(json))
@@ -724,6 +745,8 @@ impl Engine {
     pub async fn delete_subscription(&self, queue: &str, name: &str) -> Result<()> {
         validate_queue_name(queue)?;
         self.subscription(queue, name)?;
+        // The copies first: a crash in between leaves the subscription, not orphan copies.
+        self.store.delete_queue(&child_queue(queue, name)).await?;
         self.store.meta_put(&meta_key(queue, name), None).await?;
         {
             let mut subs = self.push.subs.write();
@@ -734,7 +757,6 @@ impl Engine {
                 }
             }
         }
-        self.store.delete_queue(&child_queue(queue, name)).await?;
         self.push.version.send_modify(|v| *v += 1);
         Ok(())
     }
@@ -805,6 +827,15 @@ impl Engine {
             .map(|m| m.keys().map(|n| child_queue(queue, n)).collect())
             .unwrap_or_default();
         let now = self.now();
+        if let Some(q) = self.store.get_queue(queue).await? {
+            let limit = q.config.max_message_bytes as usize;
+            for m in &batch {
+                let size = crate::model::message_size(&m.body, &m.attributes);
+                if size > limit {
+                    return Err(EngineError::MessageTooLarge { size, limit });
+                }
+            }
+        }
         let n = batch.len();
         let results = futures::future::join_all(
             children
@@ -869,6 +900,32 @@ impl Engine {
             .await
     }
 
+    /// Renew the leases of deliveries about to be sent after a wait (the throttle). Returns the
+    /// ones still held; a lease that already ran out is gone (the message is back in line).
+    pub async fn push_renew(
+        &self,
+        child: &str,
+        deliveries: Vec<Delivery>,
+        lease_ms: u64,
+    ) -> Result<Vec<Delivery>> {
+        let mut kept = Vec::with_capacity(deliveries.len());
+        for mut d in deliveries {
+            match self
+                .store
+                .change_visibility(child, d.receipt, lease_ms, self.now())
+                .await
+            {
+                Ok(until) => {
+                    d.lease_until = until;
+                    kept.push(d);
+                }
+                Err(EngineError::StaleReceipt | EngineError::MessageGone) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(kept)
+    }
+
     /// Delivered: remove the copies.
     pub async fn push_done(&self, child: &str, deliveries: &[Delivery]) -> Result<()> {
         let rs: Vec<_> = deliveries.iter().map(|d| d.receipt).collect();
@@ -915,8 +972,16 @@ impl Engine {
             None => None,
         }
         .unwrap_or_else(|| default_dlq(queue));
+        // A DLQ made here takes any message the push queue took, plus the added attributes.
         self.store
-            .ensure_queue(&dlq, QueueConfig::default(), now)
+            .ensure_queue(
+                &dlq,
+                QueueConfig {
+                    max_message_bytes: limits::MESSAGE_BYTES_CEILING,
+                    ..QueueConfig::default()
+                },
+                now,
+            )
             .await?;
         let histories: Vec<String> = {
             let log = self.push.log.lock();
@@ -941,7 +1006,8 @@ impl Engine {
                     id: MessageId::new_v7(),
                     body: m.body.clone(),
                     attributes,
-                    enqueued_at: m.enqueued_at,
+                    // Retention of the dead letter counts from now.
+                    enqueued_at: now,
                     delay_ms: Some(0),
                     group: m.group.clone(),
                     dedup_id: None,
@@ -957,6 +1023,17 @@ impl Engine {
     /// Push dead letters go back to the subscription they failed on (or, if it is gone, to
     /// their source queue). `queue` is a dead-letter queue or a push queue.
     pub(crate) async fn redrive_push(&self, queue: &str, max: usize) -> Result<u64> {
+        let is_push_dlq = self
+            .all_subscriptions()
+            .iter()
+            .any(|s| default_dlq(&s.queue) == queue)
+            || self.queue_infos().await?.iter().any(|q| {
+                q.config.dead_letter_queue.as_deref() == Some(queue) && self.is_push(&q.name)
+            });
+        if !self.is_push(queue) && !is_push_dlq {
+            // Only push dead letters are handled here; other queues' redrive is the store's.
+            return Ok(0);
+        }
         let (dlq, only_source) = if self.is_push(queue) {
             let dlq = self
                 .store
@@ -987,14 +1064,13 @@ impl Engine {
                 let target = match (&source, &sub) {
                     (Some(src), Some(sub))
                         if only_source.as_ref().is_none_or(|o| o == src)
-                            && (moved as usize) < max =>
+                            && (moved as usize) < max
+                            && self.subscription(src, sub).is_ok() =>
                     {
-                        if self.subscription(src, sub).is_ok() {
-                            child_queue(src, sub)
-                        } else {
-                            src.clone()
-                        }
+                        child_queue(src, sub)
                     }
+                    // Not a push dead letter, not ours, or its subscription is gone (sending it
+                    // to the others would deliver twice where it already succeeded): stays.
                     _ => {
                         skipped.push(d.receipt);
                         continue;
@@ -1011,24 +1087,13 @@ impl Engine {
                     id,
                     body: m.body,
                     attributes: m.attributes,
-                    enqueued_at: m.enqueued_at,
+                    enqueued_at: self.now(),
                     delay_ms: Some(0),
                     group: m.group,
                     dedup_id: None,
                 };
-                let now = self.now();
-                if crate::push::is_internal(&target) {
-                    self.store.publish(&target, vec![nm], now).await?;
-                    self.wake(&target, 1);
-                } else if self.is_push(&target) {
-                    self.fan_out(&target, vec![nm]).await?;
-                } else {
-                    self.store
-                        .ensure_queue(&target, QueueConfig::default(), now)
-                        .await?;
-                    self.store.publish(&target, vec![nm], now).await?;
-                    self.wake(&target, 1);
-                }
+                self.store.publish(&target, vec![nm], self.now()).await?;
+                self.wake(&target, 1);
                 self.store.ack(&dlq, &[d.receipt], self.now()).await?;
                 moved += 1;
             }
@@ -1036,7 +1101,7 @@ impl Engine {
         if !skipped.is_empty() {
             for chunk in skipped.chunks(limits::ACK_BATCH_MAX) {
                 self.store
-                    .nack(&dlq, chunk, 0, Placement::Front, self.now())
+                    .nack(&dlq, chunk, 0, Placement::Back, self.now())
                     .await?;
             }
         }

@@ -180,6 +180,17 @@ impl Schedule {
         self.target.validate()
     }
 
+    /// The latest firing at or before `at` (on a whole second).
+    pub fn latest_at_or_before(&self, at: Millis) -> Option<Millis> {
+        let cron = parse_cron(&self.cron).ok()?;
+        let tz = parse_tz(&self.timezone).ok()?;
+        let start =
+            chrono::DateTime::from_timestamp_millis(at.div_euclid(1000) * 1000)?.with_timezone(&tz);
+        cron.find_previous_occurrence(&start, true)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    }
+
     /// The first firing strictly after `after` (on a whole second).
     pub fn next_after(&self, after: Millis) -> Option<Millis> {
         let cron = parse_cron(&self.cron).ok()?;
@@ -296,7 +307,10 @@ impl Engine {
         let due = now + delay as i64;
         spec.due_at = due;
         let body = serde_json::to_vec(&spec).expect("timer serializes");
-        self.store
+        // Known as pending before it can fire (a timer due now may finish before we return).
+        self.timers.pending.lock().insert(id, due);
+        let published = self
+            .store
             .publish(
                 TIMER_QUEUE,
                 vec![NewMessage {
@@ -310,8 +324,11 @@ impl Engine {
                 }],
                 now,
             )
-            .await?;
-        self.timers.pending.lock().insert(id, due);
+            .await;
+        if let Err(e) = published {
+            self.timers.pending.lock().remove(&id);
+            return Err(e);
+        }
         self.wake(TIMER_QUEUE, 1);
         Ok(id)
     }
@@ -348,6 +365,9 @@ impl Engine {
                 what: "timer",
                 id: id.to_string(),
             }),
+            Some(t) if t.status == TimerStatus::Delivering => Err(EngineError::Conflict(format!(
+                "timer {id} is being delivered right now; it cannot be cancelled"
+            ))),
             Some(t) if t.status.is_finished() => Err(EngineError::Conflict(format!(
                 "timer {id} already finished ({})",
                 serde_json::to_value(t.status)
@@ -480,24 +500,25 @@ impl Engine {
                 next = Some(next.map_or(first, |n: Millis| n.min(first)));
                 continue;
             }
-            // Skip to the latest missed firing; count the ones before it.
-            let mut at = first;
+            // Fire the latest due firing once; count the skipped ones before it (counting
+            // stops at 10,000; the firing does not depend on the count).
+            let at = s.latest_at_or_before(now).unwrap_or(first).max(first);
             let mut skipped = 0u64;
-            while let Some(n) = s.next_after(at) {
-                if n > now {
-                    break;
-                }
-                at = n;
+            let mut x = first;
+            while x < at && skipped < 10_000 {
                 skipped += 1;
-                if skipped > 100_000 {
-                    break;
+                match s.next_after(x) {
+                    Some(n) => x = n,
+                    None => break,
                 }
             }
             let mut spec = s.target.clone();
             spec.schedule = Some(name.clone());
             spec.due_at = now;
             if let Err(e) = self.create_timer(spec, Some(firing_id(&name, at))).await {
-                tracing::warn!(schedule = %name, error = %e, "schedule firing failed");
+                tracing::warn!(schedule = %name, error = %e, "schedule firing failed; retrying in 1 s");
+                let retry = now + 1000;
+                next = Some(next.map_or(retry, |n: Millis| n.min(retry)));
                 continue;
             }
             if skipped > 0 {

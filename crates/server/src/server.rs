@@ -66,7 +66,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     match &cfg.forwarder {
         Some(f) => crate::api::forwarder::install(&engine, f).await?,
-        None => crate::api::forwarder::uninstall(&engine).await?,
+        None => {
+            if let Err(e) = crate::api::forwarder::uninstall(&engine).await {
+                tracing::warn!(error = %e, "could not remove the forwarder subscription of an earlier run");
+            }
+        }
     }
     push.start(engine.shutdown_signal());
 

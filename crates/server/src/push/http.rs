@@ -31,18 +31,24 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || (o[0] == 100 && (o[1] & 0xc0) == 64)
                 || (o[0] == 192 && o[1] == 0 && o[2] == 0)
                 || o[0] >= 240
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if v6.is_loopback() || v6.is_unspecified() {
+                return true;
+            }
+            // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) forms.
+            if let Some(v4) = v6.to_ipv4() {
                 return is_private(IpAddr::V4(v4));
             }
             let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x64 && s[1] == 0xff9b)
+            v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64
+                || s[0] == 0x2002 // 6to4 embeds an IPv4 address
+                || s[0] == 0x2001 && s[1] == 0x0db8 // documentation
         }
     }
 }
@@ -110,6 +116,9 @@ impl Sender {
                 .pool_max_idle_per_host(256)
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_secs(10))
+                // An HTTP_PROXY from the environment would connect for us and bypass the
+                // address guard: webhooks go direct.
+                .no_proxy()
                 .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
         };
         Ok(Sender {
@@ -280,6 +289,11 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b:1::1",
+            "fec0::1",
+            "2002:7f00:1::1",
+            "198.18.0.1",
         ] {
             assert!(is_private(a.parse().unwrap()), "{a}");
         }

@@ -69,7 +69,7 @@ pub struct PushManager {
     opts: PushOptions,
     lanes: Mutex<HashMap<(String, String), LaneHandle>>,
     /// 429 answers per message, which do not count as attempts.
-    throttled: Arc<Mutex<HashMap<MessageId, u32>>>,
+    throttled: Arc<Mutex<HashMap<(String, MessageId), u32>>>,
 }
 
 /// What a lane delivers to.
@@ -222,7 +222,8 @@ impl PushManager {
                 s.config.concurrency as usize,
                 s.config.batch.max_messages as usize,
                 s.config.batch.max_wait_ms,
-                ((s.config.timeout_seconds + 60.0) * 1000.0) as u64,
+                // The lease covers the batch's wait, the request and a margin.
+                ((s.config.timeout_seconds + 60.0) * 1000.0) as u64 + s.config.batch.max_wait_ms,
             ),
             Target::Timers => (
                 TIMER_QUEUE.to_string(),
@@ -254,14 +255,30 @@ impl PushManager {
                 else {
                     continue;
                 };
-                self.spawn_delivery(&target, got, vec![first], &counters, &throttle, false);
+                self.spawn_delivery(
+                    &target,
+                    got,
+                    vec![first],
+                    &counters,
+                    &throttle,
+                    false,
+                    lease_ms,
+                );
                 continue;
             }
             // One message per request: lease as many as there are free slots (at most 100, and
             // at most one second's worth of the rate in force), in one store call; each
             // delivery then waits for its own turn of the throttle.
             let mut permits = vec![first];
-            let cap = if timers { 100 } else { throttle.lease_cap(100) };
+            let paced = !timers && throttle.is_pacing();
+            if paced {
+                // A paced endpoint: take the turn first, then lease one message for it.
+                tokio::select! {
+                    _ = throttle.acquire() => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            let cap = if timers || !paced { 100 } else { 1 };
             while permits.len() < cap {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
@@ -282,7 +299,15 @@ impl PushManager {
             };
             permits.truncate(got.len());
             for (d, p) in got.into_iter().zip(permits) {
-                self.spawn_delivery(&target, vec![d], vec![p], &counters, &throttle, !timers);
+                self.spawn_delivery(
+                    &target,
+                    vec![d],
+                    vec![p],
+                    &counters,
+                    &throttle,
+                    !timers && !paced,
+                    lease_ms,
+                );
             }
         }
     }
@@ -333,9 +358,12 @@ impl PushManager {
                 Err(_) => break,
             }
         }
+        let mut seen = std::collections::HashSet::new();
+        got.retain(|d| seen.insert(d.message.id));
         Some(got)
     }
 
+    #[allow(clippy::too_many_arguments)] // the lane's parts, passed through to the task
     fn spawn_delivery(
         self: &Arc<Self>,
         target: &Target,
@@ -344,6 +372,7 @@ impl PushManager {
         counters: &Arc<Counters>,
         throttle: &Arc<Throttle>,
         pace: bool,
+        lease_ms: u64,
     ) {
         let me = self.clone();
         let target = target.clone();
@@ -352,8 +381,25 @@ impl PushManager {
         let n = got.len() as u64;
         counters.in_flight.fetch_add(n, Ordering::Relaxed);
         tokio::spawn(async move {
+            let mut got = got;
             if pace {
+                // Leased in bulk before a 429 slowed this endpoint down: wait for the turn,
+                // then renew the lease if the wait was long (a lapsed one is back in line).
+                let started = std::time::Instant::now();
                 throttle.acquire().await;
+                if started.elapsed() > Duration::from_secs(1) {
+                    if let Target::Sub(s) = &target {
+                        got = me
+                            .engine
+                            .push_renew(&s.child, got, lease_ms)
+                            .await
+                            .unwrap_or_default();
+                    }
+                }
+            }
+            if got.is_empty() {
+                counters.in_flight.fetch_sub(n, Ordering::Relaxed);
+                return;
             }
             match &target {
                 Target::Sub(s) => me.deliver_sub(s, got, &counters, &throttle).await,
@@ -369,11 +415,11 @@ impl PushManager {
     }
 
     /// The attempt number of a delivery: receives minus 429 answers.
-    fn attempt_no(&self, d: &Delivery) -> u32 {
+    fn attempt_no(&self, queue: &str, d: &Delivery) -> u32 {
         let t = self
             .throttled
             .lock()
-            .get(&d.message.id)
+            .get(&(queue.to_string(), d.message.id))
             .copied()
             .unwrap_or(0);
         d.message.receive_count.saturating_sub(t).max(1)
@@ -387,7 +433,11 @@ impl PushManager {
         throttle: &Throttle,
     ) {
         let sub = &s.config;
-        let attempt = got.iter().map(|d| self.attempt_no(d)).max().unwrap_or(1);
+        let attempt = got
+            .iter()
+            .map(|d| self.attempt_no(&s.child, d))
+            .max()
+            .unwrap_or(1);
         let (webhook_id, body, content_type) = build_body(&got, sub.batch.max_messages > 1);
         let timestamp = chrono::Utc::now().timestamp();
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -488,7 +538,7 @@ impl PushManager {
                 counters
                     .delivered
                     .fetch_add(got.len() as u64, Ordering::Relaxed);
-                self.forget(&got);
+                self.forget(&s.child, &got);
                 self.engine.push_done(&s.child, &got).await
             }
             Outcome::Throttled => {
@@ -498,7 +548,7 @@ impl PushManager {
                 {
                     let mut t = self.throttled.lock();
                     for d in &got {
-                        *t.entry(d.message.id).or_default() += 1;
+                        *t.entry((s.child.clone(), d.message.id)).or_default() += 1;
                     }
                 }
                 self.engine.push_retry(&s.child, &got, delay_ms).await
@@ -521,7 +571,7 @@ impl PushManager {
                     (None, Some(e)) => e.clone(),
                     (None, None) => "unknown error".into(),
                 };
-                self.forget(&got);
+                self.forget(&s.child, &got);
                 let r = self
                     .engine
                     .push_dead_letter(&s.queue, &s.name, &s.child, &got, attempt, &why)
@@ -541,10 +591,10 @@ impl PushManager {
         }
     }
 
-    fn forget(&self, got: &[Delivery]) {
+    fn forget(&self, queue: &str, got: &[Delivery]) {
         let mut t = self.throttled.lock();
         for d in got {
-            t.remove(&d.message.id);
+            t.remove(&(queue.to_string(), d.message.id));
         }
     }
 
@@ -589,7 +639,7 @@ impl PushManager {
             return;
         }
         self.engine.timer_delivering(id, true);
-        let attempt = self.attempt_no(&d);
+        let attempt = self.attempt_no(TIMER_QUEUE, &d);
         let max_attempts = spec.max_attempts.unwrap_or(10);
         let mut url = spec.url.clone().unwrap_or_default();
         if spec.append_id {
@@ -680,17 +730,21 @@ impl PushManager {
         let r = match final_outcome {
             Outcome::Delivered => {
                 counters.delivered.fetch_add(1, Ordering::Relaxed);
-                self.forget(one);
+                self.forget(TIMER_QUEUE, one);
                 self.engine.finish_timer(&d, SUCCEEDED).await
             }
             Outcome::Failed => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
-                self.forget(one);
+                self.forget(TIMER_QUEUE, one);
                 tracing::warn!(timer = %id, status = ?resp.status, error = ?resp.error, "timer failed permanently");
                 self.engine.finish_timer(&d, FAILED).await
             }
             Outcome::Throttled => {
-                *self.throttled.lock().entry(id).or_default() += 1;
+                *self
+                    .throttled
+                    .lock()
+                    .entry((TIMER_QUEUE.to_string(), id))
+                    .or_default() += 1;
                 self.engine.push_retry(TIMER_QUEUE, one, delay_ms).await
             }
             Outcome::Retry => {
@@ -769,7 +823,7 @@ fn build_body(got: &[Delivery], batching: bool) -> (String, Vec<u8>, String) {
         let ct = m
             .attributes
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .find(|(k, v)| k.eq_ignore_ascii_case("content-type") && header_ok("x", v))
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| guess_content_type(&m.body));
         return (m.id.to_string(), m.body.clone(), ct);

@@ -121,16 +121,9 @@ impl Throttle {
         }
     }
 
-    /// How many messages may be leased at once: at most `max`, and at most one second's worth
-    /// of the rate in force (so none waits long for its turn while its lease runs).
-    pub fn lease_cap(&self, max: usize) -> usize {
-        let adaptive = self.state.lock().rate;
-        let rate = match (adaptive, self.configured) {
-            (Some(a), Some(c)) => a.min(c),
-            (Some(r), None) | (None, Some(r)) => r,
-            (None, None) => return max,
-        };
-        (rate.ceil() as usize).clamp(1, max)
+    /// Is a rate in force (configured, or adaptive after 429s)?
+    pub fn is_pacing(&self) -> bool {
+        self.limiter.is_some() || self.state.lock().rate.is_some()
     }
 
     /// The adaptive rate now in force, if the endpoint is being slowed down.
