@@ -68,6 +68,9 @@ pub struct PushManager {
     sender: Arc<Sender>,
     opts: PushOptions,
     lanes: Mutex<HashMap<(String, String), LaneHandle>>,
+    /// Timer calls in flight per target host (each host gets at most a quarter of the timer
+    /// lane's slots, so one dead host cannot hold them all).
+    timer_hosts: Mutex<HashMap<String, usize>>,
     /// 429 answers per message, which do not count as attempts.
     throttled: Arc<Mutex<HashMap<(String, MessageId), u32>>>,
 }
@@ -86,6 +89,7 @@ impl PushManager {
             sender: Arc::new(Sender::new(opts.allow_private_targets)?),
             opts,
             lanes: Mutex::new(HashMap::new()),
+            timer_hosts: Mutex::new(HashMap::new()),
             throttled: Default::default(),
         }))
     }
@@ -278,7 +282,10 @@ impl PushManager {
                     _ = stop.changed() => return,
                 }
             }
-            let cap = if timers || !paced { 100 } else { 1 };
+            // A FIFO subscription leases one message per receive: the store then keeps the
+            // group locked until it is settled, so a group's messages never go in parallel.
+            let fifo = sluice_engine::is_fifo(&queue);
+            let cap = if paced || fifo { 1 } else { 100 };
             while permits.len() < cap {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
@@ -425,20 +432,55 @@ impl PushManager {
         d.message.receive_count.saturating_sub(t).max(1)
     }
 
+    /// Deliver, and on a FIFO subscription retry in place: the message keeps its lease (and
+    /// so its group stays locked) through the backoff, so later messages of the group never
+    /// pass it. Other subscriptions release the message with a delay instead.
     async fn deliver_sub(
         &self,
         s: &SubscriptionRef,
-        got: Vec<Delivery>,
+        mut got: Vec<Delivery>,
         counters: &Counters,
         throttle: &Throttle,
     ) {
+        let mut extra = 0u32;
+        while let Some((delay_ms, counted)) =
+            self.attempt_sub(s, &got, counters, throttle, extra).await
+        {
+            let lease_ms = delay_ms + ((s.config.timeout_seconds + 60.0) * 1000.0) as u64;
+            got = match self.engine.push_renew(&s.child, got, lease_ms).await {
+                Ok(g) if !g.is_empty() => g,
+                _ => return, // the lease lapsed: the message is back in line
+            };
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            if counted {
+                extra += 1;
+            }
+        }
+    }
+
+    /// One attempt. Returns Some((delay, counts as an attempt)) when a FIFO subscription should
+    /// retry in place after `delay` ms.
+    async fn attempt_sub(
+        &self,
+        s: &SubscriptionRef,
+        got: &[Delivery],
+        counters: &Counters,
+        throttle: &Throttle,
+        extra: u32,
+    ) -> Option<(u64, bool)> {
         let sub = &s.config;
         let attempt = got
             .iter()
             .map(|d| self.attempt_no(&s.child, d))
             .max()
-            .unwrap_or(1);
-        let (webhook_id, body, content_type) = build_body(&got, sub.batch.max_messages > 1);
+            .unwrap_or(1)
+            + extra;
+        // In place only while the hold fits a lease (12 h).
+        let hold = |delay: u64| {
+            sluice_engine::is_fifo(&s.child)
+                && delay + ((sub.timeout_seconds + 60.0) * 1000.0) as u64 <= 12 * 3600 * 1000
+        };
+        let (webhook_id, body, content_type) = build_body(got, sub.batch.max_messages > 1);
         let timestamp = chrono::Utc::now().timestamp();
         let mut headers: Vec<(String, String)> = Vec::new();
         let configured = |k: &str| sub.headers.keys().any(|h| h.eq_ignore_ascii_case(k));
@@ -508,7 +550,7 @@ impl PushManager {
         let label = outcome_label(final_outcome);
         metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
         metrics::histogram!("sluice_push_request_seconds", "queue" => s.queue.clone(), "subscription" => s.name.clone()).record(resp.duration.as_secs_f64());
-        for d in &got {
+        for d in got {
             self.engine.record_attempt(
                 d.message.id,
                 Attempt {
@@ -538,26 +580,32 @@ impl PushManager {
                 counters
                     .delivered
                     .fetch_add(got.len() as u64, Ordering::Relaxed);
-                self.forget(&s.child, &got);
-                self.engine.push_done(&s.child, &got).await
+                self.forget(&s.child, got);
+                self.engine.push_done(&s.child, got).await
             }
             Outcome::Throttled => {
                 counters
                     .throttled
                     .fetch_add(got.len() as u64, Ordering::Relaxed);
+                if hold(delay_ms) {
+                    return Some((delay_ms, false));
+                }
                 {
                     let mut t = self.throttled.lock();
-                    for d in &got {
+                    for d in got {
                         *t.entry((s.child.clone(), d.message.id)).or_default() += 1;
                     }
                 }
-                self.engine.push_retry(&s.child, &got, delay_ms).await
+                self.engine.push_retry(&s.child, got, delay_ms).await
             }
             Outcome::Retry => {
                 counters
                     .retried
                     .fetch_add(got.len() as u64, Ordering::Relaxed);
-                self.engine.push_retry(&s.child, &got, delay_ms).await
+                if hold(delay_ms) {
+                    return Some((delay_ms, true));
+                }
+                self.engine.push_retry(&s.child, got, delay_ms).await
             }
             Outcome::Failed => {
                 counters
@@ -571,10 +619,10 @@ impl PushManager {
                     (None, Some(e)) => e.clone(),
                     (None, None) => "unknown error".into(),
                 };
-                self.forget(&s.child, &got);
+                self.forget(&s.child, got);
                 let r = self
                     .engine
-                    .push_dead_letter(&s.queue, &s.name, &s.child, &got, attempt, &why)
+                    .push_dead_letter(&s.queue, &s.name, &s.child, got, attempt, &why)
                     .await;
                 if let Ok(dlq) = &r {
                     tracing::warn!(queue = %s.queue, subscription = %s.name, messages = got.len(), dead_letter_queue = %dlq, error = %why, "delivery failed; dead-lettered");
@@ -589,6 +637,7 @@ impl PushManager {
         if let Err(e) = result {
             tracing::warn!(queue = %s.queue, subscription = %s.name, error = %e, "could not record a delivery outcome; the lease will return the message");
         }
+        None
     }
 
     fn forget(&self, queue: &str, got: &[Delivery]) {
@@ -638,6 +687,38 @@ impl PushManager {
             counters.delivered.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let host = spec
+            .url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let per_host = (self.opts.timer_concurrency / 4).max(4);
+        let full = {
+            let mut hosts = self.timer_hosts.lock();
+            let n = hosts.entry(host.clone()).or_default();
+            if *n >= per_host {
+                true
+            } else {
+                *n += 1;
+                false
+            }
+        };
+        if full {
+            // This host already has its share in flight: try again in a second, without
+            // counting an attempt, and leave the slot to timers of other hosts.
+            *self
+                .throttled
+                .lock()
+                .entry((TIMER_QUEUE.to_string(), id))
+                .or_default() += 1;
+            let _ = self
+                .engine
+                .push_retry(TIMER_QUEUE, std::slice::from_ref(&d), 1000)
+                .await;
+            return;
+        }
+        let _host_slot = HostSlot(&self.timer_hosts, host);
         self.engine.timer_delivering(id, true);
         let attempt = self.attempt_no(TIMER_QUEUE, &d);
         let max_attempts = spec.max_attempts.unwrap_or(10);
@@ -768,6 +849,21 @@ fn append_path(url: &str, segment: &str) -> String {
             u.to_string()
         }
         Err(_) => format!("{}/{segment}", url.trim_end_matches('/')),
+    }
+}
+
+/// Gives a timer host's slot back when the call is over.
+struct HostSlot<'a>(&'a Mutex<HashMap<String, usize>>, String);
+
+impl Drop for HostSlot<'_> {
+    fn drop(&mut self) {
+        let mut hosts = self.0.lock();
+        if let Some(n) = hosts.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                hosts.remove(&self.1);
+            }
+        }
     }
 }
 

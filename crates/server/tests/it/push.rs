@@ -1171,3 +1171,40 @@ async fn endless_bodies_resets_and_hangs_are_contained() {
     assert_eq!(att["attempts"].as_array().unwrap().len(), 2);
     assert!(att["attempts"][0]["status"].is_null());
 }
+
+#[tokio::test]
+async fn fifo_push_keeps_group_order_through_retries() {
+    let (_s, h) = open_server().await;
+    let r = Receiver::with(|n, _| {
+        if n == 0 {
+            (503, None, 0)
+        } else {
+            (200, None, 0)
+        }
+    })
+    .await;
+    h.put(
+        "/v1/queues/ledger.fifo/subscriptions/s",
+        json!({"url": r.url("/l"), "backoff": {"initial_seconds": 0.3, "jitter": false}}),
+    )
+    .await;
+    let msgs: Vec<Value> = (1..=4)
+        .map(|i| json!({"body": format!("f{i}"), "message_group_id": "g", "deduplication_id": format!("d{i}")}))
+        .collect();
+    let (st, v) = h
+        .post("/v1/queues/ledger.fifo/messages", json!({"messages": msgs}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let got = r.wait_for("5 requests", 20, |x| x.len() >= 5).await;
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|g| String::from_utf8_lossy(&g.body).into_owned())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec!["f1", "f1", "f2", "f3", "f4"],
+        "f1 retried in place, before f2"
+    );
+    assert!(got[1].at - got[0].at >= Duration::from_millis(270));
+    assert_eq!(got[1].header("sluice-attempt"), Some("2"));
+}
