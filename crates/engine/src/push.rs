@@ -356,6 +356,7 @@ pub fn is_internal(queue: &str) -> bool {
 /// What one HTTP attempt's outcome means for the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Outcome {
     /// 2xx: done.
     Delivered,
@@ -378,10 +379,34 @@ pub fn classify(status: Option<u16>) -> Outcome {
     }
 }
 
-/// One HTTP attempt, as the attempts log keeps it.
+/// RFC 3339 with milliseconds, UTC (how the API shows times).
+pub fn rfc3339(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn ser_time<S: serde::Serializer>(ms: &Millis, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
+fn ser_opt_time<S: serde::Serializer>(
+    ms: &Option<Millis>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+/// One HTTP attempt, as the attempts log keeps it (and the API shows it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
-    /// When the request was sent (ms since the epoch).
+    /// When the request was sent (RFC 3339).
+    #[serde(serialize_with = "ser_time")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub at: Millis,
     /// The subscription, or `timer` for timers.
     pub subscription: String,
@@ -394,7 +419,9 @@ pub struct Attempt {
     pub response: String,
     /// What sluice did next: delivered, retry, throttled, failed.
     pub outcome: Outcome,
-    /// When the next attempt is due (retry, throttled).
+    /// When the next attempt is due (retry, throttled), RFC 3339.
+    #[serde(serialize_with = "ser_opt_time")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub next_attempt_at: Option<Millis>,
     /// Messages in this request (more than 1 for a batch).
     pub batch_size: u32,

@@ -260,46 +260,8 @@ pub async fn delete_subscription(
 // ---------- attempts ----------
 
 #[derive(Serialize, ToSchema)]
-pub struct AttemptView {
-    /// When the request was sent.
-    pub at: String,
-    pub subscription: String,
-    pub attempt: u32,
-    /// HTTP status, or null when no response came (see `error`).
-    pub status: Option<u16>,
-    pub error: Option<String>,
-    pub duration_ms: u64,
-    /// The first 1 KiB of the response body.
-    pub response: String,
-    /// delivered, retry, throttled or failed.
-    pub outcome: String,
-    pub next_attempt_at: Option<String>,
-    pub batch_size: u32,
-}
-
-pub fn attempt_views(v: Vec<Attempt>) -> Vec<AttemptView> {
-    v.into_iter()
-        .map(|a| AttemptView {
-            at: rfc3339(a.at),
-            subscription: a.subscription,
-            attempt: a.attempt,
-            status: a.status,
-            error: a.error,
-            duration_ms: a.duration_ms,
-            response: a.response,
-            outcome: serde_json::to_value(a.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            next_attempt_at: a.next_attempt_at.map(rfc3339),
-            batch_size: a.batch_size,
-        })
-        .collect()
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct AttemptList {
-    pub attempts: Vec<AttemptView>,
+    pub attempts: Vec<Attempt>,
 }
 
 fn parse_id(field: &str, id: &str) -> ApiResult<MessageId> {
@@ -322,7 +284,7 @@ pub async fn attempts(
     let id = parse_id("id", &id)?;
     s.engine.queue_info(&queue).await?;
     Ok(Json(AttemptList {
-        attempts: attempt_views(s.engine.attempts(id)),
+        attempts: s.engine.attempts(id),
     }))
 }
 
@@ -388,7 +350,7 @@ pub struct TimerView {
     pub due_at: Option<String>,
     /// Whole seconds until it is due; 0 once due or finished.
     pub time_left: i64,
-    pub attempts: Vec<AttemptView>,
+    pub attempts: Vec<Attempt>,
 }
 
 pub fn timer_view(s: &AppState, t: TimerInfo) -> TimerView {
@@ -405,7 +367,7 @@ pub fn timer_view(s: &AppState, t: TimerInfo) -> TimerView {
         } else {
             t.due_at.map_or(0, |d| ((d - now).max(0) + 999) / 1000)
         },
-        attempts: attempt_views(s.engine.attempts(t.id)),
+        attempts: s.engine.attempts(t.id),
     }
 }
 

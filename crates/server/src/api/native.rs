@@ -19,11 +19,7 @@ use super::body::{double_option, parse_json, parse_json_or_default, QueryParams,
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use super::AppState;
 
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use sluice_engine::push::rfc3339;
 
 // ---------- queues ----------
 

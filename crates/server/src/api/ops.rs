@@ -94,7 +94,7 @@ pub async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
         native::AckResult, native::NackResult, native::VisibilityBody, native::VisibilityResult,
         native::RedriveBody, native::Redriven,
         hooks::BackoffBody, hooks::BatchBody, hooks::SubscriptionBody, hooks::SubscriptionStats,
-        hooks::SubscriptionView, hooks::SubscriptionList, hooks::AttemptView, hooks::AttemptList,
+        hooks::SubscriptionView, hooks::SubscriptionList, sluice_engine::push::Attempt, sluice_engine::push::Outcome, hooks::AttemptList,
         hooks::TimerBody, hooks::TimerView, hooks::TimerSummary, hooks::ScheduleBody,
         hooks::ScheduleView, hooks::ScheduleList,
         sluice_engine::push::Backoff, sluice_engine::push::BatchConfig,
