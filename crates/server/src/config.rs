@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// seconds (slow-loris guard).
     #[arg(long, env = "SLUICE_HEADER_TIMEOUT_SECONDS")]
     pub header_timeout_seconds: Option<u64>,
+    /// Answer 408 to a request whose body has not fully arrived within this many seconds
+    /// (slow-body guard; streaming endpoints are exempt).
+    #[arg(long, env = "SLUICE_BODY_TIMEOUT_SECONDS")]
+    pub body_timeout_seconds: Option<u64>,
     /// Path prefix of the awe_queue-compatible API (default: the root).
     #[arg(long, env = "SLUICE_AWE_PREFIX")]
     pub awe_prefix: Option<String>,
@@ -108,6 +112,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     header_timeout_seconds: Option<u64>,
+    body_timeout_seconds: Option<u64>,
     #[serde(default)]
     allow_private_targets: bool,
     timer_concurrency: Option<usize>,
@@ -145,6 +150,7 @@ pub struct ServeConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub header_timeout_seconds: u64,
+    pub body_timeout_seconds: u64,
     pub allow_private_targets: bool,
     pub timer_concurrency: usize,
     pub forwarder: Option<ForwarderConfig>,
@@ -258,6 +264,10 @@ impl ServeConfig {
                 .header_timeout_seconds
                 .or(file.header_timeout_seconds)
                 .unwrap_or(30),
+            body_timeout_seconds: args
+                .body_timeout_seconds
+                .or(file.body_timeout_seconds)
+                .unwrap_or(60),
             tls_cert: args.tls_cert.or(file.tls_cert),
             tls_key: args.tls_key.or(file.tls_key),
             awe_queue: args
@@ -316,6 +326,9 @@ impl ServeConfig {
         }
         if !(1..=3600).contains(&self.header_timeout_seconds) {
             anyhow::bail!("header_timeout_seconds must be between 1 and 3600");
+        }
+        if !(1..=3600).contains(&self.body_timeout_seconds) {
+            anyhow::bail!("body_timeout_seconds must be between 1 and 3600");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             anyhow::bail!("tls_cert and tls_key go together");

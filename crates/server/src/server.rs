@@ -88,6 +88,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             miniqueue: Default::default(),
             push: push.clone(),
             access_log: cfg.access_log,
+            body_timeout: Duration::from_secs(cfg.body_timeout_seconds),
         },
         &cfg.awe_prefix,
     );

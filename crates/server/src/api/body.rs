@@ -31,8 +31,19 @@ impl FromRequest<AppState> for RawBody {
             })
             .unwrap_or(false);
         let limit = state.max_request_bytes;
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
+        let read = axum::body::to_bytes(req.into_body(), limit);
+        let bytes = tokio::time::timeout(state.body_timeout, read)
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {} s (--body-timeout-seconds)",
+                        state.body_timeout.as_secs()
+                    ),
+                )
+            })?
             .map_err(|e| {
                 if is_length_limit(&e) {
                     ApiError::new(

@@ -36,6 +36,8 @@ pub struct AppState {
     pub push: Arc<crate::push::PushManager>,
     /// Log every request at info level (`--access-log`; on by default with the forwarder).
     pub access_log: bool,
+    /// A request body must arrive within this long (slow-body guard).
+    pub body_timeout: std::time::Duration,
 }
 
 pub fn router(state: AppState, awe_prefix: &str) -> Router {

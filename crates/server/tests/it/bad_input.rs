@@ -566,3 +566,29 @@ async fn unfinished_headers_are_cut_off() {
         "the half request was not served"
     );
 }
+
+/// Slow body: a request whose body does not arrive within --body-timeout-seconds is answered
+/// 408 and nothing is stored.
+#[tokio::test]
+async fn unfinished_bodies_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with(&["--body-timeout-seconds", "1"]).await;
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    slow.write_all(
+        b"POST /v1/queues/slow/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"body\":",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(15), slow.read(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    let h = Http::new(&s.base);
+    assert_eq!(h.get("/v1/queues/slow").await.0, 404, "nothing stored");
+}
