@@ -64,6 +64,18 @@ impl FromRequest<AppState> for RawBody {
     }
 }
 
+/// The raw request body, read under the same size limit and body timeout as [`RawBody`], for
+/// front ends that take any content type (SQS, miniqueue's publish).
+pub struct TimedBytes(pub Bytes);
+
+impl FromRequest<AppState> for TimedBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(TimedBytes(RawBody::from_request(req, state).await?.bytes))
+    }
+}
+
 fn is_length_limit(e: &axum::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {

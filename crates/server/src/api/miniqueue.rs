@@ -55,7 +55,11 @@ fn engine_error(e: sluice_engine::EngineError) -> Response {
     error(api.status, api.message)
 }
 
-async fn publish(State(s): State<AppState>, Path(topic): Path<String>, body: Bytes) -> Response {
+async fn publish(
+    State(s): State<AppState>,
+    Path(topic): Path<String>,
+    super::body::TimedBytes(body): super::body::TimedBytes,
+) -> Response {
     let msg = Publish {
         body: body.to_vec(),
         ..Default::default()

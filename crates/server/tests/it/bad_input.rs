@@ -591,4 +591,21 @@ async fn unfinished_bodies_time_out() {
     assert!(text.contains("request_timeout"), "{text}");
     let h = Http::new(&s.base);
     assert_eq!(h.get("/v1/queues/slow").await.0, 404, "nothing stored");
+    // The same for the SQS API and miniqueue's publish.
+    for head in [
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSQS.CreateQueue\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 100\r\n\r\n{\"QueueName\":",
+        "POST /publish/slowtopic HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf",
+    ] {
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+            .await
+            .unwrap();
+        c.write_all(head.as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(15), c.read(&mut buf))
+            .await
+            .expect("answered")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 408"), "{head}: {text}");
+    }
+    assert_eq!(h.get("/v1/queues/slowtopic").await.0, 404, "nothing stored");
 }

@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use sluice_engine::{Engine, MessageId};
 
+use super::body::TimedBytes;
 use super::AppState;
 pub use error::SqsError;
 
@@ -102,7 +103,7 @@ pub async fn entry(
     method: axum::http::Method,
     headers: HeaderMap,
     uri: axum::http::Uri,
-    body: Bytes,
+    TimedBytes(body): TimedBytes,
 ) -> Response {
     handle(s, method, headers, uri, None, body).await
 }
@@ -114,7 +115,7 @@ pub async fn entry_queue(
     Path((account, queue)): Path<(String, String)>,
     headers: HeaderMap,
     uri: axum::http::Uri,
-    body: Bytes,
+    TimedBytes(body): TimedBytes,
 ) -> Response {
     if method != axum::http::Method::POST
         || account.is_empty()
