@@ -525,48 +525,24 @@ impl PushManager {
                 empty_body_length: false,
             })
             .await;
-        let outcome = if resp.refused {
-            Outcome::Failed
-        } else {
-            classify(resp.status)
-        };
-        // What happens next.
-        let (final_outcome, delay_ms) = match outcome {
-            Outcome::Delivered => (Outcome::Delivered, 0),
-            Outcome::Throttled => (
-                Outcome::Throttled,
-                throttle.on_throttled(resp.retry_after_ms),
-            ),
-            Outcome::Retry if attempt >= sub.max_attempts => (Outcome::Failed, 0),
-            Outcome::Retry => {
-                let backoff = sub.backoff.delay_ms(attempt, rand::random::<f64>());
-                (
-                    Outcome::Retry,
-                    backoff.max(resp.retry_after_ms.unwrap_or(0)),
-                )
-            }
-            Outcome::Failed => (Outcome::Failed, 0),
-        };
+        let (final_outcome, delay_ms) =
+            decide(&resp, attempt, sub.max_attempts, &sub.backoff, |ra| {
+                throttle.on_throttled(ra)
+            });
         let label = outcome_label(final_outcome);
         metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
         metrics::histogram!("sluice_push_request_seconds", "queue" => s.queue.clone(), "subscription" => s.name.clone()).record(resp.duration.as_secs_f64());
+        let entry = self.attempt_entry(
+            &s.name,
+            attempt,
+            started_at,
+            &resp,
+            final_outcome,
+            delay_ms,
+            got.len(),
+        );
         for d in got {
-            self.engine.record_attempt(
-                d.message.id,
-                Attempt {
-                    at: started_at,
-                    subscription: s.name.clone(),
-                    attempt,
-                    status: resp.status,
-                    error: resp.error.clone(),
-                    duration_ms: resp.duration.as_millis() as u64,
-                    response: resp.excerpt.clone(),
-                    outcome: final_outcome,
-                    next_attempt_at: matches!(final_outcome, Outcome::Retry | Outcome::Throttled)
-                        .then(|| self.engine.now() + delay_ms as i64),
-                    batch_size: got.len() as u32,
-                },
-            );
+            self.engine.record_attempt(d.message.id, entry.clone());
         }
         let batch_log = sub.batch.max_messages > 1;
         if batch_log {
@@ -638,6 +614,33 @@ impl PushManager {
             tracing::warn!(queue = %s.queue, subscription = %s.name, error = %e, "could not record a delivery outcome; the lease will return the message");
         }
         None
+    }
+
+    /// The attempts-log entry of one request.
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_entry(
+        &self,
+        subscription: &str,
+        attempt: u32,
+        at: i64,
+        resp: &http::Response,
+        outcome: Outcome,
+        delay_ms: u64,
+        batch_size: usize,
+    ) -> Attempt {
+        Attempt {
+            at,
+            subscription: subscription.to_string(),
+            attempt,
+            status: resp.status,
+            error: resp.error.clone(),
+            duration_ms: resp.duration.as_millis() as u64,
+            response: resp.excerpt.clone(),
+            outcome,
+            next_attempt_at: matches!(outcome, Outcome::Retry | Outcome::Throttled)
+                .then(|| self.engine.now() + delay_ms as i64),
+            batch_size: batch_size as u32,
+        }
     }
 
     fn forget(&self, queue: &str, got: &[Delivery]) {
@@ -767,45 +770,23 @@ impl PushManager {
                 empty_body_length: false,
             })
             .await;
-        let outcome = if resp.refused {
-            Outcome::Failed
-        } else {
-            classify(resp.status)
-        };
         let backoff = sluice_engine::push::Backoff::default();
-        let (final_outcome, delay_ms) = match outcome {
-            Outcome::Delivered => (Outcome::Delivered, 0),
-            Outcome::Throttled => (
-                Outcome::Throttled,
-                resp.retry_after_ms
-                    .unwrap_or(backoff.delay_ms(attempt, rand::random())),
-            ),
-            Outcome::Retry if attempt >= max_attempts => (Outcome::Failed, 0),
-            Outcome::Retry => (
-                Outcome::Retry,
-                backoff
-                    .delay_ms(attempt, rand::random::<f64>())
-                    .max(resp.retry_after_ms.unwrap_or(0)),
-            ),
-            Outcome::Failed => (Outcome::Failed, 0),
-        };
+        let (final_outcome, delay_ms) = decide(&resp, attempt, max_attempts, &backoff, |ra| {
+            ra.unwrap_or(backoff.delay_ms(attempt, rand::random()))
+        });
         metrics::counter!("sluice_timer_attempts_total", "outcome" => outcome_label(final_outcome))
             .increment(1);
         self.engine.record_attempt(
             id,
-            Attempt {
-                at: started_at,
-                subscription: "timer".into(),
+            self.attempt_entry(
+                "timer",
                 attempt,
-                status: resp.status,
-                error: resp.error.clone(),
-                duration_ms: resp.duration.as_millis() as u64,
-                response: resp.excerpt.clone(),
-                outcome: final_outcome,
-                next_attempt_at: matches!(final_outcome, Outcome::Retry | Outcome::Throttled)
-                    .then(|| self.engine.now() + delay_ms as i64),
-                batch_size: 1,
-            },
+                started_at,
+                &resp,
+                final_outcome,
+                delay_ms,
+                1,
+            ),
         );
         let one = std::slice::from_ref(&d);
         let r = match final_outcome {
@@ -864,6 +845,36 @@ impl Drop for HostSlot<'_> {
                 hosts.remove(&self.1);
             }
         }
+    }
+}
+
+/// What one response means, and how long until the next try: 2xx done; 429 throttled (the
+/// wait from `on_throttled`, not counted as an attempt); 408/5xx/no answer retried after the
+/// backoff (at least `Retry-After`) until `max_attempts`; anything else, or a refused target,
+/// failed.
+fn decide(
+    resp: &http::Response,
+    attempt: u32,
+    max_attempts: u32,
+    backoff: &sluice_engine::push::Backoff,
+    on_throttled: impl FnOnce(Option<u64>) -> u64,
+) -> (Outcome, u64) {
+    let outcome = if resp.refused {
+        Outcome::Failed
+    } else {
+        classify(resp.status)
+    };
+    match outcome {
+        Outcome::Delivered => (Outcome::Delivered, 0),
+        Outcome::Throttled => (Outcome::Throttled, on_throttled(resp.retry_after_ms)),
+        Outcome::Retry if attempt >= max_attempts => (Outcome::Failed, 0),
+        Outcome::Retry => (
+            Outcome::Retry,
+            backoff
+                .delay_ms(attempt, rand::random::<f64>())
+                .max(resp.retry_after_ms.unwrap_or(0)),
+        ),
+        Outcome::Failed => (Outcome::Failed, 0),
     }
 }
 

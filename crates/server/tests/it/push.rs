@@ -127,6 +127,16 @@ async fn send(h: &Http, q: &str, body: Value) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
+/// Wait (bounded) until `GET path` lists exactly `n` messages.
+async fn wait_messages(h: &Http, path: &str, n: usize, what: &str, secs: u64) {
+    wait_until(what, secs, || async {
+        h.get(path).await.1["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == n)
+    })
+    .await;
+}
+
 async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F)
 where
     F: FnMut() -> Fut,
@@ -277,12 +287,7 @@ async fn retries_follow_the_backoff_then_dead_letter_and_redrive() {
     );
 
     // Dead-lettered with its history.
-    wait_until("dead letter", 20, || async {
-        h.get("/v1/queues/jobs-dlq/messages").await.1["messages"]
-            .as_array()
-            .is_some_and(|m| m.len() == 1)
-    })
-    .await;
+    wait_messages(&h, "/v1/queues/jobs-dlq/messages", 1, "dead letter", 20).await;
     let (_, dead) = h.get("/v1/queues/jobs-dlq/messages").await;
     let m = &dead["messages"][0];
     assert_eq!(m["attributes"]["sluice-message-id"], id.as_str());
@@ -314,12 +319,7 @@ async fn retries_follow_the_backoff_then_dead_letter_and_redrive() {
         .wait_for("the redriven delivery", 20, |r| r.len() >= 4)
         .await;
     assert_eq!(got[3].header("webhook-id"), Some(id.as_str()));
-    wait_until("dlq empty", 10, || async {
-        h.get("/v1/queues/jobs-dlq/messages").await.1["messages"]
-            .as_array()
-            .is_some_and(|m| m.is_empty())
-    })
-    .await;
+    wait_messages(&h, "/v1/queues/jobs-dlq/messages", 0, "dlq empty", 10).await;
 }
 
 #[tokio::test]
@@ -339,12 +339,7 @@ async fn a_4xx_fails_at_once_and_429_retry_after_is_honoured_without_burning_att
     )
     .await;
     let id = send(&h, "p", json!({"body": "x"})).await;
-    wait_until("404 dead letter", 20, || async {
-        h.get("/v1/queues/p-dlq/messages").await.1["messages"]
-            .as_array()
-            .is_some_and(|m| m.len() == 1)
-    })
-    .await;
+    wait_messages(&h, "/v1/queues/p-dlq/messages", 1, "404 dead letter", 20).await;
     assert_eq!(r.got().len(), 1, "a permanent failure is not retried");
     let (_, att) = h.get(&format!("/v1/queues/p/messages/{id}/attempts")).await;
     assert_eq!(att["attempts"][0]["outcome"], "failed");
@@ -498,11 +493,13 @@ async fn private_targets_are_refused_by_default() {
     )
     .await;
     let id = send(&h, "ssrf", json!({"body": "x"})).await;
-    wait_until("refused delivery dead-lettered", 20, || async {
-        h.get("/v1/queues/ssrf-dlq/messages").await.1["messages"]
-            .as_array()
-            .is_some_and(|m| m.len() == 1)
-    })
+    wait_messages(
+        &h,
+        "/v1/queues/ssrf-dlq/messages",
+        1,
+        "refused delivery dead-lettered",
+        20,
+    )
     .await;
     let (_, att) = h
         .get(&format!("/v1/queues/ssrf/messages/{id}/attempts"))
@@ -522,12 +519,7 @@ async fn private_targets_are_refused_by_default() {
             .await;
         send(&h, "ssrf2", json!({"body": "x"})).await;
     }
-    wait_until("both refused", 20, || async {
-        h.get("/v1/queues/ssrf2-dlq/messages").await.1["messages"]
-            .as_array()
-            .is_some_and(|m| m.len() == 2)
-    })
-    .await;
+    wait_messages(&h, "/v1/queues/ssrf2-dlq/messages", 2, "both refused", 20).await;
     assert!(r.got().is_empty(), "nothing reached the private address");
 }
 
@@ -650,18 +642,14 @@ async fn cron_schedules_fire_each_second_once() {
         .await;
     assert_eq!(st, 201);
     let got = r.wait_for("3 firings", 20, |x| x.len() >= 3).await;
-    let mut ids: Vec<&str> = got
+    let ids: Vec<&str> = got
         .iter()
         .map(|g| g.header("webhook-id").unwrap())
         .collect();
-    ids.dedup();
-    assert_eq!(ids.len(), got.len(), "each firing is a distinct call");
-    for w in got.windows(2) {
-        assert!(
-            w[1].at - w[0].at >= Duration::from_millis(500),
-            "no double fire"
-        );
-    }
+    // A firing's id is derived from (schedule, time): a double fire would repeat an id.
+    // (No gap assertion: a late firing may land close to the next one on a busy machine.)
+    let distinct: std::collections::HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "each firing is called once");
     assert_eq!(got[0].header("sluice-schedule"), Some("tick"));
     wait_until("queue firings", 10, || async {
         h.get("/v1/queues/ticks").await.1["stats"]["ready"]
@@ -779,11 +767,13 @@ async fn forwarder_retries_three_times_two_seconds_apart_then_dead_letters() {
     for w in got.windows(2) {
         assert!(w[1].at - w[0].at >= Duration::from_millis(1900));
     }
-    wait_until("dead-lettered batch", 20, || async {
-        h.get("/v1/queues/log-dlq/messages").await.1["messages"]
-            .as_array()
-            .is_some_and(|m| m.len() == 1)
-    })
+    wait_messages(
+        &h,
+        "/v1/queues/log-dlq/messages",
+        1,
+        "dead-lettered batch",
+        20,
+    )
     .await;
     assert_eq!(r.got().len(), 4);
 }
@@ -1173,11 +1163,13 @@ async fn endless_bodies_resets_and_hangs_are_contained() {
         "1 KiB kept"
     );
     for q in ["reset", "hang"] {
-        wait_until(&format!("{q} dead-lettered"), 30, || async {
-            h.get(&format!("/v1/queues/{q}-dlq/messages")).await.1["messages"]
-                .as_array()
-                .is_some_and(|m| m.len() == 1)
-        })
+        wait_messages(
+            &h,
+            &format!("/v1/queues/{q}-dlq/messages"),
+            1,
+            &format!("{q} dead-lettered"),
+            30,
+        )
         .await;
     }
     let (_, att) = h
