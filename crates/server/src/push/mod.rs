@@ -25,6 +25,9 @@ use tokio::sync::{watch, Semaphore};
 use self::http::{Request, Sender};
 use self::throttle::Throttle;
 
+/// Longest long poll of a lane's receive: a stopped lane notices within this.
+const LEASE_POLL_MS: u64 = 1000;
+
 /// Server-wide push settings.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
@@ -292,11 +295,18 @@ impl PushManager {
                     Err(_) => break,
                 }
             }
-            let got = tokio::select! {
-                r = self.engine.push_receive(&queue, permits.len(), lease_ms, 20_000) => r,
-                _ = stop.changed() => return,
-            };
+            // Not raced against `stop`: a receive cancelled after its lease was taken would
+            // strand the messages until the lease ends. A short wait keeps stops prompt.
+            let got = self
+                .engine
+                .push_receive(&queue, permits.len(), lease_ms, LEASE_POLL_MS)
+                .await;
             let got = match got {
+                Ok(g) if *stop.borrow() => {
+                    // Stopped meanwhile (subscription changed or deleted): give them back.
+                    let _ = self.engine.push_retry(&queue, &g, 0).await;
+                    return;
+                }
                 Ok(g) => g,
                 Err(e) => {
                     tracing::warn!(queue = %queue, error = %e, "push receive failed");
@@ -328,10 +338,10 @@ impl PushManager {
         lease_ms: u64,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<Vec<Delivery>> {
-        let first = tokio::select! {
-            r = self.engine.push_receive(queue, max.min(100), lease_ms, 20_000) => r,
-            _ = stop.changed() => return None,
-        };
+        let first = self
+            .engine
+            .push_receive(queue, max.min(100), lease_ms, LEASE_POLL_MS)
+            .await;
         let mut got = match first {
             Ok(g) if g.is_empty() => return None,
             Ok(g) => g,
@@ -351,10 +361,15 @@ impl PushManager {
         while got.len() < max {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let want = (max - got.len()).min(100);
-            let more = tokio::select! {
-                r = self.engine.push_receive(queue, want, lease_ms, left.as_millis() as u64) => r,
-                _ = stop.changed() => Ok(Vec::new()),
-            };
+            let more = self
+                .engine
+                .push_receive(
+                    queue,
+                    want,
+                    lease_ms,
+                    (left.as_millis() as u64).min(LEASE_POLL_MS),
+                )
+                .await;
             match more {
                 Ok(m) if m.is_empty() => {
                     if left.is_zero() || *stop.borrow() {
@@ -364,6 +379,11 @@ impl PushManager {
                 Ok(m) => got.extend(m),
                 Err(_) => break,
             }
+        }
+        if *stop.borrow() {
+            // Stopped meanwhile (subscription changed or deleted): give them back.
+            let _ = self.engine.push_retry(queue, &got, 0).await;
+            return None;
         }
         let mut seen = std::collections::HashSet::new();
         got.retain(|d| seen.insert(d.message.id));
