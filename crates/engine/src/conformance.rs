@@ -990,6 +990,82 @@ pub async fn fifo_deduplicates_within_five_minutes(h: &mut dyn Harness) {
     );
 }
 
+pub async fn keyed_publish_stores_each_id_once(h: &mut dyn Harness) {
+    use crate::model::MessageId;
+    use crate::KeyedPublish;
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    let msg = |i: u128| KeyedPublish {
+        id: MessageId(0x1000 + i),
+        body: format!("row {i}").into_bytes(),
+        attributes: Default::default(),
+    };
+    let first = e
+        .publish_keyed("rows", (0..3).map(msg).collect(), "g")
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        vec![MessageId(0x1000), MessageId(0x1001), MessageId(0x1002)]
+    );
+    // A producer repeating an overlapping batch (a crash before its checkpoint) adds only new ids.
+    e.publish_keyed("rows", (1..5).map(msg).collect(), "g")
+        .await
+        .unwrap();
+    assert_eq!(e.stats("rows").await.unwrap().ready, 5);
+    // Delivered and acked, then repeated: still once (the window outlives the message).
+    let got = c.recv("rows", 10, 30).await;
+    assert_eq!(got.len(), 5);
+    let receipts: Vec<_> = got.iter().map(receipt).collect();
+    e.ack("rows", &receipts).await.unwrap();
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    e.publish_keyed("rows", (0..5).map(msg).collect(), "g")
+        .await
+        .unwrap();
+    assert_eq!(
+        e.stats("rows").await.unwrap().ready,
+        0,
+        "deduplicated after a restart"
+    );
+    // A push queue: each subscription's copy is deduplicated too, under the same id.
+    e.put_subscription("pushed", "a", sub("http://a.example/x"))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        e.publish_keyed("pushed", (0..2).map(msg).collect(), "g")
+            .await
+            .unwrap();
+    }
+    let child = crate::push::child_queue("pushed", "a");
+    let got = e.push_receive(&child, 10, 30_000, 0).await.unwrap();
+    let ids: Vec<_> = got.iter().map(|d| d.message.id).collect();
+    assert_eq!(ids, vec![MessageId(0x1000), MessageId(0x1001)]);
+    // FIFO: every row in the one group, in order.
+    e.publish_keyed("rows.fifo", (0..3).map(msg).collect(), "file-1")
+        .await
+        .unwrap();
+    let got = c.recv("rows.fifo", 10, 30).await;
+    let bodies: Vec<_> = got.iter().map(|d| d.message.body.clone()).collect();
+    assert_eq!(
+        bodies,
+        vec![b"row 0".to_vec(), b"row 1".to_vec(), b"row 2".to_vec()]
+    );
+    assert!(got
+        .iter()
+        .all(|d| d.message.group.as_deref() == Some("file-1")));
+    // Limits still hold.
+    let big = KeyedPublish {
+        id: MessageId(1),
+        body: vec![b'x'; 2 * 1024 * 1024],
+        attributes: Default::default(),
+    };
+    assert!(matches!(
+        e.publish_keyed("rows", vec![big], "g").await,
+        Err(EngineError::MessageTooLarge { .. })
+    ));
+}
+
 pub async fn fifo_rules(h: &mut dyn Harness) {
     let c = Ctx::new(h).await;
     c.engine
@@ -1336,7 +1412,7 @@ macro_rules! conformance_suite {
             limits_are_enforced_and_nothing_is_stored, put_updates_config,
             restart_keeps_messages_and_receive_counts, restart_keeps_dead_letters,
             deleted_queue_stays_deleted_after_restart, fifo_groups_are_ordered_and_locked,
-            fifo_deduplicates_within_five_minutes, fifo_rules,
+            fifo_deduplicates_within_five_minutes, fifo_rules, keyed_publish_stores_each_id_once,
             settings_and_archive_survive_restart, push_queue_fans_out_and_refuses_pull,
             push_dead_letters_and_redrive_to_their_subscription, timers_fire_once_and_survive_restart,
             copies_sharing_an_id_survive_restart_independently,

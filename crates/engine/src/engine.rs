@@ -55,6 +55,14 @@ pub struct Publish {
     pub dedup_id: Option<String>,
 }
 
+/// One message published under a caller-chosen id ([`Engine::publish_keyed`]).
+#[derive(Debug, Clone)]
+pub struct KeyedPublish {
+    pub id: MessageId,
+    pub body: Vec<u8>,
+    pub attributes: Attributes,
+}
+
 /// A receive request.
 #[derive(Debug, Clone)]
 pub struct ReceiveOptions {
@@ -345,6 +353,62 @@ impl Engine {
                 group: m.group,
                 dedup_id,
             });
+        }
+        if self.is_push(queue) {
+            return self.fan_out(queue, batch).await;
+        }
+        let ids = match self.store.publish(queue, batch.clone(), now).await {
+            Err(EngineError::QueueNotFound(_)) => {
+                self.store
+                    .ensure_queue(queue, QueueConfig::default(), now)
+                    .await?;
+                self.store.publish(queue, batch, now).await?
+            }
+            other => other?,
+        };
+        self.wake(queue, ids.len());
+        Ok(ids)
+    }
+
+    /// Publish messages under ids the caller derived deterministically (file ingestion: the
+    /// file's hash and the row's key). Each id doubles as the deduplication id, so a producer
+    /// that repeats a batch after a crash (within the 5-minute window) stores every message
+    /// once, and push deliveries carry the same `webhook-id` whatever happens. On a FIFO queue
+    /// every message goes to `group`. The queue is created with defaults if missing.
+    pub async fn publish_keyed(
+        &self,
+        queue: &str,
+        messages: Vec<KeyedPublish>,
+        group: &str,
+    ) -> Result<Vec<MessageId>> {
+        validate_queue_name(queue)?;
+        let fifo = crate::model::is_fifo(queue);
+        if fifo {
+            validate_fifo_id(group, "message_group_id")?;
+        }
+        let now = self.now();
+        let mut batch = Vec::with_capacity(messages.len());
+        for m in messages {
+            validate_attributes(&m.attributes, "attributes")?;
+            let size = message_size(&m.body, &m.attributes);
+            if size > self.opts.max_message_bytes as usize {
+                return Err(EngineError::MessageTooLarge {
+                    size,
+                    limit: self.opts.max_message_bytes as usize,
+                });
+            }
+            batch.push(NewMessage {
+                id: m.id,
+                body: m.body,
+                attributes: m.attributes,
+                enqueued_at: now,
+                delay_ms: None,
+                group: fifo.then(|| group.to_string()),
+                dedup_id: Some(m.id.to_string()),
+            });
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
         if self.is_push(queue) {
             return self.fan_out(queue, batch).await;

@@ -16,7 +16,7 @@ pub mod store;
 pub mod timers;
 
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
-pub use engine::{Engine, EngineOptions, Publish, ReceiveOptions};
+pub use engine::{Engine, EngineOptions, KeyedPublish, Publish, ReceiveOptions};
 pub use error::{EngineError, Result};
 pub use model::*;
 pub use store::{Store, StoreInfo};
