@@ -656,6 +656,19 @@ impl Engine {
         Ok(n)
     }
 
+    // ---- settings ----
+
+    /// Store a small durable setting outside any queue (front ends' own state, such as file
+    /// ingestion checkpoints); `None` removes it. Durable on return.
+    pub async fn store_meta_put(&self, key: &str, value: Option<String>) -> Result<()> {
+        self.store.meta_put(key, value).await
+    }
+
+    /// Every setting whose key starts with `prefix`, sorted by key.
+    pub async fn store_meta_list(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        self.store.meta_list(prefix).await
+    }
+
     // ---- lifecycle ----
 
     /// One housekeeping pass (tests call this after moving the clock).

@@ -1109,7 +1109,18 @@ impl Engine {
                     .get(ATTR_MESSAGE_ID)
                     .and_then(|s| MessageId::parse(s))
                     .unwrap_or(m.id);
-                m.attributes.retain(|k, _| !k.starts_with("sluice-"));
+                // Drop the dead-letter annotations; keep the message's own attributes.
+                m.attributes.retain(|k, _| {
+                    ![
+                        ATTR_SOURCE,
+                        ATTR_SUBSCRIPTION,
+                        ATTR_ATTEMPTS,
+                        ATTR_ERROR,
+                        ATTR_HISTORY,
+                        ATTR_MESSAGE_ID,
+                    ]
+                    .contains(&k.as_str())
+                });
                 let nm = NewMessage {
                     id,
                     body: m.body,

@@ -91,6 +91,21 @@ pub struct ServeArgs {
     /// when the forwarder is configured (its seed logs each request).
     #[arg(long, env = "SLUICE_ACCESS_LOG", num_args = 0..=1, default_missing_value = "true")]
     pub access_log: Option<bool>,
+    /// Ingest files dropped into DIR into QUEUE: `DIR=QUEUE[:FORMAT[:DEDUP]]`, FORMAT one of
+    /// csv (default), jsonl, lines; DEDUP one of user (csv default), row (default otherwise),
+    /// content. Repeatable.
+    #[arg(long = "watch", value_name = "DIR=QUEUE[:FORMAT[:DEDUP]]")]
+    pub watch: Vec<String>,
+    /// A file written in place is taken once its modification time is this old (a file
+    /// renamed into the folder is taken at once).
+    #[arg(long, env = "SLUICE_WATCH_SETTLE_MS")]
+    pub watch_settle_ms: Option<u64>,
+    /// Rescan watched folders this often, besides file-system events (safety net).
+    #[arg(long, env = "SLUICE_WATCH_RESCAN_SECONDS")]
+    pub watch_rescan_seconds: Option<u64>,
+    /// The largest file accepted by POST /upload and POST /v1/ingest.
+    #[arg(long, env = "SLUICE_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -122,6 +137,11 @@ struct FileConfig {
     #[serde(default)]
     exit_on_forward_failure: bool,
     access_log: Option<bool>,
+    #[serde(default)]
+    watch: Vec<String>,
+    watch_settle_ms: Option<u64>,
+    watch_rescan_seconds: Option<u64>,
+    max_upload_bytes: Option<u64>,
 }
 
 /// The forwarder's settings (seed 001).
@@ -156,6 +176,10 @@ pub struct ServeConfig {
     pub forwarder: Option<ForwarderConfig>,
     pub exit_on_forward_failure: bool,
     pub access_log: bool,
+    pub watches: Vec<crate::ingest::WatchSpec>,
+    pub watch_settle_ms: u64,
+    pub watch_rescan_seconds: u64,
+    pub max_upload_bytes: u64,
 }
 
 /// A Go `time.Duration` string: a sequence of decimal numbers with units ns, us, µs, ms, s,
@@ -295,6 +319,26 @@ impl ServeConfig {
                 _ => None,
             },
             access_log: false,
+            watches: (if args.watch.is_empty() {
+                &file.watch
+            } else {
+                &args.watch
+            })
+            .iter()
+            .map(|w| crate::ingest::WatchSpec::parse(w).with_context(|| format!("watch {w:?}")))
+            .collect::<anyhow::Result<_>>()?,
+            watch_settle_ms: args
+                .watch_settle_ms
+                .or(file.watch_settle_ms)
+                .unwrap_or(1000),
+            watch_rescan_seconds: args
+                .watch_rescan_seconds
+                .or(file.watch_rescan_seconds)
+                .unwrap_or(5),
+            max_upload_bytes: args
+                .max_upload_bytes
+                .or(file.max_upload_bytes)
+                .unwrap_or(1 << 30),
             sqs_credentials: parse_credentials(if args.sqs_credentials.is_empty() {
                 &file.sqs_credentials
             } else {
@@ -350,6 +394,21 @@ impl ServeConfig {
             }
             sluice_engine::push::validate_url("post_endpoint", &f.endpoint)
                 .map_err(|e| anyhow::anyhow!("{e} (WEBHOOK_POST_ENDPOINT)"))?;
+        }
+        if self.watch_settle_ms > 3_600_000 {
+            anyhow::bail!("watch_settle_ms must be at most 3600000 (1 hour)");
+        }
+        if !(1..=3600).contains(&self.watch_rescan_seconds) {
+            anyhow::bail!("watch_rescan_seconds must be between 1 and 3600");
+        }
+        if self.max_upload_bytes < 1024 {
+            anyhow::bail!("max_upload_bytes must be at least 1024");
+        }
+        let mut dirs = std::collections::HashSet::new();
+        for w in &self.watches {
+            if !dirs.insert(w.dir.clone()) {
+                anyhow::bail!("watch: folder {} is watched twice", w.dir.display());
+            }
         }
         if !["human", "json"].contains(&self.log_format.as_str()) {
             anyhow::bail!(

@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod config;
+mod ingest;
 mod push;
 mod server;
 mod telemetry;
@@ -45,6 +46,8 @@ enum Cmd {
     Tail(cli::TailArgs),
     /// Load generator: measure msgs/s and latency of a scenario against a server.
     Bench(cli::bench::BenchArgs),
+    /// Ingest a file into a queue through the server's ingestion pipeline (progress bar).
+    Ingest(cli::ingest::IngestArgs),
     /// A webhook receiver for demos and tests: records each request as a JSON line.
     Sink(cli::sink::SinkArgs),
 }
@@ -80,6 +83,7 @@ fn main() {
             Cmd::Tail(a) => cli::tail(&cli.client, a).await,
             Cmd::Bench(a) => cli::bench::run(&cli.client.server, cli.client.json, a).await,
             Cmd::Sink(a) => cli::sink::run(a).await,
+            Cmd::Ingest(a) => cli::ingest::run(&cli.client, a).await,
         }
     });
     if let Err(e) = result {

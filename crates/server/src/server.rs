@@ -73,6 +73,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     }
     push.start(engine.shutdown_signal());
+    let ingest = crate::ingest::Ingest::start(
+        engine.clone(),
+        crate::ingest::IngestOptions {
+            watches: cfg.watches.clone(),
+            settle: Duration::from_millis(cfg.watch_settle_ms),
+            rescan: Duration::from_secs(cfg.watch_rescan_seconds),
+            max_upload_bytes: cfg.max_upload_bytes,
+            spool: cfg.data_dir.join("ingest"),
+        },
+    )
+    .await
+    .context("starting file ingestion")?;
+    push.set_observer(ingest.clone());
 
     let app = api::router(
         AppState {
@@ -87,6 +100,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             awe: Arc::new(api::awe::AweState::new(&cfg.awe_queue)),
             miniqueue: Default::default(),
             push: push.clone(),
+            ingest,
             access_log: cfg.access_log,
             body_timeout: Duration::from_secs(cfg.body_timeout_seconds),
         },

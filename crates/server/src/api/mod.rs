@@ -7,6 +7,7 @@ pub mod error;
 pub mod forwarder;
 pub mod hooks;
 pub mod httpqueue;
+pub mod ingest;
 pub mod miniqueue;
 pub mod native;
 pub mod ops;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub awe: Arc<awe::AweState>,
     pub miniqueue: Arc<miniqueue::MiniqueueState>,
     pub push: Arc<crate::push::PushManager>,
+    pub ingest: Arc<crate::ingest::Ingest>,
     /// Log every request at info level (`--access-log`; on by default with the forwarder).
     pub access_log: bool,
     /// A request body must arrive within this long (slow-body guard).
@@ -92,7 +94,9 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
                 .put(hooks::put_schedule)
                 .delete(hooks::delete_schedule),
         )
-        .route("/v1/server", get(ops::server_info));
+        .route("/v1/server", get(ops::server_info))
+        .route("/v1/ingest", get(ingest::list).post(ingest::upload_raw))
+        .route("/v1/ingest/{id}", get(ingest::get_file));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -105,6 +109,14 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         .route("/timers", post(httpqueue::set_timer))
         .route("/timers/{id}", get(httpqueue::get_timer))
         .route("/log", post(forwarder::log))
+        // wds (seed 003): upload a file to the watched folder, redrive failed deliveries.
+        .route(
+            "/upload",
+            post(ingest::upload_form)
+                .put(ingest::upload_form)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/retry", get(ingest::retry).post(ingest::retry))
         .merge(v1)
         .merge(awe::routes(awe_prefix))
         .merge(miniqueue::routes())

@@ -84,6 +84,7 @@ pub async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
         hooks::delete_subscription, hooks::attempts, hooks::create_timer, hooks::get_timer,
         hooks::cancel_timer, hooks::timer_summary, hooks::put_schedule, hooks::list_schedules,
         hooks::get_schedule, hooks::delete_schedule,
+        super::ingest::list, super::ingest::get_file, super::ingest::upload_raw,
     ),
     components(schemas(
         super::error::ErrorBody, super::error::ErrorDetail, ServerInfo,
@@ -97,6 +98,9 @@ pub async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
         hooks::SubscriptionView, hooks::SubscriptionList, sluice_engine::push::Attempt, sluice_engine::push::Outcome, hooks::AttemptList,
         hooks::TimerBody, hooks::TimerView, hooks::TimerSummary, hooks::ScheduleBody,
         hooks::ScheduleView, hooks::ScheduleList,
+        crate::ingest::IngestView, crate::ingest::WatchView, crate::ingest::WaitingFile,
+        crate::ingest::FileRecord, crate::ingest::FileState, crate::ingest::Format,
+        crate::ingest::DedupKey, crate::ingest::upload::Accepted, super::ingest::UploadAnswer,
         sluice_engine::push::Backoff, sluice_engine::push::BatchConfig,
     )),
     tags((name = "queues"), (name = "messages"), (name = "push"), (name = "timers"), (name = "ops"))

@@ -69,6 +69,18 @@ impl Client {
             .with_context(|| format!("connecting to {}", self.base))?;
         self.handle(r).await
     }
+    /// POST a streamed body (a file upload).
+    pub async fn post_body(&self, path: &str, body: reqwest::Body) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("connecting to {}", self.base))?;
+        self.handle(r).await
+    }
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let r = self
             .http

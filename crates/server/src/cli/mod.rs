@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_push;
 pub mod client;
+pub mod ingest;
 pub mod sink;
 pub mod stream_client;
 

@@ -76,6 +76,13 @@ pub struct PushManager {
     timer_hosts: Mutex<HashMap<String, usize>>,
     /// 429 answers per message, which do not count as attempts.
     throttled: Arc<Mutex<HashMap<(String, MessageId), u32>>>,
+    /// Told about every settled delivery (file ingestion counts them per file).
+    observer: parking_lot::RwLock<Option<Arc<dyn DeliveryObserver>>>,
+}
+
+/// Learns the final outcome of deliveries: delivered, or dead-lettered.
+pub trait DeliveryObserver: Send + Sync {
+    fn settled(&self, queue: &str, subscription: &str, messages: &[Delivery], delivered: bool);
 }
 
 /// What a lane delivers to.
@@ -94,7 +101,18 @@ impl PushManager {
             lanes: Mutex::new(HashMap::new()),
             timer_hosts: Mutex::new(HashMap::new()),
             throttled: Default::default(),
+            observer: Default::default(),
         }))
+    }
+
+    pub fn set_observer(&self, observer: Arc<dyn DeliveryObserver>) {
+        *self.observer.write() = Some(observer);
+    }
+
+    fn observe(&self, queue: &str, subscription: &str, messages: &[Delivery], delivered: bool) {
+        if let Some(o) = self.observer.read().as_ref() {
+            o.settled(queue, subscription, messages, delivered);
+        }
     }
 
     /// Start the timer lane and the reconcile loop (until the engine shuts down).
@@ -577,7 +595,11 @@ impl PushManager {
                     .delivered
                     .fetch_add(got.len() as u64, Ordering::Relaxed);
                 self.forget(&s.child, got);
-                self.engine.push_done(&s.child, got).await
+                let r = self.engine.push_done(&s.child, got).await;
+                if r.is_ok() {
+                    self.observe(&s.queue, &s.name, got, true);
+                }
+                r
             }
             Outcome::Throttled => {
                 counters
@@ -621,6 +643,7 @@ impl PushManager {
                     .push_dead_letter(&s.queue, &s.name, &s.child, got, attempt, &why)
                     .await;
                 if let Ok(dlq) = &r {
+                    self.observe(&s.queue, &s.name, got, false);
                     tracing::warn!(queue = %s.queue, subscription = %s.name, messages = got.len(), dead_letter_queue = %dlq, error = %why, "delivery failed; dead-lettered");
                     if self.opts.exit_on_forward_failure && sub.trusted && s.name == "forwarder" {
                         tracing::error!("forwarding failed after all retries; exiting (--exit-on-forward-failure)");
@@ -922,7 +945,7 @@ fn header_ok(k: &str, v: &str) -> bool {
             | "keep-alive"
             | "proxy-connection"
     ) || lk.starts_with("webhook-")
-        || lk.starts_with("sluice-");
+        || (lk.starts_with("sluice-") && !lk.starts_with("sluice-ingest-"));
     !reserved
         && !k.is_empty()
         && k.bytes()

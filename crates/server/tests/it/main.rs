@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod crash;
+mod ingest;
 mod miniqueue;
 mod push;
 mod stream;

@@ -137,7 +137,7 @@ async fn wait_messages(h: &Http, path: &str, n: usize, what: &str, secs: u64) {
     .await;
 }
 
-async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

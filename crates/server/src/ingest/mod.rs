@@ -1,0 +1,585 @@
+//! Folder ingestion (seed 003, wds): files dropped into a watched folder (or uploaded) become
+//! messages on a queue, one per row, and the queue's push subscription delivers them.
+//!
+//! - `watch.rs` finds complete files: notify events plus a periodic rescan, dotfiles and
+//!   `*.tmp`/`*.part` ignored, a file written in place taken once its mtime is `settle` old,
+//!   a file renamed in taken at once.
+//! - `job.rs` reads one file as a stream (parse.rs) and publishes its rows under deterministic
+//!   ids (the file's blake3 hash + the row's dedup key) through `Engine::publish_keyed`, which
+//!   stores each id once. Progress is checkpointed in the store's settings after the rows are
+//!   durable, so a restart resumes the file at its last checkpoint and re-publishing the rows
+//!   since then is absorbed by the store's deduplication.
+//! - This module keeps the per-file records (`GET /v1/ingest`), writes them back to the store
+//!   (coalesced, at most every 50 ms), and counts deliveries reported by the push lanes.
+//!
+//! The HTTP endpoints (`/upload`, `/retry`, `/v1/ingest`) are thin adapters in api/ingest.rs.
+
+mod job;
+pub mod upload;
+pub mod parse;
+pub(crate) mod watch;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sluice_engine::{Delivery, Engine};
+use tokio::sync::Notify;
+
+pub use parse::{DedupKey, Format};
+
+/// Settings key prefix of file records: `ingest/{queue}/{file id}`.
+const META_PREFIX: &str = "ingest/";
+/// Finished file records kept (older ones are forgotten, oldest first).
+pub const FINISHED_KEPT: usize = 1000;
+/// Attributes every ingested message carries (sent as headers by push subscriptions).
+pub const ATTR_FILE: &str = "sluice-ingest-file";
+pub const ATTR_LINE: &str = "sluice-ingest-line";
+pub const ATTR_ID: &str = "sluice-ingest-id";
+
+/// `--watch DIR=QUEUE[:FORMAT[:DEDUP]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSpec {
+    pub dir: PathBuf,
+    pub queue: String,
+    pub format: Format,
+    pub dedup: DedupKey,
+}
+
+impl WatchSpec {
+    pub fn parse(s: &str) -> anyhow::Result<WatchSpec> {
+        let (dir, rest) = s
+            .rsplit_once('=')
+            .context("expected DIR=QUEUE[:FORMAT[:DEDUP]]")?;
+        if dir.is_empty() {
+            anyhow::bail!("the folder is empty; expected DIR=QUEUE[:FORMAT[:DEDUP]]");
+        }
+        let mut parts = rest.split(':');
+        let queue = parts.next().unwrap_or_default();
+        sluice_engine::validate_queue_name(queue).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let format = match parts.next() {
+            None | Some("") => Format::Csv,
+            Some(f) => Format::parse(f)
+                .with_context(|| format!("format {f:?}: expected csv, jsonl or lines"))?,
+        };
+        let dedup = match parts.next() {
+            None | Some("") => format.default_dedup(),
+            Some(d) => DedupKey::parse(d)
+                .with_context(|| format!("dedup {d:?}: expected user, row or content"))?,
+        };
+        if parts.next().is_some() {
+            anyhow::bail!("too many parts; expected DIR=QUEUE[:FORMAT[:DEDUP]]");
+        }
+        dedup.check(format).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(WatchSpec {
+            dir: PathBuf::from(dir),
+            queue: queue.to_string(),
+            format,
+            dedup,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub watches: Vec<WatchSpec>,
+    pub settle: Duration,
+    pub rescan: Duration,
+    pub max_upload_bytes: u64,
+    /// Folders for files uploaded to queues that no watched folder feeds: `{spool}/{queue}/`.
+    pub spool: PathBuf,
+}
+
+/// Where a file is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// Uploaded, waiting for its folder's worker.
+    Queued,
+    /// Rows are being read and published.
+    Reading,
+    /// Every row was read; the file is in `processed/`.
+    Processed,
+    /// The file had bad rows (its good rows were sent) or could not be read at all; it is in
+    /// `failed/` beside `NAME.errors.jsonl`.
+    Failed,
+    /// The same content was ingested before; nothing was sent again.
+    Duplicate,
+    /// The file disappeared before it was read to the end or moved.
+    Vanished,
+    /// Publishing failed (storage error); retried at the next scan.
+    Error,
+}
+
+/// One file's progress, as `GET /v1/ingest` shows it and as it is checkpointed.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FileRecord {
+    /// The first 32 hex digits of the content's blake3 hash (or a generated id for files that
+    /// could not be read).
+    pub id: String,
+    pub queue: String,
+    pub name: String,
+    /// Where the file is now.
+    pub path: String,
+    pub format: Format,
+    pub dedup: DedupKey,
+    pub state: FileState,
+    pub size: u64,
+    /// Bytes read and published (the checkpoint).
+    pub offset: u64,
+    /// The line the next row starts on.
+    pub line: u64,
+    /// The csv file started with a header line.
+    pub header: bool,
+    /// Data rows read (sent, failed and duplicates).
+    pub rows_read: u64,
+    /// Rows published to the queue (each once).
+    pub rows_published: u64,
+    /// Bad rows (listed in the errors report).
+    pub rows_failed: u64,
+    /// Rows not sent because their dedup key repeated an earlier row's.
+    pub duplicates: u64,
+    /// Rows delivered by every subscription of the queue.
+    pub rows_delivered: u64,
+    /// Deliveries per subscription.
+    #[serde(default)]
+    pub delivered: BTreeMap<String, u64>,
+    /// Deliveries that failed for good and went to the dead-letter queue.
+    #[serde(default)]
+    pub rows_dead_lettered: u64,
+    /// `NAME.errors.jsonl` (line, raw, reason per bad row).
+    pub report: Option<String>,
+    /// `NAME.duplicates.jsonl` (line, key per repeated row).
+    pub duplicates_report: Option<String>,
+    /// What went wrong, for failed, vanished and error states.
+    pub error: Option<String>,
+    pub started_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schema(ignore)]
+    pub errors_len: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schema(ignore)]
+    pub dups_len: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl FileRecord {
+    fn key(&self) -> String {
+        format!("{}/{}", self.queue, self.id)
+    }
+    fn finished(&self) -> bool {
+        !matches!(
+            self.state,
+            FileState::Queued | FileState::Reading | FileState::Error
+        )
+    }
+}
+
+/// A file seen in a watched folder but not complete yet.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WaitingFile {
+    pub queue: String,
+    pub path: String,
+    pub size: u64,
+    /// When it will be taken if it does not change meanwhile.
+    pub ready_at: String,
+}
+
+/// A folder that feeds a queue.
+pub(crate) struct Inbox {
+    pub dir: PathBuf,
+    pub queue: String,
+    pub format: Format,
+    pub dedup: DedupKey,
+    /// A configured watch (false: a spool folder for uploads).
+    pub watched: bool,
+    pub wake: Notify,
+    /// Paths renamed into the folder (complete at once).
+    pub instant: Mutex<HashSet<PathBuf>>,
+    pub waiting: Mutex<BTreeMap<PathBuf, WaitingFile>>,
+}
+
+impl Inbox {
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.join(".sluice")
+    }
+}
+
+pub struct Ingest {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) opts: IngestOptions,
+    inboxes: Mutex<Vec<Arc<Inbox>>>,
+    records: Mutex<BTreeMap<String, FileRecord>>,
+    dirty: Mutex<BTreeSet<String>>,
+    flush: Notify,
+}
+
+/// The `GET /v1/ingest` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IngestView {
+    pub watches: Vec<WatchView>,
+    pub waiting: Vec<WaitingFile>,
+    pub files: Vec<FileRecord>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WatchView {
+    pub dir: String,
+    pub queue: String,
+    pub format: Format,
+    pub dedup: DedupKey,
+    pub watched: bool,
+}
+
+impl Ingest {
+    /// Load the file records and start a worker per folder (and for spool folders that
+    /// already exist), plus the checkpoint writer.
+    pub async fn start(engine: Arc<Engine>, opts: IngestOptions) -> anyhow::Result<Arc<Ingest>> {
+        let mut records = BTreeMap::new();
+        for (k, v) in engine.store_meta_list(META_PREFIX).await? {
+            match serde_json::from_str::<FileRecord>(&v) {
+                Ok(r) => {
+                    records.insert(k[META_PREFIX.len()..].to_string(), r);
+                }
+                Err(e) => tracing::warn!(key = %k, error = %e, "ignoring an unreadable ingest record"),
+            }
+        }
+        let ing = Arc::new(Ingest {
+            engine,
+            opts,
+            inboxes: Mutex::new(Vec::new()),
+            records: Mutex::new(records),
+            dirty: Mutex::new(BTreeSet::new()),
+            flush: Notify::new(),
+        });
+        for w in ing.opts.watches.clone() {
+            let dir = std::path::absolute(&w.dir).unwrap_or(w.dir.clone());
+            ing.add_inbox(dir, w.queue, w.format, w.dedup, true);
+        }
+        if let Ok(rd) = std::fs::read_dir(&ing.opts.spool) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if e.path().is_dir() && sluice_engine::validate_queue_name(&name).is_ok() {
+                    ing.spool_inbox(&name);
+                }
+            }
+        }
+        let me = ing.clone();
+        let mut shutdown = ing.engine.shutdown_signal();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = me.flush.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => { me.flush_dirty().await; return; }
+                }
+                me.flush_dirty().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Ok(ing)
+    }
+
+    fn add_inbox(
+        self: &Arc<Self>,
+        dir: PathBuf,
+        queue: String,
+        format: Format,
+        dedup: DedupKey,
+        watched: bool,
+    ) -> Arc<Inbox> {
+        let inbox = Arc::new(Inbox {
+            dir,
+            queue,
+            format,
+            dedup,
+            watched,
+            wake: Notify::new(),
+            instant: Mutex::new(HashSet::new()),
+            waiting: Mutex::new(BTreeMap::new()),
+        });
+        self.inboxes.lock().push(inbox.clone());
+        tokio::spawn(watch::run(self.clone(), inbox.clone()));
+        inbox
+    }
+
+    /// The folder uploads for `queue` go to: its watched folder, or a spool folder.
+    pub(crate) fn inbox_for(self: &Arc<Self>, queue: Option<&str>) -> Option<Arc<Inbox>> {
+        let inboxes = self.inboxes.lock();
+        match queue {
+            None => inboxes.iter().find(|i| i.watched).cloned(),
+            Some(q) => inboxes.iter().find(|i| i.queue == q).cloned(),
+        }
+    }
+
+    pub(crate) fn spool_inbox(self: &Arc<Self>, queue: &str) -> Arc<Inbox> {
+        if let Some(i) = self.inbox_for(Some(queue)) {
+            return i;
+        }
+        let dir = self.opts.spool.join(queue);
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        self.add_inbox(
+            dir,
+            queue.to_string(),
+            Format::Csv,
+            Format::Csv.default_dedup(),
+            false,
+        )
+    }
+
+    /// Queues fed by ingestion (for `/retry`).
+    pub fn queues(&self) -> Vec<String> {
+        let mut q: Vec<String> = self
+            .inboxes
+            .lock()
+            .iter()
+            .map(|i| i.queue.clone())
+            .collect();
+        q.sort();
+        q.dedup();
+        q
+    }
+
+    pub fn view(&self) -> IngestView {
+        let inboxes = self.inboxes.lock().clone();
+        let mut files: Vec<FileRecord> = self
+            .records
+            .lock()
+            .values()
+            .map(|r| self.with_delivered(r.clone()))
+            .collect();
+        files.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.id.cmp(&b.id)));
+        IngestView {
+            watches: inboxes
+                .iter()
+                .map(|i| WatchView {
+                    dir: i.dir.display().to_string(),
+                    queue: i.queue.clone(),
+                    format: i.format,
+                    dedup: i.dedup,
+                    watched: i.watched,
+                })
+                .collect(),
+            waiting: inboxes
+                .iter()
+                .flat_map(|i| i.waiting.lock().values().cloned().collect::<Vec<_>>())
+                .collect(),
+            files,
+        }
+    }
+
+    /// One file's record by id (the first match over queues).
+    pub fn file(&self, id: &str) -> Option<FileRecord> {
+        self.records
+            .lock()
+            .values()
+            .find(|r| r.id == id)
+            .map(|r| self.with_delivered(r.clone()))
+    }
+
+    /// `rows_delivered`: the rows every current subscription delivered.
+    fn with_delivered(&self, mut r: FileRecord) -> FileRecord {
+        let subs: Vec<String> = self
+            .engine
+            .all_subscriptions()
+            .into_iter()
+            .filter(|s| s.queue == r.queue)
+            .map(|s| s.name)
+            .collect();
+        r.rows_delivered = if subs.is_empty() {
+            r.delivered.values().copied().min().unwrap_or(0)
+        } else {
+            subs.iter()
+                .map(|s| r.delivered.get(s).copied().unwrap_or(0))
+                .min()
+                .unwrap_or(0)
+        }
+        .min(r.rows_published);
+        r
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<FileRecord> {
+        self.records.lock().get(key).cloned()
+    }
+
+    /// Change a record in memory; the checkpoint writer stores it soon.
+    pub(crate) fn update(&self, key: &str, f: impl FnOnce(&mut FileRecord)) {
+        let mut recs = self.records.lock();
+        if let Some(r) = recs.get_mut(key) {
+            f(r);
+            r.updated_at = self.now_str();
+            self.dirty.lock().insert(key.to_string());
+            self.flush.notify_one();
+        }
+    }
+
+    /// Store a record now (durable on return).
+    pub(crate) async fn save(&self, mut rec: FileRecord) -> anyhow::Result<()> {
+        rec.updated_at = self.now_str();
+        let key = rec.key();
+        let value = serde_json::to_string(&rec)?;
+        self.records.lock().insert(key.clone(), rec);
+        self.dirty.lock().remove(&key);
+        self.engine
+            .store_meta_put(&format!("{META_PREFIX}{key}"), Some(value))
+            .await?;
+        self.prune().await;
+        Ok(())
+    }
+
+    async fn flush_dirty(&self) {
+        let keys: Vec<String> = std::mem::take(&mut *self.dirty.lock()).into_iter().collect();
+        for key in keys {
+            let Some(value) = self
+                .records
+                .lock()
+                .get(&key)
+                .map(|r| serde_json::to_string(r).expect("record serializes"))
+            else {
+                continue;
+            };
+            if let Err(e) = self
+                .engine
+                .store_meta_put(&format!("{META_PREFIX}{key}"), Some(value))
+                .await
+            {
+                tracing::warn!(key = %key, error = %e, "could not checkpoint an ingest record; retrying");
+                self.dirty.lock().insert(key);
+            }
+        }
+    }
+
+    /// Forget the oldest finished records beyond [`FINISHED_KEPT`].
+    async fn prune(&self) {
+        let drop: Vec<String> = {
+            let recs = self.records.lock();
+            let mut finished: Vec<(&String, &FileRecord)> =
+                recs.iter().filter(|(_, r)| r.finished()).collect();
+            if finished.len() <= FINISHED_KEPT {
+                return;
+            }
+            finished.sort_by(|a, b| a.1.updated_at.cmp(&b.1.updated_at));
+            finished[..finished.len() - FINISHED_KEPT]
+                .iter()
+                .map(|(k, _)| (*k).clone())
+                .collect()
+        };
+        for k in drop {
+            self.records.lock().remove(&k);
+            self.dirty.lock().remove(&k);
+            let _ = self
+                .engine
+                .store_meta_put(&format!("{META_PREFIX}{k}"), None)
+                .await;
+        }
+    }
+
+    pub(crate) fn now_str(&self) -> String {
+        sluice_engine::push::rfc3339(self.engine.now())
+    }
+
+    /// The push lanes report settled deliveries here: count them per file.
+    pub fn count_settled(
+        &self,
+        queue: &str,
+        subscription: &str,
+        messages: &[Delivery],
+        delivered: bool,
+    ) {
+        let mut n = 0u64;
+        {
+            let mut recs = self.records.lock();
+            let mut dirty = self.dirty.lock();
+            for d in messages {
+                let Some(id) = d.message.attributes.get(ATTR_ID) else {
+                    continue;
+                };
+                let key = format!("{queue}/{id}");
+                if let Some(r) = recs.get_mut(&key) {
+                    if delivered {
+                        *r.delivered.entry(subscription.to_string()).or_default() += 1;
+                    } else {
+                        r.rows_dead_lettered += 1;
+                    }
+                    dirty.insert(key);
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            let outcome = if delivered {
+                "delivered"
+            } else {
+                "dead_lettered"
+            };
+            metrics::counter!("sluice_ingest_rows_total", "queue" => queue.to_string(), "outcome" => outcome).increment(n);
+        }
+    }
+
+    /// Redrive the dead letters of every ingestion queue (`/retry`). Returns counts per queue.
+    pub async fn retry(&self) -> sluice_engine::Result<BTreeMap<String, u64>> {
+        let mut out = BTreeMap::new();
+        for q in self.queues() {
+            let n = match self.engine.redrive(&q, None).await {
+                Ok(n) => n,
+                Err(sluice_engine::EngineError::QueueNotFound(_)) => 0,
+                Err(e) => return Err(e),
+            };
+            out.insert(q, n);
+        }
+        Ok(out)
+    }
+}
+
+impl crate::push::DeliveryObserver for Ingest {
+    fn settled(&self, queue: &str, subscription: &str, messages: &[Delivery], delivered: bool) {
+        self.count_settled(queue, subscription, messages, delivered);
+    }
+}
+
+/// `name` made safe as a file name in a folder: its last path component, no leading dots.
+pub fn safe_name(name: &str) -> Option<String> {
+    let base = Path::new(name).file_name()?.to_string_lossy().to_string();
+    let base = base.trim_start_matches('.').to_string();
+    (!base.is_empty() && !base.contains('/') && !base.contains('\\')).then_some(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_specs() {
+        let w = WatchSpec::parse("./in=alerts").unwrap();
+        assert_eq!(
+            (w.dir, w.queue.as_str(), w.format, w.dedup),
+            (PathBuf::from("./in"), "alerts", Format::Csv, DedupKey::User)
+        );
+        let w = WatchSpec::parse("/a=b/c=q:jsonl").unwrap();
+        assert_eq!(w.dir, PathBuf::from("/a=b/c"));
+        assert_eq!((w.format, w.dedup), (Format::Jsonl, DedupKey::Row));
+        let w = WatchSpec::parse("d=q:lines:content").unwrap();
+        assert_eq!(w.dedup, DedupKey::Content);
+        for bad in ["noequals", "=q", "d=", "d=q:xml", "d=q:csv:who", "d=q:lines:user", "d=q:csv:row:x"] {
+            assert!(WatchSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn safe_names() {
+        assert_eq!(safe_name("../../etc/passwd").as_deref(), Some("passwd"));
+        assert_eq!(safe_name(".hidden.csv").as_deref(), Some("hidden.csv"));
+        assert_eq!(safe_name("a.csv").as_deref(), Some("a.csv"));
+        assert_eq!(safe_name(".."), None);
+        assert_eq!(safe_name(""), None);
+    }
+}
