@@ -178,7 +178,7 @@ async fn a_dropped_file_alerts_every_user_exactly_once_through_429s_and_500s() {
     let throttled = lines.iter().filter(|l| l["status"] == 429).count();
     let failed = lines.iter().filter(|l| l["status"] == 500).count();
     assert!(throttled > 0 && failed > 0, "the sink pushed back ({throttled} 429s, {failed} 500s)");
-    let sample = lines.iter().find(|l| l["status"] == 200).unwrap();
+    let sample = lines.iter().find(|l| l["status"] == 200 && l["path"] == "/webhook").unwrap();
     assert_eq!(sample["headers"]["sluice-ingest-file"], "alerts.csv");
     assert!(sample["headers"]["sluice-ingest-line"].as_str().is_some());
     wait_until("rows_delivered reaches every row", 30, || {
