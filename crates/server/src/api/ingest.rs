@@ -24,7 +24,10 @@ pub async fn list(State(s): State<AppState>) -> Json<IngestView> {
 #[utoipa::path(get, path = "/v1/ingest/{id}", tag = "ingest",
     params(("id" = String, Path, description = "file id (from the upload answer or the list)")),
     responses((status = 200, body = FileRecord), (status = 404, body = super::error::ErrorBody)))]
-pub async fn get_file(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<FileRecord>> {
+pub async fn get_file(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FileRecord>> {
     s.ingest
         .file(&id)
         .map(Json)
@@ -49,13 +52,19 @@ impl UploadParams {
         let format = match &self.format {
             None => None,
             Some(f) => Some(Format::parse(f).ok_or_else(|| {
-                ApiError::bad_request("invalid_argument", format!("format: {f:?} is not one of csv, jsonl, lines"))
+                ApiError::bad_request(
+                    "invalid_argument",
+                    format!("format: {f:?} is not one of csv, jsonl, lines"),
+                )
             })?),
         };
         let dedup = match &self.dedup {
             None => None,
             Some(d) => Some(DedupKey::parse(d).ok_or_else(|| {
-                ApiError::bad_request("invalid_argument", format!("dedup: {d:?} is not one of user, row, content"))
+                ApiError::bad_request(
+                    "invalid_argument",
+                    format!("dedup: {d:?} is not one of user, row, content"),
+                )
             })?),
         };
         Ok((format, dedup))

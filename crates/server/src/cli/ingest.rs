@@ -47,10 +47,14 @@ fn bar(len: u64, template: &str, quiet: bool) -> indicatif::ProgressBar {
 pub async fn run(opts: &ClientOpts, args: IngestArgs) -> anyhow::Result<()> {
     let client = Client::new(&opts.server)?;
     if let Some(f) = &args.format {
-        let format = Format::parse(f).with_context(|| format!("--format {f:?}: expected csv, jsonl or lines"))?;
+        let format = Format::parse(f)
+            .with_context(|| format!("--format {f:?}: expected csv, jsonl or lines"))?;
         if let Some(d) = &args.dedup {
-            let dedup = DedupKey::parse(d).with_context(|| format!("--dedup {d:?}: expected user, row or content"))?;
-            dedup.check(format).map_err(|e| anyhow::anyhow!("--dedup: {e}"))?;
+            let dedup = DedupKey::parse(d)
+                .with_context(|| format!("--dedup {d:?}: expected user, row or content"))?;
+            dedup
+                .check(format)
+                .map_err(|e| anyhow::anyhow!("--dedup: {e}"))?;
         }
     }
     let file = tokio::fs::File::open(&args.file)
@@ -97,6 +101,14 @@ pub async fn run(opts: &ClientOpts, args: IngestArgs) -> anyhow::Result<()> {
         .await?;
     up.finish_and_clear();
     let id = accepted["id"].as_str().unwrap_or_default().to_string();
+    if let Some(earlier) = accepted["duplicate_of"].as_str() {
+        if opts.json {
+            println!("{}", serde_json::to_string_pretty(&accepted)?);
+        } else {
+            println!("identical content was already ingested into {} from {earlier} (file id {id}); nothing was sent again", args.queue);
+        }
+        return Ok(());
+    }
     if args.no_wait {
         return print_final(opts, &accepted, None);
     }
@@ -127,7 +139,22 @@ pub async fn run(opts: &ClientOpts, args: IngestArgs) -> anyhow::Result<()> {
     };
     rows.finish_and_clear();
     let mut rec = rec;
-    if args.wait_delivered && matches!(rec["state"].as_str(), Some("processed" | "failed")) {
+    let subscribed = client
+        .get(&format!("/v1/queues/{}/subscriptions", enc(&args.queue)))
+        .await
+        .ok()
+        .and_then(|v| v["subscriptions"].as_array().map(|a| !a.is_empty()))
+        .unwrap_or(false);
+    if args.wait_delivered && !subscribed {
+        eprintln!(
+            "--wait-delivered: queue {} has no subscription; not waiting for deliveries",
+            args.queue
+        );
+    }
+    if args.wait_delivered
+        && subscribed
+        && matches!(rec["state"].as_str(), Some("processed" | "failed"))
+    {
         let total = rec["rows_published"].as_u64().unwrap_or(0);
         let del = bar(
             total,

@@ -302,7 +302,11 @@ fn read_rows(plan: ReadPlan, tx: mpsc::Sender<Batch>) -> io::Result<()> {
 }
 
 /// Ingest the complete file at `path` (found in `inbox`).
-pub(crate) async fn process(ing: &Arc<Ingest>, inbox: &Arc<Inbox>, path: &Path) -> anyhow::Result<()> {
+pub(crate) async fn process(
+    ing: &Arc<Ingest>,
+    inbox: &Arc<Inbox>,
+    path: &Path,
+) -> anyhow::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -313,9 +317,19 @@ pub(crate) async fn process(ing: &Arc<Ingest>, inbox: &Arc<Inbox>, path: &Path) 
         Opened::Ok { size, hash } => (size, hash),
         Opened::Gone => return Ok(()), // gone before we looked: nothing to report
         Opened::Empty => {
-            return reject(ing, inbox, path, &name, FileState::Failed, "file is empty: no rows".into()).await
+            return reject(
+                ing,
+                inbox,
+                path,
+                &name,
+                FileState::Failed,
+                "file is empty: no rows".into(),
+            )
+            .await
         }
-        Opened::Unreadable(why) => return reject(ing, inbox, path, &name, FileState::Failed, why).await,
+        Opened::Unreadable(why) => {
+            return reject(ing, inbox, path, &name, FileState::Failed, why).await
+        }
         Opened::Binary(at) => {
             return reject(
                 ing,
@@ -323,7 +337,10 @@ pub(crate) async fn process(ing: &Arc<Ingest>, inbox: &Arc<Inbox>, path: &Path) 
                 path,
                 &name,
                 FileState::Failed,
-                format!("binary file: NUL byte at byte {at}; expected {} text", inbox.format.as_str()),
+                format!(
+                    "binary file: NUL byte at byte {at}; expected {} text",
+                    inbox.format.as_str()
+                ),
             )
             .await
         }
@@ -442,7 +459,11 @@ pub(crate) async fn process(ing: &Arc<Ingest>, inbox: &Arc<Inbox>, path: &Path) 
             r.errors_len = b.errors_len;
             r.dups_len = b.dups_len;
         });
-        for (outcome, k) in [("published", n), ("failed", b.failed), ("duplicate", b.dups)] {
+        for (outcome, k) in [
+            ("published", n),
+            ("failed", b.failed),
+            ("duplicate", b.dups),
+        ] {
             if k > 0 {
                 metrics::counter!("sluice_ingest_rows_total", "queue" => queue.clone(), "outcome" => outcome).increment(k);
             }
@@ -472,9 +493,7 @@ pub(crate) async fn process(ing: &Arc<Ingest>, inbox: &Arc<Inbox>, path: &Path) 
         rec.error = Some(why);
     }
     let failed = rec.rows_failed > 0 || rec.error.is_some();
-    let dir = inbox
-        .dir
-        .join(if failed { "failed" } else { "processed" });
+    let dir = inbox.dir.join(if failed { "failed" } else { "processed" });
     tokio::fs::create_dir_all(&dir).await?;
     let dest = unique_dest(&dir, &name, &id);
     let dest_name = dest
@@ -487,9 +506,16 @@ pub(crate) async fn process(ing: &Arc<Ingest>, inbox: &Arc<Inbox>, path: &Path) 
         FileState::Processed
     };
     rec.path = dest.display().to_string();
-    rec.report = failed.then(|| dir.join(format!("{dest_name}.errors.jsonl")).display().to_string());
-    rec.duplicates_report = (rec.duplicates > 0)
-        .then(|| dir.join(format!("{dest_name}.duplicates.jsonl")).display().to_string());
+    rec.report = failed.then(|| {
+        dir.join(format!("{dest_name}.errors.jsonl"))
+            .display()
+            .to_string()
+    });
+    rec.duplicates_report = (rec.duplicates > 0).then(|| {
+        dir.join(format!("{dest_name}.duplicates.jsonl"))
+            .display()
+            .to_string()
+    });
     rec.finished_at = Some(ing.now_str());
     ing.save(rec.clone()).await?;
     tracing::info!(file = %name, queue = %queue, rows = rec.rows_read, published = rec.rows_published, failed = rec.rows_failed, duplicates = rec.duplicates, "file ingested");
@@ -506,11 +532,18 @@ async fn finish_moves(
     let work = inbox.work_dir();
     let key = format!("{}/{}", rec.queue, rec.id);
     let state = match tokio::fs::rename(src, &rec.path).await {
-        Ok(()) => if rec.state == FileState::Failed { "failed" } else { "processed" },
+        Ok(()) => {
+            if rec.state == FileState::Failed {
+                "failed"
+            } else {
+                "processed"
+            }
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             ing.update(&key, |r| {
                 r.state = FileState::Vanished;
-                r.error = Some("the file vanished before it could be moved (its rows were sent)".into());
+                r.error =
+                    Some("the file vanished before it could be moved (its rows were sent)".into());
             });
             "vanished"
         }
@@ -518,7 +551,10 @@ async fn finish_moves(
     };
     for (from, to) in [
         (work.join(format!("{}.errors.jsonl", rec.id)), &rec.report),
-        (work.join(format!("{}.duplicates.jsonl", rec.id)), &rec.duplicates_report),
+        (
+            work.join(format!("{}.duplicates.jsonl", rec.id)),
+            &rec.duplicates_report,
+        ),
     ] {
         match to {
             Some(to) => {
@@ -533,7 +569,8 @@ async fn finish_moves(
             }
         }
     }
-    metrics::counter!("sluice_ingest_files_total", "queue" => rec.queue.clone(), "state" => state).increment(1);
+    metrics::counter!("sluice_ingest_files_total", "queue" => rec.queue.clone(), "state" => state)
+        .increment(1);
     Ok(())
 }
 
@@ -556,7 +593,10 @@ async fn reject(
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let report = dir.join(format!("{dest_name}.errors.jsonl"));
-    let size = tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0);
+    let size = tokio::fs::metadata(path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
     tokio::fs::write(&report, report_line(0, b"", &why)).await?;
     let now = ing.now_str();
     let mut rec = FileRecord {

@@ -15,8 +15,8 @@
 //! The HTTP endpoints (`/upload`, `/retry`, `/v1/ingest`) are thin adapters in api/ingest.rs.
 
 mod job;
-pub mod upload;
 pub mod parse;
+pub mod upload;
 pub(crate) mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -250,7 +250,9 @@ impl Ingest {
                 Ok(r) => {
                     records.insert(k[META_PREFIX.len()..].to_string(), r);
                 }
-                Err(e) => tracing::warn!(key = %k, error = %e, "ignoring an unreadable ingest record"),
+                Err(e) => {
+                    tracing::warn!(key = %k, error = %e, "ignoring an unreadable ingest record")
+                }
             }
         }
         let ing = Arc::new(Ingest {
@@ -437,7 +439,9 @@ impl Ingest {
     }
 
     async fn flush_dirty(&self) {
-        let keys: Vec<String> = std::mem::take(&mut *self.dirty.lock()).into_iter().collect();
+        let keys: Vec<String> = std::mem::take(&mut *self.dirty.lock())
+            .into_iter()
+            .collect();
         for key in keys {
             let Some(value) = self
                 .records
@@ -569,7 +573,15 @@ mod tests {
         assert_eq!((w.format, w.dedup), (Format::Jsonl, DedupKey::Row));
         let w = WatchSpec::parse("d=q:lines:content").unwrap();
         assert_eq!(w.dedup, DedupKey::Content);
-        for bad in ["noequals", "=q", "d=", "d=q:xml", "d=q:csv:who", "d=q:lines:user", "d=q:csv:row:x"] {
+        for bad in [
+            "noequals",
+            "=q",
+            "d=",
+            "d=q:xml",
+            "d=q:csv:who",
+            "d=q:lines:user",
+            "d=q:csv:row:x",
+        ] {
             assert!(WatchSpec::parse(bad).is_err(), "{bad}");
         }
     }

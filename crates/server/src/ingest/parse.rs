@@ -282,11 +282,9 @@ impl<R: BufRead> RowReader<R> {
         self.raw.clear();
         loop {
             let buf = self.input.fill_buf()?;
-            let (res, nin, nout, nend) = self.csv.read_record(
-                buf,
-                &mut self.out[outlen..],
-                &mut self.ends[endlen..],
-            );
+            let (res, nin, nout, nend) =
+                self.csv
+                    .read_record(buf, &mut self.out[outlen..], &mut self.ends[endlen..]);
             let consumed = &buf[..nin];
             self.line += consumed.iter().filter(|&&b| b == b'\n').count() as u64;
             Self::keep_raw(&mut self.raw, consumed);
@@ -298,7 +296,10 @@ impl<R: BufRead> RowReader<R> {
                 R::InputEmpty => continue,
                 R::OutputFull => {
                     overflow.get_or_insert_with(|| {
-                        format!("record is longer than {} bytes (the row limit)", self.max_row)
+                        format!(
+                            "record is longer than {} bytes (the row limit)",
+                            self.max_row
+                        )
                     });
                     // Keep reading to the end of the record, discarding its bytes.
                     outlen = 0;
@@ -348,7 +349,10 @@ impl<R: BufRead> RowReader<R> {
             return Ok(Some(bad(&self.raw, reason)));
         }
         if fields.iter().any(|f| f.contains(&0)) {
-            return Ok(Some(bad(&self.raw, "contains a NUL byte (binary data)".into())));
+            return Ok(Some(bad(
+                &self.raw,
+                "contains a NUL byte (binary data)".into(),
+            )));
         }
         let (Ok(user), Ok(message)) = (
             std::str::from_utf8(fields[0]),
@@ -459,7 +463,10 @@ mod tests {
                 Some("u2")
             )
         );
-        assert_eq!(got[3].end, 86, "the last record ends at the end of the input");
+        assert_eq!(
+            got[3].end, 86,
+            "the last record ends at the end of the input"
+        );
         // Without a header the first row is a row.
         let got = rows(Format::Csv, "user123,\"order has been placed\"\n", 1000);
         assert!(matches!(got[0].kind, RowKind::Message { .. }));

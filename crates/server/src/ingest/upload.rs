@@ -44,6 +44,10 @@ pub struct Accepted {
     pub size: u64,
     pub format: Format,
     pub dedup: DedupKey,
+    /// Set when identical content was already ingested into this queue (the earlier file's
+    /// name): nothing is sent again, and the copy goes to `failed/` with a report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 /// Where an upload goes and how it is read.
@@ -143,7 +147,12 @@ impl Ingest {
         let id = hex(&hash[..16]);
         let dest = unique_dest(&inbox.dir, &name, &id);
         let key = format!("{}/{}", inbox.queue, id);
-        if self.get(&key).is_none() {
+        let existing = self.get(&key);
+        let duplicate_of = existing
+            .as_ref()
+            .filter(|r| matches!(r.state, FileState::Processed | FileState::Failed))
+            .map(|r| r.name.clone());
+        if existing.is_none() {
             let now = self.now_str();
             self.save(FileRecord {
                 id: id.clone(),
@@ -194,6 +203,7 @@ impl Ingest {
             size,
             format,
             dedup,
+            duplicate_of,
         })
     }
 }

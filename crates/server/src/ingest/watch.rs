@@ -32,11 +32,7 @@ pub(crate) async fn run(ing: Arc<Ingest>, inbox: Arc<Inbox>) {
             tracing::error!(folder = %d.display(), error = %e, "cannot create an ingest folder");
         }
     }
-    let _watcher = if inbox.watched {
-        watch(&inbox)
-    } else {
-        None
-    };
+    let _watcher = if inbox.watched { watch(&inbox) } else { None };
     tracing::info!(folder = %inbox.dir.display(), queue = %inbox.queue, format = inbox.format.as_str(), dedup = inbox.dedup.as_str(), "ingesting files");
     loop {
         if *shutdown.borrow() {
@@ -154,7 +150,14 @@ fn list(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64, SystemTime)>> {
 mod tests {
     #[test]
     fn ignored_names() {
-        for n in [".x.csv", "a.csv.tmp", "a.csv.part", "A.CSV.PART", ".sluice", "a.csv~"] {
+        for n in [
+            ".x.csv",
+            "a.csv.tmp",
+            "a.csv.part",
+            "A.CSV.PART",
+            ".sluice",
+            "a.csv~",
+        ] {
             assert!(super::ignored(n), "{n}");
         }
         for n in ["a.csv", "part.csv", "tmp"] {

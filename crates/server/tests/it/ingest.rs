@@ -51,7 +51,10 @@ impl Sink {
             if ok >= n {
                 return;
             }
-            assert!(std::time::Instant::now() < end, "timed out: the sink accepted {ok} of {n}");
+            assert!(
+                std::time::Instant::now() < end,
+                "timed out: the sink accepted {ok} of {n}"
+            );
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -122,7 +125,10 @@ async fn wait_file_state(h: &Http, name: &str, states: &[&str], secs: u64) -> Va
 fn accepted(lines: &[Value]) -> (HashMap<String, HashSet<String>>, HashMap<String, usize>) {
     let mut users: HashMap<String, HashSet<String>> = HashMap::new();
     let mut per_id: HashMap<String, usize> = HashMap::new();
-    for l in lines.iter().filter(|l| l["status"] == 200 && l["path"] == "/webhook") {
+    for l in lines
+        .iter()
+        .filter(|l| l["status"] == 200 && l["path"] == "/webhook")
+    {
         let id = l["headers"]["webhook-id"].as_str().unwrap().to_string();
         let body: Value = serde_json::from_str(l["body"].as_str().unwrap()).unwrap();
         users
@@ -144,13 +150,24 @@ fn subscribe_body(url: &str) -> Value {
 /// every user received exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_file_alerts_every_user_exactly_once_through_429s_and_500s() {
-    let sink = Sink::start(&["--rate-limit", "1500", "--fail-rate", "0.02", "--status", "500"]).await;
+    let sink = Sink::start(&[
+        "--rate-limit",
+        "1500",
+        "--fail-rate",
+        "0.02",
+        "--status",
+        "500",
+    ])
+    .await;
     let inbox = tempfile::tempdir().unwrap();
     let watch = format!("{}=alerts", inbox.path().display());
     let s = Server::start_with(&["--allow-private-targets", "--watch", &watch]).await;
     let h = Http::new(&s.base);
     let (st, v) = h
-        .put("/v1/queues/alerts/subscriptions/notify", subscribe_body(&sink.url))
+        .put(
+            "/v1/queues/alerts/subscriptions/notify",
+            subscribe_body(&sink.url),
+        )
         .await;
     assert_eq!(st, 201, "{v}");
     let n = 100_000;
@@ -164,7 +181,8 @@ async fn a_dropped_file_alerts_every_user_exactly_once_through_429s_and_500s() {
     assert_eq!(f["header"], true);
     assert_eq!(f["rows_failed"], 0);
     assert!(inbox.path().join("processed/alerts.csv").exists());
-    let dups = std::fs::read_to_string(inbox.path().join("processed/alerts.csv.duplicates.jsonl")).unwrap();
+    let dups = std::fs::read_to_string(inbox.path().join("processed/alerts.csv.duplicates.jsonl"))
+        .unwrap();
     assert_eq!(dups.lines().count(), 5);
     assert!(dups.contains("\"key\":\"user10\""), "{dups}");
     sink.wait_accepted(n, 300).await;
@@ -172,25 +190,46 @@ async fn a_dropped_file_alerts_every_user_exactly_once_through_429s_and_500s() {
     let lines = sink.lines();
     let (users, per_id) = accepted(&lines);
     assert_eq!(users.len(), n, "every user");
-    assert!(users.values().all(|ids| ids.len() == 1), "one webhook-id per user");
+    assert!(
+        users.values().all(|ids| ids.len() == 1),
+        "one webhook-id per user"
+    );
     let twice = per_id.values().filter(|&&c| c > 1).count();
     assert_eq!(twice, 0, "no crash, so no delivery accepted twice");
     let throttled = lines.iter().filter(|l| l["status"] == 429).count();
     let failed = lines.iter().filter(|l| l["status"] == 500).count();
-    assert!(throttled > 0 && failed > 0, "the sink pushed back ({throttled} 429s, {failed} 500s)");
-    let sample = lines.iter().find(|l| l["status"] == 200 && l["path"] == "/webhook").unwrap();
+    assert!(
+        throttled > 0 && failed > 0,
+        "the sink pushed back ({throttled} 429s, {failed} 500s)"
+    );
+    let sample = lines
+        .iter()
+        .find(|l| l["status"] == 200 && l["path"] == "/webhook")
+        .unwrap();
     assert_eq!(sample["headers"]["sluice-ingest-file"], "alerts.csv");
     assert!(sample["headers"]["sluice-ingest-line"].as_str().is_some());
     wait_until("rows_delivered reaches every row", 30, || {
         let h = h.clone();
         async move {
-            file(&ingest_view(&h).await, "alerts.csv").is_some_and(|f| f["rows_delivered"] == n as u64)
+            file(&ingest_view(&h).await, "alerts.csv")
+                .is_some_and(|f| f["rows_delivered"] == n as u64)
         }
     })
     .await;
-    let metrics = reqwest::get(format!("{}/metrics", s.base)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("sluice_ingest_rows_total{queue=\"alerts\",outcome=\"published\"} 100000"), "metrics");
-    println!("sink saw {} requests: {throttled} 429s, {failed} 500s", lines.len());
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sluice_ingest_rows_total{queue=\"alerts\",outcome=\"published\"} 100000"),
+        "metrics"
+    );
+    println!(
+        "sink saw {} requests: {throttled} 429s, {failed} 500s",
+        lines.len()
+    );
 }
 
 /// The issue's second test: the server is killed (SIGKILL) mid-file and mid-delivery several
@@ -198,13 +237,24 @@ async fn a_dropped_file_alerts_every_user_exactly_once_through_429s_and_500s() {
 /// accepted twice (a 2xx lost to a kill) are reported apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_mid_file_and_mid_delivery_still_alerts_every_user_once() {
-    let sink = Sink::start(&["--rate-limit", "1500", "--fail-rate", "0.02", "--status", "500"]).await;
+    let sink = Sink::start(&[
+        "--rate-limit",
+        "1500",
+        "--fail-rate",
+        "0.02",
+        "--status",
+        "500",
+    ])
+    .await;
     let inbox = tempfile::tempdir().unwrap();
     let watch = format!("{}=alerts", inbox.path().display());
     let mut s = Server::start_with(&["--allow-private-targets", "--watch", &watch]).await;
     let h = Http::new(&s.base);
-    h.put("/v1/queues/alerts/subscriptions/notify", subscribe_body(&sink.url))
-        .await;
+    h.put(
+        "/v1/queues/alerts/subscriptions/notify",
+        subscribe_body(&sink.url),
+    )
+    .await;
     let n = 100_000;
     drop_file(inbox.path(), "big.csv", alerts(0..n).as_bytes());
     // Kill while the file is being read, then a few times during delivery.
@@ -225,7 +275,11 @@ async fn kill_nine_mid_file_and_mid_delivery_still_alerts_every_user_once() {
     let (users, per_id) = accepted(&sink.lines());
     assert_eq!(users.len(), n, "no user missed");
     let two_ids: Vec<_> = users.iter().filter(|(_, ids)| ids.len() > 1).collect();
-    assert!(two_ids.is_empty(), "a user got two different webhook-ids: {:?}", two_ids.first());
+    assert!(
+        two_ids.is_empty(),
+        "a user got two different webhook-ids: {:?}",
+        two_ids.first()
+    );
     let duplicate_deliveries: usize = per_id.values().map(|&c| c - 1).sum();
     println!(
         "crash test: {n} users alerted once after dedup by webhook-id; duplicate deliveries (2xx lost to a kill): {duplicate_deliveries}; first kill mid-file: {mid_file}"
@@ -260,15 +314,25 @@ async fn bad_rows_and_bad_files_are_reported_and_the_watcher_keeps_going() {
         u5,fine\n";
     drop_file(d, "mixed.csv", mixed.as_bytes());
     let f = wait_file_state(&h, "mixed.csv", &["failed"], 30).await;
-    assert_eq!((f["rows_published"].as_u64(), f["rows_failed"].as_u64()), (Some(3), Some(3)), "{f}");
+    assert_eq!(
+        (f["rows_published"].as_u64(), f["rows_failed"].as_u64()),
+        (Some(3), Some(3)),
+        "{f}"
+    );
     assert_eq!(f["header"], true);
     let report = std::fs::read_to_string(d.join("failed/mixed.csv.errors.jsonl")).unwrap();
-    let report: Vec<Value> = report.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let report: Vec<Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(report.len(), 3);
     assert_eq!(report[0]["line"], 5);
     assert_eq!(report[0]["raw"], "u3,unquoted, comma");
     assert!(report[0]["reason"].as_str().unwrap().contains("3 fields"));
-    assert_eq!((report[1]["line"].as_u64(), report[2]["line"].as_u64()), (Some(6), Some(7)));
+    assert_eq!(
+        (report[1]["line"].as_u64(), report[2]["line"].as_u64()),
+        (Some(6), Some(7))
+    );
     let (_, peek) = h.get("/v1/queues/rows/messages?limit=10").await;
     let bodies: Vec<Value> = peek["messages"]
         .as_array()
@@ -276,8 +340,14 @@ async fn bad_rows_and_bad_files_are_reported_and_the_watcher_keeps_going() {
         .iter()
         .map(|m| serde_json::from_str(m["body"].as_str().unwrap()).unwrap())
         .collect();
-    assert_eq!(bodies[0], json!({"userId": "u1", "alertMessage": "hello, world"}));
-    assert_eq!(bodies[1], json!({"userId": "u2", "alertMessage": "she said \"hi\"\nsecond line"}));
+    assert_eq!(
+        bodies[0],
+        json!({"userId": "u1", "alertMessage": "hello, world"})
+    );
+    assert_eq!(
+        bodies[1],
+        json!({"userId": "u2", "alertMessage": "she said \"hi\"\nsecond line"})
+    );
     assert_eq!(bodies[2], json!({"userId": "u5", "alertMessage": "fine"}));
 
     // Whole-file failures, each with a one-line report.
@@ -318,10 +388,20 @@ async fn bad_rows_and_bad_files_are_reported_and_the_watcher_keeps_going() {
         w.flush().unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         let v = ingest_view(&h).await;
-        assert!(file(&v, "slow.csv").is_none(), "taken while still being written");
+        assert!(
+            file(&v, "slow.csv").is_none(),
+            "taken while still being written"
+        );
     }
     let v = ingest_view(&h).await;
-    assert!(v["waiting"].as_array().unwrap().iter().any(|f| f["path"].as_str().unwrap().ends_with("slow.csv")), "{v}");
+    assert!(
+        v["waiting"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"].as_str().unwrap().ends_with("slow.csv")),
+        "{v}"
+    );
     drop(w);
     let f = wait_file_state(&h, "slow.csv", &["processed"], 30).await;
     assert_eq!(f["rows_published"], 6, "every row of the finished file");
@@ -333,7 +413,12 @@ async fn bad_rows_and_bad_files_are_reported_and_the_watcher_keeps_going() {
     let f = wait_file_state(&h, "log.txt", &["processed"], 30).await;
     assert_eq!(f["rows_published"], 3, "{f}");
     let (_, peek) = h.get("/v1/queues/raw/messages?limit=10").await;
-    let bodies: Vec<&str> = peek["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+    let bodies: Vec<&str> = peek["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
     assert_eq!(bodies, vec!["first", "second", "first"]);
 }
 
@@ -372,10 +457,19 @@ async fn a_huge_file_is_read_in_constant_memory() {
     let f = wait_file_state(&h, "huge.csv", &["failed"], 240).await;
     assert_eq!(f["rows_published"], 1000, "{f}");
     assert_eq!(f["duplicates"], (rows - 1000) as u64);
-    assert_eq!(f["rows_failed"], 1, "the 20 MB line is reported, not buffered");
+    assert_eq!(
+        f["rows_failed"], 1,
+        "the 20 MB line is reported, not buffered"
+    );
     let grew = hwm().saturating_sub(before);
-    println!("huge file: {size} bytes, {rows} rows; peak RSS grew by {} MB", grew >> 20);
-    assert!(grew < size / 3, "peak RSS grew by {grew} bytes for a {size}-byte file");
+    println!(
+        "huge file: {size} bytes, {rows} rows; peak RSS grew by {} MB",
+        grew >> 20
+    );
+    assert!(
+        grew < size / 3,
+        "peak RSS grew by {grew} bytes for a {size}-byte file"
+    );
 }
 
 /// wds `POST /upload` (multipart field `file`), `GET /retry`, `POST /v1/ingest` and
@@ -403,15 +497,26 @@ async fn upload_retry_and_the_cli() {
     body.extend_from_slice(alerts(0..20).as_bytes());
     write!(body, "\r\n--{boundary}--\r\n").unwrap();
     let (st, v) = h
-        .raw("POST", "/upload", &format!("multipart/form-data; boundary={boundary}"), body)
+        .raw(
+            "POST",
+            "/upload",
+            &format!("multipart/form-data; boundary={boundary}"),
+            body,
+        )
         .await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!((v["status"].as_str(), v["name"].as_str()), (Some("accepted"), Some("up.csv")), "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["name"].as_str()),
+        (Some("accepted"), Some("up.csv")),
+        "{v}"
+    );
     let f = wait_file_state(&h, "up.csv", &["processed"], 30).await;
     assert_eq!(f["rows_published"], 20);
     wait_until("all 20 dead-lettered", 30, || {
         let h = h.clone();
-        async move { file(&ingest_view(&h).await, "up.csv").is_some_and(|f| f["rows_dead_lettered"] == 20) }
+        async move {
+            file(&ingest_view(&h).await, "up.csv").is_some_and(|f| f["rows_dead_lettered"] == 20)
+        }
     })
     .await;
     rx.set(|_, _| (200, None, 0));
@@ -428,35 +533,79 @@ async fn upload_retry_and_the_cli() {
     .await;
     // A multipart form without the file field; a bad format.
     let (st, v) = h
-        .raw("POST", "/upload", &format!("multipart/form-data; boundary={boundary}"), format!("--{boundary}--\r\n").into_bytes())
+        .raw(
+            "POST",
+            "/upload",
+            &format!("multipart/form-data; boundary={boundary}"),
+            format!("--{boundary}--\r\n").into_bytes(),
+        )
         .await;
     assert_eq!(st, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("file"), "{v}");
-    let (st, v) = h.raw("POST", "/v1/ingest?queue=x&format=xml", "text/csv", b"a,b\n".to_vec()).await;
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("file"),
+        "{v}"
+    );
+    let (st, v) = h
+        .raw(
+            "POST",
+            "/v1/ingest?queue=x&format=xml",
+            "text/csv",
+            b"a,b\n".to_vec(),
+        )
+        .await;
     assert_eq!(st, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().starts_with("format"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("format"),
+        "{v}"
+    );
 
     // The CLI, into a queue with no watched folder (a spool folder), jsonl.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    std::fs::write(&path, "{\"userId\":\"a\",\"n\":1}\n{\"userId\":\"b\",\"n\":2}\nnot json\n").unwrap();
+    std::fs::write(
+        &path,
+        "{\"userId\":\"a\",\"n\":1}\n{\"userId\":\"b\",\"n\":2}\nnot json\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(BIN)
-        .args(["--server", &s.base, "ingest", "--queue", "events", "--format", "jsonl", "--json"])
+        .args([
+            "--server", &s.base, "ingest", "--queue", "events", "--format", "jsonl", "--json",
+        ])
         .arg(&path)
         .output()
         .unwrap();
     assert!(!out.status.success(), "a file with a bad row exits 1");
     let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((rec["state"].as_str(), rec["rows_published"].as_u64(), rec["rows_failed"].as_u64()), (Some("failed"), Some(2), Some(1)), "{rec}");
+    assert_eq!(
+        (
+            rec["state"].as_str(),
+            rec["rows_published"].as_u64(),
+            rec["rows_failed"].as_u64()
+        ),
+        (Some("failed"), Some(2), Some(1)),
+        "{rec}"
+    );
     std::fs::write(&path, "{\"userId\":\"c\"}\n").unwrap();
     let out = std::process::Command::new(BIN)
-        .args(["--server", &s.base, "ingest", "--queue", "events", "--format", "jsonl"])
+        .args([
+            "--server", &s.base, "ingest", "--queue", "events", "--format", "jsonl",
+        ])
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("processed: 1 rows read, 1 published"), "{text}");
+    assert!(
+        text.contains("processed: 1 rows read, 1 published"),
+        "{text}"
+    );
     let (_, q) = h.get("/v1/queues/events").await;
     assert_eq!(q["stats"]["ready"], 3, "{q}");
 }
