@@ -6,13 +6,18 @@
 //! 0.5/s, and sending pauses until `Retry-After` when the endpoint gives one. Each success
 //! raises it by 5% + 0.5/s until it reaches the configured rate again (or, with no configured
 //! rate, four times the rate that drew the first 429), where the adaptive limit is lifted.
-//! Only this endpoint's lane waits; other subscriptions have their own throttles.
+//! The 429s of one congestion event (every request in flight when the endpoint started
+//! refusing) cut the rate once: a 429 within [`CUT_SPACING`] of the previous cut only extends
+//! the pause. Only this endpoint's lane waits; other subscriptions have their own throttles.
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
+
+/// 429s closer together than this count as one congestion event (one halving).
+pub const CUT_SPACING: Duration = Duration::from_millis(250);
 
 pub struct Throttle {
     limiter: Option<DefaultDirectRateLimiter>,
@@ -25,6 +30,7 @@ struct Adaptive {
     rate: Option<f64>,
     ceiling: f64,
     paused_until: Option<Instant>,
+    last_cut: Option<Instant>,
     next_slot: Instant,
     /// Requests started in the current and the previous second, for the observed rate.
     window_start: Instant,
@@ -50,6 +56,7 @@ impl Throttle {
                 rate: None,
                 ceiling: f64::INFINITY,
                 paused_until: None,
+                last_cut: None,
                 next_slot: now,
                 window_start: now,
                 window_count: 0,
@@ -104,7 +111,15 @@ impl Throttle {
             s.ceiling = self.configured.unwrap_or(start * 4.0);
             start
         });
-        let rate = (base / 2.0).max(0.5);
+        let same_event = s.rate.is_some()
+            && s.last_cut
+                .is_some_and(|c| now.duration_since(c) < CUT_SPACING);
+        let rate = if same_event {
+            base
+        } else {
+            s.last_cut = Some(now);
+            (base / 2.0).max(0.5)
+        };
         s.rate = Some(rate);
         let pause = retry_after_ms.unwrap_or((1000.0 / rate) as u64).max(1);
         let until = now + Duration::from_millis(pause);
@@ -146,8 +161,18 @@ mod tests {
         assert_eq!(t.current_rate(), None);
         t.on_throttled(Some(0));
         assert_eq!(t.current_rate(), Some(50.0));
+        // The other requests in flight get their 429 at once: still one cut.
+        for _ in 0..31 {
+            t.on_throttled(Some(0));
+        }
+        assert_eq!(
+            t.current_rate(),
+            Some(50.0),
+            "one congestion event, one halving"
+        );
+        tokio::time::sleep(CUT_SPACING + Duration::from_millis(50)).await;
         t.on_throttled(Some(0));
-        assert_eq!(t.current_rate(), Some(25.0));
+        assert_eq!(t.current_rate(), Some(25.0), "a later 429 halves again");
         for _ in 0..200 {
             t.on_success();
         }

@@ -107,10 +107,8 @@ async fn wait_file_state(h: &Http, name: &str, states: &[&str], secs: u64) -> Va
         let h = h.clone();
         async move {
             let v = ingest_view(&h).await;
-            match file(&v, name) {
-                Some(f) if states.contains(&f["state"].as_str().unwrap_or_default()) => true,
-                _ => false,
-            }
+            file(&v, name)
+                .is_some_and(|f| states.contains(&f["state"].as_str().unwrap_or_default()))
         }
     })
     .await;
