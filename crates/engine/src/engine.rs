@@ -354,6 +354,17 @@ impl Engine {
                 dedup_id,
             });
         }
+        self.append(queue, batch, now).await
+    }
+
+    /// Store validated messages: fanned out on a push queue, else appended (creating the
+    /// queue with defaults if missing); long polls are woken.
+    async fn append(
+        &self,
+        queue: &str,
+        batch: Vec<NewMessage>,
+        now: Millis,
+    ) -> Result<Vec<MessageId>> {
         if self.is_push(queue) {
             return self.fan_out(queue, batch).await;
         }
@@ -410,20 +421,7 @@ impl Engine {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        if self.is_push(queue) {
-            return self.fan_out(queue, batch).await;
-        }
-        let ids = match self.store.publish(queue, batch.clone(), now).await {
-            Err(EngineError::QueueNotFound(_)) => {
-                self.store
-                    .ensure_queue(queue, QueueConfig::default(), now)
-                    .await?;
-                self.store.publish(queue, batch, now).await?
-            }
-            other => other?,
-        };
-        self.wake(queue, ids.len());
-        Ok(ids)
+        self.append(queue, batch, now).await
     }
 
     /// Receive up to `max_messages`, waiting up to `wait_seconds` for the first one.

@@ -375,34 +375,18 @@ pub(crate) async fn process(
                 .as_ref()
                 .map(|q| (q.format, q.dedup))
                 .unwrap_or((inbox.format, inbox.dedup));
-            FileRecord {
-                id: id.clone(),
-                queue: inbox.queue.clone(),
-                name: name.clone(),
-                path: path.display().to_string(),
+            let mut r = FileRecord::new(
+                id.clone(),
+                &inbox.queue,
+                path,
                 format,
                 dedup,
-                state: FileState::Reading,
+                FileState::Reading,
                 size,
-                offset: 0,
-                line: 1,
-                header: false,
-                rows_read: 0,
-                rows_published: 0,
-                rows_failed: 0,
-                duplicates: 0,
-                rows_delivered: 0,
-                delivered: BTreeMap::new(),
-                rows_dead_lettered: 0,
-                report: None,
-                duplicates_report: None,
-                error: None,
-                started_at: now.clone(),
-                updated_at: now,
-                finished_at: None,
-                errors_len: 0,
-                dups_len: 0,
-            }
+                now,
+            );
+            r.name = name.clone();
+            r
         }
     };
     rec.state = FileState::Reading;
@@ -599,34 +583,20 @@ async fn reject(
         .unwrap_or(0);
     tokio::fs::write(&report, report_line(0, b"", &why)).await?;
     let now = ing.now_str();
-    let mut rec = FileRecord {
+    let mut rec = FileRecord::new(
         id,
-        queue: inbox.queue.clone(),
-        name: name.to_string(),
-        path: dest.display().to_string(),
-        format: inbox.format,
-        dedup: inbox.dedup,
+        &inbox.queue,
+        &dest,
+        inbox.format,
+        inbox.dedup,
         state,
         size,
-        offset: 0,
-        line: 1,
-        header: false,
-        rows_read: 0,
-        rows_published: 0,
-        rows_failed: 0,
-        duplicates: 0,
-        rows_delivered: 0,
-        delivered: BTreeMap::new(),
-        rows_dead_lettered: 0,
-        report: Some(report.display().to_string()),
-        duplicates_report: None,
-        error: Some(why.clone()),
-        started_at: now.clone(),
-        updated_at: now.clone(),
-        finished_at: Some(now),
-        errors_len: 0,
-        dups_len: 0,
-    };
+        now.clone(),
+    );
+    rec.name = name.to_string();
+    rec.report = Some(report.display().to_string());
+    rec.error = Some(why.clone());
+    rec.finished_at = Some(now);
     let label = match tokio::fs::rename(path, &dest).await {
         Ok(()) => match state {
             FileState::Duplicate => "duplicate",

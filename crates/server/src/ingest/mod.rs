@@ -173,6 +173,50 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl FileRecord {
+    /// A record with no progress yet.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: String,
+        queue: &str,
+        path: &std::path::Path,
+        format: Format,
+        dedup: DedupKey,
+        state: FileState,
+        size: u64,
+        now: String,
+    ) -> FileRecord {
+        FileRecord {
+            id,
+            queue: queue.to_string(),
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            path: path.display().to_string(),
+            format,
+            dedup,
+            state,
+            size,
+            offset: 0,
+            line: 1,
+            header: false,
+            rows_read: 0,
+            rows_published: 0,
+            rows_failed: 0,
+            duplicates: 0,
+            rows_delivered: 0,
+            delivered: BTreeMap::new(),
+            rows_dead_lettered: 0,
+            report: None,
+            duplicates_report: None,
+            error: None,
+            started_at: now.clone(),
+            updated_at: now,
+            finished_at: None,
+            errors_len: 0,
+            dups_len: 0,
+        }
+    }
     fn key(&self) -> String {
         format!("{}/{}", self.queue, self.id)
     }

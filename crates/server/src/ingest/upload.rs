@@ -153,39 +153,17 @@ impl Ingest {
             .filter(|r| matches!(r.state, FileState::Processed | FileState::Failed))
             .map(|r| r.name.clone());
         if existing.is_none() {
-            let now = self.now_str();
-            self.save(FileRecord {
-                id: id.clone(),
-                queue: inbox.queue.clone(),
-                name: dest
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default(),
-                path: dest.display().to_string(),
+            let rec = FileRecord::new(
+                id.clone(),
+                &inbox.queue,
+                &dest,
                 format,
                 dedup,
-                state: FileState::Queued,
+                FileState::Queued,
                 size,
-                offset: 0,
-                line: 1,
-                header: false,
-                rows_read: 0,
-                rows_published: 0,
-                rows_failed: 0,
-                duplicates: 0,
-                rows_delivered: 0,
-                delivered: Default::default(),
-                rows_dead_lettered: 0,
-                report: None,
-                duplicates_report: None,
-                error: None,
-                started_at: now.clone(),
-                updated_at: now,
-                finished_at: None,
-                errors_len: 0,
-                dups_len: 0,
-            })
-            .await?;
+                self.now_str(),
+            );
+            self.save(rec).await?;
         }
         tokio::fs::rename(&tmp, &dest).await?;
         let dir = inbox.dir.clone();
