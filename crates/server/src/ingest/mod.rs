@@ -468,12 +468,22 @@ impl Ingest {
         }
     }
 
-    /// Store a record now (durable on return).
+    /// Store a record now (durable on return). The delivery counters are written only by
+    /// [`Ingest::count_settled`]: the ones in memory are kept, so deliveries counted while the
+    /// caller held its copy are not lost.
     pub(crate) async fn save(&self, mut rec: FileRecord) -> anyhow::Result<()> {
         rec.updated_at = self.now_str();
         let key = rec.key();
-        let value = serde_json::to_string(&rec)?;
-        self.records.lock().insert(key.clone(), rec);
+        let value = {
+            let mut recs = self.records.lock();
+            if let Some(cur) = recs.get(&key) {
+                rec.delivered = cur.delivered.clone();
+                rec.rows_dead_lettered = cur.rows_dead_lettered;
+            }
+            let value = serde_json::to_string(&rec)?;
+            recs.insert(key.clone(), rec);
+            value
+        };
         self.dirty.lock().remove(&key);
         self.engine
             .store_meta_put(&format!("{META_PREFIX}{key}"), Some(value))
