@@ -501,6 +501,7 @@ pub(crate) async fn process(
             .to_string()
     });
     rec.finished_at = Some(ing.now_str());
+    rec.moving = true;
     ing.save(rec.clone()).await?;
     tracing::info!(file = %name, queue = %queue, rows = rec.rows_read, published = rec.rows_published, failed = rec.rows_failed, duplicates = rec.duplicates, "file ingested");
     finish_moves(ing, inbox, rec, path).await
@@ -553,6 +554,7 @@ async fn finish_moves(
             }
         }
     }
+    ing.update(&key, |r| r.moving = false);
     metrics::counter!("sluice_ingest_files_total", "queue" => rec.queue.clone(), "state" => state)
         .increment(1);
     Ok(())

@@ -166,6 +166,11 @@ pub struct FileRecord {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schema(ignore)]
     pub dups_len: u64,
+    /// Checkpointed as finished, its moves to `processed/` or `failed/` not yet done: views
+    /// still call it reading, so a client that sees `processed` finds the file there.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub(crate) moving: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -215,6 +220,7 @@ impl FileRecord {
             finished_at: None,
             errors_len: 0,
             dups_len: 0,
+            moving: false,
         }
     }
     fn key(&self) -> String {
@@ -434,6 +440,10 @@ impl Ingest {
 
     /// `rows_delivered`: the rows every current subscription delivered.
     fn with_delivered(&self, mut r: FileRecord) -> FileRecord {
+        if r.moving {
+            r.state = FileState::Reading;
+            r.finished_at = None;
+        }
         let subs: Vec<String> = self
             .engine
             .all_subscriptions()
