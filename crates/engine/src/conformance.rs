@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::clock::ManualClock;
-use crate::model::{Placement, QueueConfigPatch};
+use crate::model::{MessageId, Placement, QueueConfigPatch};
 use crate::{Engine, EngineError, EngineOptions, Publish, ReceiveOptions, Store};
 
 /// Opens a backend on a private data set. `open` may be called again after the previous store
@@ -398,6 +398,41 @@ pub async fn dead_letter_and_redrive(h: &mut dyn Harness) {
     assert_eq!(c.engine.stats("work").await.unwrap().dead_lettered, 2);
     assert_eq!(c.engine.redrive("work", None).await.unwrap(), 2);
     assert_eq!(c.engine.stats("work-dlq").await.unwrap().ready, 0);
+}
+
+pub async fn redrive_by_id_moves_only_those(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    e.put_queue(
+        "src",
+        QueueConfigPatch {
+            max_receives: Some(Some(1)),
+            dead_letter_queue: Some(Some("src-dlq".into())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for body in ["a", "b", "c"] {
+        c.send("src", body).await;
+        let d = c.recv("src", 1, 10).await.remove(0);
+        e.nack("src", &[receipt(&d)], 0, Placement::Back)
+            .await
+            .unwrap();
+    }
+    let dead = e.peek("src-dlq", 10).await.unwrap();
+    assert_eq!(dead.len(), 3);
+    let b = dead.iter().find(|m| m.body == b"b").unwrap().id;
+    // An id that is not a dead letter there moves nothing; the others stay put.
+    assert_eq!(e.redrive_ids("src-dlq", &[MessageId(42)]).await.unwrap(), 0);
+    assert_eq!(e.redrive_ids("src-dlq", &[b]).await.unwrap(), 1);
+    assert_eq!(c.bodies("src", 10, 10).await, vec!["b"]);
+    assert_eq!(e.peek("src-dlq", 10).await.unwrap().len(), 2);
+    // Named on the source queue, the same.
+    let a = dead.iter().find(|m| m.body == b"a").unwrap().id;
+    assert_eq!(e.redrive_ids("src", &[a, b]).await.unwrap(), 1);
+    assert_eq!(e.stats("src").await.unwrap().dead_lettered, 1);
+    assert!(e.redrive_ids("src", &[]).await.is_err(), "ids: 1-1000");
 }
 
 pub async fn retention_drops_and_counts(h: &mut dyn Harness) {
@@ -1239,8 +1274,16 @@ pub async fn push_dead_letters_and_redrive_to_their_subscription(h: &mut dyn Har
     assert_eq!(dead[0].attributes.get("sluice-subscription").unwrap(), "a");
     assert_eq!(dead[0].attributes.get("sluice-error").unwrap(), "HTTP 404");
     assert!(e.push_receive(&ca, 10, 30_000, 0).await.unwrap().is_empty());
-    // b still has its copy; a redrive sends the dead letter back to a only.
-    assert_eq!(e.redrive("jobs", None).await.unwrap(), 1);
+    // b still has its copy; a redrive sends the dead letter back to a only. (A redrive by an id
+    // that is not there moves nothing and leaves the dead letter in place.)
+    assert_eq!(
+        e.redrive_ids("jobs-dlq", &[got[0].message.id])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(e.peek("jobs-dlq", 10).await.unwrap().len(), 1);
+    assert_eq!(e.redrive_ids("jobs-dlq", &[dead[0].id]).await.unwrap(), 1);
     let back = e.push_receive(&ca, 10, 30_000, 0).await.unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!(
@@ -1406,6 +1449,7 @@ macro_rules! conformance_suite {
             publish_receive_ack, visibility_timeout_returns_message, stale_receipt_is_an_error,
             expired_lease_receipt_is_stale, nack_now_and_with_delay, nack_to_front_or_back,
             change_visibility_extends_and_releases, delayed_messages, dead_letter_and_redrive,
+            redrive_by_id_moves_only_those,
             retention_drops_and_counts, long_poll_wakes_on_publish,
             long_poll_times_out_empty_and_wakes_on_delay_end, batch_ack_reports_each_receipt,
             purge_and_delete, peek_does_not_receive, bodies_and_attributes_round_trip,

@@ -636,14 +636,32 @@ impl Engine {
 
     /// Move dead letters back to their source queue(s). See [`Store::redrive`].
     pub async fn redrive(&self, queue: &str, max: Option<usize>) -> Result<u64> {
-        validate_queue_name(queue)?;
         if let Some(m) = max {
             range("max_messages", m as u64, 1, u32::MAX as u64)?;
         }
-        let max = max.unwrap_or(usize::MAX);
-        let mut n = self.store.redrive(queue, max, self.now()).await?;
+        self.redrive_only(queue, max.unwrap_or(usize::MAX), None)
+            .await
+    }
+
+    /// Resend chosen dead letters: like [`Engine::redrive`] on `queue` (a dead-letter queue or
+    /// a source queue), but only the messages with these ids (as `peek` shows them in the
+    /// dead-letter queue) move. Ids that are not dead letters there are ignored.
+    pub async fn redrive_ids(&self, queue: &str, ids: &[MessageId]) -> Result<u64> {
+        range("ids", ids.len() as u64, 1, limits::ACK_BATCH_MAX as u64)?;
+        let only: std::collections::HashSet<MessageId> = ids.iter().copied().collect();
+        self.redrive_only(queue, only.len(), Some(&only)).await
+    }
+
+    async fn redrive_only(
+        &self,
+        queue: &str,
+        max: usize,
+        only: Option<&std::collections::HashSet<MessageId>>,
+    ) -> Result<u64> {
+        validate_queue_name(queue)?;
+        let mut n = self.store.redrive(queue, max, only, self.now()).await?;
         if (n as usize) < max {
-            n += self.redrive_push(queue, max - n as usize).await?;
+            n += self.redrive_push(queue, max - n as usize, only).await?;
         }
         if n > 0 {
             // Sources are not known here; wake everyone cheaply (redrive is rare).

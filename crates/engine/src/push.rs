@@ -408,6 +408,8 @@ pub struct Attempt {
     #[serde(serialize_with = "ser_time")]
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub at: Millis,
+    /// The queue of the subscription (empty for timers).
+    pub queue: String,
     /// The subscription, or `timer` for timers.
     pub subscription: String,
     /// 1 for the first attempt.
@@ -415,6 +417,8 @@ pub struct Attempt {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// The request line and the first 1 KiB of the request body (lossy UTF-8).
+    pub request: String,
     /// The first 1 KiB of the response body (lossy UTF-8).
     pub response: String,
     /// What sluice did next: delivered, retry, throttled, failed.
@@ -438,7 +442,11 @@ pub struct AttemptLog {
 }
 
 fn attempt_bytes(a: &Attempt) -> usize {
-    96 + a.response.len() + a.error.as_ref().map_or(0, |e| e.len()) + a.subscription.len()
+    96 + a.response.len()
+        + a.request.len()
+        + a.error.as_ref().map_or(0, |e| e.len())
+        + a.subscription.len()
+        + a.queue.len()
 }
 
 impl AttemptLog {
@@ -472,6 +480,38 @@ impl AttemptLog {
 
     pub fn get(&self, id: MessageId) -> Vec<Attempt> {
         self.by_id.get(&id).cloned().unwrap_or_default()
+    }
+
+    /// The most recent messages (newest first, at most `limit`) with attempts by subscription
+    /// `sub` of `queue`, each with those attempts; with `failing`, only messages whose latest
+    /// attempt did not deliver.
+    pub fn recent(
+        &self,
+        queue: &str,
+        sub: &str,
+        limit: usize,
+        failing: bool,
+    ) -> Vec<(MessageId, Vec<Attempt>)> {
+        let mut out = Vec::new();
+        for (_, id) in self.order.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(all) = self.by_id.get(id) else {
+                continue;
+            };
+            let mine: Vec<Attempt> = all
+                .iter()
+                .filter(|a| a.queue == queue && a.subscription == sub)
+                .cloned()
+                .collect();
+            match mine.last() {
+                None => continue,
+                Some(last) if failing && last.outcome == Outcome::Delivered => continue,
+                Some(_) => out.push((*id, mine)),
+            }
+        }
+        out
     }
 }
 
@@ -557,7 +597,9 @@ mod tests {
                 id,
                 Attempt {
                     at: 1,
+                    queue: "q".into(),
                     subscription: "s".into(),
+                    request: String::new(),
                     attempt: i + 1,
                     status: Some(500),
                     error: None,
@@ -1049,7 +1091,12 @@ impl Engine {
 
     /// Push dead letters go back to the subscription they failed on (or, if it is gone, to
     /// their source queue). `queue` is a dead-letter queue or a push queue.
-    pub(crate) async fn redrive_push(&self, queue: &str, max: usize) -> Result<u64> {
+    pub(crate) async fn redrive_push(
+        &self,
+        queue: &str,
+        max: usize,
+        only: Option<&std::collections::HashSet<MessageId>>,
+    ) -> Result<u64> {
         let is_push_dlq = self
             .all_subscriptions()
             .iter()
@@ -1091,6 +1138,7 @@ impl Engine {
                 let target = match (&source, &sub) {
                     (Some(src), Some(sub))
                         if only_source.as_ref().is_none_or(|o| o == src)
+                            && only.is_none_or(|o| o.contains(&d.message.id))
                             && (moved as usize) < max
                             && self.subscription(src, sub).is_ok() =>
                     {
@@ -1158,6 +1206,19 @@ impl Engine {
     /// The attempts log of a message (empty if none are kept).
     pub fn attempts(&self, id: MessageId) -> Vec<Attempt> {
         self.push.log.lock().get(id)
+    }
+
+    /// A subscription's recent deliveries, newest first: see [`AttemptLog::recent`].
+    pub fn recent_attempts(
+        &self,
+        queue: &str,
+        sub: &str,
+        limit: usize,
+        failing: bool,
+    ) -> Result<Vec<(MessageId, Vec<Attempt>)>> {
+        self.subscription(queue, sub)?;
+        range("limit", limit as u64, 1, limits::PEEK_MAX as u64)?;
+        Ok(self.push.log.lock().recent(queue, sub, limit, failing))
     }
 }
 

@@ -94,8 +94,15 @@ pub trait Store: Send + Sync + 'static {
     async fn peek(&self, queue: &str, limit: usize, now: Millis) -> Result<Vec<Message>>;
     /// Move dead letters back to their source queues with a fresh receive count. With `queue` a
     /// dead-letter queue, all its dead letters go home; with `queue` a source queue, its own dead
-    /// letters come back from its dead-letter queue. Returns how many moved.
-    async fn redrive(&self, queue: &str, max: usize, now: Millis) -> Result<u64>;
+    /// letters come back from its dead-letter queue. With `only`, just the dead letters with
+    /// those ids move (a targeted resend). Returns how many moved.
+    async fn redrive(
+        &self,
+        queue: &str,
+        max: usize,
+        only: Option<&std::collections::HashSet<MessageId>>,
+        now: Millis,
+    ) -> Result<u64>;
     async fn stats(&self, queue: &str, now: Millis) -> Result<QueueStats>;
     /// The next moment something in this queue changes by itself (a delay ends or a lease
     /// expires), if any: long polls sleep until then at most.

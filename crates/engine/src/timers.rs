@@ -414,6 +414,46 @@ impl Engine {
         Ok(())
     }
 
+    /// Timers to list: with `finished` None, the pending ones, due soonest first; otherwise the
+    /// finished ones with that status, newest first (ids are time-ordered). At most `limit`.
+    pub fn list_timers(&self, finished: Option<TimerStatus>, limit: usize) -> Vec<TimerInfo> {
+        let ids: Vec<MessageId> = match finished {
+            None => {
+                let archive = self.timers.archive.lock();
+                let mut due: Vec<(Millis, MessageId)> = self
+                    .timers
+                    .pending
+                    .lock()
+                    .iter()
+                    .filter(|(id, _)| !archive.contains_key(id))
+                    .map(|(id, due)| (*due, *id))
+                    .collect();
+                due.sort_unstable();
+                due.into_iter().take(limit).map(|(_, id)| id).collect()
+            }
+            Some(status) => {
+                let code = match status {
+                    TimerStatus::Succeeded => SUCCEEDED,
+                    TimerStatus::Cancelled => CANCELLED,
+                    TimerStatus::Failed => FAILED,
+                    _ => return Vec::new(),
+                };
+                let mut ids: Vec<MessageId> = self
+                    .timers
+                    .archive
+                    .lock()
+                    .iter()
+                    .filter(|(_, c)| **c == code)
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.sort_unstable_by(|a, b| b.cmp(a));
+                ids.truncate(limit);
+                ids
+            }
+        };
+        ids.into_iter().filter_map(|id| self.timer(id)).collect()
+    }
+
     /// (pending, finished) timer counts.
     pub fn timer_counts(&self) -> (usize, usize) {
         let pending = self.timers.pending.lock().len();

@@ -106,6 +106,13 @@ pub struct ServeArgs {
     /// The largest file accepted by POST /upload and POST /v1/ingest.
     #[arg(long, env = "SLUICE_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// A TOML file of `[[key]]` tables (key, role, optional queues globs): API keys. With keys,
+    /// every request but health checks and the dashboard's files needs one (docs/security).
+    #[arg(long, env = "SLUICE_AUTH_KEYS")]
+    pub auth_keys: Option<PathBuf>,
+    /// Serve without API keys on a non-loopback address (refused otherwise).
+    #[arg(long, env = "SLUICE_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -142,6 +149,12 @@ struct FileConfig {
     watch_settle_ms: Option<u64>,
     watch_rescan_seconds: Option<u64>,
     max_upload_bytes: Option<u64>,
+    auth_keys: Option<PathBuf>,
+    #[serde(default)]
+    insecure_no_auth: bool,
+    /// API keys inline, as in an --auth-keys file.
+    #[serde(default)]
+    key: Vec<crate::auth::KeySpec>,
 }
 
 /// The forwarder's settings (seed 001).
@@ -180,6 +193,19 @@ pub struct ServeConfig {
     pub watch_settle_ms: u64,
     pub watch_rescan_seconds: u64,
     pub max_upload_bytes: u64,
+    /// API keys from --auth-keys and the config file's `[[key]]` tables.
+    pub auth_keys: Vec<crate::auth::KeySpec>,
+    pub insecure_no_auth: bool,
+}
+
+/// Does `listen` bind only loopback? (`localhost`, 127.0.0.0/8, ::1.)
+pub fn is_loopback(listen: &str) -> bool {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => listen
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
 }
 
 /// A Go `time.Duration` string: a sequence of decimal numbers with units ns, us, µs, ms, s,
@@ -344,8 +370,15 @@ impl ServeConfig {
             } else {
                 &args.sqs_credentials
             })?,
+            auth_keys: Vec::new(),
+            insecure_no_auth: false,
         };
         let mut cfg = cfg;
+        cfg.insecure_no_auth = args.insecure_no_auth || file.insecure_no_auth;
+        cfg.auth_keys = file.key;
+        if let Some(p) = args.auth_keys.or(file.auth_keys) {
+            cfg.auth_keys.extend(crate::auth::Auth::load(&p)?);
+        }
         cfg.access_log = args
             .access_log
             .or(file.access_log)
@@ -394,6 +427,13 @@ impl ServeConfig {
             }
             sluice_engine::push::validate_url("post_endpoint", &f.endpoint)
                 .map_err(|e| anyhow::anyhow!("{e} (WEBHOOK_POST_ENDPOINT)"))?;
+        }
+        if self.auth_keys.is_empty() && !self.insecure_no_auth && !is_loopback(&self.listen) {
+            anyhow::bail!(
+                "refusing to serve {} without API keys: give --auth-keys FILE, listen on loopback \
+                 (127.0.0.1:PORT), or pass --insecure-no-auth to accept anyone on the network",
+                self.listen
+            );
         }
         if self.watch_settle_ms > 3_600_000 {
             anyhow::bail!("watch_settle_ms must be at most 3600000 (1 hour)");

@@ -1,13 +1,16 @@
 //! The `sluice` binary: `serve` runs the server; the other commands are clients of a server.
 
 mod api;
+mod auth;
 mod cli;
 mod config;
 mod ingest;
 mod push;
+mod rates;
 mod server;
 mod telemetry;
 mod tls;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -31,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Run the server.
+    /// Run the server. A flag given twice takes its last value.
+    #[command(args_override_self = true)]
     Serve(Box<config::ServeArgs>),
     /// Manage queues.
     #[command(subcommand)]

@@ -87,6 +87,22 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     .context("starting file ingestion")?;
     push.set_observer(ingest.clone());
 
+    let auth = Arc::new(crate::auth::Auth::new(&cfg.auth_keys).context("--auth-keys")?);
+    let (bearer_keys, sqs_pairs) = auth.counts();
+    if auth.enabled() {
+        tracing::info!(
+            bearer_keys,
+            sqs_pairs,
+            "API keys are required (Authorization: Bearer KEY; SigV4 on the SQS API)"
+        );
+    } else if !crate::config::is_loopback(&cfg.listen) {
+        tracing::warn!(listen = %cfg.listen, "--insecure-no-auth: NO API KEYS, and listening beyond loopback: anyone who can reach this port can read, publish, purge and delete");
+        eprintln!("WARNING: sluice is serving {} with no API keys (--insecure-no-auth): anyone who can reach it has full access.", cfg.listen);
+    }
+    let mut sqs_credentials = cfg.sqs_credentials.clone();
+    sqs_credentials.extend(auth.sqs_credentials());
+    let rates = Arc::new(crate::rates::Rates::default());
+    rates.spawn(engine.clone());
     let app = api::router(
         AppState {
             engine: engine.clone(),
@@ -94,7 +110,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             max_request_bytes: cfg.max_request_bytes,
             sqs: Arc::new(api::sqs::SqsState {
                 base_url: cfg.sqs_base_url.clone(),
-                credentials: cfg.sqs_credentials.clone(),
+                credentials: sqs_credentials,
                 ..Default::default()
             }),
             awe: Arc::new(api::awe::AweState::new(&cfg.awe_queue)),
@@ -103,6 +119,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             ingest,
             access_log: cfg.access_log,
             body_timeout: Duration::from_secs(cfg.body_timeout_seconds),
+            rates: rates.clone(),
+            listen: cfg.listen.clone(),
+            auth,
+            tls: cfg.tls_cert.is_some(),
         },
         &cfg.awe_prefix,
     );

@@ -898,7 +898,13 @@ impl Store for EmbeddedStore {
         self.load(picked)
     }
 
-    async fn redrive(&self, queue: &str, max: usize, now: Millis) -> Result<u64> {
+    async fn redrive(
+        &self,
+        queue: &str,
+        max: usize,
+        only: Option<&std::collections::HashSet<MessageId>>,
+        now: Millis,
+    ) -> Result<u64> {
         self.check_writable()?;
         let (lsn, moved) = {
             let mut st = self.state.lock();
@@ -930,6 +936,7 @@ impl Store for EmbeddedStore {
                 e.source != 0
                     && live.contains(&e.source)
                     && only_source.is_none_or(|s| s == e.source)
+                    && only.is_none_or(|o| o.contains(&MessageId(e.id())))
             };
             let q = st.queues.get_mut(&from).expect("queue");
             let mut going: Vec<Entry> = Vec::new();

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use sluice_engine::push::{Attempt, Backoff, BatchConfig, Subscription};
 use sluice_engine::timers::{Schedule, TimerInfo, TimerSpec};
 use sluice_engine::{Attributes, EngineError, MessageId, QueueStats};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::body::{parse_json, RawBody};
+use super::body::{parse_json, QueryParams, RawBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::native::rfc3339;
 use super::AppState;
@@ -288,6 +288,54 @@ pub async fn attempts(
     }))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecentQuery {
+    /// Messages to return, 1-1000, default 50.
+    pub limit: Option<usize>,
+    /// Only messages whose latest attempt did not deliver.
+    pub failing: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageAttempts {
+    pub message_id: String,
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecentAttempts {
+    pub messages: Vec<MessageAttempts>,
+}
+
+/// A subscription's recent deliveries, newest first, each message with its attempts (request
+/// and response excerpts). Kept in memory, as the attempts log of a message.
+#[utoipa::path(get, path = "/v1/queues/{queue}/subscriptions/{name}/attempts", tag = "push",
+    params(("queue" = String, Path), ("name" = String, Path), RecentQuery),
+    responses((status = 200, body = RecentAttempts), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody)))]
+pub async fn recent_attempts(
+    State(s): State<AppState>,
+    Path((queue, name)): Path<(String, String)>,
+    QueryParams(q): QueryParams<RecentQuery>,
+) -> ApiResult<Json<RecentAttempts>> {
+    let got = s.engine.recent_attempts(
+        &queue,
+        &name,
+        q.limit.unwrap_or(50),
+        q.failing.unwrap_or(false),
+    )?;
+    Ok(Json(RecentAttempts {
+        messages: got
+            .into_iter()
+            .map(|(id, attempts)| MessageAttempts {
+                message_id: id.to_string(),
+                attempts,
+            })
+            .collect(),
+    }))
+}
+
 // ---------- timers ----------
 
 /// A one-shot timer: call `url` (or publish to `queue`) once, after `delay_seconds` or `at`.
@@ -465,14 +513,59 @@ pub struct TimerSummary {
     pub pending: usize,
     /// Finished timers kept in the archive.
     pub finished: usize,
+    /// The timers asked for by `status` (default `pending`, due soonest first; finished ones
+    /// newest first), at most `limit`.
+    pub timers: Vec<TimerView>,
 }
 
-/// How many timers are pending and finished.
-#[utoipa::path(get, path = "/v1/timers", tag = "timers",
-    responses((status = 200, body = TimerSummary)))]
-pub async fn timer_summary(State(s): State<AppState>) -> Json<TimerSummary> {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TimerListQuery {
+    /// `pending` (default), `succeeded`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    /// 1-1000, default 100.
+    pub limit: Option<usize>,
+}
+
+/// How many timers are pending and finished, and a list of them.
+#[utoipa::path(get, path = "/v1/timers", tag = "timers", params(TimerListQuery),
+    responses((status = 200, body = TimerSummary), (status = 400, body = ErrorBody)))]
+pub async fn timer_summary(
+    State(s): State<AppState>,
+    QueryParams(q): QueryParams<TimerListQuery>,
+) -> ApiResult<Json<TimerSummary>> {
+    use sluice_engine::timers::TimerStatus;
+    let status = match q.status.as_deref().unwrap_or("pending") {
+        "pending" => None,
+        "succeeded" => Some(TimerStatus::Succeeded),
+        "failed" => Some(TimerStatus::Failed),
+        "cancelled" => Some(TimerStatus::Cancelled),
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_argument",
+                format!("status: {other:?} is not one of pending, succeeded, failed, cancelled"),
+            ))
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            format!("limit: {limit} is outside 1-1000"),
+        ));
+    }
     let (pending, finished) = s.engine.timer_counts();
-    Json(TimerSummary { pending, finished })
+    let timers = s
+        .engine
+        .list_timers(status, limit)
+        .into_iter()
+        .map(|t| timer_view(&s, t))
+        .collect();
+    Ok(Json(TimerSummary {
+        pending,
+        finished,
+        timers,
+    }))
 }
 
 // ---------- schedules ----------

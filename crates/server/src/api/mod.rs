@@ -40,6 +40,14 @@ pub struct AppState {
     pub access_log: bool,
     /// A request body must arrive within this long (slow-body guard).
     pub body_timeout: std::time::Duration,
+    /// Recent per-queue rates for the dashboard.
+    pub rates: Arc<crate::rates::Rates>,
+    /// The address this node listens on (shown in `/v1/server`).
+    pub listen: String,
+    /// API keys (empty: no access checks).
+    pub auth: Arc<crate::auth::Auth>,
+    /// Serving TLS: responses carry HSTS.
+    pub tls: bool,
 }
 
 pub fn router(state: AppState, awe_prefix: &str) -> Router {
@@ -76,6 +84,10 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
                 .delete(hooks::delete_subscription),
         )
         .route(
+            "/v1/queues/{queue}/subscriptions/{name}/attempts",
+            get(hooks::recent_attempts),
+        )
+        .route(
             "/v1/queues/{queue}/messages/{id}/attempts",
             get(hooks::attempts),
         )
@@ -95,6 +107,7 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
                 .delete(hooks::delete_schedule),
         )
         .route("/v1/server", get(ops::server_info))
+        .route("/v1/rates", get(ops::rates))
         .route("/v1/ingest", get(ingest::list).post(ingest::upload_raw))
         .route("/v1/ingest/{id}", get(ingest::get_file));
     Router::new()
@@ -103,7 +116,10 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         // The SQS API (JSON and query protocols) on the root and on queue URLs.
-        .route("/", post(sqs::entry))
+        .route("/", post(sqs::entry).get(crate::ui::index))
+        .route("/ui", get(crate::ui::index))
+        .route("/ui/", get(crate::ui::index))
+        .route("/ui/{*path}", get(crate::ui::asset))
         .route("/{account}/{queue}", any(sqs::entry_queue))
         // httpqueue (seed 000) and the forwarder (seed 001).
         .route("/timers", post(httpqueue::set_timer))
@@ -120,10 +136,60 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         .merge(v1)
         .merge(awe::routes(awe_prefix))
         .merge(miniqueue::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Check the API key against what the route needs (see `crate::auth::need`): 401 without a
+/// valid key, 403 when the key's role or queues do not cover the request. Does nothing when no
+/// keys are configured. The SQS API checks SigV4 itself.
+async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    use crate::auth::Need;
+    use axum::extract::{FromRequestParts, RawPathParams};
+    use axum::response::IntoResponse;
+    if !s.auth.enabled() {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let queue = RawPathParams::from_request_parts(&mut parts, &s)
+        .await
+        .ok()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|(k, _)| *k == "queue" || *k == "topic")
+                .map(|(_, v)| v.to_string())
+        });
+    let need = crate::auth::need(&parts.method, &template, queue.as_deref(), &s.awe.queue);
+    if !matches!(need, Need::Public | Need::Sqs) {
+        let principal = match s.auth.bearer(&parts.headers) {
+            Ok(p) => p,
+            Err(msg) => {
+                let mut r =
+                    error::ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", msg)
+                        .into_response();
+                r.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"sluice\""),
+                );
+                return r;
+            }
+        };
+        if let Err(msg) = principal.allows(&need) {
+            return error::ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", msg)
+                .into_response();
+        }
+        // Handlers that list queues show the caller only those its key covers.
+        parts.extensions.insert(principal);
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// Count every request by route template and status, and time it.
@@ -136,7 +202,14 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
     let method = req.method().to_string();
     let path = s.access_log.then(|| req.uri().path().to_string());
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    if s.tls {
+        // Browsers (the dashboard) keep to HTTPS for this host from now on.
+        resp.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     let status = resp.status().as_u16().to_string();
     if let Some(path) = path {
         tracing::info!(method = %method, path = %path, status = %status, duration_ms = started.elapsed().as_millis() as u64, "request");

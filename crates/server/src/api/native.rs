@@ -121,11 +121,15 @@ pub struct QueueList {
 /// List every queue with its stats.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",
     responses((status = 200, body = QueueList)))]
-pub async fn list_queues(State(s): State<AppState>) -> ApiResult<Json<QueueList>> {
+pub async fn list_queues(
+    State(s): State<AppState>,
+    caller: Option<axum::Extension<crate::auth::Principal>>,
+) -> ApiResult<Json<QueueList>> {
     let queues = s.engine.list_queues().await?;
     Ok(Json(QueueList {
         queues: queues
             .into_iter()
+            .filter(|(i, _)| caller.as_ref().is_none_or(|p| p.covers(&i.name)))
             .map(|(i, st)| queue_view(i, st))
             .collect(),
     }))
@@ -678,6 +682,9 @@ pub async fn visibility(
 pub struct RedriveBody {
     /// Move at most this many (default: all).
     pub max_messages: Option<usize>,
+    /// Move only these dead letters (ids as listed in the dead-letter queue, 1-1000): resend
+    /// chosen messages. Ids that are not dead letters there are ignored.
+    pub ids: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -698,7 +705,28 @@ pub async fn redrive(
     body: RawBody,
 ) -> ApiResult<Json<Redriven>> {
     let b: RedriveBody = parse_json_or_default(&body.bytes)?;
-    Ok(Json(Redriven {
-        redriven: s.engine.redrive(&queue, b.max_messages).await?,
-    }))
+    let redriven = match b.ids {
+        Some(ids) => {
+            if b.max_messages.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_argument",
+                    "ids and max_messages: give one or the other",
+                ));
+            }
+            let ids = ids
+                .iter()
+                .map(|id| {
+                    sluice_engine::MessageId::parse(id).ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_argument",
+                            format!("ids: {id:?} is not a message id (a UUID)"),
+                        )
+                    })
+                })
+                .collect::<ApiResult<Vec<_>>>()?;
+            s.engine.redrive_ids(&queue, &ids).await?
+        }
+        None => s.engine.redrive(&queue, b.max_messages).await?,
+    };
+    Ok(Json(Redriven { redriven }))
 }

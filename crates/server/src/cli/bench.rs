@@ -127,12 +127,15 @@ impl Conn {
         path: &str,
         body: Bytes,
     ) -> anyhow::Result<(u16, Bytes)> {
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(format!("http://{}{}", self.authority, path))
             .header("host", &self.authority)
-            .header("content-type", "application/json")
-            .body(Full::new(body))?;
+            .header("content-type", "application/json");
+        if let Some(auth) = super::client::bearer_header() {
+            req = req.header("authorization", auth);
+        }
+        let req = req.body(Full::new(body))?;
         let resp = if let Some(s) = &mut self.h1 {
             s.ready().await?;
             s.send_request(req).await?

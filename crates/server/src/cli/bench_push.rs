@@ -101,7 +101,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let server = server.trim_end_matches('/').to_string();
     let (sink, url) = start_sink().await?;
-    let c = reqwest::Client::new();
+    let c = super::client::http_client()?;
     let n = args.count.unwrap_or(if timers { 20_000 } else { 100_000 });
     let started = Instant::now();
     let mut created_per_sec = None;

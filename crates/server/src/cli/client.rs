@@ -3,6 +3,29 @@
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 
+/// An HTTP client for the CLI: it sends `Authorization: Bearer $SLUICE_API_KEY` when that
+/// variable is set (the header is marked sensitive, so it never shows in debug output).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(v) = bearer_header() {
+        let mut v = reqwest::header::HeaderValue::from_str(&v)
+            .context("SLUICE_API_KEY holds characters a header cannot carry")?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
+/// `Bearer $SLUICE_API_KEY`, when the variable is set and not empty.
+pub fn bearer_header() -> Option<String> {
+    std::env::var("SLUICE_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(|k| format!("Bearer {k}"))
+}
+
 pub struct Client {
     base: String,
     http: reqwest::Client,
@@ -12,7 +35,7 @@ impl Client {
     pub fn new(server: &str) -> anyhow::Result<Client> {
         Ok(Client {
             base: server.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder().build()?,
+            http: http_client()?,
         })
     }
 

@@ -36,10 +36,13 @@ impl StreamClient {
         tokio::spawn(conn);
         let (up, mut rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
         let body = StreamBody::new(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-        let req = hyper::Request::post(format!(
+        let mut req = hyper::Request::post(format!(
             "http://{authority}/v1/queues/{queue}/stream?prefetch={prefetch}"
-        ))
-        .body(body)?;
+        ));
+        if let Some(auth) = super::client::bearer_header() {
+            req = req.header("authorization", auth);
+        }
+        let req = req.body(body)?;
         let resp = send.send_request(req).await?;
         let status = resp.status();
         if !status.is_success() {

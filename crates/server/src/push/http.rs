@@ -107,6 +107,29 @@ pub struct Request {
     pub empty_body_length: bool,
 }
 
+impl Request {
+    /// What the attempts log keeps of a request: the request line, the headers that are not
+    /// secrets (no signature, no configured headers such as `authorization`), and the first
+    /// 1 KiB of the body (lossy UTF-8).
+    pub fn excerpt(&self) -> String {
+        const SHOWN: &[&str] = &["content-type", "webhook-id", "webhook-timestamp"];
+        let mut out = format!("{} {}\n", self.method, self.url);
+        for (k, v) in &self.headers {
+            let k = k.to_ascii_lowercase();
+            if SHOWN.contains(&k.as_str()) || k.starts_with("sluice-") {
+                out.push_str(&format!("{k}: {v}\n"));
+            }
+        }
+        out.push('\n');
+        let end = self.body.len().min(1024);
+        out.push_str(&String::from_utf8_lossy(&self.body[..end]));
+        if self.body.len() > end {
+            out.push('…');
+        }
+        out
+    }
+}
+
 impl Sender {
     pub fn new(allow_private: bool) -> anyhow::Result<Sender> {
         let base = || {

@@ -551,18 +551,17 @@ impl PushManager {
             headers.push(("sluice-batch-size".into(), got.len().to_string()));
         }
         let started_at = self.engine.now();
-        let resp = self
-            .sender
-            .send(Request {
-                method: sub.method.parse().unwrap_or(reqwest::Method::POST),
-                url: sub.url.clone(),
-                headers,
-                body,
-                timeout: Duration::from_secs_f64(sub.timeout_seconds),
-                trusted: sub.trusted,
-                empty_body_length: false,
-            })
-            .await;
+        let req = Request {
+            method: sub.method.parse().unwrap_or(reqwest::Method::POST),
+            url: sub.url.clone(),
+            headers,
+            body,
+            timeout: Duration::from_secs_f64(sub.timeout_seconds),
+            trusted: sub.trusted,
+            empty_body_length: false,
+        };
+        let request = req.excerpt();
+        let resp = self.sender.send(req).await;
         let (final_outcome, delay_ms) =
             decide(&resp, attempt, sub.max_attempts, &sub.backoff, |ra| {
                 throttle.on_throttled(ra)
@@ -571,7 +570,8 @@ impl PushManager {
         metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
         metrics::histogram!("sluice_push_request_seconds", "queue" => s.queue.clone(), "subscription" => s.name.clone()).record(resp.duration.as_secs_f64());
         let entry = self.attempt_entry(
-            &s.name,
+            (&s.queue, &s.name),
+            request,
             attempt,
             started_at,
             &resp,
@@ -661,9 +661,11 @@ impl PushManager {
 
     /// The attempts-log entry of one request.
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn attempt_entry(
         &self,
-        subscription: &str,
+        (queue, subscription): (&str, &str),
+        request: String,
         attempt: u32,
         at: i64,
         resp: &http::Response,
@@ -673,7 +675,9 @@ impl PushManager {
     ) -> Attempt {
         Attempt {
             at,
+            queue: queue.to_string(),
             subscription: subscription.to_string(),
+            request,
             attempt,
             status: resp.status,
             error: resp.error.clone(),
@@ -801,18 +805,17 @@ impl PushManager {
         if attempt == 1 {
             metrics::histogram!("sluice_timer_lateness_seconds").record(lateness as f64 / 1000.0);
         }
-        let resp = self
-            .sender
-            .send(Request {
-                method: spec.method.parse().unwrap_or(reqwest::Method::POST),
-                url,
-                headers,
-                body,
-                timeout: Duration::from_secs(30),
-                trusted: false,
-                empty_body_length: false,
-            })
-            .await;
+        let req = Request {
+            method: spec.method.parse().unwrap_or(reqwest::Method::POST),
+            url,
+            headers,
+            body,
+            timeout: Duration::from_secs(30),
+            trusted: false,
+            empty_body_length: false,
+        };
+        let request = req.excerpt();
+        let resp = self.sender.send(req).await;
         let backoff = sluice_engine::push::Backoff::default();
         let (final_outcome, delay_ms) = decide(&resp, attempt, max_attempts, &backoff, |ra| {
             ra.unwrap_or(backoff.delay_ms(attempt, rand::random()))
@@ -822,7 +825,8 @@ impl PushManager {
         self.engine.record_attempt(
             id,
             self.attempt_entry(
-                "timer",
+                ("", "timer"),
+                request,
                 attempt,
                 started_at,
                 &resp,

@@ -2,11 +2,13 @@
 //! its CLI. One test binary (modules below) so the suite links once.
 
 mod api;
+mod auth;
 mod awe;
 mod bad_input;
 mod cli;
 mod common;
 mod crash;
+mod dashboard;
 mod ingest;
 mod miniqueue;
 mod push;

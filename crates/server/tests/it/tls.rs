@@ -97,6 +97,11 @@ async fn http2_and_http1_over_tls_with_the_miniqueue_flow() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=31536000",
+        "HSTS over TLS"
+    );
     assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "OK");
 
     // HTTP/2 over TLS (ALPN h2): publish, then the duplex subscribe flow.

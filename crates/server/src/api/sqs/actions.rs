@@ -372,6 +372,7 @@ async fn list_queues(c: &Ctx<'_>, input: &Value) -> R {
         .into_iter()
         .map(|q| q.name)
         .filter(|n| n.starts_with(prefix) && after.as_ref().is_none_or(|a| n > a))
+        .filter(|n| c.principal.as_ref().is_none_or(|p| p.covers(n)))
         .collect();
     let limit = max.unwrap_or(1000);
     let page: Vec<&String> = names.iter().take(limit).collect();

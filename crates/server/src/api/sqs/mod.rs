@@ -51,6 +51,8 @@ pub struct Ctx<'a> {
     base: String,
     pub region: String,
     queue_from_path: Option<String>,
+    /// The caller, when API keys are on: lists show it only the queues it covers.
+    pub principal: Option<crate::auth::Principal>,
 }
 
 impl Ctx<'_> {
@@ -188,9 +190,12 @@ async fn handle(
         base,
         region: region_of(&headers),
         queue_from_path: queue,
+        principal: None,
     };
-    let authorized = if s.sqs.credentials.is_empty() {
-        Ok(())
+    // With API keys configured, every SQS call must be signed by a configured pair, and that
+    // pair's role must allow the action on the queue.
+    let authorized = if s.sqs.credentials.is_empty() && !s.auth.enabled() {
+        Ok(None)
     } else {
         sigv4::verify(
             &s.sqs.credentials,
@@ -200,8 +205,26 @@ async fn handle(
             &body,
             s.engine.now(),
         )
+        .and_then(|key| {
+            let q = ctx.queue_from_path.clone().or_else(|| {
+                let v = input.as_ref().ok()?;
+                v.get("QueueUrl")
+                    .and_then(|u| u.as_str())
+                    .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+                    .or_else(|| v.get("QueueName").and_then(|n| n.as_str()))
+                    .map(str::to_string)
+            });
+            s.auth
+                .sqs_allows(&key, &action, q.as_deref())
+                .map_err(|m| sigv4::denied("AccessDenied", &m))?;
+            Ok(s.auth.sqs_principal(&key))
+        })
     };
-    let result = match authorized.and(input) {
+    let mut ctx = ctx;
+    let result = match authorized.and_then(|p| {
+        ctx.principal = p;
+        input
+    }) {
         Ok(input) => {
             if action.is_empty() {
                 Err(SqsError::new(

@@ -34,7 +34,7 @@ fn uri_encode(s: &str) -> String {
     o
 }
 
-fn denied(name: &'static str, message: &str) -> SqsError {
+pub fn denied(name: &'static str, message: &str) -> SqsError {
     SqsError {
         name,
         code: name,
@@ -86,7 +86,8 @@ fn parse_authorization(h: &str) -> Option<Authorization<'_>> {
     })
 }
 
-/// Verify the request's signature against `credentials` (access key id, secret).
+/// Verify the request's signature against `credentials` (access key id, secret). Returns the
+/// access key id that signed it.
 pub fn verify(
     credentials: &[(String, String)],
     method: &Method,
@@ -94,7 +95,7 @@ pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
     now_ms: i64,
-) -> Result<(), SqsError> {
+) -> Result<String, SqsError> {
     let missing = || {
         denied(
             "MissingAuthenticationToken",
@@ -185,7 +186,7 @@ pub fn verify(
     let k_signing = hmac(&k_service, b"aws4_request");
     let expected = hex(&hmac(&k_signing, string_to_sign.as_bytes()));
     if expected.as_bytes().ct_eq(a.signature.as_bytes()).into() {
-        Ok(())
+        Ok(a.access_key.to_string())
     } else {
         Err(denied(
             "SignatureDoesNotMatch",

@@ -1,0 +1,259 @@
+//! API keys (`--auth-keys`): 401 without a valid key, 403 outside the key's role or queues,
+//! health and the dashboard's files open, keys never logged, and no keys only on loopback.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::common::{err_code, free_port, Http, Server, BIN};
+
+const ADMIN: &str = "admin-key-4f9c2a7e1b";
+const PUBLISHER: &str = "orders-publisher-8d1e";
+const WORKER: &str = "worker-consumer-77aa1";
+
+fn key_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[key]]
+name = "ops"
+key = "{ADMIN}"
+role = "admin"
+
+[[key]]
+name = "shop"
+key = "{PUBLISHER}"
+role = "publish"
+queues = ["orders*"]
+
+[[key]]
+name = "workers"
+key = "{WORKER}"
+role = "consume"
+"#
+        ),
+    )
+    .unwrap();
+    let p = path.to_str().unwrap().to_string();
+    (dir, p)
+}
+
+fn with_key(base: &str, key: &str) -> Http {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    Http {
+        base: base.to_string(),
+        c: reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn keys_roles_and_queue_globs() {
+    let (_keys, path) = key_file();
+    let s =
+        Server::start_with(&["--auth-keys", &path, "--access-log", "--log-level", "debug"]).await;
+    let anon = Http::new(&s.base);
+    let admin = with_key(&s.base, ADMIN);
+    let shop = with_key(&s.base, PUBLISHER);
+    let worker = with_key(&s.base, WORKER);
+
+    // Open without a key: health, readiness, the dashboard's files, the OpenAPI document.
+    for p in ["/healthz", "/readyz", "/", "/ui/app.js", "/openapi.json"] {
+        let r = anon.c.get(format!("{}{p}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+    }
+    // Everything else needs a valid key: 401 with a WWW-Authenticate challenge.
+    let r = anon
+        .c
+        .get(format!("{}/v1/queues", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"sluice\"");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(err_code(&v), "unauthorized");
+    let (st, v) = with_key(&s.base, "not-a-valid-key-at-all")
+        .get("/v1/queues")
+        .await;
+    assert_eq!((st, err_code(&v).as_str()), (401, "unauthorized"));
+    let (st, _) = anon
+        .post("/v1/queues/orders/messages", json!({"body": "x"}))
+        .await;
+    assert_eq!(st, 401);
+    for p in ["/metrics", "/v1/server", "/v1/timers"] {
+        assert_eq!(anon.get(p).await.0, 401, "{p}");
+    }
+
+    // Admin: settings. Publisher: only publishing, only to orders*.
+    assert_eq!(admin.put("/v1/queues/orders", json!({})).await.0, 201);
+    assert_eq!(admin.put("/v1/queues/payments", json!({})).await.0, 201);
+    let (st, v) = shop.put("/v1/queues/orders-eu", json!({})).await;
+    assert_eq!((st, err_code(&v).as_str()), (403, "forbidden"));
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("admin"),
+        "{v}"
+    );
+    let (st, _) = shop
+        .post("/v1/queues/orders/messages", json!({"body": "paid"}))
+        .await;
+    assert_eq!(st, 201);
+    let (st, v) = shop
+        .post("/v1/queues/payments/messages", json!({"body": "x"}))
+        .await;
+    assert_eq!((st, err_code(&v).as_str()), (403, "forbidden"));
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("payments"),
+        "{v}"
+    );
+    assert_eq!(
+        shop.post("/v1/queues/orders/receive", json!({})).await.0,
+        403
+    );
+    assert_eq!(
+        shop.get("/v1/queues/orders").await.0,
+        200,
+        "reading its queue"
+    );
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(shop.get("/v1/queues").await.1),
+        vec!["orders"],
+        "only its queues are listed"
+    );
+    assert_eq!(
+        names(admin.get("/v1/queues").await.1),
+        vec!["orders", "payments"]
+    );
+    assert_eq!(shop.get("/v1/queues/payments").await.0, 403);
+
+    // Consumer: receive and ack anywhere, never publish or configure.
+    let (st, got) = worker.post("/v1/queues/orders/receive", json!({})).await;
+    assert_eq!(st, 200);
+    assert_eq!(got["messages"][0]["body"], "paid");
+    let receipt = got["messages"][0]["receipt"].as_str().unwrap();
+    let (st, v) = worker
+        .post("/v1/queues/orders/ack", json!({"receipt": receipt}))
+        .await;
+    assert_eq!((st, v["acked"].as_u64()), (200, Some(1)));
+    assert_eq!(
+        worker
+            .post("/v1/queues/orders/messages", json!({"body": "x"}))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        worker.post("/v1/queues/orders/purge", json!({})).await.0,
+        403
+    );
+    assert_eq!(worker.get("/v1/server").await.0, 200);
+
+    // Compat APIs take the same keys: miniqueue's topics are queues.
+    let (st, _) = anon
+        .raw("POST", "/publish/orders", "text/plain", b"hi".to_vec())
+        .await;
+    assert_eq!(st, 401);
+    let r = shop
+        .c
+        .post(format!("{}/publish/orders", s.base))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+
+    // Nothing refused was stored, and no key ever reached the log.
+    let (_, q) = admin.get("/v1/queues/payments").await;
+    assert_eq!(q["stats"]["ready"], 0);
+    let log = s.log();
+    assert!(
+        log.contains("/v1/queues/orders/messages"),
+        "access log is on"
+    );
+    for k in [ADMIN, PUBLISHER, WORKER, "not-a-valid-key-at-all"] {
+        assert!(!log.contains(k), "a key was logged");
+    }
+}
+
+#[tokio::test]
+async fn the_cli_sends_sluice_api_key() {
+    let (_keys, path) = key_file();
+    let s = Server::start_with(&["--auth-keys", &path]).await;
+    let run = |key: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(["send", "orders", "from-cli", "--server", &s.base]);
+        match key {
+            Some(k) => c.env("SLUICE_API_KEY", k),
+            None => c.env_remove("SLUICE_API_KEY"),
+        };
+        c.output().unwrap()
+    };
+    let out = run(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+    let out = run(Some(PUBLISHER));
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test]
+async fn without_keys_only_loopback_unless_insecure() {
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without API keys") && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+    // With the flag it serves, and says so loudly.
+    let s = Server::start_with(&["--insecure-no-auth"]).await;
+    assert_eq!(Http::new(&s.base).get("/v1/queues").await.0, 200);
+    // A bad key file stops the start with a message naming the problem.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("keys.toml");
+    std::fs::write(&bad, "[[key]]\nkey = \"short\"\nrole = \"admin\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .arg("--auth-keys")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 16"),
+        "{out:?}"
+    );
+}

@@ -1,0 +1,392 @@
+// End-to-end tests of the dashboard in Debian's headless Chromium (/usr/bin/chromium) driven by
+// playwright-core, against a live sluice started by run.sh ($SLUICE_URL). A local webhook
+// receiver (started here) gives a subscription real attempts. Screenshots of the main pages go
+// to $SLUICE_UI_ARTIFACTS (default target/test-output/ui).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.SLUICE_URL;
+const SHOTS = process.env.SLUICE_UI_ARTIFACTS || path.resolve('../../target/test-output/ui');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// Generous: the CI machine has 2 cores and builds nothing meanwhile, but polls every 2 s.
+const WAIT = { timeout: Number(process.env.SLUICE_UI_WAIT_MS || 20000) };
+
+let browser;
+let page;
+let receiver;
+let receiverUrl;
+let failing = true;
+const received = [];
+const pageErrors = [];
+const foreign = [];
+
+async function api(method, p, body) {
+  const r = await fetch(BASE + p, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function shot(name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+const stat = (key) => page.locator(`[data-stat="${key}"]`);
+
+async function expectStat(key, value) {
+  await page.waitForFunction(([k, v]) => document.querySelector(`[data-stat="${k}"]`)?.textContent === v, [key, value], WAIT);
+}
+
+async function tab(name) {
+  await page.getByRole('tab', { name, exact: true }).click();
+}
+
+before(async () => {
+  assert.ok(BASE, 'SLUICE_URL must point at a running sluice (tests/ui/run.sh starts one)');
+  receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      received.push({ headers: req.headers, body });
+      if (failing && body.includes('please-fail')) {
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('receiver says: temporarily broken');
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"ok":true,"from":"test receiver"}');
+      }
+    });
+  });
+  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+  receiverUrl = `http://127.0.0.1:${receiver.address().port}/hook`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  // Offline: the page may only talk to the server that served it.
+  page.on('request', (r) => { if (!r.url().startsWith(BASE) && !r.url().startsWith('data:')) foreign.push(r.url()); });
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) pageErrors.push(m.text()); });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (receiver) receiver.close();
+});
+
+describe('dashboard', () => {
+  it('is served by the binary at / and /ui/ with its assets, offline', async () => {
+    for (const p of ['/', '/ui/', '/ui/app.js', '/ui/vendor/uPlot.iife.min.js', '/ui/style.css']) {
+      const r = await fetch(BASE + p);
+      assert.equal(r.status, 200, p);
+    }
+    const html = await (await fetch(BASE + '/')).text();
+    assert.doesNotMatch(html, /https?:\/\//, 'the page must not load anything from the network');
+    const missing = await fetch(BASE + '/ui/nope.js');
+    assert.equal(missing.status, 404);
+    assert.equal((await missing.json()).error.code, 'not_found');
+  });
+
+  it('overview shows server facts, the rates chart and the queues', async () => {
+    await api('PUT', '/v1/queues/already-there', {});
+    await page.goto(BASE + '/');
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    await page.getByText('Uptime').waitFor(WAIT);
+    await page.locator('dd', { hasText: 'embedded' }).first().waitFor(WAIT);
+    await page.getByRole('link', { name: 'already-there' }).waitFor(WAIT);
+    await page.locator('.uplot').waitFor(WAIT);
+    await page.getByText('(this node)').waitFor(WAIT);
+  });
+
+  it('creates a queue, sends a message from the page and sees the counts change', async () => {
+    // An existing name is refused rather than silently reconfigured.
+    await page.getByLabel('Name').fill('already-there');
+    await page.getByLabel('Max receives').fill('7');
+    await page.getByRole('button', { name: 'Create queue' }).click();
+    await page.getByRole('alert').filter({ hasText: 'already exists' }).waitFor(WAIT);
+    assert.equal((await api('GET', '/v1/queues/already-there')).config.max_receives, null);
+    await page.getByLabel('Name').fill('orders');
+    await page.getByLabel('Dead-letter queue').fill('orders-dlq');
+    await page.getByLabel('Max receives').fill('1');
+    await page.getByRole('button', { name: 'Create queue' }).click();
+    await page.getByRole('heading', { name: 'orders', exact: true }).waitFor(WAIT);
+    await expectStat('ready', '0');
+    await tab('Send');
+    await page.getByLabel('Body').fill('{"order":1,"items":["tea"]}');
+    await page.getByLabel('Attributes').fill('source=dashboard-test');
+    await page.getByRole('button', { name: 'Send message' }).click();
+    await page.getByText(/^Sent message /).waitFor(WAIT);
+    await expectStat('ready', '1');
+    await expectStat('published', '1');
+    const peek = await api('GET', '/v1/queues/orders/messages');
+    assert.equal(peek.messages[0].attributes.source, 'dashboard-test');
+  });
+
+  it('peeks with the JSON body pretty-printed', async () => {
+    await tab('Messages');
+    await page.locator('main button[aria-expanded="false"]').first().click();
+    const body = page.getByLabel('message body');
+    await body.waitFor(WAIT);
+    assert.match(await body.textContent(), /\{\n {2}"order": 1,\n {2}"items": \[/);
+    await page.getByText('dashboard-test').waitFor();
+    await shot('queue-messages');
+  });
+
+  it('receives with a visibility timeout, then acks', async () => {
+    await tab('Receive');
+    await page.getByLabel('Visibility timeout (s)').fill('120');
+    await page.getByRole('button', { name: 'Receive', exact: true }).click();
+    const card = page.getByRole('article', { name: /received message/ });
+    await card.waitFor(WAIT);
+    await card.getByText(/lease ends in/).waitFor();
+    await expectStat('in_flight', '1');
+    // The nack delay typed survives the lease countdown's updates, and the card survives a
+    // trip to another tab.
+    await card.getByLabel('Nack delay (s)').fill('5');
+    await page.waitForTimeout(1500);
+    assert.equal(await card.getByLabel('Nack delay (s)').inputValue(), '5');
+    await tab('Send');
+    await tab('Receive');
+    await card.waitFor(WAIT);
+    await shot('queue-receive');
+    await card.getByRole('button', { name: 'Ack', exact: true }).click();
+    await card.waitFor({ state: 'detached', ...WAIT });
+    await expectStat('in_flight', '0');
+    await expectStat('acked', '1');
+    await expectStat('ready', '0');
+  });
+
+  it('nacks a message into the dead-letter queue, lists it and redrives it', async () => {
+    await api('POST', '/v1/queues/orders/messages', { body: 'will be dead-lettered' });
+    await expectStat('ready', '1');
+    await page.getByRole('button', { name: 'Receive', exact: true }).click();
+    const card = page.getByRole('article', { name: /received message/ });
+    await card.waitFor(WAIT);
+    await card.getByRole('button', { name: 'Nack', exact: true }).click();
+    await card.waitFor({ state: 'detached', ...WAIT });
+    await expectStat('dead_lettered', '1');
+    await tab('Dead letters');
+    const row = page.getByRole('row', { name: /will be dead-lettered/ });
+    await row.waitFor(WAIT);
+    await shot('queue-dead-letters');
+    await row.getByRole('button', { name: 'Redrive' }).click();
+    await expectStat('dead_lettered', '0');
+    await expectStat('ready', '1');
+    const peek = await api('GET', '/v1/queues/orders/messages');
+    assert.equal(peek.messages[0].body, 'will be dead-lettered');
+    assert.equal(peek.messages[0].receive_count, 0);
+  });
+
+  it('shows API errors plainly (a config value past its limit) and keeps the stored config', async () => {
+    await tab('Config');
+    await page.getByLabel('Visibility timeout (s)').fill('99999999');
+    await page.getByRole('button', { name: 'Save configuration' }).click();
+    const alert = page.getByRole('alert').filter({ hasText: 'visibility_timeout_seconds' });
+    await alert.waitFor(WAIT);
+    assert.match(await alert.textContent(), /^400 /);
+    assert.equal((await api('GET', '/v1/queues/orders')).config.visibility_timeout_seconds, 30);
+    await page.getByLabel('Visibility timeout (s)').fill('45');
+    await page.getByRole('button', { name: 'Save configuration' }).click();
+    await page.getByText('Configuration saved').waitFor(WAIT);
+    assert.equal((await api('GET', '/v1/queues/orders')).config.visibility_timeout_seconds, 45);
+    await shot('queue-config');
+  });
+
+  it('purges only after confirmation', async () => {
+    await page.getByRole('button', { name: 'Purge…' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Purge orders?' });
+    await dialog.waitFor();
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    assert.equal((await api('GET', '/v1/queues/orders')).stats.ready, 1);
+    await page.getByRole('button', { name: 'Purge…' }).click();
+    await dialog.getByRole('button', { name: 'Purge' }).click();
+    await page.getByText('Purged 1 messages').waitFor(WAIT);
+    await expectStat('ready', '0');
+  });
+
+  it('paginates long lists', async () => {
+    await api('PUT', '/v1/queues/many', {});
+    await api('POST', '/v1/queues/many/messages', { messages: Array.from({ length: 45 }, (_, i) => ({ body: `m${i}` })) });
+    await page.goto(BASE + '/#/queues/many');
+    await tab('Messages');
+    await page.getByText('1–20 of 45').waitFor(WAIT);
+    await page.getByRole('button', { name: 'Next ›' }).click();
+    await page.getByText('21–40 of 45').waitFor();
+    await page.getByRole('button', { name: 'Next ›' }).click();
+    await page.getByText('41–45 of 45').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Next ›' }).isDisabled(), true);
+  });
+
+  it('shows a subscription with its attempts, request and response excerpts, and resends a dead letter', async () => {
+    await api('PUT', '/v1/queues/hooks', {});
+    await api('PUT', '/v1/queues/hooks/subscriptions/billing', {
+      url: receiverUrl, max_attempts: 2, backoff: { initial_seconds: 0.05, max_seconds: 0.1, jitter: false },
+    });
+    await api('POST', '/v1/queues/hooks/messages', { body: '{"invoice":7}' });
+    await api('POST', '/v1/queues/hooks/messages', { body: '{"invoice":8,"note":"please-fail"}' });
+    await page.goto(BASE + '/#/subscriptions');
+    const link = page.getByRole('link', { name: 'hooks → billing' });
+    await link.waitFor(WAIT);
+    await shot('subscriptions');
+    await link.click();
+    await expectStat('delivered', '1');
+    await expectStat('failed', '1');
+    // The failed delivery: two attempts, each with the request sent and the response.
+    const failedRow = page.getByRole('row').filter({ has: page.getByText('failed', { exact: true }) }).first();
+    await failedRow.waitFor(WAIT);
+    await failedRow.locator('button[aria-expanded="false"]').click();
+    const req = page.getByLabel('request excerpt').first();
+    await req.waitFor();
+    assert.match(await req.textContent(), /^POST http:\/\/127\.0\.0\.1:\d+\/hook\n/);
+    assert.match(await req.textContent(), /please-fail/);
+    assert.match(await page.getByLabel('response excerpt').first().textContent(), /temporarily broken/);
+    assert.equal(await page.getByText('Attempt 2', { exact: true }).count(), 1);
+    const dead = page.getByRole('table', { name: 'Dead-lettered deliveries' });
+    await page.reload();
+    await dead.getByRole('row', { name: /HTTP 503/ }).waitFor(WAIT);
+    await shot('subscription');
+    failing = false;
+    await dead.getByRole('button', { name: 'Resend' }).click();
+    await page.getByText('Resent 1').waitFor(WAIT);
+    await expectStat('delivered', '2');
+    assert.equal(received.filter((r) => r.body.includes('please-fail')).length, 3);
+  });
+
+  it('lists timers due soon, and cancels one after confirmation', async () => {
+    await api('POST', '/v1/timers', { url: receiverUrl, delay_seconds: 30 });
+    await page.goto(BASE + '/#/timers');
+    await page.getByLabel('URL to call').fill(receiverUrl);
+    await page.getByLabel('In (seconds)').fill('3600');
+    await page.getByRole('button', { name: 'Schedule timer' }).click();
+    await page.getByText(/^Timer .* scheduled$/).waitFor(WAIT);
+    await expectStat('pending', '2');
+    await page.getByText('due soon').waitFor(WAIT);
+    await shot('timers');
+    await page.getByRole('button', { name: 'Cancel' }).last().click();
+    await page.getByRole('dialog', { name: 'Cancel this timer?' }).getByRole('button', { name: 'Cancel timer' }).click();
+    await page.getByText('Timer cancelled').waitFor(WAIT);
+    await expectStat('pending', '1');
+    await tab('cancelled');
+    await page.getByRole('cell', { name: 'cancelled' }).waitFor(WAIT);
+  });
+
+  it('shows ingested files with their progress', async () => {
+    const r = await fetch(`${BASE}/v1/ingest?queue=rows&format=csv&name=users.csv`, {
+      method: 'POST', body: 'userId,alertMessage\nu1,hello\nu2,world\n',
+    });
+    assert.equal(r.status, 202);
+    await page.goto(BASE + '/#/ingest');
+    const row = page.getByRole('row', { name: /users\.csv/ });
+    await row.waitFor(WAIT);
+    await page.waitForFunction(() => [...document.querySelectorAll('tr')].some((tr) => tr.textContent.includes('users.csv') && tr.textContent.includes('processed')), null, WAIT);
+    assert.equal(await row.getByRole('progressbar').getAttribute('aria-valuenow'), '100');
+    await shot('ingest');
+  });
+
+  it('asks for an API key when the server answers 401, and sends it', async () => {
+    const seen = [];
+    await page.route('**/v1/server', async (route) => {
+      const auth = route.request().headers().authorization;
+      seen.push(auth);
+      if (auth !== 'Bearer s3cret') {
+        await route.fulfill({ status: 401, contentType: 'application/json', body: '{"error":{"code":"unauthorized","message":"an API key is required"}}' });
+      } else {
+        await route.continue();
+      }
+    });
+    await page.goto(BASE + '/');
+    const dialog = page.getByRole('dialog', { name: 'API key needed' });
+    await dialog.waitFor(WAIT);
+    await dialog.getByText('an API key is required').waitFor();
+    await dialog.getByLabel(/API key/).fill('s3cret');
+    await dialog.getByRole('button', { name: 'Use key' }).click();
+    await page.getByText('Uptime').waitFor(WAIT);
+    assert.ok(seen.includes('Bearer s3cret'));
+    await page.unroute('**/v1/server');
+    await page.evaluate(() => sessionStorage.clear());
+  });
+
+  it('against a server with API keys: asks for one on 401, then works with it', async () => {
+    const bin = process.env.SLUICE_BIN;
+    assert.ok(bin, 'SLUICE_BIN must name the sluice binary');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ui-auth-'));
+    const key = 'dashboard-admin-key-0123456789';
+    fs.writeFileSync(path.join(dir, 'keys.toml'), `[[key]]\nname = "ui"\nkey = "${key}"\nrole = "admin"\n`);
+    const port = await new Promise((res) => { const s = http.createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+    const url = `http://127.0.0.1:${port}`;
+    const child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--auth-keys', path.join(dir, 'keys.toml'), '--log-level', 'warn'], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 300; i++) {
+        try { if ((await fetch(`${url}/healthz`)).ok) break; } catch { /* not yet */ }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal((await fetch(`${url}/v1/queues`)).status, 401);
+      await fetch(`${url}/v1/queues/locked-away`, { method: 'PUT', headers: { authorization: `Bearer ${key}` } });
+      const p2 = await page.context().newPage();
+      const offsite = [];
+      p2.on('request', (r) => { if (!r.url().startsWith(url)) offsite.push(r.url()); });
+      await p2.goto(url + '/');
+      const dialog = p2.getByRole('dialog', { name: 'API key needed' });
+      await dialog.waitFor(WAIT);
+      await dialog.getByText('an API key is required').waitFor();
+      await dialog.getByLabel(/API key/).fill('wrong-key-wrong-key-123');
+      await dialog.getByRole('button', { name: 'Use key' }).click();
+      await dialog.getByText('refused this key').waitFor(WAIT);
+      await dialog.getByLabel(/API key/).fill(key);
+      await dialog.getByRole('button', { name: 'Use key' }).click();
+      await p2.getByRole('link', { name: 'locked-away' }).waitFor(WAIT);
+      assert.equal(await p2.evaluate(() => document.cookie), '', 'no cookie holds the key');
+      await p2.screenshot({ path: path.join(SHOTS, 'auth-overview.png') });
+      assert.deepEqual(offsite, []);
+      await p2.close();
+    } finally {
+      child.kill('SIGTERM');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is usable at phone width and by keyboard', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(BASE + '/');
+    await page.getByRole('link', { name: 'orders', exact: true }).waitFor(WAIT);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `the page scrolls sideways by ${overflow}px at 390px`);
+    await shot('overview-phone');
+    // Every form control has a label.
+    for (const route of ['#/', '#/queues/orders', '#/timers']) {
+      await page.goto(BASE + '/' + route);
+      await page.waitForTimeout(300);
+      const unlabeled = await page.evaluate(() => [...document.querySelectorAll('main input, main select, main textarea')]
+        .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map((el) => el.outerHTML));
+      assert.deepEqual(unlabeled, [], route);
+    }
+    // The first Tab reaches the skip link; Enter moves focus to the content.
+    await page.goto(BASE + '/');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('overview screenshot, no script errors and no request off the server on any page', async () => {
+    await page.goto(BASE + '/');
+    await page.getByRole('link', { name: 'hooks', exact: true }).waitFor(WAIT);
+    await page.waitForTimeout(2500); // one more poll so the chart has points
+    await shot('overview');
+    assert.deepEqual(pageErrors, []);
+    assert.deepEqual(foreign, []);
+  });
+});
