@@ -23,6 +23,8 @@ pub enum EngineError {
     TooManyQueues { limit: usize },
     #[error("storage is unavailable: {0}")]
     StorageUnavailable(String),
+    #[error("storage is full: the disk holding the data directory has {free} bytes free, below the {reserve}-byte reserve (--min-free-bytes); new messages are refused until space is freed (receives and acks still work)")]
+    StorageFull { free: u64, reserve: u64 },
     #[error("storage error: {0}")]
     Storage(String),
     #[error(

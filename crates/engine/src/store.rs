@@ -25,6 +25,8 @@ pub struct StoreInfo {
     pub bytes_on_disk: u64,
     pub messages: u64,
     pub healthy: bool,
+    /// What is wrong with the storage, in words: damage found at recovery, a failing disk.
+    pub problems: Vec<String>,
 }
 
 #[async_trait]

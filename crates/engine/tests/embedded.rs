@@ -102,7 +102,7 @@ mod recovery {
             );
         }
         e.close().await.unwrap();
-        (report.dropped.len(), bodies)
+        (report.dropped.len() + report.corrupt.len(), bodies)
     }
 
     /// Cut the log at every offset of its last frames: recovery keeps exactly the whole frames
@@ -148,9 +148,10 @@ mod recovery {
         let mid = written(&seg).len() / 2;
         bytes[mid] ^= 0xFF;
         std::fs::write(&seg, &bytes).unwrap();
-        let (dropped, bodies) = count_after_open(dir.path()).await;
-        assert_eq!(dropped, 1);
-        assert!(bodies.len() < 10 && bodies.len() >= 4, "{}", bodies.len());
+        let (problems, bodies) = count_after_open(dir.path()).await;
+        assert_eq!(problems, 1);
+        // Reading resumes at the next good record: only the damaged message is lost.
+        assert_eq!(bodies.len(), 9, "{bodies:?}");
         // And the store still accepts and serves new messages after the damage.
         write_messages(dir.path(), 1).await;
         let (_, after) = count_after_open(dir.path()).await;

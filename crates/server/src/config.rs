@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Most queues the server holds.
     #[arg(long, env = "SLUICE_MAX_QUEUES")]
     pub max_queues: Option<usize>,
+    /// Refuse new messages and queues (503 storage_full) while the data directory's disk has
+    /// less free space than this many bytes (default 67108864, 64 MiB; 0 turns it off).
+    #[arg(long, env = "SLUICE_MIN_FREE_BYTES")]
+    pub min_free_bytes: Option<u64>,
     /// Most receives long-polling at once.
     #[arg(long, env = "SLUICE_MAX_WAITERS")]
     pub max_waiters: Option<usize>,
@@ -61,6 +65,14 @@ pub struct ServeArgs {
     /// (slow-body guard; streaming endpoints are exempt).
     #[arg(long, env = "SLUICE_BODY_TIMEOUT_SECONDS")]
     pub body_timeout_seconds: Option<u64>,
+    /// Most bytes of request headers (request line and headers over HTTP/1.1, the header list
+    /// over HTTP/2); more is answered 431. 8192 to 1048576, default 65536.
+    #[arg(long, env = "SLUICE_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Most streaming consumers open at once (WebSocket, HTTP/2 duplex, miniqueue subscribe);
+    /// one more is answered 503 too_many_streams. Default 1000.
+    #[arg(long, env = "SLUICE_MAX_STREAMS")]
+    pub max_streams: Option<usize>,
     /// Path prefix of the awe_queue-compatible API (default: the root).
     #[arg(long, env = "SLUICE_AWE_PREFIX")]
     pub awe_prefix: Option<String>,
@@ -115,6 +127,11 @@ pub struct ServeArgs {
     pub insecure_no_auth: bool,
 }
 
+/// `--max-header-bytes` when not set.
+pub const MAX_HEADER_BYTES_DEFAULT: usize = 64 * 1024;
+/// `--max-streams` when not set.
+pub const MAX_STREAMS_DEFAULT: usize = 1000;
+
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -125,6 +142,7 @@ struct FileConfig {
     max_message_bytes: Option<u32>,
     max_request_bytes: Option<usize>,
     max_queues: Option<usize>,
+    min_free_bytes: Option<u64>,
     max_waiters: Option<usize>,
     sqs_base_url: Option<String>,
     #[serde(default)]
@@ -135,6 +153,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     header_timeout_seconds: Option<u64>,
     body_timeout_seconds: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_streams: Option<usize>,
     #[serde(default)]
     allow_private_targets: bool,
     timer_concurrency: Option<usize>,
@@ -174,6 +194,7 @@ pub struct ServeConfig {
     pub max_message_bytes: u32,
     pub max_request_bytes: usize,
     pub max_queues: usize,
+    pub min_free_bytes: u64,
     pub max_waiters: usize,
     pub sqs_base_url: Option<String>,
     /// (access key id, secret) pairs.
@@ -184,6 +205,8 @@ pub struct ServeConfig {
     pub tls_key: Option<PathBuf>,
     pub header_timeout_seconds: u64,
     pub body_timeout_seconds: u64,
+    pub max_header_bytes: usize,
+    pub max_streams: usize,
     pub allow_private_targets: bool,
     pub timer_concurrency: usize,
     pub forwarder: Option<ForwarderConfig>,
@@ -304,6 +327,10 @@ impl ServeConfig {
                 .max_queues
                 .or(file.max_queues)
                 .unwrap_or(EmbeddedOptions::default().max_queues),
+            min_free_bytes: args
+                .min_free_bytes
+                .or(file.min_free_bytes)
+                .unwrap_or(EmbeddedOptions::default().min_free_bytes),
             max_waiters: args
                 .max_waiters
                 .or(file.max_waiters)
@@ -318,6 +345,14 @@ impl ServeConfig {
                 .body_timeout_seconds
                 .or(file.body_timeout_seconds)
                 .unwrap_or(60),
+            max_header_bytes: args
+                .max_header_bytes
+                .or(file.max_header_bytes)
+                .unwrap_or(MAX_HEADER_BYTES_DEFAULT),
+            max_streams: args
+                .max_streams
+                .or(file.max_streams)
+                .unwrap_or(MAX_STREAMS_DEFAULT),
             tls_cert: args.tls_cert.or(file.tls_cert),
             tls_key: args.tls_key.or(file.tls_key),
             awe_queue: args
@@ -406,6 +441,12 @@ impl ServeConfig {
         }
         if !(1..=3600).contains(&self.body_timeout_seconds) {
             anyhow::bail!("body_timeout_seconds must be between 1 and 3600");
+        }
+        if !(8192..=1024 * 1024).contains(&self.max_header_bytes) {
+            anyhow::bail!("max_header_bytes must be between 8192 and 1048576");
+        }
+        if !(1..=1_000_000).contains(&self.max_streams) {
+            anyhow::bail!("max_streams must be between 1 and 1000000");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             anyhow::bail!("tls_cert and tls_key go together");

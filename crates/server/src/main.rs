@@ -1,18 +1,7 @@
 //! The `sluice` binary: `serve` runs the server; the other commands are clients of a server.
 
-mod api;
-mod auth;
-mod cli;
-mod config;
-mod ingest;
-mod push;
-mod rates;
-mod server;
-mod telemetry;
-mod tls;
-mod ui;
-
 use clap::{Parser, Subcommand};
+use sluice::{cli, config, server};
 
 // mimalloc: the request path allocates many small short-lived buffers; glibc malloc showed up at
 // ~10% of a publish profile.

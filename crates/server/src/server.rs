@@ -22,6 +22,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         &cfg.data_dir,
         EmbeddedOptions {
             max_queues: cfg.max_queues,
+            min_free_bytes: cfg.min_free_bytes,
             ..EmbeddedOptions::default()
         },
         clock.now_ms(),
@@ -123,6 +124,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             listen: cfg.listen.clone(),
             auth,
             tls: cfg.tls_cert.is_some(),
+            streams: Arc::new(api::stream::Slots::new(cfg.max_streams)),
         },
         &cfg.awe_prefix,
     );
@@ -153,7 +155,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         listener,
         app,
         tls,
-        Duration::from_secs(cfg.header_timeout_seconds),
+        Limits {
+            header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
+            max_header_bytes: cfg.max_header_bytes,
+        },
         stop,
     )
     .await;
@@ -163,6 +168,20 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     tracing::info!("storage synced and closed; bye");
     Ok(())
 }
+
+/// What every connection is held to.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// Request headers (and a TLS handshake) must arrive within this long.
+    header_timeout: Duration,
+    /// Request headers larger than this are answered 431 (HTTP/1.1) or refused (HTTP/2).
+    max_header_bytes: usize,
+}
+
+/// Headers per HTTP/1.1 request.
+const MAX_HEADERS: usize = 100;
+/// Concurrent requests (streams) per HTTP/2 connection.
+const MAX_H2_STREAMS: u32 = 256;
 
 /// The accept loop, for plain and TLS connections alike. Each connection is (optionally)
 /// TLS-terminated, then served as HTTP/1.1 or HTTP/2: by ALPN over TLS, by the connection
@@ -174,9 +193,10 @@ async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     tls: Option<Arc<crate::tls::Tls>>,
-    header_timeout: Duration,
+    limits: Limits,
     stop: impl std::future::Future<Output = ()>,
 ) {
+    let header_timeout = limits.header_timeout;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
@@ -203,7 +223,14 @@ async fn serve_connections(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
+                .header_read_timeout(header_timeout)
+                .max_buf_size(limits.max_header_bytes)
+                .max_headers(MAX_HEADERS);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(limits.max_header_bytes as u32)
+                .max_concurrent_streams(MAX_H2_STREAMS);
             let result = match acceptor {
                 Some(acceptor) => {
                     // The handshake gets the same deadline as the headers.

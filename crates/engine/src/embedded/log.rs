@@ -274,17 +274,8 @@ fn writer_loop(shared: Arc<Shared>, segment_bytes: u64) {
                 shared.durable.send_modify(|d| d.durable = lsn);
             }
             Err(e) => {
-                tracing::error!(error = %e, "log write failed; storage is now read-only");
-                *shared.error.lock() = Some(e.to_string());
-                shared.durable.send_modify(|d| d.failed = true);
-                // Keep draining so waiters are never stuck; nothing more is written.
-                loop {
-                    let mut p = shared.pending.lock();
-                    p.chunks.clear();
-                    if p.shutdown {
-                        return;
-                    }
-                    shared.wake.wait(&mut p);
+                if !retry_until_written(&shared, &mut files, chunks, segment_bytes, e) {
+                    return;
                 }
             }
         }
@@ -294,6 +285,60 @@ fn writer_loop(shared: Arc<Shared>, segment_bytes: u64) {
             files.retain(|s, _| *s == newest);
         }
     }
+}
+
+/// After a failed write or sync (a full disk, an I/O error): report the failure (waiters get
+/// `StorageUnavailable`, `/readyz` turns unhealthy), then retry once a second, writing again
+/// every chunk since the last good sync together with whatever was appended meanwhile, in log
+/// order, on freshly opened files. Everything is rewritten because after a failed fsync the
+/// kernel may have dropped the dirty pages: a second fsync could "succeed" without them. When a
+/// retry succeeds the log is healthy again and the new durable LSN covers it all. Returns false
+/// if shut down first (what was not written is not durable, and was never acknowledged).
+fn retry_until_written(
+    shared: &Shared,
+    files: &mut HashMap<u32, File>,
+    mut chunks: Vec<Chunk>,
+    segment_bytes: u64,
+    first: std::io::Error,
+) -> bool {
+    let mut error = first;
+    for attempt in 0u64.. {
+        if attempt % 60 == 0 {
+            tracing::error!(error = %error, attempt, "log write failed; retrying every second (writes are refused meanwhile)");
+        }
+        metrics::counter!("sluice_storage_write_errors_total").increment(1);
+        *shared.error.lock() = Some(error.to_string());
+        shared.durable.send_modify(|d| d.failed = true);
+        let lsn = {
+            let mut p = shared.pending.lock();
+            if !p.shutdown {
+                shared
+                    .wake
+                    .wait_for(&mut p, std::time::Duration::from_secs(1));
+            }
+            chunks.extend(std::mem::take(&mut p.chunks));
+            p.records = 0;
+            p.appended
+        };
+        files.clear();
+        match write_and_sync(&shared.dir, files, &chunks, segment_bytes) {
+            Ok(()) => {
+                tracing::warn!("log writes succeed again; storage is healthy");
+                *shared.error.lock() = None;
+                shared.durable.send_modify(|d| {
+                    d.durable = lsn;
+                    d.failed = false;
+                });
+                return true;
+            }
+            Err(e) => error = e,
+        }
+        if shared.pending.lock().shutdown {
+            tracing::error!(error = %error, "shutting down with log writes failing: the unwritten tail was never acknowledged");
+            return false;
+        }
+    }
+    unreachable!("the retry loop only returns")
 }
 
 fn write_and_sync(

@@ -55,6 +55,9 @@ pub struct EmbeddedOptions {
     pub compact_interval_ms: i64,
     /// A segment is compacted only if it holds at most this many live messages.
     pub compact_max_live: u64,
+    /// Publishing and queue creation are refused (`StorageFull`) while the filesystem of the
+    /// data directory has less free space than this; 0 turns the check off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -64,6 +67,7 @@ impl Default for EmbeddedOptions {
             segment_bytes: log::SEGMENT_BYTES,
             compact_interval_ms: 30_000,
             compact_max_live: 10_000,
+            min_free_bytes: MIN_FREE_BYTES_DEFAULT,
         }
     }
 }
@@ -73,6 +77,10 @@ pub struct EmbeddedStore {
     state: Mutex<State>,
     log: Log,
     opts: EmbeddedOptions,
+    /// Damage found when the store was opened (`RecoveryReport::corrupt`).
+    recovery_problems: Vec<String>,
+    /// When the free space was last read, and what it was (see `check_space`).
+    space: Mutex<(Option<std::time::Instant>, u64)>,
     bytes_on_disk: AtomicU64,
     last_compaction: std::sync::atomic::AtomicI64,
     meta: side::Meta,
@@ -108,6 +116,11 @@ impl EmbeddedStore {
         for line in &report.dropped {
             tracing::warn!("recovery: {line}");
         }
+        for line in &report.corrupt {
+            tracing::error!("recovery: storage corruption: {line}");
+        }
+        metrics::counter!("sluice_storage_corrupt_regions_total")
+            .increment(report.corrupt.len() as u64);
         let first_seg = report.last_segment.map(|s| s + 1).unwrap_or(1);
         let log = Log::start(&log_dir, first_seg, opts.segment_bytes)?;
         let store = EmbeddedStore {
@@ -115,6 +128,8 @@ impl EmbeddedStore {
             state: Mutex::new(state),
             log,
             opts,
+            space: Mutex::new((None, u64::MAX)),
+            recovery_problems: report.corrupt.clone(),
             bytes_on_disk: AtomicU64::new(report.bytes),
             last_compaction: std::sync::atomic::AtomicI64::new(0),
             meta: side::Meta::open(dir)?,
@@ -218,6 +233,33 @@ impl EmbeddedStore {
         }
     }
 
+    /// Refuse new data while the disk is nearly full, before anything changes: what is stored
+    /// stays readable and acknowledgeable, and the reserve leaves room for acks, receives and
+    /// compaction. The free space is read at most every 50 ms.
+    fn check_space(&self) -> Result<()> {
+        let reserve = self.opts.min_free_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let free = {
+            let mut s = self.space.lock();
+            let stale = match s.0 {
+                Some(at) => at.elapsed() >= std::time::Duration::from_millis(50),
+                None => true,
+            };
+            if stale {
+                s.1 = free_bytes(&self.dir).unwrap_or(u64::MAX);
+                s.0 = Some(std::time::Instant::now());
+            }
+            s.1
+        };
+        if free < reserve {
+            metrics::counter!("sluice_storage_full_refusals_total").increment(1);
+            return Err(EngineError::StorageFull { free, reserve });
+        }
+        Ok(())
+    }
+
     /// Read the stored bodies of `picked` (their records are durable) into messages.
     fn load(&self, picked: Vec<Picked>) -> Result<Vec<Message>> {
         picked
@@ -271,6 +313,19 @@ impl EmbeddedStore {
                 .unwrap_or_else(|| format!("(deleted queue #{})", e.source))
         })
     }
+}
+
+/// `--min-free-bytes` when not set: 64 MiB.
+pub const MIN_FREE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// Bytes an unprivileged writer may still use on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (rc == 0).then(|| (st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 fn lock_exclusive(f: &File, dir: &Path) -> Result<()> {
@@ -470,6 +525,9 @@ impl Store for EmbeddedStore {
     ) -> Result<(QueueInfo, bool)> {
         self.check_writable()?;
         let mut st = self.state.lock();
+        if !st.names.contains_key(name) {
+            self.check_space()?;
+        }
         let created;
         let info = match st.names.get(name).copied() {
             Some(id) => {
@@ -574,6 +632,7 @@ impl Store for EmbeddedStore {
         now: Millis,
     ) -> Result<Vec<MessageId>> {
         self.check_writable()?;
+        self.check_space()?;
         let (lsn, ids) = {
             let mut st = self.state.lock();
             let qid = Self::qid(&st, queue)?;
@@ -1134,6 +1193,16 @@ impl Store for EmbeddedStore {
             bytes_on_disk: self.bytes_on_disk.load(Ordering::Relaxed),
             messages: st.message_count(),
             healthy: self.log.failure().is_none(),
+            problems: self
+                .recovery_problems
+                .iter()
+                .cloned()
+                .chain(
+                    self.log
+                        .failure()
+                        .map(|e| format!("log writes are failing: {e}")),
+                )
+                .collect(),
         }
     }
 

@@ -261,6 +261,11 @@ impl<'a> Reader<'a> {
 }
 
 /// Decode a payload (as returned by [`read_frame`]). Bodies and attributes borrow from it.
+/// Could `b` be the first byte (the kind) of a payload? (For resynchronising after damage.)
+pub fn plausible_kind(b: u8) -> bool {
+    (1..=7).contains(&b)
+}
+
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
     let mut r = Reader { b: payload };
     let kind = r.u8()?;

@@ -189,8 +189,12 @@ pub struct RecoveryReport {
     pub records: u64,
     pub bytes: u64,
     pub messages: u64,
-    /// One line per segment whose tail was dropped.
+    /// One line per segment whose tail was dropped (a torn write at a crash).
     pub dropped: Vec<String>,
+    /// One line per damaged region in the middle of a segment (a checksum mismatch or a record
+    /// that does not decode): skipped, reading resumed at the next good frame. The records in
+    /// it are lost; every other record, of every queue, is kept.
+    pub corrupt: Vec<String>,
     pub last_segment: Option<u32>,
 }
 
@@ -213,6 +217,33 @@ struct Effect {
 struct Extent {
     seg: u32,
     good: usize,
+    /// Damaged regions `[from, to)` inside `..good`, skipped by both passes.
+    skips: Vec<(usize, usize)>,
+}
+
+/// After a bad frame at `from - 1`: the offset of the next frame that has a good checksum and
+/// decodes, if any. Candidates are filtered on a plausible length and record kind before their
+/// checksum is computed, and at most 256 MiB are checksummed, so garbage cannot stall recovery.
+fn resync(buf: &[u8], from: usize) -> Option<usize> {
+    let mut budget: usize = 256 << 20;
+    let mut at = from;
+    while at + record::FRAME_HEADER < buf.len() {
+        let len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
+        if len > 0
+            && len <= record::MAX_FRAME
+            && at + record::FRAME_HEADER + len <= buf.len()
+            && record::plausible_kind(buf[at + record::FRAME_HEADER])
+        {
+            budget = budget.checked_sub(len)?;
+            if let Frame::Good(payload, _) = record::read_frame(&buf[at..]) {
+                if record::decode(payload).is_ok() {
+                    return Some(at);
+                }
+            }
+        }
+        at += 1;
+    }
+    None
 }
 
 /// Rebuild the index from the catalog and the segments in `log_dir`.
@@ -262,6 +293,7 @@ pub fn replay(
         report.segments += 1;
         report.bytes += buf.len() as u64;
         let mut off = 0usize;
+        let mut skips = Vec::new();
         loop {
             let problem = match record::read_frame(&buf[off..]) {
                 Frame::End => break,
@@ -279,18 +311,40 @@ pub fn replay(
                         off += len;
                         continue;
                     }
-                    Err(e) => e.0,
+                    Err(e) => {
+                        // The checksum holds but the record does not decode: skip it alone.
+                        report.corrupt.push(format!(
+                            "segment {seg}: skipped the {len}-byte record at offset {off}: {}",
+                            e.0
+                        ));
+                        skips.push((off, off + len));
+                        off += len;
+                        continue;
+                    }
                 },
                 Frame::Short => "torn write (frame shorter than its header says)",
                 Frame::Corrupt(why) => why,
             };
+            if let Some(next) = resync(&buf, off + 1) {
+                report.corrupt.push(format!(
+                    "segment {seg}: skipped {} damaged bytes at offset {off} ({problem}); reading resumed at offset {next}",
+                    next - off
+                ));
+                skips.push((off, next));
+                off = next;
+                continue;
+            }
             report.dropped.push(format!(
                 "segment {seg}: dropped {} bytes from offset {off}: {problem}",
                 buf.len() - off
             ));
             break;
         }
-        extents.push(Extent { seg, good: off });
+        extents.push(Extent {
+            seg,
+            good: off,
+            skips,
+        });
     }
 
     let mut state = State {
@@ -314,7 +368,15 @@ pub fn replay(
     for ext in &extents {
         let buf = std::fs::read(Log::segment_path(log_dir, ext.seg))?;
         let mut off = 0usize;
+        let mut skips = ext.skips.iter().peekable();
         while off < ext.good {
+            if let Some(&&(from, to)) = skips.peek() {
+                if off == from {
+                    off = to;
+                    skips.next();
+                    continue;
+                }
+            }
             let Frame::Good(payload, len) = record::read_frame(&buf[off..ext.good]) else {
                 break; // pass 1 checked every frame up to `good`
             };

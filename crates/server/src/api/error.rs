@@ -63,6 +63,7 @@ impl From<EngineError> for ApiError {
             MessageGone => (StatusCode::GONE, "message_not_in_flight"),
             TooManyQueues { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_queues"),
             StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            StorageFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
             Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             TooManyWaiters { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_waiters"),
             PushQueue(_) => (StatusCode::CONFLICT, "push_queue"),

@@ -116,6 +116,10 @@ pub fn parse_command(s: &str) -> Command {
     }
 }
 
+/// The longest command the reader buffers while waiting for its end (commands are a few bytes:
+/// `"DACK 30"`).
+pub const MAX_COMMAND_BYTES: usize = 4096;
+
 /// Splits a byte stream into JSON strings (the client's commands), keeping partial input.
 #[derive(Default)]
 pub struct CommandReader {
@@ -155,6 +159,11 @@ impl CommandReader {
             }
         }
         self.buf.drain(..consumed);
+        if self.buf.len() > MAX_COMMAND_BYTES {
+            // An unfinished command this long is not one: drop it rather than buffer forever.
+            self.buf.clear();
+            out.push(Command::Bad("command too long: at most 4096 bytes"));
+        }
         out
     }
 }
@@ -175,6 +184,10 @@ async fn subscribe(State(s): State<AppState>, Path(topic): Path<String>, body: B
             return engine_error(e);
         }
     }
+    let slot = match s.streams.take() {
+        Ok(slot) => slot,
+        Err(e) => return error(e.status, e.message),
+    };
     let (out_tx, out_rx) = mpsc::channel::<Result<Bytes, Infallible>>(8);
     let (cmd_tx, cmd_rx) = mpsc::channel::<Input>(64);
     let mut stream = body.into_data_stream();
@@ -190,13 +203,11 @@ async fn subscribe(State(s): State<AppState>, Path(topic): Path<String>, body: B
         }
         let _ = cmd_tx.send(Input::Gone).await;
     });
-    tokio::spawn(session(
-        s.engine.clone(),
-        s.miniqueue.clone(),
-        topic,
-        cmd_rx,
-        out_tx,
-    ));
+    let session = session(s.engine.clone(), s.miniqueue.clone(), topic, cmd_rx, out_tx);
+    tokio::spawn(async move {
+        session.await;
+        drop(slot);
+    });
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
@@ -379,5 +390,18 @@ mod tests {
             vec![Command::Bad("unrecognised command received")]
         );
         assert_eq!(r.feed(b"\"NACK\""), vec![Command::Nack]);
+    }
+
+    #[test]
+    fn an_endless_command_is_dropped_not_buffered() {
+        let mut r = CommandReader::default();
+        assert!(r.feed(b"\"AAAA").is_empty());
+        let long = vec![b'A'; MAX_COMMAND_BYTES];
+        assert_eq!(
+            r.feed(&long),
+            vec![Command::Bad("command too long: at most 4096 bytes")]
+        );
+        assert!(r.buf.is_empty());
+        assert_eq!(r.feed(b"\"ACK\""), vec![Command::Ack]);
     }
 }

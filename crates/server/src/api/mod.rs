@@ -48,6 +48,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Serving TLS: responses carry HSTS.
     pub tls: bool,
+    /// Streaming consumers open now, against `--max-streams`.
+    pub streams: Arc<stream::Slots>,
 }
 
 pub fn router(state: AppState, awe_prefix: &str) -> Router {

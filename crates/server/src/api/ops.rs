@@ -50,8 +50,14 @@ pub struct ServerInfo {
     pub storage_bytes: u64,
     pub messages: u64,
     pub healthy: bool,
+    /// What is wrong with the storage, in words (damage found at start, failing writes).
+    pub storage_problems: Vec<String>,
     pub max_message_bytes: u32,
     pub max_request_bytes: usize,
+    /// Streaming consumers open now (WebSocket, HTTP/2 duplex, miniqueue subscribe).
+    pub streams_open: usize,
+    /// The most that may be open at once (`--max-streams`).
+    pub max_streams: usize,
     /// The nodes serving this data: with embedded storage, this one.
     pub nodes: Vec<NodeView>,
 }
@@ -79,8 +85,11 @@ pub async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
         storage_bytes: info.bytes_on_disk,
         messages: info.messages,
         healthy: info.healthy,
+        storage_problems: info.problems,
         max_message_bytes: s.engine.options().max_message_bytes,
         max_request_bytes: s.max_request_bytes,
+        streams_open: s.streams.open(),
+        max_streams: s.streams.max(),
         nodes: vec![NodeView {
             address: s.listen.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -35,6 +35,61 @@ use super::AppState;
 
 pub const PREFETCH_DEFAULT: usize = 10;
 pub const PREFETCH_MAX: usize = 1000;
+/// The largest client frame (a WebSocket message, or one line of the duplex stream). Client
+/// frames are credits, acks and nacks: a few hundred bytes.
+pub const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
+
+/// One open streaming consumer's place (see [`Slots`]); given back when dropped.
+pub struct Slot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        metrics::gauge!("sluice_streams_open").decrement(1.0);
+    }
+}
+
+/// Streaming consumers open at once, server-wide (`--max-streams`): WebSocket and duplex
+/// consumers here, and miniqueue's subscribe.
+pub struct Slots {
+    sem: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl Slots {
+    pub fn new(max: usize) -> Self {
+        Slots {
+            sem: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A slot for one streaming consumer, held for its life. None left: 503 too_many_streams.
+    pub fn take(&self) -> Result<Slot, ApiError> {
+        let permit = self.sem.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("sluice_streams_refused_total").increment(1);
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                format!(
+                    "{} streaming consumers are open, the most this server allows (--max-streams); retry later",
+                    self.max
+                ),
+            )
+        })?;
+        metrics::gauge!("sluice_streams_open").increment(1.0);
+        Ok(Slot(permit))
+    }
+
+    /// Streaming consumers open now.
+    pub fn open(&self) -> usize {
+        self.max - self.sem.available_permits()
+    }
+
+    /// The most that may be open at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
 
 #[derive(Deserialize, Default)]
 pub struct StreamQuery {
@@ -314,16 +369,24 @@ pub async fn websocket(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let slot = match s.streams.take() {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     let engine = s.engine.clone();
-    ws.on_upgrade(move |socket| {
-        ws_session(
-            socket,
-            engine,
-            queue,
-            prefetch,
-            q.visibility_timeout_seconds,
-        )
-    })
+    ws.max_message_size(MAX_CLIENT_FRAME_BYTES)
+        .max_frame_size(MAX_CLIENT_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            ws_session(
+                socket,
+                engine,
+                queue,
+                prefetch,
+                q.visibility_timeout_seconds,
+            )
+            .await;
+            drop(slot);
+        })
 }
 
 async fn ws_session(
@@ -385,6 +448,10 @@ pub async fn duplex(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let slot = match s.streams.take() {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
     let (out_tx, mut out_rx) = mpsc::channel::<Value>(16);
     let mut stream = body.into_data_stream();
@@ -401,17 +468,29 @@ pub async fn duplex(
                     return;
                 }
             }
+            if buf.len() > MAX_CLIENT_FRAME_BYTES {
+                // Not a frame: say so and end the stream rather than buffer without end.
+                let why = format!(
+                    "a frame is at most {MAX_CLIENT_FRAME_BYTES} bytes and ends with a newline"
+                );
+                let _ = in_tx.send(Inbound::Bad(why)).await;
+                break;
+            }
         }
         let _ = in_tx.send(Inbound::Closed).await;
     });
-    tokio::spawn(run_session(
+    let session = run_session(
         s.engine.clone(),
         queue,
         prefetch,
         q.visibility_timeout_seconds,
         in_rx,
         out_tx,
-    ));
+    );
+    tokio::spawn(async move {
+        session.await;
+        drop(slot);
+    });
     let body = futures::stream::poll_fn(move |cx| {
         out_rx.poll_recv(cx).map(|o| {
             o.map(|v| {

@@ -7,7 +7,7 @@ use crate::common::{err_code, Http, Server};
 
 const QUEUE_ROUTES_POST: &[&str] = &["receive", "ack", "nack", "visibility", "redrive", "purge"];
 
-async fn ready_count(h: &Http, q: &str) -> u64 {
+pub(crate) async fn ready_count(h: &Http, q: &str) -> u64 {
     h.get(&format!("/v1/queues/{q}")).await.1["stats"]["ready"]
         .as_u64()
         .unwrap()

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{Http, Server};
+use crate::push::wait_until;
 
 async fn fill(h: &Http, q: &str, n: usize) {
     let msgs: Vec<Value> = (0..n).map(|i| json!({"body": format!("m{i}")})).collect();
@@ -185,18 +186,15 @@ impl Lines {
     }
 }
 
-#[tokio::test]
-async fn http2_duplex_consumer() {
-    use bytes::Bytes;
-    use http_body_util::StreamBody;
-    use hyper::body::Frame;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use std::convert::Infallible;
+type Up =
+    tokio::sync::mpsc::Sender<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>;
 
-    let s = Server::start().await;
-    let h = Http::new(&s.base);
-    fill(&h, "h2", 6).await;
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+/// Open an HTTP/2 duplex consumer on `path`: frames go up through the sender, lines come down.
+async fn open_duplex(port: u16, path: &str) -> (Up, Lines) {
+    use http_body_util::StreamBody;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let (mut sender, conn) =
@@ -204,20 +202,29 @@ async fn http2_duplex_consumer() {
             .await
             .unwrap();
     tokio::spawn(conn);
-    let (up, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
+    let (up, mut rx) = tokio::sync::mpsc::channel(8);
     let body = StreamBody::new(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-    let req = hyper::Request::post(format!(
-        "http://127.0.0.1:{}/v1/queues/h2/stream?prefetch=3",
-        s.port
-    ))
-    .body(body)
-    .unwrap();
+    let req = hyper::Request::post(format!("http://127.0.0.1:{port}{path}"))
+        .body(body)
+        .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let mut lines = Lines {
+    let lines = Lines {
         down: resp.into_body(),
         pending: Vec::new(),
     };
+    (up, lines)
+}
+
+#[tokio::test]
+async fn http2_duplex_consumer() {
+    use bytes::Bytes;
+    use hyper::body::Frame;
+
+    let s = Server::start().await;
+    let h = Http::new(&s.base);
+    fill(&h, "h2", 6).await;
+    let (up, mut lines) = open_duplex(s.port, "/v1/queues/h2/stream?prefetch=3").await;
     let mut receipts = Vec::new();
     for i in 0..3 {
         let m = lines.next().await;
@@ -240,4 +247,43 @@ async fn http2_duplex_consumer() {
     }
     assert_eq!(bodies, vec!["m3", "m4", "m5"]);
     assert_eq!(h.get("/v1/queues/h2").await.1["stats"]["acked"], 3);
+}
+
+/// A client line that never ends is not buffered without bound: past 64 KiB the stream answers
+/// an error frame and ends; the queue's messages are untouched.
+#[tokio::test]
+async fn an_endless_client_frame_ends_the_stream() {
+    use bytes::Bytes;
+    use hyper::body::Frame;
+
+    let s = Server::start().await;
+    let h = Http::new(&s.base);
+    fill(&h, "endless", 2).await;
+    let (up, mut lines) = open_duplex(s.port, "/v1/queues/endless/stream?prefetch=1").await;
+    let first = lines.next().await;
+    assert_eq!(first["type"], "message", "{first}");
+    let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
+    for _ in 0..5 {
+        if up.send(Ok(Frame::data(chunk.clone()))).await.is_err() {
+            break;
+        }
+    }
+    let err = lines.next().await;
+    assert_eq!(err["type"], "error", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("65536"),
+        "{err}"
+    );
+    // The leased message goes back when the stream ends; nothing is lost.
+    wait_until("the stream's lease is given back", 20, || {
+        let h = h.clone();
+        async move {
+            let st = &h.get("/v1/queues/endless").await.1["stats"];
+            st["ready"] == 2 && st["in_flight"] == 0
+        }
+    })
+    .await;
 }

@@ -1234,3 +1234,35 @@ async fn cancel_message_move_task(c: &Ctx<'_>, input: &Value) -> R {
         "The specified task handle does not exist.",
     ))
 }
+
+/// The engine-free input checks, for the fuzz target (see `super::fuzz_request`).
+pub(super) fn fuzz_inputs(input: &Value) {
+    let limit = sluice_engine::limits::MESSAGE_BYTES_DEFAULT as usize;
+    for (fifo, content) in [(false, false), (true, false), (true, true)] {
+        if let Ok(m) = parse_message(input, limit, fifo, content) {
+            assert!(m.body.len() <= limit);
+            let _ = sent_json("id", &m);
+            let _ = to_publish(&m);
+        }
+    }
+    if let Ok(entries) = batch_entries(input, "SendMessageBatchRequestEntry") {
+        assert!((1..=10).contains(&entries.len()));
+        for e in &entries {
+            let _ = parse_message(e, limit, true, true);
+            let _ = visibility_of(e);
+        }
+    }
+    let _ = opt_int(input, "WaitTimeSeconds");
+    let _ = opt_int(input, "MaxNumberOfMessages");
+    let _ = str_list(input, "AttributeNames");
+    let _ = str_list(input, "TagKeys");
+    let _ = str_map(input, "Tags");
+    for (name, v) in str_map(input, "Attributes") {
+        let _ = parse_bool_attr(&name, &v);
+        let _ = attr_int(&name, &v, 0, 900);
+    }
+    if let Ok(attrs) = super::attrs::parse(input.get("MessageAttributes")) {
+        let engine = super::attrs::to_engine(&attrs, &[]);
+        let _ = super::attrs::from_engine(&engine);
+    }
+}

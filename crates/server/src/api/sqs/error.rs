@@ -106,6 +106,13 @@ impl From<EngineError> for SqsError {
                 sender: false,
                 message: m,
             },
+            e @ StorageFull { .. } => SqsError {
+                name: "ServiceUnavailable",
+                code: "ServiceUnavailable",
+                status: 503,
+                sender: false,
+                message: e.to_string(),
+            },
             Storage(m) => SqsError::internal(m),
             e @ PushQueue(_) => SqsError::unsupported(e.to_string()),
             e @ (NotFound { .. } | Conflict(_)) => SqsError::invalid(e.to_string()),

@@ -133,23 +133,22 @@ enum Protocol {
     Query,
 }
 
-async fn handle(
-    s: AppState,
-    method: axum::http::Method,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-    queue: Option<String>,
-    body: Bytes,
-) -> Response {
-    let request_id = MessageId::new_v7().to_string();
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let (protocol, action, input) = match target {
+/// Read a request's protocol, action and input: AWS JSON 1.0 when `X-Amz-Target` is present
+/// (the action from the header, the input from the JSON body), else the query protocol (form
+/// pairs from the URL's query and the body, rebuilt into the JSON shape by `query.rs`). Pure:
+/// the fuzz target `sqs_request` drives it with arbitrary bytes.
+fn decode(
+    target: Option<&str>,
+    query_string: &str,
+    body: &[u8],
+) -> (Protocol, String, Result<Value, SqsError>) {
+    match target {
         Some(t) => {
             let action = t.strip_prefix("AmazonSQS.").unwrap_or(t).to_string();
             let input = if body.iter().all(|b| b.is_ascii_whitespace()) {
                 Ok(Value::Object(Default::default()))
             } else {
-                serde_json::from_slice::<Value>(&body).map_err(|e| {
+                serde_json::from_slice::<Value>(body).map_err(|e| {
                     SqsError::new(
                         "SerializationException",
                         "SerializationException",
@@ -160,11 +159,10 @@ async fn handle(
             (Protocol::Json, action, input)
         }
         None => {
-            let mut pairs: Vec<(String, String)> =
-                form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-                    .into_owned()
-                    .collect();
-            pairs.extend(form_urlencoded::parse(&body).into_owned());
+            let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query_string.as_bytes())
+                .into_owned()
+                .collect();
+            pairs.extend(form_urlencoded::parse(body).into_owned());
             let action = pairs
                 .iter()
                 .find(|(k, _)| k == "Action")
@@ -173,7 +171,38 @@ async fn handle(
             let input = Ok(query::input_from_form(&action, &pairs));
             (Protocol::Query, action, input)
         }
-    };
+    }
+}
+
+/// The fuzz target `sqs_request`: decode a request as either protocol, run the engine-free
+/// input checks of the actions on it (messages, attributes, batches, visibility, tags), and
+/// render the input back as a query-protocol answer. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_request(target: Option<&str>, query_string: &str, body: &[u8]) {
+    let (_, action, input) = decode(target, query_string, body);
+    match input {
+        Ok(v) => {
+            actions::fuzz_inputs(&v);
+            let xml = query::success_xml(&action, &v, "fuzz");
+            assert!(xml.starts_with('<'));
+        }
+        Err(e) => {
+            let _ = query::error_xml("Sender", e.code, &e.message, "fuzz");
+        }
+    }
+}
+
+async fn handle(
+    s: AppState,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    queue: Option<String>,
+    body: Bytes,
+) -> Response {
+    let request_id = MessageId::new_v7().to_string();
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let (protocol, action, input) = decode(target, uri.query().unwrap_or_default(), &body);
     let base = match &s.sqs.base_url {
         Some(b) => b.trim_end_matches('/').to_string(),
         None => format!(

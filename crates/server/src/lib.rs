@@ -1,0 +1,17 @@
+//! The sluice server and its clients, as a library: the `sluice` binary (`main.rs`) parses the
+//! command line and calls [`server::run`] or one of the [`cli`] commands. The fuzz targets in
+//! `fuzz/` call the parsers through [`fuzzing`]. Everything else is internal.
+
+mod api;
+mod auth;
+pub mod cli;
+pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
+mod ingest;
+mod push;
+mod rates;
+pub mod server;
+mod telemetry;
+mod tls;
+mod ui;
