@@ -79,6 +79,8 @@ pub struct EmbeddedStore {
     opts: EmbeddedOptions,
     /// Damage found when the store was opened (`RecoveryReport::corrupt`).
     recovery_problems: Vec<String>,
+    /// Damage found since, when messages were read (the newest 100).
+    runtime_problems: Mutex<Vec<String>>,
     /// When the free space was last read, and what it was (see `check_space`).
     space: Mutex<(Option<std::time::Instant>, u64)>,
     bytes_on_disk: AtomicU64,
@@ -130,6 +132,7 @@ impl EmbeddedStore {
             opts,
             space: Mutex::new((None, u64::MAX)),
             recovery_problems: report.corrupt.clone(),
+            runtime_problems: Mutex::new(Vec::new()),
             bytes_on_disk: AtomicU64::new(report.bytes),
             last_compaction: std::sync::atomic::AtomicI64::new(0),
             meta: side::Meta::open(dir)?,
@@ -260,49 +263,104 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// Read the stored bodies of `picked` (their records are durable) into messages.
-    fn load(&self, picked: Vec<Picked>) -> Result<Vec<Message>> {
-        picked
-            .into_iter()
-            .map(|p| {
-                let frame = self.log.read(p.entry.loc)?;
-                let payload = match record::read_frame(&frame) {
-                    record::Frame::Good(payload, _) => payload,
-                    _ => {
-                        return Err(EngineError::Storage(format!(
-                            "message {} is corrupt on disk (segment {}, offset {})",
-                            MessageId(p.entry.id()),
-                            p.entry.loc.seg,
-                            p.entry.loc.off
-                        )))
+    /// Read the stored body of one picked message (its record is durable). The outer error is
+    /// an I/O failure; the inner one says the record on disk is damaged (checksum or content).
+    fn load_one(&self, p: Picked) -> Result<std::result::Result<Message, String>> {
+        let frame = self.log.read(p.entry.loc)?;
+        let payload = match record::read_frame(&frame) {
+            record::Frame::Good(payload, _) => payload,
+            other => {
+                return Ok(Err(format!(
+                    "message {} is corrupt on disk (segment {}, offset {}: {})",
+                    MessageId(p.entry.id()),
+                    p.entry.loc.seg,
+                    p.entry.loc.off,
+                    match other {
+                        record::Frame::Corrupt(why) => why,
+                        _ => "short frame",
                     }
-                };
-                match record::decode(payload) {
-                    Ok(Record::Publish(rec)) if rec.id == p.entry.id() => Ok(Message {
-                        id: MessageId(rec.id),
-                        body: rec.body.to_vec(),
-                        attributes: rec
-                            .attributes
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect(),
-                        enqueued_at: p.entry.enqueued_at,
-                        visible_at: p.visible_at,
-                        receive_count: p.entry.receive_count,
-                        first_received_at: (p.entry.first_received_at != 0)
-                            .then_some(p.entry.first_received_at),
-                        dead_letter_source: p.source_name,
-                        state: p.state,
-                        group: (!rec.group.is_empty()).then(|| rec.group.to_string()),
-                        dedup_id: (!rec.dedup.is_empty()).then(|| rec.dedup.to_string()),
-                    }),
-                    _ => Err(EngineError::Storage(format!(
-                        "message {} does not match its record on disk",
-                        MessageId(p.entry.id())
-                    ))),
+                )))
+            }
+        };
+        Ok(match record::decode(payload) {
+            Ok(Record::Publish(rec)) if rec.id == p.entry.id() => Ok(Message {
+                id: MessageId(rec.id),
+                body: rec.body.to_vec(),
+                attributes: rec
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                enqueued_at: p.entry.enqueued_at,
+                visible_at: p.visible_at,
+                receive_count: p.entry.receive_count,
+                first_received_at: (p.entry.first_received_at != 0)
+                    .then_some(p.entry.first_received_at),
+                dead_letter_source: p.source_name,
+                state: p.state,
+                group: (!rec.group.is_empty()).then(|| rec.group.to_string()),
+                dedup_id: (!rec.dedup.is_empty()).then(|| rec.dedup.to_string()),
+            }),
+            _ => Err(format!(
+                "message {} does not match its record on disk (segment {}, offset {})",
+                MessageId(p.entry.id()),
+                p.entry.loc.seg,
+                p.entry.loc.off
+            )),
+        })
+    }
+
+    /// Remember a storage problem for `/v1/server` (the newest 100) and log it.
+    fn report_problem(&self, line: String) {
+        tracing::error!("storage corruption: {line}");
+        let mut p = self.runtime_problems.lock();
+        if p.len() >= 100 {
+            p.remove(0);
+        }
+        p.push(line);
+    }
+
+    /// Messages whose records turned out damaged when a receive read them cannot be delivered:
+    /// take them out of their queue (an Ack record, so they stay out) and report each. The
+    /// rest of the queue, and every other queue, go on.
+    fn quarantine(&self, queue: &str, bad: Vec<(Entry, String)>) {
+        {
+            let mut st = self.state.lock();
+            let Some(qid) = st.names.get(queue).copied() else {
+                return;
+            };
+            let mut ap = self.log.begin();
+            let mut gone = Vec::new();
+            if let Some(q) = st.queues.get_mut(&qid) {
+                for (e, _) in &bad {
+                    let Some(l) = q.inflight.get(&e.id()).copied() else {
+                        continue;
+                    };
+                    if l.entry.nonce != e.nonce {
+                        continue;
+                    }
+                    take_lease(q, &l);
+                    ap.push(32, |buf| {
+                        Record::Ack {
+                            queue: qid,
+                            id: e.id(),
+                        }
+                        .encode_frame(buf)
+                    });
+                    gone.push(l.entry);
                 }
-            })
-            .collect()
+            }
+            for e in &gone {
+                st.removed(e);
+            }
+            ap.finish();
+        }
+        for (_, why) in bad {
+            metrics::counter!("sluice_storage_corrupt_messages_total").increment(1);
+            self.report_problem(format!(
+                "queue {queue}: {why}; the message was taken out of the queue"
+            ));
+        }
     }
 
     fn source_name(st: &State, e: &Entry) -> Option<String> {
@@ -779,17 +837,26 @@ impl Store for EmbeddedStore {
             (lsn, picked, lease_until)
         };
         self.log.wait_durable(lsn).await?;
-        let nonces: Vec<u32> = picked.iter().map(|p| p.entry.nonce).collect();
-        let messages = self.load(picked)?;
-        Ok(messages
-            .into_iter()
-            .zip(nonces)
-            .map(|(m, nonce)| Delivery {
-                receipt: Receipt { id: m.id, nonce },
-                lease_until: leases,
-                message: m,
-            })
-            .collect())
+        let mut out = Vec::with_capacity(picked.len());
+        let mut bad = Vec::new();
+        for p in picked {
+            let entry = p.entry;
+            match self.load_one(p)? {
+                Ok(m) => out.push(Delivery {
+                    receipt: Receipt {
+                        id: m.id,
+                        nonce: entry.nonce,
+                    },
+                    lease_until: leases,
+                    message: m,
+                }),
+                Err(why) => bad.push((entry, why)),
+            }
+        }
+        if !bad.is_empty() {
+            self.quarantine(queue, bad);
+        }
+        Ok(out)
     }
 
     async fn ack(
@@ -954,7 +1021,19 @@ impl Store for EmbeddedStore {
             (self.log.appended(), picked)
         };
         self.log.wait_durable(lsn).await?;
-        self.load(picked)
+        // Peeking changes nothing: a damaged message is left out of the answer and reported;
+        // the next receive that reaches it takes it out of the queue.
+        let mut out = Vec::with_capacity(picked.len());
+        for p in picked {
+            match self.load_one(p)? {
+                Ok(m) => out.push(m),
+                Err(why) => {
+                    metrics::counter!("sluice_storage_corrupt_messages_total").increment(1);
+                    tracing::error!("storage corruption: queue {queue}: {why} (seen by a peek)");
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn redrive(
@@ -1197,6 +1276,7 @@ impl Store for EmbeddedStore {
                 .recovery_problems
                 .iter()
                 .cloned()
+                .chain(self.runtime_problems.lock().iter().cloned())
                 .chain(
                     self.log
                         .failure()
