@@ -8,7 +8,7 @@ use anyhow::Context;
 use sluice_engine::embedded::{EmbeddedOptions, EmbeddedStore};
 use sluice_engine::{Clock, Engine, EngineOptions, SystemClock};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppInner, AppState};
 use crate::config::ServeConfig;
 use crate::telemetry::{self, Telemetry};
 
@@ -105,7 +105,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let rates = Arc::new(crate::rates::Rates::default());
     rates.spawn(engine.clone());
     let app = api::router(
-        AppState {
+        AppState::new(AppInner {
             engine: engine.clone(),
             telemetry,
             max_request_bytes: cfg.max_request_bytes,
@@ -125,7 +125,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             auth,
             tls: cfg.tls_cert.is_some(),
             streams: Arc::new(api::stream::Slots::new(cfg.max_streams)),
-        },
+        }),
         &cfg.awe_prefix,
     );
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

@@ -26,8 +26,27 @@ use sluice_engine::Engine;
 
 use crate::telemetry::Telemetry;
 
+/// What every handler gets: one `Arc`, so the per-request clone axum makes for `State` is a
+/// single reference-count increment (cloning the fields themselves showed up at ~2-3% of a
+/// publish profile).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppInner>);
+
+impl AppState {
+    pub fn new(inner: AppInner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// The state shared by every handler (see [`AppState`]).
+pub struct AppInner {
     pub engine: Arc<Engine>,
     pub telemetry: Arc<Telemetry>,
     pub max_request_bytes: usize,
