@@ -70,7 +70,9 @@ pub struct BenchArgs {
     /// Messages to load before receive-ack (default: enough for the run, at most 2,000,000).
     #[arg(long)]
     pub prefill: Option<u64>,
-    /// Publish rate limit in messages per second for roundtrip (0 = as fast as possible).
+    /// Publish rate in messages per second, spread evenly over the connections, for publish,
+    /// publish-batch and roundtrip (0 = as fast as possible). Latency is measured from each
+    /// request's actual send, so use a rate the server keeps up with (e.g. half the peak).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Keep the queue afterwards.
@@ -473,7 +475,19 @@ async fn worker(
     } else {
         None
     };
+    // Paced publishers: each worker sends its share of --rate on a fixed schedule.
+    let paced = match role {
+        Role::Publish(n) if args.rate > 0 => Some(Duration::from_secs_f64(
+            args.connections as f64 * n as f64 / args.rate as f64,
+        )),
+        _ => None,
+    };
+    let mut next_send = tokio::time::Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
+        if let Some(iv) = paced {
+            next_send += iv;
+            tokio::time::sleep_until(next_send).await;
+        }
         let t0 = Instant::now();
         let result: anyhow::Result<u64> = async {
             match role {
