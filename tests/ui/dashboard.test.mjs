@@ -110,6 +110,7 @@ describe('dashboard', () => {
     await page.getByRole('link', { name: 'already-there' }).waitFor(WAIT);
     await page.locator('.uplot').waitFor(WAIT);
     await page.getByText('(this node)').waitFor(WAIT);
+    await page.locator('dd', { hasText: 'open of 1,000' }).waitFor(WAIT);
   });
 
   it('creates a queue, sends a message from the page and sees the counts change', async () => {

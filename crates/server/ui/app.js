@@ -210,7 +210,12 @@ async function overview() {
         h('dt', {}, 'Storage'), h('dd', {}, `${srv.storage_backend}, ${bytes(srv.storage_bytes)}`),
         h('dt', {}, 'Messages stored'), h('dd', {}, num(srv.messages)),
         h('dt', {}, 'Health'), h('dd', {}, srv.healthy ? badge('healthy', 'ok') : badge('storage unavailable', 'bad')),
-        h('dt', {}, 'Limits'), h('dd', {}, `message ${bytes(srv.max_message_bytes)}, request ${bytes(srv.max_request_bytes)}`));
+        h('dt', {}, 'Limits'), h('dd', {}, `message ${bytes(srv.max_message_bytes)}, request ${bytes(srv.max_request_bytes)}`),
+        h('dt', {}, 'Streaming consumers'), h('dd', {}, `${num(srv.streams_open)} open of ${num(srv.max_streams)}`),
+        ...((srv.storage_problems || []).length
+          ? [h('dt', {}, 'Storage problems'),
+             h('dd', {}, h('ul', { class: 'problems' }, srv.storage_problems.map((p) => h('li', {}, badge('problem', 'bad'), ' ', p))))]
+          : []));
       clear(nodes, h('h3', {}, `Nodes (${srv.nodes.length})`),
         h('ul', {}, srv.nodes.map((n) => h('li', {}, h('span', { class: 'mono' }, n.address), ` v${n.version}, started `, time(n.started_at), n.this ? ' (this node)' : ''))));
       lastRates = last;
