@@ -419,15 +419,18 @@ impl Engine {
     pub fn list_timers(&self, finished: Option<TimerStatus>, limit: usize) -> Vec<TimerInfo> {
         let ids: Vec<MessageId> = match finished {
             None => {
-                let archive = self.timers.archive.lock();
+                // One lock at a time: elsewhere `pending` is taken before `archive`.
                 let mut due: Vec<(Millis, MessageId)> = self
                     .timers
                     .pending
                     .lock()
                     .iter()
-                    .filter(|(id, _)| !archive.contains_key(id))
                     .map(|(id, due)| (*due, *id))
                     .collect();
+                {
+                    let archive = self.timers.archive.lock();
+                    due.retain(|(_, id)| !archive.contains_key(id));
+                }
                 due.sort_unstable();
                 due.into_iter().take(limit).map(|(_, id)| id).collect()
             }
