@@ -91,6 +91,7 @@ pub struct Engine {
     waiters: AtomicUsize,
     pub(crate) shutdown: watch::Sender<bool>,
     started_at: Millis,
+    shared: bool,
     pub(crate) push: crate::push::PushState,
     pub(crate) timers: crate::timers::TimerState,
 }
@@ -99,7 +100,9 @@ impl Engine {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: EngineOptions) -> Arc<Engine> {
         let (shutdown, _) = watch::channel(false);
         let started_at = clock.now_ms();
-        Arc::new(Engine {
+        let remote = store.remote_wakeups();
+        let engine = Arc::new(Engine {
+            shared: remote.is_some(),
             store,
             clock,
             opts,
@@ -109,7 +112,54 @@ impl Engine {
             started_at,
             push: Default::default(),
             timers: Default::default(),
-        })
+        });
+        if let Some(rx) = remote {
+            engine.follow_other_nodes(rx);
+        }
+        engine
+    }
+
+    /// A shared store (Redis) tells us what other nodes did: wake long polls for queues that
+    /// got messages, and re-read subscriptions, schedules and timers when they changed.
+    fn follow_other_nodes(self: &Arc<Self>, mut rx: tokio::sync::broadcast::Receiver<String>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        rt.spawn(async move {
+            loop {
+                let msg = rx.recv().await;
+                let Some(engine) = weak.upgrade() else { return };
+                match msg {
+                    Ok(m) => match m.strip_prefix("q:") {
+                        Some(q) => engine.wake(q, 1),
+                        None => engine.refresh_shared().await,
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        for w in engine.wakers.lock().values() {
+                            w.notify_waiters();
+                        }
+                        engine.refresh_shared().await;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Whether other nodes share this store (and so its settings may change under us).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Re-read what other nodes may have changed: subscriptions, schedules, timers.
+    pub async fn refresh_shared(&self) {
+        if let Err(e) = self.reload_subscriptions().await {
+            tracing::warn!(error = %e, "could not re-read subscriptions");
+        }
+        if let Err(e) = self.load_timers().await {
+            tracing::warn!(error = %e, "could not re-read timers and schedules");
+        }
     }
 
     pub fn now(&self) -> Millis {
@@ -689,6 +739,9 @@ impl Engine {
 
     /// One housekeeping pass (tests call this after moving the clock).
     pub async fn tick(&self) -> Result<()> {
+        if self.shared {
+            self.refresh_shared().await;
+        }
         let woke = self.store.tick(self.now()).await?;
         for q in woke {
             self.wake(&q, limits::RECEIVE_BATCH_MAX);

@@ -12,6 +12,7 @@ mod engine;
 mod error;
 pub mod model;
 pub mod push;
+pub mod redis_store;
 pub mod store;
 pub mod timers;
 

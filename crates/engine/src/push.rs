@@ -666,6 +666,25 @@ pub struct SubscriptionRef {
 impl Engine {
     /// Load subscriptions from the store's settings (once, at start).
     pub async fn load_subscriptions(&self) -> Result<()> {
+        let map = self.read_subscriptions().await?;
+        *self.push.subs.write() = map;
+        self.push.version.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    /// Re-read subscriptions (another node may have changed them); announce only a change.
+    pub(crate) async fn reload_subscriptions(&self) -> Result<()> {
+        let map = self.read_subscriptions().await?;
+        let mut subs = self.push.subs.write();
+        if *subs != map {
+            *subs = map;
+            drop(subs);
+            self.push.version.send_modify(|v| *v += 1);
+        }
+        Ok(())
+    }
+
+    async fn read_subscriptions(&self) -> Result<HashMap<String, BTreeMap<String, Subscription>>> {
         let mut map: HashMap<String, BTreeMap<String, Subscription>> = HashMap::new();
         for (key, value) in self.store.meta_list("sub/").await? {
             let rest = &key["sub/".len()..];
@@ -684,9 +703,7 @@ impl Engine {
                 Err(e) => tracing::error!(key, error = %e, "ignoring an unreadable subscription"),
             }
         }
-        *self.push.subs.write() = map;
-        self.push.version.send_modify(|v| *v += 1);
-        Ok(())
+        Ok(map)
     }
 
     pub fn is_push(&self, queue: &str) -> bool {

@@ -6,7 +6,9 @@
 //!
 //! Contract: every call that changes what is stored about a message (publish, receive counts,
 //! ack, nack, dead-letter moves, redrive, purge) returns only after that change is durable.
-//! Leases are not stored durably: after a restart every leased message is visible again.
+//! Leases may or may not survive a restart: the embedded store forgets them (every leased
+//! message is visible again); Redis keeps them (other nodes' consumers hold them). Either way a
+//! leased message is visible again at the latest when its lease ends.
 //! Time is always passed in (`now`), never read inside a store, so tests control it.
 
 use async_trait::async_trait;
@@ -127,8 +129,24 @@ pub trait Store: Send + Sync + 'static {
     async fn archive_put(&self, entries: &[(MessageId, u8)]) -> Result<()>;
     /// The whole archive (loaded once at start).
     async fn archive_list(&self) -> Result<Vec<(MessageId, u8)>>;
+    /// One archive entry (a shared store: another node may have just written it).
+    async fn archive_get(&self, id: MessageId) -> Result<Option<u8>> {
+        Ok(self
+            .archive_list()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|(i, _)| *i == id)
+            .map(|(_, c)| c))
+    }
 
     fn info(&self) -> StoreInfo;
+    /// Shared backends (several nodes on one store): names of queues that got ready messages
+    /// through another node (`q:NAME`), or `meta` when subscriptions, schedules or timers
+    /// changed there. None for a store only this process uses.
+    fn remote_wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
     /// Make everything durable and stop background work.
     async fn close(&self) -> Result<()>;
 }

@@ -389,6 +389,22 @@ impl Engine {
         self.timers.archive.lock().get(&id).copied()
     }
 
+    /// Like [`Engine::timer_outcome`], but on a shared store asks the store too: another node
+    /// may have cancelled the timer a moment ago.
+    pub async fn timer_outcome_fresh(&self, id: MessageId) -> Result<Option<u8>> {
+        if let Some(code) = self.timer_outcome(id) {
+            return Ok(Some(code));
+        }
+        if !self.is_shared() {
+            return Ok(None);
+        }
+        let code = self.store.archive_get(id).await?;
+        if let Some(code) = code {
+            self.timers.archive.lock().insert(id, code);
+        }
+        Ok(code)
+    }
+
     pub fn timer_delivering(&self, id: MessageId, on: bool) {
         let mut d = self.timers.delivering.lock();
         if on {

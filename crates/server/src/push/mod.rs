@@ -699,7 +699,16 @@ impl PushManager {
 
     async fn deliver_timer(&self, d: Delivery, counters: &Counters) {
         let id = d.message.id;
-        if let Some(code) = self.engine.timer_outcome(id) {
+        let outcome = match self.engine.timer_outcome_fresh(id).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Not knowing whether it was cancelled, do not fire: the lease runs out and
+                // the timer comes back.
+                tracing::warn!(timer = %id, error = %e, "could not read the timer's outcome");
+                return;
+            }
+        };
+        if let Some(code) = outcome {
             // Cancelled, or finished just before a crash: settle without calling.
             if let Err(e) = self.engine.finish_timer(&d, code).await {
                 tracing::warn!(timer = %id, error = %e, "could not settle a finished timer");

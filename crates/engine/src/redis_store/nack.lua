@@ -1,0 +1,31 @@
+-- ARGV 4 delay ms, 5 front (1) or back (0), 6 count, then id, nonce pairs.
+if not load_cfg() then return reply('noqueue') end
+local delay, front, n = tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])
+local res = {}
+local nacked = 0
+for i = 0, n - 1 do
+  local id = ARGV[7 + 2 * i]
+  local st, why = leased(id, tonumber(ARGV[8 + 2 * i]))
+  if st then
+    redis.call('ZREM', K_F, id)
+    unlock(st.g)
+    nacked = nacked + 1
+    res[#res + 1] = 'ok'
+    if over_limit(st) then
+      move_out(id, st, 'dl', cfg.dlq)
+    elseif delay > 0 then
+      redis.call('ZADD', K_D, fmt(NOW + delay), id)
+      if front then redis.call('SADD', K_FW, id) end
+    elseif front then
+      put_front(id)
+      WOKE = 1
+    else
+      put_back(id)
+      WOKE = 1
+    end
+  else
+    res[#res + 1] = why
+  end
+end
+if nacked > 0 then redis.call('HINCRBY', K_ST, 'nacked', nacked) end
+return reply('ok', res)

@@ -1,0 +1,16 @@
+-- ARGV 4 mode ('put' replaces the config, 'ensure' keeps an existing one), 5 config JSON,
+-- 6 fifo, 7 delay ms, 8 max bytes, 9 retention ms, 10 max receives (0: none), 11 dlq
+local created = 0
+if redis.call('HEXISTS', K_CFG, 'config') == 1 then
+  if ARGV[4] == 'put' and redis.call('HGET', K_CFG, 'config') ~= ARGV[5] then
+    redis.call('HSET', K_CFG, 'config', ARGV[5], 'updated', fmt(NOW), 'delay', ARGV[7],
+      'maxb', ARGV[8], 'ret', ARGV[9], 'maxr', ARGV[10], 'dlq', ARGV[11])
+  end
+else
+  redis.call('HSET', K_CFG, 'config', ARGV[5], 'created', fmt(NOW), 'updated', fmt(NOW),
+    'fifo', ARGV[6], 'delay', ARGV[7], 'maxb', ARGV[8], 'ret', ARGV[9], 'maxr', ARGV[10],
+    'dlq', ARGV[11])
+  created = 1
+end
+local v = redis.call('HMGET', K_CFG, 'config', 'created', 'updated')
+return reply('ok', { created, v[1], v[2], v[3] })
