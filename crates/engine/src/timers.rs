@@ -358,9 +358,22 @@ impl Engine {
         })
     }
 
+    /// Like [`Engine::timer`], but on a shared store up to date with other nodes: a timer
+    /// created there, or finished or cancelled there a moment ago.
+    pub async fn timer_fresh(&self, id: MessageId) -> Result<Option<TimerInfo>> {
+        if !self.is_shared() {
+            return Ok(self.timer(id));
+        }
+        if self.timer(id).is_none() {
+            self.load_timers().await?;
+        }
+        self.timer_outcome_fresh(id).await?;
+        Ok(self.timer(id))
+    }
+
     /// Cancel a pending timer. A finished one answers Conflict; an unknown one NotFound.
     pub async fn cancel_timer(&self, id: MessageId) -> Result<()> {
-        match self.timer(id) {
+        match self.timer_fresh(id).await? {
             None => Err(EngineError::NotFound {
                 what: "timer",
                 id: id.to_string(),

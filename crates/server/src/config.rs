@@ -16,9 +16,24 @@ pub struct ServeArgs {
     /// forwarder seed's `-http :8080`, accepted as `--http`).
     #[arg(long, env = "SLUICE_LISTEN", alias = "http")]
     pub listen: Option<String>,
-    /// Directory of the embedded store.
+    /// Directory of the embedded store (and of ingestion's spool with any storage).
     #[arg(long, env = "SLUICE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where messages live: `embedded` (default: the data directory), `redis://HOST:PORT[/DB]`
+    /// (one Redis server, shared by any number of sluice nodes) or
+    /// `redis+cluster://HOST:PORT[,HOST:PORT...]` (a Redis Cluster, given by seed nodes).
+    #[arg(long, env = "SLUICE_STORAGE")]
+    pub storage: Option<String>,
+    /// Redis storage: every key starts with this (several deployments can share one Redis).
+    #[arg(long, env = "SLUICE_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// Redis storage: acknowledge a change only once this many replicas have it (Redis WAIT;
+    /// default 0). A write not confirmed within --redis-wait-timeout-ms answers 503.
+    #[arg(long, env = "SLUICE_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    /// Redis storage: how long --redis-wait-replicas may wait, in milliseconds (default 1000).
+    #[arg(long, env = "SLUICE_REDIS_WAIT_TIMEOUT_MS")]
+    pub redis_wait_timeout_ms: Option<u64>,
     /// `human` or `json`.
     #[arg(long, env = "SLUICE_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -137,6 +152,10 @@ pub const MAX_STREAMS_DEFAULT: usize = 1000;
 struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    storage: Option<String>,
+    redis_prefix: Option<String>,
+    redis_wait_replicas: Option<u32>,
+    redis_wait_timeout_ms: Option<u64>,
     log_format: Option<String>,
     log_level: Option<String>,
     max_message_bytes: Option<u32>,
@@ -177,6 +196,46 @@ struct FileConfig {
     key: Vec<crate::auth::KeySpec>,
 }
 
+/// Where messages live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// The embedded store in the data directory.
+    Embedded,
+    /// A Redis server or cluster shared by every node.
+    Redis {
+        url: String,
+        settings: RedisSettings,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub prefix: String,
+    pub wait_replicas: u32,
+    pub wait_timeout_ms: u64,
+}
+
+impl Storage {
+    fn parse(s: Option<&str>, settings: RedisSettings) -> anyhow::Result<Storage> {
+        match s {
+            None | Some("") | Some("embedded") => Ok(Storage::Embedded),
+            Some(url) if url.starts_with("redis://") || url.starts_with("redis+cluster://") => {
+                if settings.prefix.is_empty() || settings.prefix.contains(['{', '}']) {
+                    anyhow::bail!("--redis-prefix must be non-empty and contain no braces");
+                }
+                Ok(Storage::Redis {
+                    url: url.to_string(),
+                    settings,
+                })
+            }
+            Some(other) => anyhow::bail!(
+                "--storage {other:?}: expected `embedded`, `redis://HOST:PORT[/DB]` or \
+                 `redis+cluster://HOST:PORT[,HOST:PORT...]`"
+            ),
+        }
+    }
+}
+
 /// The forwarder's settings (seed 001).
 #[derive(Debug, Clone)]
 pub struct ForwarderConfig {
@@ -189,6 +248,7 @@ pub struct ForwarderConfig {
 pub struct ServeConfig {
     pub listen: String,
     pub data_dir: PathBuf,
+    pub storage: Storage,
     pub log_format: String,
     pub log_level: String,
     pub max_message_bytes: u32,
@@ -307,6 +367,23 @@ impl ServeConfig {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("sluice-data")),
+            storage: Storage::parse(
+                args.storage.or(file.storage).as_deref(),
+                RedisSettings {
+                    prefix: args
+                        .redis_prefix
+                        .or(file.redis_prefix)
+                        .unwrap_or_else(|| "sluice".into()),
+                    wait_replicas: args
+                        .redis_wait_replicas
+                        .or(file.redis_wait_replicas)
+                        .unwrap_or(0),
+                    wait_timeout_ms: args
+                        .redis_wait_timeout_ms
+                        .or(file.redis_wait_timeout_ms)
+                        .unwrap_or(1000),
+                },
+            )?,
             log_format: args
                 .log_format
                 .or(file.log_format)

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice_engine::embedded::{EmbeddedOptions, EmbeddedStore};
-use sluice_engine::{Clock, Engine, EngineOptions, SystemClock};
+use sluice_engine::redis_store::{RedisOptions, RedisStore};
+use sluice_engine::{Clock, Engine, EngineOptions, Store, SystemClock};
 
 use crate::api::{self, AppInner, AppState};
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, Storage};
 use crate::telemetry::{self, Telemetry};
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
@@ -18,27 +19,50 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     let started = Instant::now();
-    let (store, report) = EmbeddedStore::open(
-        &cfg.data_dir,
-        EmbeddedOptions {
-            max_queues: cfg.max_queues,
-            min_free_bytes: cfg.min_free_bytes,
-            ..EmbeddedOptions::default()
-        },
-        clock.now_ms(),
-    )
-    .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;
-    tracing::info!(
-        data_dir = %cfg.data_dir.display(),
-        segments = report.segments,
-        records = report.records,
-        messages = report.messages,
-        dropped_tails = report.dropped.len(),
-        recovery_ms = started.elapsed().as_millis() as u64,
-        "storage open"
-    );
+    let store: Arc<dyn Store> = match &cfg.storage {
+        Storage::Embedded => {
+            let (store, report) = EmbeddedStore::open(
+                &cfg.data_dir,
+                EmbeddedOptions {
+                    max_queues: cfg.max_queues,
+                    min_free_bytes: cfg.min_free_bytes,
+                    ..EmbeddedOptions::default()
+                },
+                clock.now_ms(),
+            )
+            .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;
+            tracing::info!(
+                data_dir = %cfg.data_dir.display(),
+                segments = report.segments,
+                records = report.records,
+                messages = report.messages,
+                dropped_tails = report.dropped.len(),
+                recovery_ms = started.elapsed().as_millis() as u64,
+                "storage open"
+            );
+            Arc::new(store)
+        }
+        Storage::Redis { url, settings } => {
+            let store = RedisStore::open(RedisOptions {
+                url: url.clone(),
+                prefix: settings.prefix.clone(),
+                wait_replicas: settings.wait_replicas,
+                wait_timeout_ms: settings.wait_timeout_ms,
+                max_queues: cfg.max_queues,
+            })
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+            tracing::info!(
+                storage = %url,
+                prefix = %settings.prefix,
+                wait_replicas = settings.wait_replicas,
+                "storage open (redis, shared by every node on it)"
+            );
+            Arc::new(store)
+        }
+    };
     let engine = Engine::new(
-        Arc::new(store),
+        store,
         clock,
         EngineOptions {
             max_message_bytes: cfg.max_message_bytes,

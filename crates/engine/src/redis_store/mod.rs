@@ -25,6 +25,7 @@
 //! See docs/scaling.md for deployment, key layout and durability modes.
 
 mod codec;
+pub mod testing;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -72,7 +73,7 @@ impl Default for RedisOptions {
 /// One connection, to a single server or a cluster. Both multiplex: clones share it.
 #[derive(Clone)]
 enum Conn {
-    Single(redis::aio::MultiplexedConnection),
+    Single(redis::aio::ConnectionManager),
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
@@ -317,8 +318,16 @@ impl RedisStore {
         } else {
             let client = redis::Client::open(opts.url.as_str())
                 .map_err(|e| EngineError::invalid("storage", e.to_string()))?;
+            // Reconnects by itself after Redis restarts; requests meanwhile fail with 503.
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+                .set_response_timeout(Some(std::time::Duration::from_millis(
+                    opts.wait_timeout_ms.max(1000) + 5000,
+                )))
+                .set_number_of_retries(2)
+                .set_max_delay(std::time::Duration::from_millis(500));
             let conn = client
-                .get_multiplexed_async_connection()
+                .get_connection_manager_with_config(config)
                 .await
                 .map_err(unavailable)?;
             (Conn::Single(conn), client)
@@ -600,7 +609,10 @@ impl RedisStore {
                 .query_async(&mut conn)
                 .await)?;
         }
-        self.replicate(name).await?;
+        // An ensure that found the queue changed nothing: no replica needs to confirm it.
+        if created || mode == "put" {
+            self.replicate(name).await?;
+        }
         Ok((info, created))
     }
 

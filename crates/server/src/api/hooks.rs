@@ -470,16 +470,18 @@ pub async fn create_timer(State(s): State<AppState>, body: RawBody) -> ApiResult
     Ok((StatusCode::CREATED, Json(timer_view(&s, t))).into_response())
 }
 
-fn timer_or_404(s: &AppState, id: &str) -> ApiResult<TimerInfo> {
-    MessageId::parse(id)
-        .and_then(|id| s.engine.timer(id))
-        .ok_or_else(|| {
-            EngineError::NotFound {
-                what: "timer",
-                id: id.to_string(),
-            }
-            .into()
-        })
+async fn timer_or_404(s: &AppState, id: &str) -> ApiResult<TimerInfo> {
+    let t = match MessageId::parse(id) {
+        Some(i) => s.engine.timer_fresh(i).await?,
+        None => None,
+    };
+    t.ok_or_else(|| {
+        EngineError::NotFound {
+            what: "timer",
+            id: id.to_string(),
+        }
+        .into()
+    })
 }
 
 /// A timer's status and attempts.
@@ -490,7 +492,7 @@ pub async fn get_timer(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TimerView>> {
-    let t = timer_or_404(&s, &id)?;
+    let t = timer_or_404(&s, &id).await?;
     Ok(Json(timer_view(&s, t)))
 }
 
@@ -502,9 +504,9 @@ pub async fn cancel_timer(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TimerView>> {
-    let t = timer_or_404(&s, &id)?;
+    let t = timer_or_404(&s, &id).await?;
     s.engine.cancel_timer(t.id).await?;
-    Ok(Json(timer_view(&s, timer_or_404(&s, &id)?)))
+    Ok(Json(timer_view(&s, timer_or_404(&s, &id).await?)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -85,7 +85,11 @@ pub async fn set_timer(State(s): State<AppState>, body: RawBody) -> Response {
 
 /// `GET /timers/{id}`: `{"id","ID","time_left"}`, time_left 0 once due or finished.
 pub async fn get_timer(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let Some(t) = MessageId::parse(&id).and_then(|i| s.engine.timer(i)) else {
+    let t = match MessageId::parse(&id) {
+        Some(i) => s.engine.timer_fresh(i).await.ok().flatten(),
+        None => None,
+    };
+    let Some(t) = t else {
         return error(StatusCode::NOT_FOUND, "Not found - timer does not exist");
     };
     let now = s.engine.now();

@@ -13,6 +13,7 @@ mod faults;
 mod ingest;
 mod limits;
 mod miniqueue;
+mod nodes;
 mod push;
 mod stream;
 mod tls;

@@ -1,0 +1,338 @@
+//! Several sluice nodes sharing one Redis (issue 8), end to end: real `sluice serve`
+//! processes with `--storage redis://...` against real redis-server processes (Debian's
+//! package, started by `sluice_engine::redis_store::testing`). Nodes are killed with SIGKILL
+//! and Redis is killed and restarted under load.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use sluice_engine::redis_store::testing::{RedisCluster, RedisServer};
+
+use crate::common::{err_code, Http, Server};
+use crate::push::Receiver;
+
+fn prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("n{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn node(url: &str, prefix: &str, more: &[&str]) -> (Server, Http) {
+    let mut args = vec!["--storage", url, "--redis-prefix", prefix];
+    args.extend_from_slice(more);
+    let s = Server::start_with(&args).await;
+    let h = Http::new(&s.base);
+    (s, h)
+}
+
+async fn publish(h: &Http, q: &str, body: &str) -> String {
+    let (st, v) = h
+        .post(&format!("/v1/queues/{q}/messages"), json!({ "body": body }))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn receive(h: &Http, q: &str, max: usize, vis: u32, wait: u32) -> Vec<Value> {
+    let (st, v) = h
+        .post(
+            &format!("/v1/queues/{q}/receive"),
+            json!({"max_messages": max, "visibility_timeout_seconds": vis, "wait_seconds": wait}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["messages"].as_array().unwrap().clone()
+}
+
+async fn ack(h: &Http, q: &str, msgs: &[Value]) {
+    let receipts: Vec<&str> = msgs
+        .iter()
+        .map(|m| m["receipt"].as_str().unwrap())
+        .collect();
+    let (st, v) = h
+        .post(
+            &format!("/v1/queues/{q}/ack"),
+            json!({ "receipts": receipts }),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+/// Receive and ack on `h` until `want` distinct ids came (bounded by `secs`).
+async fn drain(h: &Http, q: &str, want: &BTreeSet<String>, secs: u64) -> BTreeSet<String> {
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut got = BTreeSet::new();
+    while !want.is_subset(&got) && Instant::now() < end {
+        let msgs = receive(h, q, 100, 30, 1).await;
+        got.extend(msgs.iter().map(|m| m["id"].as_str().unwrap().to_string()));
+        if !msgs.is_empty() {
+            ack(h, q, &msgs).await;
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_on_one_node_consume_on_another_and_long_polls_wake_across_nodes() {
+    let redis = RedisServer::start(&[]);
+    let p = prefix();
+    let (_a, ha) = node(&redis.url(), &p, &[]).await;
+    let (_b, hb) = node(&redis.url(), &p, &[]).await;
+    let (st, _) = ha.put("/v1/queues/shared", json!({})).await;
+    assert_eq!(st, 201);
+    let (st, v) = hb.get("/v1/queues").await;
+    assert_eq!(st, 200);
+    assert!(
+        v.to_string().contains("\"shared\""),
+        "B lists A's queue: {v}"
+    );
+
+    // A long poll on B, then a publish on A: B answers long before its 20 s wait ends
+    // (without a cross-node wake-up it would sleep the whole 20 s).
+    let hb2 = hb.clone();
+    let started = Instant::now();
+    let waiting = tokio::spawn(async move { receive(&hb2, "shared", 1, 30, 20).await });
+    hb.wait_for_waiters(1).await;
+    let id = publish(&ha, "shared", "from A").await;
+    let got = waiting.await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["id"], id.as_str());
+    assert_eq!(got[0]["body"], "from A");
+    assert!(
+        took < Duration::from_secs(15),
+        "woken by the publish on the other node, not by its deadline ({took:?})"
+    );
+    // The lease taken on B holds on A: A sees nothing to receive; B's ack is seen by A.
+    assert!(receive(&ha, "shared", 10, 30, 0).await.is_empty());
+    ack(&hb, "shared", &got).await;
+    let (_, q) = ha.get("/v1/queues/shared").await;
+    assert_eq!(q["stats"]["acked"], 1);
+    assert_eq!(q["stats"]["in_flight"], 0);
+    // /v1/server names the backend.
+    let (_, s) = ha.get("/v1/server").await;
+    assert_eq!(s["storage_backend"], "redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_messages_in_flight_loses_nothing() {
+    let redis = RedisServer::start(&[]);
+    let p = prefix();
+    let (mut a, ha) = node(&redis.url(), &p, &[]).await;
+    let (_b, hb) = node(&redis.url(), &p, &[]).await;
+    let mut want = BTreeSet::new();
+    for i in 0..60 {
+        let h = if i % 2 == 0 { &ha } else { &hb };
+        want.insert(publish(h, "work", &format!("m{i}")).await);
+    }
+    // A takes 25 with a 2-second lease, then dies without acking them.
+    let taken = receive(&ha, "work", 25, 2, 0).await;
+    assert_eq!(taken.len(), 25);
+    a.kill();
+    // B gets every message: the 35 others now, the 25 once their leases end.
+    let got = drain(&hb, "work", &want, 60).await;
+    assert_eq!(got, want, "every message delivered after the node died");
+    let (_, q) = hb.get("/v1/queues/work").await;
+    assert_eq!(q["stats"]["ready"], 0);
+    assert_eq!(q["stats"]["in_flight"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_fire_once_across_three_nodes_and_a_cancel_anywhere_holds() {
+    let redis = RedisServer::start(&[]);
+    let p = prefix();
+    let sink = Receiver::start().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(&redis.url(), &p, &["--allow-private-targets"]).await);
+    }
+    let mut paths = BTreeSet::new();
+    for i in 0..24 {
+        let h = &nodes[i % 3].1;
+        let path = format!("/t/{i}");
+        let (st, v) = h
+            .post(
+                "/v1/timers",
+                json!({"url": sink.url(&path), "delay_seconds": 1}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        paths.insert(path);
+    }
+    // Created on node 0, cancelled on node 2: it never fires, whichever node claims it.
+    let (st, v) = nodes[0]
+        .1
+        .post(
+            "/v1/timers",
+            json!({"url": sink.url("/cancelled"), "delay_seconds": 3}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let cancelled = v["id"].as_str().unwrap().to_string();
+    let (st, v) = nodes[2].1.delete(&format!("/v1/timers/{cancelled}")).await;
+    assert!(st == 200 || st == 204, "{st} {v}");
+    sink.wait_for("24 timer calls", 60, |r| r.len() >= 24).await;
+    // Give duplicates (if any) and the cancelled one time to show up.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let got: Vec<String> = sink.got().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(got.len(), 24, "each timer called exactly once: {got:?}");
+    assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), paths);
+    // Every node reports it succeeded.
+    let (_, t) = nodes[1].1.get(&format!("/v1/timers/{cancelled}")).await;
+    assert_eq!(t["status"], "cancelled", "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_load_loses_no_acknowledged_message() {
+    let redis = RedisServer::start(&[]);
+    let p = prefix();
+    let (_a, ha) = node(&redis.url(), &p, &[]).await;
+    let (st, _) = ha.put("/v1/queues/load", json!({})).await;
+    assert_eq!(st, 201);
+    let acked: Arc<Mutex<BTreeSet<String>>> = Default::default();
+    let refused = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (h, acked, refused, stop) = (ha.clone(), acked.clone(), refused.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let r =
+                    h.c.post(format!("{}/v1/queues/load/messages", h.base))
+                        .json(&json!({"body": format!("w{w}-{i}")}))
+                        .send()
+                        .await;
+                match r {
+                    Ok(r) if r.status() == 201 => {
+                        let v: Value = r.json().await.unwrap();
+                        acked.lock().insert(v["id"].as_str().unwrap().to_string());
+                    }
+                    Ok(r) => {
+                        assert_eq!(r.status(), 503, "only 503 while Redis is down");
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    let wait_for = |n: usize| {
+        let acked = acked.clone();
+        async move {
+            let end = Instant::now() + Duration::from_secs(60);
+            while acked.lock().len() < n {
+                assert!(Instant::now() < end, "publishing stalled");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(300).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before_restart = acked.lock().len();
+    redis.restart();
+    wait_for(before_restart + 300).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "requests were refused while Redis was down"
+    );
+    let want = acked.lock().clone();
+    let got = drain(&ha, "load", &want, 120).await;
+    let lost: Vec<_> = want.difference(&got).collect();
+    assert!(lost.is_empty(), "{} acknowledged messages lost", lost.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_a_redis_cluster_share_queues_and_dead_letters() {
+    let cluster = RedisCluster::start();
+    let p = prefix();
+    let (_a, ha) = node(&cluster.url(), &p, &[]).await;
+    let (_b, hb) = node(&cluster.url(), &p, &[]).await;
+    // Queues land in different slots; each works from both nodes.
+    let mut want = HashSet::new();
+    for q in ["alpha", "bravo", "charlie", "delta", "echo"] {
+        want.insert((q, publish(&ha, q, q).await));
+    }
+    for (q, id) in &want {
+        let got = receive(&hb, q, 10, 30, 5).await;
+        assert_eq!(got.len(), 1, "{q}");
+        assert_eq!(got[0]["id"], id.as_str());
+        ack(&hb, q, &got).await;
+    }
+    // A dead-letter move crosses slots (src and its DLQ hash differently).
+    let (st, v) = ha
+        .put(
+            "/v1/queues/src",
+            json!({"max_receives": 1, "dead_letter_queue": "src-dead"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    publish(&ha, "src", "poison").await;
+    let m = receive(&hb, "src", 1, 30, 0).await;
+    let (st, _) = hb
+        .post("/v1/queues/src/nack", json!({"receipt": m[0]["receipt"]}))
+        .await;
+    assert_eq!(st, 200);
+    let (_, d) = ha.get("/v1/queues/src-dead").await;
+    assert_eq!(d["stats"]["ready"], 1, "{d}");
+    let (_, s) = ha.get("/v1/queues/src").await;
+    assert_eq!(s["stats"]["dead_lettered"], 1, "{s}");
+    let (st, v) = hb.post("/v1/queues/src-dead/redrive", json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(receive(&ha, "src", 1, 30, 0).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_replicas_acknowledges_only_what_a_replica_has() {
+    let primary = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
+    let port = primary.port.to_string();
+    let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
+    let end = Instant::now() + Duration::from_secs(30);
+    while !primary
+        .cli(&["info", "replication"])
+        .contains("state=online")
+    // until its first sync a replica confirms nothing
+    {
+        assert!(Instant::now() < end, "the replica did not connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let p = prefix();
+    let (_a, ha) = node(&primary.url(), &p, &["--redis-wait-replicas", "1"]).await;
+    let id = publish(&ha, "safe", "replicated").await;
+    // The replica already has it when the publish was acknowledged.
+    let dump = replica.cli(&["--scan", "--pattern", &format!("{{{p}:safe}}safe/m")]);
+    assert!(
+        dump.contains("safe/m"),
+        "the replica has the message: {dump:?} ({id})"
+    );
+    // Asking for more replicas than exist: the publish is refused, not silently weaker.
+    let (_b, hb) = node(
+        &primary.url(),
+        &p,
+        &[
+            "--redis-wait-replicas",
+            "2",
+            "--redis-wait-timeout-ms",
+            "200",
+        ],
+    )
+    .await;
+    let (st, v) = hb
+        .post("/v1/queues/safe/messages", json!({"body": "x"}))
+        .await;
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(err_code(&v), "storage_unavailable");
+    assert!(v.to_string().contains("replicas"), "{v}");
+}
