@@ -354,7 +354,7 @@ pub fn is_internal(queue: &str) -> bool {
 }
 
 /// What one HTTP attempt's outcome means for the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Outcome {
@@ -386,6 +386,24 @@ pub fn rfc3339(ms: Millis) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+fn de_time<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Millis, D::Error> {
+    let s = String::deserialize(d)?;
+    chrono::DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.timestamp_millis())
+        .map_err(serde::de::Error::custom)
+}
+
+fn de_opt_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Millis>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .map(|t| Some(t.timestamp_millis()))
+            .map_err(serde::de::Error::custom),
+    }
+}
+
 fn ser_time<S: serde::Serializer>(ms: &Millis, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339(*ms))
 }
@@ -401,11 +419,11 @@ fn ser_opt_time<S: serde::Serializer>(
 }
 
 /// One HTTP attempt, as the attempts log keeps it (and the API shows it).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     /// When the request was sent (RFC 3339).
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub at: Millis,
     /// The queue of the subscription (empty for timers).
@@ -424,7 +442,7 @@ pub struct Attempt {
     /// What sluice did next: delivered, retry, throttled, failed.
     pub outcome: Outcome,
     /// When the next attempt is due (retry, throttled), RFC 3339.
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub next_attempt_at: Option<Millis>,
     /// Messages in this request (more than 1 for a batch).
@@ -1217,16 +1235,38 @@ impl Engine {
     }
 
     pub fn record_attempt(&self, id: MessageId, a: Attempt) {
+        if self.is_shared() {
+            // Every node shows every node's attempts: the log lives in the shared store too.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let store = self.store.clone();
+                let entry = serde_json::to_string(&a).expect("attempt serializes");
+                let at = a.at;
+                rt.spawn(async move {
+                    if let Err(e) = store.attempts_put(id, at, entry).await {
+                        tracing::warn!(error = %e, "could not store a push attempt");
+                    }
+                });
+            }
+        }
         self.push.log.lock().record(id, a);
     }
 
-    /// The attempts log of a message (empty if none are kept).
+    /// The attempts log of a message as this node saw it (empty if none are kept).
     pub fn attempts(&self, id: MessageId) -> Vec<Attempt> {
         self.push.log.lock().get(id)
     }
 
+    /// The attempts log of a message, every node's on a shared store.
+    pub async fn attempts_everywhere(&self, id: MessageId) -> Result<Vec<Attempt>> {
+        if !self.is_shared() {
+            return Ok(self.attempts(id));
+        }
+        let got = self.store.attempts_get(&[id]).await?;
+        Ok(parse_attempts(got.into_iter().next().unwrap_or_default()))
+    }
+
     /// A subscription's recent deliveries, newest first: see [`AttemptLog::recent`].
-    pub fn recent_attempts(
+    pub async fn recent_attempts(
         &self,
         queue: &str,
         sub: &str,
@@ -1235,8 +1275,34 @@ impl Engine {
     ) -> Result<Vec<(MessageId, Vec<Attempt>)>> {
         self.subscription(queue, sub)?;
         range("limit", limit as u64, 1, limits::PEEK_MAX as u64)?;
-        Ok(self.push.log.lock().recent(queue, sub, limit, failing))
+        if !self.is_shared() {
+            return Ok(self.push.log.lock().recent(queue, sub, limit, failing));
+        }
+        // Newest messages first, a page at a time, until `limit` match.
+        let ids = self.store.attempts_recent(pl::LOG_MESSAGES).await?;
+        let mut log = AttemptLog::default();
+        let mut out = Vec::new();
+        for page in ids.chunks(200) {
+            let lists = self.store.attempts_get(page).await?;
+            for (id, entries) in page.iter().zip(lists).rev() {
+                for a in parse_attempts(entries) {
+                    log.record(*id, a);
+                }
+            }
+            out = log.recent(queue, sub, limit, failing);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
     }
+}
+
+fn parse_attempts(entries: Vec<String>) -> Vec<Attempt> {
+    entries
+        .iter()
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect()
 }
 
 /// The dead-letter queue of a push queue that names none.

@@ -140,6 +140,20 @@ pub trait Store: Send + Sync + 'static {
             .map(|(_, c)| c))
     }
 
+    /// Shared stores keep the push attempts log so every node shows every attempt: append
+    /// one attempt (JSON) of message `id`, bounded like the in-memory log. Others ignore it.
+    async fn attempts_put(&self, _id: MessageId, _at: Millis, _entry: String) -> Result<()> {
+        Ok(())
+    }
+    /// The stored attempts (JSON) of each of `ids`, oldest first.
+    async fn attempts_get(&self, ids: &[MessageId]) -> Result<Vec<Vec<String>>> {
+        Ok(vec![Vec::new(); ids.len()])
+    }
+    /// Messages with stored attempts, the most recently started first.
+    async fn attempts_recent(&self, _limit: usize) -> Result<Vec<MessageId>> {
+        Ok(Vec::new())
+    }
+
     fn info(&self) -> StoreInfo;
     /// Shared backends (several nodes on one store): names of queues that got ready messages
     /// through another node (`q:NAME`), or `meta` when subscriptions, schedules or timers

@@ -302,6 +302,9 @@ impl Engine {
                 return Ok(id);
             }
         }
+        // An id given (a schedule's firing) is also the deduplication id: two nodes firing the
+        // same moment of a schedule store one timer.
+        let dedup_id = id.map(|i| i.to_string());
         let id = id.unwrap_or_else(MessageId::new_v7);
         spec.created_at = now;
         let due = now + delay as i64;
@@ -320,7 +323,7 @@ impl Engine {
                     enqueued_at: now,
                     delay_ms: Some(delay),
                     group: None,
-                    dedup_id: None,
+                    dedup_id,
                 }],
                 now,
             )

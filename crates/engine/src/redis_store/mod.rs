@@ -107,7 +107,7 @@ const PRELUDE: &str = include_str!("prelude.lua");
 
 macro_rules! scripts {
     ($($name:ident),* $(,)?) => {
-        struct Scripts { $($name: Script,)* }
+        struct Scripts { $($name: Script,)* attempts: Script }
         impl Scripts {
             fn load() -> Scripts {
                 Scripts {
@@ -115,6 +115,7 @@ macro_rules! scripts {
                         "{PRELUDE}\n{}",
                         include_str!(concat!(stringify!($name), ".lua"))
                     )),)*
+                    attempts: Script::new(include_str!("attempts.lua")),
                 }
             }
         }
@@ -1057,7 +1058,10 @@ impl Store for RedisStore {
         };
         let _: i64 = self.ok(cmd.query_async(&mut conn).await)?;
         self.replicate(&self.global("meta")).await?;
-        self.announce_meta().await;
+        // Only settings other nodes keep in memory are announced (not ingestion checkpoints).
+        if key.starts_with("sub/") || key.starts_with("schedule/") {
+            self.announce_meta().await;
+        }
         Ok(())
     }
 
@@ -1097,6 +1101,45 @@ impl Store for RedisStore {
         all.into_iter()
             .map(|(k, v)| Ok((unhex(k.as_bytes())?, v)))
             .collect()
+    }
+
+    async fn attempts_put(&self, id: MessageId, at: Millis, entry: String) -> Result<()> {
+        use crate::push::push_limits as pl;
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.attempts.prepare_invoke();
+        inv.key(self.global(&format!("att/{}", hex(id))))
+            .key(self.global("att"))
+            .arg(hex(id))
+            .arg(entry)
+            .arg(at)
+            .arg(pl::LOG_ATTEMPTS_PER_MESSAGE)
+            .arg(pl::LOG_MESSAGES)
+            .arg(pl::LOG_AGE_MS);
+        let _: Value = self.ok(inv.invoke_async(&mut conn).await)?;
+        Ok(())
+    }
+
+    async fn attempts_get(&self, ids: &[MessageId]) -> Result<Vec<Vec<String>>> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("LRANGE")
+                .arg(self.global(&format!("att/{}", hex(*id))))
+                .arg(0)
+                .arg(-1);
+        }
+        self.ok(pipe.query_async(&mut conn).await)
+    }
+
+    async fn attempts_recent(&self, limit: usize) -> Result<Vec<MessageId>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = self.ok(redis::cmd("ZREVRANGE")
+            .arg(self.global("att"))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut conn)
+            .await)?;
+        ids.iter().map(|s| unhex(s.as_bytes())).collect()
     }
 
     async fn archive_get(&self, id: MessageId) -> Result<Option<u8>> {

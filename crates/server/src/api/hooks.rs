@@ -284,7 +284,7 @@ pub async fn attempts(
     let id = parse_id("id", &id)?;
     s.engine.queue_info(&queue).await?;
     Ok(Json(AttemptList {
-        attempts: s.engine.attempts(id),
+        attempts: s.engine.attempts_everywhere(id).await?,
     }))
 }
 
@@ -319,12 +319,15 @@ pub async fn recent_attempts(
     Path((queue, name)): Path<(String, String)>,
     QueryParams(q): QueryParams<RecentQuery>,
 ) -> ApiResult<Json<RecentAttempts>> {
-    let got = s.engine.recent_attempts(
-        &queue,
-        &name,
-        q.limit.unwrap_or(50),
-        q.failing.unwrap_or(false),
-    )?;
+    let got = s
+        .engine
+        .recent_attempts(
+            &queue,
+            &name,
+            q.limit.unwrap_or(50),
+            q.failing.unwrap_or(false),
+        )
+        .await?;
     Ok(Json(RecentAttempts {
         messages: got
             .into_iter()

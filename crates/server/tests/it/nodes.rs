@@ -180,9 +180,33 @@ async fn timers_fire_once_across_three_nodes_and_a_cancel_anywhere_holds() {
     let got: Vec<String> = sink.got().iter().map(|r| r.path.clone()).collect();
     assert_eq!(got.len(), 24, "each timer called exactly once: {got:?}");
     assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), paths);
-    // Every node reports it succeeded.
+    // Another node reports the cancel.
     let (_, t) = nodes[1].1.get(&format!("/v1/timers/{cancelled}")).await;
     assert_eq!(t["status"], "cancelled", "{t}");
+
+    // A schedule firing every second, with three nodes running schedulers: each firing
+    // (its webhook-id is derived from the schedule and the moment) reaches the endpoint once.
+    let (st, v) = nodes[1]
+        .1
+        .put(
+            "/v1/schedules/every-second",
+            json!({"cron": "* * * * * *", "url": sink.url("/cron")}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let firings = |r: &[crate::push::Req]| -> Vec<String> {
+        r.iter()
+            .filter(|r| r.path == "/cron")
+            .map(|r| r.header("webhook-id").unwrap_or_default().to_string())
+            .collect()
+    };
+    sink.wait_for("4 firings", 60, |r| firings(r).len() >= 4)
+        .await;
+    assert_eq!(nodes[2].1.delete("/v1/schedules/every-second").await.0, 204);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = firings(&sink.got());
+    let distinct: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "a firing called twice: {all:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,4 +359,60 @@ async fn wait_replicas_acknowledges_only_what_a_replica_has() {
     assert_eq!(st, 503, "{v}");
     assert_eq!(err_code(&v), "storage_unavailable");
     assert!(v.to_string().contains("replicas"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_and_their_attempts_are_shared_by_every_node() {
+    let redis = RedisServer::start(&[]);
+    let p = prefix();
+    let (_a, ha) = node(&redis.url(), &p, &["--allow-private-targets"]).await;
+    let (_b, hb) = node(&redis.url(), &p, &["--allow-private-targets"]).await;
+    // The endpoint fails once, then takes it.
+    let sink = Receiver::with(|n, _| (if n == 0 { 500 } else { 200 }, None, 0)).await;
+    let (st, v) = ha
+        .put(
+            "/v1/queues/orders/subscriptions/hook",
+            json!({"url": sink.url("/hook"), "backoff": {"initial_seconds": 0.2, "jitter": false}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    // B learns of the subscription created on A: its publish fans out (and pull is refused).
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, _) = hb
+            .post("/v1/queues/orders/receive", json!({"wait_seconds": 0}))
+            .await;
+        if st == 409 {
+            break;
+        }
+        assert!(Instant::now() < end, "B never saw A's subscription ({st})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = publish(&hb, "orders", "paid").await;
+    sink.wait_for("a retry and a delivery", 30, |r| r.len() >= 2)
+        .await;
+    // Both nodes show both attempts, whichever node made them.
+    for h in [&ha, &hb] {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (st, v) = h
+                .get(&format!("/v1/queues/orders/messages/{id}/attempts"))
+                .await;
+            assert_eq!(st, 200, "{v}");
+            let outcomes: Vec<String> = v["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["outcome"].as_str().unwrap().to_string())
+                .collect();
+            if outcomes == ["retry", "delivered"] {
+                break;
+            }
+            assert!(Instant::now() < end, "attempts on {}: {outcomes:?}", h.base);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (st, v) = h.get("/v1/queues/orders/subscriptions/hook/attempts").await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["messages"][0]["message_id"], id.as_str(), "{v}");
+    }
 }
