@@ -92,6 +92,11 @@ pub struct Engine {
     pub(crate) shutdown: watch::Sender<bool>,
     started_at: Millis,
     shared: bool,
+    /// Shared stores: this node's identity and description, and the nodes seen alive.
+    node: Mutex<Option<(String, String)>>,
+    nodes: Mutex<Vec<String>>,
+    /// When housekeeping last re-read shared settings (a shared store).
+    refreshed_at: std::sync::atomic::AtomicI64,
     pub(crate) push: crate::push::PushState,
     pub(crate) timers: crate::timers::TimerState,
 }
@@ -103,6 +108,9 @@ impl Engine {
         let remote = store.remote_wakeups();
         let engine = Arc::new(Engine {
             shared: remote.is_some(),
+            node: Mutex::new(None),
+            nodes: Mutex::new(Vec::new()),
+            refreshed_at: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
             store,
             clock,
             opts,
@@ -145,6 +153,17 @@ impl Engine {
                 }
             }
         });
+    }
+
+    /// Name this node for the others on a shared store (`id` unique, `info` a JSON description).
+    pub fn set_node(&self, id: String, info: String) {
+        *self.node.lock() = Some((id, info));
+    }
+
+    /// Descriptions (JSON) of the nodes alive on a shared store, this one included once it
+    /// has ticked; empty for a store only this process uses.
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes.lock().clone()
     }
 
     /// Whether other nodes share this store (and so its settings may change under us).
@@ -740,7 +759,24 @@ impl Engine {
     /// One housekeeping pass (tests call this after moving the clock).
     pub async fn tick(&self) -> Result<()> {
         if self.shared {
-            self.refresh_shared().await;
+            // Announcements cover changes at once; this catches any missed (every 10 s).
+            let now = self.now();
+            let last = self.refreshed_at.load(Ordering::Relaxed);
+            if now - last >= 10_000
+                && self
+                    .refreshed_at
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.refresh_shared().await;
+            }
+            let me = self.node.lock().clone();
+            if let Some((id, info)) = me {
+                match self.store.heartbeat(&id, info, self.now()).await {
+                    Ok(alive) => *self.nodes.lock() = alive,
+                    Err(e) => tracing::warn!(error = %e, "node heartbeat failed"),
+                }
+            }
         }
         let woke = self.store.tick(self.now()).await?;
         for q in woke {

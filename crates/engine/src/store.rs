@@ -154,6 +154,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Shared stores: record that node `node` (a JSON description) is alive at `now`, and
+    /// return every node seen alive in the last 10 s. Others return nothing.
+    async fn heartbeat(&self, _node: &str, _info: String, _now: Millis) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     fn info(&self) -> StoreInfo;
     /// Shared backends (several nodes on one store): names of queues that got ready messages
     /// through another node (`q:NAME`), or `meta` when subscriptions, schedules or timers

@@ -74,6 +74,26 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .context("loading push subscriptions")?;
     engine.load_timers().await.context("loading timers")?;
+    if engine.is_shared() {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let id = format!(
+            "{hostname}/{}/{}",
+            cfg.listen,
+            sluice_engine::MessageId::new_v7()
+        );
+        engine.set_node(
+            id,
+            serde_json::json!({
+                "address": cfg.listen,
+                "host": hostname,
+                "version": env!("CARGO_PKG_VERSION"),
+                "started_at": crate::api::native::rfc3339(engine.started_at()),
+            })
+            .to_string(),
+        );
+    }
     let housekeeping = engine.spawn_housekeeping();
     let scheduler = engine.spawn_scheduler();
     let push = crate::push::PushManager::new(

@@ -347,7 +347,40 @@ impl RedisStore {
             listener: parking_lot::Mutex::new(None),
         };
         store.listen(pubsub_client).await?;
+        store.check_config().await;
         Ok(store)
+    }
+
+    /// Say at start what Redis's settings mean for an acknowledged message (see
+    /// docs/scaling.md). CONFIG may be disabled (managed Redis): then nothing is said.
+    async fn check_config(&self) {
+        let mut conn = self.conn.clone();
+        let get = |name: &'static str| {
+            let mut cmd = redis::cmd("CONFIG");
+            cmd.arg("GET").arg(name);
+            cmd
+        };
+        let read = |v: redis::RedisResult<Vec<String>>| v.ok().and_then(|v| v.get(1).cloned());
+        let aof = read(get("appendonly").query_async(&mut conn).await);
+        let fsync = read(get("appendfsync").query_async(&mut conn).await);
+        let policy = read(get("maxmemory-policy").query_async(&mut conn).await);
+        match (aof.as_deref(), fsync.as_deref()) {
+            (Some("yes"), Some("always")) => tracing::info!(
+                "redis: AOF with appendfsync always: an acknowledged message is on Redis's disk"
+            ),
+            (Some("yes"), Some(f)) => tracing::warn!(
+                "redis: AOF with appendfsync {f}: a Redis crash can lose the last second of acknowledged messages (set appendfsync always for sluice's embedded-store guarantee)"
+            ),
+            (Some("no"), _) => tracing::warn!(
+                "redis: AOF is off: a Redis crash loses acknowledged messages since the last snapshot (set appendonly yes, appendfsync always)"
+            ),
+            _ => {}
+        }
+        if let Some(p) = policy.filter(|p| p != "noeviction") {
+            tracing::warn!(
+                "redis: maxmemory-policy {p} may evict sluice's keys, i.e. drop messages; use noeviction"
+            );
+        }
     }
 
     /// Subscribe to the wake-up channel; reconnect on errors.
@@ -1140,6 +1173,33 @@ impl Store for RedisStore {
             .query_async(&mut conn)
             .await)?;
         ids.iter().map(|s| unhex(s.as_bytes())).collect()
+    }
+
+    async fn heartbeat(&self, node: &str, info: String, now: Millis) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let key = self.global("nodes");
+        let (_, _, all): (i64, i64, Vec<String>) = self.ok(redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(node)
+            .arg(format!("{now} {info}"))
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(60_000)
+            .cmd("HVALS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await)?;
+        let mut alive = Vec::new();
+        for v in all {
+            if let Some((at, info)) = v.split_once(' ') {
+                if at.parse::<Millis>().is_ok_and(|at| now - at <= 10_000) {
+                    alive.push(info.to_string());
+                }
+            }
+        }
+        alive.sort();
+        Ok(alive)
     }
 
     async fn archive_get(&self, id: MessageId) -> Result<Option<u8>> {

@@ -58,7 +58,8 @@ pub struct ServerInfo {
     pub streams_open: usize,
     /// The most that may be open at once (`--max-streams`).
     pub max_streams: usize,
-    /// The nodes serving this data: with embedded storage, this one.
+    /// The nodes serving this data: with embedded storage, this one; with Redis, every node
+    /// that sent a heartbeat in the last 10 s (they send one a second).
     pub nodes: Vec<NodeView>,
 }
 
@@ -90,13 +91,35 @@ pub async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
         max_request_bytes: s.max_request_bytes,
         streams_open: s.streams.open(),
         max_streams: s.streams.max(),
-        nodes: vec![NodeView {
-            address: s.listen.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            started_at: native::rfc3339(s.engine.started_at()),
-            this: true,
-        }],
+        nodes: nodes(&s),
     })
+}
+
+fn nodes(s: &AppState) -> Vec<NodeView> {
+    let me = NodeView {
+        address: s.listen.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: native::rfc3339(s.engine.started_at()),
+        this: true,
+    };
+    let mut out: Vec<NodeView> = s
+        .engine
+        .nodes()
+        .iter()
+        .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .map(|v| {
+            let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            NodeView {
+                address: text("address"),
+                version: text("version"),
+                started_at: text("started_at"),
+                this: false,
+            }
+        })
+        .filter(|n| !(n.address == me.address && n.started_at == me.started_at))
+        .collect();
+    out.insert(0, me);
+    out
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

@@ -210,7 +210,11 @@ fn cpu_seconds() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
+    // Several nodes (`--server http://a,http://b`): connections go round-robin over them;
+    // the queue is set up through the first.
+    let nodes: Vec<&str> = servers.split(',').filter(|s| !s.is_empty()).collect();
+    let server = *nodes.first().context("--server names no server")?;
     if args.connections == 0 || args.batch == 0 || args.batch > 1000 {
         bail!("--connections must be at least 1 and --batch between 1 and 1000");
     }
@@ -258,8 +262,9 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     let cpu_start = cpu_seconds();
     let mut tasks = Vec::new();
     if args.scenario == Scenario::Stream {
-        for _ in 0..args.connections {
-            let c = super::stream_client::StreamClient::open(server, &queue, args.batch).await?;
+        for i in 0..args.connections {
+            let node = nodes[i % nodes.len()];
+            let c = super::stream_client::StreamClient::open(node, &queue, args.batch).await?;
             tasks.push(tokio::spawn(stream_worker(c, shared.clone())));
         }
     }
@@ -272,7 +277,7 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
             Scenario::PublishBatch => Role::Publish(args.batch),
             Scenario::ReceiveAck => Role::ReceiveAck,
         };
-        let conn = Conn::open(server, args.protocol).await?;
+        let conn = Conn::open(nodes[i % nodes.len()], args.protocol).await?;
         let publishers = args.connections.div_ceil(2).max(1) as u64;
         tasks.push(tokio::spawn(worker(
             conn,

@@ -18,7 +18,8 @@ use client::Client;
 
 #[derive(Args, Debug, Clone)]
 pub struct ClientOpts {
-    /// Server to talk to.
+    /// Server to talk to. `sluice bench` also takes several, comma-separated (nodes sharing
+    /// one Redis): its connections go round-robin over them.
     #[arg(
         long,
         env = "SLUICE_SERVER",

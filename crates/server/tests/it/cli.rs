@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::common::{Server, BIN};
 
-fn run(server: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub fn run(server: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .args(args)
         .env("SLUICE_SERVER", server)

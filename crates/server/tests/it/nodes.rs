@@ -112,9 +112,48 @@ async fn publish_on_one_node_consume_on_another_and_long_polls_wake_across_nodes
     let (_, q) = ha.get("/v1/queues/shared").await;
     assert_eq!(q["stats"]["acked"], 1);
     assert_eq!(q["stats"]["in_flight"], 0);
-    // /v1/server names the backend.
-    let (_, s) = ha.get("/v1/server").await;
-    assert_eq!(s["storage_backend"], "redis");
+    // The load generator spreads its connections over both nodes.
+    let both = format!("{},{}", ha.base, hb.base);
+    let out = tokio::task::spawn_blocking(move || {
+        crate::cli::run(
+            &both,
+            &[
+                "bench",
+                "publish",
+                "--connections",
+                "4",
+                "--count",
+                "400",
+                "--size",
+                "16",
+                "--queue",
+                "spread",
+                "--keep",
+                "--json",
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.0, "bench over two nodes: {}", out.2);
+    let (_, q) = hb.get("/v1/queues/spread").await;
+    assert!(q["stats"]["ready"].as_u64().unwrap() >= 400, "{q}");
+
+    // /v1/server names the backend and both nodes (from their heartbeats).
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, s) = ha.get("/v1/server").await;
+        assert_eq!(s["storage_backend"], "redis");
+        let nodes = s["nodes"].as_array().unwrap();
+        if nodes.len() == 2 {
+            assert_eq!(nodes[0]["this"], true);
+            assert_eq!(nodes[1]["address"], hb.base.trim_start_matches("http://"));
+            break;
+        }
+        assert!(Instant::now() < end, "A never listed B: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
