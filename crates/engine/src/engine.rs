@@ -139,10 +139,21 @@ impl Engine {
                 let msg = rx.recv().await;
                 let Some(engine) = weak.upgrade() else { return };
                 match msg {
-                    Ok(m) => match m.strip_prefix("q:") {
-                        Some(q) => engine.wake(q, 1),
-                        None => engine.refresh_shared().await,
-                    },
+                    Ok(m) => {
+                        if let Some(q) = m.strip_prefix("q:") {
+                            engine.wake(q, 1);
+                        } else if m.starts_with("meta:sub/") {
+                            if let Err(e) = engine.reload_subscriptions().await {
+                                tracing::warn!(error = %e, "could not re-read subscriptions");
+                            }
+                        } else if m.starts_with("meta:schedule/") {
+                            if let Err(e) = engine.load_schedules().await {
+                                tracing::warn!(error = %e, "could not re-read schedules");
+                            }
+                        } else {
+                            engine.refresh_shared().await;
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         for w in engine.wakers.lock().values() {
                             w.notify_waiters();

@@ -162,8 +162,9 @@ pub trait Store: Send + Sync + 'static {
 
     fn info(&self) -> StoreInfo;
     /// Shared backends (several nodes on one store): names of queues that got ready messages
-    /// through another node (`q:NAME`), or `meta` when subscriptions, schedules or timers
-    /// changed there. None for a store only this process uses.
+    /// through another node (`q:NAME`), `meta:KEY` when a subscription (`sub/...`) or schedule
+    /// (`schedule/...`) changed there, or `meta` when anything may have been missed (re-read
+    /// everything). None for a store only this process uses.
     fn remote_wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }

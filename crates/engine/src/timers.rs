@@ -263,6 +263,11 @@ impl Engine {
             self.store.ids(TIMER_QUEUE).await?.into_iter().collect();
         *self.timers.archive.lock() = archive;
         *self.timers.pending.lock() = pending;
+        self.load_schedules().await
+    }
+
+    /// (Re-)read the schedules (at start, and when another node changed one).
+    pub(crate) async fn load_schedules(&self) -> Result<()> {
         let mut schedules = BTreeMap::new();
         for (key, value) in self.store.meta_list("schedule/").await? {
             match serde_json::from_str::<Schedule>(&value) {

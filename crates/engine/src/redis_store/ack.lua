@@ -1,20 +1,31 @@
--- ARGV 4 count, then id, nonce pairs. Answers 'ok', 'gone' or 'stale' per receipt.
+-- ARGV 4 count, then id, nonce pairs. Answers 'ok', 'gone' or 'stale' per receipt. The
+-- removals are batched: one command per structure.
 if not load_cfg() then return reply('noqueue') end
 local n = tonumber(ARGV[4])
-local res = {}
-local acked = 0
+local res, gone, seen = {}, {}, {}
 for i = 0, n - 1 do
   local id = ARGV[5 + 2 * i]
-  local st, why = leased(id, tonumber(ARGV[6 + 2 * i]))
-  if st then
-    redis.call('ZREM', K_F, id)
-    unlock(st.g)
-    forget(id, st)
-    acked = acked + 1
-    res[#res + 1] = 'ok'
+  if seen[id] then
+    -- Settled earlier in this batch: as if acked already.
+    res[#res + 1] = 'gone'
   else
-    res[#res + 1] = why
+    local st, why = leased(id, tonumber(ARGV[6 + 2 * i]))
+    if st then
+      seen[id] = true
+      unlock(st.g)
+      if st.src ~= '' then DECR[#DECR + 1] = st.src end
+      gone[#gone + 1] = id
+      res[#res + 1] = 'ok'
+    else
+      res[#res + 1] = why
+    end
   end
 end
-if acked > 0 then redis.call('HINCRBY', K_ST, 'acked', acked) end
+if #gone > 0 then
+  redis.call('ZREM', K_F, unpack(gone))
+  redis.call('HDEL', K_M, unpack(gone))
+  redis.call('HDEL', K_S, unpack(gone))
+  redis.call('SREM', K_DL, unpack(gone))
+  redis.call('HINCRBY', K_ST, 'acked', #gone)
+end
 return reply('ok', res)

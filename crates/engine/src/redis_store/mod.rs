@@ -17,8 +17,8 @@
 //! moments stored in sorted sets, so any node can expire them; nothing has a leader.
 //!
 //! **Wake-ups.** A script that makes messages ready publishes `q:QUEUE` on the channel
-//! `PREFIX/wake`; every node subscribes and wakes its long polls. `meta` on the same channel
-//! says subscriptions, schedules or timers changed.
+//! `PREFIX/wake`; every node subscribes and wakes its long polls. `meta:KEY` on the same
+//! channel says a subscription or schedule changed; timer outcomes are read on demand.
 //!
 //! **Durability** is Redis's: with `appendfsync always` a script's writes are on disk before
 //! its reply. `wait_replicas` adds a `WAIT` after every change.
@@ -1093,7 +1093,7 @@ impl Store for RedisStore {
         self.replicate(&self.global("meta")).await?;
         // Only settings other nodes keep in memory are announced (not ingestion checkpoints).
         if key.starts_with("sub/") || key.starts_with("schedule/") {
-            self.announce_meta().await;
+            self.announce(&format!("meta:{key}")).await;
         }
         Ok(())
     }
@@ -1120,8 +1120,9 @@ impl Store for RedisStore {
             cmd.arg(hex(*id)).arg(*code);
         }
         let _: i64 = self.ok(cmd.query_async(&mut conn).await)?;
+        // Not announced: timer outcomes are many, and other nodes read one fresh when they
+        // need it (Engine::timer_fresh, timer_outcome_fresh) and all of them every 10 s.
         self.replicate(&self.global("archive")).await?;
-        self.announce_meta().await;
         Ok(())
     }
 
@@ -1239,11 +1240,12 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
-    async fn announce_meta(&self) {
+    /// Tell other nodes a setting changed (`meta:KEY`).
+    async fn announce(&self, what: &str) {
         let mut conn = self.conn.clone();
         let _: redis::RedisResult<i64> = redis::cmd("PUBLISH")
             .arg(&self.channel)
-            .arg("meta")
+            .arg(what)
             .query_async(&mut conn)
             .await;
     }

@@ -19,9 +19,35 @@ local function take(id, st)
   taken = taken + 1
 end
 if not cfg.fifo then
-  for _, id in ipairs(redis.call('ZRANGE', K_R, 0, max - 1)) do
-    local st = get_state(id)
-    if st then take(id, st) else redis.call('ZREM', K_R, id) end
+  -- Batched: one command per structure for the whole receive.
+  local ids = redis.call('ZRANGE', K_R, 0, max - 1)
+  if #ids > 0 then
+    redis.call('ZREM', K_R, unpack(ids))
+    local states = redis.call('HMGET', K_S, unpack(ids))
+    local bodies = redis.call('HMGET', K_M, unpack(ids))
+    local sset, fset = {}, {}
+    for i, id in ipairs(ids) do
+      if states[i] then
+        local st = parse_state(states[i])
+        st.rc = st.rc + 1
+        st.nonce = (st.nonce + 1) % 4294967296
+        if st.first == 0 then st.first = NOW end
+        local s = fmt(st.rc) .. ',' .. fmt(st.nonce) .. ',' .. fmt(st.first) .. ',' .. st.g
+          .. ',' .. fmt(st.enq) .. ',' .. st.src
+        sset[#sset + 1] = id
+        sset[#sset + 1] = s
+        fset[#fset + 1] = fmt(lease)
+        fset[#fset + 1] = id
+        out[#out + 1] = id
+        out[#out + 1] = bodies[i] or ''
+        out[#out + 1] = s
+        taken = taken + 1
+      end
+    end
+    if taken > 0 then
+      redis.call('HSET', K_S, unpack(sset))
+      redis.call('ZADD', K_F, unpack(fset))
+    end
   end
 else
   -- The first messages whose group no other consumer holds; this receive may keep taking
