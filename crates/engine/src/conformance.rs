@@ -457,6 +457,44 @@ pub async fn retention_drops_and_counts(h: &mut dyn Harness) {
     assert_eq!(c.bodies("r", 10, 30).await, vec!["new"]);
 }
 
+/// A dead letter dropped by its dead-letter queue's retention (in housekeeping) no longer
+/// counts as its source's dead letter.
+pub async fn dead_letter_gauge_follows_retention(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    c.engine
+        .put_queue(
+            "dl-src",
+            QueueConfigPatch {
+                max_receives: Some(Some(1)),
+                dead_letter_queue: Some(Some("dl-dead".into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    c.engine
+        .put_queue(
+            "dl-dead",
+            QueueConfigPatch {
+                retention_seconds: Some(60),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    c.send("dl-src", "poison").await;
+    let d = c.recv("dl-src", 1, 10).await.remove(0);
+    c.engine
+        .nack("dl-src", &[receipt(&d)], 0, Placement::Back)
+        .await
+        .unwrap();
+    assert_eq!(c.engine.stats("dl-src").await.unwrap().dead_lettered, 1);
+    c.advance(61);
+    c.engine.tick().await.unwrap();
+    assert_eq!(c.engine.stats("dl-dead").await.unwrap().expired, 1);
+    assert_eq!(c.engine.stats("dl-src").await.unwrap().dead_lettered, 0);
+}
+
 pub async fn long_poll_wakes_on_publish(h: &mut dyn Harness) {
     let c = Ctx::new(h).await;
     c.engine
@@ -1460,7 +1498,7 @@ macro_rules! conformance_suite {
             publish_receive_ack, visibility_timeout_returns_message, stale_receipt_is_an_error,
             expired_lease_receipt_is_stale, nack_now_and_with_delay, nack_to_front_or_back,
             change_visibility_extends_and_releases, delayed_messages, dead_letter_and_redrive,
-            redrive_by_id_moves_only_those,
+            redrive_by_id_moves_only_those, dead_letter_gauge_follows_retention,
             retention_drops_and_counts, long_poll_wakes_on_publish,
             long_poll_times_out_empty_and_wakes_on_delay_end, batch_ack_reports_each_receipt,
             purge_and_delete, peek_does_not_receive, bodies_and_attributes_round_trip,

@@ -151,6 +151,10 @@ impl Engine {
                                 tracing::warn!(error = %e, "could not re-read schedules");
                             }
                         } else {
+                            // The listener reconnected: wake-ups may have been missed.
+                            for w in engine.wakers.lock().values() {
+                                w.notify_waiters();
+                            }
                             engine.refresh_shared().await;
                         }
                     }

@@ -259,8 +259,22 @@ impl Engine {
         self.store.ensure_queue(TIMER_QUEUE, config, now).await?;
         let archive: HashMap<MessageId, u8> =
             self.store.archive_list().await?.into_iter().collect();
-        let pending: HashMap<MessageId, Millis> =
+        let mut pending: HashMap<MessageId, Millis> =
             self.store.ids(TIMER_QUEUE).await?.into_iter().collect();
+        // A re-read on a shared store must not drop what this node added meanwhile: a timer
+        // created a moment ago, an outcome just recorded.
+        {
+            let local = self.timers.pending.lock();
+            for (id, due) in local.iter() {
+                if !archive.contains_key(id) {
+                    pending.entry(*id).or_insert(*due);
+                }
+            }
+        }
+        let mut archive = archive;
+        for (id, code) in self.timers.archive.lock().iter() {
+            archive.entry(*id).or_insert(*code);
+        }
         *self.timers.archive.lock() = archive;
         *self.timers.pending.lock() = pending;
         self.load_schedules().await
@@ -438,7 +452,7 @@ impl Engine {
     /// Record a timer's outcome, then remove its message.
     pub async fn finish_timer(&self, d: &crate::model::Delivery, code: u8) -> Result<()> {
         let id = d.message.id;
-        if self.timer_outcome(id).is_none() {
+        if self.timer_outcome_fresh(id).await?.is_none() {
             self.store.archive_put(&[(id, code)]).await?;
             self.timers.archive.lock().insert(id, code);
         }

@@ -27,5 +27,7 @@ if #gone > 0 then
   redis.call('HDEL', K_S, unpack(gone))
   redis.call('SREM', K_DL, unpack(gone))
   redis.call('HINCRBY', K_ST, 'acked', #gone)
+  -- A FIFO group freed: its next message may be ready for a waiter on another node.
+  if cfg.fifo and redis.call('ZCARD', K_R) > 0 then WOKE = 1 end
 end
 return reply('ok', res)

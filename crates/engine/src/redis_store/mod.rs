@@ -143,8 +143,8 @@ scripts!(
     decr,
 );
 
-const QUEUE_KEYS: [&str; 13] = [
-    "cfg", "m", "s", "r", "d", "f", "lk", "dd", "dz", "st", "fw", "ob", "dl",
+const QUEUE_KEYS: [&str; 14] = [
+    "cfg", "m", "s", "r", "d", "f", "lk", "dd", "dz", "st", "fw", "ob", "dl", "ad",
 ];
 
 /// The hash tag of a queue: a subscription's internal queue (`orders~a`, `orders~a.fifo`)
@@ -444,8 +444,8 @@ impl RedisStore {
         }
     }
 
-    /// Run one per-queue script: `args` follow the queue name, `now` and the channel.
-    async fn run(
+    /// Call one per-queue script: `args` follow the queue name, `now` and the channel.
+    async fn invoke(
         &self,
         script: &Script,
         queue: &str,
@@ -462,19 +462,19 @@ impl RedisStore {
         }
         let mut conn = self.conn.clone();
         let v: Value = self.ok(inv.invoke_async(&mut conn).await)?;
-        let reply = Reply::parse(v)?;
-        for source in &reply.decrements {
-            let mut conn = self.conn.clone();
-            let mut inv = self.scripts.decr.prepare_invoke();
-            for k in self.qkeys(source) {
-                inv.key(k);
-            }
-            inv.arg(source.as_str()).arg(now).arg("");
-            let _: Value = self.ok(inv.invoke_async(&mut conn).await)?;
-        }
-        if reply.outbox {
-            self.drain_outbox(queue, now).await?;
-        }
+        Reply::parse(v)
+    }
+
+    /// Run one per-queue script and its follow-ups (`follow_up`).
+    async fn run(
+        &self,
+        script: &Script,
+        queue: &str,
+        now: Millis,
+        args: Vec<Vec<u8>>,
+    ) -> Result<Reply> {
+        let reply = self.invoke(script, queue, now, args).await?;
+        self.follow_up(queue, &reply, now).await?;
         if reply.status == "noqueue" {
             return Err(EngineError::QueueNotFound(queue.to_string()));
         }
@@ -516,8 +516,37 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Finish the moves parked in `queue`'s outbox: into each target, then out of the outbox.
-    async fn drain_outbox(&self, queue: &str, now: Millis) -> Result<()> {
+    /// What a script leaves to its caller: lower the `dead_lettered` gauges of source queues
+    /// in other slots (one call per source), and finish moves parked in the outbox. Returns
+    /// how many redrive moves finished.
+    async fn follow_up(&self, queue: &str, reply: &Reply, now: Millis) -> Result<u64> {
+        self.decrement(&reply.decrements, now).await?;
+        if reply.outbox {
+            return self.drain_outbox(queue, now).await;
+        }
+        Ok(0)
+    }
+
+    async fn decrement(&self, sources: &[String], now: Millis) -> Result<()> {
+        let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
+        for s in sources {
+            *counts.entry(s.as_str()).or_default() += 1;
+        }
+        for (source, n) in counts {
+            let mut conn = self.conn.clone();
+            let mut inv = self.scripts.decr.prepare_invoke();
+            for k in self.qkeys(source) {
+                inv.key(k);
+            }
+            inv.arg(source).arg(now).arg("").arg(n);
+            let _: Value = self.ok(inv.invoke_async(&mut conn).await)?;
+        }
+        Ok(())
+    }
+
+    /// Finish the moves parked in `queue`'s outbox: into each target (idempotent by the move's
+    /// token), then out of the outbox. Returns how many redrive moves finished.
+    async fn drain_outbox(&self, queue: &str, now: Millis) -> Result<u64> {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.outbox.prepare_invoke();
         for k in self.qkeys(queue) {
@@ -527,12 +556,18 @@ impl RedisStore {
         let reply = Reply::parse(self.ok(inv.invoke_async(&mut conn).await)?)?;
         let items = list(reply.get(0)?)?;
         let mut outcomes: Vec<Vec<u8>> = Vec::new();
+        let mut redriven = 0;
         for it in items.chunks(4) {
             let [id, entry, payload, state] = it else {
                 return Err(bad_reply("an outbox entry"));
             };
             let entry = text(entry)?;
-            let (mode, target) = entry.split_once('|').ok_or_else(|| bad_reply("outbox"))?;
+            let mut parts = entry.splitn(3, '|');
+            let (Some(mode), Some(target), Some(token)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad_reply("an outbox entry"));
+            };
             let mut inv = self.scripts.adopt.prepare_invoke();
             for k in self.qkeys(target) {
                 inv.key(k);
@@ -544,18 +579,24 @@ impl RedisStore {
                 .arg(bytes(payload)?)
                 .arg(bytes(state)?)
                 .arg(mode)
-                .arg(queue);
+                .arg(queue)
+                .arg(token);
             let adopted = Reply::parse(self.ok(inv.invoke_async(&mut conn).await)?)?;
             self.replicate(target).await?;
+            let done = adopted.status == "ok";
+            if done && mode == "rd" {
+                redriven += 1;
+            }
             outcomes.push(bytes(id)?.to_vec());
-            outcomes.push(if adopted.status == "ok" {
+            outcomes.push(if done {
                 b"done".to_vec()
             } else {
                 b"back".to_vec()
             });
+            outcomes.push(token.as_bytes().to_vec());
         }
         if outcomes.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut inv = self.scripts.outbox_done.prepare_invoke();
         for k in self.qkeys(queue) {
@@ -564,12 +605,13 @@ impl RedisStore {
         inv.arg(queue)
             .arg(now)
             .arg(&self.channel)
-            .arg(outcomes.len() / 2);
+            .arg(outcomes.len() / 3);
         for o in outcomes {
             inv.arg(o);
         }
-        let _: Value = self.ok(inv.invoke_async(&mut conn).await)?;
-        Ok(())
+        let done = Reply::parse(self.ok(inv.invoke_async(&mut conn).await)?)?;
+        self.decrement(&done.decrements, now).await?;
+        Ok(redriven)
     }
 
     fn message(
@@ -634,7 +676,9 @@ impl RedisStore {
             created_at: int(&v[2])?,
             updated_at: int(&v[3])?,
         };
-        if created {
+        {
+            // Always (idempotent): a crash between the script and this, or a delete racing a
+            // re-creation, must not leave a live queue out of the catalog.
             let mut conn = self.conn.clone();
             let _: i64 = self.ok(redis::cmd("HSET")
                 .arg(self.global("queues"))
@@ -767,13 +811,14 @@ impl Store for RedisStore {
     }
 
     async fn delete_queue(&self, name: &str) -> Result<bool> {
-        let reply = self.run(&self.scripts.delete, name, 0, vec![]).await?;
+        // Out of the catalog first: a re-creation racing this puts it back after.
         let mut conn = self.conn.clone();
         let _: i64 = self.ok(redis::cmd("HDEL")
             .arg(self.global("queues"))
             .arg(name)
             .query_async(&mut conn)
             .await)?;
+        let reply = self.run(&self.scripts.delete, name, 0, vec![]).await?;
         self.replicate(name).await?;
         Ok(int(reply.get(0)?)? == 1)
     }
@@ -918,6 +963,8 @@ impl Store for RedisStore {
     }
 
     async fn peek(&self, queue: &str, limit: usize, now: Millis) -> Result<Vec<Message>> {
+        // "Everything" (usize::MAX) must stay an integer Lua and Redis can print.
+        let limit = limit.min(1 << 40);
         let reply = self
             .run(&self.scripts.peek, queue, now, vec![arg(limit)])
             .await?;
@@ -966,9 +1013,11 @@ impl Store for RedisStore {
         }
         // The script parks them in the outbox; `run` moves them home before it returns.
         // Those that cannot go home (their queue is gone) stay dead letters here.
-        let before = self.dead_letters_held(&from).await?;
-        self.run(&self.scripts.redrive, &from, now, args).await?;
-        Ok(before.saturating_sub(self.dead_letters_held(&from).await?))
+        let reply = self.invoke(&self.scripts.redrive, &from, now, args).await?;
+        if reply.status == "noqueue" {
+            return Err(EngineError::QueueNotFound(from));
+        }
+        self.follow_up(&from, &reply, now).await
     }
 
     async fn stats(&self, queue: &str, now: Millis) -> Result<QueueStats> {
@@ -1028,17 +1077,19 @@ impl Store for RedisStore {
         let mut woke = Vec::new();
         let mut messages = 0u64;
         for name in names {
-            let mut inv = self.scripts.tick.prepare_invoke();
-            for k in self.qkeys(&name) {
-                inv.key(k);
-            }
-            inv.arg(name.as_str()).arg(now).arg(&self.channel);
-            let reply = Reply::parse(self.ok(inv.invoke_async(&mut conn).await)?)?;
+            // One queue's failure does not stop housekeeping of the others.
+            let reply = match self.invoke(&self.scripts.tick, &name, now, vec![]).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(queue = %name, error = %e, "redis housekeeping failed");
+                    continue;
+                }
+            };
             if reply.status == "noqueue" {
                 continue;
             }
-            if reply.outbox {
-                self.drain_outbox(&name, now).await?;
+            if let Err(e) = self.follow_up(&name, &reply, now).await {
+                tracing::warn!(queue = %name, error = %e, "redis housekeeping failed");
             }
             messages += int(reply.get(0)?)? as u64;
             if reply.woke {

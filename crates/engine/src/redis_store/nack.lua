@@ -27,5 +27,8 @@ for i = 0, n - 1 do
     res[#res + 1] = why
   end
 end
-if nacked > 0 then redis.call('HINCRBY', K_ST, 'nacked', nacked) end
+if nacked > 0 then
+  redis.call('HINCRBY', K_ST, 'nacked', nacked)
+  if cfg.fifo and redis.call('ZCARD', K_R) > 0 then WOKE = 1 end
+end
 return reply('ok', res)

@@ -12,10 +12,10 @@ local function add(id, kind, at)
   out[#out + 1] = at
   n = n + 1
 end
-for _, id in ipairs(redis.call('ZRANGE', K_R, 0, limit - 1)) do add(id, 'r', fmt(NOW)) end
+for _, id in ipairs(redis.call('ZRANGE', K_R, 0, fmt(limit - 1))) do add(id, 'r', fmt(NOW)) end
 for _, key in ipairs({ { K_D, 'd' }, { K_F, 'f' } }) do
   if n < limit then
-    local v = redis.call('ZRANGE', key[1], 0, limit - n - 1, 'WITHSCORES')
+    local v = redis.call('ZRANGE', key[1], 0, fmt(limit - n - 1), 'WITHSCORES')
     for i = 1, #v, 2 do add(v[i], key[2], v[i + 1]) end
   end
 end

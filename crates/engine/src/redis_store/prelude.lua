@@ -13,15 +13,16 @@
 --   9 dz   zset: deduplication ids by window end (for expiry)
 --  10 st   hash: counters (published, received, ...) and the dead_lettered gauge
 --  11 fw   set:  delayed ids that return to the front when due
---  12 ob   hash: outbox, id -> "mode|target" for moves to another queue (another slot)
+--  12 ob   hash: outbox, id -> "mode|target|token" for moves to another queue (another slot)
 --  13 dl   set:  ids of the dead letters held in this queue
+--  14 ad   zset: tokens of the moves this queue adopted, by when (makes adopt idempotent)
 -- ARGV: 1 queue name, 2 now (ms), 3 wake-up channel, 4.. the script's own arguments.
 -- Every script answers {status, woke, outbox, decrements, ...}: `woke` says messages became
 -- ready, `outbox` that moves wait in `ob`, `decrements` the source queues whose dead_lettered
 -- gauge must go down (they live in other slots, so the caller does it).
-local K_CFG, K_M, K_S, K_R, K_D, K_F, K_LK, K_DD, K_DZ, K_ST, K_FW, K_OB, K_DL =
+local K_CFG, K_M, K_S, K_R, K_D, K_F, K_LK, K_DD, K_DZ, K_ST, K_FW, K_OB, K_DL, K_AD =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11], KEYS[12], KEYS[13]
+  KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local QNAME = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local CHANNEL = ARGV[3]
@@ -95,13 +96,16 @@ end
 
 -- Park the message in the outbox for a move to `target` (mode 'dl': dead-lettered there;
 -- 'rd': redriven home). The caller completes the move with the adopt and outbox_done scripts.
+-- Each move has a token (this queue's name and a counter): the target remembers the tokens it
+-- adopted, so a move repeated after a crash, or drained by two nodes at once, lands once.
+-- The old source's dead_lettered gauge goes down when the move is done (outbox_done).
 local function move_out(id, st, mode, target)
-  redis.call('HSET', K_OB, id, mode .. '|' .. target)
+  local token = QNAME .. ':' .. fmt(redis.call('HINCRBY', K_CFG, 'moves', 1))
+  redis.call('HSET', K_OB, id, mode .. '|' .. target .. '|' .. token)
   redis.call('SREM', K_DL, id)
   if mode == 'dl' then
     redis.call('HINCRBY', K_ST, 'dead_lettered', 1)
     redis.call('HINCRBY', K_ST, 'dead_lettered_total', 1)
-    if st.src ~= '' then DECR[#DECR + 1] = st.src end
   end
   OUT = 1
 end

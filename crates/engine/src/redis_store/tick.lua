@@ -9,4 +9,6 @@ for _, d in ipairs(gone) do
   redis.call('ZREM', K_DZ, d)
 end
 if redis.call('HLEN', K_OB) > 0 then OUT = 1 end
+-- Adopted-move tokens are kept a day (a repeat of a move comes within seconds).
+redis.call('ZREMRANGEBYSCORE', K_AD, '-inf', fmt(NOW - 86400000))
 return reply('ok', redis.call('HLEN', K_M))
