@@ -702,14 +702,20 @@ impl Engine {
             limits::VISIBILITY_TIMEOUT_MAX_S as u64,
         )?;
         let r = Receipt::decode(receipt)?;
-        let until = self
-            .store
-            .change_visibility(queue, r, timeout_seconds as u64 * 1000, self.now())
-            .await?;
+        let now = self.now();
         if timeout_seconds == 0 {
+            // A zero timeout releases the message: that is a nack, for every store.
+            let result = self
+                .store
+                .nack(queue, &[r], 0, Placement::Back, now)
+                .await?;
+            result.into_iter().next().expect("one result")?;
             self.wake(queue, 1);
+            return Ok(now);
         }
-        Ok(until)
+        self.store
+            .change_visibility(queue, r, timeout_seconds as u64 * 1000, now)
+            .await
     }
 
     pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>> {

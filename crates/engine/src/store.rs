@@ -86,7 +86,8 @@ pub trait Store: Send + Sync + 'static {
         placement: Placement,
         now: Millis,
     ) -> Result<Vec<ReceiptResult>>;
-    /// Set a lease to end `timeout_ms` from now (0 releases it at once).
+    /// Set a lease to end `timeout_ms` (> 0) from now. (A release is a `nack`: the engine
+    /// turns a zero timeout into one.)
     async fn change_visibility(
         &self,
         queue: &str,

@@ -965,12 +965,6 @@ impl Store for EmbeddedStore {
         timeout_ms: u64,
         now: Millis,
     ) -> Result<Millis> {
-        if timeout_ms == 0 {
-            let r = self
-                .nack(queue, &[receipt], 0, Placement::Back, now)
-                .await?;
-            return r.into_iter().next().expect("one result").map(|_| now);
-        }
         let mut st = self.state.lock();
         let qid = Self::qid(&st, queue)?;
         let q = st.queues.get_mut(&qid).expect("queue");

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionLike;
-use redis::{Cmd, RedisFuture, Script, Value};
+use redis::{Cmd, RedisFuture, Script, ScriptInvocation, Value};
 use tokio::sync::broadcast;
 
 use crate::clock::Millis;
@@ -444,6 +444,17 @@ impl RedisStore {
         }
     }
 
+    /// A per-queue script with its keys and first arguments (the queue name, `now`, the
+    /// wake-up channel); the script's own arguments follow.
+    fn prepare<'a>(&self, script: &'a Script, queue: &str, now: Millis) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        for k in self.qkeys(queue) {
+            inv.key(k);
+        }
+        inv.arg(queue).arg(now).arg(&self.channel);
+        inv
+    }
+
     /// Call one per-queue script: `args` follow the queue name, `now` and the channel.
     async fn invoke(
         &self,
@@ -452,11 +463,7 @@ impl RedisStore {
         now: Millis,
         args: Vec<Vec<u8>>,
     ) -> Result<Reply> {
-        let mut inv = script.prepare_invoke();
-        for k in self.qkeys(queue) {
-            inv.key(k);
-        }
-        inv.arg(queue).arg(now).arg(&self.channel);
+        let mut inv = self.prepare(script, queue, now);
         for a in args {
             inv.arg(a);
         }
@@ -534,11 +541,8 @@ impl RedisStore {
         }
         for (source, n) in counts {
             let mut conn = self.conn.clone();
-            let mut inv = self.scripts.decr.prepare_invoke();
-            for k in self.qkeys(source) {
-                inv.key(k);
-            }
-            inv.arg(source).arg(now).arg("").arg(n);
+            let mut inv = self.prepare(&self.scripts.decr, source, now);
+            inv.arg(n);
             let _: Value = self.ok(inv.invoke_async(&mut conn).await)?;
         }
         Ok(())
@@ -548,11 +552,7 @@ impl RedisStore {
     /// token), then out of the outbox. Returns how many redrive moves finished.
     async fn drain_outbox(&self, queue: &str, now: Millis) -> Result<u64> {
         let mut conn = self.conn.clone();
-        let mut inv = self.scripts.outbox.prepare_invoke();
-        for k in self.qkeys(queue) {
-            inv.key(k);
-        }
-        inv.arg(queue).arg(now).arg(&self.channel);
+        let inv = self.prepare(&self.scripts.outbox, queue, now);
         let reply = Reply::parse(self.ok(inv.invoke_async(&mut conn).await)?)?;
         let items = list(reply.get(0)?)?;
         let mut outcomes: Vec<Vec<u8>> = Vec::new();
@@ -568,14 +568,8 @@ impl RedisStore {
             else {
                 return Err(bad_reply("an outbox entry"));
             };
-            let mut inv = self.scripts.adopt.prepare_invoke();
-            for k in self.qkeys(target) {
-                inv.key(k);
-            }
-            inv.arg(target)
-                .arg(now)
-                .arg(&self.channel)
-                .arg(bytes(id)?)
+            let mut inv = self.prepare(&self.scripts.adopt, target, now);
+            inv.arg(bytes(id)?)
                 .arg(bytes(payload)?)
                 .arg(bytes(state)?)
                 .arg(mode)
@@ -598,14 +592,8 @@ impl RedisStore {
         if outcomes.is_empty() {
             return Ok(0);
         }
-        let mut inv = self.scripts.outbox_done.prepare_invoke();
-        for k in self.qkeys(queue) {
-            inv.key(k);
-        }
-        inv.arg(queue)
-            .arg(now)
-            .arg(&self.channel)
-            .arg(outcomes.len() / 3);
+        let mut inv = self.prepare(&self.scripts.outbox_done, queue, now);
+        inv.arg(outcomes.len() / 3);
         for o in outcomes {
             inv.arg(o);
         }
@@ -941,12 +929,6 @@ impl Store for RedisStore {
         timeout_ms: u64,
         now: Millis,
     ) -> Result<Millis> {
-        if timeout_ms == 0 {
-            let r = self
-                .nack(queue, &[receipt], 0, Placement::Back, now)
-                .await?;
-            return r.into_iter().next().expect("one result").map(|_| now);
-        }
         let reply = self
             .run(
                 &self.scripts.change_visibility,
