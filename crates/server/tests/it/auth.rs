@@ -212,6 +212,50 @@ async fn the_cli_sends_sluice_api_key() {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// `sluice bench` writes its own HTTP/1.1 requests: they carry the key too.
+#[tokio::test]
+async fn the_bench_sends_sluice_api_key() {
+    let (_keys, path) = key_file();
+    let s = Server::start_with(&["--auth-keys", &path]).await;
+    let base = s.base.clone();
+    let run = move |key: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args([
+            "bench",
+            "publish",
+            "--connections",
+            "2",
+            "--duration",
+            "0.5",
+            "--json",
+        ])
+        .args(["--server", &base]);
+        match key {
+            Some(k) => c.env("SLUICE_API_KEY", k),
+            None => c.env_remove("SLUICE_API_KEY"),
+        };
+        c.output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(None)
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+    let out = tokio::task::spawn_blocking(move || run(Some(ADMIN)))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
+}
+
 #[tokio::test]
 async fn without_keys_only_loopback_unless_insecure() {
     let port = free_port();
