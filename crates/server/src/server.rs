@@ -169,6 +169,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             auth,
             tls: cfg.tls_cert.is_some(),
             streams: Arc::new(api::stream::Slots::new(cfg.max_streams)),
+            http_metrics: Default::default(),
         }),
         &cfg.awe_prefix,
     );

@@ -69,6 +69,56 @@ pub struct AppInner {
     pub tls: bool,
     /// Streaming consumers open now, against `--max-streams`.
     pub streams: Arc<stream::Slots>,
+    /// Handles of the per-route request metrics (see `track`).
+    pub http_metrics: RequestMetrics,
+}
+
+/// The request counter and duration histogram of each route, method and status, registered
+/// once and then looked up without allocating: building a labelled metric key per request
+/// (three label strings, a registry lookup) was a measurable part of a small request's cost.
+#[derive(Default)]
+pub struct RequestMetrics {
+    routes: parking_lot::RwLock<std::collections::HashMap<String, RouteMetrics>>,
+}
+
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    counts: Vec<(axum::http::Method, u16, metrics::Counter)>,
+}
+
+impl RequestMetrics {
+    fn record(&self, route: &str, method: &axum::http::Method, status: u16, seconds: f64) {
+        {
+            let routes = self.routes.read();
+            if let Some(r) = routes.get(route) {
+                if let Some((_, _, c)) = r
+                    .counts
+                    .iter()
+                    .find(|(m, s, _)| *s == status && m == method)
+                {
+                    c.increment(1);
+                    r.duration.record(seconds);
+                    return;
+                }
+            }
+        }
+        let mut routes = self.routes.write();
+        let r = routes.entry(route.to_string()).or_insert_with(|| RouteMetrics {
+            duration: metrics::histogram!("sluice_http_request_duration_seconds", "route" => route.to_string()),
+            counts: Vec::new(),
+        });
+        if !r.counts.iter().any(|(m, s, _)| *s == status && m == method) {
+            let c = metrics::counter!("sluice_http_requests_total", "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string());
+            r.counts.push((method.clone(), status, c));
+        }
+        let (_, _, c) = r
+            .counts
+            .iter()
+            .find(|(m, s, _)| *s == status && m == method)
+            .expect("just added");
+        c.increment(1);
+        r.duration.record(seconds);
+    }
 }
 
 pub fn router(state: AppState, awe_prefix: &str) -> Router {
@@ -215,12 +265,8 @@ async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Respo
 
 /// Count every request by route template and status, and time it.
 async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let path = s.access_log.then(|| req.uri().path().to_string());
     let started = Instant::now();
     let mut resp = next.run(req).await;
@@ -231,13 +277,12 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
             axum::http::HeaderValue::from_static("max-age=31536000"),
         );
     }
-    let status = resp.status().as_u16().to_string();
+    let status = resp.status().as_u16();
     if let Some(path) = path {
         tracing::info!(method = %method, path = %path, status = %status, duration_ms = started.elapsed().as_millis() as u64, "request");
     }
-    metrics::counter!("sluice_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("sluice_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", |r| r.as_str());
+    s.http_metrics
+        .record(route, &method, status, started.elapsed().as_secs_f64());
     resp
 }
