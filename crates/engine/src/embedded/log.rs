@@ -61,6 +61,8 @@ struct Shared {
     wake: Condvar,
     durable: watch::Sender<Durability>,
     error: Mutex<Option<String>>,
+    /// False only under `SLUICE_UNSAFE_NO_FSYNC=1` (see [`Log::start`]).
+    fsync: bool,
 }
 
 pub struct Log {
@@ -125,8 +127,18 @@ impl Append<'_> {
 
 impl Log {
     /// Start the writer on a new segment numbered `first_seg`.
+    ///
+    /// `SLUICE_UNSAFE_NO_FSYNC=1` in the environment makes the writer skip `fdatasync`: records
+    /// are written to the page cache and acknowledged, so a power loss or kernel crash loses
+    /// acknowledged messages (a process crash does not). It exists only to measure what
+    /// durability costs (BENCHMARKS.md); it is not a configuration setting and is logged loudly.
     pub fn start(dir: &Path, first_seg: u32, segment_bytes: u64) -> Result<Log> {
         fs::create_dir_all(dir)?;
+        let fsync =
+            std::env::var_os("SLUICE_UNSAFE_NO_FSYNC").is_none_or(|v| v.is_empty() || v == "0");
+        if !fsync {
+            tracing::warn!("SLUICE_UNSAFE_NO_FSYNC is set: the log is never fsynced, acknowledged messages are lost on a power failure (for measurements only)");
+        }
         let (tx, _rx) = watch::channel(Durability {
             durable: 0,
             failed: false,
@@ -145,6 +157,7 @@ impl Log {
             wake: Condvar::new(),
             durable: tx,
             error: Mutex::new(None),
+            fsync,
         });
         let s2 = shared.clone();
         let writer = std::thread::Builder::new()
@@ -264,7 +277,13 @@ fn writer_loop(shared: Arc<Shared>, segment_bytes: u64) {
         };
         let started = Instant::now();
         let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
-        match write_and_sync(&shared.dir, &mut files, &chunks, segment_bytes) {
+        match write_and_sync(
+            &shared.dir,
+            &mut files,
+            &chunks,
+            segment_bytes,
+            shared.fsync,
+        ) {
             Ok(()) => {
                 metrics::histogram!("sluice_storage_sync_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -321,7 +340,7 @@ fn retry_until_written(
             p.appended
         };
         files.clear();
-        match write_and_sync(&shared.dir, files, &chunks, segment_bytes) {
+        match write_and_sync(&shared.dir, files, &chunks, segment_bytes, shared.fsync) {
             Ok(()) => {
                 tracing::warn!("log writes succeed again; storage is healthy");
                 *shared.error.lock() = None;
@@ -346,6 +365,7 @@ fn write_and_sync(
     files: &mut HashMap<u32, File>,
     chunks: &[Chunk],
     segment_bytes: u64,
+    fsync: bool,
 ) -> std::io::Result<()> {
     let mut touched: Vec<u32> = Vec::new();
     let mut created = false;
@@ -373,6 +393,9 @@ fn write_and_sync(
         if !touched.contains(&c.seg) {
             touched.push(c.seg);
         }
+    }
+    if !fsync {
+        return Ok(());
     }
     for s in touched {
         files[&s].sync_data()?;
