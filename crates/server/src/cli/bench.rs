@@ -616,13 +616,28 @@ async fn worker(
                     Ok(n as u64)
                 }
                 Role::ReceiveAck => {
-                    let v = conn
-                        .json("POST", &recv_path, &json!({"max_messages": args.batch}))
-                        .await?;
-                    let receipts: Vec<Value> = v["messages"]
-                        .as_array()
-                        .map(|a| a.iter().map(|m| m["receipt"].clone()).collect())
-                        .unwrap_or_default();
+                    // Only the receipts are read from the answer (borrowed, no tree of values):
+                    // the generator's CPU is taken from the same two cores as the server's.
+                    #[derive(serde::Deserialize)]
+                    struct Received<'a> {
+                        #[serde(borrow)]
+                        messages: Vec<Rcpt<'a>>,
+                    }
+                    #[derive(serde::Deserialize, serde::Serialize)]
+                    struct Rcpt<'a> {
+                        #[serde(borrow)]
+                        receipt: std::borrow::Cow<'a, str>,
+                    }
+                    let body = serde_json::to_vec(&json!({"max_messages": args.batch}))?;
+                    let (status, bytes) = conn.call("POST", &recv_path, Bytes::from(body)).await?;
+                    if !(200..300).contains(&status) {
+                        bail!(
+                            "POST {recv_path}: {status} {}",
+                            String::from_utf8_lossy(&bytes)
+                        );
+                    }
+                    let got: Received = serde_json::from_slice(&bytes)?;
+                    let receipts: Vec<_> = got.messages.iter().map(|m| &m.receipt).collect();
                     if receipts.is_empty() {
                         shared.stop.store(true, Ordering::Relaxed);
                         return Ok(0);
