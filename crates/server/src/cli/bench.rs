@@ -1,8 +1,9 @@
 //! `sluice bench`: the built-in load generator (like `nats bench` or `redis-benchmark`).
 //!
-//! Each `--connections` is one raw hyper connection (HTTP/1.1 or h2c prior knowledge) driven by
-//! its own task in a closed loop, so the generator adds as little CPU as possible; latencies go
-//! into an HDR histogram. The JSON output (`--json`) is what scripts and BENCHMARKS.md read.
+//! Each `--connections` is one connection driven by its own task in a closed loop: HTTP/1.1 by
+//! a minimal client of its own ([`RawH1`]), h2c (prior knowledge) by hyper. The generator runs
+//! on the same cores as the server, so it adds as little CPU as it can; latencies go into an
+//! HDR histogram. The JSON output (`--json`) is what scripts and BENCHMARKS.md read.
 //! The generator reports its own CPU share so a run can show it was not the bottleneck.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
