@@ -39,7 +39,7 @@ use crate::model::{
 };
 use crate::store::{Store, StoreInfo};
 
-use self::log::{Append, Log};
+use self::log::{Append, Loc, Log};
 use self::record::{PublishRec, Record};
 use self::state::{Entry, Leased, QState, State};
 
@@ -218,6 +218,19 @@ impl EmbeddedStore {
         }
     }
 
+    /// Where message `id` is stored now, wherever it is in the index (a slow scan, for the rare
+    /// read that finds its segment gone).
+    fn current_loc(&self, id: u128) -> Option<Loc> {
+        let st = self.state.lock();
+        st.queues.values().find_map(|q| {
+            q.inflight
+                .get(&id)
+                .map(|l| l.entry.loc)
+                .or_else(|| q.ready.iter().find(|e| e.id() == id).map(|e| e.loc))
+                .or_else(|| q.delayed.values().find(|e| e.id() == id).map(|e| e.loc))
+        })
+    }
+
     fn save_catalog(&self, st: &State) -> Result<()> {
         catalog::save(&self.dir, &st.catalog())
     }
@@ -266,7 +279,16 @@ impl EmbeddedStore {
     /// Read the stored body of one picked message (its record is durable). The outer error is
     /// an I/O failure; the inner one says the record on disk is damaged (checksum or content).
     fn load_one(&self, p: Picked) -> Result<std::result::Result<Message, String>> {
-        let frame = self.log.read(p.entry.loc)?;
+        let frame = match self.log.read(p.entry.loc) {
+            Ok(f) => f,
+            // Compaction may have copied the message forward and removed its old segment
+            // between the pick (under the state lock) and this read (after the sync): read
+            // it where the index says it is now.
+            Err(e) => match self.current_loc(p.entry.id()) {
+                Some(loc) if loc != p.entry.loc => self.log.read(loc)?,
+                _ => return Err(e),
+            },
+        };
         let payload = match record::read_frame(&frame) {
             record::Frame::Good(payload, _) => payload,
             other => {
