@@ -10,63 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::error::{EngineError, Result};
-
-/// Documented limits. Front ends quote these numbers in their error messages.
-pub mod limits {
-    pub const QUEUE_NAME_MAX: usize = 80;
-    pub const VISIBILITY_TIMEOUT_MAX_S: u32 = 12 * 3600;
-    pub const DELAY_MAX_S: u32 = 365 * 24 * 3600;
-    pub const RETENTION_MIN_S: u32 = 60;
-    pub const RETENTION_MAX_S: u32 = 14 * 24 * 3600;
-    pub const RETENTION_DEFAULT_S: u32 = 4 * 24 * 3600;
-    pub const VISIBILITY_DEFAULT_S: u32 = 30;
-    pub const MESSAGE_BYTES_DEFAULT: u32 = 256 * 1024;
-    /// The largest server-wide message limit that can be configured.
-    pub const MESSAGE_BYTES_CEILING: u32 = 16 * 1024 * 1024;
-    pub const MAX_RECEIVES_MAX: u32 = 1000;
-    pub const RECEIVE_BATCH_MAX: usize = 100;
-    pub const PUBLISH_BATCH_MAX: usize = 1000;
-    pub const WAIT_MAX_S: u32 = 20;
-    pub const ATTRIBUTES_MAX: usize = 32;
-    pub const ATTRIBUTE_NAME_MAX: usize = 512;
-    pub const ACK_BATCH_MAX: usize = 1000;
-    pub const PEEK_MAX: usize = 1000;
-    pub const TAGS_MAX: usize = 50;
-    /// FIFO deduplication window.
-    pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
-    /// FIFO message group ids and deduplication ids.
-    pub const FIFO_ID_MAX: usize = 128;
-}
-
-/// A validated queue name: 1-80 chars of `[A-Za-z0-9_-]`, plus an optional `.fifo` suffix.
-pub fn validate_queue_name(name: &str) -> Result<()> {
-    let bad = |reason: &str| EngineError::InvalidQueueName {
-        name: name.to_string(),
-        reason: reason.to_string(),
-    };
-    let stem = name.strip_suffix(".fifo").unwrap_or(name);
-    if stem.is_empty() {
-        return Err(bad(
-            "must have 1 to 80 characters before an optional .fifo suffix",
-        ));
-    }
-    if stem.len() > limits::QUEUE_NAME_MAX {
-        return Err(bad(&format!(
-            "is {} characters long; the limit is {} (plus an optional .fifo suffix)",
-            stem.len(),
-            limits::QUEUE_NAME_MAX
-        )));
-    }
-    if !stem
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(bad(
-            "may contain only A-Z, a-z, 0-9, '-' and '_' (plus an optional .fifo suffix)",
-        ));
-    }
-    Ok(())
-}
+use crate::limits;
+use crate::validate::{range, validate_queue_name};
 
 /// Per-queue configuration. Every field has a default, so `{}` is a valid queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,16 +174,6 @@ impl QueueConfig {
         }
         Ok(())
     }
-}
-
-pub fn range(field: &str, v: u64, min: u64, max: u64) -> Result<()> {
-    if v < min || v > max {
-        return Err(EngineError::invalid(
-            field,
-            format!("is {v}; must be between {min} and {max}"),
-        ));
-    }
-    Ok(())
 }
 
 /// A queue as the catalog knows it.

@@ -543,7 +543,7 @@ impl ServeConfig {
             if f.batch_interval_ms > 3_600_000 {
                 anyhow::bail!("batch_interval (WEBHOOK_BATCH_INTERVAL) must be at most 1h");
             }
-            sluice_engine::push::validate_url("post_endpoint", &f.endpoint)
+            sluice_engine::validate::validate_url("post_endpoint", &f.endpoint)
                 .map_err(|e| anyhow::anyhow!("{e} (WEBHOOK_POST_ENDPOINT)"))?;
         }
         if self.auth_keys.is_empty() && !self.insecure_no_auth && !is_loopback(&self.listen) {

@@ -6,10 +6,10 @@ mod api;
 mod auth;
 pub mod cli;
 pub mod config;
+mod delivery;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ingest;
-mod push;
 mod rates;
 pub mod server;
 mod telemetry;

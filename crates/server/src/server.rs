@@ -70,10 +70,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         },
     );
     engine
-        .load_subscriptions()
+        .load()
         .await
-        .context("loading push subscriptions")?;
-    engine.load_timers().await.context("loading timers")?;
+        .context("loading push subscriptions, timers and schedules")?;
     if engine.is_shared() {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -89,19 +88,18 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 "address": cfg.listen,
                 "host": hostname,
                 "version": env!("CARGO_PKG_VERSION"),
-                "started_at": crate::api::native::rfc3339(engine.started_at()),
+                "started_at": sluice_engine::rfc3339(engine.started_at()),
             })
             .to_string(),
         );
     }
     let housekeeping = engine.spawn_housekeeping();
     let scheduler = engine.spawn_scheduler();
-    let push = crate::push::PushManager::new(
+    let push = crate::delivery::PushManager::new(
         engine.clone(),
-        crate::push::PushOptions {
+        crate::delivery::PushOptions {
             allow_private_targets: cfg.allow_private_targets,
             timer_concurrency: cfg.timer_concurrency,
-            exit_on_forward_failure: cfg.exit_on_forward_failure,
         },
     )?;
     if cfg.allow_private_targets {
@@ -110,7 +108,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     }
     match &cfg.forwarder {
-        Some(f) => crate::api::forwarder::install(&engine, f).await?,
+        Some(f) => {
+            crate::api::forwarder::install(&engine, &push, f, cfg.exit_on_forward_failure).await?
+        }
         None => {
             if let Err(e) = crate::api::forwarder::uninstall(&engine).await {
                 tracing::warn!(error = %e, "could not remove the forwarder subscription of an earlier run");
@@ -130,7 +130,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     )
     .await
     .context("starting file ingestion")?;
-    push.set_observer(ingest.clone());
+    push.add_observer(ingest.clone());
 
     let auth = Arc::new(crate::auth::Auth::new(&cfg.auth_keys).context("--auth-keys")?);
     let (bearer_keys, sqs_pairs) = auth.counts();
@@ -168,7 +168,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             listen: cfg.listen.clone(),
             auth,
             tls: cfg.tls_cert.is_some(),
-            streams: Arc::new(api::stream::Slots::new(cfg.max_streams)),
+            streams: Arc::new(api::Slots::new(cfg.max_streams)),
             http_metrics: Default::default(),
         }),
         &cfg.awe_prefix,

@@ -33,9 +33,10 @@ use parking_lot::Mutex;
 
 use crate::clock::Millis;
 use crate::error::{EngineError, Result};
+use crate::limits;
 use crate::model::{
-    limits, message_size, Delivery, Message, MessageId, MessageState, NewMessage, Placement,
-    QueueConfig, QueueInfo, QueueStats, Receipt, ReceiptResult,
+    message_size, Delivery, Message, MessageId, MessageState, NewMessage, Placement, QueueConfig,
+    QueueInfo, QueueStats, Receipt, ReceiptResult,
 };
 use crate::store::{Store, StoreInfo};
 

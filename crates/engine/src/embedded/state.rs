@@ -301,7 +301,7 @@ pub fn replay(
                     Ok(rec) => {
                         pos += 1;
                         if let Record::Publish(p) = &rec {
-                            let until = p.enqueued_at + crate::model::limits::DEDUP_WINDOW_MS;
+                            let until = p.enqueued_at + crate::limits::DEDUP_WINDOW_MS;
                             if !p.dedup.is_empty() && until > now {
                                 dedups.push((p.queue, p.dedup.to_string(), until, p.id));
                             }

@@ -25,6 +25,7 @@
 //! See docs/scaling.md for deployment, key layout and durability modes.
 
 mod codec;
+#[cfg(feature = "test-support")]
 pub mod testing;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1171,7 +1172,7 @@ impl Store for RedisStore {
     }
 
     async fn attempts_put(&self, id: MessageId, at: Millis, entry: String) -> Result<()> {
-        use crate::push::push_limits as pl;
+        use crate::history::limits as pl;
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.attempts.prepare_invoke();
         inv.key(self.global(&format!("att/{}", hex(id))))
@@ -1179,9 +1180,9 @@ impl Store for RedisStore {
             .arg(hex(id))
             .arg(entry)
             .arg(at)
-            .arg(pl::LOG_ATTEMPTS_PER_MESSAGE)
-            .arg(pl::LOG_MESSAGES)
-            .arg(pl::LOG_AGE_MS);
+            .arg(pl::ATTEMPTS_PER_MESSAGE)
+            .arg(pl::MESSAGES)
+            .arg(pl::AGE_MS);
         let _: Value = self.ok(inv.invoke_async(&mut conn).await)?;
         Ok(())
     }

@@ -10,12 +10,13 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use sluice_engine::push::{Backoff, BatchConfig, Subscription};
-use sluice_engine::{Engine, Publish};
+use sluice_engine::{Delivery, Engine, Publish};
 
 use super::body::RawBody;
 use super::error::ApiError;
 use super::AppState;
 use crate::config::ForwarderConfig;
+use crate::delivery::{DeliveryObserver, PushManager};
 
 pub const QUEUE: &str = "log";
 pub const SUBSCRIPTION: &str = "forwarder";
@@ -50,8 +51,32 @@ struct Phones {
     mobile: String,
 }
 
-/// Create (or update) the forwarder's subscription from the configuration.
-pub async fn install(engine: &Engine, f: &ForwarderConfig) -> anyhow::Result<()> {
+/// With `--exit-on-forward-failure`, the process exits when a batch of records is
+/// dead-lettered (the seed's behaviour after its retries).
+struct ExitOnFailure;
+
+impl DeliveryObserver for ExitOnFailure {
+    fn settled(&self, queue: &str, subscription: &str, _: &[Delivery], delivered: bool) {
+        if !delivered && queue == QUEUE && subscription == SUBSCRIPTION {
+            tracing::error!(
+                "forwarding failed after all retries; exiting (--exit-on-forward-failure)"
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Create (or update) the forwarder's subscription from the configuration, and exit on a
+/// failed batch if asked to.
+pub async fn install(
+    engine: &Engine,
+    push: &PushManager,
+    f: &ForwarderConfig,
+    exit_on_failure: bool,
+) -> anyhow::Result<()> {
+    if exit_on_failure {
+        push.add_observer(std::sync::Arc::new(ExitOnFailure));
+    }
     let mut sub = Subscription::new(f.endpoint.clone());
     sub.batch = BatchConfig {
         max_messages: f.batch_size,
@@ -68,7 +93,8 @@ pub async fn install(engine: &Engine, f: &ForwarderConfig) -> anyhow::Result<()>
     sub.concurrency = 1;
     sub.trusted = true;
     let same = engine
-        .subscription(QUEUE, SUBSCRIPTION)
+        .push()
+        .get(QUEUE, SUBSCRIPTION)
         .ok()
         .is_some_and(|old| {
             Subscription {
@@ -78,7 +104,7 @@ pub async fn install(engine: &Engine, f: &ForwarderConfig) -> anyhow::Result<()>
             } == sub
         });
     if !same {
-        engine.put_subscription(QUEUE, SUBSCRIPTION, sub).await?;
+        engine.push().put(QUEUE, SUBSCRIPTION, sub).await?;
     }
     tracing::info!(
         endpoint = %f.endpoint,
@@ -93,11 +119,15 @@ pub async fn install(engine: &Engine, f: &ForwarderConfig) -> anyhow::Result<()>
 /// (its undelivered records stay in the queue `log`, to pull or to forward again later).
 pub async fn uninstall(engine: &Engine) -> anyhow::Result<()> {
     if engine
-        .subscription(QUEUE, SUBSCRIPTION)
+        .push()
+        .get(QUEUE, SUBSCRIPTION)
         .is_ok_and(|s| s.trusted)
     {
         // Keep the records: move them back into `log` first.
-        engine.delete_subscription_keep(QUEUE, SUBSCRIPTION).await?;
+        engine
+            .push()
+            .delete_keeping_copies(QUEUE, SUBSCRIPTION)
+            .await?;
         tracing::info!("forwarder not configured: removed the forwarder subscription of an earlier run; queued records stay in the queue \"log\"");
     }
     Ok(())

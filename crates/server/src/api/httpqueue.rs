@@ -47,7 +47,7 @@ pub async fn set_timer(State(s): State<AppState>, body: RawBody) -> Response {
             "Bad Request - cannot set timers, bad request payload",
         );
     };
-    if sluice_engine::push::validate_url("url", &req.url).is_err() {
+    if sluice_engine::validate::validate_url("url", &req.url).is_err() {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid params - invalid param: invalid 'POST' field 'url'",
@@ -70,7 +70,7 @@ pub async fn set_timer(State(s): State<AppState>, body: RawBody) -> Response {
     let mut spec = TimerSpec::http(req.url);
     spec.append_id = true;
     spec.due_at = s.engine.now() + total * 1000;
-    match s.engine.create_timer(spec, None).await {
+    match s.engine.timers().create(spec, None).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id.to_string()}))).into_response(),
         Err(EngineError::InvalidArgument { message, .. }) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -86,7 +86,7 @@ pub async fn set_timer(State(s): State<AppState>, body: RawBody) -> Response {
 /// `GET /timers/{id}`: `{"id","ID","time_left"}`, time_left 0 once due or finished.
 pub async fn get_timer(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let t = match MessageId::parse(&id) {
-        Some(i) => s.engine.timer_fresh(i).await.ok().flatten(),
+        Some(i) => s.engine.timers().get_fresh(i).await.ok().flatten(),
         None => None,
     };
     let Some(t) = t else {

@@ -77,7 +77,7 @@ async fn purge(
     Path(topic): Path<String>,
 ) -> Response {
     if method != axum::http::Method::DELETE {
-        return super::ops::not_found().await.into_response();
+        return super::error::not_found().await.into_response();
     }
     match s.engine.purge(&topic).await {
         Ok(_) => StatusCode::OK.into_response(),

@@ -1,20 +1,27 @@
 //! HTTP front ends. Each submodule adapts one protocol to engine calls; none holds queue rules.
-//! `router` assembles them with the cross-cutting layers (request metrics, fallback errors).
+//! `router` assembles them with the cross-cutting layers (API keys, request metrics, fallback
+//! errors). The ground floor every adapter stands on: `state.rs` (what handlers get),
+//! `body.rs` (request bodies), `error.rs` (the JSON error shape); `openapi.rs` documents the
+//! native API and imports the adapters, never the other way round.
 
 pub mod awe;
 pub mod body;
 pub mod error;
 pub mod forwarder;
-pub mod hooks;
 pub mod httpqueue;
 pub mod ingest;
 pub mod miniqueue;
 pub mod native;
+pub mod openapi;
 pub mod ops;
 pub mod sqs;
+mod state;
 pub mod stream;
+pub mod subscriptions;
+pub mod timers;
 
-use std::sync::Arc;
+pub use self::state::{AppInner, AppState, Slots};
+
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -22,104 +29,6 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
-use sluice_engine::Engine;
-
-use crate::telemetry::Telemetry;
-
-/// What every handler gets: one `Arc`, so the per-request clone axum makes for `State` is a
-/// single reference-count increment (cloning the fields themselves showed up at ~2-3% of a
-/// publish profile).
-#[derive(Clone)]
-pub struct AppState(Arc<AppInner>);
-
-impl AppState {
-    pub fn new(inner: AppInner) -> Self {
-        AppState(Arc::new(inner))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = AppInner;
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
-}
-
-/// The state shared by every handler (see [`AppState`]).
-pub struct AppInner {
-    pub engine: Arc<Engine>,
-    pub telemetry: Arc<Telemetry>,
-    pub max_request_bytes: usize,
-    pub sqs: Arc<sqs::SqsState>,
-    pub awe: Arc<awe::AweState>,
-    pub miniqueue: Arc<miniqueue::MiniqueueState>,
-    pub push: Arc<crate::push::PushManager>,
-    pub ingest: Arc<crate::ingest::Ingest>,
-    /// Log every request at info level (`--access-log`; on by default with the forwarder).
-    pub access_log: bool,
-    /// A request body must arrive within this long (slow-body guard).
-    pub body_timeout: std::time::Duration,
-    /// Recent per-queue rates for the dashboard.
-    pub rates: Arc<crate::rates::Rates>,
-    /// The address this node listens on (shown in `/v1/server`).
-    pub listen: String,
-    /// API keys (empty: no access checks).
-    pub auth: Arc<crate::auth::Auth>,
-    /// Serving TLS: responses carry HSTS.
-    pub tls: bool,
-    /// Streaming consumers open now, against `--max-streams`.
-    pub streams: Arc<stream::Slots>,
-    /// Handles of the per-route request metrics (see `track`).
-    pub http_metrics: RequestMetrics,
-}
-
-/// The request counter and duration histogram of each route, method and status, registered
-/// once and then looked up without allocating: building a labelled metric key per request
-/// (three label strings, a registry lookup) was a measurable part of a small request's cost.
-#[derive(Default)]
-pub struct RequestMetrics {
-    routes: parking_lot::RwLock<std::collections::HashMap<String, RouteMetrics>>,
-}
-
-struct RouteMetrics {
-    duration: metrics::Histogram,
-    counts: Vec<(axum::http::Method, u16, metrics::Counter)>,
-}
-
-impl RequestMetrics {
-    fn record(&self, route: &str, method: &axum::http::Method, status: u16, seconds: f64) {
-        {
-            let routes = self.routes.read();
-            if let Some(r) = routes.get(route) {
-                if let Some((_, _, c)) = r
-                    .counts
-                    .iter()
-                    .find(|(m, s, _)| *s == status && m == method)
-                {
-                    c.increment(1);
-                    r.duration.record(seconds);
-                    return;
-                }
-            }
-        }
-        let mut routes = self.routes.write();
-        let r = routes.entry(route.to_string()).or_insert_with(|| RouteMetrics {
-            duration: metrics::histogram!("sluice_http_request_duration_seconds", "route" => route.to_string()),
-            counts: Vec::new(),
-        });
-        if !r.counts.iter().any(|(m, s, _)| *s == status && m == method) {
-            let c = metrics::counter!("sluice_http_requests_total", "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string());
-            r.counts.push((method.clone(), status, c));
-        }
-        let (_, _, c) = r
-            .counts
-            .iter()
-            .find(|(m, s, _)| *s == status && m == method)
-            .expect("just added");
-        c.increment(1);
-        r.duration.record(seconds);
-    }
-}
 
 pub fn router(state: AppState, awe_prefix: &str) -> Router {
     let v1 = Router::new()
@@ -146,36 +55,36 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         )
         .route(
             "/v1/queues/{queue}/subscriptions",
-            get(hooks::list_subscriptions),
+            get(subscriptions::list_subscriptions),
         )
         .route(
             "/v1/queues/{queue}/subscriptions/{name}",
-            get(hooks::get_subscription)
-                .put(hooks::put_subscription)
-                .delete(hooks::delete_subscription),
+            get(subscriptions::get_subscription)
+                .put(subscriptions::put_subscription)
+                .delete(subscriptions::delete_subscription),
         )
         .route(
             "/v1/queues/{queue}/subscriptions/{name}/attempts",
-            get(hooks::recent_attempts),
+            get(subscriptions::recent_attempts),
         )
         .route(
             "/v1/queues/{queue}/messages/{id}/attempts",
-            get(hooks::attempts),
+            get(subscriptions::attempts),
         )
         .route(
             "/v1/timers",
-            post(hooks::create_timer).get(hooks::timer_summary),
+            post(timers::create_timer).get(timers::timer_summary),
         )
         .route(
             "/v1/timers/{id}",
-            get(hooks::get_timer).delete(hooks::cancel_timer),
+            get(timers::get_timer).delete(timers::cancel_timer),
         )
-        .route("/v1/schedules", get(hooks::list_schedules))
+        .route("/v1/schedules", get(timers::list_schedules))
         .route(
             "/v1/schedules/{name}",
-            get(hooks::get_schedule)
-                .put(hooks::put_schedule)
-                .delete(hooks::delete_schedule),
+            get(timers::get_schedule)
+                .put(timers::put_schedule)
+                .delete(timers::delete_schedule),
         )
         .route("/v1/server", get(ops::server_info))
         .route("/v1/rates", get(ops::rates))
@@ -185,7 +94,7 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+        .route("/openapi.json", get(openapi::openapi))
         // The SQS API (JSON and query protocols) on the root and on queue URLs.
         .route("/", post(sqs::entry).get(crate::ui::index))
         .route("/ui", get(crate::ui::index))
@@ -208,8 +117,8 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         .merge(awe::routes(awe_prefix))
         .merge(miniqueue::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .fallback(ops::not_found)
-        .method_not_allowed_fallback(ops::method_not_allowed)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

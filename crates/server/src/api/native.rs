@@ -19,7 +19,7 @@ use super::body::{double_option, parse_json, parse_json_or_default, QueryParams,
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use super::AppState;
 
-pub use sluice_engine::push::rfc3339;
+pub use sluice_engine::rfc3339;
 
 // ---------- queues ----------
 

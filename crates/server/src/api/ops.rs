@@ -1,16 +1,14 @@
-//! Operational routes: health, readiness, Prometheus metrics, the OpenAPI document, server facts,
-//! and the JSON answers for unknown routes and methods.
+//! Operational routes: health, readiness, Prometheus metrics, server facts and the dashboard's
+//! rates.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::hooks;
-use super::native;
 use super::AppState;
 
 /// Liveness: always `OK` while the process serves HTTP.
@@ -80,7 +78,7 @@ pub async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
     let now = s.engine.now();
     Json(ServerInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: native::rfc3339(s.engine.started_at()),
+        started_at: sluice_engine::rfc3339(s.engine.started_at()),
         uptime_seconds: ((now - s.engine.started_at()).max(0) / 1000) as u64,
         storage_backend: info.backend.to_string(),
         storage_bytes: info.bytes_on_disk,
@@ -99,7 +97,7 @@ fn nodes(s: &AppState) -> Vec<NodeView> {
     let me = NodeView {
         address: s.listen.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: native::rfc3339(s.engine.started_at()),
+        started_at: sluice_engine::rfc3339(s.engine.started_at()),
         this: true,
     };
     let mut out: Vec<NodeView> = s
@@ -154,132 +152,4 @@ pub async fn rates(
         q.per_queue.unwrap_or(true),
         q.points,
     )))
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "sluice", description = "Durable queues over HTTP. Errors are `{\"error\":{\"code\",\"message\"}}`."),
-    paths(
-        healthz, readyz, metrics, server_info, rates,
-        native::list_queues, native::put_queue, native::get_queue, native::delete_queue,
-        native::purge_queue, native::publish, native::peek, native::receive, native::ack,
-        native::nack, native::visibility, native::redrive,
-        hooks::put_subscription, hooks::list_subscriptions, hooks::get_subscription,
-        hooks::delete_subscription, hooks::attempts, hooks::recent_attempts, hooks::create_timer, hooks::get_timer,
-        hooks::cancel_timer, hooks::timer_summary, hooks::put_schedule, hooks::list_schedules,
-        hooks::get_schedule, hooks::delete_schedule,
-        super::ingest::list, super::ingest::get_file, super::ingest::upload_raw,
-    ),
-    components(schemas(
-        super::error::ErrorBody, super::error::ErrorDetail, ServerInfo, NodeView,
-        crate::rates::RatesView, crate::rates::Series,
-        native::QueueConfigBody, native::QueueConfigView, native::QueueView,
-        native::QueueList, native::Purged, native::PublishBody, native::PublishBatchBody,
-        native::Published, native::PublishedBatch, native::ReceiveBody, native::MessageView,
-        native::MessageList, native::AckBody, native::NackBody, native::FailedReceipt,
-        native::AckResult, native::NackResult, native::VisibilityBody, native::VisibilityResult,
-        native::RedriveBody, native::Redriven,
-        hooks::BackoffBody, hooks::BatchBody, hooks::SubscriptionBody, hooks::SubscriptionStats,
-        hooks::SubscriptionView, hooks::SubscriptionList, hooks::RecentAttempts, hooks::MessageAttempts, sluice_engine::push::Attempt, sluice_engine::push::Outcome, hooks::AttemptList,
-        hooks::TimerBody, hooks::TimerView, hooks::TimerSummary, hooks::ScheduleBody,
-        hooks::ScheduleView, hooks::ScheduleList,
-        crate::ingest::IngestView, crate::ingest::WatchView, crate::ingest::WaitingFile,
-        crate::ingest::FileRecord, crate::ingest::FileState, crate::ingest::Format,
-        crate::ingest::DedupKey, crate::ingest::upload::Accepted, super::ingest::UploadAnswer,
-        sluice_engine::push::Backoff, sluice_engine::push::BatchConfig,
-    )),
-    tags((name = "queues"), (name = "messages"), (name = "push"), (name = "timers"), (name = "ops"))
-)]
-pub struct ApiDoc;
-
-/// This document.
-pub async fn openapi() -> Response {
-    let mut doc = ApiDoc::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    document_common_answers(&mut doc);
-    Json(doc).into_response()
-}
-
-/// What every route shares, added in one place rather than on each handler: queue names in
-/// paths have a documented pattern, and every operation may answer the generic errors
-/// (bad input, missing or insufficient API key, too large, too slow, storage unavailable).
-fn document_common_answers(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::path::ParameterIn;
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-    let error = |description: &str| {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                        .build(),
-                )
-                .build(),
-        )
-    };
-    let common = [
-        (
-            "400",
-            "bad input: the message names the field and the limit",
-        ),
-        ("401", "API keys are configured and no valid key was sent"),
-        ("403", "the API key's role or queues do not allow this call"),
-        ("408", "the request body did not arrive in time"),
-        ("413", "the request body is larger than the server accepts"),
-        ("503", "storage is unavailable"),
-    ];
-    let queue_name = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$"))
-        .max_length(Some(85))
-        .min_length(Some(1))
-        .build();
-    for item in doc.paths.paths.values_mut() {
-        let ops = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for op in ops.into_iter().flatten() {
-            let public = op
-                .tags
-                .as_ref()
-                .is_some_and(|t| t.iter().any(|t| t == "ops"))
-                && op
-                    .operation_id
-                    .as_deref()
-                    .is_some_and(|id| matches!(id, "healthz" | "readyz" | "openapi"));
-            for (code, what) in common {
-                if public && code != "503" {
-                    continue;
-                }
-                op.responses
-                    .responses
-                    .entry(code.to_string())
-                    .or_insert_with(|| error(what));
-            }
-            for p in op.parameters.iter_mut().flatten() {
-                if p.name == "queue" && p.parameter_in == ParameterIn::Path {
-                    p.schema = Some(RefOr::T(queue_name.clone().into()));
-                }
-            }
-        }
-    }
-}
-
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("no such route; see /openapi.json")
-}
-
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not take that method; see /openapi.json",
-    )
 }

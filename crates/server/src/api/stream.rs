@@ -39,58 +39,6 @@ pub const PREFETCH_MAX: usize = 1000;
 /// frames are credits, acks and nacks: a few hundred bytes.
 pub const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
 
-/// One open streaming consumer's place (see [`Slots`]); given back when dropped.
-pub struct Slot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        metrics::gauge!("sluice_streams_open").decrement(1.0);
-    }
-}
-
-/// Streaming consumers open at once, server-wide (`--max-streams`): WebSocket and duplex
-/// consumers here, and miniqueue's subscribe.
-pub struct Slots {
-    sem: Arc<tokio::sync::Semaphore>,
-    max: usize,
-}
-
-impl Slots {
-    pub fn new(max: usize) -> Self {
-        Slots {
-            sem: Arc::new(tokio::sync::Semaphore::new(max)),
-            max,
-        }
-    }
-
-    /// A slot for one streaming consumer, held for its life. None left: 503 too_many_streams.
-    pub fn take(&self) -> Result<Slot, ApiError> {
-        let permit = self.sem.clone().try_acquire_owned().map_err(|_| {
-            metrics::counter!("sluice_streams_refused_total").increment(1);
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_streams",
-                format!(
-                    "{} streaming consumers are open, the most this server allows (--max-streams); retry later",
-                    self.max
-                ),
-            )
-        })?;
-        metrics::gauge!("sluice_streams_open").increment(1.0);
-        Ok(Slot(permit))
-    }
-
-    /// Streaming consumers open now.
-    pub fn open(&self) -> usize {
-        self.max - self.sem.available_permits()
-    }
-
-    /// The most that may be open at once.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-}
-
 #[derive(Deserialize, Default)]
 pub struct StreamQuery {
     /// Messages in flight on this connection at most (1-1000, default 10).
@@ -267,7 +215,7 @@ pub async fn run_session(
                     .await
                 {
                     Ok(until) => {
-                        json!({"type": "extended", "receipt": receipt, "visible_at": super::native::rfc3339(until)})
+                        json!({"type": "extended", "receipt": receipt, "visible_at": sluice_engine::rfc3339(until)})
                     }
                     Err(e) => error_frame(&e, Some(&receipt)),
                 },

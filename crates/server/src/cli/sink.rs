@@ -114,7 +114,7 @@ async fn record(
             header("webhook-signature"),
         ) {
             (Some(id), Some(ts), Some(sig)) => {
-                let want = crate::push::http::sign(key, id, ts, &body);
+                let want = crate::delivery::signing::sign(key, id, ts, &body);
                 if sig.split(' ').any(|x| x == want) {
                     "valid"
                 } else {

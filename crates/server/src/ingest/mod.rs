@@ -446,7 +446,8 @@ impl Ingest {
         }
         let subs: Vec<String> = self
             .engine
-            .all_subscriptions()
+            .push()
+            .all()
             .into_iter()
             .filter(|s| s.queue == r.queue)
             .map(|s| s.name)
@@ -552,7 +553,7 @@ impl Ingest {
     }
 
     pub(crate) fn now_str(&self) -> String {
-        sluice_engine::push::rfc3339(self.engine.now())
+        sluice_engine::rfc3339(self.engine.now())
     }
 
     /// The push lanes report settled deliveries here: count them per file.
@@ -608,7 +609,7 @@ impl Ingest {
     }
 }
 
-impl crate::push::DeliveryObserver for Ingest {
+impl crate::delivery::DeliveryObserver for Ingest {
     fn settled(&self, queue: &str, subscription: &str, messages: &[Delivery], delivered: bool) {
         self.count_settled(queue, subscription, messages, delivered);
     }

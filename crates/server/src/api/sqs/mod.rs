@@ -123,7 +123,7 @@ pub async fn entry_queue(
         || account.is_empty()
         || !account.bytes().all(|b| b.is_ascii_digit())
     {
-        return super::ops::not_found().await.into_response();
+        return super::error::not_found().await.into_response();
     }
     handle(s, method, headers, uri, Some(queue), body).await
 }

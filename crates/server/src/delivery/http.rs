@@ -1,81 +1,18 @@
-//! Outgoing webhook requests: a pooled reqwest client per trust level, the private-address
-//! guard (checked after DNS resolution, at connect time), capped response reads, Standard
-//! Webhooks signatures.
+//! Outgoing webhook requests: a pooled reqwest client per trust level (the guarded one
+//! resolves names through `guard.rs`), private targets refused before any connection, capped
+//! response reads, `Retry-After`. What the sender saw becomes the engine's `Answer`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use sluice_engine::push::push_limits;
+use sluice_engine::history::limits::RESPONSE_EXCERPT;
+use sluice_engine::push::Answer;
+
+use super::guard::{is_private, GuardedResolver};
 
 /// Bytes of a response body read at most (the rest is dropped with the connection).
 pub const RESPONSE_READ_MAX: usize = 64 * 1024;
-
-/// Is this address one a webhook may not reach by default (loopback, private, link-local,
-/// cloud metadata, unspecified, multicast, CGNAT, unique-local)?
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || o[0] >= 240
-                || (o[0] == 198 && (o[1] & 0xfe) == 18)
-        }
-        IpAddr::V6(v6) => {
-            if v6.is_loopback() || v6.is_unspecified() {
-                return true;
-            }
-            // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) forms.
-            if let Some(v4) = v6.to_ipv4() {
-                return is_private(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link local
-                || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
-                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64
-                || s[0] == 0x2002 // 6to4 embeds an IPv4 address
-                || s[0] == 0x2001 && s[1] == 0x0db8 // documentation
-        }
-    }
-}
-
-/// A DNS resolver that drops private addresses, so a public name cannot be pointed at an
-/// internal service (the check happens at connect time, after resolution).
-struct GuardedResolver;
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> =
-                addrs.into_iter().filter(|a| !is_private(a.ip())).collect();
-            if public.is_empty() {
-                return Err(format!(
-                    "target refused: {host} resolves only to private, loopback or link-local addresses (start the server with --allow-private-targets to allow them)"
-                )
-                .into());
-            }
-            let it: Addrs = Box::new(public.into_iter());
-            Ok(it)
-        })
-    }
-}
 
 pub struct Sender {
     guarded: reqwest::Client,
@@ -93,6 +30,18 @@ pub struct Response {
     pub duration: Duration,
     /// The target was refused by the address guard: a permanent failure.
     pub refused: bool,
+}
+
+impl Response {
+    /// What the engine needs to know of it to decide.
+    pub fn answer(&self) -> Answer {
+        Answer {
+            status: self.status,
+            error: self.error.clone(),
+            retry_after_ms: self.retry_after_ms,
+            refused: self.refused,
+        }
+    }
 }
 
 pub struct Request {
@@ -237,7 +186,7 @@ impl Sender {
                 }
             }
         }
-        body.truncate(push_limits::RESPONSE_EXCERPT);
+        body.truncate(RESPONSE_EXCERPT);
         Response {
             status: Some(status),
             error,
@@ -280,50 +229,9 @@ pub fn parse_retry_after(v: &str) -> Option<u64> {
     Some(ms.clamp(0, 86_400_000) as u64)
 }
 
-/// `webhook-signature` of Standard Webhooks: `v1,` + base64(HMAC-SHA256(key, "id.ts.body")).
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn private_addresses() {
-        for a in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::127.0.0.1",
-            "64:ff9b:1::1",
-            "fec0::1",
-            "2002:7f00:1::1",
-            "198.18.0.1",
-        ] {
-            assert!(is_private(a.parse().unwrap()), "{a}");
-        }
-        for a in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
-            assert!(!is_private(a.parse().unwrap()), "{a}");
-        }
-    }
 
     #[test]
     fn retry_after_forms() {
@@ -335,20 +243,5 @@ mod tests {
             Some(0),
             "a date in the past means now"
         );
-    }
-
-    #[test]
-    fn signature_matches_the_standard_webhooks_example() {
-        // The example from the Standard Webhooks specification's test vectors.
-        let key = base64::engine::general_purpose::STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap();
-        let sig = sign(
-            &key,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265330,
-            br#"{"test": 2432232314}"#,
-        );
-        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 }

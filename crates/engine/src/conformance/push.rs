@@ -1,0 +1,168 @@
+//! Push queues: fan-out into per-subscription copies, settling deliveries, push dead letters
+//! and their redrive, copies that share an id.
+
+use super::*;
+use crate::push::{child_queue, Outcome};
+
+pub async fn push_queue_fans_out_and_refuses_pull(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    c.subscribe("orders", "a").await;
+    let (_, created) = e
+        .push()
+        .put("orders", "b", sub("http://b.example/x"))
+        .await
+        .unwrap();
+    assert!(created);
+    assert!(e.push().is_push("orders"));
+    let id = c.send("orders", "hello").await;
+    match e.receive("orders", ReceiveOptions::default()).await {
+        Err(EngineError::PushQueue(_)) => {}
+        other => panic!("pull receive on a push queue: {other:?}"),
+    }
+    let names: Vec<String> = e
+        .queue_infos()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(names, vec!["orders"], "internal queues are hidden");
+    for s in ["a", "b"] {
+        let got = c.lease("orders", s, 10).await;
+        assert_eq!(got.len(), 1, "subscription {s} has its own copy");
+        assert_eq!(got[0].message.id.to_string(), id, "same id (webhook-id)");
+        if s == "a" {
+            c.settle("orders", s, &got, Outcome::Delivered, 0, "").await;
+        } else {
+            c.settle("orders", s, &got, Outcome::Retry, 5_000, "HTTP 503")
+                .await;
+            assert!(c.lease("orders", s, 10).await.is_empty());
+            c.advance(5);
+            let again = c.lease("orders", s, 10).await;
+            assert_eq!(again[0].message.receive_count, 2);
+            assert_eq!(e.push().attempt_no(&child_queue("orders", s), &again[0]), 2);
+        }
+    }
+    // Subscriptions survive a restart; deleting one drops its copies.
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    assert_eq!(e.push().list("orders").await.unwrap().len(), 2);
+    e.push().delete("orders", "b").await.unwrap();
+    assert!(e.push().get("orders", "b").is_err());
+    e.push().delete("orders", "a").await.unwrap();
+    assert!(!e.push().is_push("orders"));
+    c.send("orders", "pull again").await;
+    assert_eq!(c.bodies("orders", 10, 30).await, vec!["pull again"]);
+}
+
+/// A 429 does not count as an attempt: the attempt number after it stays the same.
+pub async fn throttled_answers_are_not_attempts(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    c.subscribe("paced", "a").await;
+    c.send("paced", "m").await;
+    let child = child_queue("paced", "a");
+    let got = c.lease("paced", "a", 1).await;
+    assert_eq!(c.engine.push().attempt_no(&child, &got[0]), 1);
+    c.settle("paced", "a", &got, Outcome::Throttled, 1_000, "")
+        .await;
+    c.advance(1);
+    let got = c.lease("paced", "a", 1).await;
+    assert_eq!(got[0].message.receive_count, 2);
+    assert_eq!(c.engine.push().attempt_no(&child, &got[0]), 1);
+    c.settle("paced", "a", &got, Outcome::Retry, 1_000, "HTTP 500")
+        .await;
+    c.advance(1);
+    let got = c.lease("paced", "a", 1).await;
+    assert_eq!(c.engine.push().attempt_no(&child, &got[0]), 2);
+}
+
+pub async fn push_dead_letters_and_redrive_to_their_subscription(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    // Published before the subscriptions exist: drained into them.
+    c.send("jobs", "early").await;
+    c.subscribe("jobs", "a").await;
+    c.subscribe("jobs", "b").await;
+    assert_eq!(e.push().drain("jobs").await.unwrap(), 1);
+    let got = c.lease("jobs", "a", 10).await;
+    assert_eq!(got.len(), 1);
+    let settled = c
+        .settle("jobs", "a", &got, Outcome::Failed, 0, "HTTP 404")
+        .await;
+    assert_eq!(settled.dead_letter_queue.as_deref(), Some("jobs-dlq"));
+    let dead = e.peek("jobs-dlq", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].attributes.get("sluice-message-id").unwrap(),
+        &got[0].message.id.to_string(),
+        "the dead letter has an id of its own and names the original"
+    );
+    assert_eq!(dead[0].attributes.get("sluice-subscription").unwrap(), "a");
+    assert_eq!(dead[0].attributes.get("sluice-error").unwrap(), "HTTP 404");
+    assert!(c.lease("jobs", "a", 10).await.is_empty());
+    // b still has its copy; a redrive sends the dead letter back to a only. (A redrive by an id
+    // that is not there moves nothing and leaves the dead letter in place.)
+    assert_eq!(
+        e.redrive_ids("jobs-dlq", &[got[0].message.id])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(e.peek("jobs-dlq", 10).await.unwrap().len(), 1);
+    assert_eq!(e.redrive_ids("jobs-dlq", &[dead[0].id]).await.unwrap(), 1);
+    let back = c.lease("jobs", "a", 10).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        back[0].message.id, got[0].message.id,
+        "redriven under its original id"
+    );
+    assert!(!back[0].message.attributes.contains_key("sluice-error"));
+    assert_eq!(c.lease("jobs", "b", 10).await.len(), 1);
+    assert!(e.peek("jobs-dlq", 10).await.unwrap().is_empty());
+    // Purging a push queue drops the undelivered copies too.
+    assert_eq!(e.purge("jobs").await.unwrap(), 2);
+    let cb = child_queue("jobs", "b");
+    assert_eq!(e.push().child_stats(&cb).await.unwrap().in_flight, 0);
+    // Deleting the queue deletes its subscriptions.
+    e.delete_queue("jobs").await.unwrap();
+    assert!(!e.push().is_push("jobs"));
+    assert!(e.push().all().is_empty());
+}
+
+pub async fn copies_sharing_an_id_survive_restart_independently(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    for s in ["a", "b", "c"] {
+        c.subscribe("fan", s).await;
+    }
+    let id = c.send("fan", "m").await;
+    let a = c.lease("fan", "a", 1).await;
+    c.settle("fan", "a", &a, Outcome::Delivered, 0, "").await;
+    let b = c.lease("fan", "b", 1).await;
+    c.settle("fan", "b", &b, Outcome::Failed, 0, "HTTP 410")
+        .await;
+    let cg = c.lease("fan", "c", 1).await;
+    c.settle("fan", "c", &cg, Outcome::Retry, 600_000, "HTTP 500")
+        .await;
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    assert!(
+        c.lease("fan", "a", 1).await.is_empty(),
+        "a's copy was delivered"
+    );
+    let cc = child_queue("fan", "c");
+    assert_eq!(
+        e.push().child_stats(&cc).await.unwrap().delayed,
+        1,
+        "c's retry is still pending"
+    );
+    let dead = e.peek("fan-dlq", 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "b's dead letter survived");
+    assert_eq!(dead[0].attributes.get("sluice-message-id").unwrap(), &id);
+    // And store-level moves of a shared id (a dead-letter move and a redrive) stay separate.
+    e.redrive("fan", None).await.unwrap();
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    assert_eq!(c.lease("fan", "b", 1).await.len(), 1);
+    assert_eq!(e.push().child_stats(&cc).await.unwrap().delayed, 1);
+}

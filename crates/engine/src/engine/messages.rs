@@ -1,0 +1,438 @@
+//! The message API: publish (fanned out on a push queue), receive (a long poll when asked
+//! to wait), ack, nack, change a lease, peek. Receipts are decoded here and per-receipt
+//! results merged in request order; the store applies the rules.
+
+use std::sync::atomic::Ordering;
+
+use crate::clock::Millis;
+use crate::error::{EngineError, Result};
+use crate::limits;
+use crate::model::{
+    is_fifo, message_size, Attributes, Delivery, Message, MessageId, NewMessage, Placement,
+    QueueConfig, Receipt, ReceiptResult,
+};
+use crate::validate::{
+    check_receipt_count, range, validate_attributes, validate_fifo_id, validate_queue_name,
+};
+
+use super::Engine;
+
+/// One message to publish.
+#[derive(Debug, Clone, Default)]
+pub struct Publish {
+    pub body: Vec<u8>,
+    pub attributes: Attributes,
+    /// None: the queue's default delay. Not allowed per message on FIFO queues.
+    pub delay_seconds: Option<u32>,
+    /// FIFO message group (required on FIFO queues).
+    pub group: Option<String>,
+    /// FIFO deduplication id (or the queue's content-based deduplication).
+    pub dedup_id: Option<String>,
+}
+
+/// One message published under a caller-chosen id ([`Engine::publish_keyed`]).
+#[derive(Debug, Clone)]
+pub struct KeyedPublish {
+    pub id: MessageId,
+    pub body: Vec<u8>,
+    pub attributes: Attributes,
+}
+
+/// A receive request.
+#[derive(Debug, Clone)]
+pub struct ReceiveOptions {
+    pub max_messages: usize,
+    /// None: the queue's `receive_wait_seconds`.
+    pub wait_seconds: Option<u32>,
+    /// None: the queue's visibility timeout.
+    pub visibility_timeout_seconds: Option<u32>,
+}
+
+impl Default for ReceiveOptions {
+    fn default() -> Self {
+        ReceiveOptions {
+            max_messages: 1,
+            wait_seconds: None,
+            visibility_timeout_seconds: None,
+        }
+    }
+}
+
+impl Engine {
+    /// Publish one or more messages; the queue is created with defaults if missing. Returns
+    /// the ids, in order, once all of them are durable.
+    pub async fn publish(&self, queue: &str, messages: Vec<Publish>) -> Result<Vec<MessageId>> {
+        validate_queue_name(queue)?;
+        if messages.is_empty() {
+            return Err(EngineError::invalid(
+                "messages",
+                "must contain at least 1 message",
+            ));
+        }
+        if messages.len() > limits::PUBLISH_BATCH_MAX {
+            return Err(EngineError::invalid(
+                "messages",
+                format!(
+                    "contains {} messages; the limit is {} per request",
+                    messages.len(),
+                    limits::PUBLISH_BATCH_MAX
+                ),
+            ));
+        }
+        let now = self.now();
+        let fifo = is_fifo(queue);
+        let content_dedup = if fifo {
+            self.core
+                .store
+                .get_queue(queue)
+                .await?
+                .map(|q| q.config.content_based_deduplication)
+                .unwrap_or(false)
+        } else {
+            false
+        };
+        let single = messages.len() == 1;
+        let mut batch = Vec::with_capacity(messages.len());
+        for (i, m) in messages.into_iter().enumerate() {
+            let field = |f: &str| {
+                if single {
+                    f.to_string()
+                } else {
+                    format!("messages[{i}].{f}")
+                }
+            };
+            if let Some(d) = m.delay_seconds {
+                range(
+                    &field("delay_seconds"),
+                    d as u64,
+                    0,
+                    limits::DELAY_MAX_S as u64,
+                )?;
+            }
+            validate_attributes(&m.attributes, &field("attributes"))?;
+            for (name, v) in [
+                ("message_group_id", &m.group),
+                ("deduplication_id", &m.dedup_id),
+            ] {
+                if let Some(v) = v {
+                    validate_fifo_id(v, &field(name))?;
+                }
+            }
+            let dedup_id = if fifo {
+                if m.group.is_none() {
+                    return Err(EngineError::invalid(
+                        field("message_group_id"),
+                        "is required on FIFO queues",
+                    ));
+                }
+                if m.delay_seconds.is_some_and(|d| d > 0) {
+                    return Err(EngineError::invalid(
+                        field("delay_seconds"),
+                        "FIFO queues take no per-message delay (set the queue's delay_seconds)",
+                    ));
+                }
+                match (&m.dedup_id, content_dedup) {
+                    (Some(d), _) => Some(d.clone()),
+                    (None, true) => Some(sha256_hex(&m.body)),
+                    (None, false) => {
+                        return Err(EngineError::invalid(
+                            field("deduplication_id"),
+                            "is required on a FIFO queue without content_based_deduplication",
+                        ))
+                    }
+                }
+            } else {
+                if m.dedup_id.is_some() {
+                    return Err(EngineError::invalid(
+                        field("deduplication_id"),
+                        "applies only to FIFO queues (names ending in .fifo)",
+                    ));
+                }
+                None
+            };
+            let size = message_size(&m.body, &m.attributes);
+            if size > self.opts.max_message_bytes as usize {
+                return Err(EngineError::MessageTooLarge {
+                    size,
+                    limit: self.opts.max_message_bytes as usize,
+                });
+            }
+            batch.push(NewMessage {
+                id: MessageId::new_v7(),
+                body: m.body,
+                attributes: m.attributes,
+                enqueued_at: now,
+                delay_ms: m.delay_seconds.map(|d| d as u64 * 1000),
+                group: m.group,
+                dedup_id,
+            });
+        }
+        self.append(queue, batch, now).await
+    }
+
+    /// Store validated messages: fanned out on a push queue, else appended (creating the
+    /// queue with defaults if missing); long polls are woken.
+    async fn append(
+        &self,
+        queue: &str,
+        batch: Vec<NewMessage>,
+        now: Millis,
+    ) -> Result<Vec<MessageId>> {
+        if self.push.is_push(queue) {
+            return self.push.fan_out(queue, batch).await;
+        }
+        let ids = match self.core.store.publish(queue, batch.clone(), now).await {
+            Err(EngineError::QueueNotFound(_)) => {
+                self.core
+                    .store
+                    .ensure_queue(queue, QueueConfig::default(), now)
+                    .await?;
+                self.core.store.publish(queue, batch, now).await?
+            }
+            other => other?,
+        };
+        self.core.wake(queue, ids.len());
+        Ok(ids)
+    }
+
+    /// Publish messages under ids the caller derived deterministically (file ingestion: the
+    /// file's hash and the row's key). Each id doubles as the deduplication id, so a producer
+    /// that repeats a batch after a crash (within the 5-minute window) stores every message
+    /// once, and push deliveries carry the same `webhook-id` whatever happens. On a FIFO queue
+    /// every message goes to `group`. The queue is created with defaults if missing.
+    pub async fn publish_keyed(
+        &self,
+        queue: &str,
+        messages: Vec<KeyedPublish>,
+        group: &str,
+    ) -> Result<Vec<MessageId>> {
+        validate_queue_name(queue)?;
+        let fifo = is_fifo(queue);
+        if fifo {
+            validate_fifo_id(group, "message_group_id")?;
+        }
+        let now = self.now();
+        let mut batch = Vec::with_capacity(messages.len());
+        for m in messages {
+            validate_attributes(&m.attributes, "attributes")?;
+            let size = message_size(&m.body, &m.attributes);
+            if size > self.opts.max_message_bytes as usize {
+                return Err(EngineError::MessageTooLarge {
+                    size,
+                    limit: self.opts.max_message_bytes as usize,
+                });
+            }
+            batch.push(NewMessage {
+                id: m.id,
+                body: m.body,
+                attributes: m.attributes,
+                enqueued_at: now,
+                delay_ms: None,
+                group: fifo.then(|| group.to_string()),
+                dedup_id: Some(m.id.to_string()),
+            });
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.append(queue, batch, now).await
+    }
+
+    /// Receive up to `max_messages`, waiting up to `wait_seconds` for the first one.
+    pub async fn receive(&self, queue: &str, opts: ReceiveOptions) -> Result<Vec<Delivery>> {
+        validate_queue_name(queue)?;
+        range(
+            "max_messages",
+            opts.max_messages as u64,
+            1,
+            limits::RECEIVE_BATCH_MAX as u64,
+        )?;
+        if let Some(w) = opts.wait_seconds {
+            range("wait_seconds", w as u64, 0, limits::WAIT_MAX_S as u64)?;
+        }
+        if let Some(v) = opts.visibility_timeout_seconds {
+            range(
+                "visibility_timeout_seconds",
+                v as u64,
+                0,
+                limits::VISIBILITY_TIMEOUT_MAX_S as u64,
+            )?;
+        }
+        if self.push.is_push(queue) {
+            return Err(EngineError::PushQueue(queue.to_string()));
+        }
+        // The queue's defaults (this lookup also answers 404 for unknown queues before waiting).
+        let config = self
+            .core
+            .store
+            .get_queue(queue)
+            .await?
+            .ok_or_else(|| EngineError::QueueNotFound(queue.to_string()))?
+            .config;
+        let visibility_s = opts
+            .visibility_timeout_seconds
+            .unwrap_or(config.visibility_timeout_seconds);
+        let wait_seconds = opts.wait_seconds.unwrap_or(config.receive_wait_seconds);
+        let visibility_ms = visibility_s as u64 * 1000;
+        if wait_seconds == 0 {
+            return self
+                .core
+                .store
+                .receive(queue, opts.max_messages, visibility_ms, self.now())
+                .await;
+        }
+        if self.waiters.fetch_add(1, Ordering::SeqCst) >= self.opts.max_waiters {
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::TooManyWaiters {
+                limit: self.opts.max_waiters,
+            });
+        }
+        let _guard = WaiterGuard(&self.waiters);
+        // Only existing queues get a waker (so unknown names cannot grow the map).
+        if opts.visibility_timeout_seconds.is_some()
+            && self.core.store.get_queue(queue).await?.is_none()
+        {
+            return Err(EngineError::QueueNotFound(queue.to_string()));
+        }
+        self.core
+            .wait_receive(
+                queue,
+                opts.max_messages,
+                visibility_ms,
+                wait_seconds as u64 * 1000,
+            )
+            .await
+    }
+
+    pub async fn ack(&self, queue: &str, receipts: &[String]) -> Result<Vec<ReceiptResult>> {
+        validate_queue_name(queue)?;
+        check_receipt_count(receipts.len())?;
+        let out = self
+            .per_receipt(receipts, |rs| async move {
+                self.core.store.ack(queue, &rs, self.now()).await
+            })
+            .await?;
+        if is_fifo(queue) && out.iter().any(|r| r.is_ok()) {
+            // Settling unlocks a message group: a waiting receive may take its next message.
+            self.core.wake(queue, out.len());
+        }
+        Ok(out)
+    }
+
+    pub async fn nack(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        delay_seconds: u32,
+        placement: Placement,
+    ) -> Result<Vec<ReceiptResult>> {
+        validate_queue_name(queue)?;
+        check_receipt_count(receipts.len())?;
+        range(
+            "delay_seconds",
+            delay_seconds as u64,
+            0,
+            limits::DELAY_MAX_S as u64,
+        )?;
+        let out = self
+            .per_receipt(receipts, |rs| async move {
+                self.core
+                    .store
+                    .nack(
+                        queue,
+                        &rs,
+                        delay_seconds as u64 * 1000,
+                        placement,
+                        self.now(),
+                    )
+                    .await
+            })
+            .await?;
+        let released = out.iter().filter(|r| r.is_ok()).count();
+        if released > 0 {
+            // With a delay, a waiting receive must re-plan its sleep around the new due time.
+            self.core.wake(queue, released);
+        }
+        Ok(out)
+    }
+
+    /// Decode receipts, run `op` on the decodable ones, and merge results in request order.
+    async fn per_receipt<F, Fut>(&self, receipts: &[String], op: F) -> Result<Vec<ReceiptResult>>
+    where
+        F: FnOnce(Vec<Receipt>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<ReceiptResult>>>,
+    {
+        let decoded: Vec<Result<Receipt>> = receipts.iter().map(|r| Receipt::decode(r)).collect();
+        let good: Vec<Receipt> = decoded
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        let mut results = if good.is_empty() {
+            Vec::new()
+        } else {
+            op(good).await?
+        }
+        .into_iter();
+        Ok(decoded
+            .into_iter()
+            .map(|d| match d {
+                Ok(_) => results.next().expect("one result per receipt"),
+                Err(e) => Err(e),
+            })
+            .collect())
+    }
+
+    /// Set the lease of a received message to end `timeout_seconds` from now (0 releases it).
+    pub async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &str,
+        timeout_seconds: u32,
+    ) -> Result<Millis> {
+        validate_queue_name(queue)?;
+        range(
+            "visibility_timeout_seconds",
+            timeout_seconds as u64,
+            0,
+            limits::VISIBILITY_TIMEOUT_MAX_S as u64,
+        )?;
+        let r = Receipt::decode(receipt)?;
+        let now = self.now();
+        if timeout_seconds == 0 {
+            // A zero timeout releases the message: that is a nack, for every store.
+            let result = self
+                .core
+                .store
+                .nack(queue, &[r], 0, Placement::Back, now)
+                .await?;
+            result.into_iter().next().expect("one result")?;
+            self.core.wake(queue, 1);
+            return Ok(now);
+        }
+        self.core
+            .store
+            .change_visibility(queue, r, timeout_seconds as u64 * 1000, now)
+            .await
+    }
+
+    pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>> {
+        validate_queue_name(queue)?;
+        range("limit", limit as u64, 1, limits::PEEK_MAX as u64)?;
+        self.core.store.peek(queue, limit, self.now()).await
+    }
+}
+
+struct WaiterGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn sha256_hex(body: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,27 @@
+//! Documented limits of queues and messages. Each number is written down once, here, and used
+//! by name; front ends quote these numbers in their error messages. (Server-wide limits are
+//! `EngineOptions` and the server's `ServeConfig` fields; push limits are `push::limits`.)
+
+pub const QUEUE_NAME_MAX: usize = 80;
+pub const VISIBILITY_TIMEOUT_MAX_S: u32 = 12 * 3600;
+pub const DELAY_MAX_S: u32 = 365 * 24 * 3600;
+pub const RETENTION_MIN_S: u32 = 60;
+pub const RETENTION_MAX_S: u32 = 14 * 24 * 3600;
+pub const RETENTION_DEFAULT_S: u32 = 4 * 24 * 3600;
+pub const VISIBILITY_DEFAULT_S: u32 = 30;
+pub const MESSAGE_BYTES_DEFAULT: u32 = 256 * 1024;
+/// The largest server-wide message limit that can be configured.
+pub const MESSAGE_BYTES_CEILING: u32 = 16 * 1024 * 1024;
+pub const MAX_RECEIVES_MAX: u32 = 1000;
+pub const RECEIVE_BATCH_MAX: usize = 100;
+pub const PUBLISH_BATCH_MAX: usize = 1000;
+pub const WAIT_MAX_S: u32 = 20;
+pub const ATTRIBUTES_MAX: usize = 32;
+pub const ATTRIBUTE_NAME_MAX: usize = 512;
+pub const ACK_BATCH_MAX: usize = 1000;
+pub const PEEK_MAX: usize = 1000;
+pub const TAGS_MAX: usize = 50;
+/// FIFO deduplication window.
+pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// FIFO message group ids and deduplication ids.
+pub const FIFO_ID_MAX: usize = 128;

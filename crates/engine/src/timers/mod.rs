@@ -1,0 +1,374 @@
+//! Timers ("call this URL in 10 minutes") and cron schedules, the engine's side: the
+//! [`Timers`] service, `engine.timers()`.
+//!
+//! A timer is a message in the internal queue `~timers`, delayed until it is due; its body is
+//! a [`TimerSpec`] (JSON) and its id is the timer id. The engine hands due timers to the
+//! server's senders (`Engine::due_timers`, which publishes queue targets itself), with the push
+//! retry rules. A finished timer leaves only 17 bytes in the store's archive (id and outcome)
+//! and about 33 bytes of memory, so `GET /timers/{id}` still answers for it.
+//!
+//! Order of a firing: call the URL, then archive the outcome, then remove the message. A crash
+//! after the call and before the archive fires the timer again on restart (at-least-once);
+//! a crash after the archive only removes the message (the sender sees the archived outcome).
+//!
+//! Files: `spec.rs` (what a timer is), `schedule.rs` (cron schedules and the scheduler).
+
+mod schedule;
+mod spec;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::clock::Millis;
+use crate::core::Core;
+use crate::error::{EngineError, Result};
+use crate::history::{Attempt, History, Outcome};
+use crate::limits;
+use crate::model::{Attributes, Delivery, MessageId, NewMessage, Placement, QueueConfig};
+use crate::push::policy::{Decision, ThrottleCounts};
+
+pub use self::schedule::{firing_id, Schedule, SCHEDULES_MAX};
+pub use self::spec::*;
+
+/// The timers service: `engine.timers()`.
+pub struct Timers {
+    core: Arc<Core>,
+    history: Arc<History>,
+    /// Pending timers and when they are (were first) due.
+    pending: Mutex<HashMap<MessageId, Millis>>,
+    /// Outcomes of finished timers (the store's archive, loaded at start).
+    archive: Mutex<HashMap<MessageId, u8>>,
+    delivering: Mutex<HashSet<MessageId>>,
+    /// Cancelled timers whose message has not come due yet (not counted as pending).
+    cancelled_pending: Mutex<HashSet<MessageId>>,
+    /// 429s of timers being delivered, which do not count as attempts.
+    throttled: ThrottleCounts,
+    schedules: RwLock<BTreeMap<String, Schedule>>,
+    schedules_changed: Notify,
+}
+
+impl Timers {
+    pub(crate) fn new(core: Arc<Core>, history: Arc<History>) -> Timers {
+        Timers {
+            core,
+            history,
+            pending: Default::default(),
+            archive: Default::default(),
+            delivering: Default::default(),
+            cancelled_pending: Default::default(),
+            throttled: Default::default(),
+            schedules: Default::default(),
+            schedules_changed: Notify::new(),
+        }
+    }
+
+    /// Load pending timers, the archive and the schedules (at start; again on a shared store
+    /// when another node may have changed them).
+    pub async fn load(&self) -> Result<()> {
+        let now = self.core.now();
+        let store = &self.core.store;
+        let config = QueueConfig {
+            // Timers may be a year away: retention must not drop them first.
+            retention_seconds: limits::DELAY_MAX_S + limits::RETENTION_MAX_S,
+            max_message_bytes: limits::MESSAGE_BYTES_CEILING,
+            ..QueueConfig::default()
+        };
+        store.ensure_queue(TIMER_QUEUE, config, now).await?;
+        let mut archive: HashMap<MessageId, u8> = store.archive_list().await?.into_iter().collect();
+        let mut pending: HashMap<MessageId, Millis> =
+            store.ids(TIMER_QUEUE).await?.into_iter().collect();
+        // A re-read on a shared store must not drop what this node added meanwhile: a timer
+        // created a moment ago, an outcome just recorded.
+        {
+            let local = self.pending.lock();
+            for (id, due) in local.iter() {
+                if !archive.contains_key(id) {
+                    pending.entry(*id).or_insert(*due);
+                }
+            }
+        }
+        for (id, code) in self.archive.lock().iter() {
+            archive.entry(*id).or_insert(*code);
+        }
+        *self.archive.lock() = archive;
+        *self.pending.lock() = pending;
+        self.load_schedules().await
+    }
+
+    /// Schedule a timer. With `id` given (schedule firings), creating the same timer again is
+    /// a no-op. Returns the timer id.
+    pub async fn create(&self, mut spec: TimerSpec, id: Option<MessageId>) -> Result<MessageId> {
+        spec.validate()?;
+        let now = self.core.now();
+        let delay = (spec.due_at - now).max(0) as u64;
+        if delay > limits::DELAY_MAX_S as u64 * 1000 {
+            return Err(EngineError::invalid(
+                "delay_seconds",
+                format!(
+                    "is more than {} seconds (1 year), the limit",
+                    limits::DELAY_MAX_S
+                ),
+            ));
+        }
+        if let Some(id) = id {
+            if self.pending.lock().contains_key(&id) || self.archive.lock().contains_key(&id) {
+                return Ok(id);
+            }
+        }
+        // An id given (a schedule's firing) is also the deduplication id: two nodes firing the
+        // same moment of a schedule store one timer.
+        let dedup_id = id.map(|i| i.to_string());
+        let id = id.unwrap_or_else(MessageId::new_v7);
+        spec.created_at = now;
+        let due = now + delay as i64;
+        spec.due_at = due;
+        let body = serde_json::to_vec(&spec).expect("timer serializes");
+        // Known as pending before it can fire (a timer due now may finish before we return).
+        self.pending.lock().insert(id, due);
+        let published = self
+            .core
+            .store
+            .publish(
+                TIMER_QUEUE,
+                vec![NewMessage {
+                    id,
+                    body,
+                    attributes: Attributes::new(),
+                    enqueued_at: now,
+                    delay_ms: Some(delay),
+                    group: None,
+                    dedup_id,
+                }],
+                now,
+            )
+            .await;
+        if let Err(e) = published {
+            self.pending.lock().remove(&id);
+            return Err(e);
+        }
+        self.core.wake(TIMER_QUEUE, 1);
+        Ok(id)
+    }
+
+    pub fn get(&self, id: MessageId) -> Option<TimerInfo> {
+        if let Some(&code) = self.archive.lock().get(&id) {
+            let due_at = self.pending.lock().get(&id).copied();
+            return Some(TimerInfo {
+                id,
+                status: TimerStatus::of_code(code),
+                due_at,
+            });
+        }
+        let due = *self.pending.lock().get(&id)?;
+        let status = if self.delivering.lock().contains(&id) {
+            TimerStatus::Delivering
+        } else if !self.history.get(id).is_empty() {
+            TimerStatus::Retrying
+        } else {
+            TimerStatus::Scheduled
+        };
+        Some(TimerInfo {
+            id,
+            status,
+            due_at: Some(due),
+        })
+    }
+
+    /// Like [`Timers::get`], but on a shared store up to date with other nodes: a timer
+    /// created there, or finished or cancelled there a moment ago.
+    pub async fn get_fresh(&self, id: MessageId) -> Result<Option<TimerInfo>> {
+        if !self.core.shared {
+            return Ok(self.get(id));
+        }
+        if self.get(id).is_none() {
+            self.load().await?;
+        }
+        self.outcome_fresh(id).await?;
+        Ok(self.get(id))
+    }
+
+    /// Cancel a pending timer. A finished one answers Conflict; an unknown one NotFound.
+    pub async fn cancel(&self, id: MessageId) -> Result<()> {
+        match self.get_fresh(id).await? {
+            None => Err(EngineError::NotFound {
+                what: "timer",
+                id: id.to_string(),
+            }),
+            Some(t) if t.status == TimerStatus::Delivering => Err(EngineError::Conflict(format!(
+                "timer {id} is being delivered right now; it cannot be cancelled"
+            ))),
+            Some(t) if t.status.is_finished() => Err(EngineError::Conflict(format!(
+                "timer {id} already finished ({})",
+                t.status.label()
+            ))),
+            Some(_) => {
+                self.core.store.archive_put(&[(id, CANCELLED)]).await?;
+                self.archive.lock().insert(id, CANCELLED);
+                self.cancelled_pending.lock().insert(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// The archived outcome of a timer (cancelled, or finished before a crash), asking the
+    /// store too on a shared store: another node may have cancelled it a moment ago.
+    pub(crate) async fn outcome_fresh(&self, id: MessageId) -> Result<Option<u8>> {
+        if let Some(code) = self.archive.lock().get(&id).copied() {
+            return Ok(Some(code));
+        }
+        if !self.core.shared {
+            return Ok(None);
+        }
+        let code = self.core.store.archive_get(id).await?;
+        if let Some(code) = code {
+            self.archive.lock().insert(id, code);
+        }
+        Ok(code)
+    }
+
+    /// A sender is calling this timer now (its status reads `delivering`).
+    pub fn set_delivering(&self, id: MessageId, on: bool) {
+        let mut d = self.delivering.lock();
+        if on {
+            d.insert(id);
+        } else {
+            d.remove(&id);
+        }
+    }
+
+    /// The attempt number of a due timer: its receives minus its 429s.
+    pub fn attempt_no(&self, d: &Delivery) -> u32 {
+        self.throttled.attempt_no(TIMER_QUEUE, d)
+    }
+
+    /// Renew the lease of a due timer that waited for a call slot. None: the lease had ended
+    /// (the timer is back in line, or fired elsewhere).
+    pub async fn renew(&self, d: &Delivery, lease_ms: u64) -> Result<Option<Millis>> {
+        match self
+            .core
+            .store
+            .change_visibility(TIMER_QUEUE, d.receipt, lease_ms, self.core.now())
+            .await
+        {
+            Ok(until) => Ok(Some(until)),
+            Err(EngineError::StaleReceipt | EngineError::MessageGone) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Release due timers unsent (the server is stopping): they fire after the restart, or on
+    /// another node, without waiting for their leases to end.
+    pub async fn give_back(&self, due: &[Delivery]) -> Result<()> {
+        let rs: Vec<_> = due.iter().map(|d| d.receipt).collect();
+        for chunk in rs.chunks(limits::ACK_BATCH_MAX) {
+            self.core
+                .store
+                .nack(TIMER_QUEUE, chunk, 0, Placement::Back, self.core.now())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Record a timer's outcome, then remove its message.
+    pub(crate) async fn finish(&self, d: &Delivery, code: u8) -> Result<()> {
+        let id = d.message.id;
+        if self.outcome_fresh(id).await?.is_none() {
+            self.core.store.archive_put(&[(id, code)]).await?;
+            self.archive.lock().insert(id, code);
+        }
+        self.core
+            .store
+            .ack(TIMER_QUEUE, &[d.receipt], self.core.now())
+            .await?;
+        self.throttled.forget(TIMER_QUEUE, std::slice::from_ref(d));
+        self.pending.lock().remove(&id);
+        self.delivering.lock().remove(&id);
+        self.cancelled_pending.lock().remove(&id);
+        Ok(())
+    }
+
+    /// Settle one call of a timer as `decision` says, after recording `attempt`.
+    pub async fn settle(&self, d: &Delivery, decision: &Decision, attempt: Attempt) -> Result<()> {
+        self.history.record(d.message.id, attempt);
+        let one = std::slice::from_ref(d);
+        let r = match decision.outcome {
+            Outcome::Delivered => self.finish(d, SUCCEEDED).await,
+            Outcome::Failed => self.finish(d, FAILED).await,
+            Outcome::Throttled | Outcome::Retry => {
+                if decision.outcome == Outcome::Throttled {
+                    self.throttled.add(TIMER_QUEUE, one);
+                }
+                let now = self.core.now();
+                self.core
+                    .store
+                    .nack(
+                        TIMER_QUEUE,
+                        &[d.receipt],
+                        decision.delay_ms,
+                        Placement::Back,
+                        now,
+                    )
+                    .await
+                    .map(|_| self.core.wake(TIMER_QUEUE, 1))
+            }
+        };
+        self.set_delivering(d.message.id, false);
+        r
+    }
+
+    /// Timers to list: with `finished` None, the pending ones, due soonest first; otherwise the
+    /// finished ones with that status, newest first (ids are time-ordered). At most `limit`.
+    pub fn list(&self, finished: Option<TimerStatus>, limit: usize) -> Vec<TimerInfo> {
+        let ids: Vec<MessageId> = match finished {
+            None => {
+                // One lock at a time: elsewhere `pending` is taken before `archive`.
+                let mut due: Vec<(Millis, MessageId)> = self
+                    .pending
+                    .lock()
+                    .iter()
+                    .map(|(id, due)| (*due, *id))
+                    .collect();
+                {
+                    let archive = self.archive.lock();
+                    due.retain(|(_, id)| !archive.contains_key(id));
+                }
+                due.sort_unstable();
+                due.into_iter().take(limit).map(|(_, id)| id).collect()
+            }
+            Some(status) => {
+                let code = match status {
+                    TimerStatus::Succeeded => SUCCEEDED,
+                    TimerStatus::Cancelled => CANCELLED,
+                    TimerStatus::Failed => FAILED,
+                    _ => return Vec::new(),
+                };
+                let mut ids: Vec<MessageId> = self
+                    .archive
+                    .lock()
+                    .iter()
+                    .filter(|(_, c)| **c == code)
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.sort_unstable_by(|a, b| b.cmp(a));
+                ids.truncate(limit);
+                ids
+            }
+        };
+        ids.into_iter().filter_map(|id| self.get(id)).collect()
+    }
+
+    /// (pending, finished) timer counts.
+    pub fn counts(&self) -> (usize, usize) {
+        let pending = self.pending.lock().len();
+        let cancelled = self.cancelled_pending.lock().len();
+        (pending.saturating_sub(cancelled), self.archive.lock().len())
+    }
+
+    /// The attempts of a timer.
+    pub fn attempts(&self, id: MessageId) -> Vec<Attempt> {
+        self.history.get(id)
+    }
+}

@@ -1,0 +1,200 @@
+//! One subscription's lane: wait for a concurrency slot and the endpoint's pace, lease the next
+//! message(s) from the subscription's copy queue with a long poll, and start a delivery task
+//! for each request (one message, or a batch). While no rate is in force, a lane leases as
+//! many single messages as it has free slots in one store call; a paced lane takes its turn
+//! first and leases one message per turn. A FIFO subscription leases one message per receive:
+//! the store then keeps the group locked until it is settled, so a group's messages never go
+//! in parallel.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_engine::push::SubscriptionRef;
+use sluice_engine::Delivery;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use super::throttle::Throttle;
+use super::{Counters, PushManager, LEASE_POLL_MS};
+
+pub(super) struct Lane {
+    pub manager: Arc<PushManager>,
+    pub sub: SubscriptionRef,
+    pub counters: Arc<Counters>,
+    pub throttle: Arc<Throttle>,
+}
+
+impl Lane {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let lane = Arc::new(self);
+        let config = &lane.sub.config;
+        let slots = Arc::new(Semaphore::new(config.concurrency as usize));
+        let batch_max = config.batch.max_messages as usize;
+        let fifo = sluice_engine::is_fifo(&lane.sub.child);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                _ = stop.changed() => return,
+            };
+            if batch_max > 1 {
+                // A batch is one request: one slot, one turn of the pace.
+                tokio::select! {
+                    _ = lane.throttle.acquire() => {}
+                    _ = stop.changed() => return,
+                }
+                if let Some(got) = lane.lease_batch(batch_max, &mut stop).await {
+                    lane.spawn_delivery(got, vec![first], false);
+                }
+                continue;
+            }
+            // One message per request: lease as many as there are free slots (at most 100), in
+            // one store call; each delivery then waits for its own turn of the pace.
+            let mut permits = vec![first];
+            let paced = lane.throttle.is_pacing();
+            if paced {
+                // A paced endpoint: take the turn first, then lease one message for it.
+                tokio::select! {
+                    _ = lane.throttle.acquire() => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            let cap = if paced || fifo { 1 } else { 100 };
+            while permits.len() < cap {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            // Not raced against `stop`: a receive cancelled after its lease was taken would
+            // strand the messages until the lease ends. A short wait keeps stops prompt.
+            let got = lane
+                .manager
+                .engine
+                .push()
+                .lease(
+                    &lane.sub.child,
+                    permits.len(),
+                    config.lease_ms(),
+                    LEASE_POLL_MS,
+                )
+                .await;
+            let got = match got {
+                Ok(g) if *stop.borrow() => {
+                    // Stopped meanwhile (subscription changed or deleted): give them back.
+                    let _ = lane
+                        .manager
+                        .engine
+                        .push()
+                        .give_back(&lane.sub.child, &g)
+                        .await;
+                    return;
+                }
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::warn!(queue = %lane.sub.child, error = %e, "push receive failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            permits.truncate(got.len());
+            for (d, p) in got.into_iter().zip(permits) {
+                lane.spawn_delivery(vec![d], vec![p], !paced);
+            }
+        }
+    }
+
+    /// Lease a batch: up to `max`, waiting up to the batch's `max_wait_ms` after the first.
+    async fn lease_batch(
+        &self,
+        max: usize,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Vec<Delivery>> {
+        let push = self.manager.engine.push();
+        let (child, lease_ms) = (&self.sub.child, self.sub.config.lease_ms());
+        let mut got = match push.lease(child, max, lease_ms, LEASE_POLL_MS).await {
+            Ok(g) if g.is_empty() => return None,
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(queue = %child, error = %e, "push receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return None;
+            }
+        };
+        // A retry goes out at once with what is ready: its wait was already served.
+        let wait_ms = if got.iter().any(|d| d.message.receive_count > 1) {
+            0
+        } else {
+            self.sub.config.batch.max_wait_ms
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        while got.len() < max {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let more = push
+                .lease(
+                    child,
+                    max - got.len(),
+                    lease_ms,
+                    (left.as_millis() as u64).min(LEASE_POLL_MS),
+                )
+                .await;
+            match more {
+                Ok(m) if m.is_empty() => {
+                    if left.is_zero() || *stop.borrow() {
+                        break;
+                    }
+                }
+                Ok(m) => got.extend(m),
+                Err(_) => break,
+            }
+        }
+        if *stop.borrow() {
+            // Stopped meanwhile (subscription changed or deleted): give them back.
+            let _ = push.give_back(child, &got).await;
+            return None;
+        }
+        let mut seen = std::collections::HashSet::new();
+        got.retain(|d| seen.insert(d.message.id));
+        Some(got)
+    }
+
+    /// Deliver `got` in a task of its own; the permits free their slots when it is done. With
+    /// `pace`, the task first waits for its turn (messages leased in bulk before a 429 slowed
+    /// this endpoint down) and renews the lease if the wait was long.
+    fn spawn_delivery(
+        self: &Arc<Self>,
+        got: Vec<Delivery>,
+        permits: Vec<OwnedSemaphorePermit>,
+        pace: bool,
+    ) {
+        let lane = self.clone();
+        let n = got.len() as u64;
+        lane.counters.in_flight.fetch_add(n, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let mut got = got;
+            if pace {
+                let started = Instant::now();
+                lane.throttle.acquire().await;
+                if started.elapsed() > Duration::from_secs(1) {
+                    // A lapsed lease is gone: the message is back in line.
+                    got = lane
+                        .manager
+                        .engine
+                        .push()
+                        .renew(&lane.sub.child, got, lane.sub.config.lease_ms())
+                        .await
+                        .unwrap_or_default();
+                }
+            }
+            if !got.is_empty() {
+                lane.manager
+                    .deliver(&lane.sub, &got, &lane.counters, &lane.throttle)
+                    .await;
+            }
+            lane.counters.in_flight.fetch_sub(n, Ordering::Relaxed);
+            drop(permits);
+        });
+    }
+}

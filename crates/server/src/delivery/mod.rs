@@ -1,0 +1,227 @@
+//! Push delivery, the HTTP side. The engine keeps subscriptions, copies, leases, backoff
+//! delays, dead letters and the delivery history, and decides what an answer means; this module
+//! makes the calls.
+//!
+//! One *lane* per subscription (`lane.rs`): a loop that waits for a concurrency slot and the
+//! endpoint's pace (`throttle.rs`), leases the next message(s) from the subscription's copy
+//! queue with a long poll, and hands them to a delivery task, which makes one webhook attempt
+//! (`webhook.rs`) and settles it through the engine. A slow or dead endpoint only fills its own
+//! lane's slots; other lanes never wait for it. Timers have one lane of their own
+//! (`timer_lane.rs`), fair between target hosts. The manager starts and stops lanes as
+//! subscriptions change. `http.rs` sends (behind the address guard of `guard.rs`);
+//! `signing.rs` signs.
+
+pub mod guard;
+pub mod http;
+mod lane;
+pub mod signing;
+mod throttle;
+mod timer_lane;
+mod webhook;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use sluice_engine::{Delivery, Engine};
+use tokio::sync::watch;
+
+use self::http::Sender;
+use self::throttle::Throttle;
+
+/// Longest long poll of a lane's receive: a stopped lane notices within this.
+const LEASE_POLL_MS: u64 = 1000;
+
+/// Server-wide push settings.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub allow_private_targets: bool,
+    /// Concurrent timer calls.
+    pub timer_concurrency: usize,
+}
+
+/// Live counters of one lane (for the API and the dashboard).
+#[derive(Default, Serialize, Clone, Debug)]
+pub struct LaneCounters {
+    pub delivered: u64,
+    pub retried: u64,
+    pub throttled: u64,
+    pub failed: u64,
+    pub in_flight: u64,
+    /// The adaptive rate in force after 429s (requests/s), or null.
+    pub current_rate_limit: Option<f64>,
+}
+
+#[derive(Default)]
+struct Counters {
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    throttled: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+struct LaneHandle {
+    updated_at: i64,
+    stop: watch::Sender<bool>,
+    counters: Arc<Counters>,
+    throttle: Arc<Throttle>,
+}
+
+/// Learns the final outcome of deliveries: delivered, or dead-lettered.
+pub trait DeliveryObserver: Send + Sync {
+    fn settled(&self, queue: &str, subscription: &str, messages: &[Delivery], delivered: bool);
+}
+
+pub struct PushManager {
+    engine: Arc<Engine>,
+    sender: Arc<Sender>,
+    opts: PushOptions,
+    lanes: Mutex<HashMap<(String, String), LaneHandle>>,
+    /// Told about every settled delivery (file ingestion counts them per file; the forwarder
+    /// may exit when its batch is dead-lettered).
+    observers: RwLock<Vec<Arc<dyn DeliveryObserver>>>,
+}
+
+impl PushManager {
+    pub fn new(engine: Arc<Engine>, opts: PushOptions) -> anyhow::Result<Arc<PushManager>> {
+        Ok(Arc::new(PushManager {
+            engine,
+            sender: Arc::new(Sender::new(opts.allow_private_targets)?),
+            opts,
+            lanes: Mutex::new(HashMap::new()),
+            observers: Default::default(),
+        }))
+    }
+
+    pub fn add_observer(&self, observer: Arc<dyn DeliveryObserver>) {
+        self.observers.write().push(observer);
+    }
+
+    fn observe(&self, queue: &str, subscription: &str, messages: &[Delivery], delivered: bool) {
+        for o in self.observers.read().iter() {
+            o.settled(queue, subscription, messages, delivered);
+        }
+    }
+
+    /// Start the timer lane and the reconcile loop (until the engine shuts down).
+    pub fn start(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        timer_lane::start(self.clone(), shutdown.clone());
+        let me = self.clone();
+        let mut changed = self.engine.push().changed();
+        tokio::spawn(async move {
+            loop {
+                me.reconcile().await;
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {
+                        for (_, l) in me.lanes.lock().drain() {
+                            let _ = l.stop.send(true);
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Start, restart (changed settings) and stop lanes to match the subscriptions; update the
+    /// gauges; fan out messages that reached a push queue's own list.
+    async fn reconcile(self: &Arc<Self>) {
+        let subs = self.engine.push().all();
+        let mut push_queues: Vec<String> = Vec::new();
+        {
+            let mut lanes = self.lanes.lock();
+            let wanted: HashSet<(String, String)> = subs
+                .iter()
+                .map(|s| (s.queue.clone(), s.name.clone()))
+                .collect();
+            lanes.retain(|k, l| {
+                let keep = wanted.contains(k);
+                if !keep {
+                    let _ = l.stop.send(true);
+                }
+                keep
+            });
+            for s in &subs {
+                if !push_queues.contains(&s.queue) {
+                    push_queues.push(s.queue.clone());
+                }
+                let key = (s.queue.clone(), s.name.clone());
+                if lanes
+                    .get(&key)
+                    .is_some_and(|l| l.updated_at == s.config.updated_at)
+                {
+                    continue;
+                }
+                if let Some(old) = lanes.remove(&key) {
+                    let _ = old.stop.send(true);
+                }
+                let (stop_tx, stop_rx) = watch::channel(false);
+                let counters = Arc::new(Counters::default());
+                let throttle = Arc::new(Throttle::new(s.config.rate_limit_per_second));
+                lanes.insert(
+                    key,
+                    LaneHandle {
+                        updated_at: s.config.updated_at,
+                        stop: stop_tx,
+                        counters: counters.clone(),
+                        throttle: throttle.clone(),
+                    },
+                );
+                let lane = lane::Lane {
+                    manager: self.clone(),
+                    sub: s.clone(),
+                    counters,
+                    throttle,
+                };
+                tokio::spawn(lane.run(stop_rx));
+            }
+        }
+        // Gauges: backlog and the rate in force, per subscription.
+        for s in &subs {
+            if let Ok(st) = self.engine.push().child_stats(&s.child).await {
+                metrics::gauge!("sluice_push_backlog", "queue" => s.queue.clone(), "subscription" => s.name.clone())
+                    .set((st.ready + st.delayed + st.in_flight) as f64);
+            }
+            let rate = self
+                .lanes
+                .lock()
+                .get(&(s.queue.clone(), s.name.clone()))
+                .and_then(|l| l.throttle.current_rate())
+                .or(s.config.rate_limit_per_second)
+                .unwrap_or(0.0);
+            metrics::gauge!("sluice_push_rate_limit", "queue" => s.queue.clone(), "subscription" => s.name.clone())
+                .set(rate);
+        }
+        let (pending, finished) = self.engine.timers().counts();
+        metrics::gauge!("sluice_timers", "state" => "pending").set(pending as f64);
+        metrics::gauge!("sluice_timers", "state" => "finished").set(finished as f64);
+        // Messages that landed on a push queue's own list go out to its subscriptions.
+        for q in push_queues {
+            if let Err(e) = self.engine.push().drain(&q).await {
+                tracing::warn!(queue = %q, error = %e, "could not fan out waiting messages");
+            }
+        }
+    }
+
+    /// Counters of a subscription's lane.
+    pub fn counters(&self, queue: &str, name: &str) -> LaneCounters {
+        let lanes = self.lanes.lock();
+        match lanes.get(&(queue.to_string(), name.to_string())) {
+            Some(l) => LaneCounters {
+                delivered: l.counters.delivered.load(Ordering::Relaxed),
+                retried: l.counters.retried.load(Ordering::Relaxed),
+                throttled: l.counters.throttled.load(Ordering::Relaxed),
+                failed: l.counters.failed.load(Ordering::Relaxed),
+                in_flight: l.counters.in_flight.load(Ordering::Relaxed),
+                current_rate_limit: l.throttle.current_rate(),
+            },
+            None => LaneCounters::default(),
+        }
+    }
+}

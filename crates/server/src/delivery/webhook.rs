@@ -1,0 +1,233 @@
+//! One webhook attempt of a subscription: build the request (the message's body or a batch's
+//! JSON array, its attributes as headers, the configured headers, `webhook-*` ids and the
+//! Standard Webhooks signature), send it, let the engine's policy decide what the answer
+//! means, record the attempt and settle the delivery through the engine.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sluice_engine::push::{Attempt, DeliveryPolicy, Outcome, Settled, SubscriptionRef};
+use sluice_engine::Delivery;
+
+use super::http::{self, Request};
+use super::throttle::Throttle;
+use super::{Counters, PushManager};
+
+impl PushManager {
+    /// Make one request for `got` (one message, or a batch) and settle it.
+    pub(super) async fn deliver(
+        &self,
+        s: &SubscriptionRef,
+        got: &[Delivery],
+        counters: &Counters,
+        throttle: &Throttle,
+    ) {
+        let sub = &s.config;
+        let push = self.engine.push();
+        let attempt = got
+            .iter()
+            .map(|d| push.attempt_no(&s.child, d))
+            .max()
+            .unwrap_or(1);
+        let req = request(s, got, attempt);
+        let started_at = self.engine.now();
+        let excerpt = req.excerpt();
+        let resp = self.sender.send(req).await;
+        let decision =
+            DeliveryPolicy::of(sub).decide(&resp.answer(), attempt, rand::random(), |ra| {
+                throttle.on_throttled(ra)
+            });
+        let label = decision.outcome.label();
+        metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
+        metrics::histogram!("sluice_push_request_seconds", "queue" => s.queue.clone(), "subscription" => s.name.clone()).record(resp.duration.as_secs_f64());
+        if sub.batching() {
+            tracing::info!(queue = %s.queue, subscription = %s.name, size = got.len(), status = ?resp.status, error = ?resp.error, duration_ms = resp.duration.as_millis() as u64, outcome = label, "forwarded batch");
+        } else {
+            tracing::debug!(queue = %s.queue, subscription = %s.name, status = ?resp.status, error = ?resp.error, duration_ms = resp.duration.as_millis() as u64, outcome = label, "delivery attempt");
+        }
+        let entry = attempt_entry(
+            (&s.queue, &s.name),
+            excerpt,
+            attempt,
+            started_at,
+            &resp,
+            decision.outcome,
+            decision.delay_ms,
+            got.len(),
+        );
+        let n = got.len() as u64;
+        match decision.outcome {
+            Outcome::Delivered => {
+                throttle.on_success();
+                counters.delivered.fetch_add(n, Ordering::Relaxed)
+            }
+            Outcome::Throttled => counters.throttled.fetch_add(n, Ordering::Relaxed),
+            Outcome::Retry => counters.retried.fetch_add(n, Ordering::Relaxed),
+            Outcome::Failed => counters.failed.fetch_add(n, Ordering::Relaxed),
+        };
+        match push.settle(s, got, &decision, entry).await {
+            Ok(Settled {
+                outcome: Outcome::Delivered,
+                ..
+            }) => self.observe(&s.queue, &s.name, got, true),
+            Ok(Settled {
+                outcome: Outcome::Failed,
+                dead_letter_queue,
+            }) => {
+                self.observe(&s.queue, &s.name, got, false);
+                tracing::warn!(queue = %s.queue, subscription = %s.name, messages = got.len(), dead_letter_queue = ?dead_letter_queue, error = %decision.reason, "delivery failed; dead-lettered");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(queue = %s.queue, subscription = %s.name, error = %e, "could not record a delivery outcome; the lease will return the message");
+            }
+        }
+    }
+}
+
+/// The request of one attempt.
+fn request(s: &SubscriptionRef, got: &[Delivery], attempt: u32) -> Request {
+    let sub = &s.config;
+    let (webhook_id, body, content_type) = build_body(got, sub.batching());
+    let timestamp = chrono::Utc::now().timestamp();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let configured = |k: &str| sub.headers.keys().any(|h| h.eq_ignore_ascii_case(k));
+    if got.len() == 1 && !sub.batching() {
+        for (k, v) in &got[0].message.attributes {
+            // The subscription's own headers win over attributes of the same name.
+            if header_ok(k, v) && !k.eq_ignore_ascii_case("content-type") && !configured(k) {
+                headers.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    headers.extend(sub.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if !configured("content-type") {
+        headers.push(("content-type".into(), content_type));
+    }
+    headers.push(("webhook-id".into(), webhook_id.clone()));
+    headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+    if let Some(secret) = &sub.signing_secret {
+        if let Ok(key) = sluice_engine::push::signing_key(secret) {
+            headers.push((
+                "webhook-signature".into(),
+                super::signing::sign(&key, &webhook_id, timestamp, &body),
+            ));
+        }
+    }
+    headers.push(("sluice-queue".into(), s.queue.clone()));
+    headers.push(("sluice-subscription".into(), s.name.clone()));
+    headers.push(("sluice-attempt".into(), attempt.to_string()));
+    if sub.batching() {
+        headers.push(("sluice-batch-size".into(), got.len().to_string()));
+    }
+    Request {
+        method: sub.method.parse().unwrap_or(reqwest::Method::POST),
+        url: sub.url.clone(),
+        headers,
+        body,
+        timeout: Duration::from_secs_f64(sub.timeout_seconds),
+        trusted: sub.trusted,
+        empty_body_length: false,
+    }
+}
+
+/// The history entry of one request.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attempt_entry(
+    (queue, subscription): (&str, &str),
+    request: String,
+    attempt: u32,
+    at: i64,
+    resp: &http::Response,
+    outcome: Outcome,
+    delay_ms: u64,
+    batch_size: usize,
+) -> Attempt {
+    Attempt {
+        at,
+        queue: queue.to_string(),
+        subscription: subscription.to_string(),
+        request,
+        attempt,
+        status: resp.status,
+        error: resp.error.clone(),
+        duration_ms: resp.duration.as_millis() as u64,
+        response: resp.excerpt.clone(),
+        outcome,
+        next_attempt_at: matches!(outcome, Outcome::Retry | Outcome::Throttled)
+            .then(|| at + resp.duration.as_millis() as i64 + delay_ms as i64),
+        batch_size: batch_size as u32,
+    }
+}
+
+/// An attribute that can travel as a header (and is not one sluice or HTTP reserves).
+fn header_ok(k: &str, v: &str) -> bool {
+    let lk = k.to_ascii_lowercase();
+    let reserved = matches!(
+        lk.as_str(),
+        "host"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "keep-alive"
+            | "proxy-connection"
+    ) || lk.starts_with("webhook-")
+        || (lk.starts_with("sluice-") && !lk.starts_with("sluice-ingest-"));
+    !reserved
+        && !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+pub(super) fn guess_content_type(body: &[u8]) -> String {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        "application/json".into()
+    } else if std::str::from_utf8(body).is_ok() {
+        "text/plain; charset=utf-8".into()
+    } else {
+        "application/octet-stream".into()
+    }
+}
+
+/// (webhook-id, body, content-type) of a delivery. One message: its own body and id (its
+/// `content-type` attribute, if any, wins). A batching subscription always sends a JSON array
+/// of the bodies (JSON bodies embedded as JSON, others as strings), even of one, under an id
+/// derived from the message ids.
+fn build_body(got: &[Delivery], batching: bool) -> (String, Vec<u8>, String) {
+    if got.len() == 1 && !batching {
+        let m = &got[0].message;
+        let ct = m
+            .attributes
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case("content-type") && header_ok("x", v))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| guess_content_type(&m.body));
+        return (m.id.to_string(), m.body.clone(), ct);
+    }
+    let items: Vec<serde_json::Value> = got
+        .iter()
+        .map(|d| {
+            serde_json::from_slice(&d.message.body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&d.message.body).into_owned())
+            })
+        })
+        .collect();
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for d in got {
+        h.update(d.message.id.0.to_be_bytes());
+    }
+    let id: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (
+        format!("batch_{id}"),
+        serde_json::to_vec(&items).expect("json"),
+        "application/json".into(),
+    )
+}
