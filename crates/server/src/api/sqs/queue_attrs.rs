@@ -107,7 +107,7 @@ pub fn attr_int(name: &str, v: &str, min: i64, max: i64) -> Result<u32, SqsError
 /// The largest `MaximumMessageSize` this server allows: SQS's 1 MiB, or less when the server's
 /// `--max-message-bytes` is lower.
 pub fn max_message_bytes(c: &Ctx<'_>) -> u32 {
-    MAX_MESSAGE_BYTES.min(c.engine.options().max_message_bytes as u32)
+    MAX_MESSAGE_BYTES.min(c.engine.options().max_message_bytes)
 }
 
 /// One stored attribute checked against SQS's rules; `Ok(None)` removes it.
