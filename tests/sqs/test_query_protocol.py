@@ -465,3 +465,16 @@ def test_boto3_query_protocol_flow(query_sqs, sqs):
         c.delete_queue(QueueUrl=url)
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.get_queue_url(QueueName=name)
+
+
+def test_query_protocol_over_get(endpoint, queue):
+    # Unsigned GETs with Action in the query string reach the SQS API (no keys configured).
+    r, root = post(endpoint + "/", {"Action": "ListQueues"}, method="GET")
+    assert r.status_code == 200 and root.tag == f"{{{NS}}}ListQueuesResponse", r.text
+    r, root = post(queue, {"Action": "SendMessage", "MessageBody": "by GET"}, method="GET")
+    assert r.status_code == 200, r.text
+    r, root = post(queue, {"Action": "ReceiveMessage"}, method="GET")
+    assert text(root, "q:ReceiveMessageResult/q:Message/q:Body") == "by GET"
+    # A GET / without an action is still the dashboard.
+    r = requests.get(endpoint + "/", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
