@@ -278,7 +278,9 @@ def test_move_tasks_survive_a_restart(tmp_path):
     try:
         c = make_client(server.endpoint)
         t = wait_task(c, arn, "COMPLETED", timeout=60)
-        assert t["ApproximateNumberOfMessagesMoved"] == 4
+        # Approximate, as its name says: a step cut short by the shutdown (its messages moved,
+        # its progress not yet saved) is not counted; every message arrives all the same.
+        assert 3 <= t["ApproximateNumberOfMessagesMoved"] <= 4
         assert t["MaxNumberOfMessagesPerSecond"] == 1
         assert counts(c, src)["visible"] == 4
     finally:
