@@ -9,9 +9,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
-
 REPO = Path(__file__).resolve().parents[2]
 
 ACCOUNT = "000000000000"
@@ -92,6 +89,9 @@ def sluice_binary() -> Path:
 
 def make_client(endpoint: str, region: str = REGION, key_id: str = "x", secret: str = "x",
                 **config):
+    import boto3  # here, so that tests/sqs-query can use these helpers with an older botocore
+    from botocore.config import Config
+
     cfg = dict(retries={"max_attempts": 1, "mode": "standard"},
                connect_timeout=5, read_timeout=30)
     cfg.update(config)

@@ -151,13 +151,19 @@ def test_send_message_delay_seconds(sqs, queue):
     assert [m["Body"] for m in got] == ["later"]
 
 
-def test_send_message_delay_beyond_sqs_limit_is_accepted(sqs, queue):
-    # SQS caps DelaySeconds at 900; sluice allows up to a year.
-    sqs.send_message(QueueUrl=queue, MessageBody="x", DelaySeconds=3600)
+def test_send_message_delay_is_capped_at_900_seconds_as_in_sqs(sqs, queue):
+    sqs.send_message(QueueUrl=queue, MessageBody="x", DelaySeconds=900)
     assert counts(sqs, queue)["delayed"] == 1
     with pytest.raises(ClientError) as e:
-        sqs.send_message(QueueUrl=queue, MessageBody="x", DelaySeconds=365 * 24 * 3600 + 1)
+        sqs.send_message(QueueUrl=queue, MessageBody="x", DelaySeconds=901)
     assert error_code(e) == "InvalidParameterValue"
+    assert "DelaySeconds must be >= 0 and <= 900" in e.value.response["Error"]["Message"]
+    # Per entry in a batch.
+    r = sqs.send_message_batch(QueueUrl=queue, Entries=[
+        {"Id": "ok", "MessageBody": "a", "DelaySeconds": 900},
+        {"Id": "late", "MessageBody": "b", "DelaySeconds": 901}])
+    assert [e["Id"] for e in r["Successful"]] == ["ok"]
+    assert [(e["Id"], e["Code"]) for e in r["Failed"]] == [("late", "InvalidParameterValue")]
 
 
 def test_deduplication_id_on_standard_queue_is_invalid(sqs, queue):
@@ -227,12 +233,27 @@ def test_send_message_batch_errors(sqs, queue):
 
 
 def test_send_message_batch_too_long(sqs, make_queue):
+    # Since 2025 a batch may carry 1 MiB in total, whatever the queue's MaximumMessageSize.
     url = make_queue(attributes={"MaximumMessageSize": 1024})
-    with pytest.raises(sqs.exceptions.BatchRequestTooLong):
+    r = sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": f"m{i}", "MessageBody": "x" * 300} for i in range(4)])
+    assert len(r["Successful"]) == 4
+    big = make_queue()
+    with pytest.raises(sqs.exceptions.BatchRequestTooLong) as e:
         sqs.send_message_batch(
-            QueueUrl=url,
-            Entries=[{"Id": f"m{i}", "MessageBody": "x" * 300} for i in range(4)],
+            QueueUrl=big,
+            Entries=[{"Id": f"m{i}", "MessageBody": "x" * 300_000} for i in range(4)],
         )
+    assert "cannot be longer than 1048576 bytes" in e.value.response["Error"]["Message"]
+
+
+def test_one_mebibyte_messages_by_default(sqs, queue):
+    a = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["MaximumMessageSize"])
+    assert a["Attributes"]["MaximumMessageSize"] == "1048576"
+    sqs.send_message(QueueUrl=queue, MessageBody="x" * 1_048_576)
+    with pytest.raises(ClientError) as e:
+        sqs.send_message(QueueUrl=queue, MessageBody="x" * 1_048_577)
+    assert "shorter than 1048576 bytes" in e.value.response["Error"]["Message"]
 
 
 def test_send_message_batch_to_missing_queue(sqs, endpoint):

@@ -241,13 +241,19 @@ def test_dead_letter_sources_and_move_tasks(endpoint, sqs, make_queue):
     assert [u.text for u in root.findall("q:ListDeadLetterSourceQueuesResult/q:QueueUrl", N)] == [src]
     r, root = post(endpoint + "/", {"Action": "StartMessageMoveTask", "SourceArn": arn})
     assert r.status_code == 200, r.text
-    handle = text(root, "q:StartMessageMoveTaskResult/q:TaskHandle")
-    r, root = post(endpoint + "/", {"Action": "ListMessageMoveTasks", "SourceArn": arn})
-    results = root.find("q:ListMessageMoveTasksResult", N)
-    entries = list(results)
-    assert len(entries) == 1
-    assert text(entries[0], "q:TaskHandle") == handle
+    assert text(root, "q:StartMessageMoveTaskResult/q:TaskHandle")
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        r, root = post(endpoint + "/", {"Action": "ListMessageMoveTasks", "SourceArn": arn})
+        entries = root.findall("q:ListMessageMoveTasksResult/q:ListMessageMoveTasksResultEntry", N)
+        assert len(entries) == 1, r.text
+        if text(entries[0], "q:Status") == "COMPLETED" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert text(entries[0], "q:Status") == "COMPLETED"
+    assert entries[0].find("q:TaskHandle", N) is None  # only RUNNING tasks show it
 
 
 def test_error_response_shape(endpoint):
@@ -459,3 +465,16 @@ def test_boto3_query_protocol_flow(query_sqs, sqs):
         c.delete_queue(QueueUrl=url)
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.get_queue_url(QueueName=name)
+
+
+def test_query_protocol_over_get(endpoint, queue):
+    # Unsigned GETs with Action in the query string reach the SQS API (no keys configured).
+    r, root = post(endpoint + "/", {"Action": "ListQueues"}, method="GET")
+    assert r.status_code == 200 and root.tag == f"{{{NS}}}ListQueuesResponse", r.text
+    r, root = post(queue, {"Action": "SendMessage", "MessageBody": "by GET"}, method="GET")
+    assert r.status_code == 200, r.text
+    r, root = post(queue, {"Action": "ReceiveMessage"}, method="GET")
+    assert text(root, "q:ReceiveMessageResult/q:Message/q:Body") == "by GET"
+    # A GET / without an action is still the dashboard.
+    r = requests.get(endpoint + "/", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

@@ -110,19 +110,85 @@ def test_create_queue_unknown_attribute_is_invalid_attribute_name(sqs):
         sqs.create_queue(QueueName=unique("bad"), Attributes={"NoSuchAttribute": "1"})
 
 
-def test_create_queue_accepts_and_ignores_policy_and_kms(sqs, make_queue):
+def test_policy_and_encryption_attributes_are_stored_and_returned(sqs, make_queue):
     policy = json.dumps({"Version": "2012-10-17", "Statement": []})
     url = make_queue(
         attributes={
             "Policy": policy,
             "KmsMasterKeyId": "alias/aws/sqs",
-            "KmsDataKeyReusePeriodSeconds": 300,
-            "SqsManagedSseEnabled": "true",
+            "KmsDataKeyReusePeriodSeconds": 600,
         }
     )
     a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert "Policy" not in a and "KmsMasterKeyId" not in a
-    assert a["SqsManagedSseEnabled"] == "false"
+    assert json.loads(a["Policy"]) == json.loads(policy)
+    assert a["KmsMasterKeyId"] == "alias/aws/sqs"
+    assert a["KmsDataKeyReusePeriodSeconds"] == "600"
+    assert a["SqsManagedSseEnabled"] == "false"  # a KMS key replaces SQS-managed encryption
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"KmsMasterKeyId": "", "SqsManagedSseEnabled": "true"})
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert "KmsMasterKeyId" not in a and a["SqsManagedSseEnabled"] == "true"
+    for name, bad in [("Policy", "{not json"), ("Policy", "[1]"),
+                      ("KmsDataKeyReusePeriodSeconds", "59"), ("SqsManagedSseEnabled", "maybe")]:
+        with pytest.raises(sqs.exceptions.InvalidAttributeValue):
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={name: bad})
+    # Creating it again with the same attributes is idempotent; with others, a conflict.
+    assert sqs.create_queue(QueueName=url.rsplit("/", 1)[1], Attributes={"Policy": policy})["QueueUrl"] == url
+    with pytest.raises(sqs.exceptions.QueueNameExists):
+        sqs.create_queue(QueueName=url.rsplit("/", 1)[1], Attributes={"KmsMasterKeyId": "other"})
+
+
+def test_fifo_throughput_attributes(sqs, make_queue):
+    url = make_queue(name=unique("ht") + ".fifo", attributes={"FifoQueue": "true"})
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (a["DeduplicationScope"], a["FifoThroughputLimit"]) == ("queue", "perQueue")
+    # High-throughput mode.
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={
+        "DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId"})
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["DeduplicationScope", "FifoThroughputLimit"])
+    assert a["Attributes"] == {"DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId"}
+    with pytest.raises(sqs.exceptions.InvalidAttributeValue):
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"DeduplicationScope": "queue"})
+    with pytest.raises(sqs.exceptions.InvalidAttributeValue):
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"FifoThroughputLimit": "perGroup"})
+    standard = make_queue()
+    with pytest.raises(sqs.exceptions.InvalidAttributeName):
+        sqs.set_queue_attributes(QueueUrl=standard, Attributes={"DeduplicationScope": "queue"})
+    assert "DeduplicationScope" not in sqs.get_queue_attributes(
+        QueueUrl=standard, AttributeNames=["All"])["Attributes"]
+
+
+def test_add_and_remove_permission_maintain_the_policy(sqs, queue):
+    sqs.add_permission(QueueUrl=queue, Label="senders", AWSAccountIds=["111122223333"],
+                       Actions=["SendMessage"])
+    sqs.add_permission(QueueUrl=queue, Label="workers", AWSAccountIds=["111122223333", "444455556666"],
+                       Actions=["ReceiveMessage", "DeleteMessage"])
+    policy = json.loads(sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    st = {s["Sid"]: s for s in policy["Statement"]}
+    assert st["senders"]["Action"] == "SQS:SendMessage"
+    assert st["senders"]["Principal"] == {"AWS": "arn:aws:iam::111122223333:root"}
+    assert st["workers"]["Action"] == ["SQS:ReceiveMessage", "SQS:DeleteMessage"]
+    assert st["workers"]["Resource"].endswith(":" + queue.rsplit("/", 1)[1])
+    with pytest.raises(ClientError) as e:
+        sqs.add_permission(QueueUrl=queue, Label="senders", AWSAccountIds=["111122223333"],
+                           Actions=["SendMessage"])
+    assert error_code(e) == "InvalidParameterValue" and "Already exists" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        sqs.add_permission(QueueUrl=queue, Label="x", AWSAccountIds=["111122223333"], Actions=["Fly"])
+    assert error_code(e) == "InvalidParameterValue"
+    with pytest.raises(ClientError) as e:
+        sqs.add_permission(QueueUrl=queue, Label="y", AWSAccountIds=["111122223333"],
+                           Actions=["SendMessage", "ReceiveMessage", "DeleteMessage", "PurgeQueue",
+                                    "GetQueueUrl", "GetQueueAttributes", "ChangeMessageVisibility",
+                                    "ListQueueTags"])
+    assert error_code(e) == "OverLimit"
+    sqs.remove_permission(QueueUrl=queue, Label="senders")
+    policy = json.loads(sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["workers"]
+    with pytest.raises(ClientError) as e:
+        sqs.remove_permission(QueueUrl=queue, Label="senders")
+    assert error_code(e) == "InvalidParameterValue"
+    sqs.remove_permission(QueueUrl=queue, Label="workers")
+    assert "Policy" not in sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
 
 
 def test_create_fifo_queue(sqs, make_queue):
@@ -265,10 +331,12 @@ def test_purge_queue(sqs, queue):
     sqs.purge_queue(QueueUrl=queue)
     assert counts(sqs, queue) == {"visible": 0, "inflight": 0, "delayed": 0}
     assert "Messages" not in sqs.receive_message(QueueUrl=queue)
-    # Not limited to one purge per 60 s as in SQS.
+    # One purge per queue per 60 s, as in SQS.
     sqs.send_message(QueueUrl=queue, MessageBody="again")
-    sqs.purge_queue(QueueUrl=queue)
-    assert counts(sqs, queue)["visible"] == 0
+    with pytest.raises(sqs.exceptions.PurgeQueueInProgress) as e:
+        sqs.purge_queue(QueueUrl=queue)
+    assert e.value.response["Error"]["Message"].startswith("Only one PurgeQueue operation on ")
+    assert counts(sqs, queue)["visible"] == 1
 
 
 def test_purge_missing_queue(sqs, endpoint):
@@ -286,12 +354,12 @@ def test_get_queue_attributes_all_defaults(sqs, queue):
     assert a["DelaySeconds"] == "0"
     assert a["MessageRetentionPeriod"] == "345600"
     assert a["ReceiveMessageWaitTimeSeconds"] == "0"
-    assert int(a["MaximumMessageSize"]) >= 262144
+    assert a["MaximumMessageSize"] == "1048576"
     assert a["ApproximateNumberOfMessages"] == "0"
     assert a["ApproximateNumberOfMessagesNotVisible"] == "0"
     assert a["ApproximateNumberOfMessagesDelayed"] == "0"
     assert a["QueueArn"].endswith(":" + queue.rsplit("/", 1)[1])
-    assert a["SqsManagedSseEnabled"] == "false"
+    assert a["SqsManagedSseEnabled"] == "true"  # SQS's default for new queues
     # Seconds since the epoch, not milliseconds.
     assert abs(int(a["CreatedTimestamp"]) - before) < 120
     assert abs(int(a["LastModifiedTimestamp"]) - before) < 120
@@ -437,11 +505,10 @@ def test_set_queue_attributes_of_missing_queue(sqs, endpoint):
         )
 
 
-def test_delay_seconds_beyond_sqs_limit_is_accepted(sqs, queue):
-    # SQS stops at 900 s; sluice allows up to a year.
-    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"DelaySeconds": str(365 * 24 * 3600)})
+def test_delay_seconds_stops_at_900_as_in_sqs(sqs, queue):
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"DelaySeconds": "900"})
     with pytest.raises(sqs.exceptions.InvalidAttributeValue):
-        sqs.set_queue_attributes(QueueUrl=queue, Attributes={"DelaySeconds": str(365 * 24 * 3600 + 1)})
+        sqs.set_queue_attributes(QueueUrl=queue, Attributes={"DelaySeconds": "901"})
 
 
 # ---------- Tags ----------

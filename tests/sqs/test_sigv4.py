@@ -160,3 +160,42 @@ def test_a_request_signed_an_hour_ago_is_refused(signed_endpoint, monkeypatch):
     assert req.headers["X-Amz-Date"].startswith(an_hour_ago.strftime("%Y%m%dT%H"))
     r = requests.post(signed_endpoint + "/", data=body, headers=dict(req.headers), timeout=10)
     assert r.status_code == 403, r.text
+
+
+def presigned_get(client, url, params, signer=None):
+    """What kombu's asynchronous consumer does: a GET whose action and parameters go into the
+    query string, signed there (botocore's `presign-url` signing)."""
+    from botocore.awsrequest import AWSRequest
+
+    req = AWSRequest(method="GET", url=url, data=params)
+    (signer or client._request_signer).sign(params["Action"], req, signing_type="presign-url")
+    prepared = req.prepare()
+    assert "X-Amz-Signature=" in prepared.url
+    return requests.get(prepared.url, timeout=30)
+
+
+def test_presigned_get_delete_message_like_kombu(signed_endpoint):
+    c = make_client(signed_endpoint, key_id=KEY_ID, secret=SECRET)
+    url = c.create_queue(QueueName=unique("presigned"))["QueueUrl"]
+    c.send_message(QueueUrl=url, MessageBody="delete me")
+    m = c.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"][0]
+    r = presigned_get(c, url, {"Action": "DeleteMessage", "ReceiptHandle": m["ReceiptHandle"],
+                               "Version": "2012-11-05"})
+    assert r.status_code == 200, r.text
+    assert "DeleteMessageResponse" in r.text
+    a = c.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert a["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
+    # GET /?Action=ListQueues answers SQS, not the dashboard.
+    r = presigned_get(c, signed_endpoint + "/", {"Action": "ListQueues", "Version": "2012-11-05"})
+    assert r.status_code == 200 and "<ListQueuesResponse" in r.text and url in r.text, r.text
+    # A presigned URL signed with the wrong secret, or tampered with, is refused.
+    bad = make_client(signed_endpoint, key_id=KEY_ID, secret="wrong")
+    r = presigned_get(bad, signed_endpoint + "/", {"Action": "ListQueues"})
+    assert r.status_code == 403 and "SignatureDoesNotMatch" in r.text
+    from botocore.awsrequest import AWSRequest
+
+    req = AWSRequest(method="GET", url=signed_endpoint + "/", data={"Action": "ListQueues"})
+    c._request_signer.sign("ListQueues", req, signing_type="presign-url")
+    r = requests.get(req.prepare().url.replace("Action=ListQueues", "Action=PurgeQueue"), timeout=30)
+    assert r.status_code == 403
+    c.delete_queue(QueueUrl=url)

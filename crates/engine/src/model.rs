@@ -31,6 +31,11 @@ pub struct QueueConfig {
     pub redrive_allow_policy: Option<String>,
     /// FIFO queues deduplicate by content when no deduplication id is given.
     pub content_based_deduplication: bool,
+    /// Settings a front end keeps with the queue and reads back, which mean nothing to the
+    /// engine (the SQS API's `Policy`, KMS and FIFO throughput attributes, keyed `sqs:NAME`).
+    /// Stored and returned as given; each front end validates its own.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub adapter_settings: BTreeMap<String, String>,
 }
 
 impl Default for QueueConfig {
@@ -46,6 +51,7 @@ impl Default for QueueConfig {
             tags: BTreeMap::new(),
             redrive_allow_policy: None,
             content_based_deduplication: false,
+            adapter_settings: BTreeMap::new(),
         }
     }
 }
@@ -64,6 +70,8 @@ pub struct QueueConfigPatch {
     pub tags: Option<BTreeMap<String, String>>,
     pub redrive_allow_policy: Option<Option<String>>,
     pub content_based_deduplication: Option<bool>,
+    /// Replaces [`QueueConfig::adapter_settings`] whole.
+    pub adapter_settings: Option<BTreeMap<String, String>>,
 }
 
 impl QueueConfigPatch {
@@ -98,6 +106,9 @@ impl QueueConfigPatch {
         }
         if let Some(v) = self.content_based_deduplication {
             c.content_based_deduplication = v;
+        }
+        if let Some(v) = &self.adapter_settings {
+            c.adapter_settings = v.clone();
         }
         c
     }

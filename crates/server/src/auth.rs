@@ -295,7 +295,9 @@ pub fn need(method: &Method, template: &str, queue: Option<&str>, awe_queue: &st
     let q = || queue.unwrap_or_default().to_string();
     let get = method == Method::GET || method == Method::HEAD;
     match template {
-        "/healthz" | "/readyz" | "/openapi.json" | "/ui" | "/ui/" | "/ui/{*path}" => Need::Public,
+        "/healthz" | "/health" | "/readyz" | "/openapi.json" | "/ui" | "/ui/" | "/ui/{*path}" => {
+            Need::Public
+        }
         "/" if get => Need::Public,
         "/" | "/{account}/{queue}" => Need::Sqs,
         "/metrics" | "/v1/server" | "/v1/rates" | "/v1/queues" => Need::AnyKey,
@@ -319,11 +321,16 @@ pub fn need(method: &Method, template: &str, queue: Option<&str>, awe_queue: &st
         "/log" => Need::Publish("log".into()),
         "/publish/{topic}" => Need::Publish(q()),
         "/subscribe/{topic}" => Need::Consume(q()),
-        t if t.ends_with("/send-message") => Need::Publish(awe_queue.to_string()),
-        t if t.ends_with("/receive-message") || t.ends_with("/delete-message/{key}") => {
+        // awe_queue's routes, with or without a trailing slash, under any prefix.
+        t if t.trim_end_matches('/').ends_with("/send-message") => {
+            Need::Publish(awe_queue.to_string())
+        }
+        t if t.trim_end_matches('/').ends_with("/receive-message")
+            || t.trim_end_matches('/').ends_with("/delete-message/{key}") =>
+        {
             Need::Consume(awe_queue.to_string())
         }
-        t if t.ends_with("/get-stats") => Need::Read(awe_queue.to_string()),
+        t if t.trim_end_matches('/').ends_with("/get-stats") => Need::Read(awe_queue.to_string()),
         _ => Need::Admin,
     }
 }

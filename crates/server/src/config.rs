@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// When set, SigV4 signatures on the SQS API are verified; otherwise they are not checked.
     #[arg(long, env = "SLUICE_SQS_CREDENTIALS", value_delimiter = ',')]
     pub sqs_credentials: Vec<String>,
+    /// Seconds after a PurgeQueue during which another purge of that queue answers
+    /// PurgeQueueInProgress, as SQS does (default 60; 0 allows back-to-back purges, for tests).
+    #[arg(long, env = "SLUICE_SQS_PURGE_INTERVAL_SECONDS")]
+    pub sqs_purge_interval_seconds: Option<u64>,
     /// PEM certificate chain: serve TLS (ALPN h2 and http/1.1) on --listen. Reloaded on SIGHUP.
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -166,6 +170,7 @@ struct FileConfig {
     sqs_base_url: Option<String>,
     #[serde(default)]
     sqs_credentials: Vec<String>,
+    sqs_purge_interval_seconds: Option<u64>,
     awe_prefix: Option<String>,
     awe_queue: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -259,6 +264,8 @@ pub struct ServeConfig {
     pub sqs_base_url: Option<String>,
     /// (access key id, secret) pairs.
     pub sqs_credentials: Vec<(String, String)>,
+    /// PurgeQueue's cooldown per queue, in seconds (0: none).
+    pub sqs_purge_interval_seconds: u64,
     pub awe_prefix: String,
     pub awe_queue: String,
     pub tls_cert: Option<PathBuf>,
@@ -413,6 +420,10 @@ impl ServeConfig {
                 .or(file.max_waiters)
                 .unwrap_or(defaults.max_waiters),
             sqs_base_url: args.sqs_base_url.or(file.sqs_base_url),
+            sqs_purge_interval_seconds: args
+                .sqs_purge_interval_seconds
+                .or(file.sqs_purge_interval_seconds)
+                .unwrap_or(60),
             awe_prefix: args.awe_prefix.or(file.awe_prefix).unwrap_or_default(),
             header_timeout_seconds: args
                 .header_timeout_seconds

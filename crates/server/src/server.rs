@@ -148,18 +148,42 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     sqs_credentials.extend(auth.sqs_credentials());
     let rates = Arc::new(crate::rates::Rates::default());
     rates.spawn(engine.clone());
+    let limits = api::body::BodyLimits {
+        max_request_bytes: cfg.max_request_bytes,
+        body_timeout: Duration::from_secs(cfg.body_timeout_seconds),
+    };
+    let streams = Arc::new(api::Slots::new(cfg.max_streams));
+    let sqs = api::sqs::SqsState::new(
+        engine.clone(),
+        auth.clone(),
+        limits,
+        api::sqs::SqsOptions {
+            base_url: cfg.sqs_base_url.clone(),
+            credentials: sqs_credentials,
+            purge_interval_seconds: cfg.sqs_purge_interval_seconds,
+        },
+    );
+    sqs.resume_move_tasks()
+        .await
+        .context("resuming SQS message move tasks")?;
+    let compat = api::CompatRouters {
+        sqs: api::sqs::routes(sqs),
+        awe: api::awe::routes(
+            &cfg.awe_prefix,
+            api::awe::AweState::new(engine.clone(), &cfg.awe_queue, limits),
+        ),
+        miniqueue: api::miniqueue::routes(api::miniqueue::MiniqueueState::new(
+            engine.clone(),
+            streams.clone(),
+            limits,
+        )),
+        awe_queue: cfg.awe_queue.clone(),
+    };
     let app = api::router(
         AppState::new(AppInner {
             engine: engine.clone(),
             telemetry,
             max_request_bytes: cfg.max_request_bytes,
-            sqs: Arc::new(api::sqs::SqsState {
-                base_url: cfg.sqs_base_url.clone(),
-                credentials: sqs_credentials,
-                ..Default::default()
-            }),
-            awe: Arc::new(api::awe::AweState::new(&cfg.awe_queue)),
-            miniqueue: Default::default(),
             push: push.clone(),
             ingest,
             access_log: cfg.access_log,
@@ -168,10 +192,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             listen: cfg.listen.clone(),
             auth,
             tls: cfg.tls_cert.is_some(),
-            streams: Arc::new(api::Slots::new(cfg.max_streams)),
+            streams,
             http_metrics: Default::default(),
         }),
-        &cfg.awe_prefix,
+        compat,
     );
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await

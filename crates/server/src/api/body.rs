@@ -2,13 +2,23 @@
 //! bad input with plain text; these answer `400 invalid_json` naming the field path (via
 //! serde_path_to_error) and `413 request_too_large` naming the limit.
 
+use std::time::Duration;
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::AppState;
+
+/// What every request body is held to: at most `max_request_bytes`, arriving within
+/// `body_timeout`. Each router's state hands it out (`FromRef`), so the compatibility routers,
+/// which have states of their own, read bodies under the same rules.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    pub max_request_bytes: usize,
+    pub body_timeout: Duration,
+}
 
 /// The raw body (size-limited) and whether it was declared as JSON.
 pub struct RawBody {
@@ -16,10 +26,15 @@ pub struct RawBody {
     pub is_json: bool,
 }
 
-impl FromRequest<AppState> for RawBody {
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+    BodyLimits: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let state = BodyLimits::from_ref(state);
         let is_json = req
             .headers()
             .get(CONTENT_TYPE)
@@ -68,10 +83,14 @@ impl FromRequest<AppState> for RawBody {
 /// front ends that take any content type (SQS, miniqueue's publish).
 pub struct TimedBytes(pub Bytes);
 
-impl FromRequest<AppState> for TimedBytes {
+impl<S> FromRequest<S> for TimedBytes
+where
+    S: Send + Sync,
+    BodyLimits: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Ok(TimedBytes(RawBody::from_request(req, state).await?.bytes))
     }
 }
@@ -132,12 +151,14 @@ where
 /// Query-string parameters with errors in the API's shape (axum's `Query` answers plain text).
 pub struct QueryParams<T>(pub T);
 
-impl<T: DeserializeOwned + Send> axum::extract::FromRequestParts<AppState> for QueryParams<T> {
+impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for QueryParams<T>
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &AppState,
+        _: &S,
     ) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| QueryParams(q.0))

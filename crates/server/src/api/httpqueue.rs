@@ -1,5 +1,5 @@
-//! The httpqueue-compatible timer API (seed 000): `POST /timers`, `GET /timers/{id}`, with the
-//! seed's status codes and error texts. Errors carry both shapes the seed's clients may read:
+//! The httpqueue-compatible timer API (seed 000): `POST /timers`, `GET /timers/{id}` and the
+//! router's `GET /health`, with the seed's status codes and error texts. Errors carry both shapes the seed's clients may read:
 //! its running code's `{"error":{"code","details"}}` and its swagger's `{"Code","Details"}`.
 
 use axum::extract::{Path, State};
@@ -13,6 +13,18 @@ use sluice_engine::{EngineError, MessageId};
 
 use super::body::RawBody;
 use super::AppState;
+
+/// `GET /health`: the seed router's liveness answer, `200` with the body `ok` (text/plain).
+pub async fn health() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        "ok",
+    )
+        .into_response()
+}
 
 fn error(status: StatusCode, details: &str) -> Response {
     let code = status.as_u16();

@@ -139,7 +139,7 @@ pub async fn upload_form(
     State(s): State<AppState>,
     Query(mut p): Query<UploadParams>,
     mut form: Multipart,
-) -> ApiResult<Json<UploadAnswer>> {
+) -> ApiResult<Json<WdsUploadAnswer>> {
     let bad = |m: String| ApiError::bad_request("invalid_argument", m);
     loop {
         let field = form
@@ -167,9 +167,13 @@ pub async fn upload_form(
                     .accept_upload(target, field, s.body_timeout)
                     .await
                     .map_err(upload_error)?;
-                return Ok(Json(UploadAnswer {
-                    status: "accepted",
-                    file,
+                return Ok(Json(WdsUploadAnswer {
+                    data: file.path.clone(),
+                    error: "",
+                    answer: UploadAnswer {
+                        status: "accepted",
+                        file,
+                    },
                 }));
             }
             "queue" | "format" | "dedup" | "name" => {
@@ -190,12 +194,28 @@ pub async fn upload_form(
     }
 }
 
+/// The wds `/upload` answer: sluice's fields plus the seed's `data` (the saved file's path,
+/// which its Postman collection reads into `filePath`) and `error` (empty on success).
+#[derive(Serialize)]
+pub struct WdsUploadAnswer {
+    #[serde(flatten)]
+    pub answer: UploadAnswer,
+    pub data: String,
+    pub error: &'static str,
+}
+
+/// The `/retry` answer: sluice's fields plus the seed's `data` (redriven deliveries by queue)
+/// and `error` (empty on success).
 #[derive(Serialize, ToSchema)]
 pub struct Retried {
     pub status: &'static str,
     /// Dead-lettered deliveries sent back to their subscriptions.
     pub redriven: u64,
     pub queues: std::collections::BTreeMap<String, u64>,
+    /// The seed's field: the same counts as `queues`.
+    pub data: std::collections::BTreeMap<String, u64>,
+    /// The seed's field: empty on success.
+    pub error: &'static str,
 }
 
 /// wds `GET /retry`: redrive the dead-lettered deliveries of every ingestion queue.
@@ -204,6 +224,8 @@ pub async fn retry(State(s): State<AppState>) -> ApiResult<Json<Retried>> {
     Ok(Json(Retried {
         status: "ok",
         redriven: queues.values().sum(),
+        data: queues.clone(),
         queues,
+        error: "",
     }))
 }

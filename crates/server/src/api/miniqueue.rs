@@ -3,10 +3,13 @@
 //!
 //! A subscription is a session: a reader task parses the client's commands (JSON strings
 //! separated by whitespace: `"INIT"`, `"ACK"`, `"NACK"`, `"BACK"`, `"DACK n"`) from the request
-//! body; the session loop keeps at most one outstanding message (a receive with a long lease) and
-//! writes each delivery as one JSON line, flushed at once. Waiting for a message is a long poll
-//! run as its own task and never abandoned midway, so a delivery is never lost between the
-//! store and the client; when the client goes away, the outstanding message is NACKed (back to
+//! body; the session loop takes them in order, as the seed does: a command that asks for the
+//! next message is answered (the message written as one JSON line, flushed at once) before the
+//! next command is read, and the end of the request body ends the session only once the
+//! commands before it are done. It keeps at most one outstanding message (a receive with a long
+//! lease). Waiting for a message is a long poll run as its own task and never abandoned midway,
+//! so a delivery is never lost between the store and the client; when the client goes away, the
+//! outstanding message is NACKed (back to
 //! the front). DACK counts live in memory (a restart resets them).
 
 use std::collections::HashMap;
@@ -14,7 +17,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -27,23 +30,46 @@ use serde_json::json;
 use sluice_engine::{Engine, MessageId, Placement, Publish, QueueConfigPatch, ReceiveOptions};
 use tokio::sync::mpsc;
 
-use super::AppState;
+use super::body::{BodyLimits, TimedBytes};
+use super::Slots;
 
 /// How long an outstanding message stays leased to a connected subscriber (the engine's maximum);
 /// a subscriber that disconnects releases it at once.
 const LEASE_S: u32 = 43_200;
 
-#[derive(Default)]
+/// The miniqueue router's state, built in `server.rs`.
 pub struct MiniqueueState {
+    engine: Arc<Engine>,
+    /// The server-wide streaming slots (`--max-streams`): a subscription holds one.
+    streams: Arc<Slots>,
+    limits: BodyLimits,
     /// Message id -> how many times it was DACKed.
     dacks: Mutex<HashMap<MessageId, u32>>,
 }
 
-pub fn routes() -> Router<AppState> {
+impl MiniqueueState {
+    pub fn new(engine: Arc<Engine>, streams: Arc<Slots>, limits: BodyLimits) -> Arc<Self> {
+        Arc::new(MiniqueueState {
+            engine,
+            streams,
+            limits,
+            dacks: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+impl FromRef<Arc<MiniqueueState>> for BodyLimits {
+    fn from_ref(s: &Arc<MiniqueueState>) -> Self {
+        s.limits
+    }
+}
+
+pub fn routes<S: Clone + Send + Sync + 'static>(state: Arc<MiniqueueState>) -> Router<S> {
     Router::new()
         .route("/publish/{topic}", post(publish))
         .route("/subscribe/{topic}", post(subscribe))
         .route("/{topic}", any(purge))
+        .with_state(state)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -56,9 +82,9 @@ fn engine_error(e: sluice_engine::EngineError) -> Response {
 }
 
 async fn publish(
-    State(s): State<AppState>,
+    State(s): State<Arc<MiniqueueState>>,
     Path(topic): Path<String>,
-    super::body::TimedBytes(body): super::body::TimedBytes,
+    TimedBytes(body): TimedBytes,
 ) -> Response {
     let msg = Publish {
         body: body.to_vec(),
@@ -72,7 +98,7 @@ async fn publish(
 
 /// `DELETE /{topic}`; any other method on a one-segment path is the native 404.
 async fn purge(
-    State(s): State<AppState>,
+    State(s): State<Arc<MiniqueueState>>,
     method: axum::http::Method,
     Path(topic): Path<String>,
 ) -> Response {
@@ -173,7 +199,11 @@ enum Input {
     Gone,
 }
 
-async fn subscribe(State(s): State<AppState>, Path(topic): Path<String>, body: Body) -> Response {
+async fn subscribe(
+    State(s): State<Arc<MiniqueueState>>,
+    Path(topic): Path<String>,
+    body: Body,
+) -> Response {
     // Topics are created on first use, like miniqueue's.
     if s.engine.queue_info(&topic).await.is_err() {
         if let Err(e) = s
@@ -203,7 +233,7 @@ async fn subscribe(State(s): State<AppState>, Path(topic): Path<String>, body: B
         }
         let _ = cmd_tx.send(Input::Gone).await;
     });
-    let session = session(s.engine.clone(), s.miniqueue.clone(), topic, cmd_rx, out_tx);
+    let session = session(s.clone(), topic, cmd_rx, out_tx);
     tokio::spawn(async move {
         session.await;
         drop(slot);
@@ -227,12 +257,12 @@ struct Outstanding {
 }
 
 async fn session(
-    engine: Arc<Engine>,
     state: Arc<MiniqueueState>,
     topic: String,
     mut cmds: mpsc::Receiver<Input>,
     out: mpsc::Sender<Result<Bytes, Infallible>>,
 ) {
+    let engine = state.engine.clone();
     let line = |v: serde_json::Value| {
         let mut b = serde_json::to_vec(&v).expect("json");
         b.push(b'\n');
@@ -244,47 +274,58 @@ async fn session(
         tokio::task::JoinHandle<sluice_engine::Result<Vec<sluice_engine::Delivery>>>,
     > = None;
     loop {
-        if wanted && outstanding.is_none() && pending.is_none() {
-            let e = engine.clone();
-            let t = topic.clone();
-            pending = Some(tokio::spawn(async move {
-                e.receive(
-                    &t,
-                    ReceiveOptions {
-                        max_messages: 1,
-                        wait_seconds: Some(2),
-                        visibility_timeout_seconds: Some(LEASE_S),
-                    },
-                )
-                .await
-            }));
-        }
-        let input = tokio::select! {
-            done = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
-                pending = None;
-                match done {
-                    Ok(Ok(mut got)) if !got.is_empty() => {
-                        let d = got.remove(0);
-                        let dacks = state.dacks.lock().get(&d.message.id).copied().unwrap_or(0);
-                        let mut v = json!({"msg": B64.encode(&d.message.body)});
-                        if dacks > 0 {
-                            v["dackCount"] = json!(dacks);
-                        }
-                        outstanding = Some(Outstanding { id: d.message.id, receipt: d.receipt.encode() });
-                        wanted = false;
-                        if out.send(line(v)).await.is_err() {
-                            break;
-                        }
+        // Like the seed, commands are taken one at a time: a command that asks for the next
+        // message (INIT, ACK, NACK, BACK, DACK) is answered before the next command is read.
+        // So `"INIT"\n"ACK"\n` followed by the end of the body delivers one message, acks it
+        // and then waits for the next, until the client goes away.
+        if wanted && outstanding.is_none() {
+            let running = pending.get_or_insert_with(|| {
+                let e = engine.clone();
+                let t = topic.clone();
+                tokio::spawn(async move {
+                    e.receive(
+                        &t,
+                        ReceiveOptions {
+                            max_messages: 1,
+                            wait_seconds: Some(2),
+                            visibility_timeout_seconds: Some(LEASE_S),
+                        },
+                    )
+                    .await
+                })
+            });
+            let done = tokio::select! {
+                done = running => done,
+                _ = out.closed() => break,
+            };
+            pending = None;
+            match done {
+                Ok(Ok(mut got)) if !got.is_empty() => {
+                    let d = got.remove(0);
+                    let dacks = state.dacks.lock().get(&d.message.id).copied().unwrap_or(0);
+                    let mut v = json!({"msg": B64.encode(&d.message.body)});
+                    if dacks > 0 {
+                        v["dackCount"] = json!(dacks);
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        let _ = out.send(line(json!({"error": e.to_string()}))).await;
+                    outstanding = Some(Outstanding {
+                        id: d.message.id,
+                        receipt: d.receipt.encode(),
+                    });
+                    wanted = false;
+                    if out.send(line(v)).await.is_err() {
                         break;
                     }
-                    Err(_) => break,
                 }
-                continue;
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    let _ = out.send(line(json!({"error": e.to_string()}))).await;
+                    break;
+                }
+                Err(_) => break,
             }
+            continue;
+        }
+        let input = tokio::select! {
             c = cmds.recv() => c.unwrap_or(Input::Gone),
             _ = out.closed() => Input::Gone,
         };

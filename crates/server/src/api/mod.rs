@@ -22,15 +22,26 @@ pub mod timers;
 
 pub use self::state::{AppInner, AppState, Slots};
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 
-pub fn router(state: AppState, awe_prefix: &str) -> Router {
+/// The compatibility front ends (SQS, awe_queue, miniqueue): routers with states of their own,
+/// built in `server.rs`, merged into the main router.
+pub struct CompatRouters {
+    pub sqs: Router<AppState>,
+    pub awe: Router<AppState>,
+    pub miniqueue: Router<AppState>,
+    /// The queue the awe routes act on, for the access rules (`auth::need`).
+    pub awe_queue: String,
+}
+
+pub fn router(state: AppState, compat: CompatRouters) -> Router {
     let v1 = Router::new()
         .route("/v1/queues", get(native::list_queues))
         .route(
@@ -95,13 +106,11 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::openapi))
-        // The SQS API (JSON and query protocols) on the root and on queue URLs.
-        .route("/", post(sqs::entry).get(crate::ui::index))
         .route("/ui", get(crate::ui::index))
         .route("/ui/", get(crate::ui::index))
         .route("/ui/{*path}", get(crate::ui::asset))
-        .route("/{account}/{queue}", any(sqs::entry_queue))
         // httpqueue (seed 000) and the forwarder (seed 001).
+        .route("/health", get(httpqueue::health))
         .route("/timers", post(httpqueue::set_timer))
         .route("/timers/{id}", get(httpqueue::get_timer))
         .route("/log", post(forwarder::log))
@@ -114,9 +123,15 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
         )
         .route("/retry", get(ingest::retry).post(ingest::retry))
         .merge(v1)
-        .merge(awe::routes(awe_prefix))
-        .merge(miniqueue::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // The SQS API (JSON and query protocols) on the root and on queue URLs; `GET /` without
+        // an action is the dashboard.
+        .merge(compat.sqs)
+        .merge(compat.awe)
+        .merge(compat.miniqueue)
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), Arc::<str>::from(compat.awe_queue)),
+            authorize,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -126,7 +141,11 @@ pub fn router(state: AppState, awe_prefix: &str) -> Router {
 /// Check the API key against what the route needs (see `crate::auth::need`): 401 without a
 /// valid key, 403 when the key's role or queues do not cover the request. Does nothing when no
 /// keys are configured. The SQS API checks SigV4 itself.
-async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Response {
+async fn authorize(
+    State((s, awe_queue)): State<(AppState, Arc<str>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     use crate::auth::Need;
     use axum::extract::{FromRequestParts, RawPathParams};
     use axum::response::IntoResponse;
@@ -147,7 +166,7 @@ async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Respo
                 .find(|(k, _)| *k == "queue" || *k == "topic")
                 .map(|(_, v)| v.to_string())
         });
-    let need = crate::auth::need(&parts.method, &template, queue.as_deref(), &s.awe.queue);
+    let need = crate::auth::need(&parts.method, &template, queue.as_deref(), &awe_queue);
     if !matches!(need, Need::Public | Need::Sqs) {
         let principal = match s.auth.bearer(&parts.headers) {
             Ok(p) => p,

@@ -30,14 +30,20 @@ impl std::ops::Deref for AppState {
     }
 }
 
+impl axum::extract::FromRef<AppState> for super::body::BodyLimits {
+    fn from_ref(s: &AppState) -> Self {
+        super::body::BodyLimits {
+            max_request_bytes: s.max_request_bytes,
+            body_timeout: s.body_timeout,
+        }
+    }
+}
+
 /// The state shared by every handler (see [`AppState`]).
 pub struct AppInner {
     pub engine: Arc<Engine>,
     pub telemetry: Arc<Telemetry>,
     pub max_request_bytes: usize,
-    pub sqs: Arc<super::sqs::SqsState>,
-    pub awe: Arc<super::awe::AweState>,
-    pub miniqueue: Arc<super::miniqueue::MiniqueueState>,
     pub push: Arc<crate::delivery::PushManager>,
     pub ingest: Arc<crate::ingest::Ingest>,
     /// Log every request at info level (`--access-log`; on by default with the forwarder).

@@ -511,6 +511,12 @@ async fn upload_retry_and_the_cli() {
         (Some("accepted"), Some("up.csv")),
         "{v}"
     );
+    // The seed's fields beside sluice's: its Postman collection reads `data` as the file path.
+    assert!(
+        v["data"].as_str().is_some_and(|d| d.ends_with("up.csv")) && v["data"] == v["path"],
+        "{v}"
+    );
+    assert_eq!(v["error"], "", "{v}");
     let f = wait_file_state(&h, "up.csv", &["processed"], 30).await;
     assert_eq!(f["rows_published"], 20);
     wait_until("all 20 dead-lettered", 30, || {
@@ -523,6 +529,11 @@ async fn upload_retry_and_the_cli() {
     rx.set(|_, _| (200, None, 0));
     let (st, v) = h.get("/retry").await;
     assert_eq!((st, v["redriven"].as_u64()), (200, Some(20)), "{v}");
+    assert_eq!(
+        (v["data"]["alerts"].as_u64(), &v["error"]),
+        (Some(20), &json!("")),
+        "{v}"
+    );
     rx.wait_for("20 delivered after /retry", 30, |r| {
         r.iter().filter(|q| q.path == "/webhook").count() >= 40
     })

@@ -15,5 +15,6 @@ mod limits;
 mod miniqueue;
 mod nodes;
 mod push;
+mod seeds;
 mod stream;
 mod tls;

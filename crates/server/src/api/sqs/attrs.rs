@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use sluice_engine::Attributes;
 
 use super::error::SqsError;
+use super::input::valid_body_chars;
 
 pub const TYPE_PREFIX: &str = "sqs:type:";
 pub const SYSTEM_PREFIX: &str = "sqs:sys:";
@@ -73,7 +74,7 @@ pub fn parse(v: Option<&Value>) -> Result<Vec<(String, SqsAttribute)>, SqsError>
     for (name, val) in obj {
         if !valid_name(name) {
             return Err(SqsError::invalid(format!(
-                "Message attribute name '{name}' is invalid: use 1-256 of A-Z a-z 0-9 - _ . (no leading, trailing or double period, no AWS./Amazon. prefix)."
+                "The message attribute name '{name}' is invalid. Attribute name can contain A-Z, a-z, 0-9, underscore (_), hyphen (-), and period (.) characters."
             )));
         }
         let data_type = val
@@ -111,7 +112,7 @@ pub fn parse(v: Option<&Value>) -> Result<Vec<(String, SqsAttribute)>, SqsError>
                         "The message attribute '{name}' with type '{data_type}' must contain a non-empty StringValue."
                     )));
                 }
-                if !super::actions::valid_body_chars(s) {
+                if !valid_body_chars(s) {
                     return Err(SqsError::new(
                         "InvalidMessageContents",
                         "InvalidMessageContents",
@@ -133,7 +134,7 @@ pub fn parse(v: Option<&Value>) -> Result<Vec<(String, SqsAttribute)>, SqsError>
             }
             _ => {
                 return Err(SqsError::invalid(format!(
-                    "The type of message (user) attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String."
+                    "The message attribute '{name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String."
                 )))
             }
         }

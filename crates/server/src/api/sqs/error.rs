@@ -43,11 +43,11 @@ impl SqsError {
             "The specified queue does not exist.",
         )
     }
-    pub fn receipt_invalid(handle: &str) -> Self {
+    pub fn receipt_invalid() -> Self {
         Self::new(
             "ReceiptHandleIsInvalid",
             "ReceiptHandleIsInvalid",
-            format!("The input receipt handle \"{handle}\" is not a valid receipt handle."),
+            "The input receipt handle is invalid.",
         )
     }
     pub fn unsupported(message: impl Into<String>) -> Self {
@@ -80,12 +80,12 @@ impl From<EngineError> for SqsError {
             MessageTooLarge { limit, .. } => SqsError::invalid(format!(
                 "One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes."
             )),
-            InvalidReceipt => SqsError::receipt_invalid(""),
+            InvalidReceipt => SqsError::receipt_invalid(),
             StaleReceipt => SqsError::invalid("Value for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired."),
             MessageGone => SqsError::new(
                 "MessageNotInflight",
                 "AWS.SimpleQueueService.MessageNotInflight",
-                "The message referred to isn't in flight.",
+                "The specified message isn't in flight.",
             ),
             TooManyQueues { limit } => SqsError::new(
                 "OverLimit",

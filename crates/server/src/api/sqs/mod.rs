@@ -1,11 +1,18 @@
 //! The SQS-compatible front end, on the same port as the native API: real AWS SDKs and CLIs work
 //! against `endpoint_url=http://HOST:PORT`.
 //!
-//! Two protocols, one implementation per action (`actions.rs`):
+//! Two protocols, one implementation per action (`actions.rs` is the table):
 //! - AWS JSON 1.0: `POST /` with `X-Amz-Target: AmazonSQS.<Action>` (current boto3, aws-cli,
 //!   JS SDK v3);
-//! - the query protocol: form-encoded `Action=...` on `POST /` or on a queue URL
-//!   (`/ACCOUNT/NAME`), answered in XML (`query.rs` translates both ways).
+//! - the query protocol: `Action=...` form-encoded in a `POST` body or in the query string of
+//!   any method (`GET /?Action=ListQueues`, presigned URLs), on `/` or on a queue URL
+//!   (`/ACCOUNT/NAME`), answered in XML (`query.rs` translates both ways). A `GET /` without
+//!   `Action` is the dashboard.
+//!
+//! Modules, each depending only on those after it: `actions` (the table) → `queues`,
+//! `permissions`, `messages`, `receive`, `moves` (the actions) → `queue_attrs`, `attrs`
+//! (attribute rules) → `md5` → `input` (parameters) → `error`. The router has its own state
+//! ([`SqsState`]), built in `server.rs`.
 //!
 //! Queue URLs are `http://HOST/000000000000/NAME`, HOST following the request's Host header unless
 //! `--sqs-base-url` overrides it; ARNs are `arn:aws:sqs:REGION:000000000000:NAME`, REGION taken
@@ -16,38 +23,107 @@
 mod actions;
 mod attrs;
 mod error;
+mod input;
 mod md5;
+mod messages;
+mod moves;
+mod permissions;
 mod query;
+mod queue_attrs;
+mod queues;
+mod receive;
 mod sigv4;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
 use parking_lot::Mutex;
 use serde_json::Value;
 use sluice_engine::{Engine, MessageId};
 
-use super::body::TimedBytes;
-use super::AppState;
+use super::body::{BodyLimits, TimedBytes};
+use crate::auth::Auth;
 pub use error::SqsError;
 
 pub const ACCOUNT: &str = "000000000000";
 
-/// State the SQS adapter keeps besides the engine: the message-move tasks it has run.
+/// How the SQS API is set up (`--sqs-*`).
 #[derive(Default)]
-pub struct SqsState {
+pub struct SqsOptions {
     pub base_url: Option<String>,
-    /// Access key id -> secret. Empty: signatures are not checked.
+    /// Access key id -> secret. Empty (and no API keys): signatures are not checked.
     pub credentials: Vec<(String, String)>,
-    pub tasks: Mutex<Vec<actions::MoveTask>>,
+    /// PurgeQueue's cooldown per queue (0: none).
+    pub purge_interval_seconds: u64,
+}
+
+/// The SQS router's state: the engine and access rules, and what the adapter keeps besides the
+/// engine (FIFO receive attempts, purge times, cancel requests of move tasks).
+pub struct SqsState {
+    engine: Arc<Engine>,
+    auth: Arc<Auth>,
+    limits: BodyLimits,
+    base_url: Option<String>,
+    credentials: Vec<(String, String)>,
+    purge_interval_ms: i64,
     /// ReceiveRequestAttemptId -> (valid until, the answer given).
-    pub attempts: Mutex<std::collections::HashMap<String, (i64, Value)>>,
+    attempts: Mutex<HashMap<String, (i64, Value)>>,
+    /// Queue -> when it was last purged.
+    purges: Mutex<HashMap<String, i64>>,
+    /// Handles of move tasks asked to stop.
+    cancels: Mutex<HashSet<String>>,
+}
+
+impl SqsState {
+    pub fn new(
+        engine: Arc<Engine>,
+        auth: Arc<Auth>,
+        limits: BodyLimits,
+        opts: SqsOptions,
+    ) -> Arc<Self> {
+        Arc::new(SqsState {
+            engine,
+            auth,
+            limits,
+            base_url: opts.base_url,
+            credentials: opts.credentials,
+            purge_interval_ms: opts.purge_interval_seconds as i64 * 1000,
+            attempts: Mutex::default(),
+            purges: Mutex::default(),
+            cancels: Mutex::default(),
+        })
+    }
+
+    /// Resume the message move tasks that were running when the server stopped.
+    pub async fn resume_move_tasks(self: &Arc<Self>) -> Result<(), sluice_engine::EngineError> {
+        moves::resume(self.clone()).await
+    }
+}
+
+impl FromRef<Arc<SqsState>> for BodyLimits {
+    fn from_ref(s: &Arc<SqsState>) -> Self {
+        s.limits
+    }
+}
+
+/// The SQS API's routes: the root (JSON 1.0 and query protocol; a plain `GET /` is the
+/// dashboard) and queue URLs.
+pub fn routes<S: Clone + Send + Sync + 'static>(state: Arc<SqsState>) -> Router<S> {
+    Router::new()
+        .route("/", any(entry))
+        .route("/{account}/{queue}", any(entry_queue))
+        .with_state(state)
 }
 
 pub struct Ctx<'a> {
     pub engine: &'a Engine,
-    pub sqs: &'a SqsState,
+    pub sqs: &'a Arc<SqsState>,
     base: String,
     pub region: String,
     queue_from_path: Option<String>,
@@ -89,43 +165,44 @@ pub fn name_of_arn(arn: &str) -> Option<&str> {
     (parts.len() == 6 && parts[0] == "arn" && parts[2] == "sqs").then(|| parts[5])
 }
 
-fn region_of(headers: &HeaderMap) -> String {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|a| a.split("Credential=").nth(1))
-        .and_then(|c| c.split('/').nth(2))
-        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        .unwrap_or("us-east-1")
-        .to_string()
+/// Does the query string name an action (`GET /?Action=...`, presigned URLs)?
+fn names_action(uri: &axum::http::Uri) -> bool {
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).any(|(k, _)| k == "Action")
 }
 
-pub async fn entry(
-    State(s): State<AppState>,
+/// `/`: every request with `Action` (query string or body) or `X-Amz-Target` is SQS; a `GET`
+/// or `HEAD` without one is the dashboard's page.
+async fn entry(
+    State(s): State<Arc<SqsState>>,
     method: axum::http::Method,
     headers: HeaderMap,
     uri: axum::http::Uri,
     TimedBytes(body): TimedBytes,
 ) -> Response {
-    handle(s, method, headers, uri, None, body).await
+    let reads = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+    if reads && !names_action(&uri) && !headers.contains_key("x-amz-target") {
+        return crate::ui::index(headers).await;
+    }
+    handle(&s, method, headers, uri, None, body).await
 }
 
-/// A queue URL (`/ACCOUNT/NAME`): SQS when POSTed with a numeric account, else not a route.
-pub async fn entry_queue(
-    State(s): State<AppState>,
+/// A queue URL (`/ACCOUNT/NAME`) with a numeric account: SQS when POSTed or when the query
+/// string names an action, else not a route.
+async fn entry_queue(
+    State(s): State<Arc<SqsState>>,
     method: axum::http::Method,
     Path((account, queue)): Path<(String, String)>,
     headers: HeaderMap,
     uri: axum::http::Uri,
     TimedBytes(body): TimedBytes,
 ) -> Response {
-    if method != axum::http::Method::POST
+    if (method != axum::http::Method::POST && !names_action(&uri))
         || account.is_empty()
         || !account.bytes().all(|b| b.is_ascii_digit())
     {
         return super::error::not_found().await.into_response();
     }
-    handle(s, method, headers, uri, Some(queue), body).await
+    handle(&s, method, headers, uri, Some(queue), body).await
 }
 
 enum Protocol {
@@ -193,7 +270,7 @@ pub fn fuzz_request(target: Option<&str>, query_string: &str, body: &[u8]) {
 }
 
 async fn handle(
-    s: AppState,
+    s: &Arc<SqsState>,
     method: axum::http::Method,
     headers: HeaderMap,
     uri: axum::http::Uri,
@@ -203,7 +280,7 @@ async fn handle(
     let request_id = MessageId::new_v7().to_string();
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let (protocol, action, input) = decode(target, uri.query().unwrap_or_default(), &body);
-    let base = match &s.sqs.base_url {
+    let base = match &s.base_url {
         Some(b) => b.trim_end_matches('/').to_string(),
         None => format!(
             "http://{}",
@@ -215,19 +292,19 @@ async fn handle(
     };
     let ctx = Ctx {
         engine: &s.engine,
-        sqs: &s.sqs,
+        sqs: s,
         base,
-        region: region_of(&headers),
+        region: sigv4::region(&headers, &uri).unwrap_or_else(|| "us-east-1".to_string()),
         queue_from_path: queue,
         principal: None,
     };
     // With API keys configured, every SQS call must be signed by a configured pair, and that
     // pair's role must allow the action on the queue.
-    let authorized = if s.sqs.credentials.is_empty() && !s.auth.enabled() {
+    let authorized = if s.credentials.is_empty() && !s.auth.enabled() {
         Ok(None)
     } else {
         sigv4::verify(
-            &s.sqs.credentials,
+            &s.credentials,
             &method,
             &uri,
             &headers,

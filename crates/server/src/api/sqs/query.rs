@@ -101,6 +101,8 @@ fn rename(action: &str, v: Value) -> Value {
             }
             "Tag" => ("Tags".to_string(), pairs_to_map(v, "Key", "Value")),
             "TagKey" => ("TagKeys".to_string(), Value::Array(as_list(v))),
+            "AWSAccountId" => ("AWSAccountIds".to_string(), Value::Array(as_list(v))),
+            "ActionName" => ("Actions".to_string(), Value::Array(as_list(v))),
             e if e.ends_with("BatchRequestEntry") => (
                 "Entries".to_string(),
                 Value::Array(as_list(v).into_iter().map(|x| rename(action, x)).collect()),
@@ -191,7 +193,7 @@ fn field(out: &mut String, action: &str, key: &str, v: &Value) {
         "Messages" => wrap_each(out, action, "Message", list),
         "Successful" => wrap_each(out, action, &format!("{action}ResultEntry"), list),
         "Failed" => wrap_each(out, action, "BatchResultErrorEntry", list),
-        "Results" => wrap_each(out, action, "Result", list),
+        "Results" => wrap_each(out, action, "ListMessageMoveTasksResultEntry", list),
         _ => elem(out, key, v),
     }
 }
@@ -219,6 +221,8 @@ const NO_RESULT: &[&str] = &[
     "ChangeMessageVisibility",
     "TagQueue",
     "UntagQueue",
+    "AddPermission",
+    "RemovePermission",
 ];
 
 pub fn success_xml(action: &str, output: &Value, request_id: &str) -> String {

@@ -2,9 +2,13 @@
 //! configured (`--sqs-credentials`). Without keys, signatures are accepted unchecked, as local
 //! SQS emulators do.
 //!
-//! The canonical request is rebuilt from what arrived (method, path, sorted query, the signed
-//! headers, the SHA-256 of the body), signed with the key derived from the secret, the date,
-//! region and service in the credential scope, and compared in constant time.
+//! Two forms: the `Authorization` header, and presigned URLs, whose `X-Amz-Algorithm`,
+//! `X-Amz-Credential`, `X-Amz-Date`, `X-Amz-Expires`, `X-Amz-SignedHeaders` and
+//! `X-Amz-Signature` are query parameters (kombu's asynchronous consumer deletes messages with a
+//! presigned GET). The canonical request is rebuilt from what arrived (method, path, sorted
+//! query without the signature, the signed headers, the SHA-256 of the body or
+//! `UNSIGNED-PAYLOAD`), signed with the key derived from the secret, the date, region and
+//! service in the credential scope, and compared in constant time.
 
 use axum::http::{HeaderMap, Method, Uri};
 use hmac::{Hmac, Mac};
@@ -68,7 +72,11 @@ fn parse_authorization(h: &str) -> Option<Authorization<'_>> {
             sig = Some(v);
         }
     }
-    let mut c = cred?.split('/');
+    scoped(cred?, signed?, sig?)
+}
+
+fn scoped<'a>(cred: &'a str, signed: &'a str, signature: &'a str) -> Option<Authorization<'a>> {
+    let mut c = cred.split('/');
     let access_key = c.next()?;
     let date = c.next()?;
     let region = c.next()?;
@@ -81,13 +89,49 @@ fn parse_authorization(h: &str) -> Option<Authorization<'_>> {
         date,
         region,
         service,
-        signed_headers: signed?.split(';').collect(),
-        signature: sig?,
+        signed_headers: signed.split(';').collect(),
+        signature,
     })
 }
 
-/// Verify the request's signature against `credentials` (access key id, secret). Returns the
-/// access key id that signed it.
+/// The decoded query parameters of a request.
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The region of the request's credential scope (header or presigned query), if any.
+pub fn region(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    let from_header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .map(str::to_string);
+    let region = from_header.or_else(|| {
+        let pairs = query_pairs(uri);
+        param(&pairs, "X-Amz-Credential")
+            .and_then(|c| c.split('/').nth(2))
+            .map(str::to_string)
+    })?;
+    (!region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    .then_some(region)
+}
+
+/// Verify the request's signature against `credentials` (access key id, secret): the
+/// `Authorization` header, or else a presigned query string. Returns the access key id that
+/// signed it.
 pub fn verify(
     credentials: &[(String, String)],
     method: &Method,
@@ -96,34 +140,58 @@ pub fn verify(
     body: &[u8],
     now_ms: i64,
 ) -> Result<String, SqsError> {
-    let missing = || {
-        denied(
-            "MissingAuthenticationToken",
-            "Request is missing Authentication Token",
-        )
+    let pairs = query_pairs(uri);
+    let header = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let presigned = header.is_none() && param(&pairs, "X-Amz-Signature").is_some();
+    let (a, amz_date) = if presigned {
+        if param(&pairs, "X-Amz-Algorithm") != Some("AWS4-HMAC-SHA256") {
+            return Err(denied(
+                "IncompleteSignature",
+                "X-Amz-Algorithm must be AWS4-HMAC-SHA256.",
+            ));
+        }
+        let a = match (
+            param(&pairs, "X-Amz-Credential"),
+            param(&pairs, "X-Amz-SignedHeaders"),
+            param(&pairs, "X-Amz-Signature"),
+        ) {
+            (Some(c), Some(h), Some(s)) => scoped(c, h, s),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            denied(
+                "IncompleteSignature",
+                "A presigned URL needs X-Amz-Credential, X-Amz-SignedHeaders and X-Amz-Signature.",
+            )
+        })?;
+        let date = param(&pairs, "X-Amz-Date")
+            .ok_or_else(|| denied("IncompleteSignature", "The request must carry X-Amz-Date."))?;
+        (a, date)
+    } else {
+        let auth = header.ok_or_else(|| {
+            denied(
+                "MissingAuthenticationToken",
+                "Request is missing Authentication Token",
+            )
+        })?;
+        let a = parse_authorization(auth).ok_or_else(|| {
+            denied(
+                "IncompleteSignature",
+                "Authorization header requires Credential, SignedHeaders and Signature (AWS4-HMAC-SHA256).",
+            )
+        })?;
+        let date = headers
+            .get("x-amz-date")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| denied("IncompleteSignature", "The request must carry X-Amz-Date."))?;
+        (a, date)
     };
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(missing)?;
-    let a = parse_authorization(auth).ok_or_else(|| {
-        denied(
-            "IncompleteSignature",
-            "Authorization header requires Credential, SignedHeaders and Signature (AWS4-HMAC-SHA256).",
-        )
-    })?;
     let Some((_, secret)) = credentials.iter().find(|(k, _)| k == a.access_key) else {
         return Err(denied(
             "InvalidClientTokenId",
             "The security token included in the request is invalid.",
         ));
     };
-    let amz_date = headers
-        .get("x-amz-date")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| denied("IncompleteSignature", "The request must carry X-Amz-Date."))?;
-
-    // Like AWS: a signature more than 15 minutes away from our clock is refused (replay window).
     let signed_at = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
         .map_err(|_| {
             denied(
@@ -133,7 +201,28 @@ pub fn verify(
         })?
         .and_utc()
         .timestamp_millis();
-    if (now_ms - signed_at).abs() > 15 * 60 * 1000 {
+    if presigned {
+        // A presigned URL is good from its date (give or take the clock skew SQS allows) for
+        // X-Amz-Expires seconds, at most 7 days.
+        let expires: i64 = param(&pairs, "X-Amz-Expires")
+            .map(|e| e.parse().unwrap_or(-1))
+            .unwrap_or(604_800);
+        if !(1..=604_800).contains(&expires) {
+            return Err(denied(
+                "AuthorizationQueryParametersError",
+                "X-Amz-Expires must be a number of seconds from 1 to 604800.",
+            ));
+        }
+        if now_ms > signed_at + expires * 1000 || signed_at - now_ms > 15 * 60 * 1000 {
+            return Err(denied(
+                "SignatureDoesNotMatch",
+                &format!(
+                    "Signature expired: the presigned URL of {amz_date} was valid for {expires} s."
+                ),
+            ));
+        }
+    } else if (now_ms - signed_at).abs() > 15 * 60 * 1000 {
+        // Like AWS: a signature more than 15 minutes away from our clock is refused.
         return Err(denied(
             "SignatureDoesNotMatch",
             &format!("Signature expired: {amz_date} is more than 15 minutes away from the server's time."),
@@ -144,10 +233,11 @@ pub fn verify(
     } else {
         uri.path()
     };
-    let mut query: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-            .map(|(k, v)| (uri_encode(&k), uri_encode(&v)))
-            .collect();
+    let mut query: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| !(presigned && k == "X-Amz-Signature"))
+        .map(|(k, v)| (uri_encode(k), uri_encode(v)))
+        .collect();
     query.sort();
     let canonical_query = query
         .iter()
@@ -164,35 +254,41 @@ pub fn verify(
             .collect();
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
-    let payload_hash = match headers
+    let body_hash = hex(&Sha256::digest(body));
+    // The payload hashes a signer may have used: the declared one, or for a presigned URL
+    // UNSIGNED-PAYLOAD (what SDKs sign there) and, failing that, the body's own hash.
+    let hashes: Vec<String> = match headers
         .get("x-amz-content-sha256")
         .and_then(|v| v.to_str().ok())
     {
-        Some(h) if h != "UNSIGNED-PAYLOAD" => h.to_string(),
-        _ => hex(&Sha256::digest(body)),
+        Some(h) if h != "UNSIGNED-PAYLOAD" => vec![h.to_string()],
+        Some(_) => vec!["UNSIGNED-PAYLOAD".to_string()],
+        None if presigned => vec!["UNSIGNED-PAYLOAD".to_string(), body_hash],
+        None => vec![body_hash],
     };
-    let canonical_request = format!(
-        "{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{}\n{payload_hash}",
-        a.signed_headers.join(";")
-    );
     let scope = format!("{}/{}/{}/aws4_request", a.date, a.region, a.service);
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
-    );
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), a.date.as_bytes());
     let k_region = hmac(&k_date, a.region.as_bytes());
     let k_service = hmac(&k_region, a.service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
-    let expected = hex(&hmac(&k_signing, string_to_sign.as_bytes()));
-    if expected.as_bytes().ct_eq(a.signature.as_bytes()).into() {
-        Ok(a.access_key.to_string())
-    } else {
-        Err(denied(
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
-        ))
+    for payload_hash in &hashes {
+        let canonical_request = format!(
+            "{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{}\n{payload_hash}",
+            a.signed_headers.join(";")
+        );
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+            hex(&Sha256::digest(canonical_request.as_bytes()))
+        );
+        let expected = hex(&hmac(&k_signing, string_to_sign.as_bytes()));
+        if bool::from(expected.as_bytes().ct_eq(a.signature.as_bytes())) {
+            return Ok(a.access_key.to_string());
+        }
     }
+    Err(denied(
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+    ))
 }
 
 #[cfg(test)]
