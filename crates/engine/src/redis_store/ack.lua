@@ -9,10 +9,10 @@ for i = 0, n - 1 do
     -- Settled earlier in this batch: as if acked already.
     res[#res + 1] = 'gone'
   else
-    local st, why = leased(id, tonumber(ARGV[6 + 2 * i]))
+    local st, why = lookup_lease(id, tonumber(ARGV[6 + 2 * i]))
     if st then
       seen[id] = true
-      unlock(st.g)
+      unlock_group(st.g)
       if st.src ~= '' then DECR[#DECR + 1] = st.src end
       gone[#gone + 1] = id
       res[#res + 1] = 'ok'

@@ -13,7 +13,7 @@ if not redis.call('ZSCORE', K_AD, ARGV[9]) then
   redis.call('ZREM', K_D, id)
   if redis.call('ZREM', K_F, id) == 1 then
     local old = get_state(id)
-    if old then unlock(old.g) end
+    if old then unlock_group(old.g) end
   end
   local st = parse_state(ARGV[6])
   redis.call('HSET', K_M, id, ARGV[5])

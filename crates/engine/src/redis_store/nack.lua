@@ -5,14 +5,14 @@ local res = {}
 local nacked = 0
 for i = 0, n - 1 do
   local id = ARGV[7 + 2 * i]
-  local st, why = leased(id, tonumber(ARGV[8 + 2 * i]))
+  local st, why = lookup_lease(id, tonumber(ARGV[8 + 2 * i]))
   if st then
     redis.call('ZREM', K_F, id)
-    unlock(st.g)
+    unlock_group(st.g)
     nacked = nacked + 1
     res[#res + 1] = 'ok'
-    if over_limit(st) then
-      move_out(id, st, 'dl', cfg.dlq)
+    if dead_letter_if_over_limit(id, st) then
+      -- moved to the dead-letter queue
     elseif delay > 0 then
       redis.call('ZADD', K_D, fmt(NOW + delay), id)
       if front then redis.call('SADD', K_FW, id) end

@@ -1,4 +1,7 @@
--- sluice's Redis backend: the shared part of every per-queue script.
+-- sluice's Redis backend: the shared part of every per-queue script. The queue rules here
+-- have the names of the embedded store's (embedded/rules.rs), so the two read side by side:
+-- maintain, dead_letter_if_over_limit, enforce_retention, lookup_lease, put_back,
+-- lock_group and unlock_group.
 --
 -- Every key of one queue shares one hash tag, so a script touches one cluster slot.
 -- KEYS (in this order, built by keys() in mod.rs):
@@ -76,11 +79,11 @@ local function put_front(id)
   end
 end
 
-local function lock(g)
+local function lock_group(g)
   if cfg.fifo and g ~= '0' then redis.call('HINCRBY', K_LK, g, 1) end
 end
 
-local function unlock(g)
+local function unlock_group(g)
   if cfg.fifo and g ~= '0' then
     if redis.call('HINCRBY', K_LK, g, -1) <= 0 then redis.call('HDEL', K_LK, g) end
   end
@@ -110,8 +113,14 @@ local function move_out(id, st, mode, target)
   OUT = 1
 end
 
-local function over_limit(st)
-  return cfg.maxr > 0 and cfg.dlq ~= '' and st.rc >= cfg.maxr
+-- The dead-letter rule: a message returning to its queue after max_receives receives moves
+-- to the queue's dead-letter queue instead. Returns true if it moved.
+local function dead_letter_if_over_limit(id, st)
+  if cfg.maxr > 0 and cfg.dlq ~= '' and st.rc >= cfg.maxr then
+    move_out(id, st, 'dl', cfg.dlq)
+    return true
+  end
+  return false
 end
 
 -- Due delays become ready; expired leases return, or go to the dead-letter queue once over
@@ -129,8 +138,8 @@ local function maintain()
     redis.call('ZREM', K_F, id)
     local st = get_state(id)
     if st then
-      unlock(st.g)
-      if over_limit(st) then move_out(id, st, 'dl', cfg.dlq) else
+      unlock_group(st.g)
+      if not dead_letter_if_over_limit(id, st) then
         put_back(id)
         WOKE = 1
       end
@@ -139,7 +148,7 @@ local function maintain()
 end
 
 -- Drop ready messages at the head that outlived the retention period.
-local function retention()
+local function enforce_retention()
   local n = 0
   while n < 10000 do
     local head = redis.call('ZRANGE', K_R, 0, 99)
@@ -161,7 +170,7 @@ local function retention()
 end
 
 -- A lease held by (id, nonce) at NOW: the state, or nil and why not.
-local function leased(id, nonce)
+local function lookup_lease(id, nonce)
   local lease = redis.call('ZSCORE', K_F, id)
   if not lease then return nil, 'gone' end
   local st = get_state(id)

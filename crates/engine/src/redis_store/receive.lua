@@ -1,7 +1,7 @@
 -- ARGV 4 max, 5 visibility ms. Answers the lease end and id, payload, state per message.
 if not load_cfg() then return reply('noqueue') end
 maintain()
-retention()
+enforce_retention()
 local max, lease = tonumber(ARGV[4]), NOW + tonumber(ARGV[5])
 local out = {}
 local taken = 0
@@ -12,7 +12,7 @@ local function take(id, st)
   if st.first == 0 then st.first = NOW end
   put_state(id, st)
   redis.call('ZADD', K_F, fmt(lease), id)
-  lock(st.g)
+  lock_group(st.g)
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGET', K_M, id) or ''
   out[#out + 1] = redis.call('HGET', K_S, id)

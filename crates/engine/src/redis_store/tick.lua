@@ -2,7 +2,7 @@
 -- moves left in the outbox (a node died half-way through one) and the message count.
 if not load_cfg() then return reply('noqueue') end
 maintain()
-retention()
+enforce_retention()
 local gone = redis.call('ZRANGEBYSCORE', K_DZ, '-inf', fmt(NOW), 'LIMIT', 0, 10000)
 for _, d in ipairs(gone) do
   redis.call('HDEL', K_DD, d)

@@ -1,0 +1,366 @@
+//! The embedded store's upkeep, apart from the write path: housekeeping (due delays, expired
+//! leases, retention, dead segments reclaimed), compaction (a few old live messages copied
+//! forward so a whole prefix of segments can go), quarantine of damaged messages, the free-space
+//! check, and redrive of dead letters.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use crate::clock::Millis;
+use crate::error::{EngineError, Result};
+use crate::model::MessageId;
+
+use super::log::{Append, Loc, Log};
+use super::record::{self, PublishRec, Record};
+use super::rules::{enforce_retention, maintain, take_lease};
+use super::state::{Entry, State};
+use super::EmbeddedStore;
+
+impl EmbeddedStore {
+    /// Compaction: when the oldest segment that still holds live messages holds only a few and
+    /// keeps later, dead segments from being deleted, copy those messages forward so the whole
+    /// prefix can go. Finding them scans the index, so it runs at most every
+    /// `compact_interval_ms`.
+    pub(super) fn compact(&self, st: &mut State, ap: &mut Append<'_>, now: Millis) {
+        let last = self.last_compaction.load(Ordering::Relaxed);
+        if now - last < self.opts.compact_interval_ms {
+            return;
+        }
+        self.last_compaction.store(now, Ordering::Relaxed);
+        // Not `self.log.active_segment()`: `ap` holds the log's pending lock.
+        let active = ap.segment();
+        let Some((&oldest, &live)) = st.seg_live.iter().find(|(_, &n)| n > 0) else {
+            return;
+        };
+        if live > self.opts.compact_max_live || oldest + 1 >= active {
+            return;
+        }
+        let mut moved = Vec::new();
+        for q in st.queues.values_mut() {
+            let qid = q.id;
+            for e in q.ready.iter_mut().filter(|e| e.loc.seg == oldest) {
+                moved.extend(relocate(e, qid, 0, &self.log, ap));
+            }
+            for ((at, _), e) in q.delayed.iter_mut().filter(|(_, e)| e.loc.seg == oldest) {
+                moved.extend(relocate(e, qid, *at, &self.log, ap));
+            }
+            for l in q
+                .inflight
+                .values_mut()
+                .filter(|l| l.entry.loc.seg == oldest)
+            {
+                moved.extend(relocate(&mut l.entry, qid, 0, &self.log, ap));
+            }
+        }
+        for (from, to) in &moved {
+            if let Some(n) = st.seg_live.get_mut(from) {
+                *n = n.saturating_sub(1);
+            }
+            *st.seg_live.entry(*to).or_default() += 1;
+        }
+        if !moved.is_empty() {
+            tracing::debug!(
+                segment = oldest,
+                messages = moved.len(),
+                "compacted a log segment"
+            );
+        }
+    }
+
+    /// Where message `id` is stored now, wherever it is in the index (a slow scan, for the rare
+    /// read that finds its segment gone).
+    pub(super) fn current_loc(&self, id: u128) -> Option<Loc> {
+        let st = self.state.lock();
+        st.queues.values().find_map(|q| {
+            q.inflight
+                .get(&id)
+                .map(|l| l.entry.loc)
+                .or_else(|| q.ready.iter().find(|e| e.id() == id).map(|e| e.loc))
+                .or_else(|| q.delayed.values().find(|e| e.id() == id).map(|e| e.loc))
+        })
+    }
+
+    /// Refuse new data while the disk is nearly full, before anything changes: what is stored
+    /// stays readable and acknowledgeable, and the reserve leaves room for acks, receives and
+    /// compaction. The free space is read at most every 50 ms.
+    pub(super) fn check_space(&self) -> Result<()> {
+        let reserve = self.opts.min_free_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let free = {
+            let mut s = self.space.lock();
+            let stale = match s.0 {
+                Some(at) => at.elapsed() >= std::time::Duration::from_millis(50),
+                None => true,
+            };
+            if stale {
+                s.1 = free_bytes(&self.dir).unwrap_or(u64::MAX);
+                s.0 = Some(std::time::Instant::now());
+            }
+            s.1
+        };
+        if free < reserve {
+            metrics::counter!("sluice_storage_full_refusals_total").increment(1);
+            return Err(EngineError::StorageFull { free, reserve });
+        }
+        Ok(())
+    }
+
+    /// Messages whose records turned out damaged when a receive read them cannot be delivered:
+    /// take them out of their queue (an Ack record, so they stay out) and report each. The
+    /// rest of the queue, and every other queue, go on.
+    pub(super) fn quarantine(&self, queue: &str, bad: Vec<(Entry, String)>) {
+        {
+            let mut st = self.state.lock();
+            let Some(qid) = st.names.get(queue).copied() else {
+                return;
+            };
+            let mut ap = self.log.begin();
+            let mut gone = Vec::new();
+            if let Some(q) = st.queues.get_mut(&qid) {
+                for (e, _) in &bad {
+                    let Some(l) = q.inflight.get(&e.id()).copied() else {
+                        continue;
+                    };
+                    if l.entry.nonce != e.nonce {
+                        continue;
+                    }
+                    take_lease(q, &l);
+                    ap.push(32, |buf| {
+                        Record::Ack {
+                            queue: qid,
+                            id: e.id(),
+                        }
+                        .encode_frame(buf)
+                    });
+                    gone.push(l.entry);
+                }
+            }
+            for e in &gone {
+                st.removed(e);
+            }
+            ap.finish();
+        }
+        for (_, why) in bad {
+            metrics::counter!("sluice_storage_corrupt_messages_total").increment(1);
+            self.report_problem(format!(
+                "queue {queue}: {why}; the message was taken out of the queue"
+            ));
+        }
+    }
+
+    pub(super) async fn redrive_dead_letters(
+        &self,
+        queue: &str,
+        max: usize,
+        only: Option<&std::collections::HashSet<MessageId>>,
+        now: Millis,
+    ) -> Result<u64> {
+        self.check_writable()?;
+        let (lsn, moved) = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let mut ap = self.log.begin();
+            maintain(&mut st, qid, now, &mut ap);
+            let holds_dead_letters = st.queues[&qid].ready.iter().any(|e| e.source != 0)
+                || st.queues[&qid].delayed.values().any(|e| e.source != 0);
+            // Which queue to take dead letters from, and whose dead letters to take.
+            let (from, only_source) = if holds_dead_letters {
+                (qid, None)
+            } else {
+                match st.queues[&qid]
+                    .info
+                    .config
+                    .dead_letter_queue
+                    .as_ref()
+                    .and_then(|n| st.names.get(n))
+                {
+                    Some(&dlq) => {
+                        maintain(&mut st, dlq, now, &mut ap);
+                        (dlq, Some(qid))
+                    }
+                    None => (qid, None),
+                }
+            };
+            let live: std::collections::HashSet<u32> = st.queues.keys().copied().collect();
+            let wanted = |e: &Entry| {
+                e.source != 0
+                    && live.contains(&e.source)
+                    && only_source.is_none_or(|s| s == e.source)
+                    && only.is_none_or(|o| o.contains(&MessageId(e.id())))
+            };
+            let q = st.queues.get_mut(&from).expect("queue");
+            let mut going: Vec<Entry> = Vec::new();
+            let mut keep = std::collections::VecDeque::with_capacity(q.ready.len());
+            for e in q.ready.drain(..) {
+                if going.len() < max && wanted(&e) {
+                    going.push(e);
+                } else {
+                    keep.push_back(e);
+                }
+            }
+            q.ready = keep;
+            let delayed_keys: Vec<(i64, u128)> = q
+                .delayed
+                .iter()
+                .filter(|(_, e)| wanted(e))
+                .map(|(k, _)| *k)
+                .take(max - going.len())
+                .collect();
+            for k in delayed_keys {
+                going.push(q.delayed.remove(&k).expect("present"));
+            }
+            let moved = going.len() as u64;
+            for mut e in going {
+                let to = e.source;
+                ap.push(64, |buf| {
+                    Record::Move {
+                        queue: from,
+                        id: e.id(),
+                        to,
+                        source: 0,
+                        reset: true,
+                    }
+                    .encode_frame(buf)
+                });
+                e.source = 0;
+                e.receive_count = 0;
+                let home = st.queues.get_mut(&to).expect("live source");
+                home.stats.dead_lettered = home.stats.dead_lettered.saturating_sub(1);
+                home.stats.redriven += 1;
+                home.put_back(e);
+            }
+            (ap.finish(), moved)
+        };
+        self.log.wait_durable(lsn).await?;
+        Ok(moved)
+    }
+
+    pub(super) async fn housekeeping(&self, now: Millis) -> Result<Vec<String>> {
+        if self.log.failure().is_some() {
+            return Ok(Vec::new());
+        }
+        let (lsn, woke, dead_segments) = {
+            let mut st = self.state.lock();
+            let mut ap = self.log.begin();
+            let ids: Vec<u32> = st.queues.keys().copied().collect();
+            let mut woke = Vec::new();
+            for qid in ids {
+                if maintain(&mut st, qid, now, &mut ap) {
+                    woke.push(st.queues[&qid].info.name.clone());
+                }
+                enforce_retention(&mut st, qid, now);
+                let q = st.queues.get_mut(&qid).expect("queue");
+                if !q.dedup.is_empty() {
+                    q.dedup.retain(|_, (until, _)| *until > now);
+                }
+            }
+            self.compact(&mut st, &mut ap, now);
+            let lsn = ap.finish();
+            // Prefix deletion: the oldest segments with nothing live, never the active one.
+            let active = self.log.active_segment();
+            let mut dead = Vec::new();
+            for (&seg, &live) in st.seg_live.iter() {
+                if seg >= active || live > 0 {
+                    break;
+                }
+                dead.push(seg);
+            }
+            for s in &dead {
+                st.seg_live.remove(s);
+            }
+            (lsn, woke, dead)
+        };
+        self.log.wait_durable(lsn).await?;
+        // Segments below the first live one that the index never saw (e.g. all of their
+        // messages were acked before a restart) are also garbage.
+        let first_live = {
+            let st = self.state.lock();
+            st.seg_live
+                .iter()
+                .find(|(_, &n)| n > 0)
+                .map(|(&s, _)| s)
+                .unwrap_or(u32::MAX)
+        };
+        let active = self.log.active_segment();
+        let mut removed = 0u64;
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(seg) = name
+                    .to_string_lossy()
+                    .strip_suffix(".seg")
+                    .and_then(|s| s.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if seg < first_live.min(active) || dead_segments.contains(&seg) {
+                    self.log.remove_segment(seg)?;
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::debug!(removed, "reclaimed log segments");
+        }
+        let mut bytes = 0;
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
+            for e in rd.flatten() {
+                // Allocated bytes: segments are pre-sized sparse files.
+                bytes += e
+                    .metadata()
+                    .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+                    .unwrap_or(0);
+            }
+        }
+        self.bytes_on_disk.store(bytes, Ordering::Relaxed);
+        Ok(woke)
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (rc == 0).then(|| (st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Copy one live message forward (a Relocate record with its whole state) and point its entry
+/// at the copy. Returns the old and new locations, or None if the old record cannot be read.
+fn relocate(
+    e: &mut Entry,
+    qid: u32,
+    visible_at: i64,
+    log: &Log,
+    ap: &mut Append<'_>,
+) -> Option<(u32, u32)> {
+    let frame = log.read(e.loc).ok()?;
+    let record::Frame::Good(payload, _) = record::read_frame(&frame) else {
+        return None;
+    };
+    let Ok(Record::Publish(old)) = record::decode(payload) else {
+        return None;
+    };
+    let copy = Record::Publish(PublishRec {
+        queue: qid,
+        id: e.id(),
+        enqueued_at: e.enqueued_at,
+        visible_at,
+        receive_count: e.receive_count,
+        nonce: e.nonce,
+        first_received_at: e.first_received_at,
+        source: e.source,
+        group: old.group,
+        dedup: old.dedup,
+        attributes: old.attributes,
+        body: old.body,
+        relocated: true,
+    });
+    let from = e.loc.seg;
+    e.loc = ap.push(frame.len() + 16, |buf| copy.encode_frame(buf));
+    Some((from, e.loc.seg))
+}

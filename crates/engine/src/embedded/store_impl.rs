@@ -1,0 +1,287 @@
+//! `impl Store for EmbeddedStore`: the queue catalog calls inline, the message calls and the
+//! upkeep delegated to `messages.rs` and `maintenance.rs`, settings and the archive to
+//! `side.rs`.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+
+use crate::clock::Millis;
+use crate::error::Result;
+use crate::model::{
+    Delivery, Message, MessageId, NewMessage, Placement, QueueConfig, QueueInfo, QueueStats,
+    Receipt, ReceiptResult,
+};
+use crate::store::{Store, StoreInfo};
+
+use super::record::Record;
+use super::rules::maintain;
+use super::state::Entry;
+use super::EmbeddedStore;
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn put_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        now: Millis,
+    ) -> Result<(QueueInfo, bool)> {
+        self.check_writable()?;
+        let mut st = self.state.lock();
+        if !st.names.contains_key(name) {
+            self.check_space()?;
+        }
+        let created;
+        let info = match st.names.get(name).copied() {
+            Some(id) => {
+                let q = st.queues.get_mut(&id).expect("named queue exists");
+                if q.info.config != config {
+                    q.info.config = config;
+                    q.info.updated_at = now;
+                }
+                created = false;
+                q.info.clone()
+            }
+            None => {
+                created = true;
+                self.create_locked(&mut st, name, config, now)?
+            }
+        };
+        self.save_catalog(&st)?;
+        Ok((info, created))
+    }
+
+    async fn ensure_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        now: Millis,
+    ) -> Result<(QueueInfo, bool)> {
+        // Checked and created under one lock: a racing creator never overwrites a config.
+        let mut st = self.state.lock();
+        if let Some(id) = st.names.get(name) {
+            return Ok((st.queues[id].info.clone(), false));
+        }
+        let info = self.create_locked(&mut st, name, config, now)?;
+        self.save_catalog(&st)?;
+        Ok((info, true))
+    }
+
+    async fn get_queue(&self, name: &str) -> Result<Option<QueueInfo>> {
+        let st = self.state.lock();
+        Ok(st.names.get(name).map(|id| st.queues[id].info.clone()))
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        let st = self.state.lock();
+        let mut v: Vec<_> = st.queues.values().map(|q| q.info.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    async fn delete_queue(&self, name: &str) -> Result<bool> {
+        self.check_writable()?;
+        let mut st = self.state.lock();
+        let Some(id) = st.names.remove(name) else {
+            return Ok(false);
+        };
+        let q = st.queues.remove(&id).expect("named queue exists");
+        for e in q
+            .ready
+            .iter()
+            .chain(q.delayed.values())
+            .chain(q.inflight.values().map(|l| &l.entry))
+        {
+            st.removed(e);
+        }
+        self.save_catalog(&st)?;
+        Ok(true)
+    }
+
+    async fn purge_queue(&self, name: &str, _now: Millis) -> Result<u64> {
+        self.check_writable()?;
+        let lsn;
+        let n;
+        {
+            let mut st = self.state.lock();
+            let id = Self::qid(&st, name)?;
+            let q = st.queues.get_mut(&id).expect("queue");
+            let mut gone: Vec<Entry> = q.ready.drain(..).collect();
+            gone.extend(std::mem::take(&mut q.delayed).into_values());
+            gone.extend(
+                std::mem::take(&mut q.inflight)
+                    .into_values()
+                    .map(|l| l.entry),
+            );
+            q.leases.clear();
+            q.locked.clear();
+            q.front_when_due.clear();
+            n = gone.len() as u64;
+            for e in &gone {
+                st.removed(e);
+            }
+            let mut ap = self.log.begin();
+            ap.push(16, |buf| Record::Purge { queue: id }.encode_frame(buf));
+            lsn = ap.finish();
+        }
+        self.log.wait_durable(lsn).await?;
+        Ok(n)
+    }
+
+    async fn publish(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        now: Millis,
+    ) -> Result<Vec<MessageId>> {
+        self.publish_messages(queue, messages, now).await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_ms: u64,
+        now: Millis,
+    ) -> Result<Vec<Delivery>> {
+        self.receive_messages(queue, max, visibility_ms, now).await
+    }
+
+    async fn ack(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>> {
+        self.ack_receipts(queue, receipts, now).await
+    }
+
+    async fn nack(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        delay_ms: u64,
+        placement: Placement,
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>> {
+        self.nack_receipts(queue, receipts, delay_ms, placement, now)
+            .await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: Receipt,
+        timeout_ms: u64,
+        now: Millis,
+    ) -> Result<Millis> {
+        self.change_lease(queue, receipt, timeout_ms, now).await
+    }
+
+    async fn peek(&self, queue: &str, limit: usize, now: Millis) -> Result<Vec<Message>> {
+        self.peek_messages(queue, limit, now).await
+    }
+
+    async fn redrive(
+        &self,
+        queue: &str,
+        max: usize,
+        only: Option<&HashSet<MessageId>>,
+        now: Millis,
+    ) -> Result<u64> {
+        self.redrive_dead_letters(queue, max, only, now).await
+    }
+
+    async fn stats(&self, queue: &str, now: Millis) -> Result<QueueStats> {
+        let (lsn, stats) = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let mut ap = self.log.begin();
+            maintain(&mut st, qid, now, &mut ap);
+            let lsn = ap.finish();
+            let q = &st.queues[&qid];
+            let mut s = q.stats.clone();
+            s.ready = q.ready.len() as u64;
+            s.delayed = q.delayed.len() as u64;
+            s.in_flight = q.inflight.len() as u64;
+            s.oldest_ready_age_seconds = q
+                .ready
+                .front()
+                .map(|e| ((now - e.enqueued_at).max(0) / 1000) as u64)
+                .unwrap_or(0);
+            (lsn, s)
+        };
+        self.log.wait_durable(lsn).await?;
+        Ok(stats)
+    }
+
+    async fn next_due(&self, queue: &str, _now: Millis) -> Result<Option<Millis>> {
+        let st = self.state.lock();
+        let qid = Self::qid(&st, queue)?;
+        Ok(st.queues[&qid].next_due())
+    }
+
+    async fn tick(&self, now: Millis) -> Result<Vec<String>> {
+        self.housekeeping(now).await
+    }
+
+    async fn ids(&self, queue: &str) -> Result<Vec<(MessageId, Millis)>> {
+        let st = self.state.lock();
+        let q = &st.queues[&Self::qid(&st, queue)?];
+        let mut v = Vec::with_capacity(q.len());
+        v.extend(q.ready.iter().map(|e| (MessageId(e.id()), e.enqueued_at)));
+        v.extend(q.delayed.iter().map(|(&(at, id), _)| (MessageId(id), at)));
+        v.extend(
+            q.inflight
+                .iter()
+                .map(|(&id, l)| (MessageId(id), l.lease_until)),
+        );
+        Ok(v)
+    }
+
+    async fn meta_put(&self, key: &str, value: Option<String>) -> Result<()> {
+        self.check_writable()?;
+        self.meta.put(key, value)
+    }
+
+    async fn meta_list(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        Ok(self.meta.list(prefix))
+    }
+
+    async fn archive_put(&self, entries: &[(MessageId, u8)]) -> Result<()> {
+        self.check_writable()?;
+        self.archive.put(entries).await
+    }
+
+    async fn archive_list(&self) -> Result<Vec<(MessageId, u8)>> {
+        self.archive.list()
+    }
+
+    fn info(&self) -> StoreInfo {
+        let st = self.state.lock();
+        StoreInfo {
+            backend: "embedded",
+            bytes_on_disk: self.bytes_on_disk.load(Ordering::Relaxed),
+            messages: st.message_count(),
+            healthy: self.log.failure().is_none(),
+            problems: self
+                .recovery_problems
+                .iter()
+                .cloned()
+                .chain(self.runtime_problems.lock().iter().cloned())
+                .chain(
+                    self.log
+                        .failure()
+                        .map(|e| format!("log writes are failing: {e}")),
+                )
+                .collect(),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.log.shutdown();
+        Ok(())
+    }
+}

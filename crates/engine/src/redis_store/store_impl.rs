@@ -1,0 +1,553 @@
+//! `impl Store for RedisStore`: every call that changes a queue is one script (see
+//! `scripts.rs`); settings, the timer archive, the attempts log and node heartbeats are plain
+//! hashes, lists and sorted sets under the global hash tag.
+
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use redis::Value;
+use tokio::sync::broadcast;
+
+use crate::clock::Millis;
+use crate::error::{EngineError, Result};
+use crate::model::{
+    group_tag, message_size, Delivery, Message, MessageId, MessageState, NewMessage, Placement,
+    QueueConfig, QueueInfo, QueueStats, Receipt, ReceiptResult,
+};
+use crate::store::{Store, StoreInfo};
+
+use super::codec;
+use super::reply::{bad_reply, bytes, hex, int, list, message, text, unhex};
+use super::{arg, RedisStore};
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn put_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        now: Millis,
+    ) -> Result<(QueueInfo, bool)> {
+        self.check_queue_count(name).await?;
+        self.queue_script(name, "put", config, now).await
+    }
+
+    async fn ensure_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        now: Millis,
+    ) -> Result<(QueueInfo, bool)> {
+        self.check_queue_count(name).await?;
+        self.queue_script(name, "ensure", config, now).await
+    }
+
+    async fn get_queue(&self, name: &str) -> Result<Option<QueueInfo>> {
+        let mut conn = self.conn.clone();
+        let v: Vec<Option<String>> = self.ok(redis::cmd("HMGET")
+            .arg(&self.qkeys(name)[0])
+            .arg("config")
+            .arg("created")
+            .arg("updated")
+            .query_async(&mut conn)
+            .await)?;
+        let [Some(config), Some(created), Some(updated)] = &v[..] else {
+            return Ok(None);
+        };
+        Ok(Some(QueueInfo {
+            name: name.to_string(),
+            config: serde_json::from_str(config).map_err(|_| bad_reply("a config"))?,
+            created_at: created.parse().map_err(|_| bad_reply("a time"))?,
+            updated_at: updated.parse().map_err(|_| bad_reply("a time"))?,
+        }))
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        let mut conn = self.conn.clone();
+        let mut names: Vec<String> = self.ok(redis::cmd("HKEYS")
+            .arg(self.global("queues"))
+            .query_async(&mut conn)
+            .await)?;
+        names.sort();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some(info) = self.get_queue(&n).await? {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_queue(&self, name: &str) -> Result<bool> {
+        // Out of the catalog first: a re-creation racing this puts it back after.
+        let mut conn = self.conn.clone();
+        let _: i64 = self.ok(redis::cmd("HDEL")
+            .arg(self.global("queues"))
+            .arg(name)
+            .query_async(&mut conn)
+            .await)?;
+        let reply = self.run(&self.scripts.delete, name, 0, vec![]).await?;
+        self.replicate(name).await?;
+        Ok(int(reply.get(0)?)? == 1)
+    }
+
+    async fn purge_queue(&self, name: &str, now: Millis) -> Result<u64> {
+        let reply = self.run(&self.scripts.purge, name, now, vec![]).await?;
+        self.replicate(name).await?;
+        Ok(int(reply.get(0)?)? as u64)
+    }
+
+    async fn publish(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        now: Millis,
+    ) -> Result<Vec<MessageId>> {
+        let mut args = Vec::with_capacity(1 + messages.len() * 7);
+        args.push(arg(messages.len()));
+        for m in &messages {
+            args.push(arg(hex(m.id)));
+            args.push(codec::encode(
+                m.group.as_deref(),
+                m.dedup_id.as_deref(),
+                &m.attributes,
+                &m.body,
+            ));
+            args.push(arg(m.delay_ms.map(|d| d as i64).unwrap_or(-1)));
+            args.push(arg(m.dedup_id.as_deref().unwrap_or_default()));
+            args.push(arg(m.group.as_deref().map(group_tag).unwrap_or(0)));
+            args.push(arg(message_size(&m.body, &m.attributes)));
+            args.push(arg(m.enqueued_at));
+        }
+        let reply = self.run(&self.scripts.publish, queue, now, args).await?;
+        if reply.status == "toobig" {
+            return Err(EngineError::MessageTooLarge {
+                size: int(reply.get(0)?)? as usize,
+                limit: int(reply.get(1)?)? as usize,
+            });
+        }
+        self.replicate(queue).await?;
+        list(reply.get(0)?)?
+            .iter()
+            .map(|v| unhex(bytes(v)?))
+            .collect()
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_ms: u64,
+        now: Millis,
+    ) -> Result<Vec<Delivery>> {
+        let reply = self
+            .run(
+                &self.scripts.receive,
+                queue,
+                now,
+                vec![arg(max), arg(visibility_ms)],
+            )
+            .await?;
+        self.replicate(queue).await?;
+        let lease_until = int(reply.get(0)?)?;
+        let mut out = Vec::new();
+        for it in list(reply.get(1)?)?.chunks(3) {
+            let [id, payload, state] = it else {
+                return Err(bad_reply("a delivery"));
+            };
+            let (message, nonce) =
+                message(id, payload, state, MessageState::InFlight, lease_until)?;
+            out.push(Delivery {
+                receipt: Receipt {
+                    id: message.id,
+                    nonce,
+                },
+                lease_until,
+                message,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn ack(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>> {
+        self.receipts_script(&self.scripts.ack, queue, vec![], receipts, now)
+            .await
+    }
+
+    async fn nack(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        delay_ms: u64,
+        placement: Placement,
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>> {
+        let front = if placement == Placement::Front {
+            "1"
+        } else {
+            "0"
+        };
+        self.receipts_script(
+            &self.scripts.nack,
+            queue,
+            vec![arg(delay_ms), arg(front)],
+            receipts,
+            now,
+        )
+        .await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: Receipt,
+        timeout_ms: u64,
+        now: Millis,
+    ) -> Result<Millis> {
+        let reply = self
+            .run(
+                &self.scripts.change_visibility,
+                queue,
+                now,
+                vec![arg(hex(receipt.id)), arg(receipt.nonce), arg(timeout_ms)],
+            )
+            .await?;
+        match reply.status.as_str() {
+            "ok" => int(reply.get(0)?),
+            "gone" => Err(EngineError::MessageGone),
+            _ => Err(EngineError::StaleReceipt),
+        }
+    }
+
+    async fn peek(&self, queue: &str, limit: usize, now: Millis) -> Result<Vec<Message>> {
+        // "Everything" (usize::MAX) must stay an integer Lua and Redis can print.
+        let limit = limit.min(1 << 40);
+        let reply = self
+            .run(&self.scripts.peek, queue, now, vec![arg(limit)])
+            .await?;
+        let mut out = Vec::new();
+        for it in list(reply.get(0)?)?.chunks(5) {
+            let [id, payload, state, kind, at] = it else {
+                return Err(bad_reply("a peeked message"));
+            };
+            let kind = match text(kind)? {
+                "r" => MessageState::Ready,
+                "d" => MessageState::Delayed,
+                _ => MessageState::InFlight,
+            };
+            out.push(message(id, payload, state, kind, int(at)?)?.0);
+        }
+        Ok(out)
+    }
+
+    async fn redrive(
+        &self,
+        queue: &str,
+        max: usize,
+        only: Option<&std::collections::HashSet<MessageId>>,
+        now: Millis,
+    ) -> Result<u64> {
+        let info = self
+            .get_queue(queue)
+            .await?
+            .ok_or_else(|| EngineError::QueueNotFound(queue.to_string()))?;
+        let holds = self.dead_letters_held(queue).await?;
+        // Which queue to take dead letters from, and whose dead letters to take.
+        let (from, only_source) = match (holds, info.config.dead_letter_queue) {
+            (0, Some(dlq)) if self.get_queue(&dlq).await?.is_some() => (dlq, queue.to_string()),
+            _ => (queue.to_string(), String::new()),
+        };
+        let mut args = vec![arg(max), arg(only_source)];
+        match only {
+            Some(ids) => {
+                args.push(arg(ids.len()));
+                args.extend(ids.iter().map(|id| arg(hex(*id))));
+            }
+            None => args.push(arg(0)),
+        }
+        if only.is_some_and(|o| o.is_empty()) {
+            return Ok(0);
+        }
+        // The script parks them in the outbox; `run` moves them home before it returns.
+        // Those that cannot go home (their queue is gone) stay dead letters here.
+        let reply = self.invoke(&self.scripts.redrive, &from, now, args).await?;
+        if reply.status == "noqueue" {
+            return Err(EngineError::QueueNotFound(from));
+        }
+        self.follow_up(&from, &reply, now).await
+    }
+
+    async fn stats(&self, queue: &str, now: Millis) -> Result<QueueStats> {
+        let reply = self.run(&self.scripts.stats, queue, now, vec![]).await?;
+        let g = list(reply.get(0)?)?;
+        let mut s = QueueStats {
+            ready: int(&g[0])? as u64,
+            delayed: int(&g[1])? as u64,
+            in_flight: int(&g[2])? as u64,
+            ..Default::default()
+        };
+        let oldest = int(&g[3])?;
+        if oldest >= 0 && s.ready > 0 {
+            s.oldest_ready_age_seconds = ((now - oldest).max(0) / 1000) as u64;
+        }
+        for kv in list(reply.get(1)?)?.chunks(2) {
+            let [k, v] = kv else { continue };
+            let v = int(v)?.max(0) as u64;
+            match text(k)? {
+                "published" => s.published = v,
+                "received" => s.received = v,
+                "acked" => s.acked = v,
+                "nacked" => s.nacked = v,
+                "expired" => s.expired = v,
+                "visibility_timeouts" => s.visibility_timeouts = v,
+                "dead_lettered" => s.dead_lettered = v,
+                "dead_lettered_total" => s.dead_lettered_total = v,
+                "redriven" => s.redriven = v,
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+
+    async fn next_due(&self, queue: &str, now: Millis) -> Result<Option<Millis>> {
+        let reply = self.run(&self.scripts.next_due, queue, now, vec![]).await?;
+        let first = |v: &Value| -> Result<Option<Millis>> {
+            Ok(match list(v)? {
+                [_, score] => Some(int(score)?),
+                _ => None,
+            })
+        };
+        let d = first(reply.get(0)?)?;
+        let f = first(reply.get(1)?)?;
+        Ok(match (d, f) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    async fn tick(&self, now: Millis) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let names: Vec<String> = self.ok(redis::cmd("HKEYS")
+            .arg(self.global("queues"))
+            .query_async(&mut conn)
+            .await)?;
+        let mut woke = Vec::new();
+        let mut messages = 0u64;
+        for name in names {
+            // One queue's failure does not stop housekeeping of the others.
+            let reply = match self.invoke(&self.scripts.tick, &name, now, vec![]).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(queue = %name, error = %e, "redis housekeeping failed");
+                    continue;
+                }
+            };
+            if reply.status == "noqueue" {
+                continue;
+            }
+            if let Err(e) = self.follow_up(&name, &reply, now).await {
+                tracing::warn!(queue = %name, error = %e, "redis housekeeping failed");
+            }
+            messages += int(reply.get(0)?)? as u64;
+            if reply.woke {
+                woke.push(name);
+            }
+        }
+        self.messages.store(messages, Ordering::Relaxed);
+        if let Ok(info) = redis::cmd("INFO")
+            .arg("memory")
+            .query_async::<String>(&mut conn)
+            .await
+        {
+            if let Some(used) = info
+                .lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                self.bytes.store(used, Ordering::Relaxed);
+            }
+        }
+        // Long polls also sleep until the next due moment, so waking every queue is cheap
+        // insurance; only local waiters are woken (other nodes tick themselves).
+        Ok(woke)
+    }
+
+    async fn ids(&self, queue: &str) -> Result<Vec<(MessageId, Millis)>> {
+        let reply = self.run(&self.scripts.ids, queue, 0, vec![]).await?;
+        list(reply.get(0)?)?
+            .chunks(2)
+            .map(|kv| match kv {
+                [id, at] => Ok((unhex(bytes(id)?)?, int(at)?)),
+                _ => Err(bad_reply("ids")),
+            })
+            .collect()
+    }
+
+    async fn meta_put(&self, key: &str, value: Option<String>) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let cmd = match &value {
+            Some(v) => {
+                let mut c = redis::cmd("HSET");
+                c.arg(self.global("meta")).arg(key).arg(v);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("HDEL");
+                c.arg(self.global("meta")).arg(key);
+                c
+            }
+        };
+        let _: i64 = self.ok(cmd.query_async(&mut conn).await)?;
+        self.replicate(&self.global("meta")).await?;
+        // Only settings other nodes keep in memory are announced (not ingestion checkpoints).
+        if key.starts_with("sub/") || key.starts_with("schedule/") {
+            self.announce(&format!("meta:{key}")).await;
+        }
+        Ok(())
+    }
+
+    async fn meta_list(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let mut conn = self.conn.clone();
+        let mut all: Vec<(String, String)> = self.ok(redis::cmd("HGETALL")
+            .arg(self.global("meta"))
+            .query_async(&mut conn)
+            .await)?;
+        all.retain(|(k, _)| k.starts_with(prefix));
+        all.sort();
+        Ok(all)
+    }
+
+    async fn archive_put(&self, entries: &[(MessageId, u8)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.global("archive"));
+        for (id, code) in entries {
+            cmd.arg(hex(*id)).arg(*code);
+        }
+        let _: i64 = self.ok(cmd.query_async(&mut conn).await)?;
+        // Not announced: timer outcomes are many, and other nodes read one fresh when they
+        // need it (Engine::timer_fresh, timer_outcome_fresh) and all of them every 10 s.
+        self.replicate(&self.global("archive")).await?;
+        Ok(())
+    }
+
+    async fn archive_list(&self) -> Result<Vec<(MessageId, u8)>> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, u8)> = self.ok(redis::cmd("HGETALL")
+            .arg(self.global("archive"))
+            .query_async(&mut conn)
+            .await)?;
+        all.into_iter()
+            .map(|(k, v)| Ok((unhex(k.as_bytes())?, v)))
+            .collect()
+    }
+
+    async fn attempts_put(&self, id: MessageId, at: Millis, entry: String) -> Result<()> {
+        use crate::history::limits as pl;
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.attempts.prepare_invoke();
+        inv.key(self.global(&format!("att/{}", hex(id))))
+            .key(self.global("att"))
+            .arg(hex(id))
+            .arg(entry)
+            .arg(at)
+            .arg(pl::ATTEMPTS_PER_MESSAGE)
+            .arg(pl::MESSAGES)
+            .arg(pl::AGE_MS);
+        let _: Value = self.ok(inv.invoke_async(&mut conn).await)?;
+        Ok(())
+    }
+
+    async fn attempts_get(&self, ids: &[MessageId]) -> Result<Vec<Vec<String>>> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("LRANGE")
+                .arg(self.global(&format!("att/{}", hex(*id))))
+                .arg(0)
+                .arg(-1);
+        }
+        self.ok(pipe.query_async(&mut conn).await)
+    }
+
+    async fn attempts_recent(&self, limit: usize) -> Result<Vec<MessageId>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = self.ok(redis::cmd("ZREVRANGE")
+            .arg(self.global("att"))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut conn)
+            .await)?;
+        ids.iter().map(|s| unhex(s.as_bytes())).collect()
+    }
+
+    async fn heartbeat(&self, node: &str, info: String, now: Millis) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let key = self.global("nodes");
+        let (_, _, all): (i64, i64, Vec<String>) = self.ok(redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(node)
+            .arg(format!("{now} {info}"))
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(60_000)
+            .cmd("HVALS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await)?;
+        let mut alive = Vec::new();
+        for v in all {
+            if let Some((at, info)) = v.split_once(' ') {
+                if at.parse::<Millis>().is_ok_and(|at| now - at <= 10_000) {
+                    alive.push(info.to_string());
+                }
+            }
+        }
+        alive.sort();
+        Ok(alive)
+    }
+
+    async fn archive_get(&self, id: MessageId) -> Result<Option<u8>> {
+        let mut conn = self.conn.clone();
+        self.ok(redis::cmd("HGET")
+            .arg(self.global("archive"))
+            .arg(hex(id))
+            .query_async(&mut conn)
+            .await)
+    }
+
+    fn info(&self) -> StoreInfo {
+        let healthy = self.healthy.load(Ordering::Relaxed);
+        StoreInfo {
+            backend: "redis",
+            bytes_on_disk: self.bytes.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
+            healthy,
+            problems: if healthy {
+                Vec::new()
+            } else {
+                self.problem.lock().iter().cloned().collect()
+            },
+        }
+    }
+
+    fn remote_wakeups(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.wakeups.subscribe())
+    }
+
+    async fn close(&self) -> Result<()> {
+        if let Some(t) = self.listener.lock().take() {
+            t.abort();
+        }
+        Ok(())
+    }
+}

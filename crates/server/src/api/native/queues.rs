@@ -1,0 +1,192 @@
+//! Queues: create, configure, list, inspect, purge, delete.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sluice_engine::{rfc3339, QueueConfig, QueueConfigPatch, QueueInfo, QueueStats};
+use utoipa::ToSchema;
+
+use crate::api::body::{double_option, parse_json_or_default, RawBody};
+use crate::api::error::{ApiResult, ErrorBody};
+use crate::api::AppState;
+
+/// Queue configuration. On PUT every field is optional: absent fields keep their current value
+/// (or the default for a new queue); `null` clears `max_receives` / `dead_letter_queue`.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfigBody {
+    /// Default lease of a receive, 0-43200 s. Default 30.
+    pub visibility_timeout_seconds: Option<u32>,
+    /// Default delay of a new message, 0-31536000 s. Default 0.
+    pub delay_seconds: Option<u32>,
+    /// How long a message is kept, 60-1209600 s. Default 345600 (4 days).
+    pub retention_seconds: Option<u32>,
+    /// Largest message (body + attribute names and values), 1 to the server limit. Default 262144.
+    pub max_message_bytes: Option<u32>,
+    /// Receives after which a message moves to the dead-letter queue, 1-1000, or null.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub max_receives: Option<Option<u32>>,
+    /// The dead-letter queue (created if missing), or null.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub dead_letter_queue: Option<Option<String>>,
+    /// Default long-poll wait of receives that name none, 0-20 s. Default 0.
+    pub receive_wait_seconds: Option<u32>,
+    /// Free-form tags (at most 50); replaces the whole set.
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+impl From<QueueConfigBody> for QueueConfigPatch {
+    fn from(b: QueueConfigBody) -> Self {
+        QueueConfigPatch {
+            visibility_timeout_seconds: b.visibility_timeout_seconds,
+            delay_seconds: b.delay_seconds,
+            retention_seconds: b.retention_seconds,
+            max_message_bytes: b.max_message_bytes,
+            max_receives: b.max_receives,
+            dead_letter_queue: b.dead_letter_queue,
+            receive_wait_seconds: b.receive_wait_seconds,
+            tags: b.tags,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueConfigView {
+    pub visibility_timeout_seconds: u32,
+    pub delay_seconds: u32,
+    pub retention_seconds: u32,
+    pub max_message_bytes: u32,
+    pub max_receives: Option<u32>,
+    pub dead_letter_queue: Option<String>,
+    pub receive_wait_seconds: u32,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl From<QueueConfig> for QueueConfigView {
+    fn from(c: QueueConfig) -> Self {
+        QueueConfigView {
+            visibility_timeout_seconds: c.visibility_timeout_seconds,
+            delay_seconds: c.delay_seconds,
+            retention_seconds: c.retention_seconds,
+            max_message_bytes: c.max_message_bytes,
+            max_receives: c.max_receives,
+            dead_letter_queue: c.dead_letter_queue,
+            receive_wait_seconds: c.receive_wait_seconds,
+            tags: c.tags,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueView {
+    pub name: String,
+    pub config: QueueConfigView,
+    /// Gauges are exact when read; counters count since the server started.
+    pub stats: QueueStats,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn queue_view(info: QueueInfo, stats: QueueStats) -> QueueView {
+    QueueView {
+        name: info.name,
+        config: info.config.into(),
+        stats,
+        created_at: rfc3339(info.created_at),
+        updated_at: rfc3339(info.updated_at),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueList {
+    pub queues: Vec<QueueView>,
+}
+
+/// List every queue with its stats.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues",
+    responses((status = 200, body = QueueList)))]
+pub async fn list_queues(
+    State(s): State<AppState>,
+    caller: Option<axum::Extension<crate::auth::Principal>>,
+) -> ApiResult<Json<QueueList>> {
+    let queues = s.engine.list_queues().await?;
+    Ok(Json(QueueList {
+        queues: queues
+            .into_iter()
+            .filter(|(i, _)| caller.as_ref().is_none_or(|p| p.covers(&i.name)))
+            .map(|(i, st)| queue_view(i, st))
+            .collect(),
+    }))
+}
+
+/// Create a queue, or update its configuration.
+#[utoipa::path(put, path = "/v1/queues/{queue}", tag = "queues",
+    params(("queue" = String, Path, description = "1-80 of [A-Za-z0-9_-], optional .fifo suffix")),
+    request_body(content = QueueConfigBody, content_type = "application/json"),
+    responses((status = 201, description = "created", body = QueueView),
+        (status = 200, description = "updated", body = QueueView),
+        (status = 400, body = ErrorBody)))]
+pub async fn put_queue(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+    body: RawBody,
+) -> ApiResult<Response> {
+    let cfg: QueueConfigBody = parse_json_or_default(&body.bytes)?;
+    let (info, created) = s.engine.put_queue(&queue, cfg.into()).await?;
+    let stats = s.engine.stats(&queue).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(queue_view(info, stats))).into_response())
+}
+
+/// One queue with its configuration and stats.
+#[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues",
+    params(("queue" = String, Path)),
+    responses((status = 200, body = QueueView), (status = 404, body = ErrorBody)))]
+pub async fn get_queue(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<QueueView>> {
+    let (info, stats) = s.engine.get_queue(&queue).await?;
+    Ok(Json(queue_view(info, stats)))
+}
+
+/// Delete a queue and all its messages.
+#[utoipa::path(delete, path = "/v1/queues/{queue}", tag = "queues",
+    params(("queue" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete_queue(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.engine.delete_queue(&queue).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Purged {
+    pub purged: u64,
+}
+
+/// Remove every message of the queue.
+#[utoipa::path(post, path = "/v1/queues/{queue}/purge", tag = "queues",
+    params(("queue" = String, Path)),
+    responses((status = 200, body = Purged), (status = 404, body = ErrorBody)))]
+pub async fn purge_queue(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<Purged>> {
+    Ok(Json(Purged {
+        purged: s.engine.purge(&queue).await?,
+    }))
+}
