@@ -16,6 +16,7 @@
 
 mod delivery;
 mod fanout;
+pub mod pace;
 pub mod policy;
 mod redrive;
 pub mod subscription;

@@ -10,12 +10,23 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sluice_engine::push::pace::Ticket;
 use sluice_engine::push::SubscriptionRef;
 use sluice_engine::Delivery;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::throttle::Throttle;
 use super::{Counters, PushManager, LEASE_POLL_MS};
+
+/// A delivery's turn of the endpoint's pace.
+enum Turn {
+    /// Taken before the message was leased.
+    Taken(Ticket),
+    /// To take before sending (leased in bulk before a 429 slowed the endpoint down).
+    Take,
+    /// Nothing is paced: send at once.
+    Free,
+}
 
 pub(super) struct Lane {
     pub manager: Arc<PushManager>,
@@ -41,12 +52,12 @@ impl Lane {
             };
             if batch_max > 1 {
                 // A batch is one request: one slot, one turn of the pace.
-                tokio::select! {
-                    _ = lane.throttle.acquire() => {}
+                let ticket = tokio::select! {
+                    t = lane.throttle.acquire() => t,
                     _ = stop.changed() => return,
-                }
+                };
                 if let Some(got) = lane.lease_batch(batch_max, &mut stop).await {
-                    lane.spawn_delivery(got, vec![first], false);
+                    lane.spawn_delivery(got, vec![first], Turn::Taken(ticket));
                 }
                 continue;
             }
@@ -54,12 +65,13 @@ impl Lane {
             // one store call; each delivery then waits for its own turn of the pace.
             let mut permits = vec![first];
             let paced = lane.throttle.is_pacing();
+            let mut ticket = None;
             if paced {
                 // A paced endpoint: take the turn first, then lease one message for it.
-                tokio::select! {
-                    _ = lane.throttle.acquire() => {}
+                ticket = tokio::select! {
+                    t = lane.throttle.acquire() => Some(t),
                     _ = stop.changed() => return,
-                }
+                };
             }
             let cap = if paced || fifo { 1 } else { 100 };
             while permits.len() < cap {
@@ -101,7 +113,12 @@ impl Lane {
             };
             permits.truncate(got.len());
             for (d, p) in got.into_iter().zip(permits) {
-                lane.spawn_delivery(vec![d], vec![p], !paced);
+                let turn = match ticket.take() {
+                    Some(t) => Turn::Taken(t),
+                    // Leased in bulk: a 429 may have slowed the endpoint down meanwhile.
+                    None => Turn::Take,
+                };
+                lane.spawn_delivery(vec![d], vec![p], turn);
             }
         }
     }
@@ -160,37 +177,47 @@ impl Lane {
         Some(got)
     }
 
-    /// Deliver `got` in a task of its own; the permits free their slots when it is done. With
-    /// `pace`, the task first waits for its turn (messages leased in bulk before a 429 slowed
-    /// this endpoint down) and renews the lease if the wait was long.
+    /// Deliver `got` in a task of its own; the permits free their slots when it is done. A
+    /// delivery leased in bulk first waits for its turn if the endpoint is paced by then, and
+    /// renews its lease if the wait was long.
     fn spawn_delivery(
         self: &Arc<Self>,
         got: Vec<Delivery>,
         permits: Vec<OwnedSemaphorePermit>,
-        pace: bool,
+        turn: Turn,
     ) {
         let lane = self.clone();
         let n = got.len() as u64;
         lane.counters.in_flight.fetch_add(n, Ordering::Relaxed);
         tokio::spawn(async move {
             let mut got = got;
-            if pace {
-                let started = Instant::now();
-                lane.throttle.acquire().await;
-                if started.elapsed() > Duration::from_secs(1) {
-                    // A lapsed lease is gone: the message is back in line.
-                    got = lane
-                        .manager
-                        .engine
-                        .push()
-                        .renew(&lane.sub.child, got, lane.sub.config.lease_ms())
-                        .await
-                        .unwrap_or_default();
+            let turn = match turn {
+                Turn::Take if lane.throttle.is_pacing() => Turn::Take,
+                Turn::Take | Turn::Free => Turn::Free,
+                taken => taken,
+            };
+            let ticket = match turn {
+                Turn::Taken(t) => t,
+                Turn::Free => lane.throttle.ticket(),
+                Turn::Take => {
+                    let started = Instant::now();
+                    let t = lane.throttle.acquire().await;
+                    if started.elapsed() > Duration::from_secs(1) {
+                        // A lapsed lease is gone: the message is back in line.
+                        got = lane
+                            .manager
+                            .engine
+                            .push()
+                            .renew(&lane.sub.child, got, lane.sub.config.lease_ms())
+                            .await
+                            .unwrap_or_default();
+                    }
+                    t
                 }
-            }
+            };
             if !got.is_empty() {
                 lane.manager
-                    .deliver(&lane.sub, &got, &lane.counters, &lane.throttle)
+                    .deliver(&lane.sub, &got, &lane.counters, &lane.throttle, ticket)
                     .await;
             }
             lane.counters.in_flight.fetch_sub(n, Ordering::Relaxed);

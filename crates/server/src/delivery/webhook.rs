@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use sluice_engine::push::pace::Ticket;
 use sluice_engine::push::{Attempt, DeliveryPolicy, Outcome, Settled, SubscriptionRef};
 use sluice_engine::Delivery;
 
@@ -21,6 +22,7 @@ impl PushManager {
         got: &[Delivery],
         counters: &Counters,
         throttle: &Throttle,
+        ticket: Ticket,
     ) {
         let sub = &s.config;
         let push = self.engine.push();
@@ -35,7 +37,7 @@ impl PushManager {
         let resp = self.sender.send(req).await;
         let decision =
             DeliveryPolicy::of(sub).decide(&resp.answer(), attempt, rand::random(), |ra| {
-                throttle.on_throttled(ra)
+                throttle.on_throttled(ticket, ra)
             });
         let label = decision.outcome.label();
         metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
@@ -58,12 +60,18 @@ impl PushManager {
         let n = got.len() as u64;
         match decision.outcome {
             Outcome::Delivered => {
-                throttle.on_success();
+                throttle.on_success(ticket);
                 counters.delivered.fetch_add(n, Ordering::Relaxed)
             }
             Outcome::Throttled => counters.throttled.fetch_add(n, Ordering::Relaxed),
-            Outcome::Retry => counters.retried.fetch_add(n, Ordering::Relaxed),
-            Outcome::Failed => counters.failed.fetch_add(n, Ordering::Relaxed),
+            Outcome::Retry => {
+                throttle.on_other(ticket);
+                counters.retried.fetch_add(n, Ordering::Relaxed)
+            }
+            Outcome::Failed => {
+                throttle.on_other(ticket);
+                counters.failed.fetch_add(n, Ordering::Relaxed)
+            }
         };
         match push.settle(s, got, &decision, entry).await {
             Ok(Settled {

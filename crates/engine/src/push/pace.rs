@@ -1,0 +1,377 @@
+//! The pace of one endpoint: its configured rate limit (a token bucket, one second's worth of
+//! burst) and an adaptive rate that follows its 429 answers, designed like congestion control
+//! so that it converges instead of collapsing. Pure logic: the caller passes the time in (ms,
+//! as an `f64` from any monotonic clock), so the rule is tested by simulation, without sleeping.
+//!
+//! The rule (docs/webhooks.md, "Pacing"):
+//! - A 429 delays *that* message by at least its `Retry-After` (1 s without one); other
+//!   messages go on.
+//! - A 429 lowers the rate once per *congestion event*: only for a request sent after the
+//!   previous cut, and at most once a second unless most answers since the cut were refusals.
+//!   The cut starts from the rate actually achieved, never from the floor: while the endpoint
+//!   refuses most requests, from what it accepted over the last second (that is its capacity);
+//!   while it refuses only some, from the rate in force (the configured one, or what was sent).
+//!   The new rate is [`BETA`] times that (the configured rate while too little was sent to
+//!   measure). The floor is [`FLOOR`] requests/s.
+//! - The whole endpoint pauses only while it refuses everything: [`PAUSE_AFTER`] refusals in a
+//!   row (no success between) pause it until the latest `Retry-After`; then one probe goes, and
+//!   the others wait for its answer.
+//! - Recovery: below the rate that was last accepted, the rate closes the gap quickly (time
+//!   constant [`RECOVER_MS`]); above it, it probes upwards by [`PROBE_GROWTH`] a second. It is
+//!   lifted when it reaches the configured rate (or, with none, four times the accepted rate
+//!   after [`LIFT_QUIET_MS`] without a 429).
+
+use std::collections::VecDeque;
+
+/// The new rate after a cut, as a share of the accepted rate.
+pub const BETA: f64 = 0.85;
+/// The adaptive rate never goes below this (requests/s).
+pub const FLOOR: f64 = 0.5;
+/// Refusals in a row (no success between) that pause the whole endpoint.
+pub const PAUSE_AFTER: u32 = 4;
+/// Time constant of the return to the last accepted rate after a cut.
+pub const RECOVER_MS: f64 = 250.0;
+/// Growth a second above the last accepted rate.
+pub const PROBE_GROWTH: f64 = 0.05;
+/// Without a configured rate, the adaptive one is lifted only after this long without a 429.
+pub const LIFT_QUIET_MS: f64 = 10_000.0;
+/// Cuts closer together than this need most answers since the cut to be refusals.
+const CUT_GAP_MS: f64 = 1000.0;
+/// A pause without `Retry-After` lasts this long.
+const DEFAULT_WAIT_MS: f64 = 1000.0;
+/// A probe that has not been answered in this long is taken as lost: another may go.
+const PROBE_LOST_MS: f64 = 60_000.0;
+/// Goodput is measured over this window, in buckets of `BUCKET_MS`.
+const WINDOW_MS: f64 = 1000.0;
+const BUCKET_MS: f64 = 100.0;
+
+/// The right to send one request, to be handed back with its answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ticket {
+    seq: u64,
+    probe: bool,
+}
+
+/// What [`Pace::acquire`] says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Grant {
+    /// Send now.
+    Go(Ticket),
+    /// Ask again at this moment (ms).
+    WaitUntil(f64),
+    /// A probe is out: ask again when an answer comes.
+    WaitForAnswer,
+}
+
+/// The pace of one endpoint. See the module doc for the rule.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    configured: Option<f64>,
+    /// Token bucket of the configured rate.
+    tokens: f64,
+    refilled_at: f64,
+    /// The adaptive rate in force (requests/s), or None.
+    rate: Option<f64>,
+    /// The rate the endpoint accepted at the last cut.
+    accepted: f64,
+    next_slot: f64,
+    grown_at: f64,
+    seq: u64,
+    /// Tickets up to this one were out when the rate was last cut.
+    cut_seq: u64,
+    cut_at: Option<f64>,
+    answers_since_cut: u32,
+    refusals_since_cut: u32,
+    last_refusal_at: Option<f64>,
+    refusals_in_a_row: u32,
+    paused_until: Option<f64>,
+    /// After a pause: the probe's ticket and when it went.
+    probe: Option<(u64, f64)>,
+    probe_needed: bool,
+    /// What happened per bucket over the last window.
+    window: VecDeque<Bucket>,
+    /// When sending started (goodput is measured over at most the time since).
+    started_at: Option<f64>,
+}
+
+impl Pace {
+    pub fn new(configured: Option<f64>) -> Pace {
+        Pace {
+            configured,
+            tokens: configured.map_or(0.0, burst),
+            refilled_at: 0.0,
+            rate: None,
+            accepted: 0.0,
+            next_slot: 0.0,
+            grown_at: 0.0,
+            seq: 0,
+            cut_seq: 0,
+            cut_at: None,
+            answers_since_cut: 0,
+            refusals_since_cut: 0,
+            last_refusal_at: None,
+            refusals_in_a_row: 0,
+            paused_until: None,
+            probe: None,
+            probe_needed: false,
+            window: VecDeque::new(),
+            started_at: None,
+        }
+    }
+
+    /// Is a rate in force (configured, adaptive, or a pause)? Unpaced endpoints may take as
+    /// many messages at once as they have free slots.
+    pub fn is_pacing(&self) -> bool {
+        self.configured.is_some()
+            || self.rate.is_some()
+            || self.paused_until.is_some()
+            || self.probe_needed
+            || self.probe.is_some()
+    }
+
+    /// The adaptive rate in force, if the endpoint is being slowed down.
+    pub fn current_rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// Until when the whole endpoint is paused (refusing everything), if it is.
+    pub fn paused_until(&self) -> Option<f64> {
+        self.paused_until
+    }
+
+    /// May a request go at `now`?
+    pub fn acquire(&mut self, now: f64) -> Grant {
+        self.started_at.get_or_insert(now);
+        self.grow(now);
+        if let Some(p) = self.paused_until {
+            if now < p {
+                return Grant::WaitUntil(p);
+            }
+            self.paused_until = None;
+            self.probe_needed = true;
+        }
+        if let Some((_, sent)) = self.probe {
+            if now - sent < PROBE_LOST_MS {
+                return Grant::WaitForAnswer;
+            }
+            self.probe = None;
+            self.probe_needed = true;
+        }
+        let mut at = now;
+        if let Some(rate) = self.configured {
+            self.tokens = (self.tokens + (now - self.refilled_at) * rate / 1000.0).min(burst(rate));
+            self.refilled_at = now;
+            if self.tokens < 1.0 {
+                at = at.max(now + (1.0 - self.tokens) * 1000.0 / rate);
+            }
+        }
+        if self.rate.is_some() {
+            at = at.max(self.next_slot);
+        }
+        if at > now {
+            return Grant::WaitUntil(at);
+        }
+        if self.configured.is_some() {
+            self.tokens -= 1.0;
+        }
+        if let Some(rate) = self.rate {
+            self.next_slot = self.next_slot.max(now) + 1000.0 / rate;
+        }
+        self.seq += 1;
+        self.bucket(now).sent += 1;
+        let probe = std::mem::take(&mut self.probe_needed);
+        if probe {
+            self.probe = Some((self.seq, now));
+        }
+        Grant::Go(Ticket {
+            seq: self.seq,
+            probe,
+        })
+    }
+
+    /// A ticket for a request that did not wait for its turn (leased in bulk while no rate was
+    /// in force).
+    pub fn ticket(&mut self, now: f64) -> Ticket {
+        self.started_at.get_or_insert(now);
+        self.seq += 1;
+        self.bucket(now).sent += 1;
+        Ticket {
+            seq: self.seq,
+            probe: false,
+        }
+    }
+
+    /// The request of `t` was accepted.
+    pub fn on_success(&mut self, t: Ticket, now: f64) {
+        self.grow(now);
+        self.refusals_in_a_row = 0;
+        self.answers_since_cut += 1;
+        if t.probe || self.probe.is_some_and(|(s, _)| s == t.seq) {
+            self.probe = None;
+        }
+        self.bucket(now).accepted += 1;
+    }
+
+    /// The current bucket of the window (older ones dropped).
+    fn bucket(&mut self, now: f64) -> &mut Bucket {
+        let start = (now / BUCKET_MS).floor() * BUCKET_MS;
+        while self
+            .window
+            .front()
+            .is_some_and(|b| b.start < now - WINDOW_MS)
+        {
+            self.window.pop_front();
+        }
+        if self.window.back().is_none_or(|b| b.start != start) {
+            self.window.push_back(Bucket {
+                start,
+                ..Bucket::default()
+            });
+        }
+        self.window.back_mut().expect("just pushed")
+    }
+
+    /// The request of `t` got an answer that is neither a success nor a 429 (a 5xx, a
+    /// timeout): the endpoint is not refusing with 429s, so a probe is over.
+    pub fn on_other(&mut self, t: Ticket, _now: f64) {
+        self.refusals_in_a_row = 0;
+        if t.probe || self.probe.is_some_and(|(s, _)| s == t.seq) {
+            self.probe = None;
+        }
+    }
+
+    /// The request of `t` was refused with 429 (and `retry_after_ms`, if given). Returns how
+    /// long that message waits before its next try.
+    pub fn on_throttled(&mut self, t: Ticket, retry_after_ms: Option<u64>, now: f64) -> u64 {
+        self.grow(now);
+        let wait = retry_after_ms
+            .map_or(DEFAULT_WAIT_MS, |ms| ms as f64)
+            .max(1.0);
+        self.refusals_in_a_row += 1;
+        self.answers_since_cut += 1;
+        self.refusals_since_cut += 1;
+        self.last_refusal_at = Some(now);
+        self.bucket(now).refused += 1;
+        let was_probe = t.probe || self.probe.is_some_and(|(s, _)| s == t.seq);
+        let paused = self.paused_until.is_some();
+        if was_probe || self.refusals_in_a_row >= PAUSE_AFTER {
+            // Refusing everything: pause the whole endpoint, then probe with one request.
+            self.probe = None;
+            let until = now + wait;
+            self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+        }
+        // A refused probe, or an answer that comes during a pause, only extends the pause:
+        // what the endpoint accepted before it refused everything is still the best guess.
+        if !was_probe && !paused && self.is_new_event(t, now) {
+            self.cut(now);
+        }
+        wait.round() as u64
+    }
+
+    fn is_new_event(&self, t: Ticket, now: f64) -> bool {
+        if t.seq <= self.cut_seq {
+            return false; // in flight at the last cut: the same event
+        }
+        match self.cut_at {
+            None => true,
+            Some(at) => {
+                now - at >= CUT_GAP_MS
+                    || (self.answers_since_cut >= 20
+                        && self.refusals_since_cut * 2 >= self.answers_since_cut)
+            }
+        }
+    }
+
+    fn cut(&mut self, now: f64) {
+        let base = match (self.measure(now), self.rate.or(self.configured)) {
+            // Nothing accepted at all: the pause handles an endpoint that refuses everything.
+            (Some(Measured::Overloaded(0.0)), _) => return,
+            // It refuses most requests: what it accepted is its capacity.
+            (Some(Measured::Overloaded(accepted)), r) => r.map_or(accepted, |r| r.min(accepted)),
+            // Occasional refusals: from the rate in force (what was sent may lag behind it,
+            // recovering from the last cut; starting from that would ratchet the rate down).
+            (Some(Measured::Sending(_)), Some(r)) => r,
+            (Some(Measured::Sending(sent)), None) => sent,
+            // Too little sent to measure: from the configured rate, or no cut at all (the
+            // message itself waits its Retry-After).
+            (None, Some(r)) => r,
+            (None, None) => return,
+        };
+        self.accepted = base.max(FLOOR);
+        let rate = (BETA * base).max(FLOOR);
+        self.rate = Some(rate);
+        self.next_slot = self.next_slot.max(now);
+        self.cut_seq = self.seq;
+        self.cut_at = Some(now);
+        self.answers_since_cut = 0;
+        self.refusals_since_cut = 0;
+    }
+
+    /// What the last second says about the endpoint, if enough time has passed to tell: it
+    /// refused most requests (and accepted so many a second), or it took what was sent (so
+    /// many a second), refusing only some.
+    fn measure(&self, now: f64) -> Option<Measured> {
+        let span = (now - self.started_at?).min(WINDOW_MS);
+        if span < 2.0 * BUCKET_MS {
+            return None;
+        }
+        let (mut sent, mut accepted, mut refused) = (0, 0, 0);
+        for b in self.window.iter().filter(|b| b.start >= now - WINDOW_MS) {
+            sent += b.sent;
+            accepted += b.accepted;
+            refused += b.refused;
+        }
+        let per_second = |n: u32| n as f64 * 1000.0 / span;
+        Some(if refused * 2 >= accepted + refused {
+            Measured::Overloaded(per_second(accepted))
+        } else {
+            Measured::Sending(per_second(sent))
+        })
+    }
+
+    fn grow(&mut self, now: f64) {
+        let dt = (now - self.grown_at).max(0.0);
+        self.grown_at = now;
+        let Some(r) = self.rate else {
+            return;
+        };
+        if dt == 0.0 || self.paused_until.is_some() {
+            return;
+        }
+        let r = if r < self.accepted {
+            self.accepted - (self.accepted - r) * (-dt / RECOVER_MS).exp()
+        } else {
+            r * (1.0 + PROBE_GROWTH).powf(dt / 1000.0) + 0.5 * dt / 1000.0
+        };
+        let quiet = self
+            .last_refusal_at
+            .is_none_or(|at| now - at >= LIFT_QUIET_MS);
+        let lift = match self.configured {
+            Some(c) => r >= c,
+            None => quiet && r >= 4.0 * self.accepted,
+        };
+        self.rate = if lift { None } else { Some(r) };
+    }
+}
+
+enum Measured {
+    Overloaded(f64),
+    Sending(f64),
+}
+
+/// Requests sent, accepted and refused in one bucket of the window.
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    start: f64,
+    sent: u32,
+    accepted: u32,
+    refused: u32,
+}
+
+/// One second's worth of a configured rate (at least one request).
+fn burst(rate: f64) -> f64 {
+    rate.ceil().clamp(1.0, 10_000.0)
+}
+
+#[cfg(test)]
+mod tests;
