@@ -1,29 +1,32 @@
 //! The delivery history: one [`Attempt`] per HTTP request a push subscription or a timer made,
-//! kept per message (the first attempt and the latest ones), bounded in messages, bytes and
-//! age. Push and timers record into it; the attempts routes and the dashboard read it.
+//! written through the store (durable, shared by every node on a shared store), kept per
+//! message (the first attempt and the latest ones), by the queue's retention and within the
+//! store's budget. Push and timers record into it and number their attempts from it (a 429 is
+//! not an attempt); the attempts routes and the dashboard read it.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{rfc3339_serde, Millis};
 use crate::core::Core;
 use crate::error::Result;
-use crate::model::MessageId;
+use crate::model::{Delivery, MessageId};
 
 /// Bounds of the history (documented in docs/webhooks.md).
 pub mod limits {
     /// Attempts kept per message: the first and the latest ones.
-    pub const ATTEMPTS_PER_MESSAGE: usize = 50;
-    /// Messages kept.
-    pub const MESSAGES: usize = 100_000;
-    /// Bytes of request and response excerpts and errors kept over all messages.
-    pub const BYTES: usize = 64 * 1024 * 1024;
-    pub const AGE_MS: i64 = 24 * 3600 * 1000;
+    pub const ATTEMPTS_PER_MESSAGE: usize = 20;
+    /// Messages remembered per subscription for "recent deliveries" (the dashboard).
+    pub const RECENT_PER_KEY: usize = 10_000;
+    /// The embedded store's history budget on disk, by default (`--history-max-bytes`).
+    pub const BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
     /// Bytes of a response body kept in an attempt.
     pub const RESPONSE_EXCERPT: usize = 1024;
+    /// Bytes of the request and the response kept in a successful attempt.
+    pub const DELIVERED_EXCERPT: usize = 256;
+    /// How long a timer's attempts are kept.
+    pub const TIMER_KEEP_MS: i64 = crate::limits::RETENTION_DEFAULT_S as i64 * 1000;
 }
 
 /// What one HTTP attempt's outcome means for the message.
@@ -81,88 +84,9 @@ pub struct Attempt {
     pub next_attempt_at: Option<Millis>,
     /// Messages in this request (more than 1 for a batch).
     pub batch_size: u32,
-}
-
-/// The attempts of recent messages, bounded in messages, attempts per message and age.
-#[derive(Default)]
-pub struct AttemptLog {
-    by_id: HashMap<MessageId, Vec<Attempt>>,
-    order: VecDeque<(Millis, MessageId)>,
-    bytes: usize,
-}
-
-fn attempt_bytes(a: &Attempt) -> usize {
-    96 + a.response.len()
-        + a.request.len()
-        + a.error.as_ref().map_or(0, |e| e.len())
-        + a.subscription.len()
-        + a.queue.len()
-}
-
-impl AttemptLog {
-    pub fn record(&mut self, id: MessageId, a: Attempt) {
-        let now = a.at;
-        let v = self.by_id.entry(id).or_insert_with(|| {
-            self.order.push_back((now, id));
-            Vec::new()
-        });
-        if v.len() >= limits::ATTEMPTS_PER_MESSAGE {
-            // Keep the first attempt; drop the oldest of the others.
-            let gone = v.remove(1);
-            self.bytes -= attempt_bytes(&gone);
-        }
-        self.bytes += attempt_bytes(&a);
-        v.push(a);
-        while let Some(&(t, old)) = self.order.front() {
-            if self.order.len() > limits::MESSAGES
-                || now - t > limits::AGE_MS
-                || self.bytes > limits::BYTES
-            {
-                self.order.pop_front();
-                if let Some(v) = self.by_id.remove(&old) {
-                    self.bytes -= v.iter().map(attempt_bytes).sum::<usize>();
-                }
-            } else {
-                break;
-            }
-        }
-    }
-
-    pub fn get(&self, id: MessageId) -> Vec<Attempt> {
-        self.by_id.get(&id).cloned().unwrap_or_default()
-    }
-
-    /// The most recent messages (newest first, at most `limit`) with attempts by subscription
-    /// `sub` of `queue`, each with those attempts; with `failing`, only messages whose latest
-    /// attempt did not deliver.
-    pub fn recent(
-        &self,
-        queue: &str,
-        sub: &str,
-        limit: usize,
-        failing: bool,
-    ) -> Vec<(MessageId, Vec<Attempt>)> {
-        let mut out = Vec::new();
-        for (_, id) in self.order.iter().rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let Some(all) = self.by_id.get(id) else {
-                continue;
-            };
-            let mine: Vec<Attempt> = all
-                .iter()
-                .filter(|a| a.queue == queue && a.subscription == sub)
-                .cloned()
-                .collect();
-            match mine.last() {
-                None => continue,
-                Some(last) if failing && last.outcome == Outcome::Delivered => continue,
-                Some(_) => out.push((*id, mine)),
-            }
-        }
-        out
-    }
+    /// 429 answers this message got so far, this one included (they are not attempts).
+    #[serde(default)]
+    pub throttled: u32,
 }
 
 /// A compact summary of one subscription's attempts for a dead letter's attribute (at most
@@ -186,52 +110,55 @@ pub fn summary(attempts: &[Attempt], sub: &str) -> String {
     parts.join(" ")
 }
 
-/// The history service: records attempts and answers for them. A shared store (several
-/// nodes) keeps a copy, so every node shows every node's attempts.
+/// The history's key of a subscription (`QUEUE/SUBSCRIPTION`) or of timers (`timer`).
+pub fn key(queue: &str, subscription: &str) -> String {
+    if queue.is_empty() {
+        subscription.to_string()
+    } else {
+        format!("{queue}/{subscription}")
+    }
+}
+
+/// The history service: records attempts through the store (so they survive restarts and every
+/// node sees every node's), and answers for them.
 pub struct History {
     core: Arc<Core>,
-    log: Mutex<AttemptLog>,
 }
 
 impl History {
     pub(crate) fn new(core: Arc<Core>) -> History {
-        History {
-            core,
-            log: Mutex::new(AttemptLog::default()),
-        }
+        History { core }
     }
 
-    pub fn record(&self, id: MessageId, a: Attempt) {
-        if self.core.shared {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let store = self.core.store.clone();
-                let entry = serde_json::to_string(&a).expect("attempt serializes");
-                let at = a.at;
-                rt.spawn(async move {
-                    if let Err(e) = store.attempts_put(id, at, entry).await {
-                        tracing::warn!(error = %e, "could not store a push attempt");
-                    }
-                });
-            }
-        }
-        self.log.lock().record(id, a);
+    /// Record one attempt of `ids` (one request: a batch shares it), kept `keep_ms` (the
+    /// queue's retention). Durable on return.
+    pub async fn record(&self, ids: &[MessageId], a: &Attempt, keep_ms: i64) -> Result<()> {
+        let json = serde_json::to_string(a).expect("attempt serializes");
+        self.core
+            .store
+            .history_put(
+                &key(&a.queue, &a.subscription),
+                ids,
+                json,
+                a.at,
+                a.at.saturating_add(keep_ms),
+            )
+            .await
     }
 
-    /// The attempts of a message as this node saw them (empty if none are kept).
-    pub fn get(&self, id: MessageId) -> Vec<Attempt> {
-        self.log.lock().get(id)
+    /// The attempts of a message, oldest first.
+    pub async fn get(&self, id: MessageId) -> Result<Vec<Attempt>> {
+        Ok(self.get_many(&[id]).await?.pop().unwrap_or_default())
     }
 
-    /// The attempts of a message, every node's on a shared store.
-    pub async fn get_everywhere(&self, id: MessageId) -> Result<Vec<Attempt>> {
-        if !self.core.shared {
-            return Ok(self.get(id));
-        }
-        let got = self.core.store.attempts_get(&[id]).await?;
-        Ok(parse(got.into_iter().next().unwrap_or_default()))
+    /// The attempts of each of `ids`, oldest first.
+    pub async fn get_many(&self, ids: &[MessageId]) -> Result<Vec<Vec<Attempt>>> {
+        let got = self.core.store.history_get(ids, self.core.now()).await?;
+        Ok(got.into_iter().map(parse).collect())
     }
 
-    /// A subscription's recent deliveries, newest first: see [`AttemptLog::recent`].
+    /// A subscription's (or the timers') recent deliveries, newest first, each message with its
+    /// attempts there; with `failing`, only messages whose latest attempt did not deliver.
     pub async fn recent(
         &self,
         queue: &str,
@@ -239,26 +166,75 @@ impl History {
         limit: usize,
         failing: bool,
     ) -> Result<Vec<(MessageId, Vec<Attempt>)>> {
-        if !self.core.shared {
-            return Ok(self.log.lock().recent(queue, sub, limit, failing));
-        }
-        // Newest messages first, a page at a time, until `limit` match.
-        let ids = self.core.store.attempts_recent(limits::MESSAGES).await?;
-        let mut log = AttemptLog::default();
+        let now = self.core.now();
         let mut out = Vec::new();
-        for page in ids.chunks(200) {
-            let lists = self.core.store.attempts_get(page).await?;
-            for (id, entries) in page.iter().zip(lists).rev() {
-                for a in parse(entries) {
-                    log.record(*id, a);
+        // Ask for more than `limit` when filtering: most messages deliver.
+        let mut want = if failing { limit * 4 } else { limit };
+        loop {
+            let ids = self
+                .core
+                .store
+                .history_recent(&key(queue, sub), want, now)
+                .await?;
+            out.clear();
+            for page in ids.chunks(200) {
+                for (id, all) in page.iter().zip(self.get_many(page).await?) {
+                    let mine: Vec<Attempt> = all
+                        .into_iter()
+                        .filter(|a| a.queue == queue && a.subscription == sub)
+                        .collect();
+                    match mine.last() {
+                        None => continue,
+                        Some(last) if failing && last.outcome == Outcome::Delivered => continue,
+                        Some(_) => out.push((*id, mine)),
+                    }
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
                 }
             }
-            out = log.recent(queue, sub, limit, failing);
-            if out.len() >= limit {
-                break;
+            if ids.len() < want || want >= limits::RECENT_PER_KEY {
+                return Ok(out);
+            }
+            want = (want * 4).min(limits::RECENT_PER_KEY);
+        }
+    }
+
+    /// The next attempt's number and the 429s so far of each delivery, from its last recorded
+    /// attempt under this subscription (a 429 is not an attempt). A first receive is attempt 1.
+    pub(crate) async fn next_attempts(
+        &self,
+        queue: &str,
+        sub: &str,
+        got: &[Delivery],
+    ) -> Result<Vec<(u32, u32)>> {
+        let retried: Vec<MessageId> = got
+            .iter()
+            .filter(|d| d.message.receive_count > 1)
+            .map(|d| d.message.id)
+            .collect();
+        let mut last = std::collections::HashMap::new();
+        if !retried.is_empty() {
+            for (id, all) in retried.iter().zip(self.get_many(&retried).await?) {
+                if let Some(a) = all
+                    .into_iter()
+                    .rev()
+                    .find(|a| a.queue == queue && a.subscription == sub)
+                {
+                    last.insert(*id, a);
+                }
             }
         }
-        Ok(out)
+        Ok(got
+            .iter()
+            .map(|d| match last.get(&d.message.id) {
+                _ if d.message.receive_count <= 1 => (1, 0),
+                Some(a) if a.outcome == Outcome::Throttled => (a.attempt, a.throttled),
+                Some(a) => (a.attempt + 1, a.throttled),
+                // No history left (expired, or a crash before it was written): the receives.
+                None => (d.message.receive_count, 0),
+            })
+            .collect())
     }
 }
 
@@ -267,41 +243,4 @@ fn parse(entries: Vec<String>) -> Vec<Attempt> {
         .iter()
         .filter_map(|e| serde_json::from_str(e).ok())
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attempt_log_is_bounded_per_message() {
-        let mut log = AttemptLog::default();
-        let id = MessageId(7);
-        for i in 0..(limits::ATTEMPTS_PER_MESSAGE as u32 + 10) {
-            log.record(
-                id,
-                Attempt {
-                    at: 1,
-                    queue: "q".into(),
-                    subscription: "s".into(),
-                    request: String::new(),
-                    attempt: i + 1,
-                    status: Some(500),
-                    error: None,
-                    duration_ms: 1,
-                    response: String::new(),
-                    outcome: Outcome::Retry,
-                    next_attempt_at: None,
-                    batch_size: 1,
-                },
-            );
-        }
-        let v = log.get(id);
-        assert_eq!(v.len(), limits::ATTEMPTS_PER_MESSAGE);
-        assert_eq!(v[0].attempt, 1);
-        assert_eq!(
-            v.last().unwrap().attempt,
-            limits::ATTEMPTS_PER_MESSAGE as u32 + 10
-        );
-    }
 }

@@ -141,19 +141,22 @@ pub trait Store: Send + Sync + 'static {
             .map(|(_, c)| c))
     }
 
-    /// Shared stores keep the push attempts log so every node shows every attempt: append
-    /// one attempt (JSON) of message `id`, bounded like the in-memory log. Others ignore it.
-    async fn attempts_put(&self, _id: MessageId, _at: Millis, _entry: String) -> Result<()> {
-        Ok(())
-    }
-    /// The stored attempts (JSON) of each of `ids`, oldest first.
-    async fn attempts_get(&self, ids: &[MessageId]) -> Result<Vec<Vec<String>>> {
-        Ok(vec![Vec::new(); ids.len()])
-    }
-    /// Messages with stored attempts, the most recently started first.
-    async fn attempts_recent(&self, _limit: usize) -> Result<Vec<MessageId>> {
-        Ok(Vec::new())
-    }
+    /// The delivery history (push and timer attempts): record one attempt (JSON) for each of
+    /// `ids`, under `key` (`QUEUE/SUBSCRIPTION`, or `timer`), kept until `expires_at` at least
+    /// if the history's budget allows. Durable on return. Each message keeps its first attempt
+    /// and its latest ones (`history::limits::ATTEMPTS_PER_MESSAGE` in all).
+    async fn history_put(
+        &self,
+        key: &str,
+        ids: &[MessageId],
+        attempt: String,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<()>;
+    /// The recorded attempts (JSON, oldest first) of each of `ids`.
+    async fn history_get(&self, ids: &[MessageId], now: Millis) -> Result<Vec<Vec<String>>>;
+    /// Messages with attempts under `key`, the most recently attempted first (at most `limit`).
+    async fn history_recent(&self, key: &str, limit: usize, now: Millis) -> Result<Vec<MessageId>>;
 
     /// Shared stores: record that node `node` (a JSON description) is alive at `now`, and
     /// return every node seen alive in the last 10 s. Others return nothing.

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// less free space than this many bytes (default 67108864, 64 MiB; 0 turns it off).
     #[arg(long, env = "SLUICE_MIN_FREE_BYTES")]
     pub min_free_bytes: Option<u64>,
+    /// Bytes of delivery history (push and timer attempts) the embedded store keeps on disk;
+    /// the oldest attempts go first (default 67108864, 64 MiB).
+    #[arg(long, env = "SLUICE_HISTORY_MAX_BYTES")]
+    pub history_max_bytes: Option<u64>,
     /// Most receives long-polling at once.
     #[arg(long, env = "SLUICE_MAX_WAITERS")]
     pub max_waiters: Option<usize>,
@@ -166,6 +170,7 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     max_queues: Option<usize>,
     min_free_bytes: Option<u64>,
+    history_max_bytes: Option<u64>,
     max_waiters: Option<usize>,
     sqs_base_url: Option<String>,
     #[serde(default)]
@@ -260,6 +265,7 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     pub max_queues: usize,
     pub min_free_bytes: u64,
+    pub history_max_bytes: u64,
     pub max_waiters: usize,
     pub sqs_base_url: Option<String>,
     /// (access key id, secret) pairs.
@@ -415,6 +421,10 @@ impl ServeConfig {
                 .min_free_bytes
                 .or(file.min_free_bytes)
                 .unwrap_or(EmbeddedOptions::default().min_free_bytes),
+            history_max_bytes: args
+                .history_max_bytes
+                .or(file.history_max_bytes)
+                .unwrap_or(EmbeddedOptions::default().history_max_bytes),
             max_waiters: args
                 .max_waiters
                 .or(file.max_waiters)

@@ -26,6 +26,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 EmbeddedOptions {
                     max_queues: cfg.max_queues,
                     min_free_bytes: cfg.min_free_bytes,
+                    history_max_bytes: cfg.history_max_bytes,
                     ..EmbeddedOptions::default()
                 },
                 clock.now_ms(),

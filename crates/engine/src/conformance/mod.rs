@@ -140,6 +140,11 @@ impl Ctx {
             .await
             .unwrap();
     }
+    /// The number of the next attempt of copies `got` of subscription `name` of queue `q`.
+    pub async fn next_attempt(&self, q: &str, name: &str, got: &[crate::Delivery]) -> u32 {
+        let s = self.engine.push().reference(q, name).unwrap();
+        self.engine.push().next_attempt(&s, got).await.unwrap().0
+    }
     /// Lease up to `n` copies of subscription `name` of queue `q`.
     pub async fn lease(&self, q: &str, name: &str, n: usize) -> Vec<crate::Delivery> {
         let child = crate::push::child_queue(q, name);
@@ -162,15 +167,13 @@ impl Ctx {
     ) -> crate::push::Settled {
         let push = self.engine.push();
         let s = push.reference(q, name).unwrap();
+        let (number, throttled) = push.next_attempt(&s, got).await.unwrap();
         let attempt = crate::push::Attempt {
             at: self.engine.now(),
             queue: q.into(),
             subscription: name.into(),
-            attempt: got
-                .iter()
-                .map(|d| push.attempt_no(&s.child, d))
-                .max()
-                .unwrap_or(1),
+            attempt: number,
+            throttled: throttled + (outcome == crate::push::Outcome::Throttled) as u32,
             status: None,
             error: Some(reason.into()),
             duration_ms: 1,
@@ -212,6 +215,7 @@ macro_rules! conformance_suite {
             fifo_deduplicates_within_five_minutes, fifo_rules, keyed_publish_stores_each_id_once,
             settings_and_archive_survive_restart, push_queue_fans_out_and_refuses_pull,
             push_dead_letters_and_redrive_to_their_subscription, throttled_answers_are_not_attempts,
+            delivery_history_survives_restart_bounded_per_message,
             timers_fire_once_and_survive_restart,
             copies_sharing_an_id_survive_restart_independently,
             schedules_fire_once_and_count_missed);

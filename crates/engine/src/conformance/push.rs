@@ -41,7 +41,7 @@ pub async fn push_queue_fans_out_and_refuses_pull(h: &mut dyn Harness) {
             c.advance(5);
             let again = c.lease("orders", s, 10).await;
             assert_eq!(again[0].message.receive_count, 2);
-            assert_eq!(e.push().attempt_no(&child_queue("orders", s), &again[0]), 2);
+            assert_eq!(c.next_attempt("orders", s, &again).await, 2);
         }
     }
     // Subscriptions survive a restart; deleting one drops its copies.
@@ -56,25 +56,27 @@ pub async fn push_queue_fans_out_and_refuses_pull(h: &mut dyn Harness) {
     assert_eq!(c.bodies("orders", 10, 30).await, vec!["pull again"]);
 }
 
-/// A 429 does not count as an attempt: the attempt number after it stays the same.
+/// A 429 does not count as an attempt: the attempt number after it stays the same, before and
+/// after a restart.
 pub async fn throttled_answers_are_not_attempts(h: &mut dyn Harness) {
     let c = Ctx::new(h).await;
     c.subscribe("paced", "a").await;
     c.send("paced", "m").await;
-    let child = child_queue("paced", "a");
     let got = c.lease("paced", "a", 1).await;
-    assert_eq!(c.engine.push().attempt_no(&child, &got[0]), 1);
+    assert_eq!(c.next_attempt("paced", "a", &got).await, 1);
     c.settle("paced", "a", &got, Outcome::Throttled, 1_000, "")
         .await;
     c.advance(1);
     let got = c.lease("paced", "a", 1).await;
     assert_eq!(got[0].message.receive_count, 2);
-    assert_eq!(c.engine.push().attempt_no(&child, &got[0]), 1);
+    assert_eq!(c.next_attempt("paced", "a", &got).await, 1);
     c.settle("paced", "a", &got, Outcome::Retry, 1_000, "HTTP 500")
         .await;
-    c.advance(1);
+    c.advance(2);
+    // After a restart too: the count comes from the durable delivery history.
+    let c = c.restart(h).await;
     let got = c.lease("paced", "a", 1).await;
-    assert_eq!(c.engine.push().attempt_no(&child, &got[0]), 2);
+    assert_eq!(c.next_attempt("paced", "a", &got).await, 2);
 }
 
 pub async fn push_dead_letters_and_redrive_to_their_subscription(h: &mut dyn Harness) {
@@ -165,4 +167,65 @@ pub async fn copies_sharing_an_id_survive_restart_independently(h: &mut dyn Harn
     let e = &c.engine;
     assert_eq!(c.lease("fan", "b", 1).await.len(), 1);
     assert_eq!(e.push().child_stats(&cc).await.unwrap().delayed, 1);
+}
+
+/// Attempts are durable: after a restart a message's attempts are all there, the first and the
+/// latest ones kept when there are more than the limit, and the subscription's recent
+/// deliveries list it first.
+pub async fn delivery_history_survives_restart_bounded_per_message(h: &mut dyn Harness) {
+    use crate::history::limits::ATTEMPTS_PER_MESSAGE;
+    let c = Ctx::new(h).await;
+    c.subscribe("hist", "a").await;
+    c.subscribe("hist", "b").await;
+    c.send("hist", "first").await;
+    let id = c.send("hist", "second").await;
+    let n = ATTEMPTS_PER_MESSAGE + 5;
+    for i in 0..n {
+        let got = c.lease("hist", "a", 10).await;
+        let mine: Vec<_> = got
+            .iter()
+            .filter(|d| d.message.id.to_string() == id)
+            .cloned()
+            .collect();
+        let others: Vec<_> = got
+            .iter()
+            .filter(|d| d.message.id.to_string() != id)
+            .cloned()
+            .collect();
+        if !others.is_empty() {
+            c.settle("hist", "a", &others, Outcome::Delivered, 0, "")
+                .await;
+        }
+        let outcome = if i + 1 == n {
+            Outcome::Delivered
+        } else {
+            Outcome::Retry
+        };
+        c.settle("hist", "a", &mine, outcome, 1_000, "HTTP 500")
+            .await;
+        c.advance(2);
+    }
+    let c = c.restart(h).await;
+    let history = c.engine.push().history();
+    let all = history
+        .get(crate::MessageId::parse(&id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), ATTEMPTS_PER_MESSAGE, "bounded per message");
+    assert_eq!(all[0].attempt, 1, "the first attempt is kept");
+    assert_eq!(all.last().unwrap().attempt as usize, n, "and the latest");
+    assert_eq!(all.last().unwrap().outcome, Outcome::Delivered);
+    let recent = history.recent("hist", "a", 10, false).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[0].0.to_string(), id, "the latest attempted first");
+    assert!(history
+        .recent("hist", "a", 10, true)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(history
+        .recent("hist", "b", 10, false)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -19,6 +19,7 @@ async fn delivered(e: &Engine, due: &crate::DueTimer) {
         outcome: Outcome::Delivered,
         next_attempt_at: None,
         batch_size: 1,
+        throttled: 0,
     };
     let decision = Decision {
         outcome: Outcome::Delivered,
@@ -38,17 +39,23 @@ pub async fn timers_fire_once_and_survive_restart(h: &mut dyn Harness) {
     spec.due_at = T0 + 10_000;
     let id = e.timers().create(spec.clone(), None).await.unwrap();
     let cancel_me = e.timers().create(spec.clone(), None).await.unwrap();
-    assert_eq!(e.timers().get(id).unwrap().status, TimerStatus::Scheduled);
-    assert_eq!(e.timers().get(id).unwrap().due_at, Some(T0 + 10_000));
+    let status = |c: &Ctx, id| {
+        let timers = c.engine.timers().clone();
+        async move { timers.get(id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(&c, id).await, TimerStatus::Scheduled);
+    assert_eq!(
+        e.timers().get(id).await.unwrap().unwrap().due_at,
+        Some(T0 + 10_000)
+    );
     assert!(e.due_timers(10, 30_000, 0).await.unwrap().is_empty());
     e.timers().cancel(cancel_me).await.unwrap();
-    let status = |c: &Ctx, id| c.engine.timers().get(id).unwrap().status;
-    assert_eq!(status(&c, cancel_me), TimerStatus::Cancelled);
+    assert_eq!(status(&c, cancel_me).await, TimerStatus::Cancelled);
     // Restart before it is due: still pending, still cancelled.
     let c = c.restart(h).await;
     let e = &c.engine;
-    assert_eq!(status(&c, id), TimerStatus::Scheduled);
-    assert_eq!(status(&c, cancel_me), TimerStatus::Cancelled);
+    assert_eq!(status(&c, id).await, TimerStatus::Scheduled);
+    assert_eq!(status(&c, cancel_me).await, TimerStatus::Cancelled);
     c.advance(10);
     // The cancelled one is settled without a call; the other is handed out.
     let due = e.due_timers(10, 30_000, 0).await.unwrap();
@@ -57,7 +64,7 @@ pub async fn timers_fire_once_and_survive_restart(h: &mut dyn Harness) {
     assert_eq!(due[0].spec.url.as_deref(), Some("http://example.com/hook"));
     assert_eq!(due[0].attempt, 1);
     delivered(e, &due[0]).await;
-    assert_eq!(status(&c, id), TimerStatus::Succeeded);
+    assert_eq!(status(&c, id).await, TimerStatus::Succeeded);
     assert!(matches!(
         e.timers().cancel(id).await,
         Err(EngineError::Conflict(_))
@@ -68,8 +75,8 @@ pub async fn timers_fire_once_and_survive_restart(h: &mut dyn Harness) {
     ));
     let c = c.restart(h).await;
     let e = &c.engine;
-    assert_eq!(status(&c, id), TimerStatus::Succeeded);
-    assert_eq!(status(&c, cancel_me), TimerStatus::Cancelled);
+    assert_eq!(status(&c, id).await, TimerStatus::Succeeded);
+    assert_eq!(status(&c, cancel_me).await, TimerStatus::Cancelled);
     assert!(e.due_timers(10, 30_000, 0).await.unwrap().is_empty());
     assert_eq!(e.timers().counts(), (0, 2));
 }
@@ -101,7 +108,11 @@ pub async fn schedules_fire_once_and_count_missed(h: &mut dyn Harness) {
         Some(T0 + 20_000),
         "no double fire"
     );
-    assert!(timers.get(firing_id("every10", T0 + 10_000)).is_some());
+    assert!(timers
+        .get(firing_id("every10", T0 + 10_000))
+        .await
+        .unwrap()
+        .is_some());
     let c = c.restart(h).await;
     let e = &c.engine;
     let timers = e.timers();

@@ -241,6 +241,9 @@ impl EmbeddedStore {
         if self.log.failure().is_some() {
             return Ok(Vec::new());
         }
+        if let Err(e) = self.history.reclaim(now) {
+            tracing::warn!(error = %e, "could not reclaim delivery history segments");
+        }
         let (lsn, woke, dead_segments) = {
             let mut st = self.state.lock();
             let mut ap = self.log.begin();

@@ -5,6 +5,7 @@
 //! DATA_DIR/log/NNNN….seg        the append-only log segments (log.rs, record.rs)
 //! DATA_DIR/meta.json            small settings: subscriptions, schedules (side.rs)
 //! DATA_DIR/archive.bin          outcomes of finished timers, 17 bytes each (side.rs)
+//! DATA_DIR/history/NNNN….seg    the delivery history: push and timer attempts (history.rs)
 //! DATA_DIR/LOCK                 held while a server has the directory open
 //! ```
 //!
@@ -19,6 +20,7 @@
 //! live messages that would pin the prefix are copied forward first (`compact`).
 
 mod catalog;
+mod history;
 mod log;
 mod maintenance;
 mod messages;
@@ -57,6 +59,8 @@ pub struct EmbeddedOptions {
     /// Publishing and queue creation are refused (`StorageFull`) while the filesystem of the
     /// data directory has less free space than this; 0 turns the check off.
     pub min_free_bytes: u64,
+    /// The delivery history's budget on disk (oldest attempts go first).
+    pub history_max_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -67,6 +71,7 @@ impl Default for EmbeddedOptions {
             compact_interval_ms: 30_000,
             compact_max_live: 10_000,
             min_free_bytes: MIN_FREE_BYTES_DEFAULT,
+            history_max_bytes: crate::history::limits::BYTES_DEFAULT,
         }
     }
 }
@@ -86,6 +91,7 @@ pub struct EmbeddedStore {
     last_compaction: std::sync::atomic::AtomicI64,
     meta: side::Meta,
     archive: side::Archive,
+    history: history::History,
     _lock: File,
 }
 
@@ -124,6 +130,7 @@ impl EmbeddedStore {
             .increment(report.corrupt.len() as u64);
         let first_seg = report.last_segment.map(|s| s + 1).unwrap_or(1);
         let log = Log::start(&log_dir, first_seg, opts.segment_bytes)?;
+        let history_max_bytes = opts.history_max_bytes;
         let store = EmbeddedStore {
             dir: dir.to_path_buf(),
             state: Mutex::new(state),
@@ -136,6 +143,7 @@ impl EmbeddedStore {
             last_compaction: std::sync::atomic::AtomicI64::new(0),
             meta: side::Meta::open(dir)?,
             archive: side::Archive::open(dir)?,
+            history: history::History::open(dir, history_max_bytes)?,
             _lock: lock,
         };
         Ok((store, report))

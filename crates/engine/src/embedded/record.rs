@@ -87,15 +87,7 @@ pub struct DecodeError(pub &'static str);
 impl Record<'_> {
     /// Append one whole frame (header and payload) to `out`. Returns the frame length.
     pub fn encode_frame(&self, out: &mut Vec<u8>) -> usize {
-        let start = out.len();
-        out.extend_from_slice(&[0u8; FRAME_HEADER]);
-        self.encode_payload(out);
-        let payload = &out[start + FRAME_HEADER..];
-        let len = payload.len() as u32;
-        let crc = crc32c::crc32c(payload);
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-        out.len() - start
+        frame(out, |o| self.encode_payload(o))
     }
 
     fn encode_payload(&self, o: &mut Vec<u8>) {
@@ -170,6 +162,21 @@ impl Record<'_> {
             }
         }
     }
+}
+
+/// Append one frame whose payload `payload` writes (the header's length and checksum are filled
+/// in after). Returns the frame length. Other logs (the delivery history) frame their own
+/// payloads the same way.
+pub fn frame(out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER]);
+    payload(out);
+    let body = &out[start + FRAME_HEADER..];
+    let len = body.len() as u32;
+    let crc = crc32c::crc32c(body);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    out.len() - start
 }
 
 fn put_bytes(o: &mut Vec<u8>, b: &[u8]) {

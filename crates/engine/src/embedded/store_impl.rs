@@ -259,11 +259,31 @@ impl Store for EmbeddedStore {
         self.archive.list()
     }
 
+    async fn history_put(
+        &self,
+        key: &str,
+        ids: &[MessageId],
+        attempt: String,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<()> {
+        self.check_writable()?;
+        self.history.put(key, ids, &attempt, at, expires_at).await
+    }
+
+    async fn history_get(&self, ids: &[MessageId], now: Millis) -> Result<Vec<Vec<String>>> {
+        self.history.get(ids, now)
+    }
+
+    async fn history_recent(&self, key: &str, limit: usize, now: Millis) -> Result<Vec<MessageId>> {
+        Ok(self.history.recent(key, limit, now))
+    }
+
     fn info(&self) -> StoreInfo {
         let st = self.state.lock();
         StoreInfo {
             backend: "embedded",
-            bytes_on_disk: self.bytes_on_disk.load(Ordering::Relaxed),
+            bytes_on_disk: self.bytes_on_disk.load(Ordering::Relaxed) + self.history.bytes(),
             messages: st.message_count(),
             healthy: self.log.failure().is_none(),
             problems: self
@@ -276,12 +296,18 @@ impl Store for EmbeddedStore {
                         .failure()
                         .map(|e| format!("log writes are failing: {e}")),
                 )
+                .chain(
+                    self.history
+                        .failure()
+                        .map(|e| format!("delivery history writes are failing: {e}")),
+                )
                 .collect(),
         }
     }
 
     async fn close(&self) -> Result<()> {
         self.log.shutdown();
+        self.history.shutdown();
         Ok(())
     }
 }

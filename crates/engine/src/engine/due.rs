@@ -16,6 +16,8 @@ pub struct DueTimer {
     pub spec: TimerSpec,
     /// 1 for the first call (429s are not attempts).
     pub attempt: u32,
+    /// 429s it got so far.
+    pub throttled: u32,
 }
 
 impl Engine {
@@ -68,11 +70,19 @@ impl Engine {
             }
         };
         let Some(queue) = &spec.queue else {
-            let attempt = timers.attempt_no(&d);
+            let (attempt, throttled) = match timers.next_attempt(&d).await {
+                Ok(a) => a,
+                Err(e) => {
+                    // The lease runs out and the timer comes back.
+                    tracing::warn!(timer = %id, error = %e, "could not read the timer's attempts");
+                    return None;
+                }
+            };
             return Some(DueTimer {
                 delivery: d,
                 spec,
                 attempt,
+                throttled,
             });
         };
         let published = self

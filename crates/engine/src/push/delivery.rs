@@ -72,13 +72,18 @@ impl Push {
         self.release(child, deliveries, 0).await
     }
 
-    /// The attempt number of a delivery: receives minus 429 answers.
-    pub fn attempt_no(&self, child: &str, d: &Delivery) -> u32 {
-        self.throttled.attempt_no(child, d)
+    /// The number of the attempt about to be made for `got` (one request), and the 429s its
+    /// messages got so far, from their recorded attempts (a 429 is not an attempt).
+    pub async fn next_attempt(&self, s: &SubscriptionRef, got: &[Delivery]) -> Result<(u32, u32)> {
+        let each = self.history.next_attempts(&s.queue, &s.name, got).await?;
+        Ok(each
+            .into_iter()
+            .fold((1, 0), |(a, t), (a2, t2)| (a.max(a2), t.max(t2))))
     }
 
     /// Settle one request (one message, or a batch) of subscription `s` as `decision` says,
-    /// after recording `attempt` for each message.
+    /// and record `attempt` for each message in the delivery history: both are durable on
+    /// return (their syncs run side by side).
     pub async fn settle(
         &self,
         s: &SubscriptionRef,
@@ -86,22 +91,24 @@ impl Push {
         decision: &Decision,
         attempt: Attempt,
     ) -> Result<Settled> {
-        for d in got {
-            self.history.record(d.message.id, attempt.clone());
-        }
+        let ids: Vec<MessageId> = got.iter().map(|d| d.message.id).collect();
+        let keep = self.keep_ms(&s.child).await;
+        let record = self.history.record(&ids, &attempt, keep);
         let mut dead_letter_queue = None;
         match decision.outcome {
             Outcome::Delivered => {
-                self.throttled.forget(&s.child, got);
-                self.done(&s.child, got).await?;
+                let (r, d) = tokio::join!(record, self.done(&s.child, got));
+                r?;
+                d?;
             }
-            Outcome::Throttled => {
-                self.throttled.add(&s.child, got);
-                self.retry(s, got, decision.delay_ms).await?;
+            Outcome::Throttled | Outcome::Retry => {
+                let (r, d) = tokio::join!(record, self.retry(s, got, decision.delay_ms));
+                r?;
+                d?;
             }
-            Outcome::Retry => self.retry(s, got, decision.delay_ms).await?,
             Outcome::Failed => {
-                self.throttled.forget(&s.child, got);
+                // The dead letter carries the history, this attempt included.
+                record.await?;
                 dead_letter_queue = Some(
                     self.dead_letter(s, got, attempt.attempt, &decision.reason)
                         .await?,
@@ -112,6 +119,23 @@ impl Push {
             outcome: decision.outcome,
             dead_letter_queue,
         })
+    }
+
+    /// How long a copy queue's attempts are kept: its retention (looked up at most every 10 s).
+    async fn keep_ms(&self, child: &str) -> i64 {
+        let now = self.core.now();
+        if let Some(&(keep, at)) = self.retention.lock().get(child) {
+            if now - at < 10_000 {
+                return keep;
+            }
+        }
+        let keep = match self.core.store.get_queue(child).await {
+            Ok(Some(q)) => q.config.retention_seconds,
+            _ => limits::RETENTION_DEFAULT_S,
+        } as i64
+            * 1000;
+        self.retention.lock().insert(child.to_string(), (keep, now));
+        keep
     }
 
     /// Delivered: remove the copies.
@@ -178,11 +202,16 @@ impl Push {
                 now,
             )
             .await?;
+        let histories = self
+            .history
+            .get_many(&deliveries.iter().map(|d| d.message.id).collect::<Vec<_>>())
+            .await?;
         let batch: Vec<NewMessage> = deliveries
             .iter()
-            .map(|d| {
+            .zip(histories)
+            .map(|(d, tried)| {
                 let m = &d.message;
-                let history = history::summary(&self.history.get(m.id), &s.name);
+                let history = history::summary(&tried, &s.name);
                 let mut attributes = m.attributes.clone();
                 attributes.insert(ATTR_SOURCE.into(), s.queue.clone());
                 attributes.insert(ATTR_SUBSCRIPTION.into(), s.name.clone());

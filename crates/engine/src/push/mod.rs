@@ -55,8 +55,8 @@ pub struct Push {
     /// Bumped on every change; the server's push manager watches it.
     version: watch::Sender<u64>,
     history: Arc<History>,
-    /// 429 answers per leased copy, which do not count as attempts.
-    throttled: policy::ThrottleCounts,
+    /// Retention of each copy queue (how long its attempts are kept), with when it was read.
+    retention: parking_lot::Mutex<HashMap<String, (i64, crate::clock::Millis)>>,
 }
 
 fn meta_key(queue: &str, name: &str) -> String {
@@ -70,7 +70,7 @@ impl Push {
             subs: RwLock::new(HashMap::new()),
             version: watch::channel(0).0,
             history,
-            throttled: Default::default(),
+            retention: Default::default(),
         }
     }
 

@@ -4,12 +4,7 @@
 //! the backoff and the attempt limit, and says why a message failed. Pacing of a whole
 //! endpoint (429s) is `pace.rs`.
 
-use std::collections::HashMap;
-
-use parking_lot::Mutex;
-
 use crate::history::Outcome;
-use crate::model::{Delivery, MessageId};
 use crate::push::subscription::{Backoff, Subscription};
 
 /// What the sender saw of one request.
@@ -48,6 +43,10 @@ pub fn classify(status: Option<u16>) -> Outcome {
     }
 }
 
+/// 429 answers a message may get before it is given up (dead-lettered; a timer fails): an
+/// endpoint that refuses a message for good must not keep it forever.
+pub const MAX_THROTTLED: u32 = 100;
+
 /// The retry rules of one subscription or timer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryPolicy {
@@ -71,13 +70,15 @@ impl DeliveryPolicy {
         }
     }
 
-    /// What `answer` to attempt number `attempt` (1-based; 429s are not attempts) means.
-    /// `throttled_wait` says how long a 429 holds the message back, given its Retry-After (the
-    /// endpoint's pace decides). `rand01` is uniform in [0, 1), for the backoff's jitter.
+    /// What `answer` to attempt number `attempt` (1-based; 429s are not attempts) means, for a
+    /// message that got `throttled` 429s before. `throttled_wait` says how long a 429 holds the
+    /// message back, given its Retry-After (the endpoint's pace decides). `rand01` is uniform
+    /// in [0, 1), for the backoff's jitter.
     pub fn decide(
         &self,
         answer: &Answer,
         attempt: u32,
+        throttled: u32,
         rand01: f64,
         throttled_wait: impl FnOnce(Option<u64>) -> u64,
     ) -> Decision {
@@ -93,6 +94,13 @@ impl DeliveryPolicy {
         };
         match outcome {
             Outcome::Delivered => decision(Outcome::Delivered, 0),
+            Outcome::Throttled if throttled + 1 >= MAX_THROTTLED => Decision {
+                outcome: Outcome::Failed,
+                delay_ms: 0,
+                reason: format!(
+                    "HTTP 429 {MAX_THROTTLED} times (the limit of 429s for one message; they are not attempts)"
+                ),
+            },
             Outcome::Throttled => {
                 decision(Outcome::Throttled, throttled_wait(answer.retry_after_ms))
             }
@@ -116,40 +124,6 @@ impl DeliveryPolicy {
             (Some(st), _) => format!("HTTP {st} (attempt {attempt} of {})", self.max_attempts),
             (None, Some(e)) => e.clone(),
             (None, None) => "unknown error".into(),
-        }
-    }
-}
-
-/// The 429s each leased message got, which do not count as attempts: a message's attempt
-/// number is its receive count minus its 429s.
-#[derive(Default)]
-pub(crate) struct ThrottleCounts(Mutex<HashMap<(String, MessageId), u32>>);
-
-impl ThrottleCounts {
-    /// The attempt number of a delivery of `queue`.
-    pub fn attempt_no(&self, queue: &str, d: &Delivery) -> u32 {
-        let t = self
-            .0
-            .lock()
-            .get(&(queue.to_string(), d.message.id))
-            .copied()
-            .unwrap_or(0);
-        d.message.receive_count.saturating_sub(t).max(1)
-    }
-
-    /// One more 429 for each of these deliveries.
-    pub fn add(&self, queue: &str, got: &[Delivery]) {
-        let mut t = self.0.lock();
-        for d in got {
-            *t.entry((queue.to_string(), d.message.id)).or_default() += 1;
-        }
-    }
-
-    /// The deliveries are settled for good.
-    pub fn forget(&self, queue: &str, got: &[Delivery]) {
-        let mut t = self.0.lock();
-        for d in got {
-            t.remove(&(queue.to_string(), d.message.id));
         }
     }
 }
@@ -189,11 +163,11 @@ mod tests {
     #[test]
     fn retries_follow_the_backoff_until_the_last_attempt() {
         let p = policy();
-        let d = p.decide(&answer(503), 1, 0.0, |_| unreachable!());
+        let d = p.decide(&answer(503), 1, 0, 0.0, |_| unreachable!());
         assert_eq!((d.outcome, d.delay_ms), (Outcome::Retry, 1000));
-        let d = p.decide(&answer(503), 2, 0.0, |_| unreachable!());
+        let d = p.decide(&answer(503), 2, 0, 0.0, |_| unreachable!());
         assert_eq!((d.outcome, d.delay_ms), (Outcome::Retry, 2000));
-        let d = p.decide(&answer(503), 3, 0.0, |_| unreachable!());
+        let d = p.decide(&answer(503), 3, 0, 0.0, |_| unreachable!());
         assert_eq!(d.outcome, Outcome::Failed);
         assert_eq!(d.reason, "HTTP 503 (attempt 3 of 3)");
     }
@@ -205,19 +179,29 @@ mod tests {
             retry_after_ms: Some(7000),
             ..answer(503)
         };
-        assert_eq!(p.decide(&a, 1, 0.0, |_| 0).delay_ms, 7000);
+        assert_eq!(p.decide(&a, 1, 0, 0.0, |_| 0).delay_ms, 7000);
         let a = Answer {
             retry_after_ms: Some(1500),
             ..answer(429)
         };
-        let d = p.decide(&a, 3, 0.0, |ra| ra.unwrap() + 1);
+        let d = p.decide(&a, 3, 0, 0.0, |ra| ra.unwrap() + 1);
         assert_eq!((d.outcome, d.delay_ms), (Outcome::Throttled, 1501));
+    }
+
+    #[test]
+    fn a_permanent_429_is_given_up() {
+        let p = policy();
+        let d = p.decide(&answer(429), 1, MAX_THROTTLED - 2, 0.0, |_| 1000);
+        assert_eq!(d.outcome, Outcome::Throttled);
+        let d = p.decide(&answer(429), 1, MAX_THROTTLED - 1, 0.0, |_| 1000);
+        assert_eq!(d.outcome, Outcome::Failed);
+        assert!(d.reason.contains("429"), "{}", d.reason);
     }
 
     #[test]
     fn refused_targets_and_client_errors_fail_at_once() {
         let p = policy();
-        let d = p.decide(&answer(404), 1, 0.0, |_| 0);
+        let d = p.decide(&answer(404), 1, 0, 0.0, |_| 0);
         assert_eq!(
             (d.outcome, d.reason.as_str()),
             (Outcome::Failed, "HTTP 404 (attempt 1 of 3)")
@@ -227,7 +211,7 @@ mod tests {
             refused: true,
             ..Answer::default()
         };
-        let d = p.decide(&refused, 1, 0.0, |_| 0);
+        let d = p.decide(&refused, 1, 0, 0.0, |_| 0);
         assert_eq!(d.outcome, Outcome::Failed);
         assert_eq!(d.reason, "target refused: private address");
     }

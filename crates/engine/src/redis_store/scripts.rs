@@ -17,7 +17,7 @@ const PRELUDE: &str = include_str!("prelude.lua");
 
 macro_rules! scripts {
     ($($name:ident),* $(,)?) => {
-        pub(super) struct Scripts { $(pub(super) $name: Script,)* pub(super) attempts: Script }
+        pub(super) struct Scripts { $(pub(super) $name: Script,)* pub(super) history: Script }
         impl Scripts {
             pub(super) fn load() -> Scripts {
                 Scripts {
@@ -25,7 +25,7 @@ macro_rules! scripts {
                         "{PRELUDE}\n{}",
                         include_str!(concat!(stringify!($name), ".lua"))
                     )),)*
-                    attempts: Script::new(include_str!("attempts.lua")),
+                    history: Script::new(include_str!("history.lua")),
                 }
             }
         }

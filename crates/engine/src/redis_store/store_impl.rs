@@ -450,38 +450,54 @@ impl Store for RedisStore {
             .collect()
     }
 
-    async fn attempts_put(&self, id: MessageId, at: Millis, entry: String) -> Result<()> {
-        use crate::history::limits as pl;
+    async fn history_put(
+        &self,
+        key: &str,
+        ids: &[MessageId],
+        attempt: String,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<()> {
+        use crate::history::limits as hl;
         let mut conn = self.conn.clone();
-        let mut inv = self.scripts.attempts.prepare_invoke();
-        inv.key(self.global(&format!("att/{}", hex(id))))
-            .key(self.global("att"))
-            .arg(hex(id))
-            .arg(entry)
+        let mut inv = self.scripts.history.prepare_invoke();
+        inv.key(self.global(&format!("hist/k/{key}")));
+        for id in ids {
+            inv.key(self.global(&format!("hist/{}", hex(*id))));
+        }
+        inv.arg(attempt)
             .arg(at)
-            .arg(pl::ATTEMPTS_PER_MESSAGE)
-            .arg(pl::MESSAGES)
-            .arg(pl::AGE_MS);
+            .arg((expires_at - at).max(1))
+            .arg(hl::ATTEMPTS_PER_MESSAGE)
+            .arg(hl::RECENT_PER_KEY);
+        for id in ids {
+            inv.arg(hex(*id));
+        }
         let _: Value = self.ok(inv.invoke_async(&mut conn).await)?;
-        Ok(())
+        self.replicate(&self.global("hist")).await
     }
 
-    async fn attempts_get(&self, ids: &[MessageId]) -> Result<Vec<Vec<String>>> {
+    async fn history_get(&self, ids: &[MessageId], _now: Millis) -> Result<Vec<Vec<String>>> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("LRANGE")
-                .arg(self.global(&format!("att/{}", hex(*id))))
+                .arg(self.global(&format!("hist/{}", hex(*id))))
                 .arg(0)
                 .arg(-1);
         }
         self.ok(pipe.query_async(&mut conn).await)
     }
 
-    async fn attempts_recent(&self, limit: usize) -> Result<Vec<MessageId>> {
+    async fn history_recent(
+        &self,
+        key: &str,
+        limit: usize,
+        _now: Millis,
+    ) -> Result<Vec<MessageId>> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = self.ok(redis::cmd("ZREVRANGE")
-            .arg(self.global("att"))
+            .arg(self.global(&format!("hist/k/{key}")))
             .arg(0)
             .arg(limit.saturating_sub(1))
             .query_async(&mut conn)

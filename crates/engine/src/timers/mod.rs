@@ -25,10 +25,11 @@ use tokio::sync::Notify;
 use crate::clock::Millis;
 use crate::core::Core;
 use crate::error::{EngineError, Result};
+use crate::history::limits::TIMER_KEEP_MS;
 use crate::history::{Attempt, History, Outcome};
 use crate::limits;
 use crate::model::{Attributes, Delivery, MessageId, NewMessage, Placement, QueueConfig};
-use crate::push::policy::{Decision, ThrottleCounts};
+use crate::push::policy::Decision;
 
 pub use self::schedule::{firing_id, Schedule, SCHEDULES_MAX};
 pub use self::spec::*;
@@ -44,8 +45,6 @@ pub struct Timers {
     delivering: Mutex<HashSet<MessageId>>,
     /// Cancelled timers whose message has not come due yet (not counted as pending).
     cancelled_pending: Mutex<HashSet<MessageId>>,
-    /// 429s of timers being delivered, which do not count as attempts.
-    throttled: ThrottleCounts,
     schedules: RwLock<BTreeMap<String, Schedule>>,
     schedules_changed: Notify,
 }
@@ -59,7 +58,6 @@ impl Timers {
             archive: Default::default(),
             delivering: Default::default(),
             cancelled_pending: Default::default(),
-            throttled: Default::default(),
             schedules: Default::default(),
             schedules_changed: Notify::new(),
         }
@@ -153,7 +151,19 @@ impl Timers {
         Ok(id)
     }
 
-    pub fn get(&self, id: MessageId) -> Option<TimerInfo> {
+    /// Where a timer stands (None: unknown). A pending timer that was tried already is
+    /// `retrying` (its attempts are in the delivery history).
+    pub async fn get(&self, id: MessageId) -> Result<Option<TimerInfo>> {
+        let Some(mut t) = self.get_cached(id) else {
+            return Ok(None);
+        };
+        if t.status == TimerStatus::Scheduled && !self.history.get(id).await?.is_empty() {
+            t.status = TimerStatus::Retrying;
+        }
+        Ok(Some(t))
+    }
+
+    fn get_cached(&self, id: MessageId) -> Option<TimerInfo> {
         if let Some(&code) = self.archive.lock().get(&id) {
             let due_at = self.pending.lock().get(&id).copied();
             return Some(TimerInfo {
@@ -165,8 +175,6 @@ impl Timers {
         let due = *self.pending.lock().get(&id)?;
         let status = if self.delivering.lock().contains(&id) {
             TimerStatus::Delivering
-        } else if !self.history.get(id).is_empty() {
-            TimerStatus::Retrying
         } else {
             TimerStatus::Scheduled
         };
@@ -180,14 +188,13 @@ impl Timers {
     /// Like [`Timers::get`], but on a shared store up to date with other nodes: a timer
     /// created there, or finished or cancelled there a moment ago.
     pub async fn get_fresh(&self, id: MessageId) -> Result<Option<TimerInfo>> {
-        if !self.core.shared {
-            return Ok(self.get(id));
+        if self.core.shared {
+            if self.get_cached(id).is_none() {
+                self.load().await?;
+            }
+            self.outcome_fresh(id).await?;
         }
-        if self.get(id).is_none() {
-            self.load().await?;
-        }
-        self.outcome_fresh(id).await?;
-        Ok(self.get(id))
+        self.get(id).await
     }
 
     /// Cancel a pending timer. A finished one answers Conflict; an unknown one NotFound.
@@ -239,9 +246,14 @@ impl Timers {
         }
     }
 
-    /// The attempt number of a due timer: its receives minus its 429s.
-    pub fn attempt_no(&self, d: &Delivery) -> u32 {
-        self.throttled.attempt_no(TIMER_QUEUE, d)
+    /// The number of a due timer's next call and its 429s so far, from its recorded attempts
+    /// (a 429 is not an attempt).
+    pub(crate) async fn next_attempt(&self, d: &Delivery) -> Result<(u32, u32)> {
+        let each = self
+            .history
+            .next_attempts("", "timer", std::slice::from_ref(d))
+            .await?;
+        Ok(each.first().copied().unwrap_or((1, 0)))
     }
 
     /// Renew the lease of a due timer that waited for a call slot. None: the lease had ended
@@ -283,24 +295,22 @@ impl Timers {
             .store
             .ack(TIMER_QUEUE, &[d.receipt], self.core.now())
             .await?;
-        self.throttled.forget(TIMER_QUEUE, std::slice::from_ref(d));
         self.pending.lock().remove(&id);
         self.delivering.lock().remove(&id);
         self.cancelled_pending.lock().remove(&id);
         Ok(())
     }
 
-    /// Settle one call of a timer as `decision` says, after recording `attempt`.
+    /// Settle one call of a timer as `decision` says, and record `attempt` in the delivery
+    /// history (kept `history::limits::TIMER_KEEP_MS`).
     pub async fn settle(&self, d: &Delivery, decision: &Decision, attempt: Attempt) -> Result<()> {
-        self.history.record(d.message.id, attempt);
-        let one = std::slice::from_ref(d);
+        self.history
+            .record(&[d.message.id], &attempt, TIMER_KEEP_MS)
+            .await?;
         let r = match decision.outcome {
             Outcome::Delivered => self.finish(d, SUCCEEDED).await,
             Outcome::Failed => self.finish(d, FAILED).await,
             Outcome::Throttled | Outcome::Retry => {
-                if decision.outcome == Outcome::Throttled {
-                    self.throttled.add(TIMER_QUEUE, one);
-                }
                 let now = self.core.now();
                 self.core
                     .store
@@ -321,7 +331,11 @@ impl Timers {
 
     /// Timers to list: with `finished` None, the pending ones, due soonest first; otherwise the
     /// finished ones with that status, newest first (ids are time-ordered). At most `limit`.
-    pub fn list(&self, finished: Option<TimerStatus>, limit: usize) -> Vec<TimerInfo> {
+    pub async fn list(
+        &self,
+        finished: Option<TimerStatus>,
+        limit: usize,
+    ) -> Result<Vec<TimerInfo>> {
         let ids: Vec<MessageId> = match finished {
             None => {
                 // One lock at a time: elsewhere `pending` is taken before `archive`.
@@ -343,7 +357,7 @@ impl Timers {
                     TimerStatus::Succeeded => SUCCEEDED,
                     TimerStatus::Cancelled => CANCELLED,
                     TimerStatus::Failed => FAILED,
-                    _ => return Vec::new(),
+                    _ => return Ok(Vec::new()),
                 };
                 let mut ids: Vec<MessageId> = self
                     .archive
@@ -357,7 +371,13 @@ impl Timers {
                 ids
             }
         };
-        ids.into_iter().filter_map(|id| self.get(id)).collect()
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(t) = self.get(id).await? {
+                out.push(t);
+            }
+        }
+        Ok(out)
     }
 
     /// (pending, finished) timer counts.
@@ -368,7 +388,7 @@ impl Timers {
     }
 
     /// The attempts of a timer.
-    pub fn attempts(&self, id: MessageId) -> Vec<Attempt> {
-        self.history.get(id)
+    pub async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>> {
+        self.history.get(id).await
     }
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sluice_engine::push::{Attempt, Backoff, BatchConfig, Subscription};
-use sluice_engine::{rfc3339, MessageId, QueueStats};
+use sluice_engine::{rfc3339, EngineError, MessageId, QueueStats};
 use utoipa::{IntoParams, ToSchema};
 
 use super::body::{parse_json, QueryParams, RawBody};
@@ -276,7 +276,9 @@ pub(super) fn parse_id(field: &str, id: &str) -> ApiResult<MessageId> {
     })
 }
 
-/// The delivery attempts of a message (kept up to 24 h, 50 per message, 100,000 messages).
+/// The delivery attempts of a message of this queue, oldest first (its first attempt and its
+/// latest ones; kept for the queue's retention, within the history's budget). A message of
+/// another queue, or one without attempts, is 404.
 #[utoipa::path(get, path = "/v1/queues/{queue}/messages/{id}/attempts", tag = "push",
     params(("queue" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = AttemptList), (status = 404, body = ErrorBody)))]
@@ -284,11 +286,27 @@ pub async fn attempts(
     State(s): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Json<AttemptList>> {
-    let id = parse_id("id", &id)?;
+    let message = parse_id("id", &id)?;
     s.engine.queue_info(&queue).await?;
-    Ok(Json(AttemptList {
-        attempts: s.engine.push().history().get_everywhere(id).await?,
-    }))
+    // The queue the message belongs to decides, not the path: attempts of another queue's
+    // message (or of a timer) are not found here, so ids cannot be probed.
+    let attempts: Vec<Attempt> = s
+        .engine
+        .push()
+        .history()
+        .get(message)
+        .await?
+        .into_iter()
+        .filter(|a| a.queue == queue)
+        .collect();
+    if attempts.is_empty() {
+        return Err(EngineError::NotFound {
+            what: "message with delivery attempts in this queue",
+            id,
+        }
+        .into());
+    }
+    Ok(Json(AttemptList { attempts }))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -81,9 +81,9 @@ pub struct TimerView {
     pub attempts: Vec<Attempt>,
 }
 
-pub fn timer_view(s: &AppState, t: TimerInfo) -> TimerView {
+pub async fn timer_view(s: &AppState, t: TimerInfo) -> ApiResult<TimerView> {
     let now = s.engine.now();
-    TimerView {
+    Ok(TimerView {
         id: t.id.to_string(),
         status: t.status.label().to_string(),
         due_at: t.due_at.map(rfc3339),
@@ -92,8 +92,8 @@ pub fn timer_view(s: &AppState, t: TimerInfo) -> TimerView {
         } else {
             t.due_at.map_or(0, |d| ((d - now).max(0) + 999) / 1000)
         },
-        attempts: s.engine.timers().attempts(t.id),
-    }
+        attempts: s.engine.timers().attempts(t.id).await?,
+    })
 }
 
 /// Schedule a one-shot timer.
@@ -143,8 +143,8 @@ pub async fn create_timer(State(s): State<AppState>, body: RawBody) -> ApiResult
         created_at: now,
     };
     let id = s.engine.timers().create(spec, None).await?;
-    let t = s.engine.timers().get(id).expect("just created");
-    Ok((StatusCode::CREATED, Json(timer_view(&s, t))).into_response())
+    let t = timer_or_404(&s, &id.to_string()).await?;
+    Ok((StatusCode::CREATED, Json(timer_view(&s, t).await?)).into_response())
 }
 
 async fn timer_or_404(s: &AppState, id: &str) -> ApiResult<TimerInfo> {
@@ -170,7 +170,7 @@ pub async fn get_timer(
     Path(id): Path<String>,
 ) -> ApiResult<Json<TimerView>> {
     let t = timer_or_404(&s, &id).await?;
-    Ok(Json(timer_view(&s, t)))
+    Ok(Json(timer_view(&s, t).await?))
 }
 
 /// Cancel a pending timer (409 if it already finished).
@@ -183,7 +183,7 @@ pub async fn cancel_timer(
 ) -> ApiResult<Json<TimerView>> {
     let t = timer_or_404(&s, &id).await?;
     s.engine.timers().cancel(t.id).await?;
-    Ok(Json(timer_view(&s, timer_or_404(&s, &id).await?)))
+    Ok(Json(timer_view(&s, timer_or_404(&s, &id).await?).await?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -234,13 +234,10 @@ pub async fn timer_summary(
         ));
     }
     let (pending, finished) = s.engine.timers().counts();
-    let timers = s
-        .engine
-        .timers()
-        .list(status, limit)
-        .into_iter()
-        .map(|t| timer_view(&s, t))
-        .collect();
+    let mut timers = Vec::new();
+    for t in s.engine.timers().list(status, limit).await? {
+        timers.push(timer_view(&s, t).await?);
+    }
     Ok(Json(TimerSummary {
         pending,
         finished,

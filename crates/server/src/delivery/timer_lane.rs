@@ -22,7 +22,7 @@ use sluice_engine::DueTimer;
 use tokio::sync::{watch, Notify};
 
 use super::http::Request;
-use super::webhook::{attempt_entry, guess_content_type};
+use super::webhook::{attempt_entry, guess_content_type, Call};
 use super::{PushManager, LEASE_POLL_MS};
 
 /// Timers leased and waiting for a call slot, over all hosts (a bound on memory).
@@ -257,7 +257,7 @@ impl TimerLane {
         let resp = self.manager.sender.send(req).await;
         let policy = DeliveryPolicy::for_timer(spec.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS));
         let rand01 = rand::random::<f64>();
-        let decision = policy.decide(&resp.answer(), t.attempt, rand01, |ra| {
+        let decision = policy.decide(&resp.answer(), t.attempt, t.throttled, rand01, |ra| {
             ra.unwrap_or(policy.backoff.delay_ms(t.attempt, rand01))
         });
         metrics::counter!("sluice_timer_attempts_total", "outcome" => decision.outcome.label())
@@ -266,14 +266,17 @@ impl TimerLane {
             tracing::warn!(timer = %id, status = ?resp.status, error = ?resp.error, "timer failed permanently");
         }
         let entry = attempt_entry(
-            ("", "timer"),
-            excerpt,
-            t.attempt,
-            started_at,
+            Call {
+                queue: "",
+                subscription: "timer",
+                attempt: t.attempt,
+                throttled: t.throttled,
+                at: started_at,
+                batch_size: 1,
+                request: excerpt,
+            },
             &resp,
-            decision.outcome,
-            decision.delay_ms,
-            1,
+            &decision,
         );
         if let Err(e) = timers.settle(&t.delivery, &decision, entry).await {
             tracing::warn!(timer = %id, queue = TIMER_QUEUE, error = %e, "could not record a timer outcome; the lease will return it");

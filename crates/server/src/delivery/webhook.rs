@@ -6,8 +6,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use sluice_engine::history::limits::DELIVERED_EXCERPT;
 use sluice_engine::push::pace::Ticket;
-use sluice_engine::push::{Attempt, DeliveryPolicy, Outcome, Settled, SubscriptionRef};
+use sluice_engine::push::{Attempt, Decision, DeliveryPolicy, Outcome, Settled, SubscriptionRef};
 use sluice_engine::Delivery;
 
 use super::http::{self, Request};
@@ -26,19 +27,26 @@ impl PushManager {
     ) {
         let sub = &s.config;
         let push = self.engine.push();
-        let attempt = got
-            .iter()
-            .map(|d| push.attempt_no(&s.child, d))
-            .max()
-            .unwrap_or(1);
+        let (attempt, throttled) = match push.next_attempt(s, got).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Without its history the attempt cannot be numbered: the lease brings it back.
+                tracing::warn!(queue = %s.queue, subscription = %s.name, error = %e, "could not read a delivery's attempts");
+                throttle.on_other(ticket);
+                return;
+            }
+        };
         let req = request(s, got, attempt);
         let started_at = self.engine.now();
         let excerpt = req.excerpt();
         let resp = self.sender.send(req).await;
-        let decision =
-            DeliveryPolicy::of(sub).decide(&resp.answer(), attempt, rand::random(), |ra| {
-                throttle.on_throttled(ticket, ra)
-            });
+        let decision = DeliveryPolicy::of(sub).decide(
+            &resp.answer(),
+            attempt,
+            throttled,
+            rand::random(),
+            |ra| throttle.on_throttled(ticket, ra),
+        );
         let label = decision.outcome.label();
         metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
         metrics::histogram!("sluice_push_request_seconds", "queue" => s.queue.clone(), "subscription" => s.name.clone()).record(resp.duration.as_secs_f64());
@@ -48,14 +56,17 @@ impl PushManager {
             tracing::debug!(queue = %s.queue, subscription = %s.name, status = ?resp.status, error = ?resp.error, duration_ms = resp.duration.as_millis() as u64, outcome = label, "delivery attempt");
         }
         let entry = attempt_entry(
-            (&s.queue, &s.name),
-            excerpt,
-            attempt,
-            started_at,
+            Call {
+                queue: &s.queue,
+                subscription: &s.name,
+                attempt,
+                throttled,
+                at: started_at,
+                batch_size: got.len(),
+                request: excerpt,
+            },
             &resp,
-            decision.outcome,
-            decision.delay_ms,
-            got.len(),
+            &decision,
         );
         let n = got.len() as u64;
         match decision.outcome {
@@ -139,32 +150,55 @@ fn request(s: &SubscriptionRef, got: &[Delivery], attempt: u32) -> Request {
     }
 }
 
-/// The history entry of one request.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attempt_entry(
-    (queue, subscription): (&str, &str),
-    request: String,
-    attempt: u32,
-    at: i64,
-    resp: &http::Response,
-    outcome: Outcome,
-    delay_ms: u64,
-    batch_size: usize,
-) -> Attempt {
+/// One request, as the history records it.
+pub(super) struct Call<'a> {
+    pub queue: &'a str,
+    pub subscription: &'a str,
+    pub attempt: u32,
+    /// 429s the message(s) got before this request.
+    pub throttled: u32,
+    pub at: i64,
+    pub batch_size: usize,
+    /// The request's excerpt (`Request::excerpt`).
+    pub request: String,
+}
+
+/// The history entry of one request. A successful one keeps shorter excerpts: the history's
+/// budget is better spent on the failures people look into.
+pub(super) fn attempt_entry(call: Call<'_>, resp: &http::Response, decision: &Decision) -> Attempt {
+    let outcome = decision.outcome;
+    let (mut request, mut response) = (call.request, resp.excerpt.clone());
+    if outcome == Outcome::Delivered {
+        truncate(&mut request, DELIVERED_EXCERPT);
+        truncate(&mut response, DELIVERED_EXCERPT);
+    }
     Attempt {
-        at,
-        queue: queue.to_string(),
-        subscription: subscription.to_string(),
+        at: call.at,
+        queue: call.queue.to_string(),
+        subscription: call.subscription.to_string(),
         request,
-        attempt,
+        attempt: call.attempt,
         status: resp.status,
         error: resp.error.clone(),
         duration_ms: resp.duration.as_millis() as u64,
-        response: resp.excerpt.clone(),
+        response,
         outcome,
         next_attempt_at: matches!(outcome, Outcome::Retry | Outcome::Throttled)
-            .then(|| at + resp.duration.as_millis() as i64 + delay_ms as i64),
-        batch_size: batch_size as u32,
+            .then(|| call.at + resp.duration.as_millis() as i64 + decision.delay_ms as i64),
+        batch_size: call.batch_size as u32,
+        throttled: call.throttled + (outcome == Outcome::Throttled) as u32,
+    }
+}
+
+/// Cut `s` to at most `max` bytes, on a character boundary, marking the cut.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+        s.push('…');
     }
 }
 
