@@ -1,0 +1,38 @@
+//! `sluice bench`: the built-in load generator (like `nats bench` or `redis-benchmark`).
+//! The JSON output (`--json`) is what scripts and BENCHMARKS.md read.
+//!
+//! This file only dispatches; dependencies go one way, downward:
+//!
+//! ```text
+//! mod.rs ──► queue.rs (publish, receive-ack, roundtrip, stream) ──► conn.rs (raw HTTP/1.1, h2c)
+//!        ──► push.rs, timers.rs ──► receivers.rs (in-process webhook receivers), api.rs (setup calls)
+//!        every file ──► args.rs (the command line), report.rs (histograms, CPU time)
+//! ```
+
+mod api;
+mod args;
+mod conn;
+mod push;
+mod queue;
+mod receivers;
+mod report;
+mod timers;
+
+use anyhow::{bail, Context};
+
+pub use args::{BenchArgs, Protocol, Scenario};
+
+pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
+    // Several nodes (`--server http://a,http://b`): the queue scenarios spread their
+    // connections round-robin over them; everything is set up through the first.
+    let nodes: Vec<&str> = servers.split(',').filter(|s| !s.is_empty()).collect();
+    let server = *nodes.first().context("--server names no server")?;
+    if args.connections == 0 || args.batch == 0 || args.batch > 1000 {
+        bail!("--connections must be at least 1 and --batch between 1 and 1000");
+    }
+    match args.scenario {
+        Scenario::Push => push::run(server, json_out, args).await,
+        Scenario::Timers => timers::run(server, json_out, args).await,
+        _ => queue::run(&nodes, json_out, args).await,
+    }
+}
