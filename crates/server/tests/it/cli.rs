@@ -177,3 +177,37 @@ async fn bench_smoke() {
     .await
     .unwrap();
 }
+
+/// A run in which the server refuses requests still prints its report, then exits non-zero:
+/// scripts must not take a broken run's figures for a result. Here every publish is over the
+/// server's message size limit; `--count` cannot be reached, and the run still ends.
+#[tokio::test]
+async fn bench_exits_non_zero_when_requests_fail() {
+    let s = Server::start().await;
+    let b = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let args = [
+            "bench",
+            "publish",
+            "--connections",
+            "2",
+            "--count",
+            "5",
+            "--size",
+            "300000",
+            "--json",
+        ];
+        let (ok, out, err) = run(&b, &args, None);
+        assert!(!ok, "exit status 0 although publishes failed: {out}");
+        let v = json(out.trim());
+        assert!(v["errors"].as_u64().unwrap() > 0, "{v}");
+        assert!(err.contains("requests failed"), "{err}");
+        // The same in text mode.
+        let (ok, out, err) = run(&b, &args[..args.len() - 1], None);
+        assert!(!ok, "exit status 0 although publishes failed: {out}");
+        assert!(out.contains("errors"), "no report printed: {out}");
+        assert!(err.contains("requests failed"), "{err}");
+    })
+    .await
+    .unwrap();
+}

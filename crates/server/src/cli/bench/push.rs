@@ -60,6 +60,5 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     extra.insert("batch".into(), json!(args.batch));
     extra.insert("created_per_sec".into(), Value::Null);
     extra.insert("latency".into(), json!("publish to delivery"));
-    print_delivery(&delivery_report(&sink, "push", n, started, extra), json_out);
-    Ok(())
+    print_delivery(&delivery_report(&sink, "push", n, started, extra), json_out)
 }

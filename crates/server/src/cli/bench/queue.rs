@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::args::{BenchArgs, Protocol, Scenario};
 use super::conn::Conn;
-use super::report::{cpu_seconds, new_hist};
+use super::report::{cpu_seconds, fail_on_errors, new_hist};
 use crate::cli::stream_client::StreamClient;
 
 struct Shared {
@@ -133,9 +133,11 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
             shared.errors.load(Ordering::Relaxed)
         ));
         let done = match args.count {
+            // As many failed requests as messages wanted also ends the run: a server that
+            // refuses everything would otherwise keep a counted run going forever.
             Some(c) => {
                 bar.set_position(n.min(c));
-                n >= c
+                n >= c || shared.errors.load(Ordering::Relaxed) >= c
             }
             None => {
                 bar.set_position((el * 10.0) as u64);
@@ -196,11 +198,8 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
             out["errors"],
             out["client_cpu_percent_of_machine"].as_f64().unwrap_or(0.0),
         );
-        if let Some(e) = out["last_error"].as_str() {
-            println!("last error: {e}");
-        }
     }
-    Ok(())
+    fail_on_errors(&out)
 }
 
 async fn prefill(server: &str, queue: &str, n: u64, size: usize) -> anyhow::Result<()> {

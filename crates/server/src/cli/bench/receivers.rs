@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::api::now_us;
-use super::report::new_hist;
+use super::report::{fail_on_errors, new_hist};
 
 pub struct Receiver {
     pub count: AtomicU64,
@@ -126,26 +126,29 @@ pub fn delivery_report(
     out
 }
 
-/// Print a push or timers report: the JSON object, or one line for people.
-pub fn print_delivery(out: &Value, json_out: bool) {
+/// Print a push or timers report (the JSON object, or one line for people); an error when
+/// messages went missing.
+pub fn print_delivery(out: &Value, json_out: bool) -> anyhow::Result<()> {
     if json_out {
         println!("{out}");
-        return;
+    } else {
+        let f = |k: &str| out[k].as_f64().unwrap_or(0.0);
+        println!(
+            "{}: {} deliveries, {:.0} /s at the receiver{} | {} p50 {} ms p90 {} ms p99 {} ms max {} ms | missing {}",
+            out["scenario"].as_str().unwrap_or_default(),
+            out["messages"],
+            f("msgs_per_sec"),
+            out["created_per_sec"]
+                .as_f64()
+                .map(|c| format!(" ({c:.0} timers created /s)"))
+                .unwrap_or_default(),
+            out["latency"].as_str().unwrap_or_default(),
+            f("p50_ms"),
+            f("p90_ms"),
+            f("p99_ms"),
+            f("max_ms"),
+            out["errors"],
+        );
     }
-    println!(
-        "{}: {} deliveries, {} /s at the receiver{} | {} p50 {} ms p90 {} ms p99 {} ms max {} ms | missing {}",
-        out["scenario"].as_str().unwrap_or_default(),
-        out["messages"],
-        out["msgs_per_sec"],
-        out["created_per_sec"]
-            .as_f64()
-            .map(|c| format!(" ({c} timers created /s)"))
-            .unwrap_or_default(),
-        out["latency"].as_str().unwrap_or_default(),
-        out["p50_ms"],
-        out["p90_ms"],
-        out["p99_ms"],
-        out["max_ms"],
-        out["errors"],
-    );
+    fail_on_errors(out)
 }

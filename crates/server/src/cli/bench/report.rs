@@ -16,3 +16,16 @@ pub fn cpu_seconds() -> f64 {
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
+
+/// After the report is printed: a run in which requests failed ends with an error, so the
+/// process exits non-zero (scripts and CI must not take a broken run's figures as a result).
+pub fn fail_on_errors(out: &serde_json::Value) -> anyhow::Result<()> {
+    let errors = out["errors"].as_u64().unwrap_or(0);
+    if errors == 0 {
+        return Ok(());
+    }
+    match out["last_error"].as_str() {
+        Some(e) => anyhow::bail!("{errors} requests failed (last: {e})"),
+        None => anyhow::bail!("{errors} requests failed"),
+    }
+}

@@ -85,6 +85,5 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     print_delivery(
         &delivery_report(&sink, "timers", n, started, extra),
         json_out,
-    );
-    Ok(())
+    )
 }
