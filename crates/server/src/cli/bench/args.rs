@@ -16,15 +16,46 @@ pub enum Scenario {
     /// Streaming consumers (HTTP/2 duplex) with `--batch` as prefetch, acking each message
     /// (prefills the queue first).
     Stream,
-    /// Push deliveries to a receiver run by the bench (server needs --allow-private-targets).
+    /// Push deliveries to a receiver run by the bench (server needs --allow-private-targets);
+    /// --receiver chooses how it answers (throughput, or a pacing scenario).
     Push,
     /// Timer firing lateness at a receiver run by the bench (--count timers due at once, or
-    /// spread at --rate per second).
+    /// spread at --rate per second); --hosts 2 adds a slow second host.
     Timers,
 }
 
 impl Scenario {
     /// The scenario's name as typed on the command line (`publish-batch`).
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// How the receiver of `sluice bench push` answers. The pacing scenarios deliver one message
+/// per request (no batches) and report against the targets of sluice's adaptive pacing.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiverKind {
+    /// 200 at once: delivery throughput and publish-to-delivery latency.
+    Normal,
+    /// 429 Retry-After: 1 to the first delivery of one message in --refuse-every (10), 200 to
+    /// the rest; subscription limit --rate-limit (300/s), --count 1,500 messages. Target: all
+    /// delivered within 10 s, goodput >= 90% of the limit x the accepted share.
+    Sporadic,
+    /// Allows --allow requests/s (a token bucket, burst the same, starting full) and answers
+    /// 429 Retry-After: 1 above; no subscription limit unless --rate-limit; runs --duration
+    /// (20 s) on a backlog. Targets: 80% of --allow delivered per second within 10 s and held,
+    /// fewer than 10% of requests refused from 10 s on.
+    TokenBucket,
+    /// One queue, two subscriptions: endpoint A answers 429 Retry-After: N to every request
+    /// for the first --outage-seconds N (5), then 200; endpoint B always 200. Messages are
+    /// published at --rate (200/s) for --duration (outage + 5 s). Targets: at most one probe
+    /// reaches A during the outage, B's rate during the outage within 10% of its rate after.
+    Outage,
+}
+
+impl ReceiverKind {
     pub fn name(self) -> String {
         self.to_possible_value()
             .map(|v| v.get_name().to_string())
@@ -46,9 +77,10 @@ pub struct BenchArgs {
     /// Message body size in bytes.
     #[arg(long, default_value_t = 100)]
     pub size: usize,
-    /// Seconds to run (ignored with --count).
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
+    /// Seconds to run (default 10; ignored with --count). push --receiver token-bucket: 20;
+    /// push --receiver outage: seconds of publishing (default --outage-seconds + 5).
+    #[arg(long)]
+    pub duration: Option<f64>,
     /// Stop after this many messages instead of after --duration.
     #[arg(long)]
     pub count: Option<u64>,
@@ -71,4 +103,40 @@ pub struct BenchArgs {
     /// Keep the queue afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// push: how the bench's receiver answers.
+    #[arg(long, value_enum, default_value_t = ReceiverKind::Normal)]
+    pub receiver: ReceiverKind,
+    /// push pacing scenarios: the subscription's rate_limit_per_second (sporadic: 300 unless
+    /// given; token-bucket and outage: none unless given).
+    #[arg(long)]
+    pub rate_limit: Option<f64>,
+    /// push --receiver sporadic: refuse the first delivery of one message in this many.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub refuse_every: u64,
+    /// push --receiver token-bucket: requests per second the receiver accepts (its burst too).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub allow: u64,
+    /// push --receiver outage: seconds during which endpoint A refuses everything (its
+    /// Retry-After is this, rounded up).
+    #[arg(long, default_value_t = 5.0)]
+    pub outage_seconds: f64,
+    /// push pacing scenarios and timers --hosts 2: stop waiting for deliveries this many
+    /// seconds after the first publish (outage: after publishing ends; timers: after the due
+    /// time) and report what was delivered by then.
+    #[arg(long, default_value_t = 60.0)]
+    pub give_up: f64,
+    /// timers: 1 = one receiver; 2 = half the timers to a second, slow host (127.0.0.2), after
+    /// a baseline run of the fast half alone.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub hosts: u8,
+    /// timers --hosts 2: the slow host answers after this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub slow_ms: u64,
+}
+
+impl BenchArgs {
+    /// `--duration`, or `default` seconds.
+    pub fn duration_or(&self, default: f64) -> f64 {
+        self.duration.unwrap_or(default)
+    }
 }

@@ -5,22 +5,28 @@
 //!
 //! ```text
 //! mod.rs ──► queue.rs (publish, receive-ack, roundtrip, stream) ──► conn.rs (raw HTTP/1.1, h2c)
-//!        ──► push.rs, timers.rs ──► receivers.rs (in-process webhook receivers), api.rs (setup calls)
-//!        every file ──► args.rs (the command line), report.rs (histograms, CPU time)
+//!        ──► push.rs (throughput), timers.rs (burst, two hosts)
+//!        ──► sporadic.rs, token_bucket.rs, outage.rs (push pacing) ──► pacing.rs (their setup)
+//!              all of these ──► receivers.rs (in-process webhook receivers), api.rs (setup calls)
+//!        every file ──► args.rs (the command line), report.rs (figures, output, exit status)
 //! ```
 
 mod api;
 mod args;
 mod conn;
+mod outage;
+mod pacing;
 mod push;
 mod queue;
 mod receivers;
 mod report;
+mod sporadic;
 mod timers;
+mod token_bucket;
 
 use anyhow::{bail, Context};
 
-pub use args::{BenchArgs, Protocol, Scenario};
+pub use args::{BenchArgs, Protocol, ReceiverKind, Scenario};
 
 pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
     // Several nodes (`--server http://a,http://b`): the queue scenarios spread their
@@ -31,7 +37,12 @@ pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Resu
         bail!("--connections must be at least 1 and --batch between 1 and 1000");
     }
     match args.scenario {
-        Scenario::Push => push::run(server, json_out, args).await,
+        Scenario::Push => match args.receiver {
+            ReceiverKind::Normal => push::run(server, json_out, args).await,
+            ReceiverKind::Sporadic => sporadic::run(server, json_out, args).await,
+            ReceiverKind::TokenBucket => token_bucket::run(server, json_out, args).await,
+            ReceiverKind::Outage => outage::run(server, json_out, args).await,
+        },
         Scenario::Timers => timers::run(server, json_out, args).await,
         _ => queue::run(&nodes, json_out, args).await,
     }

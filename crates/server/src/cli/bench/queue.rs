@@ -116,13 +116,15 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
     }
 
     let bar = if !json_out && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let b = indicatif::ProgressBar::new(args.count.unwrap_or((args.duration * 10.0) as u64));
+        let b = indicatif::ProgressBar::new(
+            args.count.unwrap_or((args.duration_or(10.0) * 10.0) as u64),
+        );
         b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {msg}").expect("template"));
         b
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let deadline = started + Duration::from_secs_f64(args.duration);
+    let deadline = started + Duration::from_secs_f64(args.duration_or(10.0));
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let n = shared.messages.load(Ordering::Relaxed);
