@@ -2,7 +2,6 @@
 //! tables for people and JSON (`--json`) for scripts.
 
 pub mod bench;
-pub mod bench_push;
 pub mod client;
 pub mod ingest;
 pub mod sink;

@@ -177,3 +177,232 @@ async fn bench_smoke() {
     .await
     .unwrap();
 }
+
+/// A run in which the server refuses requests still prints its report, then exits non-zero:
+/// scripts must not take a broken run's figures for a result. Here every publish is over the
+/// server's message size limit; `--count` cannot be reached, and the run still ends.
+#[tokio::test]
+async fn bench_exits_non_zero_when_requests_fail() {
+    let s = Server::start().await;
+    let b = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let args = [
+            "bench",
+            "publish",
+            "--connections",
+            "2",
+            "--count",
+            "5",
+            "--size",
+            "300000",
+            "--json",
+        ];
+        let (ok, out, err) = run(&b, &args, None);
+        assert!(!ok, "exit status 0 although publishes failed: {out}");
+        let v = json(out.trim());
+        assert!(v["errors"].as_u64().unwrap() > 0, "{v}");
+        assert!(err.contains("requests failed"), "{err}");
+        // The same in text mode.
+        let (ok, out, err) = run(&b, &args[..args.len() - 1], None);
+        assert!(!ok, "exit status 0 although publishes failed: {out}");
+        assert!(out.contains("errors"), "no report printed: {out}");
+        assert!(err.contains("requests failed"), "{err}");
+    })
+    .await
+    .unwrap();
+}
+
+/// `sluice bench ARGS --json` against `base`: it must succeed and print one JSON object.
+fn bench_json(base: &str, args: &[&str]) -> Value {
+    let mut full = vec!["bench"];
+    full.extend(args);
+    full.push("--json");
+    let (ok, out, err) = run(base, &full, None);
+    assert!(ok, "{args:?}: {err}\n{out}");
+    let v = json(out.trim());
+    assert_eq!(v["errors"], 0, "{args:?}: {v}");
+    v
+}
+
+/// `bench_json` against a fresh server that allows loopback targets (the bench's receivers).
+async fn bench_push_server(args: &'static [&'static str]) -> Value {
+    let s = Server::start_with(&["--allow-private-targets"]).await;
+    let b = s.base.clone();
+    tokio::task::spawn_blocking(move || bench_json(&b, args))
+        .await
+        .unwrap()
+}
+
+/// Every field in `keys` is in the report.
+fn has_fields(v: &Value, keys: &[&str]) {
+    for k in keys {
+        assert!(v.get(k).is_some(), "no {k} in {v}");
+    }
+}
+
+/// The push and timer scenarios, briefly: every message or timer reaches the bench's receivers
+/// and the reports carry their figures (speed is not asserted).
+#[tokio::test]
+async fn bench_push_and_timers() {
+    let s = Server::start_with(&["--allow-private-targets"]).await;
+    let b = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let v = bench_json(&b, &["push", "--count", "200", "--connections", "4"]);
+        assert_eq!(v["messages"], 200, "{v}");
+        let v = bench_json(&b, &["timers", "--count", "40", "--connections", "4"]);
+        has_fields(
+            &v,
+            &["p50_ms", "p99_ms", "max_ms", "msgs_per_sec", "target"],
+        );
+        assert_eq!(v["messages"], 40, "{v}");
+        assert!(v["target_met"].is_boolean(), "{v}");
+        let v = bench_json(
+            &b,
+            &[
+                "timers",
+                "--hosts",
+                "2",
+                "--slow-ms",
+                "300",
+                "--count",
+                "40",
+                "--connections",
+                "4",
+                "--give-up",
+                "120",
+            ],
+        );
+        has_fields(&v, &["fast_p99_delta_ms", "target_met", "slow_ms"]);
+        assert_eq!(v["baseline"]["messages"], 20, "{v}");
+        assert_eq!(v["fast"]["messages"], 20, "{v}");
+        assert_eq!(v["slow"]["messages"], 20, "{v}");
+        assert_eq!(v["slow"]["undelivered"], 0, "{v}");
+        for host in ["baseline", "fast", "slow"] {
+            has_fields(&v[host], &["p50_ms", "p99_ms", "max_ms"]);
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Sporadic 429s: every message is delivered in the end, and the receiver refused exactly
+/// the planned one in ten, once each.
+#[tokio::test]
+async fn bench_push_sporadic() {
+    let v = bench_push_server(&[
+        "push",
+        "--receiver",
+        "sporadic",
+        "--count",
+        "30",
+        "--connections",
+        "4",
+        "--give-up",
+        "120",
+    ])
+    .await;
+    has_fields(
+        &v,
+        &[
+            "goodput_per_sec",
+            "goodput_pct",
+            "accepted_share",
+            "target",
+            "server",
+        ],
+    );
+    assert_eq!(v["receiver"], "sporadic", "{v}");
+    assert_eq!(v["delivered"], 30, "{v}");
+    assert_eq!(v["undelivered"], 0, "{v}");
+    assert_eq!(v["refused_429"], 3, "{v}");
+    assert!(v["all_delivered_s"].is_number(), "{v}");
+    assert!(v["target_met"].is_boolean(), "{v}");
+}
+
+/// A token-bucket endpoint: per-second counts for each second of the run, consistent with
+/// the totals, and deliveries made.
+#[tokio::test]
+async fn bench_push_token_bucket() {
+    let v = bench_push_server(&[
+        "push",
+        "--receiver",
+        "token-bucket",
+        "--allow",
+        "20",
+        "--duration",
+        "3",
+        "--connections",
+        "4",
+    ])
+    .await;
+    has_fields(
+        &v,
+        &[
+            "first_80pct_s",
+            "steady_delivered_per_sec",
+            "steady_429_pct",
+            "reach_target_met",
+            "steady_rate_target_met",
+            "steady_429_target_met",
+            "target_met",
+        ],
+    );
+    let per_sec = |k: &str| -> Vec<u64> {
+        let a = v[k].as_array().unwrap_or_else(|| panic!("no {k}: {v}"));
+        a.iter().map(|x| x.as_u64().unwrap()).collect()
+    };
+    let (ok, refused) = (
+        per_sec("delivered_per_second"),
+        per_sec("refused_per_second"),
+    );
+    assert_eq!((ok.len(), refused.len()), (3, 3), "{v}");
+    assert!(ok.iter().sum::<u64>() > 0, "nothing delivered: {v}");
+    assert!(
+        ok.iter().sum::<u64>() <= v["delivered"].as_u64().unwrap(),
+        "{v}"
+    );
+    // The bucket holds 20 and refills 20 a second: never more than 40 in one second.
+    assert!(ok.iter().all(|&n| n <= 40), "{v}");
+}
+
+/// An outage at one endpoint: both endpoints get every message in the end, A refused at least
+/// once, and the report has its figures.
+#[tokio::test]
+async fn bench_push_outage() {
+    let v = bench_push_server(&[
+        "push",
+        "--receiver",
+        "outage",
+        "--outage-seconds",
+        "1",
+        "--duration",
+        "2",
+        "--rate",
+        "20",
+        "--connections",
+        "4",
+        "--give-up",
+        "120",
+    ])
+    .await;
+    has_fields(
+        &v,
+        &[
+            "a_requests_during_outage",
+            "a_requests_after_first_429",
+            "a_probes_during_outage",
+            "b_rate_during_outage",
+            "b_rate_after_outage",
+            "b_rate_ratio",
+            "probes_target_met",
+            "b_target_met",
+            "target_met",
+        ],
+    );
+    let sent = v["messages"].as_u64().unwrap();
+    assert!(sent > 0, "{v}");
+    assert_eq!(v["a_delivered"], sent, "{v}");
+    assert_eq!(v["b_delivered"], sent, "{v}");
+    assert!(v["a_refused_429"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["a_backlog_delivered_s"].is_number(), "{v}");
+}

@@ -1,275 +1,23 @@
-//! `sluice bench`: the built-in load generator (like `nats bench` or `redis-benchmark`).
-//!
-//! Each `--connections` is one connection driven by its own task in a closed loop: HTTP/1.1 by
-//! a minimal client of its own ([`RawH1`]), h2c (prior knowledge) by hyper. The generator runs
-//! on the same cores as the server, so it adds as little CPU as it can; latencies go into an
-//! HDR histogram. The JSON output (`--json`) is what scripts and BENCHMARKS.md read.
-//! The generator reports its own CPU share so a run can show it was not the bottleneck.
+//! The queue scenarios of `sluice bench`: publish, publish-batch, receive-ack, roundtrip and
+//! stream. Each `--connections` is one [`Conn`] driven by its own task in a closed loop (or at
+//! `--rate`); latencies go into an HDR histogram. The generator runs on the same cores as the
+//! server, so it adds as little CPU as it can, and reports its own CPU share so a run can show
+//! it was not the bottleneck.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use bytes::Bytes;
-use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scenario {
-    /// One message per request.
-    Publish,
-    /// `--batch` messages per request.
-    PublishBatch,
-    /// Receive up to `--batch` messages, ack them (prefills the queue first).
-    ReceiveAck,
-    /// Publish-to-receive latency: half the connections publish, half long-poll and ack.
-    Roundtrip,
-    /// Streaming consumers (HTTP/2 duplex) with `--batch` as prefetch, acking each message
-    /// (prefills the queue first).
-    Stream,
-    /// Push deliveries to a receiver run by the bench (server needs --allow-private-targets).
-    Push,
-    /// Timer firing lateness at a receiver run by the bench (--count timers due at once, or
-    /// spread at --rate per second).
-    Timers,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    Http1,
-    Http2,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct BenchArgs {
-    pub scenario: Scenario,
-    #[arg(long, default_value_t = 50)]
-    pub connections: usize,
-    /// Message body size in bytes.
-    #[arg(long, default_value_t = 100)]
-    pub size: usize,
-    /// Seconds to run (ignored with --count).
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Stop after this many messages instead of after --duration.
-    #[arg(long)]
-    pub count: Option<u64>,
-    /// Messages per request (publish-batch) or per receive (receive-ack, roundtrip).
-    #[arg(long, default_value_t = 10)]
-    pub batch: usize,
-    #[arg(long, value_enum, default_value_t = Protocol::Http1)]
-    pub protocol: Protocol,
-    /// Queue to use (default bench-SCENARIO); it is emptied before and deleted after.
-    #[arg(long)]
-    pub queue: Option<String>,
-    /// Messages to load before receive-ack (default: enough for the run, at most 2,000,000).
-    #[arg(long)]
-    pub prefill: Option<u64>,
-    /// Publish rate in messages per second, spread evenly over the connections, for publish,
-    /// publish-batch and roundtrip (0 = as fast as possible). Latency is measured from each
-    /// request's actual send, so use a rate the server keeps up with (e.g. half the peak).
-    #[arg(long, default_value_t = 0)]
-    pub rate: u64,
-    /// Keep the queue afterwards.
-    #[arg(long)]
-    pub keep: bool,
-}
-
-struct Conn {
-    h1: Option<RawH1>,
-    h2: Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
-    authority: String,
-}
-
-/// A minimal HTTP/1.1 client connection: one request written with one `write`, the response
-/// read in the same task. hyper's client runs the connection in a second task, which costs a
-/// cross-task (often cross-thread) wake-up per request; on a 2-core machine shared with the
-/// server that showed as ~20% fewer requests per second than `wrk` got from the same server.
-struct RawH1 {
-    stream: tokio::net::TcpStream,
-    host: String,
-    auth: Option<String>,
-    out: Vec<u8>,
-    buf: Vec<u8>,
-}
-
-impl RawH1 {
-    async fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> anyhow::Result<(u16, Bytes)> {
-        use std::io::Write;
-        use tokio::io::AsyncWriteExt;
-        self.out.clear();
-        write!(
-            self.out,
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-            self.host,
-            body.len()
-        )?;
-        if let Some(auth) = &self.auth {
-            write!(self.out, "authorization: {auth}\r\n")?;
-        }
-        self.out.extend_from_slice(b"\r\n");
-        self.out.extend_from_slice(body);
-        self.stream.write_all(&self.out).await?;
-        self.buf.clear();
-        let (status, head_len, length, chunked) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(n) = resp.parse(&self.buf)? {
-                let mut length = None;
-                let mut chunked = false;
-                for h in resp.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("content-length") {
-                        length = Some(std::str::from_utf8(h.value)?.trim().parse::<usize>()?);
-                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        chunked = h.value.eq_ignore_ascii_case(b"chunked");
-                    }
-                }
-                break (resp.code.unwrap_or(0), n, length, chunked);
-            }
-            self.read_more().await?;
-        };
-        let body = if chunked {
-            self.read_chunked(head_len).await?
-        } else {
-            let len = length.unwrap_or(0);
-            while self.buf.len() < head_len + len {
-                self.read_more().await?;
-            }
-            Bytes::copy_from_slice(&self.buf[head_len..head_len + len])
-        };
-        Ok((status, body))
-    }
-
-    async fn read_more(&mut self) -> anyhow::Result<()> {
-        use tokio::io::AsyncReadExt;
-        let at = self.buf.len();
-        self.buf.resize(at + 16 * 1024, 0);
-        let n = self.stream.read(&mut self.buf[at..]).await?;
-        self.buf.truncate(at + n);
-        if n == 0 {
-            bail!("connection closed by the server");
-        }
-        Ok(())
-    }
-
-    /// Decode a chunked body that starts at `pos` in the buffer.
-    async fn read_chunked(&mut self, mut pos: usize) -> anyhow::Result<Bytes> {
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(i) = self.buf[pos..].windows(2).position(|w| w == b"\r\n") {
-                    break pos + i;
-                }
-                self.read_more().await?;
-            };
-            let size_text = std::str::from_utf8(&self.buf[pos..line_end])?;
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .with_context(|| format!("bad chunk size {size_text:?}"))?;
-            pos = line_end + 2;
-            while self.buf.len() < pos + size + 2 {
-                self.read_more().await?;
-            }
-            body.extend_from_slice(&self.buf[pos..pos + size]);
-            pos += size + 2;
-            if size == 0 {
-                return Ok(Bytes::from(body));
-            }
-        }
-    }
-}
-
-impl Conn {
-    async fn open(server: &str, protocol: Protocol) -> anyhow::Result<Conn> {
-        let authority = server
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        if server.starts_with("https://") {
-            bail!("bench talks plain HTTP (h1 or h2c); got {server}");
-        }
-        let stream = tokio::net::TcpStream::connect(&authority)
-            .await
-            .with_context(|| format!("connecting to {authority}"))?;
-        stream.set_nodelay(true)?;
-        match protocol {
-            Protocol::Http1 => Ok(Conn {
-                h1: Some(RawH1 {
-                    stream,
-                    host: authority.clone(),
-                    auth: super::client::bearer_header(),
-                    out: Vec::with_capacity(4096),
-                    buf: Vec::with_capacity(16 * 1024),
-                }),
-                h2: None,
-                authority,
-            }),
-            Protocol::Http2 => {
-                let io = TokioIo::new(stream);
-                let (send, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
-                tokio::spawn(conn);
-                Ok(Conn {
-                    h1: None,
-                    h2: Some(send),
-                    authority,
-                })
-            }
-        }
-    }
-
-    async fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Bytes,
-    ) -> anyhow::Result<(u16, Bytes)> {
-        if let Some(h1) = &mut self.h1 {
-            return h1.call(method, path, &body).await;
-        }
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{}", self.authority, path))
-            .header("host", &self.authority)
-            .header("content-type", "application/json");
-        if let Some(auth) = super::client::bearer_header() {
-            req = req.header("authorization", auth);
-        }
-        let req = req.body(Full::new(body))?;
-        let s = self.h2.as_mut().expect("a connection");
-        s.ready().await?;
-        let resp = s.send_request(req).await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
-    }
-
-    async fn json(&mut self, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let (status, bytes) = self
-            .call(method, path, Bytes::from(serde_json::to_vec(body)?))
-            .await?;
-        if !(200..300).contains(&status) {
-            bail!(
-                "{method} {path}: {status} {}",
-                String::from_utf8_lossy(&bytes)
-            );
-        }
-        if bytes.is_empty() {
-            return Ok(Value::Null);
-        }
-        Ok(serde_json::from_slice(&bytes)?)
-    }
-}
+use super::args::{BenchArgs, Protocol, Scenario};
+use super::conn::Conn;
+use super::report::{cpu_seconds, fail_on_errors, new_hist};
+use crate::cli::stream_client::StreamClient;
 
 struct Shared {
     messages: AtomicU64,
@@ -291,11 +39,6 @@ impl Shared {
     }
 }
 
-fn new_hist() -> Histogram<u64> {
-    // Microseconds, 1 µs to 100 s, 3 significant digits.
-    Histogram::new_with_bounds(1, 100_000_000, 3).expect("bounds")
-}
-
 fn body_of(size: usize, seq: u64) -> String {
     let mut s = format!("{seq:020}");
     while s.len() < size {
@@ -305,32 +48,11 @@ fn body_of(size: usize, seq: u64) -> String {
     s
 }
 
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
-    // Several nodes (`--server http://a,http://b`): connections go round-robin over them;
-    // the queue is set up through the first.
-    let nodes: Vec<&str> = servers.split(',').filter(|s| !s.is_empty()).collect();
-    let server = *nodes.first().context("--server names no server")?;
-    if args.connections == 0 || args.batch == 0 || args.batch > 1000 {
-        bail!("--connections must be at least 1 and --batch between 1 and 1000");
-    }
-    if matches!(args.scenario, Scenario::Push | Scenario::Timers) {
-        let timers = args.scenario == Scenario::Timers;
-        return super::bench_push::run(server, json_out, args, timers).await;
-    }
-    let scenario_name = args
-        .scenario
-        .to_possible_value()
-        .expect("named")
-        .get_name()
-        .to_string();
+/// Run one of the queue scenarios with its connections spread round-robin over `nodes` (the
+/// queue is set up through the first).
+pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
+    let server = nodes[0];
+    let scenario_name = args.scenario.name();
     let queue = args
         .queue
         .clone()
@@ -367,7 +89,7 @@ pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Resu
     if args.scenario == Scenario::Stream {
         for i in 0..args.connections {
             let node = nodes[i % nodes.len()];
-            let c = super::stream_client::StreamClient::open(node, &queue, args.batch).await?;
+            let c = StreamClient::open(node, &queue, args.batch).await?;
             tasks.push(tokio::spawn(stream_worker(c, shared.clone())));
         }
     }
@@ -394,13 +116,15 @@ pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Resu
     }
 
     let bar = if !json_out && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let b = indicatif::ProgressBar::new(args.count.unwrap_or((args.duration * 10.0) as u64));
+        let b = indicatif::ProgressBar::new(
+            args.count.unwrap_or((args.duration_or(10.0) * 10.0) as u64),
+        );
         b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {msg}").expect("template"));
         b
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let deadline = started + Duration::from_secs_f64(args.duration);
+    let deadline = started + Duration::from_secs_f64(args.duration_or(10.0));
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let n = shared.messages.load(Ordering::Relaxed);
@@ -411,9 +135,11 @@ pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Resu
             shared.errors.load(Ordering::Relaxed)
         ));
         let done = match args.count {
+            // As many failed requests as messages wanted also ends the run: a server that
+            // refuses everything would otherwise keep a counted run going forever.
             Some(c) => {
                 bar.set_position(n.min(c));
-                n >= c
+                n >= c || shared.errors.load(Ordering::Relaxed) >= c
             }
             None => {
                 bar.set_position((el * 10.0) as u64);
@@ -474,11 +200,8 @@ pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Resu
             out["errors"],
             out["client_cpu_percent_of_machine"].as_f64().unwrap_or(0.0),
         );
-        if let Some(e) = out["last_error"].as_str() {
-            println!("last error: {e}");
-        }
     }
-    Ok(())
+    fail_on_errors(&out)
 }
 
 async fn prefill(server: &str, queue: &str, n: u64, size: usize) -> anyhow::Result<()> {
@@ -515,7 +238,7 @@ async fn prefill(server: &str, queue: &str, n: u64, size: usize) -> anyhow::Resu
 }
 
 /// A streaming consumer: ack every message as it arrives; latency is the ack's round trip.
-async fn stream_worker(mut c: super::stream_client::StreamClient, shared: Arc<Shared>) {
+async fn stream_worker(mut c: StreamClient, shared: Arc<Shared>) {
     let mut local = new_hist();
     let mut sent: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
     while !shared.stop.load(Ordering::Relaxed) {
@@ -713,63 +436,4 @@ async fn worker(
         }
     }
     shared.record(&mut local);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// The raw HTTP/1.1 client reads content-length and chunked bodies, split over reads.
-    #[tokio::test]
-    async fn raw_h1_reads_sized_and_chunked_bodies() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut got = Vec::new();
-            let replies: [&[&[u8]]; 2] = [
-                &[
-                    b"HTTP/1.1 201 Created\r\ncontent-le",
-                    b"ngth: 5\r\n\r\nhel",
-                    b"lo",
-                ],
-                &[
-                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nab",
-                    b"c\r\n2;x=y\r\nde\r\n0\r\n\r\n",
-                ],
-            ];
-            for parts in replies {
-                // Read one request (headers and a 2-byte body).
-                let mut buf = [0u8; 1024];
-                loop {
-                    let n = s.read(&mut buf).await.unwrap();
-                    got.extend_from_slice(&buf[..n]);
-                    if got.ends_with(b"\r\n\r\n{}") {
-                        break;
-                    }
-                }
-                got.clear();
-                for p in parts {
-                    s.write_all(p).await.unwrap();
-                    s.flush().await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        });
-        let mut c = Conn::open(&format!("http://{addr}"), Protocol::Http1)
-            .await
-            .unwrap();
-        let (status, body) = c
-            .call("POST", "/a", Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
-        assert_eq!((status, &body[..]), (201, &b"hello"[..]));
-        let (status, body) = c
-            .call("POST", "/b", Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
-        assert_eq!((status, &body[..]), (200, &b"abcde"[..]));
-        server.await.unwrap();
-    }
 }
