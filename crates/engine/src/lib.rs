@@ -30,5 +30,5 @@ pub use clock::{rfc3339, Clock, ManualClock, Millis, SystemClock};
 pub use engine::{DueTimer, Engine, EngineOptions, KeyedPublish, Publish, ReceiveOptions};
 pub use error::{EngineError, Result};
 pub use model::*;
-pub use store::{Store, StoreInfo};
+pub use store::{Settle, Store, StoreInfo};
 pub use validate::{range, validate_queue_name};

@@ -197,7 +197,7 @@ pub struct QueueInfo {
 }
 
 /// Counts and counters of one queue. Gauges are exact at the moment they are read; counters
-/// count since the server started.
+/// count since the queue was created (or its counters were reset), across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueStats {
@@ -218,6 +218,14 @@ pub struct QueueStats {
     /// Messages moved from this queue to its dead-letter queue.
     pub dead_lettered_total: u64,
     pub redriven: u64,
+    /// Push copies (a subscription's queue): deliveries answered 2xx.
+    pub delivered: u64,
+    /// Push copies: attempts to be tried again (5xx, 408, timeouts, connection errors).
+    pub retried: u64,
+    /// Push copies: attempts answered 429 (not counted as attempts).
+    pub throttled: u64,
+    /// Push copies: given up and dead-lettered.
+    pub failed: u64,
 }
 
 /// A time-ordered unique message id (UUIDv7).

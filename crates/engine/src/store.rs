@@ -31,6 +31,33 @@ pub struct StoreInfo {
     pub problems: Vec<String>,
 }
 
+/// How one push attempt settles its leased copies ([`Store::settle`]), and the counter it
+/// raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// 2xx: the copies are removed.
+    Delivered,
+    /// Given up (its dead letter is published separately): the copies are removed.
+    Failed,
+    /// To be tried again after `delay_ms`: released, or with `hold` kept leased until then (a
+    /// FIFO copy: its group stays locked, so nothing passes it).
+    Retried { delay_ms: u64, hold: bool },
+    /// Answered 429: like `Retried`, counted apart.
+    Throttled { delay_ms: u64, hold: bool },
+}
+
+impl Settle {
+    /// The counter of `QueueStats` it raises.
+    pub fn counter(self) -> &'static str {
+        match self {
+            Settle::Delivered => "delivered",
+            Settle::Failed => "failed",
+            Settle::Retried { .. } => "retried",
+            Settle::Throttled { .. } => "throttled",
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Create the queue, or replace its configuration. Returns the queue and whether it was created.
@@ -95,6 +122,17 @@ pub trait Store: Send + Sync + 'static {
         timeout_ms: u64,
         now: Millis,
     ) -> Result<Millis>;
+    /// Push: settle leased copies after one attempt as `how` says, and count it in the queue's
+    /// stats (`delivered`, `failed`, `retried`, `throttled`), in one durable step.
+    async fn settle(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        how: Settle,
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>>;
+    /// Set a queue's counters back to zero (its gauges stay). Durable on return.
+    async fn reset_counters(&self, queue: &str, now: Millis) -> Result<()>;
     /// Look at up to `limit` messages without receiving them: ready first, then delayed, then in flight.
     async fn peek(&self, queue: &str, limit: usize, now: Millis) -> Result<Vec<Message>>;
     /// Move dead letters back to their source queues with a fresh receive count. With `queue` a

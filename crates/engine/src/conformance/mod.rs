@@ -215,7 +215,7 @@ macro_rules! conformance_suite {
             fifo_deduplicates_within_five_minutes, fifo_rules, keyed_publish_stores_each_id_once,
             settings_and_archive_survive_restart, push_queue_fans_out_and_refuses_pull,
             push_dead_letters_and_redrive_to_their_subscription, throttled_answers_are_not_attempts,
-            delivery_history_survives_restart_bounded_per_message,
+            delivery_history_survives_restart_bounded_per_message, delivery_counters_survive_restart,
             timers_fire_once_and_survive_restart,
             copies_sharing_an_id_survive_restart_independently,
             schedules_fire_once_and_count_missed);

@@ -229,3 +229,94 @@ pub async fn delivery_history_survives_restart_bounded_per_message(h: &mut dyn H
         .unwrap()
         .is_empty());
 }
+
+/// Every settlement is counted in the copy queue's stats, and the queue counters survive a
+/// restart exactly: from the last snapshot (written by housekeeping) plus the log after it.
+/// Replacing a subscription keeps its counters; the explicit reset zeroes them.
+pub async fn delivery_counters_survive_restart(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    c.subscribe("counted", "a").await;
+    for i in 0..4 {
+        c.send("counted", &format!("m{i}")).await;
+    }
+    let got = c.lease("counted", "a", 4).await;
+    assert_eq!(got.len(), 4);
+    c.settle("counted", "a", &got[0..1], Outcome::Delivered, 0, "")
+        .await;
+    c.settle(
+        "counted",
+        "a",
+        &got[1..2],
+        Outcome::Retry,
+        60_000,
+        "HTTP 500",
+    )
+    .await;
+    c.settle("counted", "a", &got[2..3], Outcome::Throttled, 60_000, "")
+        .await;
+    c.settle("counted", "a", &got[3..4], Outcome::Failed, 0, "HTTP 404")
+        .await;
+    let child = child_queue("counted", "a");
+    let before = c.engine.push().child_stats(&child).await.unwrap();
+    assert_eq!(
+        (
+            before.delivered,
+            before.retried,
+            before.throttled,
+            before.failed
+        ),
+        (1, 1, 1, 1)
+    );
+    for i in 0..3 {
+        c.send("plain", &format!("p{i}")).await;
+    }
+    let plain = c.recv("plain", 3, 30).await;
+    c.engine
+        .ack("plain", &plain.iter().map(receipt).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    // A snapshot, then more counted after it, then a restart.
+    c.engine.tick().await.unwrap();
+    c.send("counted", "m4").await;
+    let got = c.lease("counted", "a", 1).await;
+    c.settle("counted", "a", &got, Outcome::Delivered, 0, "")
+        .await;
+    let c = c.restart(h).await;
+    let after = c.engine.push().child_stats(&child).await.unwrap();
+    assert_eq!(
+        (
+            after.delivered,
+            after.retried,
+            after.throttled,
+            after.failed
+        ),
+        (2, 1, 1, 1),
+        "delivery counters after a restart"
+    );
+    let plain = c.engine.stats("plain").await.unwrap();
+    assert_eq!(
+        (plain.published, plain.received, plain.acked),
+        (3, 3, 3),
+        "queue counters after a restart"
+    );
+    // Replacing the subscription's settings is not a reset.
+    c.engine
+        .push()
+        .put("counted", "a", sub("http://a.example/other"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.engine.push().child_stats(&child).await.unwrap().delivered,
+        2
+    );
+    c.engine.push().reset_stats("counted", "a").await.unwrap();
+    let zero = c.engine.push().child_stats(&child).await.unwrap();
+    assert_eq!((zero.delivered, zero.failed, zero.published), (0, 0, 0));
+    let c = c.restart(h).await;
+    let zero = c.engine.push().child_stats(&child).await.unwrap();
+    assert_eq!(
+        (zero.delivered, zero.failed),
+        (0, 0),
+        "the reset is durable"
+    );
+}

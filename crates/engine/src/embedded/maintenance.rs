@@ -11,9 +11,9 @@ use crate::error::{EngineError, Result};
 use crate::model::MessageId;
 
 use super::log::{Append, Loc, Log};
-use super::record::{self, PublishRec, Record};
+use super::record::{self, PublishRec, Record, COUNTERS};
 use super::rules::{enforce_retention, maintain, take_lease};
-use super::state::{Entry, State};
+use super::state::{counters_of, Entry, State};
 use super::EmbeddedStore;
 
 impl EmbeddedStore {
@@ -260,6 +260,7 @@ impl EmbeddedStore {
                 }
             }
             self.compact(&mut st, &mut ap, now);
+            snapshot_counters(&mut st, &mut ap);
             let lsn = ap.finish();
             // Prefix deletion: the oldest segments with nothing live, never the active one.
             let active = self.log.active_segment();
@@ -366,4 +367,31 @@ fn relocate(
     let from = e.loc.seg;
     e.loc = ap.push(frame.len() + 16, |buf| copy.encode_frame(buf));
     Some((from, e.loc.seg))
+}
+
+/// Log the counters of every queue whose counters changed since their last snapshot, and of
+/// every queue when the active segment is not the one holding the last full snapshot: so the
+/// latest snapshot of each queue is always in the active segment or after, and deleting older
+/// segments never loses a counter. (Replay takes the last snapshot and counts the records
+/// after it.)
+fn snapshot_counters(st: &mut State, ap: &mut Append<'_>) {
+    let segment = ap.segment();
+    let full = st.counters_segment != segment;
+    for q in st.queues.values_mut() {
+        let values = counters_of(&q.stats);
+        if full || values != q.logged {
+            ap.push(16 + 8 * COUNTERS, |buf| {
+                Record::Counters {
+                    queue: q.id,
+                    values,
+                }
+                .encode_frame(buf)
+            });
+            q.logged = values;
+        }
+    }
+    // A snapshot that spilled into the next segment is done again there at the next tick.
+    if full && ap.segment() == segment {
+        st.counters_segment = segment;
+    }
 }

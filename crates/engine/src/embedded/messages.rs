@@ -9,6 +9,7 @@ use crate::model::{
     message_size, Delivery, Message, MessageId, MessageState, NewMessage, Placement, Receipt,
     ReceiptResult,
 };
+use crate::store::Settle;
 
 use super::record::{PublishRec, Record};
 use super::rules::{
@@ -369,5 +370,83 @@ impl EmbeddedStore {
             }
         }
         Ok(out)
+    }
+
+    pub(super) async fn settle_receipts(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        how: Settle,
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>> {
+        self.check_writable()?;
+        let (code, delay_ms, hold) = match how {
+            Settle::Delivered => (1, 0, false),
+            Settle::Failed => (2, 0, false),
+            Settle::Retried { delay_ms, hold } => (if hold { 5 } else { 3 }, delay_ms, hold),
+            Settle::Throttled { delay_ms, hold } => (if hold { 6 } else { 4 }, delay_ms, hold),
+        };
+        let visible_at = now + delay_ms as i64;
+        let (lsn, results) = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let mut ap = self.log.begin();
+            let mut results = Vec::with_capacity(receipts.len());
+            let mut gone = Vec::new();
+            let q = st.queues.get_mut(&qid).expect("queue");
+            for r in receipts {
+                let l = match lookup_lease(q, r, now) {
+                    Lookup::Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                    Lookup::Ok(l) => l,
+                };
+                take_lease(q, &l);
+                ap.push(48, |buf| {
+                    Record::Settle {
+                        queue: qid,
+                        id: r.id.0,
+                        how: code,
+                        visible_at,
+                    }
+                    .encode_frame(buf)
+                });
+                results.push(Ok(()));
+                match how {
+                    Settle::Delivered | Settle::Failed => gone.push(l.entry),
+                    _ if hold => {
+                        // Kept leased until the next try: its FIFO group stays locked.
+                        q.inflight.insert(
+                            l.entry.id(),
+                            Leased {
+                                lease_until: visible_at,
+                                entry: l.entry,
+                            },
+                        );
+                        q.leases.insert((visible_at, l.entry.id()));
+                        q.lock_group(l.entry.group);
+                    }
+                    _ if delay_ms > 0 => {
+                        q.delayed.insert((visible_at, l.entry.id()), l.entry);
+                    }
+                    _ => q.put_back(l.entry),
+                }
+            }
+            let settled = results.iter().filter(|r| r.is_ok()).count() as u64;
+            let stats = &mut q.stats;
+            *match how {
+                Settle::Delivered => &mut stats.delivered,
+                Settle::Failed => &mut stats.failed,
+                Settle::Retried { .. } => &mut stats.retried,
+                Settle::Throttled { .. } => &mut stats.throttled,
+            } += settled;
+            for e in &gone {
+                st.removed(e);
+            }
+            (ap.finish(), results)
+        };
+        self.log.wait_durable(lsn).await?;
+        Ok(results)
     }
 }

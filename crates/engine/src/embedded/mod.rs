@@ -25,6 +25,7 @@ mod log;
 mod maintenance;
 mod messages;
 pub mod record;
+mod replay;
 mod rules;
 mod side;
 mod state;
@@ -44,7 +45,7 @@ use self::log::Log;
 use self::record::Record;
 use self::state::{Entry, QState, State};
 
-pub use self::state::RecoveryReport;
+pub use self::replay::RecoveryReport;
 
 /// Options of the embedded store.
 #[derive(Debug, Clone)]
@@ -119,7 +120,7 @@ impl EmbeddedStore {
         lock_exclusive(&lock, dir)?;
         let catalog = catalog::load(dir)?;
         let log_dir = dir.join("log");
-        let (state, report) = state::replay(&catalog, &log_dir, now)?;
+        let (state, report) = replay::replay(&catalog, &log_dir, now)?;
         for line in &report.dropped {
             tracing::warn!("recovery: {line}");
         }

@@ -20,6 +20,8 @@
 //! | 5    | Move     | queue u32 (from), id u128, to u32, source u32, reset u8 |
 //! | 6    | Purge    | queue u32 |
 //! | 7    | Relocate | as Publish: a live message copied forward by compaction, with its state |
+//! | 8    | Settle   | queue u32, id u128, how u8, visible_at i64: a push attempt's outcome (1 delivered, 2 failed: removed; 3 retried, 4 throttled: released until visible_at; 5, 6 the same held in their lease) |
+//! | 9    | Counters | queue u32, [`COUNTERS`] × u64: a snapshot of the queue's counters |
 //!
 //! Publish carries the full state of a message (receive count, nonce, dead-letter source), so a
 //! later compaction can copy a live message forward with the same record.
@@ -58,7 +60,20 @@ pub enum Record<'a> {
     Purge {
         queue: u32,
     },
+    Settle {
+        queue: u32,
+        id: u128,
+        how: u8,
+        visible_at: i64,
+    },
+    Counters {
+        queue: u32,
+        values: [u64; COUNTERS],
+    },
 }
+
+/// Counters in a `Counters` snapshot (see `state.rs`, `counters_of`).
+pub const COUNTERS: usize = 12;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishRec<'a> {
@@ -160,6 +175,25 @@ impl Record<'_> {
                 o.push(6);
                 o.extend_from_slice(&queue.to_le_bytes());
             }
+            Record::Settle {
+                queue,
+                id,
+                how,
+                visible_at,
+            } => {
+                o.push(8);
+                o.extend_from_slice(&queue.to_le_bytes());
+                o.extend_from_slice(&id.to_le_bytes());
+                o.push(*how);
+                o.extend_from_slice(&visible_at.to_le_bytes());
+            }
+            Record::Counters { queue, values } => {
+                o.push(9);
+                o.extend_from_slice(&queue.to_le_bytes());
+                for v in values {
+                    o.extend_from_slice(&v.to_le_bytes());
+                }
+            }
         }
     }
 }
@@ -248,6 +282,9 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
     }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
     fn u128(&mut self) -> Result<u128, DecodeError> {
         Ok(u128::from_le_bytes(self.take(16)?.try_into().expect("16")))
     }
@@ -270,7 +307,7 @@ impl<'a> Reader<'a> {
 /// Decode a payload (as returned by [`read_frame`]). Bodies and attributes borrow from it.
 /// Could `b` be the first byte (the kind) of a payload? (For resynchronising after damage.)
 pub fn plausible_kind(b: u8) -> bool {
-    (1..=7).contains(&b)
+    (1..=9).contains(&b)
 }
 
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
@@ -337,6 +374,20 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
             reset: r.bool()?,
         },
         6 => Record::Purge { queue: r.u32()? },
+        8 => Record::Settle {
+            queue: r.u32()?,
+            id: r.u128()?,
+            how: r.u8()?,
+            visible_at: r.i64()?,
+        },
+        9 => {
+            let queue = r.u32()?;
+            let mut values = [0u64; COUNTERS];
+            for v in &mut values {
+                *v = r.u64()?;
+            }
+            Record::Counters { queue, values }
+        }
         _ => return Err(DecodeError("unknown record kind")),
     };
     if !r.b.is_empty() {
@@ -388,6 +439,16 @@ mod tests {
                 reset: false,
             },
             Record::Purge { queue: 3 },
+            Record::Settle {
+                queue: 4,
+                id: 9,
+                how: 3,
+                visible_at: 1_700_000_001_000,
+            },
+            Record::Counters {
+                queue: 4,
+                values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, u64::MAX],
+            },
             Record::Publish(PublishRec {
                 queue: 2,
                 id: 77,

@@ -1,21 +1,16 @@
 //! The embedded store's in-memory index: per queue, the ready messages in delivery order, the
-//! delayed ones by due time, and the leased ones by lease end. Only metadata lives here (about
-//! 56 bytes a message); bodies stay in the log and are read back by location.
-//!
-//! Recovery (`replay`) rebuilds this index from the catalog and the log segments. It is kept
-//! apart from the write path: it reads every segment in order, applies each record to a
-//! temporary map keyed by message id, stops a segment at its first torn or corrupt frame
-//! (reporting what it dropped), and finally files each surviving message under its queue.
+//! delayed ones by due time, and the leased ones by lease end, and the queue's counters. Only
+//! metadata lives here (about 56 bytes a message); bodies stay in the log and are read back by
+//! location. Recovery (`replay.rs`) rebuilds it from the catalog and the log segments.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::Path;
 
 use crate::clock::Millis;
 use crate::model::{QueueInfo, QueueStats};
 
 use super::catalog::Catalog;
-use super::log::{Loc, Log};
-use super::record::{self, Frame, Record};
+use super::log::Loc;
+use super::record::COUNTERS;
 
 /// The metadata of one message. `id` is split into two u64 to keep the struct 8-aligned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +72,8 @@ pub struct QState {
     /// Delayed messages that return to the front when due (a nack to the front with a delay,
     /// miniqueue's DACK).
     pub front_when_due: std::collections::HashSet<u128>,
+    /// The counters as the last `Counters` snapshot in the log has them.
+    pub logged: [u64; COUNTERS],
 }
 
 impl QState {
@@ -92,6 +89,7 @@ impl QState {
             locked: HashMap::new(),
             dedup: HashMap::new(),
             front_when_due: Default::default(),
+            logged: [0; COUNTERS],
             info,
         }
     }
@@ -142,6 +140,9 @@ pub struct State {
     pub next_queue_id: u32,
     /// Live messages whose Publish record sits in each segment.
     pub seg_live: BTreeMap<u32, u64>,
+    /// The segment holding the last snapshot of every queue's counters: while it is the
+    /// active one, no older segment is needed for them.
+    pub counters_segment: u32,
 }
 
 impl State {
@@ -182,454 +183,52 @@ impl State {
     }
 }
 
-/// What recovery found, for the log.
-#[derive(Debug, Default)]
-pub struct RecoveryReport {
-    pub segments: usize,
-    pub records: u64,
-    pub bytes: u64,
-    pub messages: u64,
-    /// One line per segment whose tail was dropped (a torn write at a crash).
-    pub dropped: Vec<String>,
-    /// One line per damaged region in the middle of a segment (a checksum mismatch or a record
-    /// that does not decode): skipped, reading resumed at the next good frame. The records in
-    /// it are lost; every other record, of every queue, is kept.
-    pub corrupt: Vec<String>,
-    pub last_segment: Option<u32>,
+/// A queue's counters in the order of a `Counters` record.
+pub fn counters_of(s: &QueueStats) -> [u64; COUNTERS] {
+    [
+        s.published,
+        s.received,
+        s.acked,
+        s.nacked,
+        s.expired,
+        s.visibility_timeouts,
+        s.dead_lettered_total,
+        s.redriven,
+        s.delivered,
+        s.retried,
+        s.throttled,
+        s.failed,
+    ]
 }
 
-/// The net effect of the non-Publish records on one message, gathered by the first pass.
-#[derive(Default)]
-struct Effect {
-    acked: bool,
-    receive: Option<(u32, u32, i64)>,
-    visible_at: Option<i64>,
-    order: Option<i64>,
-    source: Option<u32>,
-    reset: bool,
-    /// (log position, queue) of each move, in log order. Usually empty.
-    moves: Vec<(u64, u32)>,
-    /// Log position of the newest compaction copy: only that copy is filed.
-    relocated_at: Option<u64>,
+/// Set a queue's counters from a `Counters` record's values (its gauges are left alone).
+pub fn set_counters(s: &mut QueueStats, v: [u64; COUNTERS]) {
+    [
+        s.published,
+        s.received,
+        s.acked,
+        s.nacked,
+        s.expired,
+        s.visibility_timeouts,
+        s.dead_lettered_total,
+        s.redriven,
+        s.delivered,
+        s.retried,
+        s.throttled,
+        s.failed,
+    ] = v;
 }
 
-/// One readable segment: its number and how many bytes of it hold good frames.
-struct Extent {
-    seg: u32,
-    good: usize,
-    /// Damaged regions `[from, to)` inside `..good`, skipped by both passes.
-    skips: Vec<(usize, usize)>,
-}
-
-/// After a bad frame at `from - 1`: the offset of the next frame that has a good checksum and
-/// decodes, if any. Candidates are filtered on a plausible length and record kind before their
-/// checksum is computed, and at most 256 MiB are checksummed, so garbage cannot stall recovery.
-fn resync(buf: &[u8], from: usize) -> Option<usize> {
-    let mut budget: usize = 256 << 20;
-    let mut at = from;
-    while at + record::FRAME_HEADER < buf.len() {
-        let len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
-        if len > 0
-            && len <= record::MAX_FRAME
-            && at + record::FRAME_HEADER + len <= buf.len()
-            && record::plausible_kind(buf[at + record::FRAME_HEADER])
-        {
-            budget = budget.checked_sub(len)?;
-            if let Frame::Good(payload, _) = record::read_frame(&buf[at..]) {
-                if record::decode(payload).is_ok() {
-                    return Some(at);
-                }
-            }
-        }
-        at += 1;
-    }
-    None
-}
-
-/// Rebuild the index from the catalog and the segments in `log_dir`.
-///
-/// Two passes keep memory flat: pass 1 checks every frame and gathers the effects of the
-/// records that change a message after its Publish (usually few: a backlog is mostly Publish
-/// records); pass 2 streams the Publish records in log order straight into each queue's
-/// structures, applying those effects. Log order is delivery order unless a nack to the front
-/// or a move reordered something; only then is a queue sorted.
-pub fn replay(
-    catalog: &Catalog,
-    log_dir: &Path,
-    now: Millis,
-) -> crate::Result<(State, RecoveryReport)> {
-    let mut report = RecoveryReport::default();
-    let mut segs: Vec<u32> = Vec::new();
-    if log_dir.exists() {
-        for e in std::fs::read_dir(log_dir)? {
-            let name = e?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(n) = name
-                .strip_suffix(".seg")
-                .and_then(|s| s.parse::<u32>().ok())
-            {
-                segs.push(n);
-            }
-        }
-    }
-    segs.sort_unstable();
-    report.last_segment = segs.last().copied();
-
-    // Pass 1: validate, and gather effects. Effects are keyed by (queue, id) where the message
-    // was published: the same id may live in several queues (a push queue's per-subscription
-    // copies share it). A move makes the message's new place an alias of its origin.
-    // An id may also come back to a queue after it was acked there (a push dead letter
-    // redriven to its subscription): each Publish starts a new incarnation, and later records
-    // apply to the newest one.
-    let mut ix = Index::default();
-    let mut purges: Vec<(u64, u32)> = Vec::new();
-    let mut per_queue: HashMap<u32, usize> = HashMap::new();
-    let mut dedups: Vec<(u32, String, i64, u128)> = Vec::new();
-    let mut extents = Vec::with_capacity(segs.len());
-    let mut pos = 0u64;
-    let mut front = 0i64;
-    for &seg in &segs {
-        let buf = std::fs::read(Log::segment_path(log_dir, seg))?;
-        report.segments += 1;
-        report.bytes += buf.len() as u64;
-        let mut off = 0usize;
-        let mut skips = Vec::new();
-        loop {
-            let problem = match record::read_frame(&buf[off..]) {
-                Frame::End => break,
-                Frame::Good(payload, len) => match record::decode(payload) {
-                    Ok(rec) => {
-                        pos += 1;
-                        if let Record::Publish(p) = &rec {
-                            let until = p.enqueued_at + crate::limits::DEDUP_WINDOW_MS;
-                            if !p.dedup.is_empty() && until > now {
-                                dedups.push((p.queue, p.dedup.to_string(), until, p.id));
-                            }
-                        }
-                        gather(&mut ix, &mut purges, &mut per_queue, rec, pos, &mut front);
-                        report.records += 1;
-                        off += len;
-                        continue;
-                    }
-                    Err(e) => {
-                        // The checksum holds but the record does not decode: skip it alone.
-                        report.corrupt.push(format!(
-                            "segment {seg}: skipped the {len}-byte record at offset {off}: {}",
-                            e.0
-                        ));
-                        skips.push((off, off + len));
-                        off += len;
-                        continue;
-                    }
-                },
-                Frame::Short => "torn write (frame shorter than its header says)",
-                Frame::Corrupt(why) => why,
-            };
-            if let Some(next) = resync(&buf, off + 1) {
-                report.corrupt.push(format!(
-                    "segment {seg}: skipped {} damaged bytes at offset {off} ({problem}); reading resumed at offset {next}",
-                    next - off
-                ));
-                skips.push((off, next));
-                off = next;
-                continue;
-            }
-            report.dropped.push(format!(
-                "segment {seg}: dropped {} bytes from offset {off}: {problem}",
-                buf.len() - off
-            ));
-            break;
-        }
-        extents.push(Extent {
-            seg,
-            good: off,
-            skips,
-        });
-    }
-
-    let mut state = State {
-        next_queue_id: catalog.next_queue_id.max(1),
-        ..State::default()
-    };
-    for q in &catalog.queues {
-        state.names.insert(q.info.name.clone(), q.id);
-        state.queues.insert(q.id, QState::new(q.id, q.info.clone()));
-        state.next_queue_id = state.next_queue_id.max(q.id + 1);
-    }
-
-    // Pass 2: file each surviving message under its queue, in log order.
-    struct Filing {
-        orders: Vec<i64>,
-        entries: Vec<Entry>,
-        sorted: bool,
-    }
-    let mut filing: HashMap<u32, Filing> = HashMap::new();
-    let mut pos = 0u64;
-    for ext in &extents {
-        let buf = std::fs::read(Log::segment_path(log_dir, ext.seg))?;
-        let mut off = 0usize;
-        let mut skips = ext.skips.iter().peekable();
-        while off < ext.good {
-            if let Some(&&(from, to)) = skips.peek() {
-                if off == from {
-                    off = to;
-                    skips.next();
-                    continue;
-                }
-            }
-            let Frame::Good(payload, len) = record::read_frame(&buf[off..ext.good]) else {
-                break; // pass 1 checked every frame up to `good`
-            };
-            pos += 1;
-            let loc = Loc {
-                seg: ext.seg,
-                off: off as u32,
-                len: len as u32,
-            };
-            off += len;
-            let Ok(Record::Publish(p)) = record::decode(payload) else {
-                continue;
-            };
-            let incarnation = if p.relocated {
-                ix.relocated.get(&pos).copied()
-            } else {
-                Some(((p.queue, p.id), pos))
-            };
-            let eff = incarnation.and_then(|k| ix.effects.get(&k));
-            if eff.is_some_and(|e| e.acked) {
-                continue;
-            }
-            // A compacted message: only its newest copy counts.
-            if eff.and_then(|e| e.relocated_at).is_some_and(|at| at != pos) {
-                continue;
-            }
-            let mut queue = p.queue;
-            if let Some(e) = eff {
-                if let Some(&(_, to)) = e.moves.last() {
-                    queue = to;
-                }
-            }
-            if purged(&purges, eff, p.queue, pos) {
-                continue;
-            }
-            if !state.queues.contains_key(&queue) {
-                continue;
-            }
-            let mut entry = Entry::new(p.id, loc, p.enqueued_at);
-            entry.receive_count = p.receive_count;
-            entry.nonce = p.nonce;
-            entry.first_received_at = p.first_received_at;
-            entry.source = p.source;
-            if !p.group.is_empty() {
-                entry.group = crate::model::group_tag(p.group);
-            }
-            let mut visible_at = p.visible_at;
-            let mut order = pos as i64;
-            if let Some(e) = eff {
-                if let Some((rc, nonce, first)) = e.receive {
-                    entry.receive_count = rc;
-                    entry.nonce = nonce;
-                    entry.first_received_at = first;
-                }
-                if e.reset {
-                    entry.receive_count = 0;
-                }
-                if let Some(s) = e.source {
-                    entry.source = s;
-                }
-                visible_at = e.visible_at.unwrap_or(visible_at);
-                order = e.order.unwrap_or(order);
-            }
-            state.add_live(loc);
-            let q = state.queues.get_mut(&queue).expect("checked");
-            if visible_at > now {
-                q.delayed.insert((visible_at, p.id), entry);
-                continue;
-            }
-            let f = filing.entry(queue).or_insert_with(|| {
-                let n = per_queue.get(&queue).copied().unwrap_or(0);
-                Filing {
-                    orders: Vec::with_capacity(n),
-                    entries: Vec::with_capacity(n),
-                    sorted: true,
-                }
-            });
-            if f.orders.last().is_some_and(|&last| order < last) {
-                f.sorted = false;
-            }
-            f.orders.push(order);
-            f.entries.push(entry);
-        }
-    }
-    drop(ix);
-    for (qid, mut f) in filing {
-        if state.queues[&qid].fifo && !f.entries.windows(2).all(|w| w[0].id() <= w[1].id()) {
-            // A FIFO queue's ready list is in publish (id) order.
-            f.entries.sort_unstable_by_key(|e| e.id());
-            f.sorted = true;
-        }
-        let entries = if f.sorted {
-            f.entries
-        } else {
-            let mut idx: Vec<u32> = (0..f.entries.len() as u32).collect();
-            idx.sort_unstable_by_key(|&i| f.orders[i as usize]);
-            idx.into_iter().map(|i| f.entries[i as usize]).collect()
-        };
-        state
-            .queues
-            .get_mut(&qid)
-            .expect("filed queues exist")
-            .ready = VecDeque::from(entries);
-    }
-    let sources: Vec<u32> = state
-        .queues
-        .values()
-        .flat_map(|q| q.ready.iter().chain(q.delayed.values()))
-        .filter(|e| e.source != 0)
-        .map(|e| e.source)
-        .collect();
-    for s in sources {
-        if let Some(src) = state.queues.get_mut(&s) {
-            src.stats.dead_lettered += 1;
-        }
-    }
-    for (queue, key, until, id) in dedups {
-        if let Some(q) = state.queues.get_mut(&queue) {
-            q.dedup.insert(key, (until, id));
-        }
-    }
-    report.messages = state.message_count();
-    Ok((state, report))
-}
-
-type Key = (u32, u128);
-/// A message incarnation: where it was published, and the log position of that Publish.
-type Inc = (Key, u64);
-
-#[derive(Default)]
-struct Index {
-    effects: HashMap<Inc, Effect>,
-    /// Where a moved message is now -> where it was published.
-    alias: HashMap<Key, Key>,
-    /// The newest incarnation published at each key.
-    current: HashMap<Key, u64>,
-    /// Log position of a compaction copy -> the incarnation it copies.
-    relocated: HashMap<u64, Inc>,
-}
-
-impl Index {
-    /// The incarnation a record about (queue, id) applies to.
-    fn at(&self, at: Key) -> Option<Inc> {
-        let origin = self.alias.get(&at).copied().unwrap_or(at);
-        self.current.get(&origin).map(|&p| (origin, p))
-    }
-    fn effect(&mut self, at: Key) -> Option<&mut Effect> {
-        let inc = self.at(at)?;
-        Some(self.effects.entry(inc).or_default())
-    }
-}
-
-fn gather(
-    ix: &mut Index,
-    purges: &mut Vec<(u64, u32)>,
-    per_queue: &mut HashMap<u32, usize>,
-    rec: Record<'_>,
-    pos: u64,
-    front: &mut i64,
-) {
-    match rec {
-        Record::Publish(p) => {
-            if p.relocated {
-                if let Some(inc) = ix.at((p.queue, p.id)) {
-                    ix.effects.entry(inc).or_default().relocated_at = Some(pos);
-                    ix.relocated.insert(pos, inc);
-                }
-            } else {
-                ix.current.insert((p.queue, p.id), pos);
-                *per_queue.entry(p.queue).or_default() += 1;
-            }
-        }
-        Record::Receive {
-            queue,
-            id,
-            receive_count,
-            nonce,
-            first_received_at,
-        } => {
-            let Some(e) = ix.effect((queue, id)) else {
-                return;
-            };
-            e.receive = Some((receive_count, nonce, first_received_at));
-            e.reset = false;
-            // It was leased when the server stopped: visible again now.
-            e.visible_at = Some(i64::MIN);
-        }
-        Record::Ack { queue, id } => {
-            if let Some(e) = ix.effect((queue, id)) {
-                e.acked = true;
-            }
-        }
-        Record::Release {
-            queue,
-            id,
-            visible_at,
-            front: at_front,
-        } => {
-            let Some(e) = ix.effect((queue, id)) else {
-                return;
-            };
-            e.visible_at = Some(visible_at);
-            e.order = Some(if at_front {
-                *front -= 1;
-                *front
-            } else {
-                pos as i64
-            });
-        }
-        Record::Move {
-            queue,
-            id,
-            to,
-            source,
-            reset,
-        } => {
-            let Some(inc) = ix.at((queue, id)) else {
-                return;
-            };
-            let origin = inc.0;
-            ix.alias.remove(&(queue, id));
-            if origin != (to, id) {
-                ix.alias.insert((to, id), origin);
-            } else {
-                ix.alias.remove(&(to, id));
-            }
-            let e = ix.effects.entry(inc).or_default();
-            e.moves.push((pos, to));
-            e.source = Some(source);
-            if reset {
-                e.reset = true;
-            }
-            e.visible_at = Some(i64::MIN);
-            e.order = Some(pos as i64);
-        }
-        Record::Purge { queue } => purges.push((pos, queue)),
-    }
-}
-
-/// Whether a purge removed the message published at `published` into `queue`: a purge of the
-/// queue the message was in at the purge's moment, after the publish.
-fn purged(purges: &[(u64, u32)], eff: Option<&Effect>, queue: u32, published: u64) -> bool {
-    let first = purges.partition_point(|&(p, _)| p <= published);
-    purges[first..].iter().any(|&(at, purged_queue)| {
-        let here = eff
-            .and_then(|e| {
-                e.moves
-                    .iter()
-                    .rev()
-                    .find(|&&(mp, _)| mp < at)
-                    .map(|&(_, to)| to)
-            })
-            .unwrap_or(queue);
-        here == purged_queue
-    })
+/// Where the counter a record raises sits in a `Counters` record (see `counters_of`).
+pub mod counter {
+    pub const PUBLISHED: usize = 0;
+    pub const RECEIVED: usize = 1;
+    pub const ACKED: usize = 2;
+    pub const NACKED: usize = 3;
+    pub const DEAD_LETTERED_TOTAL: usize = 6;
+    pub const REDRIVEN: usize = 7;
+    pub const DELIVERED: usize = 8;
+    pub const RETRIED: usize = 9;
+    pub const THROTTLED: usize = 10;
+    pub const FAILED: usize = 11;
 }

@@ -13,11 +13,11 @@ use crate::model::{
     Delivery, Message, MessageId, NewMessage, Placement, QueueConfig, QueueInfo, QueueStats,
     Receipt, ReceiptResult,
 };
-use crate::store::{Store, StoreInfo};
+use crate::store::{Settle, Store, StoreInfo};
 
-use super::record::Record;
+use super::record::{Record, COUNTERS};
 use super::rules::maintain;
-use super::state::Entry;
+use super::state::{set_counters, Entry};
 use super::EmbeddedStore;
 
 #[async_trait]
@@ -168,6 +168,37 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<ReceiptResult>> {
         self.nack_receipts(queue, receipts, delay_ms, placement, now)
             .await
+    }
+
+    async fn settle(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        how: Settle,
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>> {
+        self.settle_receipts(queue, receipts, how, now).await
+    }
+
+    async fn reset_counters(&self, queue: &str, _now: Millis) -> Result<()> {
+        self.check_writable()?;
+        let lsn = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let q = st.queues.get_mut(&qid).expect("queue");
+            set_counters(&mut q.stats, [0; COUNTERS]);
+            q.logged = [0; COUNTERS];
+            let mut ap = self.log.begin();
+            ap.push(16 + 8 * COUNTERS, |buf| {
+                Record::Counters {
+                    queue: qid,
+                    values: [0; COUNTERS],
+                }
+                .encode_frame(buf)
+            });
+            ap.finish()
+        };
+        self.log.wait_durable(lsn).await
     }
 
     async fn change_visibility(

@@ -2,12 +2,15 @@
 //! that waited for the endpoint's pace, and settle what one request's answer decided:
 //! delivered (remove the copy), retry and throttled (release it until the next try; a FIFO
 //! copy keeps its lease instead, so its group stays locked and nothing passes it), failed
-//! (dead-letter it with its attempt history).
+//! (dead-letter it with its attempt history). Each settlement is counted by the store
+//! (`delivered`, `retried`, `throttled`, `failed` in the copy queue's stats), in the same
+//! durable step, so the counts survive restarts exactly.
 
 use crate::error::{EngineError, Result};
 use crate::history::{self, Attempt, Outcome};
 use crate::limits;
 use crate::model::{is_fifo, Delivery, MessageId, NewMessage, Placement, QueueConfig};
+use crate::store::Settle;
 
 use super::{default_dlq, Decision, Push, SubscriptionRef};
 use super::{
@@ -81,9 +84,10 @@ impl Push {
             .fold((1, 0), |(a, t), (a2, t2)| (a.max(a2), t.max(t2))))
     }
 
-    /// Settle one request (one message, or a batch) of subscription `s` as `decision` says,
-    /// and record `attempt` for each message in the delivery history: both are durable on
-    /// return (their syncs run side by side).
+    /// Record `attempt` for each message in the delivery history, then settle one request
+    /// (one message, or a batch) of subscription `s` as `decision` says: both are durable on
+    /// return, and an attempt is visible in the history no later than its effect (a counter, a
+    /// dead letter).
     pub async fn settle(
         &self,
         s: &SubscriptionRef,
@@ -93,22 +97,24 @@ impl Push {
     ) -> Result<Settled> {
         let ids: Vec<MessageId> = got.iter().map(|d| d.message.id).collect();
         let keep = self.keep_ms(&s.child).await;
-        let record = self.history.record(&ids, &attempt, keep);
+        self.history.record(&ids, &attempt, keep).await?;
         let mut dead_letter_queue = None;
         match decision.outcome {
-            Outcome::Delivered => {
-                let (r, d) = tokio::join!(record, self.done(&s.child, got));
-                r?;
-                d?;
-            }
+            Outcome::Delivered => self.apply(&s.child, got, Settle::Delivered).await?,
             Outcome::Throttled | Outcome::Retry => {
-                let (r, d) = tokio::join!(record, self.retry(s, got, decision.delay_ms));
-                r?;
-                d?;
+                let delay_ms = decision.delay_ms;
+                // A FIFO copy keeps its lease until the next try (its group stays locked, so
+                // later messages of the group never pass it), while the hold fits a lease.
+                let hold = is_fifo(&s.child) && delay_ms > 0 && delay_ms <= LEASE_MAX_MS;
+                let how = if decision.outcome == Outcome::Retry {
+                    Settle::Retried { delay_ms, hold }
+                } else {
+                    Settle::Throttled { delay_ms, hold }
+                };
+                self.apply(&s.child, got, how).await?;
             }
             Outcome::Failed => {
                 // The dead letter carries the history, this attempt included.
-                record.await?;
                 dead_letter_queue = Some(
                     self.dead_letter(s, got, attempt.attempt, &decision.reason)
                         .await?,
@@ -138,38 +144,32 @@ impl Push {
         keep
     }
 
-    /// Delivered: remove the copies.
-    async fn done(&self, child: &str, deliveries: &[Delivery]) -> Result<()> {
+    /// Settle the copies in the store (counted there) and wake who may take a message now.
+    async fn apply(&self, child: &str, deliveries: &[Delivery], how: Settle) -> Result<()> {
         let rs: Vec<_> = deliveries.iter().map(|d| d.receipt).collect();
-        self.core.store.ack(child, &rs, self.core.now()).await?;
-        if is_fifo(child) {
-            // Settling unlocks the message group: its next message may go now.
-            self.core.wake(child, rs.len());
+        self.core
+            .store
+            .settle(child, &rs, how, self.core.now())
+            .await?;
+        let released = matches!(
+            how,
+            Settle::Retried { hold: false, .. } | Settle::Throttled { hold: false, .. }
+        );
+        if released || is_fifo(child) {
+            // A released copy (or a FIFO group unlocked): a waiting sender re-plans its sleep
+            // around the new due time, or takes the next message now.
+            self.core.wake(child, rs.len().max(1));
         }
         Ok(())
     }
 
-    /// Try again after `delay_ms`. A FIFO copy keeps its lease until then (its group stays
-    /// locked, so later messages of the group never pass it) while the hold fits a lease;
-    /// other copies are released with a delay (a batch keeps its order).
-    async fn retry(&self, s: &SubscriptionRef, got: &[Delivery], delay_ms: u64) -> Result<()> {
-        if is_fifo(&s.child) && delay_ms > 0 && delay_ms <= LEASE_MAX_MS {
-            let held = self.renew(&s.child, got.to_vec(), delay_ms).await?;
-            if held.len() == got.len() {
-                return Ok(());
-            }
-        }
-        self.release(&s.child, got, delay_ms).await
-    }
-
+    /// Release leased copies now, unsent (their lane stopped).
     async fn release(&self, child: &str, deliveries: &[Delivery], delay_ms: u64) -> Result<()> {
         let rs: Vec<_> = deliveries.iter().map(|d| d.receipt).collect();
         self.core
             .store
             .nack(child, &rs, delay_ms, Placement::Back, self.core.now())
             .await?;
-        // Wake a waiting sender so it re-plans its sleep around the new due time (or takes
-        // the message now).
         self.core.wake(child, rs.len().max(1));
         Ok(())
     }
@@ -233,7 +233,7 @@ impl Push {
             .collect();
         store.publish(&dlq, batch, now).await?;
         self.core.wake(&dlq, deliveries.len());
-        self.done(&s.child, deliveries).await?;
+        self.apply(&s.child, deliveries, Settle::Failed).await?;
         Ok(dlq)
     }
 }

@@ -330,7 +330,17 @@ impl Push {
         Ok(())
     }
 
-    /// Stats of a subscription's copy queue (its backlog).
+    /// Set a subscription's counters (delivered, retried, throttled, failed, ...) back to zero.
+    /// Replacing a subscription's settings keeps them; this is the explicit reset.
+    pub async fn reset_stats(&self, queue: &str, name: &str) -> Result<()> {
+        self.get(queue, name)?;
+        self.core
+            .store
+            .reset_counters(&child_queue(queue, name), self.core.now())
+            .await
+    }
+
+    /// Stats of a subscription's copy queue (its backlog and its delivery counters).
     pub async fn child_stats(&self, child: &str) -> Result<QueueStats> {
         self.core.store.stats(child, self.core.now()).await
     }

@@ -8,14 +8,13 @@
 //!   messages go on.
 //! - A 429 lowers the rate once per *congestion event*: only for a request sent after the
 //!   previous cut, and at most once a second unless most answers since the cut were refusals.
-//!   The cut starts from the rate actually achieved, never from the floor: while the endpoint
-//!   refuses most requests, from what it accepted over the last second (that is its capacity);
-//!   while it refuses only some, from the rate in force (the configured one, or what was sent).
-//!   The new rate is [`BETA`] times that (the configured rate while too little was sent to
-//!   measure). The floor is [`FLOOR`] requests/s.
+//!   The cut starts from the rate actually achieved, never from the floor: what the endpoint
+//!   accepted over the last second, plus the share of occasional refusals tolerated
+//!   ([`TOLERATED`]), at most the rate in force. The new rate is [`BETA`] times that (the
+//!   configured rate while too little was sent to measure). The floor is [`FLOOR`] requests/s.
 //! - The whole endpoint pauses only while it refuses everything: [`PAUSE_AFTER`] refusals in a
-//!   row (no success between) pause it until the latest `Retry-After`; then one probe goes, and
-//!   the others wait for its answer.
+//!   row (no success or other answer between) over at least [`PAUSE_AFTER_MS`] pause it until
+//!   the latest `Retry-After`; then one probe goes, and the others wait for its answer.
 //! - Recovery: below the rate that was last accepted, the rate closes the gap quickly (time
 //!   constant [`RECOVER_MS`]); above it, it probes upwards by [`PROBE_GROWTH`] a second. It is
 //!   lifted when it reaches the configured rate (or, with none, four times the accepted rate
@@ -27,14 +26,20 @@ use std::collections::VecDeque;
 pub const BETA: f64 = 0.85;
 /// The adaptive rate never goes below this (requests/s).
 pub const FLOOR: f64 = 0.5;
-/// Refusals in a row (no success between) that pause the whole endpoint.
+/// Refusals in a row (no success between) that pause the whole endpoint, once they have gone
+/// on for [`PAUSE_AFTER_MS`]: an endpoint that refuses a run of requests but accepts others
+/// is paced, not paused.
 pub const PAUSE_AFTER: u32 = 4;
+pub const PAUSE_AFTER_MS: f64 = 250.0;
 /// Time constant of the return to the last accepted rate after a cut.
 pub const RECOVER_MS: f64 = 250.0;
 /// Growth a second above the last accepted rate.
 pub const PROBE_GROWTH: f64 = 0.05;
 /// Without a configured rate, the adaptive one is lifted only after this long without a 429.
 pub const LIFT_QUIET_MS: f64 = 10_000.0;
+/// The share of refusals a cut tolerates: the rate after a cut is [`BETA`] times the accepted
+/// rate divided by `1 - TOLERATED`.
+pub const TOLERATED: f64 = 0.2;
 /// Cuts closer together than this need most answers since the cut to be refusals.
 const CUT_GAP_MS: f64 = 1000.0;
 /// A pause without `Retry-After` lasts this long.
@@ -84,6 +89,8 @@ pub struct Pace {
     refusals_since_cut: u32,
     last_refusal_at: Option<f64>,
     refusals_in_a_row: u32,
+    /// When the current run of refusals began.
+    refusing_since: Option<f64>,
     paused_until: Option<f64>,
     /// After a pause: the probe's ticket and when it went.
     probe: Option<(u64, f64)>,
@@ -111,6 +118,7 @@ impl Pace {
             refusals_since_cut: 0,
             last_refusal_at: None,
             refusals_in_a_row: 0,
+            refusing_since: None,
             paused_until: None,
             probe: None,
             probe_needed: false,
@@ -205,6 +213,7 @@ impl Pace {
     pub fn on_success(&mut self, t: Ticket, now: f64) {
         self.grow(now);
         self.refusals_in_a_row = 0;
+        self.refusing_since = None;
         self.answers_since_cut += 1;
         if t.probe || self.probe.is_some_and(|(s, _)| s == t.seq) {
             self.probe = None;
@@ -235,6 +244,7 @@ impl Pace {
     /// timeout): the endpoint is not refusing with 429s, so a probe is over.
     pub fn on_other(&mut self, t: Ticket, _now: f64) {
         self.refusals_in_a_row = 0;
+        self.refusing_since = None;
         if t.probe || self.probe.is_some_and(|(s, _)| s == t.seq) {
             self.probe = None;
         }
@@ -248,13 +258,14 @@ impl Pace {
             .map_or(DEFAULT_WAIT_MS, |ms| ms as f64)
             .max(1.0);
         self.refusals_in_a_row += 1;
+        let since = *self.refusing_since.get_or_insert(now);
         self.answers_since_cut += 1;
         self.refusals_since_cut += 1;
         self.last_refusal_at = Some(now);
         self.bucket(now).refused += 1;
         let was_probe = t.probe || self.probe.is_some_and(|(s, _)| s == t.seq);
         let paused = self.paused_until.is_some();
-        if was_probe || self.refusals_in_a_row >= PAUSE_AFTER {
+        if was_probe || (self.refusals_in_a_row >= PAUSE_AFTER && now - since >= PAUSE_AFTER_MS) {
             // Refusing everything: pause the whole endpoint, then probe with one request.
             self.probe = None;
             let until = now + wait;
@@ -285,13 +296,14 @@ impl Pace {
     fn cut(&mut self, now: f64) {
         let base = match (self.measure(now), self.rate.or(self.configured)) {
             // Nothing accepted at all: the pause handles an endpoint that refuses everything.
-            (Some(Measured::Overloaded(0.0)), _) => return,
-            // It refuses most requests: what it accepted is its capacity.
-            (Some(Measured::Overloaded(accepted)), r) => r.map_or(accepted, |r| r.min(accepted)),
-            // Occasional refusals: from the rate in force (what was sent may lag behind it,
-            // recovering from the last cut; starting from that would ratchet the rate down).
-            (Some(Measured::Sending(_)), Some(r)) => r,
-            (Some(Measured::Sending(sent)), None) => sent,
+            (Some(accepted), _) if accepted == 0.0 => return,
+            // What the endpoint accepted, plus the share of refusals tolerated (occasional
+            // 429s are no sign of capacity: cutting to the accepted share alone would ratchet
+            // the rate down a little more at every cut), never above the rate in force.
+            (Some(accepted), r) => {
+                let capacity = accepted / (1.0 - TOLERATED);
+                r.map_or(capacity, |r| r.min(capacity))
+            }
             // Too little sent to measure: from the configured rate, or no cut at all (the
             // message itself waits its Retry-After).
             (None, Some(r)) => r,
@@ -307,26 +319,20 @@ impl Pace {
         self.refusals_since_cut = 0;
     }
 
-    /// What the last second says about the endpoint, if enough time has passed to tell: it
-    /// refused most requests (and accepted so many a second), or it took what was sent (so
-    /// many a second), refusing only some.
-    fn measure(&self, now: f64) -> Option<Measured> {
+    /// Requests the endpoint accepted a second over the last second, if enough time has passed
+    /// to tell.
+    fn measure(&self, now: f64) -> Option<f64> {
         let span = (now - self.started_at?).min(WINDOW_MS);
         if span < 2.0 * BUCKET_MS {
             return None;
         }
-        let (mut sent, mut accepted, mut refused) = (0, 0, 0);
-        for b in self.window.iter().filter(|b| b.start >= now - WINDOW_MS) {
-            sent += b.sent;
-            accepted += b.accepted;
-            refused += b.refused;
-        }
-        let per_second = |n: u32| n as f64 * 1000.0 / span;
-        Some(if refused * 2 >= accepted + refused {
-            Measured::Overloaded(per_second(accepted))
-        } else {
-            Measured::Sending(per_second(sent))
-        })
+        let accepted: u32 = self
+            .window
+            .iter()
+            .filter(|b| b.start >= now - WINDOW_MS)
+            .map(|b| b.accepted)
+            .sum();
+        Some(accepted as f64 * 1000.0 / span)
     }
 
     fn grow(&mut self, now: f64) {
@@ -352,11 +358,6 @@ impl Pace {
         };
         self.rate = if lift { None } else { Some(r) };
     }
-}
-
-enum Measured {
-    Overloaded(f64),
-    Sending(f64),
 }
 
 /// Requests sent, accepted and refused in one bucket of the window.

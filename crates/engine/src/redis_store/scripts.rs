@@ -47,6 +47,8 @@ scripts!(
     purge,
     delete,
     redrive,
+    settle,
+    reset_counters,
     outbox,
     adopt,
     outbox_done,

@@ -14,7 +14,7 @@ use crate::model::{
     group_tag, message_size, Delivery, Message, MessageId, MessageState, NewMessage, Placement,
     QueueConfig, QueueInfo, QueueStats, Receipt, ReceiptResult,
 };
-use crate::store::{Store, StoreInfo};
+use crate::store::{Settle, Store, StoreInfo};
 
 use super::codec;
 use super::reply::{bad_reply, bytes, hex, int, list, message, text, unhex};
@@ -202,6 +202,39 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn settle(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        how: Settle,
+        now: Millis,
+    ) -> Result<Vec<ReceiptResult>> {
+        let (delay_ms, hold) = match how {
+            Settle::Retried { delay_ms, hold } | Settle::Throttled { delay_ms, hold } => {
+                (delay_ms, hold)
+            }
+            Settle::Delivered | Settle::Failed => (0, false),
+        };
+        self.receipts_script(
+            &self.scripts.settle,
+            queue,
+            vec![
+                arg(how.counter()),
+                arg(delay_ms),
+                arg(if hold { "1" } else { "0" }),
+            ],
+            receipts,
+            now,
+        )
+        .await
+    }
+
+    async fn reset_counters(&self, queue: &str, now: Millis) -> Result<()> {
+        self.run(&self.scripts.reset_counters, queue, now, vec![])
+            .await?;
+        self.replicate(queue).await
+    }
+
     async fn change_visibility(
         &self,
         queue: &str,
@@ -308,6 +341,10 @@ impl Store for RedisStore {
                 "dead_lettered" => s.dead_lettered = v,
                 "dead_lettered_total" => s.dead_lettered_total = v,
                 "redriven" => s.redriven = v,
+                "delivered" => s.delivered = v,
+                "retried" => s.retried = v,
+                "throttled" => s.throttled = v,
+                "failed" => s.failed = v,
                 _ => {}
             }
         }

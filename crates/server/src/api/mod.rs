@@ -79,6 +79,10 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
             get(subscriptions::recent_attempts),
         )
         .route(
+            "/v1/queues/{queue}/subscriptions/{name}/stats/reset",
+            post(subscriptions::reset_stats),
+        )
+        .route(
             "/v1/queues/{queue}/messages/{id}/attempts",
             get(subscriptions::attempts),
         )

@@ -18,7 +18,7 @@ use super::{error, ingest, native, ops, subscriptions, timers};
         native::nack, native::visibility, native::redrive,
         subscriptions::put_subscription, subscriptions::list_subscriptions,
         subscriptions::get_subscription, subscriptions::delete_subscription,
-        subscriptions::attempts, subscriptions::recent_attempts,
+        subscriptions::attempts, subscriptions::recent_attempts, subscriptions::reset_stats,
         timers::create_timer, timers::get_timer, timers::cancel_timer, timers::timer_summary,
         timers::put_schedule, timers::list_schedules, timers::get_schedule,
         timers::delete_schedule,

@@ -101,12 +101,19 @@ pub struct SubscriptionStats {
     pub ready: u64,
     /// Copies waiting for a retry.
     pub delayed: u64,
-    /// Requests being made now.
+    /// Copies leased now (being sent, or waiting for the endpoint's pace or a FIFO retry).
     pub in_flight: u64,
-    /// Since the server started.
+    /// Requests being made now.
+    pub requests_in_flight: u64,
+    /// Deliveries answered 2xx. Like the three counters below, counted by the store since the
+    /// subscription was created (or its stats reset): they survive restarts, and replacing the
+    /// subscription's settings keeps them.
     pub delivered: u64,
+    /// Attempts to be tried again (5xx, 408, timeouts, connection errors).
     pub retried: u64,
+    /// Attempts answered 429 (not counted as attempts).
     pub throttled: u64,
+    /// Messages given up and dead-lettered.
     pub failed: u64,
     /// The adaptive rate in force after 429s (requests/s), or null.
     pub current_rate_limit: Option<f64>,
@@ -180,10 +187,11 @@ fn stats_view(qs: QueueStats, c: LaneCounters) -> SubscriptionStats {
         ready: qs.ready,
         delayed: qs.delayed,
         in_flight: qs.in_flight,
-        delivered: c.delivered,
-        retried: c.retried,
-        throttled: c.throttled,
-        failed: c.failed,
+        requests_in_flight: c.in_flight,
+        delivered: qs.delivered,
+        retried: qs.retried,
+        throttled: qs.throttled,
+        failed: qs.failed,
         current_rate_limit: c.current_rate_limit,
     }
 }
@@ -258,6 +266,20 @@ pub async fn delete_subscription(
 ) -> ApiResult<StatusCode> {
     s.engine.push().delete(&queue, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set a subscription's counters (delivered, retried, throttled, failed) back to zero.
+/// Replacing the subscription's settings does not reset them; this does.
+#[utoipa::path(post, path = "/v1/queues/{queue}/subscriptions/{name}/stats/reset", tag = "push",
+    params(("queue" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = ErrorBody)))]
+pub async fn reset_stats(
+    State(s): State<AppState>,
+    Path((queue, name)): Path<(String, String)>,
+) -> ApiResult<Json<SubscriptionView>> {
+    s.engine.push().reset_stats(&queue, &name).await?;
+    let sub = s.engine.push().get(&queue, &name)?;
+    Ok(Json(subscription_view(&s, &queue, &name, sub).await?))
 }
 
 // ---------- attempts ----------

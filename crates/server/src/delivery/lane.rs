@@ -217,7 +217,7 @@ impl Lane {
             };
             if !got.is_empty() {
                 lane.manager
-                    .deliver(&lane.sub, &got, &lane.counters, &lane.throttle, ticket)
+                    .deliver(&lane.sub, &got, &lane.throttle, ticket)
                     .await;
             }
             lane.counters.in_flight.fetch_sub(n, Ordering::Relaxed);

@@ -43,13 +43,11 @@ pub struct PushOptions {
     pub timer_concurrency: usize,
 }
 
-/// Live counters of one lane (for the API and the dashboard).
+/// What a lane knows now, for the API and the dashboard. (Delivery counters are the store's:
+/// the subscription's copy queue counts them durably.)
 #[derive(Default, Serialize, Clone, Debug)]
 pub struct LaneCounters {
-    pub delivered: u64,
-    pub retried: u64,
-    pub throttled: u64,
-    pub failed: u64,
+    /// Requests being made now.
     pub in_flight: u64,
     /// The adaptive rate in force after 429s (requests/s), or null.
     pub current_rate_limit: Option<f64>,
@@ -57,10 +55,6 @@ pub struct LaneCounters {
 
 #[derive(Default)]
 struct Counters {
-    delivered: AtomicU64,
-    retried: AtomicU64,
-    throttled: AtomicU64,
-    failed: AtomicU64,
     in_flight: AtomicU64,
 }
 
@@ -214,10 +208,6 @@ impl PushManager {
         let lanes = self.lanes.lock();
         match lanes.get(&(queue.to_string(), name.to_string())) {
             Some(l) => LaneCounters {
-                delivered: l.counters.delivered.load(Ordering::Relaxed),
-                retried: l.counters.retried.load(Ordering::Relaxed),
-                throttled: l.counters.throttled.load(Ordering::Relaxed),
-                failed: l.counters.failed.load(Ordering::Relaxed),
                 in_flight: l.counters.in_flight.load(Ordering::Relaxed),
                 current_rate_limit: l.throttle.current_rate(),
             },

@@ -3,7 +3,6 @@
 //! Standard Webhooks signature), send it, let the engine's policy decide what the answer
 //! means, record the attempt and settle the delivery through the engine.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sluice_engine::history::limits::DELIVERED_EXCERPT;
@@ -13,7 +12,7 @@ use sluice_engine::Delivery;
 
 use super::http::{self, Request};
 use super::throttle::Throttle;
-use super::{Counters, PushManager};
+use super::PushManager;
 
 impl PushManager {
     /// Make one request for `got` (one message, or a batch) and settle it.
@@ -21,7 +20,6 @@ impl PushManager {
         &self,
         s: &SubscriptionRef,
         got: &[Delivery],
-        counters: &Counters,
         throttle: &Throttle,
         ticket: Ticket,
     ) {
@@ -68,22 +66,11 @@ impl PushManager {
             &resp,
             &decision,
         );
-        let n = got.len() as u64;
         match decision.outcome {
-            Outcome::Delivered => {
-                throttle.on_success(ticket);
-                counters.delivered.fetch_add(n, Ordering::Relaxed)
-            }
-            Outcome::Throttled => counters.throttled.fetch_add(n, Ordering::Relaxed),
-            Outcome::Retry => {
-                throttle.on_other(ticket);
-                counters.retried.fetch_add(n, Ordering::Relaxed)
-            }
-            Outcome::Failed => {
-                throttle.on_other(ticket);
-                counters.failed.fetch_add(n, Ordering::Relaxed)
-            }
-        };
+            Outcome::Delivered => throttle.on_success(ticket),
+            Outcome::Throttled => {} // the policy told the pace already
+            Outcome::Retry | Outcome::Failed => throttle.on_other(ticket),
+        }
         match push.settle(s, got, &decision, entry).await {
             Ok(Settled {
                 outcome: Outcome::Delivered,

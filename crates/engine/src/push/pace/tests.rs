@@ -6,9 +6,22 @@ use std::collections::BinaryHeap;
 
 use super::*;
 
-/// What the endpoint says to one request: None = 200, Some(ms) = 429 with that Retry-After.
+/// What the endpoint says to one request: None = 200, Some(ms) = 429 with that Retry-After,
+/// Some(0) = a 500 (tried again 200 ms later).
 trait Endpoint {
     fn answer(&mut self, message: u32, now: f64) -> Option<u64>;
+}
+
+/// A token bucket that also fails one request in fifty with a 500.
+struct FlakyBucket(Bucket, u32);
+impl Endpoint for FlakyBucket {
+    fn answer(&mut self, m: u32, now: f64) -> Option<u64> {
+        self.1 += 1;
+        if self.1.is_multiple_of(50) {
+            return Some(0);
+        }
+        self.0.answer(m, now)
+    }
 }
 
 /// One request in ten refused once (by message), with `Retry-After: 1`.
@@ -112,6 +125,10 @@ fn simulate(
                     pace.on_success(t, at);
                     run.delivered_at.push(at);
                 }
+                Some(0) => {
+                    pace.on_other(t, at);
+                    ready.push(Due(at + 200.0, m));
+                }
                 Some(ra) => {
                     let wait = pace.on_throttled(t, Some(ra), at);
                     assert!(wait >= ra, "a 429 delays its message by its Retry-After");
@@ -135,7 +152,8 @@ fn simulate(
                     let Due(_, m) = ready.pop().expect("peeked");
                     let arrival = now + rtt / 2.0;
                     let refused = endpoint.answer(m, arrival);
-                    run.requests.push((arrival, m, refused.is_some()));
+                    run.requests
+                        .push((arrival, m, refused.is_some_and(|r| r > 0)));
                     flight.push((now + rtt, m, t, refused));
                 }
                 Grant::WaitUntil(w) => wake = Some(w),
@@ -243,19 +261,13 @@ fn an_outage_pauses_the_endpoint_with_one_probe() {
         200,
         "everything goes once it is over"
     );
-    // Requests that left after the endpoint had answered 429 four times in a row, while it
-    // was still refusing: the probes (one per Retry-After).
-    let fourth = run
-        .requests
-        .iter()
-        .filter(|r| r.2)
-        .nth(PAUSE_AFTER as usize - 1)
-        .unwrap()
-        .0;
+    // Requests that left once the endpoint had refused everything for PAUSE_AFTER_MS, while
+    // it was still refusing: the probes (one per Retry-After).
+    let first = run.requests.iter().find(|r| r.2).unwrap().0;
     let during = run
         .requests
         .iter()
-        .filter(|r| r.0 > fourth + 2.0 && r.0 < 5000.0)
+        .filter(|r| r.0 > first + PAUSE_AFTER_MS + 2.0 && r.0 < 5000.0)
         .count();
     assert!(during <= 1, "{during} requests during the pause");
     let done = run.delivered_at.iter().copied().fold(0.0, f64::max);
@@ -319,4 +331,27 @@ fn never_below_the_floor_and_lifted_at_the_configured_rate() {
         }
     }
     assert_eq!(p.current_rate(), None);
+}
+
+#[test]
+fn a_configured_rate_above_a_flaky_endpoints_limit_settles_below_it() {
+    // Configured 2,500/s against an endpoint that takes 1,500/s and fails 2% with 500s.
+    let mut pace = Pace::new(Some(2500.0));
+    let bucket = Bucket {
+        rate: 1500.0,
+        tokens: 1500.0,
+        at: 0.0,
+    };
+    let run = simulate(
+        &mut pace,
+        &mut FlakyBucket(bucket, 0),
+        2_000_000,
+        16,
+        2.0,
+        30_000.0,
+    );
+    let steady = run.delivered_between(10_000.0, 30_000.0) as f64 / 20.0;
+    assert!(steady >= 0.8 * 1500.0, "steady delivered {steady}/s");
+    let refused = run.refused_share(10_000.0, 30_000.0);
+    assert!(refused < 0.1, "steady-state share of 429s {refused}");
 }
