@@ -231,6 +231,18 @@ impl Http {
         value
     }
 
+    /// The sum of every series of the metric `name`, whatever its labels.
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        let (_, m) = self.get("/metrics").await;
+        metric_lines(m.as_str().unwrap_or_default())
+            .filter(|(s, _)| {
+                s.strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// A request with a raw body and content type.
     pub async fn raw(
         &self,
