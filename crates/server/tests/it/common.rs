@@ -221,6 +221,28 @@ impl Http {
         panic!("no receive started waiting");
     }
 
+    /// One series of `/metrics`, named as it is rendered (`sluice_storage_messages`,
+    /// `sluice_timers{state="pending"}`); 0 when the server has not rendered it (yet).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, m) = self.get("/metrics").await;
+        let value = metric_lines(m.as_str().unwrap_or_default())
+            .find(|(s, _)| *s == series)
+            .map_or(0.0, |(_, v)| v);
+        value
+    }
+
+    /// The sum of every series of the metric `name`, whatever its labels.
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        let (_, m) = self.get("/metrics").await;
+        metric_lines(m.as_str().unwrap_or_default())
+            .filter(|(s, _)| {
+                s.strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// A request with a raw body and content type.
     pub async fn raw(
         &self,
@@ -241,6 +263,28 @@ impl Http {
         )
         .await
     }
+}
+
+/// (series, value) of each sample line of a Prometheus text rendering.
+fn metric_lines(text: &str) -> impl Iterator<Item = (&str, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(s, v)| Some((s, v.parse::<f64>().ok()?)))
+}
+
+/// Milliseconds since the epoch by this machine's clock, which the servers under test share.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// An RFC 3339 time from an answer (`due_at`, `last_fired_at`, ...) in milliseconds since the
+/// epoch.
+pub fn millis_of(t: &Value) -> i64 {
+    let s = t.as_str().unwrap_or_else(|| panic!("not a time: {t}"));
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .timestamp_millis()
 }
 
 /// Assert an error response of the documented shape and return its code.

@@ -119,6 +119,26 @@ async fn wait_file_state(h: &Http, name: &str, states: &[&str], secs: u64) -> Va
     last
 }
 
+/// Wait (bounded) until nothing is left to deliver from `queue` to its subscription `sub`: no
+/// message waits to be fanned out, and no copy is ready, waiting for a retry or being sent.
+/// From then on no delivery can start, and each one made has been answered (the sink writes
+/// its line before it answers).
+async fn wait_delivered(h: &Http, queue: &str, sub: &str, secs: u64) {
+    wait_until(&format!("{queue} delivered to {sub}"), secs, || {
+        let h = h.clone();
+        async move {
+            let (_, q) = h.get(&format!("/v1/queues/{queue}")).await;
+            let (_, s) = h
+                .get(&format!("/v1/queues/{queue}/subscriptions/{sub}"))
+                .await;
+            ["ready", "delayed", "in_flight"]
+                .iter()
+                .all(|k| q["stats"][k] == 0 && s["stats"][k] == 0)
+        }
+    })
+    .await;
+}
+
 /// Accepted deliveries at the sink: user -> webhook-ids, and how many 200s each id got.
 fn accepted(lines: &[Value]) -> (HashMap<String, HashSet<String>>, HashMap<String, usize>) {
     let mut users: HashMap<String, HashSet<String>> = HashMap::new();
@@ -184,7 +204,7 @@ async fn a_dropped_file_alerts_every_user_exactly_once_through_429s_and_500s() {
     assert_eq!(dups.lines().count(), 5);
     assert!(dups.contains("\"key\":\"user10\""), "{dups}");
     sink.wait_accepted(n, 300).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_delivered(&h, "alerts", "notify", 120).await;
     let lines = sink.lines();
     let (users, per_id) = accepted(&lines);
     assert_eq!(users.len(), n, "every user");
@@ -272,7 +292,7 @@ async fn kill_nine_mid_file_and_mid_delivery_still_alerts_every_user_once() {
     let f = wait_file_state(&h, "big.csv", &["processed"], 120).await;
     assert_eq!(f["rows_published"], n as u64, "{f}");
     sink.wait_accepted(n, 400).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_delivered(&h, "alerts", "notify", 120).await;
     let (users, per_id) = accepted(&sink.lines());
     assert_eq!(users.len(), n, "no user missed");
     let two_ids: Vec<_> = users.iter().filter(|(_, ids)| ids.len() > 1).collect();
@@ -384,10 +404,28 @@ async fn bad_rows_and_bad_files_are_reported_and_the_watcher_keeps_going() {
     std::fs::write(d.join("upload.csv.tmp"), "t1,x\n").unwrap();
     let slow = d.join("slow.csv");
     let mut w = std::fs::File::create(&slow).unwrap();
+    let mut written = 0;
     for i in 0..6 {
-        writeln!(w, "slow{i},part {i}").unwrap();
+        let line = format!("slow{i},part {i}\n");
+        w.write_all(line.as_bytes()).unwrap();
         w.flush().unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        written += line.len() as u64;
+        // The watcher has looked at the file as it is now: it lists it as waiting to settle
+        // with this size (or it took it, which the assertion below reports).
+        wait_until(&format!("slow.csv seen at {written} bytes"), 30, || {
+            let h = h.clone();
+            async move {
+                let v = ingest_view(&h).await;
+                file(&v, "slow.csv").is_some()
+                    || v["waiting"].as_array().is_some_and(|ws| {
+                        ws.iter().any(|f| {
+                            f["path"].as_str().is_some_and(|p| p.ends_with("slow.csv"))
+                                && f["size"] == written
+                        })
+                    })
+            }
+        })
+        .await;
         let v = ingest_view(&h).await;
         assert!(
             file(&v, "slow.csv").is_none(),

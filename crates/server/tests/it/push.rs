@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use sluice_engine::timers::firing_id;
 
-use crate::common::{Http, Server};
+use crate::common::{millis_of, now_ms, Http, Server};
 
 #[derive(Clone, Debug)]
 pub struct Req {
@@ -537,15 +538,26 @@ async fn httpqueue_timers_fire_once_across_a_kill_nine() {
     assert_eq!(t["id"], id.as_str());
     assert_eq!(t["ID"], id.as_str());
     assert!(matches!(t["time_left"].as_i64(), Some(1..=2)), "{t}");
+    // The native API reads the same timer, with its exact due time.
+    let due = millis_of(&h.get(&format!("/v1/timers/{id}")).await.1["due_at"]);
     s.kill();
     // Down while it falls due: it fires right after the start.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    wait_until("the timer's due time, with the server down", 30, || async {
+        now_ms() > due
+    })
+    .await;
     assert!(r.got().is_empty());
     s.spawn().await;
     let got = r.wait_for("the timer call", 20, |x| !x.is_empty()).await;
     assert_eq!(got[0].path, format!("/cb/{id}"));
     assert!(got[0].body.is_empty());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once the timer is archived as succeeded and its message is gone from the internal timer
+    // queue (the only thing this server stores), no call of it can start or be under way.
+    wait_until("the timer settled", 20, || async {
+        h.get(&format!("/v1/timers/{id}")).await.1["status"] == "succeeded"
+            && h.metric("sluice_storage_messages").await == 0.0
+    })
+    .await;
     assert_eq!(r.got().len(), 1, "fired once");
     let (_, t) = h.get(&format!("/timers/{id}")).await;
     assert_eq!(t["time_left"], 0);
@@ -604,7 +616,16 @@ async fn native_timers_call_cancel_and_report() {
     assert_eq!(v["attempts"][0]["status"], 200);
     assert_eq!(v["time_left"], 0);
     assert_eq!(h.delete(&format!("/v1/timers/{id}")).await.0, 409);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // A cancelled timer's message stays in the internal timer queue until it comes due; the
+    // worker then finds the cancel and removes it without calling. Nothing else is stored
+    // here, so an empty store is the moment after which it can never fire.
+    wait_until("the cancelled timer's message settled", 20, || async {
+        h.metric("sluice_storage_messages").await == 0.0
+    })
+    .await;
+    let (_, v) = h.get(&format!("/v1/timers/{cid}")).await;
+    assert_eq!(v["status"], "cancelled", "{v}");
+    assert!(v["due_at"].is_null(), "settled: {v}");
     assert!(
         r.got().iter().all(|x| x.path != "/never"),
         "cancelled timer never fires"
@@ -626,6 +647,7 @@ async fn native_timers_call_cancel_and_report() {
 async fn cron_schedules_fire_each_second_once() {
     let (_s, h) = open_server().await;
     let r = Receiver::start().await;
+    let created_at = now_ms();
     let (st, v) = h
         .put(
             "/v1/schedules/tick",
@@ -661,9 +683,38 @@ async fn cron_schedules_fire_each_second_once() {
     let (_, v) = h.get("/v1/schedules/tick").await;
     assert!(v["fired"].as_u64().unwrap() >= 3);
     assert_eq!(h.delete("/v1/schedules/tick").await.0, 204);
+    let deleted_at = now_ms();
     let n = r.got().len();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(r.got().len() <= n + 1, "stops after delete");
+    // The scheduler makes one pass at a time over every schedule, reading the clock and then
+    // the list of schedules. A pass that still listed "tick" read its clock before the delete,
+    // so it fired a second at or before `deleted_at`. A firing of "toqueue" for a later second
+    // comes from a pass that began after the delete, when the earlier passes were done: every
+    // firing of "tick" there will ever be exists by then, as a timer ...
+    let later_second = (deleted_at / 1000 + 1) * 1000;
+    wait_until("a scheduler pass after the delete", 20, || async {
+        let (_, v) = h.get("/v1/schedules/toqueue").await;
+        !v["last_fired_at"].is_null() && millis_of(&v["last_fired_at"]) >= later_second
+    })
+    .await;
+    // ... and once no timer is pending, each of those has made its call.
+    wait_until("every firing made", 20, || async {
+        h.get("/v1/timers").await.1["pending"] == 0
+    })
+    .await;
+    let got = r.got();
+    assert!(got.len() <= n + 1, "stops after delete");
+    // Each call is the firing of a second before the delete (a firing's id is derived from
+    // the schedule and the second).
+    let before_delete: std::collections::HashSet<String> = (created_at / 1000..=deleted_at / 1000)
+        .map(|s| firing_id("tick", s * 1000).to_string())
+        .collect();
+    for g in &got {
+        let id = g.header("webhook-id").unwrap();
+        assert!(
+            before_delete.contains(id),
+            "a firing of tick for a second after the delete: {id}"
+        );
+    }
     let (st, e) = h
         .put(
             "/v1/schedules/bad",

@@ -14,6 +14,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 use crate::common::Server;
+use crate::push::wait_until;
 
 struct Pair {
     cert_pem: String,
@@ -166,7 +167,11 @@ async fn the_certificate_is_reloaded_on_sighup() {
     // A broken file is refused and the old certificate stays.
     std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
     s.signal(libc::SIGHUP);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The server has made the reload attempt (and logged that it failed) before this connects.
+    wait_until("the failed reload logged", 30, || async {
+        s.log().contains("TLS reload failed")
+    })
+    .await;
     let (_, peer) = connect(s.port, &both).await;
     assert_eq!(peer, first.der, "a failed reload keeps the old certificate");
     std::fs::write(dir.path().join("cert.pem"), &second.cert_pem).unwrap();
