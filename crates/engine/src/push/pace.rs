@@ -296,7 +296,7 @@ impl Pace {
     fn cut(&mut self, now: f64) {
         let base = match (self.measure(now), self.rate.or(self.configured)) {
             // Nothing accepted at all: the pause handles an endpoint that refuses everything.
-            (Some(accepted), _) if accepted == 0.0 => return,
+            (Some(0.0), _) => return,
             // What the endpoint accepted, plus the share of refusals tolerated (occasional
             // 429s are no sign of capacity: cutting to the accepted share alone would ratchet
             // the rate down a little more at every cut), never above the rate in force.
