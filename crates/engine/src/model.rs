@@ -36,6 +36,9 @@ pub struct QueueConfig {
     /// Stored and returned as given; each front end validates its own.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub adapter_settings: BTreeMap<String, String>,
+    /// Push queues: keep each subscription's delivered messages this long, so they can be
+    /// replayed (0: not kept).
+    pub retain_delivered_seconds: u32,
 }
 
 impl Default for QueueConfig {
@@ -52,6 +55,7 @@ impl Default for QueueConfig {
             redrive_allow_policy: None,
             content_based_deduplication: false,
             adapter_settings: BTreeMap::new(),
+            retain_delivered_seconds: 0,
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct QueueConfigPatch {
     pub content_based_deduplication: Option<bool>,
     /// Replaces [`QueueConfig::adapter_settings`] whole.
     pub adapter_settings: Option<BTreeMap<String, String>>,
+    pub retain_delivered_seconds: Option<u32>,
 }
 
 impl QueueConfigPatch {
@@ -109,6 +114,9 @@ impl QueueConfigPatch {
         }
         if let Some(v) = &self.adapter_settings {
             c.adapter_settings = v.clone();
+        }
+        if let Some(v) = self.retain_delivered_seconds {
+            c.retain_delivered_seconds = v;
         }
         c
     }
@@ -151,6 +159,25 @@ impl QueueConfig {
             0,
             limits::WAIT_MAX_S as u64,
         )?;
+        if self.retain_delivered_seconds != 0 {
+            range(
+                "retain_delivered_seconds",
+                self.retain_delivered_seconds as u64,
+                limits::RETENTION_MIN_S as u64,
+                limits::RETENTION_MAX_S as u64,
+            )
+            .map_err(|_| {
+                EngineError::invalid(
+                    "retain_delivered_seconds",
+                    format!(
+                        "is {}; must be 0 (not kept) or between {} and {}",
+                        self.retain_delivered_seconds,
+                        limits::RETENTION_MIN_S,
+                        limits::RETENTION_MAX_S
+                    ),
+                )
+            })?;
+        }
         if self.tags.len() > limits::TAGS_MAX {
             return Err(EngineError::invalid(
                 "tags",

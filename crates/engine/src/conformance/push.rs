@@ -320,3 +320,67 @@ pub async fn delivery_counters_survive_restart(h: &mut dyn Harness) {
         "the reset is durable"
     );
 }
+
+/// Replay sends a window of failed (from the dead-letter queue) and delivered (kept with
+/// `retain_delivered_seconds`) messages back to their subscription under their original ids;
+/// the ones outside the window stay where they are.
+pub async fn replay_sends_a_window_again(h: &mut dyn Harness) {
+    use crate::push::ReplayOutcome;
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    c.subscribe("rp", "a").await;
+    e.put_queue(
+        "rp",
+        QueueConfigPatch {
+            retain_delivered_seconds: Some(3600),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ids: Vec<String> = vec![
+        c.send("rp", "m0").await,
+        c.send("rp", "m1").await,
+        c.send("rp", "m2").await,
+    ];
+    let got = c.lease("rp", "a", 3).await;
+    let by = |i: usize| -> Vec<crate::Delivery> {
+        got.iter()
+            .filter(|d| d.message.id.to_string() == ids[i])
+            .cloned()
+            .collect()
+    };
+    c.advance(1);
+    c.settle("rp", "a", &by(0), Outcome::Delivered, 0, "").await;
+    c.settle("rp", "a", &by(1), Outcome::Failed, 0, "HTTP 410")
+        .await;
+    c.advance(10);
+    c.settle("rp", "a", &by(2), Outcome::Delivered, 0, "").await;
+    let task = e
+        .push()
+        .replay("rp", "a", T0, Some(T0 + 5_000), ReplayOutcome::All)
+        .await
+        .unwrap();
+    assert_eq!(task.total, 2, "one delivered and one failed in the window");
+    for _ in 0..10_000 {
+        if e.push().replay_task("rp", "a", &task.id).unwrap().state == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let done = e.push().replay_task("rp", "a", &task.id).unwrap();
+    assert_eq!((done.state.as_str(), done.replayed), ("done", 2));
+    let again = c.lease("rp", "a", 10).await;
+    let mut back: Vec<String> = again.iter().map(|d| d.message.id.to_string()).collect();
+    back.sort();
+    let mut want = vec![ids[0].clone(), ids[1].clone()];
+    want.sort();
+    assert_eq!(back, want, "sent again under their original ids");
+    assert!(again
+        .iter()
+        .all(|d| !d.message.attributes.contains_key("sluice-error")));
+    assert!(e.peek("rp-dlq", 10).await.unwrap().is_empty());
+    let kept = crate::push::delivered_queue("rp", "a");
+    let left = e.push().child_stats(&kept).await.unwrap();
+    assert_eq!(left.ready, 1, "the delivery outside the window stays kept");
+}

@@ -12,10 +12,17 @@ use crate::limits;
 use crate::model::{is_fifo, Delivery, MessageId, NewMessage, Placement, QueueConfig};
 use crate::store::Settle;
 
-use super::{default_dlq, Decision, Push, SubscriptionRef};
+use super::{default_dlq, delivered_queue, Decision, Push, SubscriptionRef};
 use super::{
     ATTR_ATTEMPTS, ATTR_ERROR, ATTR_HISTORY, ATTR_MESSAGE_ID, ATTR_SOURCE, ATTR_SUBSCRIPTION,
 };
+
+/// How long a push queue keeps attempts and delivered messages.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Kept {
+    history_ms: i64,
+    delivered_s: u32,
+}
 
 /// What became of a settled request, for the sender's log and counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,11 +103,16 @@ impl Push {
         attempt: Attempt,
     ) -> Result<Settled> {
         let ids: Vec<MessageId> = got.iter().map(|d| d.message.id).collect();
-        let keep = self.keep_ms(&s.child).await;
-        self.history.record(&ids, &attempt, keep).await?;
+        let kept = self.kept(&s.queue).await;
+        self.history.record(&ids, &attempt, kept.history_ms).await?;
         let mut dead_letter_queue = None;
         match decision.outcome {
-            Outcome::Delivered => self.apply(&s.child, got, Settle::Delivered).await?,
+            Outcome::Delivered => {
+                if kept.delivered_s > 0 {
+                    self.keep_delivered(s, got, kept.delivered_s).await?;
+                }
+                self.apply(&s.child, got, Settle::Delivered).await?
+            }
             Outcome::Throttled | Outcome::Retry => {
                 let delay_ms = decision.delay_ms;
                 // A FIFO copy keeps its lease until the next try (its group stays locked, so
@@ -127,21 +139,64 @@ impl Push {
         })
     }
 
-    /// How long a copy queue's attempts are kept: its retention (looked up at most every 10 s).
-    async fn keep_ms(&self, child: &str) -> i64 {
+    /// What a push queue keeps (read from its settings at most every 10 s).
+    async fn kept(&self, queue: &str) -> Kept {
         let now = self.core.now();
-        if let Some(&(keep, at)) = self.retention.lock().get(child) {
+        if let Some(&(kept, at)) = self.kept.lock().get(queue) {
             if now - at < 10_000 {
-                return keep;
+                return kept;
             }
         }
-        let keep = match self.core.store.get_queue(child).await {
-            Ok(Some(q)) => q.config.retention_seconds,
-            _ => limits::RETENTION_DEFAULT_S,
-        } as i64
-            * 1000;
-        self.retention.lock().insert(child.to_string(), (keep, now));
-        keep
+        let kept = match self.core.store.get_queue(queue).await {
+            Ok(Some(q)) => Kept {
+                history_ms: q.config.retention_seconds as i64 * 1000,
+                delivered_s: q.config.retain_delivered_seconds,
+            },
+            _ => Kept {
+                history_ms: limits::RETENTION_DEFAULT_S as i64 * 1000,
+                delivered_s: 0,
+            },
+        };
+        self.kept.lock().insert(queue.to_string(), (kept, now));
+        kept
+    }
+
+    /// Keep delivered messages for replay: a copy in `QUEUE~SUB~delivered`, whose retention is
+    /// the queue's `retain_delivered_seconds` (its enqueue time is the delivery time).
+    async fn keep_delivered(
+        &self,
+        s: &SubscriptionRef,
+        got: &[Delivery],
+        keep_s: u32,
+    ) -> Result<()> {
+        let store = &self.core.store;
+        let now = self.core.now();
+        let kept = delivered_queue(&s.queue, &s.name);
+        let config = QueueConfig {
+            retention_seconds: keep_s,
+            max_message_bytes: limits::MESSAGE_BYTES_CEILING,
+            ..QueueConfig::default()
+        };
+        match store.get_queue(&kept).await? {
+            Some(q) if q.config == config => {}
+            _ => {
+                store.put_queue(&kept, config, now).await?;
+            }
+        }
+        let copies = got
+            .iter()
+            .map(|d| NewMessage {
+                id: d.message.id,
+                body: d.message.body.clone(),
+                attributes: d.message.attributes.clone(),
+                enqueued_at: now,
+                delay_ms: Some(0),
+                group: d.message.group.clone(),
+                dedup_id: None,
+            })
+            .collect();
+        store.publish(&kept, copies, now).await?;
+        Ok(())
     }
 
     /// Settle the copies in the store (counted there) and wake who may take a message now.

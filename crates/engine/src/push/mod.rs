@@ -11,14 +11,16 @@
 //! A message has left the push queue when every subscription's copy is settled.
 //!
 //! Files: `subscription.rs` (what a subscription is), `policy.rs` (what an answer means),
-//! `fanout.rs` (publish into the copies), `delivery.rs` (the senders' calls), `redrive.rs`
-//! (push dead letters back to their subscription).
+//! `pace.rs` (the pace of an endpoint), `fanout.rs` (publish into the copies), `delivery.rs`
+//! (the senders' calls), `redrive.rs` (push dead letters back to their subscription),
+//! `replay.rs` (a window of failed or delivered messages sent again).
 
 mod delivery;
 mod fanout;
 pub mod pace;
 pub mod policy;
 mod redrive;
+mod replay;
 pub mod subscription;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +37,7 @@ use crate::validate::{validate_name, validate_queue_name};
 
 pub use self::delivery::Settled;
 pub use self::policy::{classify, Answer, Decision, DeliveryPolicy};
+pub use self::replay::{ReplayOutcome, ReplayTask};
 pub use self::subscription::*;
 pub use crate::history::{Attempt, Outcome};
 
@@ -55,8 +58,9 @@ pub struct Push {
     /// Bumped on every change; the server's push manager watches it.
     version: watch::Sender<u64>,
     history: Arc<History>,
-    /// Retention of each copy queue (how long its attempts are kept), with when it was read.
-    retention: parking_lot::Mutex<HashMap<String, (i64, crate::clock::Millis)>>,
+    /// What each push queue keeps (attempts, delivered messages), with when it was read.
+    kept: parking_lot::Mutex<HashMap<String, (delivery::Kept, crate::clock::Millis)>>,
+    replays: replay::Replays,
 }
 
 fn meta_key(queue: &str, name: &str) -> String {
@@ -70,7 +74,8 @@ impl Push {
             subs: RwLock::new(HashMap::new()),
             version: watch::channel(0).0,
             history,
-            retention: Default::default(),
+            kept: Default::default(),
+            replays: Default::default(),
         }
     }
 

@@ -249,6 +249,13 @@ pub fn child_queue(queue: &str, sub: &str) -> String {
     }
 }
 
+/// The internal queue keeping a subscription's delivered messages for replay (queues with
+/// `retain_delivered_seconds`): `QUEUE~SUB~delivered`, never FIFO.
+pub fn delivered_queue(queue: &str, sub: &str) -> String {
+    let stem = queue.strip_suffix(".fifo").unwrap_or(queue);
+    format!("{stem}~{sub}~delivered")
+}
+
 /// Is this an internal queue (a subscription's copy queue, the timer queue)? Users cannot
 /// name queues with `~`, so these never collide with theirs.
 pub fn is_internal(queue: &str) -> bool {

@@ -83,6 +83,14 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
             post(subscriptions::reset_stats),
         )
         .route(
+            "/v1/queues/{queue}/subscriptions/{name}/replay",
+            post(subscriptions::replay),
+        )
+        .route(
+            "/v1/queues/{queue}/subscriptions/{name}/replay/{task}",
+            get(subscriptions::replay_task),
+        )
+        .route(
             "/v1/queues/{queue}/messages/{id}/attempts",
             get(subscriptions::attempts),
         )

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sluice_engine::push::{Attempt, Backoff, BatchConfig, Subscription};
+use sluice_engine::push::{Attempt, Backoff, BatchConfig, ReplayOutcome, ReplayTask, Subscription};
 use sluice_engine::{rfc3339, EngineError, MessageId, QueueStats};
 use utoipa::{IntoParams, ToSchema};
 
@@ -280,6 +280,70 @@ pub async fn reset_stats(
     s.engine.push().reset_stats(&queue, &name).await?;
     let sub = s.engine.push().get(&queue, &name)?;
     Ok(Json(subscription_view(&s, &queue, &name, sub).await?))
+}
+
+// ---------- replay ----------
+
+/// Which messages to send again, delivered or dead-lettered in a time window.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// RFC 3339: the window's start.
+    pub since: String,
+    /// RFC 3339: the window's end (default now).
+    pub until: Option<String>,
+    /// `failed` (dead-lettered in the window: they leave the dead-letter queue), `delivered`
+    /// (delivered in the window: kept only with the queue's `retain_delivered_seconds`) or
+    /// `all`.
+    pub outcome: ReplayOutcome,
+}
+
+fn parse_time(field: &str, v: &str) -> ApiResult<i64> {
+    sluice_engine::clock::parse_rfc3339(v).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_argument",
+            format!("{field}: {v:?} is not an RFC 3339 time (\"2026-12-04T10:00:00Z\")"),
+        )
+    })
+}
+
+/// Send a subscription's messages of a time window again, with fresh attempts under their
+/// original ids (the same `webhook-id`). Answers at once with the number found and a task
+/// whose progress `GET …/replay/{task}` reports.
+#[utoipa::path(post, path = "/v1/queues/{queue}/subscriptions/{name}/replay", tag = "push",
+    params(("queue" = String, Path), ("name" = String, Path)),
+    request_body(content = ReplayBody, content_type = "application/json"),
+    responses((status = 202, body = ReplayTask), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn replay(
+    State(s): State<AppState>,
+    Path((queue, name)): Path<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Response> {
+    let b: ReplayBody = parse_json(&body.bytes)?;
+    let since = parse_time("since", &b.since)?;
+    let until = b
+        .until
+        .as_deref()
+        .map(|u| parse_time("until", u))
+        .transpose()?;
+    let task = s
+        .engine
+        .push()
+        .replay(&queue, &name, since, until, b.outcome)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(task)).into_response())
+}
+
+/// A replay's progress: `running`, `done` or `failed`, messages found and sent again.
+#[utoipa::path(get, path = "/v1/queues/{queue}/subscriptions/{name}/replay/{task}", tag = "push",
+    params(("queue" = String, Path), ("name" = String, Path), ("task" = String, Path)),
+    responses((status = 200, body = ReplayTask), (status = 404, body = ErrorBody)))]
+pub async fn replay_task(
+    State(s): State<AppState>,
+    Path((queue, name, task)): Path<(String, String, String)>,
+) -> ApiResult<Json<ReplayTask>> {
+    Ok(Json(s.engine.push().replay_task(&queue, &name, &task)?))
 }
 
 // ---------- attempts ----------

@@ -39,6 +39,9 @@ pub struct QueueConfigBody {
     pub receive_wait_seconds: Option<u32>,
     /// Free-form tags (at most 50); replaces the whole set.
     pub tags: Option<BTreeMap<String, String>>,
+    /// Push queues: keep each subscription's delivered messages this long for replay, 0 (not
+    /// kept, the default) or 60-1209600 s.
+    pub retain_delivered_seconds: Option<u32>,
 }
 
 impl From<QueueConfigBody> for QueueConfigPatch {
@@ -52,6 +55,7 @@ impl From<QueueConfigBody> for QueueConfigPatch {
             dead_letter_queue: b.dead_letter_queue,
             receive_wait_seconds: b.receive_wait_seconds,
             tags: b.tags,
+            retain_delivered_seconds: b.retain_delivered_seconds,
             ..Default::default()
         }
     }
@@ -67,6 +71,7 @@ pub struct QueueConfigView {
     pub dead_letter_queue: Option<String>,
     pub receive_wait_seconds: u32,
     pub tags: BTreeMap<String, String>,
+    pub retain_delivered_seconds: u32,
 }
 
 impl From<QueueConfig> for QueueConfigView {
@@ -80,6 +85,7 @@ impl From<QueueConfig> for QueueConfigView {
             dead_letter_queue: c.dead_letter_queue,
             receive_wait_seconds: c.receive_wait_seconds,
             tags: c.tags,
+            retain_delivered_seconds: c.retain_delivered_seconds,
         }
     }
 }
@@ -88,7 +94,8 @@ impl From<QueueConfig> for QueueConfigView {
 pub struct QueueView {
     pub name: String,
     pub config: QueueConfigView,
-    /// Gauges are exact when read; counters count since the server started.
+    /// Gauges are exact when read; counters count since the queue was created (or its counters
+    /// were reset), across restarts.
     pub stats: QueueStats,
     pub created_at: String,
     pub updated_at: String,
