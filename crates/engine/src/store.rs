@@ -123,14 +123,22 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Millis>;
     /// Push: settle leased copies after one attempt as `how` says, and count it in the queue's
-    /// stats (`delivered`, `failed`, `retried`, `throttled`), in one durable step.
+    /// stats (`delivered`, `failed`, `retried`, `throttled`), in one durable step. A copy with
+    /// a tally key (`tallies[i]`, "" for none) also counts as delivered or failed under that key
+    /// ([`Store::tally`]): so a producer (file ingestion) knows exactly what became of its
+    /// messages, whatever crashed when.
     async fn settle(
         &self,
         queue: &str,
         receipts: &[Receipt],
+        tallies: &[&str],
         how: Settle,
         now: Millis,
     ) -> Result<Vec<ReceiptResult>>;
+    /// The (delivered, failed) counts of a tally key in a queue (0, 0 if none).
+    async fn tally(&self, queue: &str, key: &str) -> Result<(u64, u64)>;
+    /// Forget a tally key (its producer is done with it). Durable on return.
+    async fn tally_forget(&self, queue: &str, key: &str) -> Result<()>;
     /// Set a queue's counters back to zero (its gauges stay). Durable on return.
     async fn reset_counters(&self, queue: &str, now: Millis) -> Result<()>;
     /// Look at up to `limit` messages without receiving them: ready first, then delayed, then in flight.

@@ -216,7 +216,7 @@ macro_rules! conformance_suite {
             settings_and_archive_survive_restart, push_queue_fans_out_and_refuses_pull,
             push_dead_letters_and_redrive_to_their_subscription, throttled_answers_are_not_attempts,
             delivery_history_survives_restart_bounded_per_message, delivery_counters_survive_restart,
-            replay_sends_a_window_again,
+            replay_sends_a_window_again, tallies_count_exactly_across_restarts,
             timers_fire_once_and_survive_restart,
             copies_sharing_an_id_survive_restart_independently,
             schedules_fire_once_and_count_missed);

@@ -384,3 +384,59 @@ pub async fn replay_sends_a_window_again(h: &mut dyn Harness) {
     let left = e.push().child_stats(&kept).await.unwrap();
     assert_eq!(left.ready, 1, "the delivery outside the window stays kept");
 }
+
+/// A tally key (attribute `sluice-tally`) counts its copies' deliveries and failures exactly,
+/// across restarts, until it is forgotten.
+pub async fn tallies_count_exactly_across_restarts(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    c.subscribe("tallied", "a").await;
+    let publish = |n: usize, key: &'static str| {
+        let e = c.engine.clone();
+        async move {
+            let mut attributes = crate::Attributes::new();
+            attributes.insert("sluice-tally".into(), key.into());
+            let batch = (0..n)
+                .map(|i| Publish {
+                    body: format!("row {i}").into_bytes(),
+                    attributes: attributes.clone(),
+                    ..Default::default()
+                })
+                .collect();
+            e.publish("tallied", batch).await.unwrap();
+        }
+    };
+    publish(4, "file-1").await;
+    publish(1, "file-2").await;
+    let got = c.lease("tallied", "a", 5).await;
+    let of = |key: &str| -> Vec<crate::Delivery> {
+        got.iter()
+            .filter(|d| d.message.attributes["sluice-tally"] == key)
+            .cloned()
+            .collect()
+    };
+    let f1 = of("file-1");
+    c.settle("tallied", "a", &f1[0..2], Outcome::Delivered, 0, "")
+        .await;
+    c.settle("tallied", "a", &f1[2..3], Outcome::Failed, 0, "HTTP 410")
+        .await;
+    c.settle("tallied", "a", &f1[3..4], Outcome::Retry, 60_000, "HTTP 500")
+        .await;
+    c.engine.tick().await.unwrap();
+    c.settle("tallied", "a", &of("file-2"), Outcome::Delivered, 0, "")
+        .await;
+    let push = c.engine.push();
+    assert_eq!(push.tally("tallied", "a", "file-1").await.unwrap(), (2, 1));
+    let c = c.restart(h).await;
+    let push = c.engine.push();
+    assert_eq!(
+        push.tally("tallied", "a", "file-1").await.unwrap(),
+        (2, 1),
+        "a retry is not counted; the rest survives a restart"
+    );
+    assert_eq!(push.tally("tallied", "a", "file-2").await.unwrap(), (1, 0));
+    push.forget_tally("tallied", "file-1").await.unwrap();
+    let c = c.restart(h).await;
+    let push = c.engine.push();
+    assert_eq!(push.tally("tallied", "a", "file-1").await.unwrap(), (0, 0));
+    assert_eq!(push.tally("tallied", "a", "file-2").await.unwrap(), (1, 0));
+}

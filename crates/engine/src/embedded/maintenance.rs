@@ -389,6 +389,21 @@ fn snapshot_counters(st: &mut State, ap: &mut Append<'_>) {
             });
             q.logged = values;
         }
+        for (key, t) in q.tallies.iter_mut() {
+            let now = (t.delivered, t.failed);
+            if full || now != t.logged {
+                ap.push(40 + key.len(), |buf| {
+                    Record::Tally {
+                        queue: q.id,
+                        key,
+                        delivered: now.0,
+                        failed: now.1,
+                    }
+                    .encode_frame(buf)
+                });
+                t.logged = now;
+            }
+        }
     }
     // A snapshot that spilled into the next segment is done again there at the next tick.
     if full && ap.segment() == segment {

@@ -376,6 +376,7 @@ impl EmbeddedStore {
         &self,
         queue: &str,
         receipts: &[Receipt],
+        tallies: &[&str],
         how: Settle,
         now: Millis,
     ) -> Result<Vec<ReceiptResult>> {
@@ -394,7 +395,7 @@ impl EmbeddedStore {
             let mut results = Vec::with_capacity(receipts.len());
             let mut gone = Vec::new();
             let q = st.queues.get_mut(&qid).expect("queue");
-            for r in receipts {
+            for (i, r) in receipts.iter().enumerate() {
                 let l = match lookup_lease(q, r, now) {
                     Lookup::Err(e) => {
                         results.push(Err(e));
@@ -403,15 +404,25 @@ impl EmbeddedStore {
                     Lookup::Ok(l) => l,
                 };
                 take_lease(q, &l);
-                ap.push(48, |buf| {
+                let tally = tallies.get(i).copied().unwrap_or_default();
+                ap.push(56 + tally.len(), |buf| {
                     Record::Settle {
                         queue: qid,
                         id: r.id.0,
                         how: code,
                         visible_at,
+                        tally,
                     }
                     .encode_frame(buf)
                 });
+                if !tally.is_empty() && matches!(how, Settle::Delivered | Settle::Failed) {
+                    let t = q.tallies.entry(tally.to_string()).or_default();
+                    if how == Settle::Delivered {
+                        t.delivered += 1;
+                    } else {
+                        t.failed += 1;
+                    }
+                }
                 results.push(Ok(()));
                 match how {
                     Settle::Delivered | Settle::Failed => gone.push(l.entry),

@@ -20,8 +20,9 @@
 //! | 5    | Move     | queue u32 (from), id u128, to u32, source u32, reset u8 |
 //! | 6    | Purge    | queue u32 |
 //! | 7    | Relocate | as Publish: a live message copied forward by compaction, with its state |
-//! | 8    | Settle   | queue u32, id u128, how u8, visible_at i64: a push attempt's outcome (1 delivered, 2 failed: removed; 3 retried, 4 throttled: released until visible_at; 5, 6 the same held in their lease) |
+//! | 8    | Settle   | queue u32, id u128, how u8, visible_at i64, tally: a push attempt's outcome (1 delivered, 2 failed: removed; 3 retried, 4 throttled: released until visible_at; 5, 6 the same held in their lease), and the copy's tally key ("" for none) |
 //! | 9    | Counters | queue u32, [`COUNTERS`] × u64: a snapshot of the queue's counters |
+//! | 10   | Tally    | queue u32, key, delivered u64, failed u64: a snapshot of a tally key (both `u64::MAX`: forgotten) |
 //!
 //! Publish carries the full state of a message (receive count, nonce, dead-letter source), so a
 //! later compaction can copy a live message forward with the same record.
@@ -65,6 +66,14 @@ pub enum Record<'a> {
         id: u128,
         how: u8,
         visible_at: i64,
+        /// The copy's tally key ("" for none).
+        tally: &'a str,
+    },
+    Tally {
+        queue: u32,
+        key: &'a str,
+        delivered: u64,
+        failed: u64,
     },
     Counters {
         queue: u32,
@@ -180,12 +189,26 @@ impl Record<'_> {
                 id,
                 how,
                 visible_at,
+                tally,
             } => {
                 o.push(8);
                 o.extend_from_slice(&queue.to_le_bytes());
                 o.extend_from_slice(&id.to_le_bytes());
                 o.push(*how);
                 o.extend_from_slice(&visible_at.to_le_bytes());
+                put_bytes(o, tally.as_bytes());
+            }
+            Record::Tally {
+                queue,
+                key,
+                delivered,
+                failed,
+            } => {
+                o.push(10);
+                o.extend_from_slice(&queue.to_le_bytes());
+                put_bytes(o, key.as_bytes());
+                o.extend_from_slice(&delivered.to_le_bytes());
+                o.extend_from_slice(&failed.to_le_bytes());
             }
             Record::Counters { queue, values } => {
                 o.push(9);
@@ -307,7 +330,7 @@ impl<'a> Reader<'a> {
 /// Decode a payload (as returned by [`read_frame`]). Bodies and attributes borrow from it.
 /// Could `b` be the first byte (the kind) of a payload? (For resynchronising after damage.)
 pub fn plausible_kind(b: u8) -> bool {
-    (1..=9).contains(&b)
+    (1..=10).contains(&b)
 }
 
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
@@ -379,6 +402,13 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
             id: r.u128()?,
             how: r.u8()?,
             visible_at: r.i64()?,
+            tally: r.str()?,
+        },
+        10 => Record::Tally {
+            queue: r.u32()?,
+            key: r.str()?,
+            delivered: r.u64()?,
+            failed: r.u64()?,
         },
         9 => {
             let queue = r.u32()?;
@@ -444,6 +474,13 @@ mod tests {
                 id: 9,
                 how: 3,
                 visible_at: 1_700_000_001_000,
+                tally: "ingest/abc",
+            },
+            Record::Tally {
+                queue: 4,
+                key: "ingest/abc",
+                delivered: 7,
+                failed: u64::MAX,
             },
             Record::Counters {
                 queue: 4,

@@ -14,7 +14,7 @@ use super::catalog::Catalog;
 use super::log::{Loc, Log};
 use super::record::COUNTERS;
 use super::record::{self, Frame, Record};
-use super::state::{counter, set_counters, Entry, QState, State};
+use super::state::{counter, set_counters, Entry, QState, State, Tally};
 
 /// What recovery found, for the log.
 #[derive(Debug, Default)]
@@ -117,6 +117,7 @@ pub fn replay(
     // apply to the newest one.
     let mut ix = Index::default();
     let mut counts: HashMap<u32, [u64; COUNTERS]> = HashMap::new();
+    let mut tallies: HashMap<(u32, String), (u64, u64)> = HashMap::new();
     let mut purges: Vec<(u64, u32)> = Vec::new();
     let mut per_queue: HashMap<u32, usize> = HashMap::new();
     let mut dedups: Vec<(u32, String, i64, u128)> = Vec::new();
@@ -141,7 +142,7 @@ pub fn replay(
                                 dedups.push((p.queue, p.dedup.to_string(), until, p.id));
                             }
                         }
-                        count(&mut counts, &rec);
+                        count(&mut counts, &mut tallies, &rec);
                         gather(&mut ix, &mut purges, &mut per_queue, rec, pos, &mut front);
                         report.records += 1;
                         off += len;
@@ -340,12 +341,42 @@ pub fn replay(
             q.logged = values;
         }
     }
+    for ((qid, key), (delivered, failed)) in tallies {
+        if let Some(q) = state.queues.get_mut(&qid) {
+            q.tallies.insert(
+                key,
+                Tally {
+                    delivered,
+                    failed,
+                    logged: (delivered, failed),
+                },
+            );
+        }
+    }
     report.messages = state.message_count();
     Ok((state, report))
 }
 
-/// Queue counters: a `Counters` snapshot sets them, the records after it count on.
-fn count(counts: &mut HashMap<u32, [u64; COUNTERS]>, rec: &Record<'_>) {
+/// Queue counters and tallies: a `Counters` (`Tally`) snapshot sets them, the records after it
+/// count on.
+fn count(
+    counts: &mut HashMap<u32, [u64; COUNTERS]>,
+    tallies: &mut HashMap<(u32, String), (u64, u64)>,
+    rec: &Record<'_>,
+) {
+    if let Record::Settle {
+        queue, how, tally, ..
+    } = rec
+    {
+        if !tally.is_empty() && (*how == 1 || *how == 2) {
+            let t = tallies.entry((*queue, tally.to_string())).or_default();
+            if *how == 1 {
+                t.0 += 1;
+            } else {
+                t.1 += 1;
+            }
+        }
+    }
     let mut bump = |queue: u32, i: usize| counts.entry(queue).or_insert([0; COUNTERS])[i] += 1;
     match rec {
         Record::Publish(p) if !p.relocated => bump(p.queue, counter::PUBLISHED),
@@ -370,6 +401,18 @@ fn count(counts: &mut HashMap<u32, [u64; COUNTERS]>, rec: &Record<'_>) {
         ),
         Record::Counters { queue, values } => {
             counts.insert(*queue, *values);
+        }
+        Record::Tally {
+            queue,
+            key,
+            delivered,
+            failed,
+        } => {
+            if *delivered == u64::MAX && *failed == u64::MAX {
+                tallies.remove(&(*queue, key.to_string()));
+            } else {
+                tallies.insert((*queue, key.to_string()), (*delivered, *failed));
+            }
         }
     }
 }
@@ -490,6 +533,7 @@ fn gather(
             id,
             how,
             visible_at,
+            ..
         } => {
             let Some(e) = ix.effect((queue, id)) else {
                 return;
@@ -506,7 +550,7 @@ fn gather(
                 _ => {}
             }
         }
-        Record::Counters { .. } => {}
+        Record::Counters { .. } | Record::Tally { .. } => {}
     }
 }
 

@@ -74,6 +74,16 @@ pub struct QState {
     pub front_when_due: std::collections::HashSet<u128>,
     /// The counters as the last `Counters` snapshot in the log has them.
     pub logged: [u64; COUNTERS],
+    /// Tally keys of push copies: (delivered, failed) now, and as last logged.
+    pub tallies: HashMap<String, Tally>,
+}
+
+/// A tally key's counts (see `Store::tally`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub delivered: u64,
+    pub failed: u64,
+    pub logged: (u64, u64),
 }
 
 impl QState {
@@ -90,6 +100,7 @@ impl QState {
             dedup: HashMap::new(),
             front_when_due: Default::default(),
             logged: [0; COUNTERS],
+            tallies: HashMap::new(),
             info,
         }
     }

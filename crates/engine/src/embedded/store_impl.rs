@@ -174,10 +174,44 @@ impl Store for EmbeddedStore {
         &self,
         queue: &str,
         receipts: &[Receipt],
+        tallies: &[&str],
         how: Settle,
         now: Millis,
     ) -> Result<Vec<ReceiptResult>> {
-        self.settle_receipts(queue, receipts, how, now).await
+        self.settle_receipts(queue, receipts, tallies, how, now)
+            .await
+    }
+
+    async fn tally(&self, queue: &str, key: &str) -> Result<(u64, u64)> {
+        let st = self.state.lock();
+        let q = &st.queues[&Self::qid(&st, queue)?];
+        Ok(q.tallies
+            .get(key)
+            .map_or((0, 0), |t| (t.delivered, t.failed)))
+    }
+
+    async fn tally_forget(&self, queue: &str, key: &str) -> Result<()> {
+        self.check_writable()?;
+        let lsn = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let q = st.queues.get_mut(&qid).expect("queue");
+            if q.tallies.remove(key).is_none() {
+                return Ok(());
+            }
+            let mut ap = self.log.begin();
+            ap.push(40 + key.len(), |buf| {
+                Record::Tally {
+                    queue: qid,
+                    key,
+                    delivered: u64::MAX,
+                    failed: u64::MAX,
+                }
+                .encode_frame(buf)
+            });
+            ap.finish()
+        };
+        self.log.wait_durable(lsn).await
     }
 
     async fn reset_counters(&self, queue: &str, _now: Millis) -> Result<()> {

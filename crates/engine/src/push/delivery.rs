@@ -12,7 +12,7 @@ use crate::limits;
 use crate::model::{is_fifo, Delivery, MessageId, NewMessage, Placement, QueueConfig};
 use crate::store::Settle;
 
-use super::{default_dlq, delivered_queue, Decision, Push, SubscriptionRef};
+use super::{default_dlq, delivered_queue, Decision, Push, SubscriptionRef, ATTR_TALLY};
 use super::{
     ATTR_ATTEMPTS, ATTR_ERROR, ATTR_HISTORY, ATTR_MESSAGE_ID, ATTR_SOURCE, ATTR_SUBSCRIPTION,
 };
@@ -202,9 +202,18 @@ impl Push {
     /// Settle the copies in the store (counted there) and wake who may take a message now.
     async fn apply(&self, child: &str, deliveries: &[Delivery], how: Settle) -> Result<()> {
         let rs: Vec<_> = deliveries.iter().map(|d| d.receipt).collect();
+        let tallies: Vec<&str> = deliveries
+            .iter()
+            .map(|d| {
+                d.message
+                    .attributes
+                    .get(ATTR_TALLY)
+                    .map_or("", String::as_str)
+            })
+            .collect();
         self.core
             .store
-            .settle(child, &rs, how, self.core.now())
+            .settle(child, &rs, &tallies, how, self.core.now())
             .await?;
         let released = matches!(
             how,

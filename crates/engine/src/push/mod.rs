@@ -345,6 +345,26 @@ impl Push {
             .await
     }
 
+    /// The (delivered, failed) counts of the copies carrying tally key `key` (attribute
+    /// `sluice-tally`) of subscription `name` of `queue`: exact across restarts.
+    pub async fn tally(&self, queue: &str, name: &str, key: &str) -> Result<(u64, u64)> {
+        match self.core.store.tally(&child_queue(queue, name), key).await {
+            Err(EngineError::QueueNotFound(_)) => Ok((0, 0)),
+            r => r,
+        }
+    }
+
+    /// Forget tally key `key` in every subscription of `queue` (its producer is done).
+    pub async fn forget_tally(&self, queue: &str, key: &str) -> Result<()> {
+        for child in self.children(queue) {
+            match self.core.store.tally_forget(&child, key).await {
+                Ok(()) | Err(EngineError::QueueNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Stats of a subscription's copy queue (its backlog and its delivery counters).
     pub async fn child_stats(&self, child: &str) -> Result<QueueStats> {
         self.core.store.stats(child, self.core.now()).await

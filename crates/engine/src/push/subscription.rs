@@ -33,6 +33,10 @@ pub const ATTR_HISTORY: &str = "sluice-attempt-history";
 /// The id the message had (and the webhook-id it is delivered under): a dead letter gets an id
 /// of its own, because several subscriptions may dead-letter copies of the same message.
 pub const ATTR_MESSAGE_ID: &str = "sluice-message-id";
+/// A message attribute naming a tally key: its copies' deliveries and failures are counted
+/// under it by the store (`Push::tally`), so a producer knows exactly what became of them.
+pub const ATTR_TALLY: &str = "sluice-tally";
+
 /// Every annotation a push dead letter carries (removed again when it is redriven).
 pub const DEAD_LETTER_ATTRS: [&str; 6] = [
     ATTR_SOURCE,

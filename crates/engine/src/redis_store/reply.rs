@@ -156,3 +156,17 @@ pub(super) fn message(
         st.nonce,
     ))
 }
+
+/// Per-receipt answers of a script (`ok`, `gone`, `stale`) as engine results.
+pub(super) fn receipt_results(v: &Value) -> Result<Vec<crate::model::ReceiptResult>> {
+    list(v)?
+        .iter()
+        .map(|v| {
+            Ok(match text(v)? {
+                "ok" => Ok(()),
+                "gone" => Err(EngineError::MessageGone),
+                _ => Err(EngineError::StaleReceipt),
+            })
+        })
+        .collect()
+}

@@ -10,7 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::model::{is_fifo, QueueConfig, QueueInfo, Receipt, ReceiptResult};
 
 use super::conn::Conn;
-use super::reply::{bad_reply, bytes, hex, int, list, text, Reply};
+use super::reply::{bad_reply, bytes, hex, int, list, receipt_results, text, Reply};
 use super::{arg, RedisStore};
 
 const PRELUDE: &str = include_str!("prelude.lua");
@@ -330,16 +330,7 @@ impl RedisStore {
         }
         let reply = self.run(script, queue, now, args).await?;
         self.replicate(queue).await?;
-        list(reply.get(0)?)?
-            .iter()
-            .map(|v| {
-                Ok(match text(v)? {
-                    "ok" => Ok(()),
-                    "gone" => Err(EngineError::MessageGone),
-                    _ => Err(EngineError::StaleReceipt),
-                })
-            })
-            .collect()
+        receipt_results(reply.get(0)?)
     }
 
     /// How many dead letters `queue` holds.

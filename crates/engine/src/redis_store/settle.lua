@@ -1,19 +1,23 @@
 -- Push: settle leased copies after one attempt, and count it. ARGV 4 how: 'delivered' or
 -- 'failed' (remove the copies), 'retried' or 'throttled' (visible again after ARGV 5 ms; with
 -- ARGV 6 = '1', keep the lease until then instead, so a FIFO group stays locked), then 7
--- count, then id, nonce pairs. Answers 'ok', 'gone' or 'stale' per receipt.
+-- count, then id, nonce, tally key triples (a delivered or failed copy with a tally key also
+-- counts under `tally:KEY:delivered|failed`). Answers 'ok', 'gone' or 'stale' per receipt.
 if not load_cfg() then return reply('noqueue') end
 local how, delay, hold, n = ARGV[4], tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
 local remove = how == 'delivered' or how == 'failed'
 local res, done, seen = {}, 0, {}
 for i = 0, n - 1 do
-  local id = ARGV[8 + 2 * i]
+  local id, tally = ARGV[8 + 3 * i], ARGV[10 + 3 * i]
   local st, why = nil, 'gone'
-  if not seen[id] then st, why = lookup_lease(id, tonumber(ARGV[9 + 2 * i])) end
+  if not seen[id] then st, why = lookup_lease(id, tonumber(ARGV[9 + 3 * i])) end
   if st then
     seen[id] = true
     done = done + 1
     res[#res + 1] = 'ok'
+    if remove and tally ~= '' then
+      redis.call('HINCRBY', K_ST, 'tally:' .. tally .. ':' .. how, 1)
+    end
     if hold then
       redis.call('ZADD', K_F, fmt(NOW + delay), id)
     else

@@ -17,7 +17,7 @@ use crate::model::{
 use crate::store::{Settle, Store, StoreInfo};
 
 use super::codec;
-use super::reply::{bad_reply, bytes, hex, int, list, message, text, unhex};
+use super::reply::{bad_reply, bytes, hex, int, list, message, receipt_results, text, unhex};
 use super::{arg, RedisStore};
 
 #[async_trait]
@@ -206,6 +206,7 @@ impl Store for RedisStore {
         &self,
         queue: &str,
         receipts: &[Receipt],
+        tallies: &[&str],
         how: Settle,
         now: Millis,
     ) -> Result<Vec<ReceiptResult>> {
@@ -215,18 +216,43 @@ impl Store for RedisStore {
             }
             Settle::Delivered | Settle::Failed => (0, false),
         };
-        self.receipts_script(
-            &self.scripts.settle,
-            queue,
-            vec![
-                arg(how.counter()),
-                arg(delay_ms),
-                arg(if hold { "1" } else { "0" }),
-            ],
-            receipts,
-            now,
-        )
-        .await
+        let mut args = vec![
+            arg(how.counter()),
+            arg(delay_ms),
+            arg(if hold { "1" } else { "0" }),
+            arg(receipts.len()),
+        ];
+        for (i, r) in receipts.iter().enumerate() {
+            args.push(arg(hex(r.id)));
+            args.push(arg(r.nonce));
+            args.push(arg(tallies.get(i).copied().unwrap_or_default()));
+        }
+        let reply = self.run(&self.scripts.settle, queue, now, args).await?;
+        self.replicate(queue).await?;
+        receipt_results(reply.get(0)?)
+    }
+
+    async fn tally(&self, queue: &str, key: &str) -> Result<(u64, u64)> {
+        let mut conn = self.conn.clone();
+        let v: Vec<Option<u64>> = self.ok(redis::cmd("HMGET")
+            .arg(&self.qkeys(queue)[9])
+            .arg(format!("tally:{key}:delivered"))
+            .arg(format!("tally:{key}:failed"))
+            .query_async(&mut conn)
+            .await)?;
+        let get = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
+        Ok((get(0), get(1)))
+    }
+
+    async fn tally_forget(&self, queue: &str, key: &str) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self.ok(redis::cmd("HDEL")
+            .arg(&self.qkeys(queue)[9])
+            .arg(format!("tally:{key}:delivered"))
+            .arg(format!("tally:{key}:failed"))
+            .query_async(&mut conn)
+            .await)?;
+        self.replicate(queue).await
     }
 
     async fn reset_counters(&self, queue: &str, now: Millis) -> Result<()> {

@@ -18,7 +18,7 @@ use crate::ingest::{DedupKey, FileRecord, Format, IngestView};
 #[utoipa::path(get, path = "/v1/ingest", tag = "ingest",
     responses((status = 200, body = IngestView)))]
 pub async fn list(State(s): State<AppState>) -> Json<IngestView> {
-    Json(s.ingest.view())
+    Json(s.ingest.view().await)
 }
 
 #[utoipa::path(get, path = "/v1/ingest/{id}", tag = "ingest",
@@ -30,6 +30,7 @@ pub async fn get_file(
 ) -> ApiResult<Json<FileRecord>> {
     s.ingest
         .file(&id)
+        .await
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no ingested file has id {id:?}")))
 }

@@ -19,7 +19,8 @@ use sluice_engine::{KeyedPublish, MessageId};
 use tokio::sync::mpsc;
 
 use super::parse::{DedupKey, Format, RowKind, RowReader};
-use super::{FileRecord, FileState, Inbox, Ingest, ATTR_FILE, ATTR_ID, ATTR_LINE};
+use super::{tally_key, FileRecord, FileState, Inbox, Ingest, ATTR_FILE, ATTR_ID, ATTR_LINE};
+use sluice_engine::push::ATTR_TALLY;
 
 /// Rows per publish (one store append and one sync).
 const BATCH_ROWS: usize = 1000;
@@ -269,6 +270,7 @@ fn read_rows(plan: ReadPlan, tx: mpsc::Sender<Batch>) -> io::Result<()> {
                     }
                     attributes.insert(ATTR_LINE.to_string(), row.line.to_string());
                     attributes.insert(ATTR_ID.to_string(), plan.id.clone());
+                    attributes.insert(ATTR_TALLY.to_string(), tally_key(&plan.id));
                     bytes += body.len();
                     b.msgs.push(KeyedPublish {
                         id,

@@ -143,12 +143,14 @@ pub struct FileRecord {
     pub rows_failed: u64,
     /// Rows not sent because their dedup key repeated an earlier row's.
     pub duplicates: u64,
-    /// Rows delivered by every subscription of the queue.
+    /// Rows delivered by every subscription of the queue. Like the two counts below, counted
+    /// by the store with each delivery (the file's tally key), so it is exact across crashes.
     pub rows_delivered: u64,
     /// Deliveries per subscription.
     #[serde(default)]
     pub delivered: BTreeMap<String, u64>,
-    /// Deliveries that failed for good and went to the dead-letter queue.
+    /// Deliveries that failed for good and went to the dead-letter queue (over every
+    /// subscription).
     #[serde(default)]
     pub rows_dead_lettered: u64,
     /// `NAME.errors.jsonl` (line, raw, reason per bad row).
@@ -401,14 +403,13 @@ impl Ingest {
         q
     }
 
-    pub fn view(&self) -> IngestView {
+    pub async fn view(&self) -> IngestView {
         let inboxes = self.inboxes.lock().clone();
-        let mut files: Vec<FileRecord> = self
-            .records
-            .lock()
-            .values()
-            .map(|r| self.with_delivered(r.clone()))
-            .collect();
+        let records: Vec<FileRecord> = self.records.lock().values().cloned().collect();
+        let mut files = Vec::with_capacity(records.len());
+        for r in records {
+            files.push(self.with_delivered(r).await);
+        }
         files.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.id.cmp(&b.id)));
         IngestView {
             watches: inboxes
@@ -430,37 +431,39 @@ impl Ingest {
     }
 
     /// One file's record by id (the first match over queues).
-    pub fn file(&self, id: &str) -> Option<FileRecord> {
-        self.records
+    pub async fn file(&self, id: &str) -> Option<FileRecord> {
+        let r = self
+            .records
             .lock()
             .values()
             .find(|r| r.id == id)
-            .map(|r| self.with_delivered(r.clone()))
+            .cloned()?;
+        Some(self.with_delivered(r).await)
     }
 
-    /// `rows_delivered`: the rows every current subscription delivered.
-    fn with_delivered(&self, mut r: FileRecord) -> FileRecord {
+    /// The delivery counts, from the store's tallies of the file's rows: per subscription,
+    /// `rows_delivered` (the rows every current subscription delivered) and
+    /// `rows_dead_lettered`.
+    async fn with_delivered(&self, mut r: FileRecord) -> FileRecord {
         if r.moving {
             r.state = FileState::Reading;
             r.finished_at = None;
         }
-        let subs: Vec<String> = self
-            .engine
-            .push()
-            .all()
-            .into_iter()
-            .filter(|s| s.queue == r.queue)
-            .map(|s| s.name)
-            .collect();
-        r.rows_delivered = if subs.is_empty() {
-            r.delivered.values().copied().min().unwrap_or(0)
-        } else {
-            subs.iter()
-                .map(|s| r.delivered.get(s).copied().unwrap_or(0))
-                .min()
-                .unwrap_or(0)
+        let push = self.engine.push();
+        let key = tally_key(&r.id);
+        let mut delivered = BTreeMap::new();
+        let mut failed = 0;
+        for s in push.all().into_iter().filter(|s| s.queue == r.queue) {
+            let (d, f) = push.tally(&s.queue, &s.name, &key).await.unwrap_or((0, 0));
+            delivered.insert(s.name, d);
+            failed += f;
         }
-        .min(r.rows_published);
+        if !delivered.is_empty() || r.delivered.is_empty() {
+            r.rows_delivered = delivered.values().copied().min().unwrap_or(0);
+            r.delivered = delivered;
+            r.rows_dead_lettered = failed;
+        }
+        r.rows_delivered = r.rows_delivered.min(r.rows_published);
         r
     }
 
@@ -479,18 +482,12 @@ impl Ingest {
         }
     }
 
-    /// Store a record now (durable on return). The delivery counters are written only by
-    /// [`Ingest::count_settled`]: the ones in memory are kept, so deliveries counted while the
-    /// caller held its copy are not lost.
+    /// Store a record now (durable on return).
     pub(crate) async fn save(&self, mut rec: FileRecord) -> anyhow::Result<()> {
         rec.updated_at = self.now_str();
         let key = rec.key();
         let value = {
             let mut recs = self.records.lock();
-            if let Some(cur) = recs.get(&key) {
-                rec.delivered = cur.delivered.clone();
-                rec.rows_dead_lettered = cur.rows_dead_lettered;
-            }
             let value = serde_json::to_string(&rec)?;
             recs.insert(key.clone(), rec);
             value
@@ -543,6 +540,15 @@ impl Ingest {
                 .collect()
         };
         for k in drop {
+            if let Some(r) = self.records.lock().get(&k) {
+                let (queue, key) = (r.queue.clone(), tally_key(&r.id));
+                let push = self.engine.push().clone();
+                tokio::spawn(async move {
+                    if let Err(e) = push.forget_tally(&queue, &key).await {
+                        tracing::warn!(error = %e, "could not forget a finished file's tally");
+                    }
+                });
+            }
             self.records.lock().remove(&k);
             self.dirty.lock().remove(&k);
             let _ = self
@@ -556,34 +562,13 @@ impl Ingest {
         sluice_engine::rfc3339(self.engine.now())
     }
 
-    /// The push lanes report settled deliveries here: count them per file.
-    pub fn count_settled(
-        &self,
-        queue: &str,
-        subscription: &str,
-        messages: &[Delivery],
-        delivered: bool,
-    ) {
-        let mut n = 0u64;
-        {
-            let mut recs = self.records.lock();
-            let mut dirty = self.dirty.lock();
-            for d in messages {
-                let Some(id) = d.message.attributes.get(ATTR_ID) else {
-                    continue;
-                };
-                let key = format!("{queue}/{id}");
-                if let Some(r) = recs.get_mut(&key) {
-                    if delivered {
-                        *r.delivered.entry(subscription.to_string()).or_default() += 1;
-                    } else {
-                        r.rows_dead_lettered += 1;
-                    }
-                    dirty.insert(key);
-                    n += 1;
-                }
-            }
-        }
+    /// The push lanes report settled deliveries here: rows by outcome, for `/metrics` (the
+    /// counts per file are the store's tallies, see `with_delivered`).
+    pub fn count_settled(&self, queue: &str, messages: &[Delivery], delivered: bool) {
+        let n = messages
+            .iter()
+            .filter(|d| d.message.attributes.contains_key(ATTR_ID))
+            .count() as u64;
         if n > 0 {
             let outcome = if delivered {
                 "delivered"
@@ -610,9 +595,15 @@ impl Ingest {
 }
 
 impl crate::delivery::DeliveryObserver for Ingest {
-    fn settled(&self, queue: &str, subscription: &str, messages: &[Delivery], delivered: bool) {
-        self.count_settled(queue, subscription, messages, delivered);
+    fn settled(&self, queue: &str, _subscription: &str, messages: &[Delivery], delivered: bool) {
+        self.count_settled(queue, messages, delivered);
     }
+}
+
+/// The tally key of a file's rows (attribute `sluice-tally`): the store counts their
+/// deliveries under it.
+pub fn tally_key(file_id: &str) -> String {
+    format!("ingest/{file_id}")
 }
 
 /// `name` made safe as a file name in a folder: its last path component, no leading dots.

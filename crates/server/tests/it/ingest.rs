@@ -305,6 +305,10 @@ async fn kill_nine_mid_file_and_mid_delivery_still_alerts_every_user_once() {
     println!(
         "crash test: {n} users alerted once after dedup by webhook-id; duplicate deliveries (2xx lost to a kill): {duplicate_deliveries}; first kill mid-file: {mid_file}"
     );
+    // The store counted each delivery once, across every kill: exactly every row.
+    let f = file(&ingest_view(&h).await, "big.csv").cloned().unwrap();
+    assert_eq!(f["rows_delivered"], n as u64, "{f}");
+    assert_eq!(f["delivered"]["notify"], n as u64, "{f}");
 }
 
 /// Header detection, quoting, bad rows with a report, whole-file failures, duplicates of
