@@ -419,8 +419,15 @@ pub async fn tallies_count_exactly_across_restarts(h: &mut dyn Harness) {
         .await;
     c.settle("tallied", "a", &f1[2..3], Outcome::Failed, 0, "HTTP 410")
         .await;
-    c.settle("tallied", "a", &f1[3..4], Outcome::Retry, 60_000, "HTTP 500")
-        .await;
+    c.settle(
+        "tallied",
+        "a",
+        &f1[3..4],
+        Outcome::Retry,
+        60_000,
+        "HTTP 500",
+    )
+    .await;
     c.engine.tick().await.unwrap();
     c.settle("tallied", "a", &of("file-2"), Outcome::Delivered, 0, "")
         .await;

@@ -148,7 +148,10 @@ impl History {
         })
     }
 
-    /// Append one attempt of `ids` under `key`; durable on return, then indexed.
+    /// Append one attempt of `ids` under `key`; durable on return. Like the message index, the
+    /// history's index shows it from the moment it is appended (a reader may see it a moment
+    /// before it is synced; a crash in between loses an attempt whose effect was not
+    /// acknowledged either).
     pub async fn put(
         &self,
         key: &str,
@@ -158,17 +161,17 @@ impl History {
         expires_at: Millis,
     ) -> Result<()> {
         let est = 64 + key.len() + ids.len() * 16 + attempt.len();
-        let (lsn, loc) = {
+        let lsn = {
             let mut ap = self.log.begin();
             let loc = ap.push(est, |buf| {
                 record::frame(buf, |o| encode(o, key, ids, attempt, at, expires_at))
             });
-            (ap.finish(), loc)
+            let lsn = ap.finish();
+            let ids: Vec<u128> = ids.iter().map(|i| i.0).collect();
+            self.index.lock().add(key, &ids, loc, expires_at);
+            lsn
         };
-        self.log.wait_durable(lsn).await?;
-        let ids: Vec<u128> = ids.iter().map(|i| i.0).collect();
-        self.index.lock().add(key, &ids, loc, expires_at);
-        Ok(())
+        self.log.wait_durable(lsn).await
     }
 
     /// The attempts (JSON, oldest first) of each of `ids` that have not expired.

@@ -30,7 +30,9 @@ impl Engine {
         if let Some(dlq) = &config.dead_letter_queue {
             store.ensure_queue(dlq, QueueConfig::default(), now).await?;
         }
-        store.put_queue(name, config, now).await
+        let put = store.put_queue(name, config, now).await;
+        self.push.queue_changed(name);
+        put
     }
 
     pub async fn get_queue(&self, name: &str) -> Result<(QueueInfo, QueueStats)> {

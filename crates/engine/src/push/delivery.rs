@@ -91,10 +91,10 @@ impl Push {
             .fold((1, 0), |(a, t), (a2, t2)| (a.max(a2), t.max(t2))))
     }
 
-    /// Record `attempt` for each message in the delivery history, then settle one request
-    /// (one message, or a batch) of subscription `s` as `decision` says: both are durable on
-    /// return, and an attempt is visible in the history no later than its effect (a counter, a
-    /// dead letter).
+    /// Record `attempt` for each message in the delivery history and settle one request (one
+    /// message, or a batch) of subscription `s` as `decision` says: both are durable on return
+    /// (their syncs run side by side), and the attempt is recorded before its effect (a
+    /// counter, a dead letter) is.
     pub async fn settle(
         &self,
         s: &SubscriptionRef,
@@ -104,14 +104,20 @@ impl Push {
     ) -> Result<Settled> {
         let ids: Vec<MessageId> = got.iter().map(|d| d.message.id).collect();
         let kept = self.kept(&s.queue).await;
-        self.history.record(&ids, &attempt, kept.history_ms).await?;
+        // Polled first, the history's append comes before the settlement's.
+        let record = self.history.record(&ids, &attempt, kept.history_ms);
         let mut dead_letter_queue = None;
         match decision.outcome {
             Outcome::Delivered => {
-                if kept.delivered_s > 0 {
-                    self.keep_delivered(s, got, kept.delivered_s).await?;
-                }
-                self.apply(&s.child, got, Settle::Delivered).await?
+                let settle = async {
+                    if kept.delivered_s > 0 {
+                        self.keep_delivered(s, got, kept.delivered_s).await?;
+                    }
+                    self.apply(&s.child, got, Settle::Delivered).await
+                };
+                let (r, d) = tokio::join!(record, settle);
+                r?;
+                d?;
             }
             Outcome::Throttled | Outcome::Retry => {
                 let delay_ms = decision.delay_ms;
@@ -123,10 +129,13 @@ impl Push {
                 } else {
                     Settle::Throttled { delay_ms, hold }
                 };
-                self.apply(&s.child, got, how).await?;
+                let (r, d) = tokio::join!(record, self.apply(&s.child, got, how));
+                r?;
+                d?;
             }
             Outcome::Failed => {
                 // The dead letter carries the history, this attempt included.
+                record.await?;
                 dead_letter_queue = Some(
                     self.dead_letter(s, got, attempt.attempt, &decision.reason)
                         .await?,
@@ -139,7 +148,13 @@ impl Push {
         })
     }
 
-    /// What a push queue keeps (read from its settings at most every 10 s).
+    /// A queue's settings changed: read what it keeps again at its next delivery.
+    pub(crate) fn queue_changed(&self, queue: &str) {
+        self.kept.lock().remove(queue);
+    }
+
+    /// What a push queue keeps (read from its settings at most every 10 s, or after a change
+    /// on this node).
     async fn kept(&self, queue: &str) -> Kept {
         let now = self.core.now();
         if let Some(&(kept, at)) = self.kept.lock().get(queue) {

@@ -65,21 +65,31 @@ impl Lane {
             // one store call; each delivery then waits for its own turn of the pace.
             let mut permits = vec![first];
             let paced = lane.throttle.is_pacing();
-            let mut ticket = None;
+            let mut tickets = Vec::new();
             if paced {
-                // A paced endpoint: take the turn first, then lease one message for it.
-                ticket = tokio::select! {
-                    t = lane.throttle.acquire() => Some(t),
+                // A paced endpoint: take a turn first, then as many more as are free right now
+                // (a configured rate's burst), and lease one message per turn.
+                let t = tokio::select! {
+                    t = lane.throttle.acquire() => t,
                     _ = stop.changed() => return,
                 };
+                tickets.push(t);
             }
-            let cap = if paced || fifo { 1 } else { 100 };
+            let cap = if fifo { 1 } else { 100 };
             while permits.len() < cap {
+                if paced {
+                    match lane.throttle.try_acquire() {
+                        Some(t) => tickets.push(t),
+                        None => break,
+                    }
+                }
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,
                 }
             }
+            // A turn taken without a slot to use it is simply not used.
+            tickets.truncate(permits.len());
             // Not raced against `stop`: a receive cancelled after its lease was taken would
             // strand the messages until the lease ends. A short wait keeps stops prompt.
             let got = lane
@@ -112,8 +122,9 @@ impl Lane {
                 }
             };
             permits.truncate(got.len());
+            let mut tickets = tickets.into_iter();
             for (d, p) in got.into_iter().zip(permits) {
-                let turn = match ticket.take() {
+                let turn = match tickets.next() {
                     Some(t) => Turn::Taken(t),
                     // Leased in bulk: a 429 may have slowed the endpoint down meanwhile.
                     None => Turn::Take,

@@ -49,6 +49,14 @@ impl Throttle {
         }
     }
 
+    /// A turn if one is free right now (without waiting).
+    pub fn try_acquire(&self) -> Option<Ticket> {
+        match self.pace.lock().acquire(self.now()) {
+            Grant::Go(t) => Some(t),
+            Grant::WaitUntil(_) | Grant::WaitForAnswer => None,
+        }
+    }
+
     /// A ticket for a request sent without waiting (leased in bulk while nothing was paced).
     pub fn ticket(&self) -> Ticket {
         self.pace.lock().ticket(self.now())

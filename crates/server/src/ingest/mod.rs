@@ -432,12 +432,7 @@ impl Ingest {
 
     /// One file's record by id (the first match over queues).
     pub async fn file(&self, id: &str) -> Option<FileRecord> {
-        let r = self
-            .records
-            .lock()
-            .values()
-            .find(|r| r.id == id)
-            .cloned()?;
+        let r = self.records.lock().values().find(|r| r.id == id).cloned()?;
         Some(self.with_delivered(r).await)
     }
 

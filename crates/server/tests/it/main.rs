@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod crash;
 mod dashboard;
+mod delivery;
 mod faults;
 mod ingest;
 mod limits;
