@@ -194,40 +194,34 @@ impl State {
     }
 }
 
+/// The counters of `QueueStats` in the order of a `Counters` record, written once.
+macro_rules! counters {
+    ($s:expr) => {
+        [
+            $s.published,
+            $s.received,
+            $s.acked,
+            $s.nacked,
+            $s.expired,
+            $s.visibility_timeouts,
+            $s.dead_lettered_total,
+            $s.redriven,
+            $s.delivered,
+            $s.retried,
+            $s.throttled,
+            $s.failed,
+        ]
+    };
+}
+
 /// A queue's counters in the order of a `Counters` record.
 pub fn counters_of(s: &QueueStats) -> [u64; COUNTERS] {
-    [
-        s.published,
-        s.received,
-        s.acked,
-        s.nacked,
-        s.expired,
-        s.visibility_timeouts,
-        s.dead_lettered_total,
-        s.redriven,
-        s.delivered,
-        s.retried,
-        s.throttled,
-        s.failed,
-    ]
+    counters!(s)
 }
 
 /// Set a queue's counters from a `Counters` record's values (its gauges are left alone).
 pub fn set_counters(s: &mut QueueStats, v: [u64; COUNTERS]) {
-    [
-        s.published,
-        s.received,
-        s.acked,
-        s.nacked,
-        s.expired,
-        s.visibility_timeouts,
-        s.dead_lettered_total,
-        s.redriven,
-        s.delivered,
-        s.retried,
-        s.throttled,
-        s.failed,
-    ] = v;
+    counters!(s) = v;
 }
 
 /// Where the counter a record raises sits in a `Counters` record (see `counters_of`).
