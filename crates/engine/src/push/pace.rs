@@ -12,11 +12,18 @@
 //!   accepted over the last second, plus the share of occasional refusals tolerated
 //!   ([`TOLERATED`]), at most the rate in force. The new rate is [`BETA`] times that (the
 //!   configured rate while too little was sent to measure). The floor is [`FLOOR`] requests/s.
+//! - Refusals that do not follow the rate are noise, not congestion: when the share of 429s
+//!   among the requests sent in the [`CHECK_MS`] after a cut (at the lowered rate) is still at
+//!   least 3/4 of the share over the second that drew it, and at most [`NOISE_MAX`], the cut
+//!   is undone and that share is tolerated from then on (a cut then needs a share over the
+//!   last second above it plus [`NOISE_MARGIN`]).
 //! - The whole endpoint pauses only while it refuses everything: [`PAUSE_AFTER`] refusals in a
 //!   row (no success or other answer between) over at least [`PAUSE_AFTER_MS`] pause it until
 //!   the latest `Retry-After`; then one probe goes, and the others wait for its answer.
 //! - Recovery: below the rate that was last accepted, the rate closes the gap quickly (time
-//!   constant [`RECOVER_MS`]); above it, it probes upwards by [`PROBE_GROWTH`] a second. It is
+//!   constant [`RECOVER_MS`]); above it, it probes upwards by [`PROBE_GROWTH`] a second; after
+//!   [`RAMP_AFTER_MS`] without a 429 it grows [`RAMP`]-fold a second (an endpoint that stopped
+//!   refusing gets its rate back within seconds, even from the floor). It is
 //!   lifted when it reaches the configured rate (or, with none, four times the accepted rate
 //!   after [`LIFT_QUIET_MS`] without a 429).
 
@@ -35,13 +42,33 @@ pub const PAUSE_AFTER_MS: f64 = 250.0;
 pub const RECOVER_MS: f64 = 250.0;
 /// Growth a second above the last accepted rate.
 pub const PROBE_GROWTH: f64 = 0.05;
+/// After this long without a 429, the rate grows [`RAMP`]-fold a second.
+pub const RAMP_AFTER_MS: f64 = 3000.0;
+pub const RAMP: f64 = 3.0;
+/// Refusals that do not follow the rate (their share did not fall after a cut) are tolerated
+/// up to this share of the answers: the cut is undone, and later cuts need more than that
+/// share plus [`NOISE_MARGIN`].
+pub const NOISE_MAX: f64 = 0.15;
+pub const NOISE_MARGIN: f64 = 0.05;
+/// Requests sent this long after a cut tell whether it helped (their share of 429s).
+const CHECK_MS: f64 = 250.0;
+/// Answers to those requests needed to compare their share (so rates under 80/s never take
+/// refusals for noise).
+const CHECK_MIN_ANSWERS: u32 = 20;
+/// Answers needed to tell a share of refusals.
+const SHARE_MIN_ANSWERS: u32 = 10;
 /// Without a configured rate, the adaptive one is lifted only after this long without a 429.
 pub const LIFT_QUIET_MS: f64 = 10_000.0;
 /// The share of refusals a cut tolerates: the rate after a cut is [`BETA`] times the accepted
 /// rate divided by `1 - TOLERATED`.
-pub const TOLERATED: f64 = 0.2;
+pub const TOLERATED: f64 = 0.05;
 /// Cuts closer together than this need most answers since the cut to be refusals.
 const CUT_GAP_MS: f64 = 1000.0;
+/// Turns of the adaptive rate a sender may take late, to catch up after being busy (a lane
+/// leases its messages between turns): up to this much of the rate's past time is usable, so
+/// a sender whose store calls take a few ms still sends at the rate, and an idle endpoint gets
+/// a burst of at most this long's worth.
+const SLACK_MS: f64 = 100.0;
 /// A pause without `Retry-After` lasts this long.
 const DEFAULT_WAIT_MS: f64 = 1000.0;
 /// A probe that has not been answered in this long is taken as lost: another may go.
@@ -55,6 +82,8 @@ const BUCKET_MS: f64 = 100.0;
 pub struct Ticket {
     seq: u64,
     probe: bool,
+    /// Sent within [`CHECK_MS`] after the last cut, at the lowered rate.
+    fresh: bool,
 }
 
 /// What [`Pace::acquire`] says.
@@ -99,6 +128,22 @@ pub struct Pace {
     window: VecDeque<Bucket>,
     /// When sending started (goodput is measured over at most the time since).
     started_at: Option<f64>,
+    /// The share of refusals that did not follow the rate (tolerated).
+    noise: f64,
+    /// The last cut, to undo if it did not help.
+    last_cut: Option<LastCut>,
+    /// Answers (and 429s among them) to the requests sent within [`CHECK_MS`] after it.
+    check_answers: u32,
+    check_refused: u32,
+}
+
+/// What a cut changed, and the share of refusals that drew it.
+#[derive(Debug, Clone, Copy)]
+struct LastCut {
+    rate: Option<f64>,
+    accepted: f64,
+    /// None: too few answers to tell (such a cut is never undone).
+    share: Option<f64>,
 }
 
 impl Pace {
@@ -124,6 +169,10 @@ impl Pace {
             probe_needed: false,
             window: VecDeque::new(),
             started_at: None,
+            noise: 0.0,
+            last_cut: None,
+            check_answers: 0,
+            check_refused: 0,
         }
     }
 
@@ -140,6 +189,11 @@ impl Pace {
     /// The adaptive rate in force, if the endpoint is being slowed down.
     pub fn current_rate(&self) -> Option<f64> {
         self.rate
+    }
+
+    /// The rate requests may go at now: the adaptive one, else the configured one.
+    pub fn rate(&self) -> Option<f64> {
+        self.rate.or(self.configured)
     }
 
     /// Until when the whole endpoint is paused (refusing everything), if it is.
@@ -183,7 +237,7 @@ impl Pace {
             self.tokens -= 1.0;
         }
         if let Some(rate) = self.rate {
-            self.next_slot = self.next_slot.max(now) + 1000.0 / rate;
+            self.next_slot = self.next_slot.max(now - SLACK_MS) + 1000.0 / rate;
         }
         self.seq += 1;
         self.bucket(now).sent += 1;
@@ -194,6 +248,7 @@ impl Pace {
         Grant::Go(Ticket {
             seq: self.seq,
             probe,
+            fresh: self.is_fresh(now),
         })
     }
 
@@ -206,12 +261,27 @@ impl Pace {
         Ticket {
             seq: self.seq,
             probe: false,
+            fresh: self.is_fresh(now),
+        }
+    }
+
+    /// Is a request sent now one of those that tell whether the last cut helped?
+    fn is_fresh(&self, now: f64) -> bool {
+        self.last_cut.is_some() && self.cut_at.is_some_and(|c| now - c < CHECK_MS)
+    }
+
+    /// Count the answer to a request sent right after the last cut.
+    fn check(&mut self, t: Ticket, refused: bool) {
+        if t.fresh && t.seq > self.cut_seq {
+            self.check_answers += 1;
+            self.check_refused += u32::from(refused);
         }
     }
 
     /// The request of `t` was accepted.
     pub fn on_success(&mut self, t: Ticket, now: f64) {
         self.grow(now);
+        self.check(t, false);
         self.refusals_in_a_row = 0;
         self.refusing_since = None;
         self.answers_since_cut += 1;
@@ -263,6 +333,7 @@ impl Pace {
         self.refusals_since_cut += 1;
         self.last_refusal_at = Some(now);
         self.bucket(now).refused += 1;
+        self.check(t, true);
         let was_probe = t.probe || self.probe.is_some_and(|(s, _)| s == t.seq);
         let paused = self.paused_until.is_some();
         if was_probe || (self.refusals_in_a_row >= PAUSE_AFTER && now - since >= PAUSE_AFTER_MS) {
@@ -274,7 +345,7 @@ impl Pace {
         // A refused probe, or an answer that comes during a pause, only extends the pause:
         // what the endpoint accepted before it refused everything is still the best guess.
         if !was_probe && !paused && self.is_new_event(t, now) {
-            self.cut(now);
+            self.congestion(now);
         }
         wait.round() as u64
     }
@@ -293,10 +364,64 @@ impl Pace {
         }
     }
 
-    fn cut(&mut self, now: f64) {
+    /// A new congestion event: cut the rate, unless the refusals are noise.
+    fn congestion(&mut self, now: f64) {
+        let share = self.share(now);
+        if let Some((last, before)) = self
+            .last_cut
+            .and_then(|l| Some((l, l.share?)))
+            .filter(|_| self.check_answers >= CHECK_MIN_ANSWERS)
+        {
+            let after = self.check_refused as f64 / self.check_answers as f64;
+            if after <= NOISE_MAX && after >= 0.75 * before {
+                // Slowing down did not help: these refusals do not follow the rate.
+                self.noise = self.noise.max(after);
+                self.rate = last.rate;
+                self.accepted = last.accepted;
+                self.last_cut = None;
+                self.mark_event(now);
+                return;
+            }
+        }
+        if share.is_some_and(|s| s <= self.noise + NOISE_MARGIN) {
+            return;
+        }
+        let (rate, accepted) = (self.rate, self.accepted);
+        if self.cut(now) {
+            self.last_cut = Some(LastCut {
+                rate,
+                accepted,
+                share,
+            });
+        }
+    }
+
+    /// The share of 429s among the answers of the last second, if there were enough.
+    fn share(&self, now: f64) -> Option<f64> {
+        let (accepted, refused) = self
+            .window
+            .iter()
+            .filter(|b| b.start >= now - WINDOW_MS)
+            .fold((0, 0), |(a, r), b| (a + b.accepted, r + b.refused));
+        (accepted + refused >= SHARE_MIN_ANSWERS)
+            .then(|| refused as f64 / (accepted + refused) as f64)
+    }
+
+    /// Later answers to requests out now belong to this event.
+    fn mark_event(&mut self, now: f64) {
+        self.cut_seq = self.seq;
+        self.cut_at = Some(now);
+        self.answers_since_cut = 0;
+        self.refusals_since_cut = 0;
+        self.check_answers = 0;
+        self.check_refused = 0;
+    }
+
+    /// Cut the rate (see the module doc); false if there was nothing to cut from.
+    fn cut(&mut self, now: f64) -> bool {
         let base = match (self.measure(now), self.rate.or(self.configured)) {
             // Nothing accepted at all: the pause handles an endpoint that refuses everything.
-            (Some(0.0), _) => return,
+            (Some(0.0), _) => return false,
             // What the endpoint accepted, plus the share of refusals tolerated (occasional
             // 429s are no sign of capacity: cutting to the accepted share alone would ratchet
             // the rate down a little more at every cut), never above the rate in force.
@@ -307,16 +432,14 @@ impl Pace {
             // Too little sent to measure: from the configured rate, or no cut at all (the
             // message itself waits its Retry-After).
             (None, Some(r)) => r,
-            (None, None) => return,
+            (None, None) => return false,
         };
         self.accepted = base.max(FLOOR);
         let rate = (BETA * base).max(FLOOR);
         self.rate = Some(rate);
         self.next_slot = self.next_slot.max(now);
-        self.cut_seq = self.seq;
-        self.cut_at = Some(now);
-        self.answers_since_cut = 0;
-        self.refusals_since_cut = 0;
+        self.mark_event(now);
+        true
     }
 
     /// Requests the endpoint accepted a second over the last second, if enough time has passed
@@ -344,14 +467,16 @@ impl Pace {
         if dt == 0.0 || self.paused_until.is_some() {
             return;
         }
-        let r = if r < self.accepted {
+        let quiet_ms = self.last_refusal_at.map_or(f64::INFINITY, |at| now - at);
+        let r = if quiet_ms >= RAMP_AFTER_MS {
+            // The endpoint stopped refusing a while ago: get the rate back within seconds.
+            r * RAMP.powf(dt / 1000.0)
+        } else if r < self.accepted {
             self.accepted - (self.accepted - r) * (-dt / RECOVER_MS).exp()
         } else {
             r * (1.0 + PROBE_GROWTH).powf(dt / 1000.0) + 0.5 * dt / 1000.0
         };
-        let quiet = self
-            .last_refusal_at
-            .is_none_or(|at| now - at >= LIFT_QUIET_MS);
+        let quiet = quiet_ms >= LIFT_QUIET_MS;
         let lift = match self.configured {
             Some(c) => r >= c,
             None => quiet && r >= 4.0 * self.accepted,

@@ -416,7 +416,7 @@ pub struct RecentAttempts {
 }
 
 /// A subscription's recent deliveries, newest first, each message with its attempts (request
-/// and response excerpts). Kept in memory, as the attempts log of a message.
+/// and response excerpts). Read from the durable delivery history, as the attempts of a message.
 #[utoipa::path(get, path = "/v1/queues/{queue}/subscriptions/{name}/attempts", tag = "push",
     params(("queue" = String, Path), ("name" = String, Path), RecentQuery),
     responses((status = 200, body = RecentAttempts), (status = 404, body = ErrorBody),

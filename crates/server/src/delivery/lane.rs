@@ -2,7 +2,8 @@
 //! message(s) from the subscription's copy queue with a long poll, and start a delivery task
 //! for each request (one message, or a batch). While no rate is in force, a lane leases as
 //! many single messages as it has free slots in one store call; a paced lane takes its turn
-//! first and leases one message per turn. A FIFO subscription leases one message per receive:
+//! first and leases one message per turn, plus the turns that come while it leases (0.1 s of
+//! the rate in force), which wait for them in their own tasks. A FIFO subscription leases one message per receive:
 //! the store then keeps the group locked until it is settled, so a group's messages never go
 //! in parallel.
 
@@ -17,6 +18,9 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::throttle::Throttle;
 use super::{Counters, PushManager, LEASE_POLL_MS};
+
+/// How far ahead of its turns a paced lane leases (seconds of the rate in force).
+const LEASE_AHEAD_S: f64 = 0.1;
 
 /// A delivery's turn of the endpoint's pace.
 enum Turn {
@@ -90,6 +94,18 @@ impl Lane {
             }
             // A turn taken without a slot to use it is simply not used.
             tickets.truncate(permits.len());
+            if paced {
+                // Lease ahead the turns that come while this lease is taken (its sync), so a
+                // busy store does not hold the endpoint below its rate: the extra messages
+                // wait for their turn in their own task, holding their slot.
+                let ahead = (lane.throttle.rate().unwrap_or(0.0) * LEASE_AHEAD_S).ceil() as usize;
+                while permits.len() < ahead.min(cap) {
+                    match slots.clone().try_acquire_owned() {
+                        Ok(p) => permits.push(p),
+                        Err(_) => break,
+                    }
+                }
+            }
             // Not raced against `stop`: a receive cancelled after its lease was taken would
             // strand the messages until the lease ends. A short wait keeps stops prompt.
             let got = lane

@@ -85,6 +85,11 @@ impl Throttle {
         self.pace.lock().is_pacing()
     }
 
+    /// The rate requests go at now (the adaptive one, else the configured one), if any.
+    pub fn rate(&self) -> Option<f64> {
+        self.pace.lock().rate()
+    }
+
     /// The adaptive rate now in force, if the endpoint is being slowed down.
     pub fn current_rate(&self) -> Option<f64> {
         self.pace.lock().current_rate()

@@ -100,8 +100,12 @@ impl Run {
     }
 }
 
+/// How long a lane takes to lease the messages of the turns it took at once (a store call with
+/// its sync): it takes no other turn meanwhile, as the server's lane does.
+const LEASE_MS: f64 = 10.0;
+
 /// Send `messages` (all ready at 0) with `concurrency` requests in flight at most, each taking
-/// `rtt` ms, until all are delivered or `end` ms.
+/// `rtt` ms after a lease of [`LEASE_MS`], until all are delivered or `end` ms.
 fn simulate(
     pace: &mut Pace,
     endpoint: &mut dyn Endpoint,
@@ -110,6 +114,7 @@ fn simulate(
     rtt: f64,
     end: f64,
 ) -> Run {
+    let mut leasing_until = 0.0;
     let mut run = Run::default();
     let mut ready: BinaryHeap<Due> = (0..messages).map(|m| Due(0.0, m)).collect();
     // (answer time, message, ticket, refused with this Retry-After)
@@ -138,7 +143,9 @@ fn simulate(
         }
         wake = wake.filter(|&w| w > now);
         let mut waiting_for_answer = false;
+        let mut leased = false;
         while wake.is_none()
+            && now >= leasing_until
             && flight.len() < concurrency
             && ready.peek().is_some_and(|d| d.0 <= now)
         {
@@ -150,11 +157,12 @@ fn simulate(
             match grant {
                 Grant::Go(t) => {
                     let Due(_, m) = ready.pop().expect("peeked");
-                    let arrival = now + rtt / 2.0;
+                    leased = true;
+                    let arrival = now + LEASE_MS + rtt / 2.0;
                     let refused = endpoint.answer(m, arrival);
                     run.requests
                         .push((arrival, m, refused.is_some_and(|r| r > 0)));
-                    flight.push((now + rtt, m, t, refused));
+                    flight.push((now + LEASE_MS + rtt, m, t, refused));
                 }
                 Grant::WaitUntil(w) => wake = Some(w),
                 Grant::WaitForAnswer => {
@@ -163,12 +171,17 @@ fn simulate(
                 }
             }
         }
+        if leased {
+            leasing_until = now + LEASE_MS;
+        }
         let mut next = f64::INFINITY;
         if let Some(f) = flight.iter().map(|f| f.0).reduce(f64::min) {
             next = next.min(f);
         }
         if !waiting_for_answer && flight.len() < concurrency {
-            if let Some(w) = wake {
+            if leasing_until > now {
+                next = next.min(leasing_until);
+            } else if let Some(w) = wake {
                 next = next.min(w);
             } else if let Some(d) = ready.peek() {
                 next = next.min(d.0.max(now + 0.001));
@@ -354,4 +367,49 @@ fn a_configured_rate_above_a_flaky_endpoints_limit_settles_below_it() {
     assert!(steady >= 0.8 * 1500.0, "steady delivered {steady}/s");
     let refused = run.refused_share(10_000.0, 30_000.0);
     assert!(refused < 0.1, "steady-state share of 429s {refused}");
+}
+
+/// A token bucket of 20/s until `until`, then no limit.
+struct LimitLifted {
+    bucket: Bucket,
+    until: f64,
+}
+impl Endpoint for LimitLifted {
+    fn answer(&mut self, m: u32, now: f64) -> Option<u64> {
+        if now < self.until {
+            self.bucket.answer(m, now)
+        } else {
+            None
+        }
+    }
+}
+
+#[test]
+fn the_rate_comes_back_within_seconds_once_429s_stop() {
+    // Held near 20/s for 10 s, then the endpoint takes anything: the configured 300/s is
+    // regained within 5 s, not at 5% a second.
+    let mut pace = Pace::new(Some(300.0));
+    let bucket = Bucket {
+        rate: 20.0,
+        tokens: 20.0,
+        at: 0.0,
+    };
+    let run = simulate(
+        &mut pace,
+        &mut LimitLifted {
+            bucket,
+            until: 10_000.0,
+        },
+        2_000_000,
+        50,
+        2.0,
+        16_000.0,
+    );
+    let held = run.delivered_between(8_000.0, 10_000.0) as f64 / 2.0;
+    assert!(held < 30.0, "held near the endpoint's 20/s: {held}/s");
+    let back = run.delivered_between(15_000.0, 16_000.0) as f64;
+    assert!(
+        back >= 0.8 * 300.0,
+        "{back}/s in the 6th second after the limit went"
+    );
 }
