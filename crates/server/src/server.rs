@@ -148,7 +148,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let mut sqs_credentials = cfg.sqs_credentials.clone();
     sqs_credentials.extend(auth.sqs_credentials());
     let rates = Arc::new(crate::rates::Rates::default());
-    rates.spawn(engine.clone());
+    rates.spawn(engine.clone(), push.clone());
     let limits = api::body::BodyLimits {
         max_request_bytes: cfg.max_request_bytes,
         body_timeout: Duration::from_secs(cfg.body_timeout_seconds),

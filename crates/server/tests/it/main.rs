@@ -12,6 +12,7 @@ mod dashboard;
 mod faults;
 mod ingest;
 mod limits;
+mod metrics;
 mod miniqueue;
 mod nodes;
 mod push;
