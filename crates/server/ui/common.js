@@ -1,7 +1,7 @@
 // What every page shares: the view's lifetime (polls and cleanups that stop when the user
 // leaves), actions from buttons, tiles, message details and links, and small input parsers.
 import { enc } from './api.js';
-import { h, num, time, attrsTable, badge, notice, pretty, duration, bytes } from './views.js';
+import { h, clear, num, time, attrsTable, badge, errorBox, notice, pretty, duration, bytes } from './views.js';
 
 export const main = document.getElementById('view');
 export const POLL_MS = 2000;
@@ -41,6 +41,20 @@ export async function act(button, fn, success) {
   } finally {
     if (button) button.disabled = false;
   }
+}
+
+/**
+ * A form's submit handler: the page does not reload, the submit button is disabled while `fn`
+ * runs, and an error (the API's, or a field's) is shown in `errEl`.
+ */
+export function onSubmit(errEl, fn) {
+  return async (ev) => {
+    ev.preventDefault();
+    const btn = ev.currentTarget.querySelector('button[type=submit]');
+    clear(errEl);
+    if (btn) btn.disabled = true;
+    try { await fn(); } catch (e) { clear(errEl, errorBox(e)); } finally { if (btn) btn.disabled = false; }
+  };
 }
 
 /** Keep the open view's sub-page (a tab) in the address without reloading the view. */

@@ -3,7 +3,7 @@
 // included), and a form to create a queue.
 import { get, put, enc } from './api.js';
 import { h, clear, field, num, rate, bytes, duration, time, badge, errorBox, notice, pagedTable } from './views.js';
-import { main, POLL_MS, every, queueLink, intOrNull } from './common.js';
+import { main, POLL_MS, every, queueLink, intOrNull, onSubmit } from './common.js';
 import { lineChart, MESSAGE_SERIES, DELIVERY_SERIES, DEPTH_SERIES } from './charts.js';
 
 /** The queue-list columns for a queue's counts, shared with nothing else. */
@@ -29,27 +29,23 @@ function createForm() {
   const maxr = h('input', { type: 'number', min: 1, placeholder: 'none' });
   const createErr = h('div', {});
   return h('form', {
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      clear(createErr);
-      try {
-        const body = {};
-        const v = intOrNull(vis, 'visibility timeout');
-        if (v !== null) body.visibility_timeout_seconds = v;
-        if (dlq.value.trim()) body.dead_letter_queue = dlq.value.trim();
-        const m = intOrNull(maxr, 'max receives');
-        if (m !== null) body.max_receives = m;
-        const q = name.value.trim();
-        const exists = await get(`/v1/queues/${enc(q)}`).then(() => true, (e) => (e.status === 404 ? false : Promise.reject(e)));
-        if (exists) {
-          clear(createErr, errorBox(`Queue ${q} already exists; change its settings on its page (Config tab).`), h('a', { href: `#/queues/${enc(q)}` }, `Open ${q}`));
-          return;
-        }
-        await put(`/v1/queues/${enc(q)}`, body);
-        notice(`Queue ${q} created`);
-        location.hash = `#/queues/${enc(q)}`;
-      } catch (e) { clear(createErr, errorBox(e)); }
-    },
+    onsubmit: onSubmit(createErr, async () => {
+      const body = {};
+      const v = intOrNull(vis, 'visibility timeout');
+      if (v !== null) body.visibility_timeout_seconds = v;
+      if (dlq.value.trim()) body.dead_letter_queue = dlq.value.trim();
+      const m = intOrNull(maxr, 'max receives');
+      if (m !== null) body.max_receives = m;
+      const q = name.value.trim();
+      const exists = await get(`/v1/queues/${enc(q)}`).then(() => true, (e) => (e.status === 404 ? false : Promise.reject(e)));
+      if (exists) {
+        clear(createErr, errorBox(`Queue ${q} already exists; change its settings on its page (Config tab).`), h('a', { href: `#/queues/${enc(q)}` }, `Open ${q}`));
+        return;
+      }
+      await put(`/v1/queues/${enc(q)}`, body);
+      notice(`Queue ${q} created`);
+      location.hash = `#/queues/${enc(q)}`;
+    }),
   }, h('div', { class: 'row' },
     field('Name', name, { wide: true }), field('Visibility timeout (s)', vis), field('Dead-letter queue', dlq),
     field('Max receives', maxr), h('button', { class: 'primary', type: 'submit' }, 'Create queue')), createErr);

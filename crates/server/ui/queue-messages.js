@@ -3,7 +3,7 @@
 // refresh(), the received messages and the tab's cleanups.
 import { get, post, enc } from './api.js';
 import { h, clear, field, num, duration, time, shortId, pretty, preview, attrsTable, badge, errorBox, notice, pagedTable } from './views.js';
-import { act, messageDetail, stateBadge, parseAttrs, intOrNull } from './common.js';
+import { act, messageDetail, stateBadge, parseAttrs, intOrNull, onSubmit } from './common.js';
 
 /** What an empty peek says: a push queue's messages are with its subscriptions. */
 function emptyText(q) {
@@ -48,23 +48,17 @@ export function sendPanel(p, ctx) {
   const serr = h('div', {});
   const out = h('div', { role: 'status' });
   const form = h('form', {
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      clear(serr);
-      const btn = form.querySelector('button[type=submit]');
-      btn.disabled = true;
-      try {
-        const m = { body: body.value, attributes: parseAttrs(attrs.value) };
-        const d = intOrNull(delay, 'delay');
-        if (d !== null) m.delay_seconds = d;
-        if (group.value.trim()) m.message_group_id = group.value.trim();
-        if (dedup.value.trim()) m.deduplication_id = dedup.value.trim();
-        const r = await post(`/v1/queues/${enc(name)}/messages`, m);
-        clear(out, h('p', {}, 'Sent message ', h('span', { class: 'mono' }, r.id)));
-        notice('Message sent');
-        refresh();
-      } catch (e) { clear(serr, errorBox(e)); } finally { btn.disabled = false; }
-    },
+    onsubmit: onSubmit(serr, async () => {
+      const m = { body: body.value, attributes: parseAttrs(attrs.value) };
+      const d = intOrNull(delay, 'delay');
+      if (d !== null) m.delay_seconds = d;
+      if (group.value.trim()) m.message_group_id = group.value.trim();
+      if (dedup.value.trim()) m.deduplication_id = dedup.value.trim();
+      const r = await post(`/v1/queues/${enc(name)}/messages`, m);
+      clear(out, h('p', {}, 'Sent message ', h('span', { class: 'mono' }, r.id)));
+      notice('Message sent');
+      refresh();
+    }),
   }, field('Body', body, { wide: true }), h('div', { class: 'row' }, field('Delay (s)', delay), field('Group id', group), field('Deduplication id', dedup)),
   field('Attributes', attrs, { wide: true }),
   h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Send message'),
@@ -137,22 +131,16 @@ export function receivePanel(p, ctx) {
     refresh();
   }
   const form = h('form', {
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      clear(rerr);
-      const btn = form.querySelector('button[type=submit]');
-      btn.disabled = true;
-      try {
-        const b = { max_messages: Number(max.value || 1), wait_seconds: Number(wait.value || 0) };
-        const v = intOrNull(vis, 'visibility timeout');
-        if (v !== null) b.visibility_timeout_seconds = v;
-        const r = await post(`/v1/queues/${enc(name)}/receive`, b);
-        if (!r.messages.length) notice('No message was ready');
-        for (const m of r.messages) held.set(m.id, m);
-        render();
-        refresh();
-      } catch (e) { clear(rerr, errorBox(e)); } finally { btn.disabled = false; }
-    },
+    onsubmit: onSubmit(rerr, async () => {
+      const b = { max_messages: Number(max.value || 1), wait_seconds: Number(wait.value || 0) };
+      const v = intOrNull(vis, 'visibility timeout');
+      if (v !== null) b.visibility_timeout_seconds = v;
+      const r = await post(`/v1/queues/${enc(name)}/receive`, b);
+      if (!r.messages.length) notice('No message was ready');
+      for (const m of r.messages) held.set(m.id, m);
+      render();
+      refresh();
+    }),
   }, h('div', { class: 'row' }, field('Max messages (1-100)', max), field('Visibility timeout (s)', vis), field('Wait (s, long poll)', wait),
     h('button', { type: 'submit', class: 'primary' }, 'Receive')), rerr);
   const tick = setInterval(() => { for (const [m, el] of leases.values()) lease(m, el); }, 1000);

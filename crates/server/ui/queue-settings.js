@@ -3,7 +3,7 @@
 // setting, each shown in units people read as well). `ctx` is the page's (see queue.js).
 import { get, post, put, enc } from './api.js';
 import { h, clear, field, num, time, shortId, preview, badge, errorBox, notice, pagedTable } from './views.js';
-import { act, messageDetail, queueLink, deadSource, defaultDlq, parseAttrs, intOrNull, inUnits } from './common.js';
+import { act, messageDetail, queueLink, deadSource, defaultDlq, parseAttrs, intOrNull, inUnits, onSubmit } from './common.js';
 import { subscriptionTable } from './subscriptions.js';
 
 function deadTable(redriveOne) {
@@ -100,25 +100,21 @@ export async function configPanel(p, ctx) {
   const shown = h('div', {}, summary(c));
   const cerr = h('div', {});
   const form = h('form', {
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      clear(cerr);
-      try {
-        const b = {};
-        for (const k of NUMBERS) {
-          const v = intOrNull(inputs[k], LABELS[k]);
-          if (v !== null) b[k] = v;
-        }
-        b.max_receives = intOrNull(inputs.max_receives, LABELS.max_receives);
-        b.dead_letter_queue = inputs.dead_letter_queue.value.trim() || null;
-        b.tags = parseAttrs(tags.value);
-        const saved = await put(`/v1/queues/${enc(name)}`, b);
-        ctx.setInfo(saved);
-        clear(shown, summary(saved.config));
-        notice('Configuration saved');
-        ctx.refresh();
-      } catch (e) { clear(cerr, errorBox(e)); }
-    },
+    onsubmit: onSubmit(cerr, async () => {
+      const b = {};
+      for (const k of NUMBERS) {
+        const v = intOrNull(inputs[k], LABELS[k]);
+        if (v !== null) b[k] = v;
+      }
+      b.max_receives = intOrNull(inputs.max_receives, LABELS.max_receives);
+      b.dead_letter_queue = inputs.dead_letter_queue.value.trim() || null;
+      b.tags = parseAttrs(tags.value);
+      const saved = await put(`/v1/queues/${enc(name)}`, b);
+      ctx.setInfo(saved);
+      clear(shown, summary(saved.config));
+      notice('Configuration saved');
+      ctx.refresh();
+    }),
   }, h('div', { class: 'row' }, Object.entries(inputs).map(([k, i]) => h('div', {}, field(LABELS[k], i), hints[k] || null))),
   field('Tags (key=value per line)', tags, { wide: true }),
   h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Save configuration')), cerr,

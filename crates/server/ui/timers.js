@@ -4,7 +4,7 @@
 // by its id: firings have name-derived UUIDv8 ids (docs/timers.md), timers UUIDv7 ones.
 import { get, post, del, enc } from './api.js';
 import { h, clear, field, num, time, shortId, badge, errorBox, notice, confirmAction, pagedTable, tabs } from './views.js';
-import { main, POLL_MS, every, act, tile, setSubPath } from './common.js';
+import { main, POLL_MS, every, act, tile, setSubPath, onSubmit } from './common.js';
 import { attemptsList } from './subscriptions.js';
 
 const STATUSES = ['pending', 'failed', 'succeeded', 'cancelled'];
@@ -43,17 +43,13 @@ function createForm(done) {
   const tbody = h('textarea', { rows: 3, placeholder: 'optional body' });
   const cerr = h('div', {});
   return h('form', {
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      clear(cerr);
-      try {
-        const b = { url: url.value, method: method.value, delay_seconds: Number(delay.value || 0) };
-        if (tbody.value) b.body = tbody.value;
-        const t = await post('/v1/timers', b);
-        notice(`Timer ${t.id} scheduled`);
-        done();
-      } catch (e) { clear(cerr, errorBox(e)); }
-    },
+    onsubmit: onSubmit(cerr, async () => {
+      const b = { url: url.value, method: method.value, delay_seconds: Number(delay.value || 0) };
+      if (tbody.value) b.body = tbody.value;
+      const t = await post('/v1/timers', b);
+      notice(`Timer ${t.id} scheduled`);
+      done();
+    }),
   }, h('div', { class: 'row' }, field('URL to call', url, { wide: true }), field('Method', method), field('In (seconds)', delay)),
   field('Body', tbody, { wide: true }), h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Schedule timer')), cerr);
 }
