@@ -118,6 +118,10 @@ describe('counts and charts', () => {
       const { labels: ys } = await axisLabels('Messages per second, all queues', 'y');
       const decimals = new Set(ys.map((y) => (y.split('.')[1] || '').length));
       assert.equal(decimals.size, 1, `mixed number formats: ${ys}`);
+      // Exact labels: evenly spaced ticks read evenly spaced (0.25 is not shown as 0.3).
+      const v = ys.map((y) => Number(y.replace(/,/g, '')));
+      const steps = v.slice(1).map((x, i) => +(x - v[i]).toFixed(6));
+      assert.ok(steps.every((d) => d === steps[0]), `uneven labels: ${ys}`);
     }
     await page.setViewportSize({ width: 1280, height: 900 });
     await shot(page, 'overview-charts');

@@ -23,10 +23,13 @@ export function timeLabels(ticks) {
   });
 }
 
-/** One number of decimals for every value label of an axis, from the step between ticks. */
+/**
+ * One number of decimals for every value label of an axis: as many as the step between ticks
+ * has (0.25 → 2), so every label is exact and they all look alike.
+ */
 export function valueLabels(ticks) {
   const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 1;
-  const d = step >= 1 || step === 0 ? 0 : step >= 0.1 ? 1 : 2;
+  const d = Math.min(3, (String(Number(step.toFixed(3))).split('.')[1] || '').length);
   return ticks.map((t) => fixed(t, d));
 }
 

@@ -18,6 +18,7 @@ mod miniqueue;
 mod nodes;
 mod operator;
 mod push;
+mod readme;
 mod seeds;
 mod serve_cli;
 mod stream;
