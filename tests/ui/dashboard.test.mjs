@@ -4,88 +4,36 @@
 // to $SLUICE_UI_ARTIFACTS (default target/test-output/ui).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
+import http from 'node:http';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-
-const BASE = process.env.SLUICE_URL;
-const SHOTS = process.env.SLUICE_UI_ARTIFACTS || path.resolve('../../target/test-output/ui');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-// Generous: the CI machine has 2 cores and builds nothing meanwhile, but polls every 2 s.
-const WAIT = { timeout: Number(process.env.SLUICE_UI_WAIT_MS || 20000) };
+import { BASE, WAIT, api, launch, receiver, shot as shotOf, expectStat as statOf, tab as tabOf } from './setup.mjs';
 
 let browser;
 let page;
-let receiver;
+let rx;
 let receiverUrl;
 let failing = true;
-const received = [];
-const pageErrors = [];
-const foreign = [];
-
-async function api(method, p, body) {
-  const r = await fetch(BASE + p, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-async function shot(name) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-const stat = (key) => page.locator(`[data-stat="${key}"]`);
-
-async function expectStat(key, value) {
-  await page.waitForFunction(([k, v]) => document.querySelector(`[data-stat="${k}"]`)?.textContent === v, [key, value], WAIT);
-}
-
-async function tab(name) {
-  await page.getByRole('tab', { name, exact: true }).click();
-}
+let received = [];
+let pageErrors = [];
+let foreign = [];
+const SHOTS = process.env.SLUICE_UI_ARTIFACTS || path.resolve('../../target/test-output/ui');
+const shot = (name) => shotOf(page, name);
+const expectStat = (key, value) => statOf(page, key, value);
+const tab = (name) => tabOf(page, name);
 
 before(async () => {
-  assert.ok(BASE, 'SLUICE_URL must point at a running sluice (tests/ui/run.sh starts one)');
-  receiver = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => { body += c; });
-    req.on('end', () => {
-      received.push({ headers: req.headers, body });
-      if (failing && body.includes('please-fail')) {
-        res.writeHead(503, { 'content-type': 'text/plain' });
-        res.end('receiver says: temporarily broken');
-      } else {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"ok":true,"from":"test receiver"}');
-      }
-    });
-  });
-  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
-  receiverUrl = `http://127.0.0.1:${receiver.address().port}/hook`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-  });
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  // Offline: the page may only talk to the server that served it.
-  page.on('request', (r) => { if (!r.url().startsWith(BASE) && !r.url().startsWith('data:')) foreign.push(r.url()); });
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) pageErrors.push(m.text()); });
+  rx = await receiver((body) => (failing && body.includes('please-fail') ? 503 : 200));
+  received = rx.received;
+  receiverUrl = rx.url('/hook');
+  ({ browser, page, pageErrors, foreign } = await launch());
 });
 
 after(async () => {
   if (browser) await browser.close();
-  if (receiver) receiver.close();
+  if (rx) rx.server.close();
 });
 
 describe('dashboard', () => {
@@ -108,7 +56,7 @@ describe('dashboard', () => {
     await page.getByText('Uptime').waitFor(WAIT);
     await page.locator('dd', { hasText: 'embedded' }).first().waitFor(WAIT);
     await page.getByRole('link', { name: 'already-there' }).waitFor(WAIT);
-    await page.locator('.uplot').waitFor(WAIT);
+    await page.locator('.uplot').first().waitFor(WAIT);
     await page.getByText('(this node)').waitFor(WAIT);
     await page.locator('dd', { hasText: 'open of 1,000' }).waitFor(WAIT);
   });
@@ -247,7 +195,7 @@ describe('dashboard', () => {
     await expectStat('delivered', '1');
     await expectStat('failed', '1');
     // The failed delivery: two attempts, each with the request sent and the response.
-    const failedRow = page.getByRole('row').filter({ has: page.getByText('failed', { exact: true }) }).first();
+    const failedRow = page.getByRole('table', { name: 'Recent deliveries' }).getByRole('row').filter({ has: page.getByText('failed', { exact: true }) }).first();
     await failedRow.waitFor(WAIT);
     await failedRow.locator('button[aria-expanded="false"]').click();
     const req = page.getByLabel('request excerpt').first();

@@ -27,7 +27,10 @@ pub mod timers;
 pub mod validate;
 
 pub use clock::{rfc3339, Clock, ManualClock, Millis, SystemClock};
-pub use engine::{DueTimer, Engine, EngineOptions, KeyedPublish, Publish, ReceiveOptions};
+pub use engine::{
+    CopyCounts, DeadLettersHeld, DueTimer, Engine, EngineOptions, KeyedPublish, Publish,
+    QueueCounts, ReceiveOptions,
+};
 pub use error::{EngineError, Result};
 pub use model::*;
 pub use store::{Settle, Store, StoreInfo};

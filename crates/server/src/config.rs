@@ -1,6 +1,11 @@
 //! The server's configuration: one typed struct built from flags, environment variables
 //! (`SLUICE_*`, handled by clap) and an optional TOML file, in that order of precedence.
-//! Nothing else in the binary reads the environment.
+//! Nothing else in the binary reads the environment. `config/origins.rs` tells where each
+//! setting came from (`sluice serve --print-config`); `config/checks.rs` checks the address
+//! and the log filter.
+
+mod checks;
+mod origins;
 
 use std::path::PathBuf;
 
@@ -10,15 +15,32 @@ use serde::Deserialize;
 use sluice_engine::embedded::EmbeddedOptions;
 use sluice_engine::EngineOptions;
 
+use checks::{check_listen, check_log_filter};
+pub use origins::{Origin, Origins};
+
+use crate::human_errors::whole;
+
+/// `--listen` when not set.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:8080";
+/// `--data-dir` when not set.
+pub const DATA_DIR_DEFAULT: &str = "sluice-data";
+/// The log levels `--log-level` takes (alone, or after `target=` in a directive).
+pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServeArgs {
     /// Address to listen on (HTTP/1.1 and h2c). `:PORT` means every interface (the
-    /// forwarder seed's `-http :8080`, accepted as `--http`).
-    #[arg(long, env = "SLUICE_LISTEN", alias = "http")]
+    /// forwarder seed's `-http :8080`, accepted as `--http`). [default: 127.0.0.1:8080]
+    #[arg(long, env = "SLUICE_LISTEN", alias = "http", value_name = "HOST:PORT")]
     pub listen: Option<String>,
     /// Directory of the embedded store (and of ingestion's spool with any storage).
-    #[arg(long, env = "SLUICE_DATA_DIR")]
+    /// [default: ./sluice-data]
+    #[arg(long, env = "SLUICE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Print the effective settings, each with where it came from (flag, environment, config
+    /// file or default), and exit without serving.
+    #[arg(long)]
+    pub print_config: bool,
     /// Where messages live: `embedded` (default: the data directory), `redis://HOST:PORT[/DB]`
     /// (one Redis server, shared by any number of sluice nodes) or
     /// `redis+cluster://HOST:PORT[,HOST:PORT...]` (a Redis Cluster, given by seed nodes).
@@ -29,39 +51,40 @@ pub struct ServeArgs {
     pub redis_prefix: Option<String>,
     /// Redis storage: acknowledge a change only once this many replicas have it (Redis WAIT;
     /// default 0). A write not confirmed within --redis-wait-timeout-ms answers 503.
-    #[arg(long, env = "SLUICE_REDIS_WAIT_REPLICAS")]
+    #[arg(long, env = "SLUICE_REDIS_WAIT_REPLICAS", value_parser = whole::<u32>)]
     pub redis_wait_replicas: Option<u32>,
     /// Redis storage: how long --redis-wait-replicas may wait, in milliseconds (default 1000).
-    #[arg(long, env = "SLUICE_REDIS_WAIT_TIMEOUT_MS")]
+    #[arg(long, env = "SLUICE_REDIS_WAIT_TIMEOUT_MS", value_parser = whole::<u64>)]
     pub redis_wait_timeout_ms: Option<u64>,
-    /// `human` or `json`.
+    /// `human` or `json`. [default: human]
     #[arg(long, env = "SLUICE_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// A tracing filter: error, warn, info, debug, trace, or per-module directives.
+    /// off, error, warn, info, debug or trace, or comma-separated `target=level` directives
+    /// (`info,sluice::delivery=debug`). [default: info]
     #[arg(long, env = "SLUICE_LOG_LEVEL")]
     pub log_level: Option<String>,
     /// A TOML file with any of these settings (flags and env win over it).
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Largest message any queue may accept, in bytes (queues default to 256 KiB).
-    #[arg(long, env = "SLUICE_MAX_MESSAGE_BYTES")]
+    #[arg(long, env = "SLUICE_MAX_MESSAGE_BYTES", value_parser = whole::<u32>)]
     pub max_message_bytes: Option<u32>,
     /// Largest request body, in bytes.
-    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES")]
+    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", value_parser = whole::<usize>)]
     pub max_request_bytes: Option<usize>,
     /// Most queues the server holds.
-    #[arg(long, env = "SLUICE_MAX_QUEUES")]
+    #[arg(long, env = "SLUICE_MAX_QUEUES", value_parser = whole::<usize>)]
     pub max_queues: Option<usize>,
     /// Refuse new messages and queues (503 storage_full) while the data directory's disk has
     /// less free space than this many bytes (default 67108864, 64 MiB; 0 turns it off).
-    #[arg(long, env = "SLUICE_MIN_FREE_BYTES")]
+    #[arg(long, env = "SLUICE_MIN_FREE_BYTES", value_parser = whole::<u64>)]
     pub min_free_bytes: Option<u64>,
     /// Bytes of delivery history (push and timer attempts) the embedded store keeps on disk;
     /// the oldest attempts go first (default 67108864, 64 MiB).
-    #[arg(long, env = "SLUICE_HISTORY_MAX_BYTES")]
+    #[arg(long, env = "SLUICE_HISTORY_MAX_BYTES", value_parser = whole::<u64>)]
     pub history_max_bytes: Option<u64>,
     /// Most receives long-polling at once.
-    #[arg(long, env = "SLUICE_MAX_WAITERS")]
+    #[arg(long, env = "SLUICE_MAX_WAITERS", value_parser = whole::<usize>)]
     pub max_waiters: Option<usize>,
     /// Base of the queue URLs the SQS API returns (default: from each request's Host header).
     #[arg(long, env = "SLUICE_SQS_BASE_URL")]
@@ -72,7 +95,7 @@ pub struct ServeArgs {
     pub sqs_credentials: Vec<String>,
     /// Seconds after a PurgeQueue during which another purge of that queue answers
     /// PurgeQueueInProgress, as SQS does (default 60; 0 allows back-to-back purges, for tests).
-    #[arg(long, env = "SLUICE_SQS_PURGE_INTERVAL_SECONDS")]
+    #[arg(long, env = "SLUICE_SQS_PURGE_INTERVAL_SECONDS", value_parser = whole::<u64>)]
     pub sqs_purge_interval_seconds: Option<u64>,
     /// PEM certificate chain: serve TLS (ALPN h2 and http/1.1) on --listen. Reloaded on SIGHUP.
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
@@ -82,19 +105,19 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     /// Close a connection that has not sent its complete request headers within this many
     /// seconds (slow-loris guard).
-    #[arg(long, env = "SLUICE_HEADER_TIMEOUT_SECONDS")]
+    #[arg(long, env = "SLUICE_HEADER_TIMEOUT_SECONDS", value_parser = whole::<u64>)]
     pub header_timeout_seconds: Option<u64>,
     /// Answer 408 to a request whose body has not fully arrived within this many seconds
     /// (slow-body guard; streaming endpoints are exempt).
-    #[arg(long, env = "SLUICE_BODY_TIMEOUT_SECONDS")]
+    #[arg(long, env = "SLUICE_BODY_TIMEOUT_SECONDS", value_parser = whole::<u64>)]
     pub body_timeout_seconds: Option<u64>,
     /// Most bytes of request headers (request line and headers over HTTP/1.1, the header list
     /// over HTTP/2); more is answered 431. 8192 to 1048576, default 65536.
-    #[arg(long, env = "SLUICE_MAX_HEADER_BYTES")]
+    #[arg(long, env = "SLUICE_MAX_HEADER_BYTES", value_parser = whole::<usize>)]
     pub max_header_bytes: Option<usize>,
     /// Most streaming consumers open at once (WebSocket, HTTP/2 duplex, miniqueue subscribe);
     /// one more is answered 503 too_many_streams. Default 1000.
-    #[arg(long, env = "SLUICE_MAX_STREAMS")]
+    #[arg(long, env = "SLUICE_MAX_STREAMS", value_parser = whole::<usize>)]
     pub max_streams: Option<usize>,
     /// Path prefix of the awe_queue-compatible API (default: the root).
     #[arg(long, env = "SLUICE_AWE_PREFIX")]
@@ -107,13 +130,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_ALLOW_PRIVATE_TARGETS")]
     pub allow_private_targets: bool,
     /// Timer calls in flight at once.
-    #[arg(long, env = "SLUICE_TIMER_CONCURRENCY")]
+    #[arg(long, env = "SLUICE_TIMER_CONCURRENCY", value_parser = whole::<usize>)]
     pub timer_concurrency: Option<usize>,
     /// The forwarder (seed 001): POST the records received on /log, in batches, to this URL.
     #[arg(long, env = "WEBHOOK_POST_ENDPOINT")]
     pub post_endpoint: Option<String>,
     /// The forwarder's batch size (default 10).
-    #[arg(long, env = "WEBHOOK_BATCH_SIZE")]
+    #[arg(long, env = "WEBHOOK_BATCH_SIZE", value_parser = whole::<u32>)]
     pub batch_size: Option<u32>,
     /// The forwarder's batch interval, Go duration syntax like 10s or 1m30s (default 10s).
     #[arg(long, env = "WEBHOOK_BATCH_INTERVAL")]
@@ -133,13 +156,13 @@ pub struct ServeArgs {
     pub watch: Vec<String>,
     /// A file written in place is taken once its modification time is this old (a file
     /// renamed into the folder is taken at once).
-    #[arg(long, env = "SLUICE_WATCH_SETTLE_MS")]
+    #[arg(long, env = "SLUICE_WATCH_SETTLE_MS", value_parser = whole::<u64>)]
     pub watch_settle_ms: Option<u64>,
     /// Rescan watched folders this often, besides file-system events (safety net).
-    #[arg(long, env = "SLUICE_WATCH_RESCAN_SECONDS")]
+    #[arg(long, env = "SLUICE_WATCH_RESCAN_SECONDS", value_parser = whole::<u64>)]
     pub watch_rescan_seconds: Option<u64>,
     /// The largest file accepted by POST /upload and POST /v1/ingest.
-    #[arg(long, env = "SLUICE_MAX_UPLOAD_BYTES")]
+    #[arg(long, env = "SLUICE_MAX_UPLOAD_BYTES", value_parser = whole::<u64>)]
     pub max_upload_bytes: Option<u64>,
     /// A TOML file of `[[key]]` tables (key, role, optional queues globs): API keys. With keys,
     /// every request but health checks and the dashboard's files needs one (docs/security).
@@ -356,13 +379,22 @@ fn parse_credentials(items: &[String]) -> anyhow::Result<Vec<(String, String)>> 
 }
 
 impl ServeConfig {
-    pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+    /// The settings from `args` (flags and environment), the config file it names and the
+    /// defaults; `origins` learns which keys the file sets.
+    pub fn resolve(args: ServeArgs, origins: &Origins) -> anyhow::Result<ServeConfig> {
         let file: FileConfig = match &args.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading config file {}", p.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("parsing config file {}", p.display()))?
+                origins.file_read(p, &text);
+                toml::from_str(&text).map_err(|e| {
+                    let why = e.to_string();
+                    anyhow::anyhow!(
+                        "parsing config file {}: {}",
+                        p.display(),
+                        crate::human_errors::humanize_serde(&why)
+                    )
+                })?
             }
             None => FileConfig::default(),
         };
@@ -375,11 +407,11 @@ impl ServeConfig {
                     Some(port) => format!("0.0.0.0:{port}"),
                     None => l,
                 })
-                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+                .unwrap_or_else(|| LISTEN_DEFAULT.into()),
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("sluice-data")),
+                .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
             storage: Storage::parse(
                 args.storage.or(file.storage).as_deref(),
                 RedisSettings {
@@ -567,6 +599,8 @@ impl ServeConfig {
             sluice_engine::validate::validate_url("post_endpoint", &f.endpoint)
                 .map_err(|e| anyhow::anyhow!("{e} (WEBHOOK_POST_ENDPOINT)"))?;
         }
+        check_listen(&self.listen)?;
+        check_log_filter(&self.log_level)?;
         if self.auth_keys.is_empty() && !self.insecure_no_auth && !is_loopback(&self.listen) {
             anyhow::bail!(
                 "refusing to serve {} without API keys: give --auth-keys FILE, listen on loopback \

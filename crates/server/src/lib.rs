@@ -9,6 +9,7 @@ pub mod config;
 mod delivery;
 #[doc(hidden)]
 pub mod fuzzing;
+mod human_errors;
 mod ingest;
 mod rates;
 pub mod server;

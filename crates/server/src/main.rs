@@ -1,6 +1,6 @@
 //! The `sluice` binary: `serve` runs the server; the other commands are clients of a server.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sluice::{cli, config, server};
 
 // mimalloc: the request path allocates many small short-lived buffers; glibc malloc showed up at
@@ -12,11 +12,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "sluice",
     version,
-    about = "Durable queues, webhooks and schedules over HTTP, in one binary."
+    about = "Durable queues, webhooks and schedules over HTTP, in one binary.",
+    after_help = "Start a server with `sluice serve`; the other commands are its clients \
+                  (--server HOST:PORT, default 127.0.0.1:8080; --json for scripts)."
 )]
 struct Cli {
-    #[command(flatten)]
-    client: cli::ClientOpts,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -26,23 +26,14 @@ enum Cmd {
     /// Run the server. A flag given twice takes its last value.
     #[command(args_override_self = true)]
     Serve(Box<config::ServeArgs>),
-    /// Manage queues.
-    #[command(subcommand)]
-    Queue(cli::QueueCmd),
-    /// Publish a message (or stdin lines) to a queue.
-    Send(cli::SendArgs),
-    /// Receive messages from a queue.
-    Recv(cli::RecvArgs),
-    /// Acknowledge received messages by receipt.
-    Ack(cli::AckArgs),
-    /// Stream a queue to stdout, one JSON line per message (HTTP/2 streaming consumer).
-    Tail(cli::TailArgs),
-    /// Load generator: measure msgs/s and latency of a scenario against a server.
-    Bench(cli::bench::BenchArgs),
-    /// Ingest a file into a queue through the server's ingestion pipeline (progress bar).
-    Ingest(cli::ingest::IngestArgs),
+    #[command(flatten)]
+    Client(cli::Command),
     /// A webhook receiver for demos and tests: records each request as a JSON line.
     Sink(cli::sink::SinkArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(cli::shell::CompletionsArgs),
+    /// Print the man page (or write one per command with --dir).
+    Man(cli::shell::ManArgs),
 }
 
 /// The forwarder seed's Go-style single-dash flags (`-post-endpoint URL`, `-batch-size 10`,
@@ -60,26 +51,67 @@ fn seed_flags(args: impl Iterator<Item = String>) -> Vec<String> {
     .collect()
 }
 
+/// The client flags given before the command (`sluice --server URL queue list`) are taken
+/// as given after its name, where they belong (`serve` has none, so it refuses them).
+fn client_flags_after_command(args: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut moved = Vec::new();
+    let mut it = args.into_iter();
+    out.extend(it.next());
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--server" => {
+                moved.push(a);
+                moved.extend(it.next());
+            }
+            "--json" => moved.push(a),
+            s if s.starts_with("--server=") => moved.push(a),
+            s if s.starts_with('-') => out.push(a),
+            _ => {
+                out.push(a);
+                out.append(&mut moved);
+                break;
+            }
+        }
+    }
+    out.extend(moved);
+    out.extend(it);
+    out
+}
+
 fn main() {
-    let cli = Cli::parse_from(seed_flags(std::env::args()));
+    let args = client_flags_after_command(seed_flags(std::env::args()));
+    let matches = Cli::command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = rt.block_on(async move {
         match cli.cmd {
-            Cmd::Serve(args) => server::run(config::ServeConfig::resolve(*args)?).await,
-            Cmd::Queue(c) => cli::queue(&cli.client, c).await,
-            Cmd::Send(a) => cli::send(&cli.client, a).await,
-            Cmd::Recv(a) => cli::recv(&cli.client, a).await,
-            Cmd::Ack(a) => cli::ack(&cli.client, a).await,
-            Cmd::Tail(a) => cli::tail(&cli.client, a).await,
-            Cmd::Bench(a) => cli::bench::run(&cli.client.server, cli.client.json, a).await,
+            Cmd::Serve(args) => {
+                let origins = config::Origins::from_matches(
+                    matches.subcommand_matches("serve").expect("serve matched"),
+                );
+                let print = args.print_config;
+                let cfg = config::ServeConfig::resolve(*args, &origins)?;
+                if print {
+                    use std::io::Write;
+                    return Ok(std::io::stdout().write_all(cfg.describe(&origins).as_bytes())?);
+                }
+                server::run(cfg).await
+            }
+            Cmd::Client(c) => cli::run(c).await,
             Cmd::Sink(a) => cli::sink::run(a).await,
-            Cmd::Ingest(a) => cli::ingest::run(&cli.client, a).await,
+            Cmd::Completions(a) => cli::shell::completions(Cli::command(), a),
+            Cmd::Man(a) => cli::shell::man(Cli::command(), a),
         }
     });
     if let Err(e) = result {
+        // `sluice tail | head`: the reader has all it wanted; that is not a failure.
+        if cli::is_broken_pipe(&e) {
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -87,6 +119,25 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn client_flags_before_the_command_move_after_it() {
+        let got = super::client_flags_after_command(strings(&[
+            "sluice", "--server", "h:1", "--json", "queue", "list",
+        ]));
+        assert_eq!(
+            got,
+            strings(&["sluice", "queue", "--server", "h:1", "--json", "list"])
+        );
+        let got = super::client_flags_after_command(strings(&["sluice", "--server=h:1", "serve"]));
+        assert_eq!(got, strings(&["sluice", "serve", "--server=h:1"]));
+        let same = strings(&["sluice", "send", "q", "body", "--json"]);
+        assert_eq!(super::client_flags_after_command(same.clone()), same);
+    }
+
     #[test]
     fn seed_single_dash_flags() {
         let got = super::seed_flags(

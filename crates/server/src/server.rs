@@ -191,7 +191,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             body_timeout: Duration::from_secs(cfg.body_timeout_seconds),
             rates: rates.clone(),
             listen: cfg.listen.clone(),
-            auth,
+            auth: auth.clone(),
             tls: cfg.tls_cert.is_some(),
             streams,
             http_metrics: Default::default(),
@@ -205,12 +205,35 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         (Some(c), Some(k)) => Some(crate::tls::Tls::new(c, k)?),
         _ => None,
     };
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        tls = tls.is_some(),
-        version = env!("CARGO_PKG_VERSION"),
-        "sluice is serving (HTTP/1.1 and HTTP/2 on one port)"
-    );
+    let startup = Startup {
+        url: format!(
+            "{}://{}",
+            if tls.is_some() { "https" } else { "http" },
+            listener.local_addr()?
+        ),
+        data: match &cfg.storage {
+            Storage::Embedded => format!(
+                "{} (embedded store)",
+                std::path::absolute(&cfg.data_dir)
+                    .unwrap_or_else(|_| cfg.data_dir.clone())
+                    .display()
+            ),
+            Storage::Redis { url, .. } => format!("{url} (shared Redis store)"),
+        },
+        auth: if auth.enabled() {
+            format!("API keys required ({bearer_keys} bearer keys, {sqs_pairs} SQS key pairs)")
+        } else if crate::config::is_loopback(&cfg.listen) {
+            "no API keys: loopback only (give --auth-keys FILE to require keys)".to_string()
+        } else {
+            "NONE (--insecure-no-auth): anyone who can reach this port has full access".to_string()
+        },
+    };
+    if cfg.log_format == "human" {
+        eprint!("{}", startup.banner());
+    } else {
+        tracing::info!(url = %startup.url, data = %startup.data, auth = %startup.auth,
+            version = env!("CARGO_PKG_VERSION"), "sluice is serving (HTTP/1.1 and HTTP/2 on one port)");
+    }
 
     let e2 = engine.clone();
     let stop = async move {
@@ -237,6 +260,32 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     engine.close().await?;
     tracing::info!("storage synced and closed; bye");
     Ok(())
+}
+
+/// What the startup banner says.
+struct Startup {
+    url: String,
+    data: String,
+    auth: String,
+}
+
+impl Startup {
+    /// For people starting the server in a terminal: where it is, where data goes, who may
+    /// talk to it, how to stop it. (With `--log-format json`, the same is one log record.)
+    fn banner(&self) -> String {
+        format!(
+            "\nsluice {} is serving {} (HTTP/1.1 and HTTP/2)\n  \
+             dashboard  {}/\n  \
+             data       {}\n  \
+             auth       {}\n  \
+             stop       Ctrl-C or SIGTERM (finishes requests, syncs, exits)\n\n",
+            env!("CARGO_PKG_VERSION"),
+            self.url,
+            self.url,
+            self.data,
+            self.auth
+        )
+    }
 }
 
 /// What every connection is held to.

@@ -37,24 +37,29 @@ export function field(label, input, opts = {}) {
 }
 
 export const num = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
+/** A number with exactly `d` decimals, grouped the same way as `num`. */
+export const fixed = (n, d) => Number(n).toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+/** A rate per second: one decimal below 100, whole numbers from 100 (`0.5`, `12.5`, `1,234`). */
 export function rate(n) {
   if (n === null || n === undefined) return '–';
-  return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
+  return fixed(n, n >= 100 ? 0 : 1);
 }
 export function bytes(n) {
   if (n === null || n === undefined) return '–';
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-  return `${i ? n.toFixed(1) : n} ${u[i]}`;
+  return `${i ? Number(n.toFixed(1)) : n} ${u[i]}`;
 }
+/** Seconds for people, two units at most, zero parts left out: `45s`, `5m`, `1h 30m`, `4d`. */
 export function duration(s) {
   if (s === null || s === undefined) return '–';
   s = Math.max(0, Math.round(s));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  const parts = [[86400, 'd'], [3600, 'h'], [60, 'm'], [1, 's']]
+    .map(([n, u]) => [Math.floor(s / n) % (u === 'd' ? Infinity : u === 'h' ? 24 : 60), u]);
+  const first = parts.findIndex(([v]) => v > 0);
+  if (first < 0) return '0s';
+  return parts.slice(first, first + 2).filter(([v]) => v > 0).map(([v, u]) => `${v}${u}`).join(' ');
 }
 /** A time element: relative text, the exact time on hover and for screen readers. */
 export function time(iso) {
@@ -177,7 +182,10 @@ export function pagedTable({ columns, key, detail, pageSize = 25, empty = 'Nothi
   return { el, set(r) { rows = r; render(); }, rows: () => rows };
 }
 
-/** Tabs with proper roles; onSelect(name) renders the panel. */
+/**
+ * Tabs with proper roles; onSelect(name) renders the panel. `selected` opens that tab first
+ * (pages pass the one named in the address, so a tab can be bookmarked).
+ */
 export function tabs(names, onSelect, selected) {
   const bar = h('div', { class: 'tabs', role: 'tablist' });
   const select = (n) => {
@@ -187,6 +195,10 @@ export function tabs(names, onSelect, selected) {
   for (const n of names) {
     bar.append(h('button', { role: 'tab', 'data-tab': n, 'aria-selected': 'false', onclick: () => select(n) }, n));
   }
-  setTimeout(() => select(selected || names[0]));
+  setTimeout(() => select(names.includes(selected) ? selected : names[0]));
   return bar;
 }
+
+/** A tab's name in the address: `Dead letters` ⇄ `dead-letters`. */
+export const slug = (name) => name.toLowerCase().replace(/\s+/g, '-');
+export const unslug = (names, s) => names.find((n) => slug(n) === s);

@@ -30,6 +30,7 @@ use crate::timers::Timers;
 
 pub use self::due::DueTimer;
 pub use self::messages::{KeyedPublish, Publish, ReceiveOptions};
+pub use self::queues::{CopyCounts, DeadLettersHeld, QueueCounts};
 
 /// Server-wide engine options.
 #[derive(Debug, Clone)]

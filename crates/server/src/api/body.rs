@@ -123,7 +123,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             {
                 format!("request body is not valid JSON for this call: {inner}")
             } else {
-                format!("field `{path}`: {inner}")
+                let inner = inner.to_string();
+                format!(
+                    "field `{path}`: {}",
+                    crate::human_errors::humanize_serde(&inner)
+                )
             };
         ApiError::bad_request("invalid_json", msg)
     })
@@ -163,7 +167,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| QueryParams(q.0))
             .map_err(|e| {
-                ApiError::bad_request("invalid_query", format!("query string: {}", e.body_text()))
+                let why = crate::human_errors::humanize_query(&e.body_text(), parts.uri.query());
+                ApiError::bad_request("invalid_query", format!("query string: {why}"))
             })
     }
 }

@@ -6,6 +6,8 @@
 //! to the connection and delivers more as they are settled. Deliveries are written through a
 //! small bounded channel, so a slow consumer slows its own session down instead of making the
 //! server buffer. Closing the connection releases the outstanding messages (back to the front).
+//! So does a server shutdown: the session sends `{"type":"error","code":"shutting_down"}`,
+//! releases what it holds and ends the stream at once, so shutdown need not wait for clients.
 //!
 //! Client frames: `{"type":"ack","receipt"}`, `{"type":"nack","receipt","delay_seconds"?}`,
 //! `{"type":"back","receipt"}`, `{"type":"extend","receipt","visibility_timeout_seconds"}`,
@@ -105,7 +107,13 @@ pub async fn run_session(
 ) {
     let mut leased: HashSet<String> = HashSet::new();
     let mut pending: Option<tokio::task::JoinHandle<sluice_engine::Result<Vec<Delivery>>>> = None;
+    let mut shutdown = engine.shutdown_signal();
     loop {
+        if *shutdown.borrow() {
+            let _ = outbox.try_send(json!({"type": "error", "code": "shutting_down",
+                "message": "the server is shutting down; connect again once it is back"}));
+            break;
+        }
         if leased.len() < prefetch && pending.is_none() {
             let (e, q) = (engine.clone(), queue.clone());
             let max = (prefetch - leased.len()).min(sluice_engine::limits::RECEIVE_BATCH_MAX);
@@ -145,6 +153,7 @@ pub async fn run_session(
             }
             i = inbox.recv() => i.unwrap_or(Inbound::Closed),
             _ = outbox.closed() => Inbound::Closed,
+            _ = async { drop(shutdown.wait_for(|down| *down).await) } => continue,
         };
         // Take every frame already waiting, so consecutive acks share one engine call (and
         // one sync) instead of paying a sync each.

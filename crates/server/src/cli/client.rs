@@ -1,7 +1,88 @@
-//! A small JSON client for the native API, shared by the CLI commands (and later `bench`).
+//! A small JSON client for the native API, shared by the CLI commands: it turns error bodies
+//! into `"<status> <code>: <message>"` and a refused connection into a question a user can act
+//! on ("is `sluice serve` running on …?").
 
 use anyhow::{anyhow, Context};
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+/// A JSON request body built from command-line options: options not given are left out, so
+/// the server applies its defaults (or, on a PUT of a queue, keeps the current value).
+#[derive(Default)]
+pub struct Body(pub Map<String, Value>);
+
+impl Body {
+    /// Set `k` if the option was given.
+    pub fn opt(&mut self, k: &str, v: Option<impl Into<Value>>) -> &mut Self {
+        if let Some(v) = v {
+            self.0.insert(k.to_string(), v.into());
+        }
+        self
+    }
+
+    /// Set `k` to an object of `key=value` pairs, if any were given.
+    pub fn pairs(&mut self, k: &str, kv: &[(String, String)]) -> &mut Self {
+        if !kv.is_empty() {
+            self.0.insert(k.to_string(), pairs(kv));
+        }
+        self
+    }
+
+    pub fn value(&mut self) -> Value {
+        Value::Object(std::mem::take(&mut self.0))
+    }
+}
+
+/// `key=value` (a clap value parser).
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+/// `key=value` pairs as a JSON object.
+pub fn pairs(kv: &[(String, String)]) -> Value {
+    Value::Object(
+        kv.iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect(),
+    )
+}
+
+/// `localhost:8080` → `http://localhost:8080`; a URL with a scheme is kept (without a trailing
+/// slash).
+pub fn with_scheme(server: &str) -> String {
+    let s = server.trim().trim_end_matches('/');
+    if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    }
+}
+
+/// The error for a request that never reached the server: a refused or failed connection says
+/// where a server was expected.
+pub fn unreachable(base: &str, e: reqwest::Error) -> anyhow::Error {
+    let authority = base.split("://").nth(1).unwrap_or(base);
+    if e.is_connect() {
+        let why = std::error::Error::source(&e)
+            .map(|s| {
+                let mut s: &dyn std::error::Error = s;
+                while let Some(next) = s.source() {
+                    s = next;
+                }
+                s.to_string()
+            })
+            .unwrap_or_else(|| e.to_string());
+        anyhow!("cannot connect to {base} ({why}): is `sluice serve` running on {authority}? (--server or SLUICE_SERVER say where)")
+    } else {
+        anyhow!(e).context(format!("talking to {base}"))
+    }
+}
+
+/// Percent-encode one path segment or query value.
+pub fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
 
 /// An HTTP client for the CLI: it sends `Authorization: Bearer $SLUICE_API_KEY` when that
 /// variable is set (the header is marked sensitive, so it never shows in debug output).
@@ -34,9 +115,14 @@ pub struct Client {
 impl Client {
     pub fn new(server: &str) -> anyhow::Result<Client> {
         Ok(Client {
-            base: server.trim_end_matches('/').to_string(),
+            base: with_scheme(server),
             http: http_client()?,
         })
+    }
+
+    /// The server's base URL, with its scheme.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     async fn handle(&self, resp: reqwest::Response) -> anyhow::Result<Value> {
@@ -69,7 +155,7 @@ impl Client {
             .get(self.url(path))
             .send()
             .await
-            .with_context(|| format!("connecting to {}", self.base))?;
+            .map_err(|e| unreachable(&self.base, e))?;
         self.handle(r).await
     }
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
@@ -79,7 +165,7 @@ impl Client {
             .json(body)
             .send()
             .await
-            .with_context(|| format!("connecting to {}", self.base))?;
+            .map_err(|e| unreachable(&self.base, e))?;
         self.handle(r).await
     }
     pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
@@ -89,7 +175,7 @@ impl Client {
             .json(body)
             .send()
             .await
-            .with_context(|| format!("connecting to {}", self.base))?;
+            .map_err(|e| unreachable(&self.base, e))?;
         self.handle(r).await
     }
     /// POST a streamed body (a file upload).
@@ -101,7 +187,7 @@ impl Client {
             .body(body)
             .send()
             .await
-            .with_context(|| format!("connecting to {}", self.base))?;
+            .map_err(|e| unreachable(&self.base, e))?;
         self.handle(r).await
     }
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
@@ -110,7 +196,7 @@ impl Client {
             .delete(self.url(path))
             .send()
             .await
-            .with_context(|| format!("connecting to {}", self.base))?;
+            .map_err(|e| unreachable(&self.base, e))?;
         self.handle(r).await
     }
 }

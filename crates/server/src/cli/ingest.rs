@@ -10,12 +10,15 @@ use clap::Args;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
-use super::client::Client;
+use super::client::{enc, Client};
+use super::output::out;
 use super::ClientOpts;
 use crate::ingest::{DedupKey, Format};
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
     /// The file to ingest.
     pub file: PathBuf,
     /// Queue to ingest into.
@@ -36,15 +39,11 @@ pub struct IngestArgs {
 }
 
 fn bar(len: u64, template: &str, quiet: bool) -> indicatif::ProgressBar {
-    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let b = indicatif::ProgressBar::new(len);
-    b.set_style(indicatif::ProgressStyle::with_template(template).expect("template"));
-    b
+    super::output::progress(Some(len), template, quiet)
 }
 
-pub async fn run(opts: &ClientOpts, args: IngestArgs) -> anyhow::Result<()> {
+pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
+    let opts = &args.client;
     let client = Client::new(&opts.server)?;
     if let Some(f) = &args.format {
         let format = Format::parse(f)
@@ -103,9 +102,9 @@ pub async fn run(opts: &ClientOpts, args: IngestArgs) -> anyhow::Result<()> {
     let id = accepted["id"].as_str().unwrap_or_default().to_string();
     if let Some(earlier) = accepted["duplicate_of"].as_str() {
         if opts.json {
-            println!("{}", serde_json::to_string_pretty(&accepted)?);
+            out(serde_json::to_string_pretty(&accepted)?)?;
         } else {
-            println!("identical content was already ingested into {} from {earlier} (file id {id}); nothing was sent again", args.queue);
+            out(format!("identical content was already ingested into {} from {earlier} (file id {id}); nothing was sent again", args.queue))?;
         }
         return Ok(());
     }
@@ -125,7 +124,11 @@ pub async fn run(opts: &ClientOpts, args: IngestArgs) -> anyhow::Result<()> {
         let read = rec["rows_read"].as_u64().unwrap_or(0);
         rows.set_position(rec["offset"].as_u64().unwrap_or(0).min(size));
         let per_s = read as f64 / started.elapsed().as_secs_f64().max(0.001);
-        rows.set_message(format!("{read} rows ({per_s:.0} rows/s)"));
+        rows.set_message(format!(
+            "{} rows ({} rows/s)",
+            super::output::thousands(read),
+            super::output::rate(per_s)
+        ));
         if !matches!(state, "queued" | "reading" | "error") {
             break rec;
         }
@@ -158,7 +161,7 @@ pub async fn run(opts: &ClientOpts, args: IngestArgs) -> anyhow::Result<()> {
         let total = rec["rows_published"].as_u64().unwrap_or(0);
         let del = bar(
             total,
-            "delivered {bar:30} {pos}/{len} ({per_sec}) ETA {eta}",
+            "delivered {bar:30} {pos}/{len} ({rate}) ETA {eta}",
             opts.json,
         );
         loop {
@@ -176,16 +179,12 @@ pub async fn run(opts: &ClientOpts, args: IngestArgs) -> anyhow::Result<()> {
     print_final(opts, &rec, Some(started.elapsed()))
 }
 
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 fn print_final(opts: &ClientOpts, rec: &Value, took: Option<Duration>) -> anyhow::Result<()> {
     if opts.json {
-        println!("{}", serde_json::to_string_pretty(rec)?);
+        out(serde_json::to_string_pretty(rec)?)?;
     } else if let Some(took) = took {
         let get = |k: &str| rec[k].as_u64().unwrap_or(0);
-        println!(
+        out(format!(
             "{} {}: {} rows read, {} published, {} failed, {} duplicates, {} delivered ({:.1} s)",
             rec["name"].as_str().unwrap_or_default(),
             rec["state"].as_str().unwrap_or_default(),
@@ -195,19 +194,19 @@ fn print_final(opts: &ClientOpts, rec: &Value, took: Option<Duration>) -> anyhow
             get("duplicates"),
             get("rows_delivered"),
             took.as_secs_f64()
-        );
+        ))?;
         for k in ["report", "duplicates_report", "error"] {
             if let Some(v) = rec[k].as_str() {
-                println!("{k}: {v}");
+                out(format!("{k}: {v}"))?;
             }
         }
     } else {
-        println!(
+        out(format!(
             "accepted {} as {} (id {})",
             rec["name"].as_str().unwrap_or_default(),
             rec["path"].as_str().unwrap_or_default(),
             rec["id"].as_str().unwrap_or_default()
-        );
+        ))?;
     }
     match rec["state"].as_str() {
         Some("failed") | Some("vanished") => anyhow::bail!(

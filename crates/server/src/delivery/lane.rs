@@ -132,7 +132,7 @@ impl Lane {
                 }
                 Ok(g) => g,
                 Err(e) => {
-                    tracing::warn!(queue = %lane.sub.child, error = %e, "push receive failed");
+                    lease_failed(&lane.sub, &e);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -162,7 +162,7 @@ impl Lane {
             Ok(g) if g.is_empty() => return None,
             Ok(g) => g,
             Err(e) => {
-                tracing::warn!(queue = %child, error = %e, "push receive failed");
+                lease_failed(&self.sub, &e);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 return None;
             }
@@ -250,5 +250,15 @@ impl Lane {
             lane.counters.in_flight.fetch_sub(n, Ordering::Relaxed);
             drop(permits);
         });
+    }
+}
+
+/// A lease failed. A deleted queue takes its subscriptions, and this lane, with it: not worth a
+/// warning. Others are logged by the names users know (never the internal copy queue's).
+fn lease_failed(sub: &sluice_engine::push::SubscriptionRef, e: &sluice_engine::EngineError) {
+    if matches!(e, sluice_engine::EngineError::QueueNotFound(_)) {
+        tracing::debug!(queue = %sub.queue, subscription = %sub.name, "queue deleted; the lane stops");
+    } else {
+        tracing::warn!(queue = %sub.queue, subscription = %sub.name, error = %e, "push receive failed");
     }
 }

@@ -262,6 +262,12 @@ impl TimerLane {
         });
         metrics::counter!("sluice_timer_attempts_total", "outcome" => decision.outcome.label())
             .increment(1);
+        if matches!(
+            decision.outcome,
+            sluice_engine::push::Outcome::Delivered | sluice_engine::push::Outcome::Failed
+        ) {
+            metrics::counter!("sluice_timer_deliveries_total", "outcome" => decision.outcome.label()).increment(1);
+        }
         if decision.outcome == sluice_engine::push::Outcome::Failed {
             tracing::warn!(timer = %id, status = ?resp.status, error = ?resp.error, "timer failed permanently");
         }

@@ -47,6 +47,9 @@ impl PushManager {
         );
         let label = decision.outcome.label();
         metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
+        if matches!(decision.outcome, Outcome::Delivered | Outcome::Failed) {
+            metrics::counter!("sluice_push_deliveries_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(got.len() as u64);
+        }
         metrics::histogram!("sluice_push_request_seconds", "queue" => s.queue.clone(), "subscription" => s.name.clone()).record(resp.duration.as_secs_f64());
         if sub.batching() {
             tracing::info!(queue = %s.queue, subscription = %s.name, size = got.len(), status = ?resp.status, error = ?resp.error, duration_ms = resp.duration.as_millis() as u64, outcome = label, "forwarded batch");

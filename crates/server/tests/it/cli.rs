@@ -50,7 +50,7 @@ async fn cli_round_trip() {
         assert!(ok);
         assert_eq!(out.trim().len(), 36, "prints the id: {out}");
         let lines: String = (0..250).map(|i| format!("line {i}\n")).collect();
-        let (ok, out, _) = run(&b, &["--json", "send", "cli"], Some(&lines));
+        let (ok, out, _) = run(&b, &["send", "cli", "--json"], Some(&lines));
         assert!(ok);
         assert_eq!(json(&out)["sent"], 250);
         let (ok, out, _) = run(&b, &["queue", "stats", "cli", "--json"], None);

@@ -1200,6 +1200,7 @@ async fn endless_bodies_resets_and_hangs_are_contained() {
         ))
         .await;
     assert_eq!(att["attempts"][0]["status"], 200);
+    // A delivered attempt keeps the shorter excerpt, cut with an ellipsis.
     assert_eq!(
         att["attempts"][0]["response"].as_str().unwrap(),
         format!("{}…", "z".repeat(256)),

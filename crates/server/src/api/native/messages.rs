@@ -58,6 +58,25 @@ struct PublishEither {
 #[derive(Serialize, ToSchema)]
 pub struct Published {
     pub id: String,
+    /// Set when the raw body looked like a JSON envelope (`{"body": ...}`) sent without
+    /// `Content-Type: application/json`: it was stored as text, and this says how to publish
+    /// its `body` instead. Also sent as the `Sluice-Hint` header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// The hint for a raw body that is really a publish envelope sent without a JSON content type
+/// (`curl -d '{"body":"x"}'` sends `application/x-www-form-urlencoded`).
+fn envelope_hint(bytes: &[u8]) -> Option<&'static str> {
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes).ok()?;
+    ["body", "body_base64", "messages"]
+        .iter()
+        .any(|k| v.contains_key(*k))
+        .then_some(
+            "this body looks like a JSON publish envelope but was sent without Content-Type: \
+             application/json, so it was stored as the message text itself; to publish its \
+             \"body\", send it with -H 'content-type: application/json'",
+        )
 }
 
 #[derive(Serialize, ToSchema)]
@@ -117,6 +136,7 @@ pub async fn publish(
     body: RawBody,
 ) -> ApiResult<Response> {
     if !body.is_json {
+        let hint = envelope_hint(&body.bytes);
         let ids = s
             .engine
             .publish(
@@ -128,13 +148,20 @@ pub async fn publish(
                 }],
             )
             .await?;
-        return Ok((
+        let mut resp = (
             StatusCode::CREATED,
             Json(Published {
                 id: ids[0].to_string(),
+                hint: hint.map(str::to_string),
             }),
         )
-            .into_response());
+            .into_response();
+        if let Some(h) = hint {
+            tracing::warn!(queue = %queue, "a JSON publish envelope was sent without Content-Type: application/json and stored as text");
+            resp.headers_mut()
+                .insert("sluice-hint", axum::http::HeaderValue::from_static(h));
+        }
+        return Ok(resp);
     }
     // One parse for both shapes: a batch has `messages`, a single message has the rest.
     let one: PublishEither = parse_json(&body.bytes)?;
@@ -178,6 +205,7 @@ pub async fn publish(
             StatusCode::CREATED,
             Json(Published {
                 id: ids[0].to_string(),
+                hint: None,
             }),
         )
             .into_response())

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sluice_engine::{rfc3339, QueueConfig, QueueConfigPatch, QueueInfo, QueueStats};
+use sluice_engine::{rfc3339, QueueConfig, QueueConfigPatch, QueueCounts, QueueInfo, QueueStats};
 use utoipa::ToSchema;
 
 use crate::api::body::{double_option, parse_json_or_default, RawBody};
@@ -94,18 +94,22 @@ impl From<QueueConfig> for QueueConfigView {
 pub struct QueueView {
     pub name: String,
     pub config: QueueConfigView,
-    /// Gauges are exact when read; counters count since the queue was created (or its counters
-    /// were reset), across restarts.
+    /// The queue's own list. Gauges are exact when read; counters count since the queue was
+    /// created (or its counters were reset), across restarts.
     pub stats: QueueStats,
+    /// Where the queue's messages are now, its subscriptions' copies and dead letters included:
+    /// the figures to show for a queue.
+    pub counts: QueueCounts,
     pub created_at: String,
     pub updated_at: String,
 }
 
-fn queue_view(info: QueueInfo, stats: QueueStats) -> QueueView {
+fn queue_view((info, stats, counts): (QueueInfo, QueueStats, QueueCounts)) -> QueueView {
     QueueView {
         name: info.name,
         config: info.config.into(),
         stats,
+        counts,
         created_at: rfc3339(info.created_at),
         updated_at: rfc3339(info.updated_at),
     }
@@ -123,12 +127,12 @@ pub async fn list_queues(
     State(s): State<AppState>,
     caller: Option<axum::Extension<crate::auth::Principal>>,
 ) -> ApiResult<Json<QueueList>> {
-    let queues = s.engine.list_queues().await?;
+    let queues = s.engine.list_queue_counts().await?;
     Ok(Json(QueueList {
         queues: queues
             .into_iter()
-            .filter(|(i, _)| caller.as_ref().is_none_or(|p| p.covers(&i.name)))
-            .map(|(i, st)| queue_view(i, st))
+            .filter(|(i, _, _)| caller.as_ref().is_none_or(|p| p.covers(&i.name)))
+            .map(queue_view)
             .collect(),
     }))
 }
@@ -146,14 +150,14 @@ pub async fn put_queue(
     body: RawBody,
 ) -> ApiResult<Response> {
     let cfg: QueueConfigBody = parse_json_or_default(&body.bytes)?;
-    let (info, created) = s.engine.put_queue(&queue, cfg.into()).await?;
-    let stats = s.engine.stats(&queue).await?;
+    let (_, created) = s.engine.put_queue(&queue, cfg.into()).await?;
+    let view = queue_view(s.engine.queue_counts(&queue).await?);
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(queue_view(info, stats))).into_response())
+    Ok((status, Json(view)).into_response())
 }
 
 /// One queue with its configuration and stats.
@@ -164,8 +168,7 @@ pub async fn get_queue(
     State(s): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<Json<QueueView>> {
-    let (info, stats) = s.engine.get_queue(&queue).await?;
-    Ok(Json(queue_view(info, stats)))
+    Ok(Json(queue_view(s.engine.queue_counts(&queue).await?)))
 }
 
 /// Delete a queue and all its messages.

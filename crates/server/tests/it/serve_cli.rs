@@ -1,0 +1,173 @@
+//! Installing and starting the server as a newcomer does: `serve --help`, `--print-config`, the
+//! startup banner, settings refused with what would be accepted, shell completions, man pages
+//! and `scripts/install`.
+
+use std::process::{Command, Stdio};
+
+use crate::common::Server;
+
+/// Run the binary with `args` (and `env`); (success, stdout, stderr).
+fn sluice(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(crate::common::BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("SLUICE_SERVER")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_help_shows_its_defaults_and_no_client_flags() {
+    let (ok, help, _) = sluice(&["serve", "--help"], &[]);
+    assert!(ok);
+    assert!(help.contains("[default: 127.0.0.1:8080]"), "{help}");
+    assert!(help.contains("[default: ./sluice-data]"), "{help}");
+    assert!(help.contains("--print-config"), "{help}");
+    assert!(
+        !help.contains("--server") && !help.contains("--json"),
+        "{help}"
+    );
+    let (ok, help, _) = sluice(&["queue", "list", "--help"], &[]);
+    assert!(
+        ok && help.contains("--server") && help.contains("--json"),
+        "{help}"
+    );
+}
+
+#[test]
+fn print_config_says_where_each_setting_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sluice.toml");
+    std::fs::write(&file, "max_queues = 7\nmax_message_bytes = 2097152\n").unwrap();
+    let (ok, out, err) = sluice(
+        &[
+            "serve",
+            "--print-config",
+            "--listen",
+            "127.0.0.1:1",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        &[("SLUICE_LOG_FORMAT", "json")],
+    );
+    assert!(ok, "{err}");
+    for line in [
+        "listen = \"127.0.0.1:1\"  # flag",
+        "log_format = \"json\"  # env SLUICE_LOG_FORMAT",
+        &format!("max_queues = 7  # file {}", file.display()),
+        &format!(
+            "max_message_bytes = 2097152  # file {}; 2 MiB",
+            file.display()
+        ),
+        "data_dir = \"sluice-data\"  # default",
+        "header_timeout_seconds = 30  # default; 30 s",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "no line {line:?} in:\n{out}"
+        );
+    }
+    out.parse::<toml::Table>()
+        .expect("the printout is a TOML file");
+    assert!(!dir.path().join("sluice-data").exists());
+}
+
+#[test]
+fn bad_settings_are_refused_with_what_would_do() {
+    let (ok, _, err) = sluice(&["serve", "--log-level", "loud", "--print-config"], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("\"loud\"") && err.contains("off, error, warn, info, debug, trace"),
+        "{err}"
+    );
+    let (ok, _, err) = sluice(
+        &["serve", "--listen", "127.0.0.1:99999", "--print-config"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(err.contains("not a number from 0 to 65535"), "{err}");
+    assert!(
+        !err.contains("API keys"),
+        "the address is checked first: {err}"
+    );
+    let (ok, _, err) = sluice(&["serve", "--max-queues=-1", "--print-config"], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("--max-queues") && err.contains("is -1; must be ≥ 0"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "max_queues = -1\n").unwrap();
+    let (ok, _, err) = sluice(&["serve", "--config", file.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("is -1; must be ≥ 0") && err.contains("max_queues"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_startup_banner_says_where_what_and_who() {
+    let s = Server::start().await;
+    let log = s.log();
+    assert!(
+        log.contains(&format!("is serving http://127.0.0.1:{}", s.port)),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("dashboard  http://127.0.0.1:{}/", s.port)),
+        "{log}"
+    );
+    assert!(log.contains("(embedded store)"), "{log}");
+    assert!(log.contains("no API keys: loopback only"), "{log}");
+}
+
+#[test]
+fn completions_man_pages_and_the_install_script() {
+    let (ok, bash, _) = sluice(&["completions", "bash"], &[]);
+    assert!(ok && bash.contains("_sluice") && bash.contains("schedule"));
+    let (ok, zsh, _) = sluice(&["completions", "zsh"], &[]);
+    assert!(ok && zsh.starts_with("#compdef sluice"), "{zsh}");
+    let (ok, fish, _) = sluice(&["completions", "fish"], &[]);
+    assert!(ok && fish.contains("complete -c sluice"), "{fish}");
+    let (ok, man, _) = sluice(&["man"], &[]);
+    assert!(ok && man.contains(".TH sluice"), "{man}");
+
+    let prefix = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/install");
+    let out = Command::new(script)
+        .args(["--bin", crate::common::BIN, "--prefix"])
+        .arg(prefix.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = prefix.path();
+    for f in [
+        "bin/sluice",
+        "share/bash-completion/completions/sluice",
+        "share/zsh/site-functions/_sluice",
+        "share/fish/vendor_completions.d/sluice.fish",
+        "share/man/man1/sluice.1",
+        "share/man/man1/sluice-serve.1",
+        "share/man/man1/sluice-queue-create.1",
+    ] {
+        assert!(p.join(f).is_file(), "scripts/install did not write {f}");
+    }
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(p.join("share/bash-completion/completions/sluice"))
+        .status()
+        .unwrap();
+    assert!(check.success(), "the bash completion script does not parse");
+}
