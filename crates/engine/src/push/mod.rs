@@ -13,7 +13,8 @@
 //! Files: `subscription.rs` (what a subscription is), `policy.rs` (what an answer means),
 //! `pace.rs` (the pace of an endpoint), `fanout.rs` (publish into the copies), `delivery.rs`
 //! (the senders' calls), `redrive.rs` (push dead letters back to their subscription),
-//! `replay.rs` (a window of failed or delivered messages sent again).
+//! `replay.rs` (a window of failed or delivered messages sent again), `secret.rs` (signing
+//! secrets and their rotation).
 
 mod delivery;
 mod fanout;
@@ -21,6 +22,7 @@ pub mod pace;
 pub mod policy;
 mod redrive;
 mod replay;
+pub mod secret;
 pub mod subscription;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +40,7 @@ use crate::validate::{validate_name, validate_queue_name};
 pub use self::delivery::Settled;
 pub use self::policy::{classify, Answer, Decision, DeliveryPolicy};
 pub use self::replay::{ReplayOutcome, ReplayTask};
+pub use self::secret::{signing_key, Rotated, Rotation, SecretKind, SigningKey};
 pub use self::subscription::*;
 pub use crate::history::{Attempt, Outcome};
 
@@ -227,6 +230,11 @@ impl Push {
         }
         sub.created_at = existing.as_ref().map_or(now, |e| e.created_at);
         sub.updated_at = now;
+        // A rotation in progress survives a replacement that keeps the secret.
+        sub.previous_secret = existing
+            .as_ref()
+            .filter(|e| e.signing_secret == sub.signing_secret)
+            .and_then(|e| e.previous_secret.clone());
         let store = &self.core.store;
         let parent = match store.get_queue(queue).await? {
             Some(q) => q,
@@ -249,15 +257,24 @@ impl Push {
             // Copies left by a subscription of the same name that was being deleted.
             store.purge_queue(&child, now).await?;
         }
-        let json = serde_json::to_string(&sub).expect("subscription serializes");
-        store.meta_put(&meta_key(queue, name), Some(json)).await?;
+        self.save(queue, name, &sub).await?;
+        Ok((sub, existing.is_none()))
+    }
+
+    /// Store a subscription's settings (durable on return) and announce the change.
+    async fn save(&self, queue: &str, name: &str, sub: &Subscription) -> Result<()> {
+        let json = serde_json::to_string(sub).expect("subscription serializes");
+        self.core
+            .store
+            .meta_put(&meta_key(queue, name), Some(json))
+            .await?;
         self.subs
             .write()
             .entry(queue.to_string())
             .or_default()
             .insert(name.to_string(), sub.clone());
         self.version.send_modify(|v| *v += 1);
-        Ok((sub, existing.is_none()))
+        Ok(())
     }
 
     /// Delete a subscription and the copies of messages it had not delivered yet.

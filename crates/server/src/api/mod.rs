@@ -83,6 +83,10 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
             post(subscriptions::reset_stats),
         )
         .route(
+            "/v1/queues/{queue}/subscriptions/{name}/rotate-secret",
+            post(subscriptions::rotate_secret),
+        )
+        .route(
             "/v1/queues/{queue}/subscriptions/{name}/replay",
             post(subscriptions::replay),
         )

@@ -9,13 +9,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sluice_engine::push::secret::{mask, Rotation, SecretKind};
 use sluice_engine::push::{Attempt, Backoff, BatchConfig, ReplayOutcome, ReplayTask, Subscription};
 use sluice_engine::{rfc3339, EngineError, MessageId, QueueStats};
 use utoipa::{IntoParams, ToSchema};
 
-use super::body::{parse_json, QueryParams, RawBody};
+use super::body::{parse_json, parse_json_or_default, QueryParams, RawBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::AppState;
+use crate::delivery::signing::public_key;
 use crate::delivery::LaneCounters;
 
 // ---------- subscriptions ----------
@@ -62,7 +64,9 @@ pub struct SubscriptionBody {
     /// Requests in flight at once, 1-1000 (default 10).
     pub concurrency: Option<u32>,
     pub batch: Option<BatchBody>,
-    /// `whsec_` + base64 of the key (24-64 bytes recommended): sign requests (Standard Webhooks).
+    /// Sign requests (Standard Webhooks): `whsec_` + base64 of an HMAC key (24-64 bytes
+    /// recommended; `v1,` signatures), or `whsk_` + base64 of a 32-byte ed25519 seed (`v1a,`
+    /// signatures, verified with the `signing_public_key` of the view).
     pub signing_secret: Option<String>,
 }
 
@@ -132,13 +136,30 @@ pub struct SubscriptionView {
     pub rate_limit_per_second: Option<f64>,
     pub concurrency: u32,
     pub batch: BatchConfig,
-    /// Never returned in full: `whsec_` and the first 4 characters, or null.
+    /// Never returned in full: `whsec_` and the first 4 characters, `whsk_…` for an ed25519
+    /// secret key, or null.
     pub signing_secret: Option<String>,
+    /// The `whpk_` public key of an ed25519 `signing_secret` (what receivers verify `v1a`
+    /// signatures with), or null.
+    pub signing_public_key: Option<String>,
+    /// While a rotation's grace period lasts: the previous secret, which still signs.
+    pub rotation: Option<RotationView>,
     /// Where failed deliveries go.
     pub dead_letter_queue: String,
     pub created_at: String,
     pub updated_at: String,
     pub stats: SubscriptionStats,
+}
+
+/// The previous secret of a rotation, masked like the current one.
+#[derive(Serialize, ToSchema)]
+pub struct RotationView {
+    /// The previous secret, masked.
+    pub previous_secret: String,
+    /// Its `whpk_` public key when it is an ed25519 secret key.
+    pub previous_public_key: Option<String>,
+    /// When it stops signing (RFC 3339).
+    pub expires_at: String,
 }
 
 async fn subscription_view(
@@ -162,6 +183,11 @@ async fn subscription_view(
         .ok()
         .and_then(|q| q.config.dead_letter_queue)
         .unwrap_or_else(|| sluice_engine::push::default_dlq(queue));
+    let rotation = sub.rotation(s.engine.now()).map(|p| RotationView {
+        previous_secret: mask(&p.secret),
+        previous_public_key: public_key(&p.secret),
+        expires_at: rfc3339(p.expires_at),
+    });
     Ok(SubscriptionView {
         queue: queue.to_string(),
         name: name.to_string(),
@@ -174,7 +200,9 @@ async fn subscription_view(
         rate_limit_per_second: sub.rate_limit_per_second,
         concurrency: sub.concurrency,
         batch: sub.batch,
-        signing_secret: sub.signing_secret.map(|x| mask_secret(&x)),
+        signing_public_key: sub.signing_secret.as_deref().and_then(public_key),
+        rotation,
+        signing_secret: sub.signing_secret.as_deref().map(mask),
         dead_letter_queue: dlq,
         created_at: rfc3339(sub.created_at),
         updated_at: rfc3339(sub.updated_at),
@@ -194,11 +222,6 @@ fn stats_view(qs: QueueStats, c: LaneCounters) -> SubscriptionStats {
         failed: qs.failed,
         current_rate_limit: c.current_rate_limit,
     }
-}
-
-pub fn mask_secret(s: &str) -> String {
-    let rest = s.strip_prefix("whsec_").unwrap_or(s);
-    format!("whsec_{}…", rest.chars().take(4).collect::<String>())
 }
 
 /// Create or replace a push subscription (the queue is created if missing).
@@ -280,6 +303,68 @@ pub async fn reset_stats(
     s.engine.push().reset_stats(&queue, &name).await?;
     let sub = s.engine.push().get(&queue, &name)?;
     Ok(Json(subscription_view(&s, &queue, &name, sub).await?))
+}
+
+// ---------- secret rotation ----------
+
+/// A rotation of the signing secret. Every field is optional: an empty body generates a new
+/// secret of the current kind and keeps the old one signing for 24 h.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// The new secret (`whsec_…` or `whsk_…`); absent: one is generated (32 random bytes).
+    pub secret: Option<String>,
+    /// The kind of secret to generate: `hmac` (`whsec_`) or `ed25519` (`whsk_`). Default: the
+    /// kind of the current secret (`hmac` if there is none).
+    #[serde(rename = "type")]
+    pub kind: Option<SecretKind>,
+    /// How long the current secret keeps signing beside the new one, 0-604800 s (default
+    /// 86400). 0 switches at once.
+    pub grace_seconds: Option<u64>,
+}
+
+/// The answer to a rotation: the new secret in full only here, and only when sluice generated
+/// it (an HMAC key; an ed25519 secret key is never shown, its public key is).
+#[derive(Serialize, ToSchema)]
+pub struct RotateAnswer {
+    /// The generated `whsec_` secret in full (store it now: no other answer shows it), or
+    /// null when the secret was given or is an ed25519 key.
+    pub secret: Option<String>,
+    /// The new `whpk_` public key when the new secret is an ed25519 key.
+    pub public_key: Option<String>,
+    pub subscription: SubscriptionView,
+}
+
+/// Rotate the signing secret. The old secret keeps signing beside the new one for the grace
+/// period: every request carries both signatures (`v1,<new> v1,<old>`), so a receiver can
+/// switch keys without dropping a request.
+#[utoipa::path(post, path = "/v1/queues/{queue}/subscriptions/{name}/rotate-secret", tag = "push",
+    params(("queue" = String, Path), ("name" = String, Path)),
+    request_body(content = RotateBody, content_type = "application/json"),
+    responses((status = 200, body = RotateAnswer), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    Path((queue, name)): Path<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Json<RotateAnswer>> {
+    let b: RotateBody = parse_json_or_default(&body.bytes)?;
+    let rotation = Rotation {
+        secret: b.secret,
+        kind: b.kind,
+        grace_seconds: b.grace_seconds,
+    };
+    let done = s
+        .engine
+        .push()
+        .rotate_secret(&queue, &name, rotation)
+        .await?;
+    let current = done.subscription.signing_secret.clone().unwrap_or_default();
+    Ok(Json(RotateAnswer {
+        secret: done.generated.filter(|g| public_key(g).is_none()),
+        public_key: public_key(&current),
+        subscription: subscription_view(&s, &queue, &name, done.subscription).await?,
+    }))
 }
 
 // ---------- replay ----------

@@ -17,4 +17,5 @@ mod nodes;
 mod push;
 mod seeds;
 mod stream;
+mod subscriptions;
 mod tls;
