@@ -131,6 +131,9 @@ pub trait Store: Send + Sync + 'static {
         how: Settle,
         now: Millis,
     ) -> Result<Vec<ReceiptResult>>;
+    /// Push fan-out: count `n` messages that a subscription's filter kept out of its copy
+    /// queue `queue` in that queue's `filtered` counter. Durable on return.
+    async fn count_filtered(&self, queue: &str, n: u64, now: Millis) -> Result<()>;
     /// Set a queue's counters back to zero (its gauges stay). Durable on return.
     async fn reset_counters(&self, queue: &str, now: Millis) -> Result<()>;
     /// Look at up to `limit` messages without receiving them: ready first, then delayed, then in flight.

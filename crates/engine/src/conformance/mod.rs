@@ -80,6 +80,10 @@ impl Ctx {
             clock: self.clock,
         }
     }
+    /// The store under the engine (for cases that stage what a crash leaves behind).
+    pub fn engine_store(&self) -> Arc<dyn Store> {
+        self.engine.store().clone()
+    }
     /// Wait (in real time, bounded) until `n` receives are long-polling.
     pub async fn wait_for_waiters(&self, n: usize) {
         for _ in 0..10_000 {
@@ -221,7 +225,10 @@ macro_rules! conformance_suite {
             replay_sends_a_window_again,
             timers_fire_once_and_survive_restart,
             copies_sharing_an_id_survive_restart_independently,
-            schedules_fire_once_and_count_missed, secret_rotation_survives_restart_and_put);
+            schedules_fire_once_and_count_missed, secret_rotation_survives_restart_and_put,
+            filters_copy_only_matching_messages_and_count_the_rest,
+            paused_queues_hand_out_nothing_until_resumed,
+            schedules_catch_up_as_their_policy_says_after_downtime_and_pause);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(

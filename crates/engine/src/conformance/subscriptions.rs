@@ -94,3 +94,172 @@ pub async fn secret_rotation_survives_restart_and_put(h: &mut dyn Harness) {
         Err(EngineError::NotFound { .. })
     ));
 }
+
+fn with_attrs(body: &str, attrs: &[(&str, &str)]) -> Publish {
+    Publish {
+        body: body.as_bytes().to_vec(),
+        attributes: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub async fn filters_copy_only_matching_messages_and_count_the_rest(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    let push = e.push();
+    let mut eu = sub("http://a.example/hook");
+    eu.filter = Some(
+        crate::push::filter::FilterPolicy::parse(serde_json::json!({
+            "region": ["eu", {"prefix": "eu-"}],
+            "total": [{"numeric": [">=", 100]}],
+        }))
+        .unwrap(),
+    );
+    push.put("orders", "eu", eu.clone()).await.unwrap();
+    let mut created = sub("http://b.example/hook");
+    created.event_types = vec!["order.created".into()];
+    push.put("orders", "created", created).await.unwrap();
+    c.subscribe("orders", "all").await;
+    let batch = vec![
+        with_attrs(
+            "m1",
+            &[
+                ("region", "eu-west"),
+                ("total", "150"),
+                ("event-type", "order.created"),
+            ],
+        ),
+        with_attrs("m2", &[("region", "us"), ("total", "500")]),
+        with_attrs("m3", &[("event-type", "order.created"), ("total", "1")]),
+        with_attrs("m4", &[("region", "eu"), ("total", "99.5")]),
+    ];
+    let ids = e.publish("orders", batch).await.unwrap();
+    assert_eq!(ids.len(), 4);
+    let bodies = |got: Vec<crate::Delivery>| -> Vec<String> {
+        got.into_iter()
+            .map(|d| String::from_utf8(d.message.body).unwrap())
+            .collect()
+    };
+    assert_eq!(bodies(c.lease("orders", "eu", 10).await), vec!["m1"]);
+    assert_eq!(
+        bodies(c.lease("orders", "created", 10).await),
+        vec!["m1", "m3"]
+    );
+    assert_eq!(bodies(c.lease("orders", "all", 10).await).len(), 4);
+    let filtered = |c: &Ctx, name: &str| {
+        let push = c.engine.push().clone();
+        let child = crate::push::child_queue("orders", name);
+        async move { push.child_stats(&child).await.unwrap().filtered }
+    };
+    assert_eq!(filtered(&c, "eu").await, 3);
+    assert_eq!(filtered(&c, "created").await, 2);
+    assert_eq!(filtered(&c, "all").await, 0);
+    // A message no subscription selects is accepted and stored nowhere.
+    push.put("solo", "eu", eu).await.unwrap();
+    let id = e
+        .publish("solo", vec![with_attrs("nobody", &[("region", "us")])])
+        .await
+        .unwrap()[0];
+    assert!(c.lease("solo", "eu", 10).await.is_empty());
+    assert!(id.0 != 0);
+    // The counters survive a restart, and reset with the others.
+    let c = c.restart(h).await;
+    assert_eq!(filtered(&c, "eu").await, 3);
+    assert_eq!(filtered(&c, "created").await, 2);
+    let s = c.engine.push().get("orders", "eu").unwrap();
+    assert!(
+        s.filter.is_some(),
+        "the filter is stored with the subscription"
+    );
+    c.engine.push().reset_stats("orders", "eu").await.unwrap();
+    assert_eq!(filtered(&c, "eu").await, 0);
+    let c = c.restart(h).await;
+    assert_eq!(filtered(&c, "eu").await, 0);
+    assert_eq!(filtered(&c, "created").await, 2);
+}
+
+pub async fn paused_queues_hand_out_nothing_until_resumed(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    c.send("work", "m1").await;
+    let info = e.pause_queue("work").await.unwrap();
+    assert_eq!(info.config.paused_at, Some(T0));
+    c.advance(5);
+    assert_eq!(
+        e.pause_queue("work").await.unwrap().config.paused_at,
+        Some(T0),
+        "pausing again keeps the first moment"
+    );
+    c.send("work", "m2").await;
+    assert!(c.recv("work", 10, 30).await.is_empty(), "paused: nothing");
+    // A configuration change keeps the pause.
+    let patch = QueueConfigPatch {
+        visibility_timeout_seconds: Some(5),
+        ..Default::default()
+    };
+    e.put_queue("work", patch).await.unwrap();
+    // A push queue: its subscriptions lease nothing, a new one starts paused too.
+    c.subscribe("hooks", "a").await;
+    e.pause_queue("hooks").await.unwrap();
+    c.send("hooks", "p1").await;
+    c.subscribe("hooks", "b").await;
+    c.send("hooks", "p2").await;
+    assert!(c.lease("hooks", "a", 10).await.is_empty());
+    assert!(c.lease("hooks", "b", 10).await.is_empty());
+    // A crash between the copy queue's mark and the queue's is repaired at start.
+    let child = crate::push::child_queue("hooks", "a");
+    let store = e.push().child_stats(&child).await.unwrap();
+    assert_eq!(store.ready, 2);
+    let mut cfg = c
+        .engine_store()
+        .get_queue(&child)
+        .await
+        .unwrap()
+        .unwrap()
+        .config;
+    cfg.paused_at = None;
+    c.engine_store().put_queue(&child, cfg, T0).await.unwrap();
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    assert!(e
+        .queue_info("work")
+        .await
+        .unwrap()
+        .config
+        .paused_at
+        .is_some());
+    assert_eq!(
+        e.queue_info("work")
+            .await
+            .unwrap()
+            .config
+            .visibility_timeout_seconds,
+        5
+    );
+    assert!(
+        c.recv("work", 10, 30).await.is_empty(),
+        "still paused after a restart"
+    );
+    assert!(
+        c.lease("hooks", "a", 10).await.is_empty(),
+        "the copy queue's mark repaired"
+    );
+    let stats = e.stats("work").await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.received),
+        (2, 0),
+        "nothing was received"
+    );
+    e.resume_queue("work").await.unwrap();
+    assert_eq!(c.bodies("work", 10, 30).await, vec!["m1", "m2"]);
+    e.resume_queue("hooks").await.unwrap();
+    assert_eq!(c.lease("hooks", "a", 10).await.len(), 2);
+    assert_eq!(c.lease("hooks", "b", 10).await.len(), 1);
+    assert!(matches!(
+        e.pause_queue("nope").await,
+        Err(EngineError::QueueNotFound(_))
+    ));
+}

@@ -371,6 +371,9 @@ fn count(counts: &mut HashMap<u32, [u64; COUNTERS]>, rec: &Record<'_>) {
         Record::Counters { queue, values } => {
             counts.insert(*queue, *values);
         }
+        Record::Filtered { queue, n } => {
+            counts.entry(*queue).or_insert([0; COUNTERS])[counter::FILTERED] += n;
+        }
     }
 }
 
@@ -506,7 +509,7 @@ fn gather(
                 _ => {}
             }
         }
-        Record::Counters { .. } => {}
+        Record::Counters { .. } | Record::Filtered { .. } => {}
     }
 }
 

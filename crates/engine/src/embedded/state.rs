@@ -198,6 +198,7 @@ pub fn counters_of(s: &QueueStats) -> [u64; COUNTERS] {
         s.retried,
         s.throttled,
         s.failed,
+        s.filtered,
     ]
 }
 
@@ -216,6 +217,7 @@ pub fn set_counters(s: &mut QueueStats, v: [u64; COUNTERS]) {
         s.retried,
         s.throttled,
         s.failed,
+        s.filtered,
     ] = v;
 }
 
@@ -231,4 +233,5 @@ pub mod counter {
     pub const RETRIED: usize = 9;
     pub const THROTTLED: usize = 10;
     pub const FAILED: usize = 11;
+    pub const FILTERED: usize = 12;
 }

@@ -11,13 +11,14 @@
 //! A message has left the push queue when every subscription's copy is settled.
 //!
 //! Files: `subscription.rs` (what a subscription is), `policy.rs` (what an answer means),
-//! `pace.rs` (the pace of an endpoint), `fanout.rs` (publish into the copies), `delivery.rs`
-//! (the senders' calls), `redrive.rs` (push dead letters back to their subscription),
-//! `replay.rs` (a window of failed or delivered messages sent again), `secret.rs` (signing
-//! secrets and their rotation).
+//! `pace.rs` (the pace of an endpoint), `fanout.rs` (publish into the copies), `filter.rs`
+//! (which messages a subscription takes), `delivery.rs` (the senders' calls), `redrive.rs`
+//! (push dead letters back to their subscription), `replay.rs` (a window of failed or
+//! delivered messages sent again), `secret.rs` (signing secrets and their rotation).
 
 mod delivery;
 mod fanout;
+pub mod filter;
 pub mod pace;
 pub mod policy;
 mod redrive;
@@ -157,6 +158,23 @@ impl Push {
         v
     }
 
+    /// The copy queues of a queue's subscriptions, each with what it selects (None: every
+    /// message).
+    pub(crate) fn targets(&self, queue: &str) -> Vec<(String, Option<filter::Selector>)> {
+        self.subs
+            .read()
+            .get(queue)
+            .map(|m| {
+                m.iter()
+                    .map(|(n, s)| {
+                        let selector = filter::Selector::of(&s.filter, &s.event_types);
+                        (child_queue(queue, n), selector)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The copy queues of a queue's subscriptions.
     pub(crate) fn children(&self, queue: &str) -> Vec<String> {
         self.subs
@@ -250,6 +268,8 @@ impl Push {
             retention_seconds: parent.config.retention_seconds,
             max_message_bytes: crate::limits::MESSAGE_BYTES_CEILING,
             content_based_deduplication: parent.config.content_based_deduplication,
+            // A paused queue's new subscription starts paused too (engine/pause.rs).
+            paused_at: parent.config.paused_at,
             ..QueueConfig::default()
         };
         let (_, fresh) = store.ensure_queue(&child, child_config, now).await?;

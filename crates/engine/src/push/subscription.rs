@@ -10,6 +10,7 @@ use crate::clock::Millis;
 use crate::error::{EngineError, Result};
 use crate::validate::{frange, range, validate_headers, validate_method, validate_url};
 
+use super::filter::{validate_event_types, FilterPolicy};
 use super::secret::{PreviousSecret, SigningKey};
 
 /// Limits of subscriptions (documented in docs/webhooks.md).
@@ -140,6 +141,13 @@ pub struct Subscription {
     /// After a rotation: the secret that still signs beside `signing_secret` until it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret: Option<PreviousSecret>,
+    /// Only messages whose attributes match this SNS-style policy are copied to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterPolicy>,
+    /// Only messages whose `event-type` attribute is one of these are copied to it (empty:
+    /// any). Applies together with `filter`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_types: Vec<String>,
     /// Configured by the operator (the forwarder flags), not through the API: may target
     /// private addresses.
     #[serde(default)]
@@ -164,6 +172,8 @@ impl Subscription {
             batch: BatchConfig::default(),
             signing_secret: None,
             previous_secret: None,
+            filter: None,
+            event_types: Vec::new(),
             trusted: false,
             created_at: 0,
             updated_at: 0,
@@ -211,6 +221,7 @@ impl Subscription {
         if let Some(s) = &self.signing_secret {
             SigningKey::parse(s).map_err(|m| EngineError::invalid("signing_secret", m))?;
         }
+        validate_event_types(&self.event_types)?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sluice_engine::push::filter::FilterPolicy;
 use sluice_engine::push::secret::{mask, Rotation, SecretKind};
 use sluice_engine::push::{Attempt, Backoff, BatchConfig, ReplayOutcome, ReplayTask, Subscription};
 use sluice_engine::{rfc3339, EngineError, MessageId, QueueStats};
@@ -68,6 +69,26 @@ pub struct SubscriptionBody {
     /// recommended; `v1,` signatures), or `whsk_` + base64 of a 32-byte ed25519 seed (`v1a,`
     /// signatures, verified with the `signing_public_key` of the view).
     pub signing_secret: Option<String>,
+    /// Only messages whose attributes match this SNS filter policy are sent to this
+    /// subscription: `{"KEY": [condition, ...]}`, conditions being strings, numbers,
+    /// `{"prefix"}`, `{"anything-but"}`, `{"numeric": [op, n, ...]}` and `{"exists"}`; AND across
+    /// keys, OR within a list. Others are counted in `stats.filtered`.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    /// Only messages whose `event-type` attribute is one of these (at most 100).
+    pub event_types: Option<Vec<String>>,
+}
+
+impl SubscriptionBody {
+    /// The subscription it describes; the filter is parsed (and checked) by the engine.
+    fn into_subscription(mut self) -> ApiResult<Subscription> {
+        let filter = self.filter.take().map(FilterPolicy::parse).transpose()?;
+        let event_types = self.event_types.take().unwrap_or_default();
+        let mut sub = Subscription::from(self);
+        sub.filter = filter;
+        sub.event_types = event_types;
+        Ok(sub)
+    }
 }
 
 impl From<SubscriptionBody> for Subscription {
@@ -119,8 +140,13 @@ pub struct SubscriptionStats {
     pub throttled: u64,
     /// Messages given up and dead-lettered.
     pub failed: u64,
+    /// Messages published to the queue that `filter` or `event_types` did not select: no copy
+    /// was made for this subscription.
+    pub filtered: u64,
     /// The adaptive rate in force after 429s (requests/s), or null.
     pub current_rate_limit: Option<f64>,
+    /// The queue's consumption is paused (`POST /v1/queues/{queue}/pause`): nothing is sent.
+    pub queue_paused: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -144,6 +170,11 @@ pub struct SubscriptionView {
     pub signing_public_key: Option<String>,
     /// While a rotation's grace period lasts: the previous secret, which still signs.
     pub rotation: Option<RotationView>,
+    /// The filter policy, as given (null: every message).
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    /// The event types it takes (empty: any).
+    pub event_types: Vec<String>,
     /// Where failed deliveries go.
     pub dead_letter_queue: String,
     pub created_at: String,
@@ -176,12 +207,10 @@ async fn subscription_view(
         .await
         .unwrap_or_default();
     let c: LaneCounters = s.push.counters(queue, name);
-    let dlq = s
-        .engine
-        .queue_info(queue)
-        .await
-        .ok()
-        .and_then(|q| q.config.dead_letter_queue)
+    let parent = s.engine.queue_info(queue).await.ok().map(|q| q.config);
+    let queue_paused = parent.as_ref().is_some_and(|c| c.paused_at.is_some());
+    let dlq = parent
+        .and_then(|c| c.dead_letter_queue)
         .unwrap_or_else(|| sluice_engine::push::default_dlq(queue));
     let rotation = sub.rotation(s.engine.now()).map(|p| RotationView {
         previous_secret: mask(&p.secret),
@@ -202,15 +231,17 @@ async fn subscription_view(
         batch: sub.batch,
         signing_public_key: sub.signing_secret.as_deref().and_then(public_key),
         rotation,
+        filter: sub.filter.as_ref().map(|f| f.json().clone()),
+        event_types: sub.event_types,
         signing_secret: sub.signing_secret.as_deref().map(mask),
         dead_letter_queue: dlq,
         created_at: rfc3339(sub.created_at),
         updated_at: rfc3339(sub.updated_at),
-        stats: stats_view(qs, c),
+        stats: stats_view(qs, c, queue_paused),
     })
 }
 
-fn stats_view(qs: QueueStats, c: LaneCounters) -> SubscriptionStats {
+fn stats_view(qs: QueueStats, c: LaneCounters, queue_paused: bool) -> SubscriptionStats {
     SubscriptionStats {
         ready: qs.ready,
         delayed: qs.delayed,
@@ -220,7 +251,9 @@ fn stats_view(qs: QueueStats, c: LaneCounters) -> SubscriptionStats {
         retried: qs.retried,
         throttled: qs.throttled,
         failed: qs.failed,
+        filtered: qs.filtered,
         current_rate_limit: c.current_rate_limit,
+        queue_paused,
     }
 }
 
@@ -237,7 +270,11 @@ pub async fn put_subscription(
     body: RawBody,
 ) -> ApiResult<Response> {
     let b: SubscriptionBody = parse_json(&body.bytes)?;
-    let (sub, created) = s.engine.push().put(&queue, &name, b.into()).await?;
+    let (sub, created) = s
+        .engine
+        .push()
+        .put(&queue, &name, b.into_subscription()?)
+        .await?;
     let view = subscription_view(&s, &queue, &name, sub).await?;
     let status = if created {
         StatusCode::CREATED

@@ -15,6 +15,7 @@ mod limits;
 mod miniqueue;
 mod nodes;
 mod push;
+mod schedules;
 mod seeds;
 mod stream;
 mod subscriptions;
