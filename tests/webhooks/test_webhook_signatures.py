@@ -13,32 +13,11 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from webhook_helpers import call, random_secret
+from webhook_helpers import path_of, publish, publish_batch, random_secret, wait_for_ids
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 BATCH_ID_RE = re.compile(r"^batch_[0-9a-f]{32}$")
 SIGNATURE_RE = re.compile(r"^v1,[A-Za-z0-9+/]{43}=$")
-
-
-def publish(endpoint, queue, body, attributes=None):
-    payload = {"body": body}
-    if attributes:
-        payload["attributes"] = attributes
-    status, out = call(endpoint, "POST", f"/v1/queues/{queue}/messages", payload)
-    assert status == 201, (status, out)
-    return out["id"]
-
-
-def publish_batch(endpoint, queue, bodies):
-    payload = {"messages": [{"body": b} for b in bodies]}
-    status, out = call(endpoint, "POST", f"/v1/queues/{queue}/messages", payload)
-    assert status == 201, (status, out)
-    assert len(out["ids"]) == len(bodies)
-    return out["ids"]
-
-
-def path_of(url):
-    return "/" + url.split("/", 3)[3]
 
 
 def with_header(headers, name, value):
@@ -79,16 +58,6 @@ def assert_signed(secret, d, *, json_parse):
         Webhook(secret).verify(
             d.body, with_header(d.headers, "webhook-timestamp", str(ts + 1)), json_parse=False)
     return result
-
-
-def wait_for_ids(receiver, path, ids, timeout=20.0):
-    """One delivery per message id (a redelivery, if any, is ignored), in `ids` order."""
-    got = receiver.wait(
-        path, lambda ds: set(ids) <= {d.headers.get("webhook-id") for d in ds}, timeout)
-    first = {}
-    for d in got:
-        first.setdefault(d.headers.get("webhook-id"), d)
-    return [first[i] for i in ids]
 
 
 # ---------- single deliveries ----------

@@ -197,3 +197,36 @@ class Receiver:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
+
+
+# ---------- publishing and waiting ----------
+
+def publish(endpoint, queue, body, attributes=None):
+    payload = {"body": body}
+    if attributes:
+        payload["attributes"] = attributes
+    status, out = call(endpoint, "POST", f"/v1/queues/{queue}/messages", payload)
+    assert status == 201, (status, out)
+    return out["id"]
+
+
+def publish_batch(endpoint, queue, bodies):
+    payload = {"messages": [{"body": b} for b in bodies]}
+    status, out = call(endpoint, "POST", f"/v1/queues/{queue}/messages", payload)
+    assert status == 201, (status, out)
+    assert len(out["ids"]) == len(bodies)
+    return out["ids"]
+
+
+def path_of(url):
+    return "/" + url.split("/", 3)[3]
+
+
+def wait_for_ids(receiver, path, ids, timeout=20.0):
+    """One delivery per message id (a redelivery, if any, is ignored), in `ids` order."""
+    got = receiver.wait(
+        path, lambda ds: set(ids) <= {d.headers.get("webhook-id") for d in ds}, timeout)
+    first = {}
+    for d in got:
+        first.setdefault(d.headers.get("webhook-id"), d)
+    return [first[i] for i in ids]

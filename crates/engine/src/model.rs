@@ -39,6 +39,11 @@ pub struct QueueConfig {
     /// Push queues: keep each subscription's delivered messages this long, so they can be
     /// replayed (0: not kept).
     pub retain_delivered_seconds: u32,
+    /// Set while the queue's consumption is paused (since then): receives hand out nothing,
+    /// publishes are accepted. Changed only by `Engine::pause_queue`/`resume_queue`, never by
+    /// a configuration patch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<Millis>,
 }
 
 impl Default for QueueConfig {
@@ -56,6 +61,7 @@ impl Default for QueueConfig {
             content_based_deduplication: false,
             adapter_settings: BTreeMap::new(),
             retain_delivered_seconds: 0,
+            paused_at: None,
         }
     }
 }
@@ -253,6 +259,9 @@ pub struct QueueStats {
     pub throttled: u64,
     /// Push copies: given up and dead-lettered.
     pub failed: u64,
+    /// Push copies: messages published to the push queue that the subscription's filter or
+    /// event types did not select, so no copy was made.
+    pub filtered: u64,
 }
 
 /// A time-ordered unique message id (UUIDv7).

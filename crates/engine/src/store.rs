@@ -139,6 +139,9 @@ pub trait Store: Send + Sync + 'static {
     async fn tally(&self, queue: &str, key: &str) -> Result<(u64, u64)>;
     /// Forget a tally key (its producer is done with it). Durable on return.
     async fn tally_forget(&self, queue: &str, key: &str) -> Result<()>;
+    /// Push fan-out: count `n` messages that a subscription's filter kept out of its copy
+    /// queue `queue` in that queue's `filtered` counter. Durable on return.
+    async fn count_filtered(&self, queue: &str, n: u64, now: Millis) -> Result<()>;
     /// Set a queue's counters back to zero (its gauges stay). Durable on return.
     async fn reset_counters(&self, queue: &str, now: Millis) -> Result<()>;
     /// Look at up to `limit` messages without receiving them: ready first, then delayed, then in flight.

@@ -3,7 +3,7 @@
 //! time-based rules are checked by moving the clock, never by sleeping.
 //!
 //! Cases live by topic: `leases.rs`, `queues.rs`, `dead_letters.rs`, `restart.rs`, `fifo.rs`,
-//! `push.rs`, `timers.rs`. The suite is compiled only with the `test-support` feature, so it
+//! `push.rs`, `subscriptions.rs`, `timers.rs`. The suite is compiled only with the `test-support` feature, so it
 //! never ships in the binary. A case that is not listed in [`conformance_suite!`] fails the
 //! test `every_case_is_in_the_suite`.
 //!
@@ -19,6 +19,7 @@ mod leases;
 mod push;
 mod queues;
 mod restart;
+mod subscriptions;
 mod timers;
 
 pub use self::dead_letters::*;
@@ -27,6 +28,7 @@ pub use self::leases::*;
 pub use self::push::*;
 pub use self::queues::*;
 pub use self::restart::*;
+pub use self::subscriptions::*;
 pub use self::timers::*;
 
 pub(crate) use std::sync::Arc;
@@ -77,6 +79,10 @@ impl Ctx {
             engine,
             clock: self.clock,
         }
+    }
+    /// The store under the engine (for cases that stage what a crash leaves behind).
+    pub fn engine_store(&self) -> Arc<dyn Store> {
+        self.engine.store().clone()
     }
     /// Wait (in real time, bounded) until `n` receives are long-polling.
     pub async fn wait_for_waiters(&self, n: usize) {
@@ -219,7 +225,10 @@ macro_rules! conformance_suite {
             replay_sends_a_window_again, tallies_count_exactly_across_restarts,
             timers_fire_once_and_survive_restart,
             copies_sharing_an_id_survive_restart_independently,
-            schedules_fire_once_and_count_missed);
+            schedules_fire_once_and_count_missed, secret_rotation_survives_restart_and_put,
+            filters_copy_only_matching_messages_and_count_the_rest,
+            paused_queues_hand_out_nothing_until_resumed,
+            schedules_catch_up_as_their_policy_says_after_downtime_and_pause);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(
@@ -244,6 +253,7 @@ mod tests {
             include_str!("push.rs"),
             include_str!("queues.rs"),
             include_str!("restart.rs"),
+            include_str!("subscriptions.rs"),
             include_str!("timers.rs"),
         ];
         let this = include_str!("mod.rs");

@@ -1,8 +1,9 @@
-//! Timers and cron schedules: firing once, cancelling, surviving restarts, missed firings.
+//! Timers and cron schedules: firing once, cancelling, surviving restarts, missed firings and
+//! the catch-up policies, pausing a schedule.
 
 use super::*;
 use crate::push::{Decision, Outcome};
-use crate::timers::{firing_id, Schedule, TimerSpec, TimerStatus};
+use crate::timers::{firing_id, CatchUp, Schedule, TimerSpec, TimerStatus};
 
 /// Settle a due timer's call as delivered.
 async fn delivered(e: &Engine, due: &crate::DueTimer) {
@@ -88,16 +89,7 @@ pub async fn schedules_fire_once_and_count_missed(h: &mut dyn Harness) {
     target.url = None;
     target.queue = Some("ticks".into());
     target.body = Some("tick".into());
-    let s = Schedule {
-        cron: "*/10 * * * * *".into(),
-        timezone: "UTC".into(),
-        target,
-        created_at: 0,
-        updated_at: 0,
-        last_fired: None,
-        fired: 0,
-        missed: 0,
-    };
+    let s = Schedule::new("*/10 * * * * *", target);
     let timers = e.timers();
     timers.put_schedule("every10", s).await.unwrap();
     assert_eq!(timers.fire_schedules().await.unwrap(), Some(T0 + 10_000));
@@ -128,4 +120,99 @@ pub async fn schedules_fire_once_and_count_missed(h: &mut dyn Harness) {
     assert_eq!(timers.counts(), (0, 2));
     timers.delete_schedule("every10").await.unwrap();
     assert!(timers.schedule("every10").is_err());
+}
+
+/// Advance the manual clock to `at` (milliseconds since the epoch).
+fn advance_to(c: &Ctx, at: i64) {
+    c.clock
+        .advance(Duration::from_millis((at - c.engine.now()).max(0) as u64));
+}
+
+pub async fn schedules_catch_up_as_their_policy_says_after_downtime_and_pause(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let timers = c.engine.timers();
+    let every_ten_minutes = |catch_up, window| {
+        let mut s = Schedule::new("0 */10 * * * *", TimerSpec::http("http://example.com/cron"));
+        s.catch_up = catch_up;
+        s.catch_up_window_seconds = window;
+        s
+    };
+    for (name, p, w) in [
+        ("skip", CatchUp::Skip, None),
+        ("latest", CatchUp::Latest, None),
+        ("all", CatchUp::All, None),
+        ("all-10m", CatchUp::All, Some(600)),
+    ] {
+        timers
+            .put_schedule(name, every_ten_minutes(p, w))
+            .await
+            .unwrap();
+    }
+    let s = timers.schedule("skip").unwrap();
+    let f1 = s.next_after(T0).unwrap();
+    let f2 = s.next_after(f1).unwrap();
+    let f3 = s.next_after(f2).unwrap();
+    // Down until 5 minutes after the third firing: all three are late.
+    let c = c.restart(h).await;
+    advance_to(&c, f3 + 300_000);
+    let timers = c.engine.timers();
+    timers.fire_schedules().await.unwrap();
+    let exists = |name: &str, at: i64| {
+        let timers = timers.clone();
+        let id = firing_id(name, at);
+        async move { timers.get(id).await.unwrap().is_some() }
+    };
+    for (name, fired, missed, made) in [
+        ("skip", 0, 3, vec![]),
+        ("latest", 1, 2, vec![f3]),
+        ("all", 3, 0, vec![f1, f2, f3]),
+        ("all-10m", 1, 2, vec![f3]),
+    ] {
+        let s = timers.schedule(name).unwrap();
+        assert_eq!((s.fired, s.missed), (fired, missed), "{name}");
+        assert_eq!(s.last_fired, Some(f3), "{name}: handled up to the latest");
+        let report = s.last_catch_up.expect("a catch-up is recorded");
+        assert_eq!((report.fired, report.missed), (fired, missed), "{name}");
+        let recent: Vec<i64> = s.recent_firings.iter().map(|f| f.at).collect();
+        assert_eq!(recent, made, "{name}");
+        assert!(s.recent_firings.iter().all(|f| f.late), "{name}");
+        for at in [f1, f2, f3] {
+            assert_eq!(exists(name, at).await, made.contains(&at), "{name} at {at}");
+        }
+    }
+    // Paused: nothing fires, across a restart; resumed, the late firings follow the policy.
+    timers.pause_schedule("latest").await.unwrap();
+    let f4 = s.next_after(f3).unwrap();
+    let f6 = s.next_after(s.next_after(f4).unwrap()).unwrap();
+    advance_to(&c, f6 + 1000);
+    timers.fire_schedules().await.unwrap();
+    let c = c.restart(h).await;
+    let timers = c.engine.timers();
+    let paused = timers.schedule("latest").unwrap();
+    assert!(paused.paused_at.is_some());
+    assert_eq!(paused.next_fire_at(), None);
+    assert_eq!(paused.fired, 1, "nothing fired while paused");
+    assert_eq!(timers.schedule("skip").unwrap().fired, 1, "f6 was on time");
+    advance_to(&c, f6 + 120_000);
+    timers.resume_schedule("latest").await.unwrap();
+    timers.fire_schedules().await.unwrap();
+    let s = timers.schedule("latest").unwrap();
+    assert_eq!(
+        (s.fired, s.missed),
+        (2, 4),
+        "f6 fires once, f4 and f5 are missed"
+    );
+    assert!(timers.get(firing_id("latest", f6)).await.unwrap().is_some());
+    assert!(timers.get(firing_id("latest", f4)).await.unwrap().is_none());
+    // A replacement keeps the pause.
+    timers.pause_schedule("latest").await.unwrap();
+    timers
+        .put_schedule("latest", every_ten_minutes(CatchUp::Skip, None))
+        .await
+        .unwrap();
+    assert!(timers.schedule("latest").unwrap().paused_at.is_some());
+    assert!(matches!(
+        timers.pause_schedule("nope").await,
+        Err(EngineError::NotFound { .. })
+    ));
 }

@@ -127,6 +127,12 @@ impl EmbeddedStore {
             maintain(&mut st, qid, now, &mut ap);
             enforce_retention(&mut st, qid, now);
             let q = st.queues.get_mut(&qid).expect("queue");
+            // A paused queue hands out nothing (engine/pause.rs).
+            let max = if q.info.config.paused_at.is_some() {
+                0
+            } else {
+                max
+            };
             let lease_until = now + visibility_ms as i64;
             let mut taken = Vec::new();
             let mut mine = Vec::new();

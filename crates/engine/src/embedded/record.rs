@@ -21,8 +21,9 @@
 //! | 6    | Purge    | queue u32 |
 //! | 7    | Relocate | as Publish: a live message copied forward by compaction, with its state |
 //! | 8    | Settle   | queue u32, id u128, how u8, visible_at i64, tally: a push attempt's outcome (1 delivered, 2 failed: removed; 3 retried, 4 throttled: released until visible_at; 5, 6 the same held in their lease), and the copy's tally key ("" for none) |
-//! | 9    | Counters | queue u32, [`COUNTERS`] × u64: a snapshot of the queue's counters |
+//! | 9    | Counters | queue u32, 12 or [`COUNTERS`] × u64: a snapshot of the queue's counters (older logs have 12, without `filtered`) |
 //! | 10   | Tally    | queue u32, key, delivered u64, failed u64: a snapshot of a tally key (both `u64::MAX`: forgotten) |
+//! | 11   | Filtered | queue u32, n u64: push fan-out kept `n` messages out of this copy queue (its filter) |
 //!
 //! Publish carries the full state of a message (receive count, nonce, dead-letter source), so a
 //! later compaction can copy a live message forward with the same record.
@@ -79,10 +80,16 @@ pub enum Record<'a> {
         queue: u32,
         values: [u64; COUNTERS],
     },
+    Filtered {
+        queue: u32,
+        n: u64,
+    },
 }
 
 /// Counters in a `Counters` snapshot (see `state.rs`, `counters_of`).
-pub const COUNTERS: usize = 12;
+pub const COUNTERS: usize = 13;
+/// Counters in the snapshots of logs written before `filtered` was counted.
+const COUNTERS_V1: usize = 12;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishRec<'a> {
@@ -216,6 +223,11 @@ impl Record<'_> {
                 for v in values {
                     o.extend_from_slice(&v.to_le_bytes());
                 }
+            }
+            Record::Filtered { queue, n } => {
+                o.push(11);
+                o.extend_from_slice(&queue.to_le_bytes());
+                o.extend_from_slice(&n.to_le_bytes());
             }
         }
     }
@@ -412,12 +424,20 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
         },
         9 => {
             let queue = r.u32()?;
+            let n = r.b.len() / 8;
+            if !r.b.len().is_multiple_of(8) || !(COUNTERS_V1..=COUNTERS).contains(&n) {
+                return Err(DecodeError("bad counters snapshot"));
+            }
             let mut values = [0u64; COUNTERS];
-            for v in &mut values {
+            for v in &mut values[..n] {
                 *v = r.u64()?;
             }
             Record::Counters { queue, values }
         }
+        11 => Record::Filtered {
+            queue: r.u32()?,
+            n: r.u64()?,
+        },
         _ => return Err(DecodeError("unknown record kind")),
     };
     if !r.b.is_empty() {
@@ -484,8 +504,9 @@ mod tests {
             },
             Record::Counters {
                 queue: 4,
-                values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, u64::MAX],
+                values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, u64::MAX],
             },
+            Record::Filtered { queue: 4, n: 7 },
             Record::Publish(PublishRec {
                 queue: 2,
                 id: 77,
@@ -545,6 +566,22 @@ mod tests {
     }
 
     #[test]
+    fn counters_of_older_logs_decode_without_filtered() {
+        let mut p = vec![9u8];
+        p.extend_from_slice(&4u32.to_le_bytes());
+        for v in 1..=12u64 {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        let Ok(Record::Counters { queue: 4, values }) = decode(&p) else {
+            panic!("a 12-counter snapshot must decode");
+        };
+        assert_eq!(values[11], 12);
+        assert_eq!(values[12], 0);
+        p.extend_from_slice(&[0; 4]);
+        assert!(decode(&p).is_err());
+    }
+
+    #[test]
     fn zeros_are_a_clean_end() {
         assert_eq!(read_frame(&[0u8; 64]), Frame::End);
         assert_eq!(read_frame(&[0u8; 3]), Frame::End);
@@ -552,7 +589,7 @@ mod tests {
 
     #[test]
     fn garbage_payload_is_an_error_not_a_panic() {
-        for kind in 0u8..10 {
+        for kind in 0u8..11 {
             for len in 0..40 {
                 let mut p = vec![kind];
                 p.extend(std::iter::repeat_n(0xAB, len));

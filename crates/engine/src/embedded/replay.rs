@@ -414,6 +414,9 @@ fn count(
                 tallies.insert((*queue, key.to_string()), (*delivered, *failed));
             }
         }
+        Record::Filtered { queue, n } => {
+            counts.entry(*queue).or_insert([0; COUNTERS])[counter::FILTERED] += n;
+        }
     }
 }
 
@@ -550,7 +553,7 @@ fn gather(
                 _ => {}
             }
         }
-        Record::Counters { .. } | Record::Tally { .. } => {}
+        Record::Counters { .. } | Record::Tally { .. } | Record::Filtered { .. } => {}
     }
 }
 

@@ -210,6 +210,7 @@ macro_rules! counters {
             $s.retried,
             $s.throttled,
             $s.failed,
+            $s.filtered,
         ]
     };
 }
@@ -236,4 +237,5 @@ pub mod counter {
     pub const RETRIED: usize = 9;
     pub const THROTTLED: usize = 10;
     pub const FAILED: usize = 11;
+    pub const FILTERED: usize = 12;
 }

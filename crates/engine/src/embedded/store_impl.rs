@@ -214,6 +214,22 @@ impl Store for EmbeddedStore {
         self.log.wait_durable(lsn).await
     }
 
+    async fn count_filtered(&self, queue: &str, n: u64, _now: Millis) -> Result<()> {
+        self.check_writable()?;
+        let lsn = {
+            let mut st = self.state.lock();
+            let qid = Self::qid(&st, queue)?;
+            let q = st.queues.get_mut(&qid).expect("queue");
+            q.stats.filtered += n;
+            let mut ap = self.log.begin();
+            ap.push(16, |buf| {
+                Record::Filtered { queue: qid, n }.encode_frame(buf)
+            });
+            ap.finish()
+        };
+        self.log.wait_durable(lsn).await
+    }
+
     async fn reset_counters(&self, queue: &str, _now: Millis) -> Result<()> {
         self.check_writable()?;
         let lsn = {

@@ -1,5 +1,5 @@
 //! The engine: what every front end calls. `Engine` is the queue API (this folder: queues in
-//! `queues.rs`, messages in `messages.rs`), plus two services reached through it:
+//! `queues.rs`, messages in `messages.rs`, pausing a queue in `pause.rs`), plus two services reached through it:
 //! [`Engine::push`] (subscriptions and the push senders' calls) and [`Engine::timers`] (timers
 //! and cron schedules). It validates input against the documented limits, creates queues on
 //! first publish, turns receives into long polls (`core.rs`), and runs periodic housekeeping.
@@ -12,6 +12,7 @@
 mod due;
 mod messages;
 mod nodes;
+mod pause;
 mod queues;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,6 +95,7 @@ impl Engine {
     /// Load what the store keeps outside queues: subscriptions, timers, schedules (at start).
     pub async fn load(&self) -> Result<()> {
         self.push.load().await?;
+        self.sync_pauses().await?;
         self.timers.load().await
     }
 

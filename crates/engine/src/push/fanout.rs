@@ -1,5 +1,6 @@
 //! Fan-out: a message published to a push queue is stored once per subscription, in each
-//! subscription's copy queue, under the same id and in the same group commit.
+//! subscription's copy queue, under the same id and in the same group commit. Subscriptions
+//! with a filter or event types take only the messages they select (`filter.rs`).
 
 use crate::error::{EngineError, Result};
 use crate::limits;
@@ -14,7 +15,7 @@ impl Push {
         queue: &str,
         batch: Vec<NewMessage>,
     ) -> Result<Vec<MessageId>> {
-        let children = self.children(queue);
+        let targets = self.targets(queue);
         let now = self.core.now();
         if let Some(q) = self.core.store.get_queue(queue).await? {
             let limit = q.config.max_message_bytes as usize;
@@ -25,6 +26,11 @@ impl Push {
                 }
             }
         }
+        if targets.iter().any(|(_, selector)| selector.is_some()) {
+            // Some subscriptions filter: the one place where messages are chosen per copy.
+            return self.fan_out_selected(targets, batch, now).await;
+        }
+        let children: Vec<String> = targets.into_iter().map(|(child, _)| child).collect();
         let n = batch.len();
         let results = futures::future::join_all(
             children

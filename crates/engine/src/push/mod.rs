@@ -11,16 +11,19 @@
 //! A message has left the push queue when every subscription's copy is settled.
 //!
 //! Files: `subscription.rs` (what a subscription is), `policy.rs` (what an answer means),
-//! `pace.rs` (the pace of an endpoint), `fanout.rs` (publish into the copies), `delivery.rs`
-//! (the senders' calls), `redrive.rs` (push dead letters back to their subscription),
-//! `replay.rs` (a window of failed or delivered messages sent again).
+//! `pace.rs` (the pace of an endpoint), `fanout.rs` (publish into the copies), `filter.rs`
+//! (which messages a subscription takes), `delivery.rs` (the senders' calls), `redrive.rs`
+//! (push dead letters back to their subscription), `replay.rs` (a window of failed or
+//! delivered messages sent again), `secret.rs` (signing secrets and their rotation).
 
 mod delivery;
 mod fanout;
+pub mod filter;
 pub mod pace;
 pub mod policy;
 mod redrive;
 mod replay;
+pub mod secret;
 pub mod subscription;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +41,7 @@ use crate::validate::{validate_name, validate_queue_name};
 pub use self::delivery::Settled;
 pub use self::policy::{classify, Answer, Decision, DeliveryPolicy};
 pub use self::replay::{ReplayOutcome, ReplayTask};
+pub use self::secret::{signing_key, Rotated, Rotation, SecretKind, SigningKey};
 pub use self::subscription::*;
 pub use crate::history::{Attempt, Outcome};
 
@@ -154,6 +158,23 @@ impl Push {
         v
     }
 
+    /// The copy queues of a queue's subscriptions, each with what it selects (None: every
+    /// message).
+    pub(crate) fn targets(&self, queue: &str) -> Vec<(String, Option<filter::Selector>)> {
+        self.subs
+            .read()
+            .get(queue)
+            .map(|m| {
+                m.iter()
+                    .map(|(n, s)| {
+                        let selector = filter::Selector::of(&s.filter, &s.event_types);
+                        (child_queue(queue, n), selector)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The copy queues of a queue's subscriptions.
     pub(crate) fn children(&self, queue: &str) -> Vec<String> {
         self.subs
@@ -227,6 +248,11 @@ impl Push {
         }
         sub.created_at = existing.as_ref().map_or(now, |e| e.created_at);
         sub.updated_at = now;
+        // A rotation in progress survives a replacement that keeps the secret.
+        sub.previous_secret = existing
+            .as_ref()
+            .filter(|e| e.signing_secret == sub.signing_secret)
+            .and_then(|e| e.previous_secret.clone());
         let store = &self.core.store;
         let parent = match store.get_queue(queue).await? {
             Some(q) => q,
@@ -242,6 +268,8 @@ impl Push {
             retention_seconds: parent.config.retention_seconds,
             max_message_bytes: crate::limits::MESSAGE_BYTES_CEILING,
             content_based_deduplication: parent.config.content_based_deduplication,
+            // A paused queue's new subscription starts paused too (engine/pause.rs).
+            paused_at: parent.config.paused_at,
             ..QueueConfig::default()
         };
         let (_, fresh) = store.ensure_queue(&child, child_config, now).await?;
@@ -249,15 +277,24 @@ impl Push {
             // Copies left by a subscription of the same name that was being deleted.
             store.purge_queue(&child, now).await?;
         }
-        let json = serde_json::to_string(&sub).expect("subscription serializes");
-        store.meta_put(&meta_key(queue, name), Some(json)).await?;
+        self.save(queue, name, &sub).await?;
+        Ok((sub, existing.is_none()))
+    }
+
+    /// Store a subscription's settings (durable on return) and announce the change.
+    async fn save(&self, queue: &str, name: &str, sub: &Subscription) -> Result<()> {
+        let json = serde_json::to_string(sub).expect("subscription serializes");
+        self.core
+            .store
+            .meta_put(&meta_key(queue, name), Some(json))
+            .await?;
         self.subs
             .write()
             .entry(queue.to_string())
             .or_default()
             .insert(name.to_string(), sub.clone());
         self.version.send_modify(|v| *v += 1);
-        Ok((sub, existing.is_none()))
+        Ok(())
     }
 
     /// Delete a subscription and the copies of messages it had not delivered yet.

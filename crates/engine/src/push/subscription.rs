@@ -10,6 +10,9 @@ use crate::clock::Millis;
 use crate::error::{EngineError, Result};
 use crate::validate::{frange, range, validate_headers, validate_method, validate_url};
 
+use super::filter::{validate_event_types, FilterPolicy};
+use super::secret::{PreviousSecret, SigningKey};
+
 /// Limits of subscriptions (documented in docs/webhooks.md).
 pub mod limits {
     pub const SUBSCRIPTIONS_PER_QUEUE: usize = 20;
@@ -139,6 +142,16 @@ pub struct Subscription {
     pub concurrency: u32,
     pub batch: BatchConfig,
     pub signing_secret: Option<String>,
+    /// After a rotation: the secret that still signs beside `signing_secret` until it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
+    /// Only messages whose attributes match this SNS-style policy are copied to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterPolicy>,
+    /// Only messages whose `event-type` attribute is one of these are copied to it (empty:
+    /// any). Applies together with `filter`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_types: Vec<String>,
     /// Configured by the operator (the forwarder flags), not through the API: may target
     /// private addresses.
     #[serde(default)]
@@ -162,6 +175,9 @@ impl Subscription {
             concurrency: 10,
             batch: BatchConfig::default(),
             signing_secret: None,
+            previous_secret: None,
+            filter: None,
+            event_types: Vec::new(),
             trusted: false,
             created_at: 0,
             updated_at: 0,
@@ -207,9 +223,29 @@ impl Subscription {
             pl::BATCH_WAIT_MAX_MS,
         )?;
         if let Some(s) = &self.signing_secret {
-            signing_key(s).map_err(|m| EngineError::invalid("signing_secret", m))?;
+            SigningKey::parse(s).map_err(|m| EngineError::invalid("signing_secret", m))?;
         }
+        validate_event_types(&self.event_types)?;
         Ok(())
+    }
+
+    /// The secrets that sign a request made at `now`: the current one, then the previous one
+    /// while its grace period lasts (Standard Webhooks: space-separated in one header).
+    pub fn secrets_in_force(&self, now: Millis) -> Vec<&str> {
+        let mut v: Vec<&str> = self.signing_secret.iter().map(String::as_str).collect();
+        if let Some(p) = &self.previous_secret {
+            if now < p.expires_at && !v.is_empty() {
+                v.push(&p.secret);
+            }
+        }
+        v
+    }
+
+    /// The rotation state while it lasts at `now` (None once the old secret expired).
+    pub fn rotation(&self, now: Millis) -> Option<&PreviousSecret> {
+        self.previous_secret
+            .as_ref()
+            .filter(|p| now < p.expires_at && self.signing_secret.is_some())
     }
 
     /// How long a lease of this subscription's messages lasts: the batch's wait, the request
@@ -222,27 +258,6 @@ impl Subscription {
     pub fn batching(&self) -> bool {
         self.batch.max_messages > 1
     }
-}
-
-/// The HMAC key of a Standard Webhooks secret: `whsec_` + base64 of the key (the prefix may be
-/// left out, as the Standard Webhooks libraries allow). 24 to 64 bytes are recommended; 1 to
-/// 1024 are accepted.
-pub fn signing_key(secret: &str) -> std::result::Result<Vec<u8>, String> {
-    use base64::Engine as _;
-    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| {
-            "must be \"whsec_\" followed by the key in standard base64 (Standard Webhooks)"
-                .to_string()
-        })?;
-    if !(1..=1024).contains(&key.len()) {
-        return Err(format!(
-            "must encode 1 to 1024 bytes of key (24 to 64 recommended); it encodes {}",
-            key.len()
-        ));
-    }
-    Ok(key)
 }
 
 /// The internal queue holding one subscription's copies of a push queue's messages.

@@ -5,7 +5,8 @@
 --
 -- Every key of one queue shares one hash tag, so a script touches one cluster slot.
 -- KEYS (in this order, built by keys() in mod.rs):
---   1 cfg  hash: config (JSON), created, updated, fifo, delay, maxb, ret, maxr, dlq, seq, front
+--   1 cfg  hash: config (JSON), created, updated, fifo, delay, maxb, ret, maxr, dlq, paused,
+--          seq, front
 --   2 m    hash: id -> payload (group, dedup id, attributes, body; encoded by codec.rs)
 --   3 s    hash: id -> state "receive_count,nonce,first_received_at,group_tag,enqueued_at,source"
 --   4 r    zset: ready ids by delivery order
@@ -37,10 +38,10 @@ local cfg = nil
 local function fmt(n) return string.format('%d', n) end
 
 local function load_cfg()
-  local v = redis.call('HMGET', K_CFG, 'fifo', 'delay', 'maxb', 'ret', 'maxr', 'dlq')
+  local v = redis.call('HMGET', K_CFG, 'fifo', 'delay', 'maxb', 'ret', 'maxr', 'dlq', 'paused')
   if not v[1] then return false end
   cfg = { fifo = v[1] == '1', delay = tonumber(v[2]), maxb = tonumber(v[3]),
-          ret = tonumber(v[4]), maxr = tonumber(v[5]), dlq = v[6] or '' }
+          ret = tonumber(v[4]), maxr = tonumber(v[5]), dlq = v[6] or '', paused = v[7] == '1' }
   return true
 end
 

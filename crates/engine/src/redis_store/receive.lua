@@ -3,6 +3,8 @@ if not load_cfg() then return reply('noqueue') end
 maintain()
 enforce_retention()
 local max, lease = tonumber(ARGV[4]), NOW + tonumber(ARGV[5])
+-- A paused queue hands out nothing (engine/pause.rs).
+if cfg.paused then return reply('ok', fmt(lease), {}) end
 local out = {}
 local taken = 0
 local function take(id, st)

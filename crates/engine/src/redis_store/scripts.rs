@@ -48,6 +48,7 @@ scripts!(
     delete,
     redrive,
     settle,
+    count_filtered,
     reset_counters,
     outbox,
     adopt,
@@ -267,6 +268,7 @@ impl RedisStore {
                     arg(config.retention_seconds as u64 * 1000),
                     arg(config.max_receives.unwrap_or(0)),
                     arg(config.dead_letter_queue.as_deref().unwrap_or_default()),
+                    arg(if config.paused_at.is_some() { "1" } else { "0" }),
                 ],
             )
             .await?;

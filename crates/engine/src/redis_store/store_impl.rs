@@ -255,6 +255,12 @@ impl Store for RedisStore {
         self.replicate(queue).await
     }
 
+    async fn count_filtered(&self, queue: &str, n: u64, now: Millis) -> Result<()> {
+        self.run(&self.scripts.count_filtered, queue, now, vec![arg(n)])
+            .await?;
+        self.replicate(queue).await
+    }
+
     async fn reset_counters(&self, queue: &str, now: Millis) -> Result<()> {
         self.run(&self.scripts.reset_counters, queue, now, vec![])
             .await?;
@@ -371,6 +377,7 @@ impl Store for RedisStore {
                 "retried" => s.retried = v,
                 "throttled" => s.throttled = v,
                 "failed" => s.failed = v,
+                "filtered" => s.filtered = v,
                 _ => {}
             }
         }

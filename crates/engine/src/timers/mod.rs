@@ -11,8 +11,10 @@
 //! after the call and before the archive fires the timer again on restart (at-least-once);
 //! a crash after the archive only removes the message (the sender sees the archived outcome).
 //!
-//! Files: `spec.rs` (what a timer is), `schedule.rs` (cron schedules and the scheduler).
+//! Files: `spec.rs` (what a timer is), `schedule.rs` (cron schedules and the scheduler),
+//! `catch_up.rs` (what a schedule does with firings found late).
 
+pub mod catch_up;
 mod schedule;
 mod spec;
 
@@ -31,7 +33,8 @@ use crate::limits;
 use crate::model::{Attributes, Delivery, MessageId, NewMessage, Placement, QueueConfig};
 use crate::push::policy::Decision;
 
-pub use self::schedule::{firing_id, Schedule, SCHEDULES_MAX};
+pub use self::catch_up::CatchUp;
+pub use self::schedule::{firing_id, CatchUpReport, Firing, Schedule, SCHEDULES_MAX};
 pub use self::spec::*;
 
 /// The timers service: `engine.timers()`.

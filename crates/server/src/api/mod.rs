@@ -83,6 +83,10 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
             post(subscriptions::reset_stats),
         )
         .route(
+            "/v1/queues/{queue}/subscriptions/{name}/rotate-secret",
+            post(subscriptions::rotate_secret),
+        )
+        .route(
             "/v1/queues/{queue}/subscriptions/{name}/replay",
             post(subscriptions::replay),
         )
@@ -103,6 +107,10 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
             get(timers::get_timer).delete(timers::cancel_timer),
         )
         .route("/v1/schedules", get(timers::list_schedules))
+        .route("/v1/schedules/{name}/pause", post(timers::pause_schedule))
+        .route("/v1/schedules/{name}/resume", post(timers::resume_schedule))
+        .route("/v1/queues/{queue}/pause", post(native::pause_queue))
+        .route("/v1/queues/{queue}/resume", post(native::resume_queue))
         .route(
             "/v1/schedules/{name}",
             get(timers::get_schedule)

@@ -9,13 +9,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sluice_engine::push::filter::FilterPolicy;
+use sluice_engine::push::secret::{mask, Rotation, SecretKind};
 use sluice_engine::push::{Attempt, Backoff, BatchConfig, ReplayOutcome, ReplayTask, Subscription};
 use sluice_engine::{rfc3339, EngineError, MessageId, QueueStats};
 use utoipa::{IntoParams, ToSchema};
 
-use super::body::{parse_json, QueryParams, RawBody};
+use super::body::{parse_json, parse_json_or_default, QueryParams, RawBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::AppState;
+use crate::delivery::signing::public_key;
 use crate::delivery::LaneCounters;
 
 // ---------- subscriptions ----------
@@ -62,8 +65,30 @@ pub struct SubscriptionBody {
     /// Requests in flight at once, 1-1000 (default 10).
     pub concurrency: Option<u32>,
     pub batch: Option<BatchBody>,
-    /// `whsec_` + base64 of the key (24-64 bytes recommended): sign requests (Standard Webhooks).
+    /// Sign requests (Standard Webhooks): `whsec_` + base64 of an HMAC key (24-64 bytes
+    /// recommended; `v1,` signatures), or `whsk_` + base64 of a 32-byte ed25519 seed (`v1a,`
+    /// signatures, verified with the `signing_public_key` of the view).
     pub signing_secret: Option<String>,
+    /// Only messages whose attributes match this SNS filter policy are sent to this
+    /// subscription: `{"KEY": [condition, ...]}`, conditions being strings, numbers,
+    /// `{"prefix"}`, `{"anything-but"}`, `{"numeric": [op, n, ...]}` and `{"exists"}`; AND across
+    /// keys, OR within a list. Others are counted in `stats.filtered`.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    /// Only messages whose `event-type` attribute is one of these (at most 100).
+    pub event_types: Option<Vec<String>>,
+}
+
+impl SubscriptionBody {
+    /// The subscription it describes; the filter is parsed (and checked) by the engine.
+    fn into_subscription(mut self) -> ApiResult<Subscription> {
+        let filter = self.filter.take().map(FilterPolicy::parse).transpose()?;
+        let event_types = self.event_types.take().unwrap_or_default();
+        let mut sub = Subscription::from(self);
+        sub.filter = filter;
+        sub.event_types = event_types;
+        Ok(sub)
+    }
 }
 
 impl From<SubscriptionBody> for Subscription {
@@ -115,8 +140,13 @@ pub struct SubscriptionStats {
     pub throttled: u64,
     /// Messages given up and dead-lettered.
     pub failed: u64,
+    /// Messages published to the queue that `filter` or `event_types` did not select: no copy
+    /// was made for this subscription.
+    pub filtered: u64,
     /// The adaptive rate in force after 429s (requests/s), or null.
     pub current_rate_limit: Option<f64>,
+    /// The queue's consumption is paused (`POST /v1/queues/{queue}/pause`): nothing is sent.
+    pub queue_paused: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -132,13 +162,35 @@ pub struct SubscriptionView {
     pub rate_limit_per_second: Option<f64>,
     pub concurrency: u32,
     pub batch: BatchConfig,
-    /// Never returned in full: `whsec_` and the first 4 characters, or null.
+    /// Never returned in full: `whsec_` and the first 4 characters, `whsk_…` for an ed25519
+    /// secret key, or null.
     pub signing_secret: Option<String>,
+    /// The `whpk_` public key of an ed25519 `signing_secret` (what receivers verify `v1a`
+    /// signatures with), or null.
+    pub signing_public_key: Option<String>,
+    /// While a rotation's grace period lasts: the previous secret, which still signs.
+    pub rotation: Option<RotationView>,
+    /// The filter policy, as given (null: every message).
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    /// The event types it takes (empty: any).
+    pub event_types: Vec<String>,
     /// Where failed deliveries go.
     pub dead_letter_queue: String,
     pub created_at: String,
     pub updated_at: String,
     pub stats: SubscriptionStats,
+}
+
+/// The previous secret of a rotation, masked like the current one.
+#[derive(Serialize, ToSchema)]
+pub struct RotationView {
+    /// The previous secret, masked.
+    pub previous_secret: String,
+    /// Its `whpk_` public key when it is an ed25519 secret key.
+    pub previous_public_key: Option<String>,
+    /// When it stops signing (RFC 3339).
+    pub expires_at: String,
 }
 
 async fn subscription_view(
@@ -155,13 +207,16 @@ async fn subscription_view(
         .await
         .unwrap_or_default();
     let c: LaneCounters = s.push.counters(queue, name);
-    let dlq = s
-        .engine
-        .queue_info(queue)
-        .await
-        .ok()
-        .and_then(|q| q.config.dead_letter_queue)
+    let parent = s.engine.queue_info(queue).await.ok().map(|q| q.config);
+    let queue_paused = parent.as_ref().is_some_and(|c| c.paused_at.is_some());
+    let dlq = parent
+        .and_then(|c| c.dead_letter_queue)
         .unwrap_or_else(|| sluice_engine::push::default_dlq(queue));
+    let rotation = sub.rotation(s.engine.now()).map(|p| RotationView {
+        previous_secret: mask(&p.secret),
+        previous_public_key: public_key(&p.secret),
+        expires_at: rfc3339(p.expires_at),
+    });
     Ok(SubscriptionView {
         queue: queue.to_string(),
         name: name.to_string(),
@@ -174,15 +229,19 @@ async fn subscription_view(
         rate_limit_per_second: sub.rate_limit_per_second,
         concurrency: sub.concurrency,
         batch: sub.batch,
-        signing_secret: sub.signing_secret.map(|x| mask_secret(&x)),
+        signing_public_key: sub.signing_secret.as_deref().and_then(public_key),
+        rotation,
+        filter: sub.filter.as_ref().map(|f| f.json().clone()),
+        event_types: sub.event_types,
+        signing_secret: sub.signing_secret.as_deref().map(mask),
         dead_letter_queue: dlq,
         created_at: rfc3339(sub.created_at),
         updated_at: rfc3339(sub.updated_at),
-        stats: stats_view(qs, c),
+        stats: stats_view(qs, c, queue_paused),
     })
 }
 
-fn stats_view(qs: QueueStats, c: LaneCounters) -> SubscriptionStats {
+fn stats_view(qs: QueueStats, c: LaneCounters, queue_paused: bool) -> SubscriptionStats {
     SubscriptionStats {
         ready: qs.ready,
         delayed: qs.delayed,
@@ -192,13 +251,10 @@ fn stats_view(qs: QueueStats, c: LaneCounters) -> SubscriptionStats {
         retried: qs.retried,
         throttled: qs.throttled,
         failed: qs.failed,
+        filtered: qs.filtered,
         current_rate_limit: c.current_rate_limit,
+        queue_paused,
     }
-}
-
-pub fn mask_secret(s: &str) -> String {
-    let rest = s.strip_prefix("whsec_").unwrap_or(s);
-    format!("whsec_{}…", rest.chars().take(4).collect::<String>())
 }
 
 /// Create or replace a push subscription (the queue is created if missing).
@@ -214,7 +270,11 @@ pub async fn put_subscription(
     body: RawBody,
 ) -> ApiResult<Response> {
     let b: SubscriptionBody = parse_json(&body.bytes)?;
-    let (sub, created) = s.engine.push().put(&queue, &name, b.into()).await?;
+    let (sub, created) = s
+        .engine
+        .push()
+        .put(&queue, &name, b.into_subscription()?)
+        .await?;
     let view = subscription_view(&s, &queue, &name, sub).await?;
     let status = if created {
         StatusCode::CREATED
@@ -280,6 +340,68 @@ pub async fn reset_stats(
     s.engine.push().reset_stats(&queue, &name).await?;
     let sub = s.engine.push().get(&queue, &name)?;
     Ok(Json(subscription_view(&s, &queue, &name, sub).await?))
+}
+
+// ---------- secret rotation ----------
+
+/// A rotation of the signing secret. Every field is optional: an empty body generates a new
+/// secret of the current kind and keeps the old one signing for 24 h.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// The new secret (`whsec_…` or `whsk_…`); absent: one is generated (32 random bytes).
+    pub secret: Option<String>,
+    /// The kind of secret to generate: `hmac` (`whsec_`) or `ed25519` (`whsk_`). Default: the
+    /// kind of the current secret (`hmac` if there is none).
+    #[serde(rename = "type")]
+    pub kind: Option<SecretKind>,
+    /// How long the current secret keeps signing beside the new one, 0-604800 s (default
+    /// 86400). 0 switches at once.
+    pub grace_seconds: Option<u64>,
+}
+
+/// The answer to a rotation: the new secret in full only here, and only when sluice generated
+/// it (an HMAC key; an ed25519 secret key is never shown, its public key is).
+#[derive(Serialize, ToSchema)]
+pub struct RotateAnswer {
+    /// The generated `whsec_` secret in full (store it now: no other answer shows it), or
+    /// null when the secret was given or is an ed25519 key.
+    pub secret: Option<String>,
+    /// The new `whpk_` public key when the new secret is an ed25519 key.
+    pub public_key: Option<String>,
+    pub subscription: SubscriptionView,
+}
+
+/// Rotate the signing secret. The old secret keeps signing beside the new one for the grace
+/// period: every request carries both signatures (`v1,<new> v1,<old>`), so a receiver can
+/// switch keys without dropping a request.
+#[utoipa::path(post, path = "/v1/queues/{queue}/subscriptions/{name}/rotate-secret", tag = "push",
+    params(("queue" = String, Path), ("name" = String, Path)),
+    request_body(content = RotateBody, content_type = "application/json"),
+    responses((status = 200, body = RotateAnswer), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    Path((queue, name)): Path<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Json<RotateAnswer>> {
+    let b: RotateBody = parse_json_or_default(&body.bytes)?;
+    let rotation = Rotation {
+        secret: b.secret,
+        kind: b.kind,
+        grace_seconds: b.grace_seconds,
+    };
+    let done = s
+        .engine
+        .push()
+        .rotate_secret(&queue, &name, rotation)
+        .await?;
+    let current = done.subscription.signing_secret.clone().unwrap_or_default();
+    Ok(Json(RotateAnswer {
+        secret: done.generated.filter(|g| public_key(g).is_none()),
+        public_key: public_key(&current),
+        subscription: subscription_view(&s, &queue, &name, done.subscription).await?,
+    }))
 }
 
 // ---------- replay ----------

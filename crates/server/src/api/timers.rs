@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sluice_engine::push::Attempt;
-use sluice_engine::timers::{Schedule, TimerInfo, TimerSpec};
+use sluice_engine::timers::{firing_id, CatchUp, Schedule, TimerInfo, TimerSpec};
 use sluice_engine::{rfc3339, Attributes, EngineError, MessageId};
 use utoipa::{IntoParams, ToSchema};
 
@@ -46,6 +46,52 @@ fn body_text(v: Option<serde_json::Value>) -> Option<String> {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s),
         Some(other) => Some(other.to_string()),
+    }
+}
+
+/// What a timer or a schedule's firing does, as a request body gives it.
+struct Target {
+    url: Option<String>,
+    method: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    body: Option<serde_json::Value>,
+    queue: Option<String>,
+    attributes: Option<Attributes>,
+    max_attempts: Option<u32>,
+}
+
+/// The [`Target`] fields of a timer's or a schedule's body (both have them, by name).
+macro_rules! target_of {
+    ($b:expr) => {
+        Target {
+            url: $b.url,
+            method: $b.method,
+            headers: $b.headers,
+            body: $b.body,
+            queue: $b.queue,
+            attributes: $b.attributes,
+            max_attempts: $b.max_attempts,
+        }
+    };
+}
+
+/// The timer spec of a target (not yet due: the caller sets `due_at`).
+fn target_spec(t: Target) -> TimerSpec {
+    TimerSpec {
+        url: t.url,
+        method: t
+            .method
+            .map(|m| m.to_ascii_uppercase())
+            .unwrap_or_else(|| "POST".into()),
+        headers: t.headers.unwrap_or_default(),
+        body: body_text(t.body),
+        queue: t.queue,
+        attributes: t.attributes.unwrap_or_default(),
+        append_id: false,
+        max_attempts: t.max_attempts,
+        schedule: None,
+        due_at: 0,
+        created_at: 0,
     }
 }
 
@@ -126,22 +172,9 @@ pub async fn create_timer(State(s): State<AppState>, body: RawBody) -> ApiResult
         (None, Some(at)) => parse_at(at)?,
         (None, None) => now,
     };
-    let spec = TimerSpec {
-        url: b.url,
-        method: b
-            .method
-            .map(|m| m.to_ascii_uppercase())
-            .unwrap_or_else(|| "POST".into()),
-        headers: b.headers.unwrap_or_default(),
-        body: body_text(b.body),
-        queue: b.queue,
-        attributes: b.attributes.unwrap_or_default(),
-        append_id: false,
-        max_attempts: b.max_attempts,
-        schedule: None,
-        due_at,
-        created_at: now,
-    };
+    let mut spec = target_spec(target_of!(b));
+    spec.due_at = due_at;
+    spec.created_at = now;
     let id = s.engine.timers().create(spec, None).await?;
     let t = timer_or_404(&s, &id.to_string()).await?;
     Ok((StatusCode::CREATED, Json(timer_view(&s, t).await?)).into_response())
@@ -263,6 +296,34 @@ pub struct ScheduleBody {
     pub queue: Option<String>,
     pub attributes: Option<Attributes>,
     pub max_attempts: Option<u32>,
+    /// What happens to firings found late (the server was down or busy, or the schedule
+    /// paused): `latest` (default: the latest fires once), `skip` (none fires) or `all` (each
+    /// fires, oldest first, at most 1000).
+    pub catch_up: Option<CatchUp>,
+    /// Late firings older than this never fire, 1-31536000 s (default: no limit).
+    pub catch_up_window_seconds: Option<u64>,
+}
+
+/// One firing made by a schedule.
+#[derive(Serialize, ToSchema)]
+pub struct FiringView {
+    /// Its scheduled time.
+    pub at: String,
+    /// Its timer (`GET /v1/timers/{id}`).
+    pub timer_id: String,
+    /// Fired late (caught up), not at its time.
+    pub late: bool,
+}
+
+/// The last time late firings were found.
+#[derive(Serialize, ToSchema)]
+pub struct CatchUpView {
+    /// When they were found.
+    pub at: String,
+    /// How many of them fired.
+    pub fired: u64,
+    /// How many did not.
+    pub missed: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -279,21 +340,47 @@ pub struct ScheduleView {
     pub body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// The next firing; null while paused.
     pub next_fire_at: Option<String>,
     /// The scheduled time of the last firing (or of the creation).
     pub last_fired_at: Option<String>,
     pub fired: u64,
-    /// Firings skipped because the server was down (only the latest missed one fires).
+    /// Firings that did not fire: late ones the catch-up policy left out.
     pub missed: u64,
+    pub catch_up: CatchUp,
+    pub catch_up_window_seconds: Option<u64>,
+    /// Paused: nothing fires until `POST …/resume`.
+    pub paused: bool,
+    pub paused_at: Option<String>,
+    /// The last firings made (at most 10), oldest first.
+    pub recent_firings: Vec<FiringView>,
+    /// The last catch-up, or null if there never was one.
+    pub last_catch_up: Option<CatchUpView>,
     pub created_at: String,
     pub updated_at: String,
 }
 
 fn schedule_view(name: String, s: Schedule) -> ScheduleView {
-    let next = s
-        .next_after(s.last_fired.unwrap_or(s.created_at))
-        .map(rfc3339);
+    let next = s.next_fire_at().map(rfc3339);
     ScheduleView {
+        recent_firings: s
+            .recent_firings
+            .iter()
+            .map(|f| FiringView {
+                at: rfc3339(f.at),
+                timer_id: firing_id(&name, f.at).to_string(),
+                late: f.late,
+            })
+            .collect(),
+        last_catch_up: s.last_catch_up.map(|r| CatchUpView {
+            at: rfc3339(r.at),
+            fired: r.fired,
+            missed: r.missed,
+        }),
+        catch_up: s.catch_up,
+        catch_up_window_seconds: s.catch_up_window_seconds,
+        paused: s.paused_at.is_some(),
+        paused_at: s.paused_at.map(rfc3339),
         name,
         next_fire_at: next,
         last_fired_at: (s.fired > 0).then(|| s.last_fired.map(rfc3339)).flatten(),
@@ -322,31 +409,13 @@ pub async fn put_schedule(
     body: RawBody,
 ) -> ApiResult<Response> {
     let b: ScheduleBody = parse_json(&body.bytes)?;
-    let sched = Schedule {
-        cron: b.cron,
-        timezone: b.timezone.unwrap_or_else(|| "UTC".into()),
-        target: TimerSpec {
-            url: b.url,
-            method: b
-                .method
-                .map(|m| m.to_ascii_uppercase())
-                .unwrap_or_else(|| "POST".into()),
-            headers: b.headers.unwrap_or_default(),
-            body: body_text(b.body),
-            queue: b.queue,
-            attributes: b.attributes.unwrap_or_default(),
-            append_id: false,
-            max_attempts: b.max_attempts,
-            schedule: None,
-            due_at: 0,
-            created_at: 0,
-        },
-        created_at: 0,
-        updated_at: 0,
-        last_fired: None,
-        fired: 0,
-        missed: 0,
-    };
+    let target = target_spec(target_of!(b));
+    let mut sched = Schedule::new(b.cron, target);
+    if let Some(tz) = b.timezone {
+        sched.timezone = tz;
+    }
+    sched.catch_up = b.catch_up.unwrap_or_default();
+    sched.catch_up_window_seconds = b.catch_up_window_seconds;
     let (sched, created) = s.engine.timers().put_schedule(&name, sched).await?;
     let status = if created {
         StatusCode::CREATED
@@ -398,4 +467,29 @@ pub async fn delete_schedule(
 ) -> ApiResult<StatusCode> {
     s.engine.timers().delete_schedule(&name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pause a cron schedule: nothing fires until it is resumed. Durable; a PUT keeps it.
+#[utoipa::path(post, path = "/v1/schedules/{name}/pause", tag = "timers",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ScheduleView), (status = 404, body = ErrorBody)))]
+pub async fn pause_schedule(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ScheduleView>> {
+    let v = s.engine.timers().pause_schedule(&name).await?;
+    Ok(Json(schedule_view(name, v)))
+}
+
+/// Resume a paused cron schedule. Firings that fell due while it was paused are late: they
+/// follow its `catch_up` policy.
+#[utoipa::path(post, path = "/v1/schedules/{name}/resume", tag = "timers",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ScheduleView), (status = 404, body = ErrorBody)))]
+pub async fn resume_schedule(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ScheduleView>> {
+    let v = s.engine.timers().resume_schedule(&name).await?;
+    Ok(Json(schedule_view(name, v)))
 }

@@ -115,13 +115,9 @@ fn request(s: &SubscriptionRef, got: &[Delivery], attempt: u32) -> Request {
     }
     headers.push(("webhook-id".into(), webhook_id.clone()));
     headers.push(("webhook-timestamp".into(), timestamp.to_string()));
-    if let Some(secret) = &sub.signing_secret {
-        if let Ok(key) = sluice_engine::push::signing_key(secret) {
-            headers.push((
-                "webhook-signature".into(),
-                super::signing::sign(&key, &webhook_id, timestamp, &body),
-            ));
-        }
+    let secrets = sub.secrets_in_force(timestamp * 1000);
+    if let Some(sig) = super::signing::signature_header(&secrets, &webhook_id, timestamp, &body) {
+        headers.push(("webhook-signature".into(), sig));
     }
     headers.push(("sluice-queue".into(), s.queue.clone()));
     headers.push(("sluice-subscription".into(), s.name.clone()));

@@ -116,13 +116,13 @@ async fn handle(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: B
     resp
 }
 
-pub async fn open_server() -> (Server, Http) {
+pub(crate) async fn open_server() -> (Server, Http) {
     let s = Server::start_with(&["--allow-private-targets"]).await;
     let h = Http::new(&s.base);
     (s, h)
 }
 
-async fn send(h: &Http, q: &str, body: Value) -> String {
+pub(crate) async fn send(h: &Http, q: &str, body: Value) -> String {
     let (st, v) = h.post(&format!("/v1/queues/{q}/messages"), body).await;
     assert_eq!(st, 201, "{v}");
     v["id"].as_str().unwrap().to_string()
@@ -150,7 +150,7 @@ where
     }
 }
 
-fn verify_signature(secret: &str, r: &Req) -> bool {
+pub(crate) fn verify_signature(secret: &str, r: &Req) -> bool {
     use base64::Engine as _;
     use hmac::{Hmac, Mac};
     let key = base64::engine::general_purpose::STANDARD
@@ -176,7 +176,7 @@ fn verify_signature(secret: &str, r: &Req) -> bool {
         .any(|s| s == want)
 }
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[tokio::test]
 async fn fan_out_delivery_with_headers_signature_and_attributes() {

@@ -1,4 +1,4 @@
-//! Queues: create, configure, list, inspect, purge, delete.
+//! Queues: create, configure, list, inspect, purge, delete, pause and resume consumption.
 
 use std::collections::BTreeMap;
 
@@ -94,6 +94,11 @@ impl From<QueueConfig> for QueueConfigView {
 pub struct QueueView {
     pub name: String,
     pub config: QueueConfigView,
+    /// Consumption paused (`POST …/pause`): receives, and the push deliveries of its
+    /// subscriptions, hand out nothing; publishes are accepted.
+    pub paused: bool,
+    /// Since when, while paused.
+    pub paused_at: Option<String>,
     /// The queue's own list. Gauges are exact when read; counters count since the queue was
     /// created (or its counters were reset), across restarts.
     pub stats: QueueStats,
@@ -107,6 +112,8 @@ pub struct QueueView {
 fn queue_view((info, stats, counts): (QueueInfo, QueueStats, QueueCounts)) -> QueueView {
     QueueView {
         name: info.name,
+        paused: info.config.paused_at.is_some(),
+        paused_at: info.config.paused_at.map(rfc3339),
         config: info.config.into(),
         stats,
         counts,
@@ -199,4 +206,29 @@ pub async fn purge_queue(
     Ok(Json(Purged {
         purged: s.engine.purge(&queue).await?,
     }))
+}
+
+/// Pause the queue's consumption: receives (and its subscriptions' deliveries) hand out
+/// nothing until it is resumed; publishes are still accepted. Durable.
+#[utoipa::path(post, path = "/v1/queues/{queue}/pause", tag = "queues",
+    params(("queue" = String, Path)),
+    responses((status = 200, body = QueueView), (status = 404, body = ErrorBody)))]
+pub async fn pause_queue(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<QueueView>> {
+    s.engine.pause_queue(&queue).await?;
+    Ok(Json(queue_view(s.engine.queue_counts(&queue).await?)))
+}
+
+/// Resume a paused queue's consumption.
+#[utoipa::path(post, path = "/v1/queues/{queue}/resume", tag = "queues",
+    params(("queue" = String, Path)),
+    responses((status = 200, body = QueueView), (status = 404, body = ErrorBody)))]
+pub async fn resume_queue(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<QueueView>> {
+    s.engine.resume_queue(&queue).await?;
+    Ok(Json(queue_view(s.engine.queue_counts(&queue).await?)))
 }
