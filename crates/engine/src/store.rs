@@ -162,6 +162,9 @@ pub trait Store: Send + Sync + 'static {
     }
 
     fn info(&self) -> StoreInfo;
+    /// The secret that seals receipts (`receipts.rs`): made once per data set, kept with it,
+    /// the same for every node that shares it.
+    fn receipt_key(&self) -> [u8; 32];
     /// Shared backends (several nodes on one store): names of queues that got ready messages
     /// through another node (`q:NAME`), `meta:KEY` when a subscription (`sub/...`) or schedule
     /// (`schedule/...`) changed there, or `meta` when anything may have been missed (re-read

@@ -182,7 +182,7 @@ mod recovery {
             )
             .await
             .unwrap();
-        let receipts: Vec<String> = got.iter().map(|d| d.receipt.encode()).collect();
+        let receipts: Vec<String> = got.iter().map(|d| e.receipt("q", &d.receipt)).collect();
         assert!(e
             .ack("q", &receipts)
             .await
@@ -280,7 +280,7 @@ mod compaction {
             if got.is_empty() {
                 break;
             }
-            let r: Vec<String> = got.iter().map(|d| d.receipt.encode()).collect();
+            let r: Vec<String> = got.iter().map(|d| e.receipt("churn", &d.receipt)).collect();
             e.ack("churn", &r).await.unwrap();
         }
         let before = segment_count(dir.path());

@@ -82,7 +82,10 @@ pub async fn purge_and_delete(h: &mut dyn Harness) {
     let d = c.recv("p", 1, 30).await.remove(0);
     assert_eq!(c.engine.purge("p").await.unwrap(), 5);
     assert_eq!(
-        c.engine.ack("p", &[receipt(&d)]).await.unwrap()[0],
+        c.engine
+            .ack("p", &[receipt(&c.engine, "p", &d)])
+            .await
+            .unwrap()[0],
         Err(EngineError::MessageGone)
     );
     c.send("p", "after").await;

@@ -3,8 +3,7 @@
 //! Queue changes are rare, so a small JSON file is simpler than putting them in the log, and it
 //! lets the log's segments be deleted without losing queue definitions.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -42,14 +41,6 @@ pub fn load(dir: &Path) -> Result<Catalog> {
 }
 
 pub fn save(dir: &Path, catalog: &Catalog) -> Result<()> {
-    let tmp = dir.join(format!("{FILE}.tmp"));
     let bytes = serde_json::to_vec_pretty(catalog).expect("catalog serializes");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, dir.join(FILE))?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    super::side::write_atomic(dir, FILE, &bytes)
 }

@@ -5,6 +5,7 @@
 //! DATA_DIR/log/NNNN….seg        the append-only log segments (log.rs, record.rs)
 //! DATA_DIR/meta.json            small settings: subscriptions, schedules (side.rs)
 //! DATA_DIR/archive.bin          outcomes of finished timers, 17 bytes each (side.rs)
+//! DATA_DIR/receipt.key          the secret that seals receipts (side.rs, receipts.rs)
 //! DATA_DIR/LOCK                 held while a server has the directory open
 //! ```
 //!
@@ -86,6 +87,7 @@ pub struct EmbeddedStore {
     last_compaction: std::sync::atomic::AtomicI64,
     meta: side::Meta,
     archive: side::Archive,
+    receipt_key: [u8; 32],
     _lock: File,
 }
 
@@ -136,6 +138,7 @@ impl EmbeddedStore {
             last_compaction: std::sync::atomic::AtomicI64::new(0),
             meta: side::Meta::open(dir)?,
             archive: side::Archive::open(dir)?,
+            receipt_key: side::receipt_key(dir)?,
             _lock: lock,
         };
         Ok((store, report))

@@ -280,6 +280,10 @@ impl Store for EmbeddedStore {
         }
     }
 
+    fn receipt_key(&self) -> [u8; 32] {
+        self.receipt_key
+    }
+
     async fn close(&self) -> Result<()> {
         self.log.shutdown();
         Ok(())

@@ -1,6 +1,7 @@
 //! The message API: publish (fanned out on a push queue), receive (a long poll when asked
-//! to wait), ack, nack, change a lease, peek. Receipts are decoded here and per-receipt
-//! results merged in request order; the store applies the rules.
+//! to wait), ack, nack, change a lease, peek. Receipts are opened here (checked against the
+//! data set's key, `receipts.rs`) and per-receipt results merged in request order; the store
+//! applies the rules.
 
 use std::sync::atomic::Ordering;
 
@@ -308,7 +309,7 @@ impl Engine {
         validate_queue_name(queue)?;
         check_receipt_count(receipts.len())?;
         let out = self
-            .per_receipt(receipts, |rs| async move {
+            .per_receipt(queue, receipts, |rs| async move {
                 self.core.store.ack(queue, &rs, self.now()).await
             })
             .await?;
@@ -335,7 +336,7 @@ impl Engine {
             limits::DELAY_MAX_S as u64,
         )?;
         let out = self
-            .per_receipt(receipts, |rs| async move {
+            .per_receipt(queue, receipts, |rs| async move {
                 self.core
                     .store
                     .nack(
@@ -356,18 +357,29 @@ impl Engine {
         Ok(out)
     }
 
-    /// Decode receipts, run `op` on the decodable ones, and merge results in request order.
-    async fn per_receipt<F, Fut>(&self, receipts: &[String], op: F) -> Result<Vec<ReceiptResult>>
+    /// Open receipts (sealed for `queue`), run `op` on the good ones, and merge results in
+    /// request order.
+    async fn per_receipt<F, Fut>(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        op: F,
+    ) -> Result<Vec<ReceiptResult>>
     where
         F: FnOnce(Vec<Receipt>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<ReceiptResult>>>,
     {
-        let decoded: Vec<Result<Receipt>> = receipts.iter().map(|r| Receipt::decode(r)).collect();
+        let decoded: Vec<Result<Receipt>> = receipts
+            .iter()
+            .map(|r| self.receipts.open(queue, r))
+            .collect();
         let good: Vec<Receipt> = decoded
             .iter()
             .filter_map(|r| r.as_ref().ok().copied())
             .collect();
         let mut results = if good.is_empty() {
+            // No store call tells of a missing queue: say it before the receipts.
+            self.existing(queue).await?;
             Vec::new()
         } else {
             op(good).await?
@@ -396,7 +408,13 @@ impl Engine {
             0,
             limits::VISIBILITY_TIMEOUT_MAX_S as u64,
         )?;
-        let r = Receipt::decode(receipt)?;
+        let r = match self.receipts.open(queue, receipt) {
+            Ok(r) => r,
+            Err(e) => {
+                self.existing(queue).await?;
+                return Err(e);
+            }
+        };
         let now = self.now();
         if timeout_seconds == 0 {
             // A zero timeout releases the message: that is a nack, for every store.
@@ -413,6 +431,14 @@ impl Engine {
             .store
             .change_visibility(queue, r, timeout_seconds as u64 * 1000, now)
             .await
+    }
+
+    /// `QueueNotFound` unless `queue` exists.
+    async fn existing(&self, queue: &str) -> Result<()> {
+        match self.core.store.get_queue(queue).await? {
+            Some(_) => Ok(()),
+            None => Err(EngineError::QueueNotFound(queue.to_string())),
+        }
     }
 
     pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>> {

@@ -24,7 +24,9 @@ use crate::core::Core;
 use crate::error::Result;
 use crate::history::History;
 use crate::limits;
+use crate::model::Receipt;
 use crate::push::Push;
+use crate::receipts::ReceiptKey;
 use crate::store::{Store, StoreInfo};
 use crate::timers::Timers;
 
@@ -58,11 +60,14 @@ pub struct Engine {
     push: Arc<Push>,
     timers: Arc<Timers>,
     nodes: nodes::Nodes,
+    /// Seals the receipts clients get (the store's key).
+    receipts: ReceiptKey,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: EngineOptions) -> Arc<Engine> {
         let remote = store.remote_wakeups();
+        let receipts = ReceiptKey::new(store.receipt_key());
         let core = Arc::new(Core::new(store, clock));
         let history = Arc::new(History::new(core.clone()));
         let engine = Arc::new(Engine {
@@ -73,11 +78,18 @@ impl Engine {
             opts,
             waiters: AtomicUsize::new(0),
             nodes: nodes::Nodes::default(),
+            receipts,
         });
         if let Some(rx) = remote {
             engine.follow_other_nodes(rx);
         }
         engine
+    }
+
+    /// The receipt a client gets for lease `r` of a message of `queue`: sealed, so that only
+    /// this data set's servers can make one (`receipts.rs`).
+    pub fn receipt(&self, queue: &str, r: &Receipt) -> String {
+        self.receipts.seal(queue, r)
     }
 
     /// Subscriptions, fan-out and the push senders' calls.

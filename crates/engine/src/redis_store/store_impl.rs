@@ -540,6 +540,10 @@ impl Store for RedisStore {
         }
     }
 
+    fn receipt_key(&self) -> [u8; 32] {
+        self.receipt_key
+    }
+
     fn remote_wakeups(&self) -> Option<broadcast::Receiver<String>> {
         Some(self.wakeups.subscribe())
     }

@@ -309,7 +309,7 @@ async fn session(
                     }
                     outstanding = Some(Outstanding {
                         id: d.message.id,
-                        receipt: d.receipt.encode(),
+                        receipt: engine.receipt(&topic, &d.receipt),
                     });
                     wanted = false;
                     if out.send(line(v)).await.is_err() {
@@ -385,7 +385,10 @@ async fn session(
     // whatever is outstanding goes back to the front.
     if let Some(p) = pending.take() {
         if let Ok(Ok(got)) = p.await {
-            let receipts: Vec<String> = got.iter().map(|d| d.receipt.encode()).collect();
+            let receipts: Vec<String> = got
+                .iter()
+                .map(|d| engine.receipt(&topic, &d.receipt))
+                .collect();
             if !receipts.is_empty() {
                 let _ = engine.nack(&topic, &receipts, 0, Placement::Front).await;
             }

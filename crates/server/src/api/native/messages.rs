@@ -9,7 +9,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sluice_engine::{rfc3339, Delivery, Message, MessageState, Publish, ReceiveOptions};
+use sluice_engine::{rfc3339, Delivery, Engine, Message, MessageState, Publish, ReceiveOptions};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::body::{parse_json, parse_json_or_default, QueryParams, RawBody};
@@ -254,8 +254,9 @@ fn message_view(m: Message, receipt: Option<String>) -> MessageView {
     }
 }
 
-pub fn delivery_view(d: Delivery) -> MessageView {
-    let receipt = d.receipt.encode();
+/// A received message with the receipt its consumer settles it with (sealed for `queue`).
+pub fn delivery_view(engine: &Engine, queue: &str, d: Delivery) -> MessageView {
+    let receipt = engine.receipt(queue, &d.receipt);
     message_view(d.message, Some(receipt))
 }
 
@@ -287,7 +288,10 @@ pub async fn receive(
         )
         .await?;
     Ok(Json(MessageList {
-        messages: got.into_iter().map(delivery_view).collect(),
+        messages: got
+            .into_iter()
+            .map(|d| delivery_view(&s.engine, &queue, d))
+            .collect(),
     }))
 }
 
