@@ -92,6 +92,21 @@ impl Principal {
 
     /// Is this caller allowed what `need` asks? `Err` carries the reason for a 403.
     pub fn allows(&self, need: &Need) -> Result<(), String> {
+        let queue = self.allows_role(need)?;
+        if let Some(q) = queue {
+            if !self.covers(q) {
+                return Err(format!(
+                    "key {:?} does not cover queue {q:?} (see its queues globs)",
+                    self.label
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The role half of [`Principal::allows`]: may this role do it at all, whatever the queue?
+    /// Returns the queue still to be checked, if any.
+    fn allows_role<'n>(&self, need: &'n Need) -> Result<Option<&'n String>, String> {
         let role = self.role;
         let (ok, what, queue) = match need {
             Need::Public | Need::AnyKey | Need::Sqs => (true, "", None),
@@ -115,15 +130,7 @@ impl Principal {
                 role.name()
             ));
         }
-        if let Some(q) = queue {
-            if !self.covers(q) {
-                return Err(format!(
-                    "key {:?} does not cover queue {q:?} (see its queues globs)",
-                    self.label
-                ));
-            }
-        }
-        Ok(())
+        Ok(queue)
     }
 }
 
@@ -249,6 +256,15 @@ impl Auth {
             .iter()
             .find(|(id, _, _)| id == access_key_id)
             .map(|(_, _, p)| p.clone())
+    }
+
+    /// Before the body is read (so before the queue is known): may the role of the pair
+    /// `access_key_id` claims run `action` at all?
+    pub fn sqs_role_allows(&self, access_key_id: &str, action: &str) -> Result<(), String> {
+        match self.sqs.iter().find(|(id, _, _)| id == access_key_id) {
+            Some((_, _, p)) => p.allows_role(&sqs_need(action, None)).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// After SigV4 verified `access_key_id`: may it run `action` on `queue` (if any)?

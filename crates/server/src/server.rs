@@ -160,6 +160,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         api::sqs::SqsOptions {
             base_url: cfg.sqs_base_url.clone(),
             credentials: sqs_credentials,
+            region: cfg.sqs_region.clone(),
             purge_interval_seconds: cfg.sqs_purge_interval_seconds,
         },
     );

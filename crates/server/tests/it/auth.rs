@@ -5,19 +5,15 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::common::{err_code, free_port, Http, Server, BIN};
+use crate::common::{err_code, free_port, key_file_with, Http, Server, BIN};
 
 const ADMIN: &str = "admin-key-4f9c2a7e1b";
 const PUBLISHER: &str = "orders-publisher-8d1e";
 const WORKER: &str = "worker-consumer-77aa1";
 
 fn key_file() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keys.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
+    key_file_with(&format!(
+        r#"
 [[key]]
 name = "ops"
 key = "{ADMIN}"
@@ -34,11 +30,7 @@ name = "workers"
 key = "{WORKER}"
 role = "consume"
 "#
-        ),
-    )
-    .unwrap();
-    let p = path.to_str().unwrap().to_string();
-    (dir, p)
+    ))
 }
 
 fn with_key(base: &str, key: &str) -> Http {

@@ -243,6 +243,15 @@ impl Http {
     }
 }
 
+/// An `--auth-keys` file with `toml` in a temporary directory: (the directory, the path).
+pub fn key_file_with(toml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.toml");
+    std::fs::write(&path, toml).unwrap();
+    let p = path.to_str().unwrap().to_string();
+    (dir, p)
+}
+
 /// Assert an error response of the documented shape and return its code.
 pub fn err_code(v: &Value) -> String {
     let code = v["error"]["code"]

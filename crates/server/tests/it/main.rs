@@ -16,5 +16,6 @@ mod miniqueue;
 mod nodes;
 mod push;
 mod seeds;
+mod sqs_auth;
 mod stream;
 mod tls;
