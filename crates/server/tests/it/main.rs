@@ -11,6 +11,7 @@ mod crash;
 mod dashboard;
 mod faults;
 mod ingest;
+mod keyless;
 mod limits;
 mod miniqueue;
 mod nodes;
