@@ -286,6 +286,19 @@ impl Auth {
     }
 }
 
+/// May `caller` see the secrets of `queue`'s subscriptions (header values, credentials in the
+/// URL)? Only a caller that may change them (what `PUT` of a subscription needs), or anyone
+/// when no keys are configured (`caller` is None).
+pub fn sees_subscription_secrets(caller: Option<&Principal>, queue: &str) -> bool {
+    let change = need(
+        &Method::PUT,
+        "/v1/queues/{queue}/subscriptions/{name}",
+        Some(queue),
+        "",
+    );
+    caller.is_none_or(|p| p.allows(&change).is_ok())
+}
+
 /// What an SQS action needs.
 fn sqs_need(action: &str, queue: Option<&str>) -> Need {
     let q = || queue.unwrap_or_default().to_string();

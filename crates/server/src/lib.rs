@@ -11,6 +11,7 @@ mod delivery;
 pub mod fuzzing;
 mod ingest;
 mod rates;
+mod redact;
 pub mod server;
 mod telemetry;
 mod tls;

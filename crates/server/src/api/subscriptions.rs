@@ -1,10 +1,12 @@
 //! The native push API: the subscriptions of a queue and the delivery history (attempts) of
 //! its messages. Handlers shape JSON; the engine holds the rules and the push lanes make the
-//! calls.
+//! calls. A subscription's secrets (header values, credentials in its URL) are shown in clear
+//! only to a key that may change it; others see them masked (`redact.rs`), and the signing
+//! secret is always masked.
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,7 +18,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::body::{parse_json, QueryParams, RawBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::AppState;
+use crate::auth::{sees_subscription_secrets, Principal};
 use crate::delivery::LaneCounters;
+use crate::redact;
 
 // ---------- subscriptions ----------
 
@@ -118,6 +122,7 @@ pub struct SubscriptionView {
     pub name: String,
     pub url: String,
     pub method: String,
+    /// Values shown only to keys that may change the subscription; otherwise `****`.
     pub headers: BTreeMap<String, String>,
     pub timeout_seconds: f64,
     pub max_attempts: u32,
@@ -139,7 +144,9 @@ async fn subscription_view(
     queue: &str,
     name: &str,
     sub: Subscription,
+    caller: Option<&Principal>,
 ) -> ApiResult<SubscriptionView> {
+    let clear = sees_subscription_secrets(caller, queue);
     let child = sluice_engine::push::child_queue(queue, name);
     let qs = s
         .engine
@@ -158,16 +165,24 @@ async fn subscription_view(
     Ok(SubscriptionView {
         queue: queue.to_string(),
         name: name.to_string(),
-        url: sub.url,
+        url: if clear {
+            sub.url
+        } else {
+            redact::url(&sub.url)
+        },
         method: sub.method,
-        headers: sub.headers,
+        headers: if clear {
+            sub.headers
+        } else {
+            redact::headers(&sub.headers)
+        },
         timeout_seconds: sub.timeout_seconds,
         max_attempts: sub.max_attempts,
         backoff: sub.backoff,
         rate_limit_per_second: sub.rate_limit_per_second,
         concurrency: sub.concurrency,
         batch: sub.batch,
-        signing_secret: sub.signing_secret.map(|x| mask_secret(&x)),
+        signing_secret: sub.signing_secret.map(|x| redact::secret(&x)),
         dead_letter_queue: dlq,
         created_at: rfc3339(sub.created_at),
         updated_at: rfc3339(sub.updated_at),
@@ -188,11 +203,6 @@ fn stats_view(qs: QueueStats, c: LaneCounters) -> SubscriptionStats {
     }
 }
 
-pub fn mask_secret(s: &str) -> String {
-    let rest = s.strip_prefix("whsec_").unwrap_or(s);
-    format!("whsec_{}…", rest.chars().take(4).collect::<String>())
-}
-
 /// Create or replace a push subscription (the queue is created if missing).
 #[utoipa::path(put, path = "/v1/queues/{queue}/subscriptions/{name}", tag = "push",
     params(("queue" = String, Path), ("name" = String, Path, description = "1-64 of [A-Za-z0-9_-]")),
@@ -203,11 +213,12 @@ pub fn mask_secret(s: &str) -> String {
 pub async fn put_subscription(
     State(s): State<AppState>,
     Path((queue, name)): Path<(String, String)>,
+    caller: Option<Extension<Principal>>,
     body: RawBody,
 ) -> ApiResult<Response> {
     let b: SubscriptionBody = parse_json(&body.bytes)?;
     let (sub, created) = s.engine.push().put(&queue, &name, b.into()).await?;
-    let view = subscription_view(&s, &queue, &name, sub).await?;
+    let view = subscription_view(&s, &queue, &name, sub, caller.as_deref()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -228,10 +239,11 @@ pub struct SubscriptionList {
 pub async fn list_subscriptions(
     State(s): State<AppState>,
     Path(queue): Path<String>,
+    caller: Option<Extension<Principal>>,
 ) -> ApiResult<Json<SubscriptionList>> {
     let mut out = Vec::new();
     for (name, sub) in s.engine.push().list(&queue).await? {
-        out.push(subscription_view(&s, &queue, &name, sub).await?);
+        out.push(subscription_view(&s, &queue, &name, sub, caller.as_deref()).await?);
     }
     Ok(Json(SubscriptionList { subscriptions: out }))
 }
@@ -243,9 +255,12 @@ pub async fn list_subscriptions(
 pub async fn get_subscription(
     State(s): State<AppState>,
     Path((queue, name)): Path<(String, String)>,
+    caller: Option<Extension<Principal>>,
 ) -> ApiResult<Json<SubscriptionView>> {
     let sub = s.engine.push().get(&queue, &name)?;
-    Ok(Json(subscription_view(&s, &queue, &name, sub).await?))
+    Ok(Json(
+        subscription_view(&s, &queue, &name, sub, caller.as_deref()).await?,
+    ))
 }
 
 /// Delete a subscription; its undelivered copies are dropped.

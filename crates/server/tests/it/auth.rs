@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::common::{err_code, free_port, key_file_with, Http, Server, BIN};
+use crate::common::{err_code, free_port, key_file_with, with_key, Http, Server, BIN};
 
 const ADMIN: &str = "admin-key-4f9c2a7e1b";
 const PUBLISHER: &str = "orders-publisher-8d1e";
@@ -31,18 +31,6 @@ key = "{WORKER}"
 role = "consume"
 "#
     ))
-}
-
-fn with_key(base: &str, key: &str) -> Http {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
-    Http {
-        base: base.to_string(),
-        c: reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap(),
-    }
 }
 
 #[tokio::test]

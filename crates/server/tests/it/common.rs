@@ -243,6 +243,19 @@ impl Http {
     }
 }
 
+/// A client that sends `Authorization: Bearer KEY` on every request.
+pub fn with_key(base: &str, key: &str) -> Http {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    Http {
+        base: base.to_string(),
+        c: reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap(),
+    }
+}
+
 /// An `--auth-keys` file with `toml` in a temporary directory: (the directory, the path).
 pub fn key_file_with(toml: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
