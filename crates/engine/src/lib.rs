@@ -28,7 +28,9 @@ pub mod timers;
 pub mod validate;
 
 pub use clock::{rfc3339, Clock, ManualClock, Millis, SystemClock};
-pub use engine::{DueTimer, Engine, EngineOptions, KeyedPublish, Publish, ReceiveOptions};
+pub use engine::{
+    DueTimer, Engine, EngineOptions, IfMissing, KeyedPublish, Publish, ReceiveOptions,
+};
 pub use error::{EngineError, Result};
 pub use model::*;
 pub use receipts::ReceiptKey;

@@ -49,6 +49,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(QueueInfo, bool)>;
     async fn get_queue(&self, name: &str) -> Result<Option<QueueInfo>>;
     async fn list_queues(&self) -> Result<Vec<QueueInfo>>;
+    /// How many queues exist (internal ones included), cheaply: the engine checks it before
+    /// creating a queue on first use.
+    async fn queue_count(&self) -> Result<usize> {
+        Ok(self.list_queues().await?.len())
+    }
     /// Delete the queue and all its messages. Returns false if it did not exist.
     async fn delete_queue(&self, name: &str) -> Result<bool>;
     /// Remove every message of the queue. Returns how many were removed.

@@ -117,11 +117,11 @@ mod recovery {
         for cut in (full.len() - 2 * frame)..full.len() {
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir_all(dir.path().join("log")).unwrap();
-            std::fs::copy(
-                src.path().join("queues.json"),
-                dir.path().join("queues.json"),
-            )
-            .unwrap();
+            for catalog in ["queues.json", "queues.log"] {
+                if src.path().join(catalog).exists() {
+                    std::fs::copy(src.path().join(catalog), dir.path().join(catalog)).unwrap();
+                }
+            }
             std::fs::write(
                 dir.path().join("log").join(seg.file_name().unwrap()),
                 &full[..cut],

@@ -49,6 +49,10 @@ pub struct KeySpec {
     pub role: Role,
     /// Queue name globs (`orders*`); absent means every queue.
     pub queues: Option<Vec<String>>,
+    /// May this key create a queue by using it (publishing to a missing queue, a miniqueue
+    /// subscribe)? Default: only admin keys. Within its globs, and within the headroom
+    /// `--max-queues` keeps for explicit creation.
+    pub create_queues: Option<bool>,
     /// A label for logs and errors (the key itself is never shown).
     pub name: Option<String>,
 }
@@ -82,9 +86,15 @@ pub struct Principal {
     pub label: String,
     role: Role,
     queues: Option<GlobSet>,
+    create_queues: bool,
 }
 
 impl Principal {
+    /// May this key create queues by using them (see `KeySpec::create_queues`)?
+    pub fn may_create_queues(&self) -> bool {
+        self.create_queues
+    }
+
     /// Does this key's `queues` globs cover `queue`? (Lists show a key only its queues.)
     pub fn covers(&self, queue: &str) -> bool {
         self.queues.as_ref().is_none_or(|g| g.is_match(queue))
@@ -166,6 +176,7 @@ impl Auth {
                 label: label.clone(),
                 role: s.role,
                 queues,
+                create_queues: s.create_queues.unwrap_or(s.role == Role::Admin),
             };
             match (&s.key, &s.access_key_id, &s.secret_access_key) {
                 (Some(k), None, None) => {
@@ -286,6 +297,15 @@ impl Auth {
     }
 }
 
+/// What a publish by `caller` does when its queue is missing: create it (no keys configured,
+/// or a key that may create queues) or answer that it does not exist.
+pub fn if_missing(caller: Option<&Principal>) -> sluice_engine::IfMissing {
+    match caller {
+        Some(p) if !p.may_create_queues() => sluice_engine::IfMissing::Refuse,
+        _ => sluice_engine::IfMissing::Create,
+    }
+}
+
 /// May `caller` see the secrets of `queue`'s subscriptions (header values, credentials in the
 /// URL)? Only a caller that may change them (what `PUT` of a subscription needs), or anyone
 /// when no keys are configured (`caller` is None).
@@ -375,6 +395,7 @@ mod tests {
             secret_access_key: None,
             role,
             queues: queues.map(|q| q.iter().map(|s| s.to_string()).collect()),
+            create_queues: None,
             name: None,
         }
     }

@@ -54,12 +54,11 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn new(h: &mut dyn Harness) -> Ctx {
+        Self::with_options(h, EngineOptions::default()).await
+    }
+    pub async fn with_options(h: &mut dyn Harness, opts: EngineOptions) -> Ctx {
         let clock = ManualClock::new(T0);
-        let engine = Engine::new(
-            h.open().await,
-            Arc::new(clock.clone()),
-            EngineOptions::default(),
-        );
+        let engine = Engine::new(h.open().await, Arc::new(clock.clone()), opts);
         engine.load().await.unwrap();
         Ctx { engine, clock }
     }
@@ -215,7 +214,8 @@ macro_rules! conformance_suite {
             push_dead_letters_and_redrive_to_their_subscription, throttled_answers_are_not_attempts,
             timers_fire_once_and_survive_restart,
             copies_sharing_an_id_survive_restart_independently,
-            schedules_fire_once_and_count_missed, forged_receipts_settle_nothing);
+            schedules_fire_once_and_count_missed, forged_receipts_settle_nothing,
+            queues_created_on_use_leave_headroom, queue_changes_survive_restart);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(

@@ -10,7 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::limits;
 use crate::model::{
     is_fifo, message_size, Attributes, Delivery, Message, MessageId, NewMessage, Placement,
-    QueueConfig, Receipt, ReceiptResult,
+    Receipt, ReceiptResult,
 };
 use crate::validate::{
     check_receipt_count, range, validate_attributes, validate_fifo_id, validate_queue_name,
@@ -29,6 +29,15 @@ pub struct Publish {
     pub group: Option<String>,
     /// FIFO deduplication id (or the queue's content-based deduplication).
     pub dedup_id: Option<String>,
+}
+
+/// What a publish does when its queue does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Create it with defaults (within `EngineOptions::max_queues_on_use`).
+    Create,
+    /// Answer `QueueNotFound` (the caller may not create queues).
+    Refuse,
 }
 
 /// One message published under a caller-chosen id ([`Engine::publish_keyed`]).
@@ -63,6 +72,16 @@ impl Engine {
     /// Publish one or more messages; the queue is created with defaults if missing. Returns
     /// the ids, in order, once all of them are durable.
     pub async fn publish(&self, queue: &str, messages: Vec<Publish>) -> Result<Vec<MessageId>> {
+        self.publish_if(queue, messages, IfMissing::Create).await
+    }
+
+    /// [`Engine::publish`], saying what to do when the queue does not exist.
+    pub async fn publish_if(
+        &self,
+        queue: &str,
+        messages: Vec<Publish>,
+        missing: IfMissing,
+    ) -> Result<Vec<MessageId>> {
         validate_queue_name(queue)?;
         if messages.is_empty() {
             return Err(EngineError::invalid(
@@ -168,26 +187,27 @@ impl Engine {
                 dedup_id,
             });
         }
-        self.append(queue, batch, now).await
+        self.append(queue, batch, now, missing).await
     }
 
     /// Store validated messages: fanned out on a push queue, else appended (creating the
-    /// queue with defaults if missing); long polls are woken.
+    /// queue with defaults if missing and allowed); long polls are woken.
     async fn append(
         &self,
         queue: &str,
         batch: Vec<NewMessage>,
         now: Millis,
+        missing: IfMissing,
     ) -> Result<Vec<MessageId>> {
         if self.push.is_push(queue) {
             return self.push.fan_out(queue, batch).await;
         }
         let ids = match self.core.store.publish(queue, batch.clone(), now).await {
-            Err(EngineError::QueueNotFound(_)) => {
-                self.core
-                    .store
-                    .ensure_queue(queue, QueueConfig::default(), now)
-                    .await?;
+            Err(EngineError::QueueNotFound(q)) => {
+                if missing == IfMissing::Refuse {
+                    return Err(EngineError::QueueNotFound(q));
+                }
+                self.create_on_use(queue).await?;
                 self.core.store.publish(queue, batch, now).await?
             }
             other => other?,
@@ -236,7 +256,7 @@ impl Engine {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.append(queue, batch, now).await
+        self.append(queue, batch, now, IfMissing::Create).await
     }
 
     /// Receive up to `max_messages`, waiting up to `wait_seconds` for the first one.

@@ -31,7 +31,7 @@ use crate::store::{Store, StoreInfo};
 use crate::timers::Timers;
 
 pub use self::due::DueTimer;
-pub use self::messages::{KeyedPublish, Publish, ReceiveOptions};
+pub use self::messages::{IfMissing, KeyedPublish, Publish, ReceiveOptions};
 
 /// Server-wide engine options.
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ pub struct EngineOptions {
     pub max_message_bytes: u32,
     /// Receives allowed to wait at once, over all queues.
     pub max_waiters: usize,
+    /// Queues may be created on first use (a publish to a missing queue) only while fewer
+    /// than this many exist, so that the rest of the store's limit stays for queues created
+    /// on purpose (`put_queue`). None: up to the store's limit.
+    pub max_queues_on_use: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +51,7 @@ impl Default for EngineOptions {
         EngineOptions {
             max_message_bytes: 1024 * 1024,
             max_waiters: 10_000,
+            max_queues_on_use: None,
         }
     }
 }

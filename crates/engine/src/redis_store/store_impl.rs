@@ -62,6 +62,14 @@ impl Store for RedisStore {
         }))
     }
 
+    async fn queue_count(&self) -> Result<usize> {
+        let mut conn = self.conn.clone();
+        self.ok(redis::cmd("HLEN")
+            .arg(self.global("queues"))
+            .query_async(&mut conn)
+            .await)
+    }
+
     async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
         let mut conn = self.conn.clone();
         let mut names: Vec<String> = self.ok(redis::cmd("HKEYS")

@@ -173,6 +173,9 @@ async fn keys_roles_and_queue_globs() {
 async fn the_cli_sends_sluice_api_key() {
     let (_keys, path) = key_file();
     let s = Server::start_with(&["--auth-keys", &path]).await;
+    // Publish keys do not create queues (create_queues is off): the admin makes it.
+    let admin = with_key(&s.base, ADMIN);
+    assert_eq!(admin.put("/v1/queues/orders", json!({})).await.0, 201);
     let run = |key: Option<&str>| {
         let mut c = Command::new(BIN);
         c.args(["send", "orders", "from-cli", "--server", &s.base]);

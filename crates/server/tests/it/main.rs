@@ -16,6 +16,7 @@ mod limits;
 mod miniqueue;
 mod nodes;
 mod push;
+mod queue_creation;
 mod secrets;
 mod seeds;
 mod sqs_auth;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::body::{parse_json, parse_json_or_default, QueryParams, RawBody};
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::AppState;
+use crate::auth::{if_missing, Principal};
 
 /// One message. Give `body` (text) or `body_base64` (bytes), not both.
 #[derive(Deserialize, ToSchema, Default)]
@@ -103,7 +104,8 @@ fn to_publish(p: PublishBody, field: &str) -> ApiResult<Publish> {
     })
 }
 
-/// Publish one message, or a batch with `{"messages":[...]}`. The queue is created if missing.
+/// Publish one message, or a batch with `{"messages":[...]}`. The queue is created if missing
+/// (without API keys, or with a key that may create queues; else 404).
 /// With any Content-Type other than JSON, the raw request body is the message body.
 #[utoipa::path(post, path = "/v1/queues/{queue}/messages", tag = "messages",
     params(("queue" = String, Path), PublishQuery),
@@ -114,18 +116,21 @@ pub async fn publish(
     State(s): State<AppState>,
     Path(queue): Path<String>,
     QueryParams(q): QueryParams<PublishQuery>,
+    caller: Option<Extension<Principal>>,
     body: RawBody,
 ) -> ApiResult<Response> {
+    let missing = if_missing(caller.as_deref());
     if !body.is_json {
         let ids = s
             .engine
-            .publish(
+            .publish_if(
                 &queue,
                 vec![Publish {
                     body: body.bytes.to_vec(),
                     delay_seconds: q.delay_seconds,
                     ..Default::default()
                 }],
+                missing,
             )
             .await?;
         return Ok((
@@ -156,7 +161,7 @@ pub async fn publish(
             .enumerate()
             .map(|(i, m)| to_publish(m, &format!("messages[{i}].")))
             .collect::<ApiResult<Vec<_>>>()?;
-        let ids = s.engine.publish(&queue, msgs).await?;
+        let ids = s.engine.publish_if(&queue, msgs, missing).await?;
         Ok((
             StatusCode::CREATED,
             Json(PublishedBatch {
@@ -173,7 +178,10 @@ pub async fn publish(
             message_group_id: one.message_group_id,
             deduplication_id: one.deduplication_id,
         };
-        let ids = s.engine.publish(&queue, vec![to_publish(one, "")?]).await?;
+        let ids = s
+            .engine
+            .publish_if(&queue, vec![to_publish(one, "")?], missing)
+            .await?;
         Ok((
             StatusCode::CREATED,
             Json(Published {
