@@ -269,12 +269,16 @@ impl Store for EmbeddedStore {
     }
 
     fn info(&self) -> StoreInfo {
+        // Healthy means new messages are accepted: the log writes, and the disk is above the
+        // reserve (below it, publishes are refused even before the writer fails, also right
+        // after a restart, when nothing has been written yet).
+        let short = self.short_of_space();
         let st = self.state.lock();
         StoreInfo {
             backend: "embedded",
             bytes_on_disk: self.bytes_on_disk.load(Ordering::Relaxed),
             messages: st.message_count(),
-            healthy: self.log.failure().is_none(),
+            healthy: self.log.failure().is_none() && short.is_none(),
             problems: self
                 .recovery_problems
                 .iter()
@@ -285,6 +289,9 @@ impl Store for EmbeddedStore {
                         .failure()
                         .map(|e| format!("log writes are failing: {e}")),
                 )
+                .chain(short.map(|(free, reserve)| {
+                    format!("the disk holding the data directory has {free} bytes free, below the {reserve}-byte reserve (--min-free-bytes): new messages and queues are refused; receives and acks still work")
+                }))
                 .collect(),
         }
     }
