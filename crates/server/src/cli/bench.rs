@@ -38,6 +38,10 @@ pub enum Scenario {
     /// Timer firing lateness at a receiver run by the bench (--count timers due at once, or
     /// spread at --rate per second).
     Timers,
+    /// The kill -9 report: a server of its own (and a redis-server with --storage redis)
+    /// killed --cycles times under mixed load; what was acknowledged, found, duplicated or
+    /// came back (`crash.rs`). Ignores --server.
+    Crash,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +83,13 @@ pub struct BenchArgs {
     /// Keep the queue afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// crash: how many times the server is killed.
+    #[arg(long, default_value_t = 20)]
+    pub cycles: usize,
+    /// crash: `embedded`, or `redis` (a redis-server started by the bench, with appendonly
+    /// yes and appendfsync always; killed with the server).
+    #[arg(long, default_value = "embedded")]
+    pub storage: String,
 }
 
 struct Conn {
@@ -321,6 +332,9 @@ pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Resu
     if args.connections == 0 || args.batch == 0 || args.batch > 1000 {
         bail!("--connections must be at least 1 and --batch between 1 and 1000");
     }
+    if args.scenario == Scenario::Crash {
+        return super::crash::run(json_out, args).await;
+    }
     if matches!(args.scenario, Scenario::Push | Scenario::Timers) {
         let timers = args.scenario == Scenario::Timers;
         return super::bench_push::run(server, json_out, args, timers).await;
@@ -373,7 +387,7 @@ pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Resu
     }
     for i in 0..args.connections {
         let role = match args.scenario {
-            Scenario::Stream | Scenario::Push | Scenario::Timers => break,
+            Scenario::Stream | Scenario::Push | Scenario::Timers | Scenario::Crash => break,
             Scenario::Roundtrip if i % 2 == 1 => Role::RoundtripConsumer,
             Scenario::Roundtrip => Role::RoundtripPublisher,
             Scenario::Publish => Role::Publish(1),

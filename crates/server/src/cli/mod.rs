@@ -4,6 +4,8 @@
 pub mod bench;
 pub mod bench_push;
 pub mod client;
+pub mod crash;
+pub mod crash_load;
 pub mod ingest;
 pub mod sink;
 pub mod stream_client;
