@@ -315,6 +315,14 @@ mod compaction {
             0,
             "acked messages stay acked"
         );
+        // The copy is all that is left of the keeper: records after it still count. Acked
+        // now, it stays acked (before, the copy came back at every restart).
+        let r = e.receipt("keep", &got[0].receipt);
+        assert_eq!(e.ack("keep", &[r]).await.unwrap()[0], Ok(()));
+        e.close().await.unwrap();
+        drop(e);
+        let e = open(dir.path(), &clock).await;
+        assert_eq!(e.stats("keep").await.unwrap().ready, 0, "acked stays acked");
         e.close().await.unwrap();
     }
 }

@@ -571,10 +571,16 @@ fn gather(
     match rec {
         Record::Publish(p) => {
             if p.relocated {
-                if let Some(inc) = ix.at((p.queue, p.id)) {
-                    ix.effects.entry(inc).or_default().relocated_at = Some(pos);
-                    ix.relocated.insert(pos, inc);
-                }
+                // The copy's original Publish may be gone (its segment deleted, which is what
+                // compaction is for): then the copy starts the incarnation, so the records
+                // after it (receives, acks) still apply.
+                let inc = ix.at((p.queue, p.id)).unwrap_or_else(|| {
+                    ix.current.insert((p.queue, p.id), pos);
+                    *per_queue.entry(p.queue).or_default() += 1;
+                    ((p.queue, p.id), pos)
+                });
+                ix.effects.entry(inc).or_default().relocated_at = Some(pos);
+                ix.relocated.insert(pos, inc);
             } else {
                 ix.current.insert((p.queue, p.id), pos);
                 *per_queue.entry(p.queue).or_default() += 1;
