@@ -242,10 +242,11 @@ async fn cycle(setup: &mut Setup, ledger: &Shared, receiver: &str, n: usize) {
 }
 
 /// After the last restart: wait for timers and push deliveries, then drain both queues. On
-/// Redis, copies the killed server had leased for delivery come back when their lease ends
-/// (the subscription's timeout + 60 s), so this may take a minute.
+/// Redis, leases survive the kill: copies a killed server had leased for delivery come back
+/// when their lease ends (the subscription's timeout + 60 s), and timers after 330 s, so this
+/// may take minutes.
 async fn settle(c: &Client, ledger: &Shared) -> anyhow::Result<()> {
-    let until = Instant::now() + Duration::from_secs(120);
+    let until = Instant::now() + Duration::from_secs(420);
     while Instant::now() < until {
         let pending = {
             let l = ledger.lock();
