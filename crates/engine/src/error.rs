@@ -21,6 +21,8 @@ pub enum EngineError {
     MessageGone,
     #[error("too many queues: the limit is {limit}")]
     TooManyQueues { limit: usize },
+    #[error("queue {queue:?} does not exist, and queues are created on first use only while fewer than {limit} exist (the rest of the queue limit is kept for queues created explicitly)")]
+    TooManyQueuesOnUse { queue: String, limit: usize },
     #[error("storage is unavailable: {0}")]
     StorageUnavailable(String),
     #[error("storage is full: the disk holding the data directory has {free} bytes free, below the {reserve}-byte reserve (--min-free-bytes); new messages are refused until space is freed (receives and acks still work)")]

@@ -21,6 +21,7 @@ pub mod history;
 pub mod limits;
 pub mod model;
 pub mod push;
+pub mod receipts;
 pub mod redis_store;
 pub mod store;
 pub mod timers;
@@ -28,10 +29,11 @@ pub mod validate;
 
 pub use clock::{rfc3339, Clock, ManualClock, Millis, SystemClock};
 pub use engine::{
-    CopyCounts, DeadLettersHeld, DueTimer, Engine, EngineOptions, KeyedPublish, Publish,
+    CopyCounts, DeadLettersHeld, DueTimer, Engine, EngineOptions, IfMissing, KeyedPublish, Publish,
     QueueCounts, ReceiveOptions,
 };
 pub use error::{EngineError, Result};
 pub use model::*;
+pub use receipts::ReceiptKey;
 pub use store::{Settle, Store, StoreInfo};
 pub use validate::{range, validate_queue_name};

@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
@@ -285,41 +283,14 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// The proof of one receive. Opaque to clients: base64url of the message id and the receive
-/// nonce. The nonce changes on every receive, so a receipt from an earlier receive is stale.
+/// The proof of one receive, as the store knows it: the message id and the receive nonce. The
+/// nonce changes on every receive, so a receipt from an earlier receive is stale. Clients get
+/// it sealed (`receipts.rs`: bound to the queue and signed with the data set's key), never as
+/// these two numbers, which anyone who peeked could rebuild.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Receipt {
     pub id: MessageId,
     pub nonce: u32,
-}
-
-impl Receipt {
-    pub fn encode(&self) -> String {
-        let mut b = [0u8; 20];
-        b[..16].copy_from_slice(&self.id.0.to_be_bytes());
-        b[16..].copy_from_slice(&self.nonce.to_be_bytes());
-        URL_SAFE_NO_PAD.encode(b)
-    }
-    pub fn decode(s: &str) -> Result<Self> {
-        let b = URL_SAFE_NO_PAD
-            .decode(s.as_bytes())
-            .map_err(|_| EngineError::InvalidReceipt)?;
-        if b.len() != 20 {
-            return Err(EngineError::InvalidReceipt);
-        }
-        let id = u128::from_be_bytes(b[..16].try_into().expect("16 bytes"));
-        let nonce = u32::from_be_bytes(b[16..].try_into().expect("4 bytes"));
-        Ok(Receipt {
-            id: MessageId(id),
-            nonce,
-        })
-    }
-}
-
-impl fmt::Display for Receipt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.encode())
-    }
 }
 
 pub type Attributes = BTreeMap<String, String>;

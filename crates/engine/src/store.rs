@@ -76,6 +76,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(QueueInfo, bool)>;
     async fn get_queue(&self, name: &str) -> Result<Option<QueueInfo>>;
     async fn list_queues(&self) -> Result<Vec<QueueInfo>>;
+    /// How many queues exist (internal ones included), cheaply: the engine checks it before
+    /// creating a queue on first use.
+    async fn queue_count(&self) -> Result<usize> {
+        Ok(self.list_queues().await?.len())
+    }
     /// Delete the queue and all its messages. Returns false if it did not exist.
     async fn delete_queue(&self, name: &str) -> Result<bool>;
     /// Remove every message of the queue. Returns how many were removed.
@@ -214,6 +219,9 @@ pub trait Store: Send + Sync + 'static {
     }
 
     fn info(&self) -> StoreInfo;
+    /// The secret that seals receipts (`receipts.rs`): made once per data set, kept with it,
+    /// the same for every node that shares it.
+    fn receipt_key(&self) -> [u8; 32];
     /// Shared backends (several nodes on one store): names of queues that got ready messages
     /// through another node (`q:NAME`), `meta:KEY` when a subscription (`sub/...`) or schedule
     /// (`schedule/...`) changed there, or `meta` when anything may have been missed (re-read

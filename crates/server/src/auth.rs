@@ -49,6 +49,10 @@ pub struct KeySpec {
     pub role: Role,
     /// Queue name globs (`orders*`); absent means every queue.
     pub queues: Option<Vec<String>>,
+    /// May this key create a queue by using it (publishing to a missing queue, a miniqueue
+    /// subscribe)? Default: only admin keys. Within its globs, and within the headroom
+    /// `--max-queues` keeps for explicit creation.
+    pub create_queues: Option<bool>,
     /// A label for logs and errors (the key itself is never shown).
     pub name: Option<String>,
 }
@@ -82,9 +86,15 @@ pub struct Principal {
     pub label: String,
     role: Role,
     queues: Option<GlobSet>,
+    create_queues: bool,
 }
 
 impl Principal {
+    /// May this key create queues by using them (see `KeySpec::create_queues`)?
+    pub fn may_create_queues(&self) -> bool {
+        self.create_queues
+    }
+
     /// Does this key's `queues` globs cover `queue`? (Lists show a key only its queues.)
     pub fn covers(&self, queue: &str) -> bool {
         self.queues.as_ref().is_none_or(|g| g.is_match(queue))
@@ -92,6 +102,21 @@ impl Principal {
 
     /// Is this caller allowed what `need` asks? `Err` carries the reason for a 403.
     pub fn allows(&self, need: &Need) -> Result<(), String> {
+        let queue = self.allows_role(need)?;
+        if let Some(q) = queue {
+            if !self.covers(q) {
+                return Err(format!(
+                    "key {:?} does not cover queue {q:?} (see its queues globs)",
+                    self.label
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The role half of [`Principal::allows`]: may this role do it at all, whatever the queue?
+    /// Returns the queue still to be checked, if any.
+    fn allows_role<'n>(&self, need: &'n Need) -> Result<Option<&'n String>, String> {
         let role = self.role;
         let (ok, what, queue) = match need {
             Need::Public | Need::AnyKey | Need::Sqs => (true, "", None),
@@ -115,15 +140,7 @@ impl Principal {
                 role.name()
             ));
         }
-        if let Some(q) = queue {
-            if !self.covers(q) {
-                return Err(format!(
-                    "key {:?} does not cover queue {q:?} (see its queues globs)",
-                    self.label
-                ));
-            }
-        }
-        Ok(())
+        Ok(queue)
     }
 }
 
@@ -159,6 +176,7 @@ impl Auth {
                 label: label.clone(),
                 role: s.role,
                 queues,
+                create_queues: s.create_queues.unwrap_or(s.role == Role::Admin),
             };
             match (&s.key, &s.access_key_id, &s.secret_access_key) {
                 (Some(k), None, None) => {
@@ -251,6 +269,15 @@ impl Auth {
             .map(|(_, _, p)| p.clone())
     }
 
+    /// Before the body is read (so before the queue is known): may the role of the pair
+    /// `access_key_id` claims run `action` at all?
+    pub fn sqs_role_allows(&self, access_key_id: &str, action: &str) -> Result<(), String> {
+        match self.sqs.iter().find(|(id, _, _)| id == access_key_id) {
+            Some((_, _, p)) => p.allows_role(&sqs_need(action, None)).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// After SigV4 verified `access_key_id`: may it run `action` on `queue` (if any)?
     pub fn sqs_allows(
         &self,
@@ -268,6 +295,28 @@ impl Auth {
             None => Ok(()),
         }
     }
+}
+
+/// What a publish by `caller` does when its queue is missing: create it (no keys configured,
+/// or a key that may create queues) or answer that it does not exist.
+pub fn if_missing(caller: Option<&Principal>) -> sluice_engine::IfMissing {
+    match caller {
+        Some(p) if !p.may_create_queues() => sluice_engine::IfMissing::Refuse,
+        _ => sluice_engine::IfMissing::Create,
+    }
+}
+
+/// May `caller` see the secrets of `queue`'s subscriptions (header values, credentials in the
+/// URL)? Only a caller that may change them (what `PUT` of a subscription needs), or anyone
+/// when no keys are configured (`caller` is None).
+pub fn sees_subscription_secrets(caller: Option<&Principal>, queue: &str) -> bool {
+    let change = need(
+        &Method::PUT,
+        "/v1/queues/{queue}/subscriptions/{name}",
+        Some(queue),
+        "",
+    );
+    caller.is_none_or(|p| p.allows(&change).is_ok())
 }
 
 /// What an SQS action needs.
@@ -346,6 +395,7 @@ mod tests {
             secret_access_key: None,
             role,
             queues: queues.map(|q| q.iter().map(|s| s.to_string()).collect()),
+            create_queues: None,
             name: None,
         }
     }

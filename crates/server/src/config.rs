@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// When set, SigV4 signatures on the SQS API are verified; otherwise they are not checked.
     #[arg(long, env = "SLUICE_SQS_CREDENTIALS", value_delimiter = ',')]
     pub sqs_credentials: Vec<String>,
+    /// The one region SigV4 credential scopes may name when signatures are checked (default:
+    /// any region; the service must always be `sqs`).
+    #[arg(long, env = "SLUICE_SQS_REGION")]
+    pub sqs_region: Option<String>,
     /// Seconds after a PurgeQueue during which another purge of that queue answers
     /// PurgeQueueInProgress, as SQS does (default 60; 0 allows back-to-back purges, for tests).
     #[arg(long, env = "SLUICE_SQS_PURGE_INTERVAL_SECONDS", value_parser = whole::<u64>)]
@@ -198,6 +202,7 @@ struct FileConfig {
     sqs_base_url: Option<String>,
     #[serde(default)]
     sqs_credentials: Vec<String>,
+    sqs_region: Option<String>,
     sqs_purge_interval_seconds: Option<u64>,
     awe_prefix: Option<String>,
     awe_queue: Option<String>,
@@ -293,6 +298,8 @@ pub struct ServeConfig {
     pub sqs_base_url: Option<String>,
     /// (access key id, secret) pairs.
     pub sqs_credentials: Vec<(String, String)>,
+    /// The region signatures must be scoped to (None: any).
+    pub sqs_region: Option<String>,
     /// PurgeQueue's cooldown per queue, in seconds (0: none).
     pub sqs_purge_interval_seconds: u64,
     pub awe_prefix: String,
@@ -462,6 +469,7 @@ impl ServeConfig {
                 .or(file.max_waiters)
                 .unwrap_or(defaults.max_waiters),
             sqs_base_url: args.sqs_base_url.or(file.sqs_base_url),
+            sqs_region: args.sqs_region.or(file.sqs_region),
             sqs_purge_interval_seconds: args
                 .sqs_purge_interval_seconds
                 .or(file.sqs_purge_interval_seconds)

@@ -12,6 +12,7 @@ pub mod fuzzing;
 mod human_errors;
 mod ingest;
 mod rates;
+mod redact;
 pub mod server;
 mod telemetry;
 mod tls;

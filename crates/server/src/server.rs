@@ -13,6 +13,13 @@ use crate::api::{self, AppInner, AppState};
 use crate::config::{ServeConfig, Storage};
 use crate::telemetry::{self, Telemetry};
 
+/// Queues may be created on first use only up to `--max-queues` less 1% (at least 1): the
+/// rest is kept for queues created explicitly (PUT, CreateQueue), so publishers that fill the
+/// limit cannot lock the admin out.
+pub fn queues_on_use(max_queues: usize) -> usize {
+    max_queues.saturating_sub((max_queues / 100).max(1))
+}
+
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     telemetry::init_logging(&cfg.log_format, &cfg.log_level);
     let telemetry = Arc::new(Telemetry::install()?);
@@ -68,6 +75,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         EngineOptions {
             max_message_bytes: cfg.max_message_bytes,
             max_waiters: cfg.max_waiters,
+            max_queues_on_use: Some(queues_on_use(cfg.max_queues)),
         },
     );
     engine
@@ -161,6 +169,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         api::sqs::SqsOptions {
             base_url: cfg.sqs_base_url.clone(),
             credentials: sqs_credentials,
+            region: cfg.sqs_region.clone(),
             purge_interval_seconds: cfg.sqs_purge_interval_seconds,
         },
     );

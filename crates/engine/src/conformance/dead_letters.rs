@@ -44,7 +44,12 @@ pub async fn dead_letter_and_redrive(h: &mut dyn Harness) {
     for i in 0..2 {
         let d = c.recv("work", 1, 10).await.remove(0);
         c.engine
-            .nack("work", &[receipt(&d)], 0, Placement::Back)
+            .nack(
+                "work",
+                &[receipt(&c.engine, "work", &d)],
+                0,
+                Placement::Back,
+            )
             .await
             .unwrap();
         assert_eq!(c.engine.stats("work").await.unwrap().dead_lettered, i + 1);
@@ -85,7 +90,7 @@ pub async fn redrive_by_id_moves_only_those(h: &mut dyn Harness) {
     for body in ["a", "b", "c"] {
         c.send("src", body).await;
         let d = c.recv("src", 1, 10).await.remove(0);
-        e.nack("src", &[receipt(&d)], 0, Placement::Back)
+        e.nack("src", &[receipt(e, "src", &d)], 0, Placement::Back)
             .await
             .unwrap();
     }
@@ -132,7 +137,12 @@ pub async fn dead_letter_gauge_follows_retention(h: &mut dyn Harness) {
     c.send("dl-src", "poison").await;
     let d = c.recv("dl-src", 1, 10).await.remove(0);
     c.engine
-        .nack("dl-src", &[receipt(&d)], 0, Placement::Back)
+        .nack(
+            "dl-src",
+            &[receipt(&c.engine, "dl-src", &d)],
+            0,
+            Placement::Back,
+        )
         .await
         .unwrap();
     assert_eq!(c.engine.stats("dl-src").await.unwrap().dead_lettered, 1);

@@ -53,7 +53,10 @@ pub async fn fifo_groups_are_ordered_and_locked(h: &mut dyn Harness) {
         "group A is held while a1 is in flight"
     );
     assert!(c.recv("f.fifo", 10, 30).await.is_empty());
-    c.engine.ack("f.fifo", &[receipt(&first)]).await.unwrap();
+    c.engine
+        .ack("f.fifo", &[receipt(&c.engine, "f.fifo", &first)])
+        .await
+        .unwrap();
     // One receive may take several messages of a group, in order.
     let batch = c.recv("f.fifo", 10, 5).await;
     let bodies: Vec<&[u8]> = batch.iter().map(|d| d.message.body.as_slice()).collect();
@@ -64,7 +67,12 @@ pub async fn fifo_groups_are_ordered_and_locked(h: &mut dyn Harness) {
     assert_eq!(again.message.body, b"a2");
     assert_eq!(again.message.receive_count, 2);
     c.engine
-        .nack("f.fifo", &[receipt(&again)], 0, Placement::Back)
+        .nack(
+            "f.fifo",
+            &[receipt(&c.engine, "f.fifo", &again)],
+            0,
+            Placement::Back,
+        )
         .await
         .unwrap();
     assert_eq!(c.bodies("f.fifo", 10, 30).await, vec!["a2", "a3"]);
@@ -130,7 +138,7 @@ pub async fn keyed_publish_stores_each_id_once(h: &mut dyn Harness) {
     // Delivered and acked, then repeated: still once (the window outlives the message).
     let got = c.recv("rows", 10, 30).await;
     assert_eq!(got.len(), 5);
-    let receipts: Vec<_> = got.iter().map(receipt).collect();
+    let receipts: Vec<_> = got.iter().map(|d| receipt(e, "rows", d)).collect();
     e.ack("rows", &receipts).await.unwrap();
     let c = c.restart(h).await;
     let e = &c.engine;

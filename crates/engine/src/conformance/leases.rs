@@ -21,7 +21,13 @@ pub async fn publish_receive_ack(h: &mut dyn Harness) {
     );
     let res = c
         .engine
-        .ack("q", &[receipt(&got[0]), receipt(&got[1])])
+        .ack(
+            "q",
+            &[
+                receipt(&c.engine, "q", &got[0]),
+                receipt(&c.engine, "q", &got[1]),
+            ],
+        )
         .await
         .unwrap();
     assert!(res.iter().all(|r| r.is_ok()));
@@ -50,20 +56,30 @@ pub async fn stale_receipt_is_an_error(h: &mut dyn Harness) {
     c.advance(6);
     let second = c.recv("q", 1, 5).await.remove(0);
     assert_ne!(
-        receipt(&first),
-        receipt(&second),
+        receipt(&c.engine, "q", &first),
+        receipt(&c.engine, "q", &second),
         "each receive issues a fresh receipt"
     );
-    let r = c.engine.ack("q", &[receipt(&first)]).await.unwrap();
+    let r = c
+        .engine
+        .ack("q", &[receipt(&c.engine, "q", &first)])
+        .await
+        .unwrap();
     assert_eq!(r[0], Err(EngineError::StaleReceipt));
     // The message is still there, leased to the second receiver.
     assert_eq!(c.engine.stats("q").await.unwrap().in_flight, 1);
     assert_eq!(
-        c.engine.ack("q", &[receipt(&second)]).await.unwrap()[0],
+        c.engine
+            .ack("q", &[receipt(&c.engine, "q", &second)])
+            .await
+            .unwrap()[0],
         Ok(())
     );
     assert_eq!(
-        c.engine.ack("q", &[receipt(&second)]).await.unwrap()[0],
+        c.engine
+            .ack("q", &[receipt(&c.engine, "q", &second)])
+            .await
+            .unwrap()[0],
         Err(EngineError::MessageGone)
     );
     assert_eq!(
@@ -81,7 +97,10 @@ pub async fn expired_lease_receipt_is_stale(h: &mut dyn Harness) {
     let d = c.recv("q", 1, 5).await.remove(0);
     c.advance(5);
     assert_eq!(
-        c.engine.ack("q", &[receipt(&d)]).await.unwrap()[0],
+        c.engine
+            .ack("q", &[receipt(&c.engine, "q", &d)])
+            .await
+            .unwrap()[0],
         Err(EngineError::StaleReceipt)
     );
 }
@@ -93,13 +112,13 @@ pub async fn nack_now_and_with_delay(h: &mut dyn Harness) {
     let got = c.recv("q", 2, 30).await;
     let r = c
         .engine
-        .nack("q", &[receipt(&got[0])], 0, Placement::Back)
+        .nack("q", &[receipt(&c.engine, "q", &got[0])], 0, Placement::Back)
         .await
         .unwrap();
     assert_eq!(r[0], Ok(()));
     let r = c
         .engine
-        .nack("q", &[receipt(&got[1])], 5, Placement::Back)
+        .nack("q", &[receipt(&c.engine, "q", &got[1])], 5, Placement::Back)
         .await
         .unwrap();
     assert_eq!(r[0], Ok(()));
@@ -120,23 +139,31 @@ pub async fn nack_to_front_or_back(h: &mut dyn Harness) {
     }
     let a = c.recv("q", 1, 30).await.remove(0);
     c.engine
-        .nack("q", &[receipt(&a)], 0, Placement::Front)
+        .nack("q", &[receipt(&c.engine, "q", &a)], 0, Placement::Front)
         .await
         .unwrap();
     let a = c.recv("q", 1, 30).await.remove(0);
     assert_eq!(a.message.body, b"a", "front placement comes out first");
     c.engine
-        .nack("q", &[receipt(&a)], 0, Placement::Back)
+        .nack("q", &[receipt(&c.engine, "q", &a)], 0, Placement::Back)
         .await
         .unwrap();
     let all = c.recv("q", 3, 30).await;
     let bodies: Vec<&[u8]> = all.iter().map(|d| d.message.body.as_slice()).collect();
     assert_eq!(bodies, vec![&b"b"[..], b"c", b"a"]);
     // A delayed nack to the front comes back ahead of the others when its delay ends.
-    let rest = [receipt(&all[1]), receipt(&all[2])];
+    let rest = [
+        receipt(&c.engine, "q", &all[1]),
+        receipt(&c.engine, "q", &all[2]),
+    ];
     c.engine.nack("q", &rest, 0, Placement::Back).await.unwrap();
     c.engine
-        .nack("q", &[receipt(&all[0])], 5, Placement::Front)
+        .nack(
+            "q",
+            &[receipt(&c.engine, "q", &all[0])],
+            5,
+            Placement::Front,
+        )
         .await
         .unwrap();
     assert_eq!(c.bodies("q", 1, 30).await, vec!["c"]);
@@ -154,7 +181,7 @@ pub async fn change_visibility_extends_and_releases(h: &mut dyn Harness) {
     let d = c.recv("q", 1, 10).await.remove(0);
     c.advance(8);
     c.engine
-        .change_visibility("q", &receipt(&d), 60)
+        .change_visibility("q", &receipt(&c.engine, "q", &d), 60)
         .await
         .unwrap();
     c.advance(30);
@@ -162,11 +189,17 @@ pub async fn change_visibility_extends_and_releases(h: &mut dyn Harness) {
         c.recv("q", 1, 10).await.is_empty(),
         "the heartbeat extended the lease"
     );
-    assert_eq!(c.engine.ack("q", &[receipt(&d)]).await.unwrap()[0], Ok(()));
+    assert_eq!(
+        c.engine
+            .ack("q", &[receipt(&c.engine, "q", &d)])
+            .await
+            .unwrap()[0],
+        Ok(())
+    );
     c.send("q", "n").await;
     let d = c.recv("q", 1, 60).await.remove(0);
     c.engine
-        .change_visibility("q", &receipt(&d), 0)
+        .change_visibility("q", &receipt(&c.engine, "q", &d), 0)
         .await
         .unwrap();
     assert_eq!(
@@ -175,7 +208,9 @@ pub async fn change_visibility_extends_and_releases(h: &mut dyn Harness) {
         "timeout 0 releases at once"
     );
     assert_eq!(
-        c.engine.change_visibility("q", &receipt(&d), 30).await,
+        c.engine
+            .change_visibility("q", &receipt(&c.engine, "q", &d), 30)
+            .await,
         Err(EngineError::StaleReceipt)
     );
 }
@@ -190,10 +225,10 @@ pub async fn batch_ack_reports_each_receipt(h: &mut dyn Harness) {
         .ack(
             "q",
             &[
-                receipt(&got[0]),
+                receipt(&c.engine, "q", &got[0]),
                 "garbage".into(),
-                receipt(&got[1]),
-                receipt(&got[0]),
+                receipt(&c.engine, "q", &got[1]),
+                receipt(&c.engine, "q", &got[0]),
             ],
         )
         .await
@@ -202,12 +237,15 @@ pub async fn batch_ack_reports_each_receipt(h: &mut dyn Harness) {
     assert_eq!(res[1], Err(EngineError::InvalidReceipt));
     assert_eq!(res[2], Ok(()));
     assert_eq!(res[3], Err(EngineError::MessageGone));
-    // A receipt of another queue is not valid here.
+    // A receipt of another queue is not valid here: it is sealed for its own queue.
     c.send("other", "x").await;
     let o = c.recv("other", 1, 30).await.remove(0);
     assert_eq!(
-        c.engine.ack("q", &[receipt(&o)]).await.unwrap()[0],
-        Err(EngineError::MessageGone)
+        c.engine
+            .ack("q", &[receipt(&c.engine, "other", &o)])
+            .await
+            .unwrap()[0],
+        Err(EngineError::InvalidReceipt)
     );
 }
 
@@ -286,4 +324,49 @@ pub async fn long_poll_times_out_empty_and_wakes_on_delay_end(h: &mut dyn Harnes
         .unwrap()
         .unwrap();
     assert_eq!(got.len(), 1);
+}
+
+/// Receipts are sealed with the data set's key (`receipts.rs`): one rebuilt from what a peek
+/// shows (the id) and a guessed nonce, or sealed with another key, settles nothing and the
+/// lease stays with its consumer. The key outlives a restart, so a receipt issued before one
+/// is still recognised (then gone or good, never malformed).
+pub async fn forged_receipts_settle_nothing(h: &mut dyn Harness) {
+    use base64::Engine as _;
+    let c = Ctx::new(h).await;
+    c.send("q", "m").await;
+    let peeked = c.engine.peek("q", 1).await.unwrap().remove(0);
+    let d = c.recv("q", 1, 30).await.remove(0);
+    let mut forged: Vec<String> = (0..4u32)
+        .map(|nonce| {
+            let mut b = [0u8; 20];
+            b[..16].copy_from_slice(&peeked.id.0.to_be_bytes());
+            b[16..].copy_from_slice(&nonce.to_be_bytes());
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        })
+        .collect();
+    forged.push(crate::ReceiptKey::new([7; 32]).seal("q", &d.receipt));
+    for f in &forged {
+        let acked = c.engine.ack("q", std::slice::from_ref(f)).await.unwrap();
+        assert_eq!(acked[0], Err(EngineError::InvalidReceipt), "{f}");
+        let nacked = c
+            .engine
+            .nack("q", std::slice::from_ref(f), 0, Placement::Back)
+            .await
+            .unwrap();
+        assert_eq!(nacked[0], Err(EngineError::InvalidReceipt));
+        assert_eq!(
+            c.engine.change_visibility("q", f, 0).await,
+            Err(EngineError::InvalidReceipt)
+        );
+    }
+    assert_eq!(c.engine.stats("q").await.unwrap().in_flight, 1);
+    let genuine = receipt(&c.engine, "q", &d);
+    let c = c.restart(h).await;
+    assert_eq!(
+        receipt(&c.engine, "q", &d),
+        genuine,
+        "the key outlives a restart"
+    );
+    let after = c.engine.ack("q", &[genuine]).await.unwrap();
+    assert_ne!(after[0], Err(EngineError::InvalidReceipt));
 }

@@ -56,12 +56,11 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn new(h: &mut dyn Harness) -> Ctx {
+        Self::with_options(h, EngineOptions::default()).await
+    }
+    pub async fn with_options(h: &mut dyn Harness, opts: EngineOptions) -> Ctx {
         let clock = ManualClock::new(T0);
-        let engine = Engine::new(
-            h.open().await,
-            Arc::new(clock.clone()),
-            EngineOptions::default(),
-        );
+        let engine = Engine::new(h.open().await, Arc::new(clock.clone()), opts);
         engine.load().await.unwrap();
         Ctx { engine, clock }
     }
@@ -198,8 +197,9 @@ impl Ctx {
     }
 }
 
-pub(crate) fn receipt(d: &crate::Delivery) -> String {
-    d.receipt.encode()
+/// The receipt a client of `engine` gets for delivery `d` of queue `q`.
+pub(crate) fn receipt(engine: &Engine, q: &str, d: &crate::Delivery) -> String {
+    engine.receipt(q, &d.receipt)
 }
 
 /// Expand the whole suite as `#[tokio::test]`s for a backend. `$harness` is an expression
@@ -228,7 +228,9 @@ macro_rules! conformance_suite {
             schedules_fire_once_and_count_missed, secret_rotation_survives_restart_and_put,
             filters_copy_only_matching_messages_and_count_the_rest,
             paused_queues_hand_out_nothing_until_resumed,
-            schedules_catch_up_as_their_policy_says_after_downtime_and_pause);
+            schedules_catch_up_as_their_policy_says_after_downtime_and_pause,
+            forged_receipts_settle_nothing, queues_created_on_use_leave_headroom,
+            queue_changes_survive_restart);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(

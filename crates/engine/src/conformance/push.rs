@@ -272,7 +272,13 @@ pub async fn delivery_counters_survive_restart(h: &mut dyn Harness) {
     }
     let plain = c.recv("plain", 3, 30).await;
     c.engine
-        .ack("plain", &plain.iter().map(receipt).collect::<Vec<_>>())
+        .ack(
+            "plain",
+            &plain
+                .iter()
+                .map(|d| receipt(&c.engine, "plain", d))
+                .collect::<Vec<_>>(),
+        )
         .await
         .unwrap();
     // A snapshot, then more counted after it, then a restart.

@@ -82,7 +82,10 @@ pub async fn purge_and_delete(h: &mut dyn Harness) {
     let d = c.recv("p", 1, 30).await.remove(0);
     assert_eq!(c.engine.purge("p").await.unwrap(), 5);
     assert_eq!(
-        c.engine.ack("p", &[receipt(&d)]).await.unwrap()[0],
+        c.engine
+            .ack("p", &[receipt(&c.engine, "p", &d)])
+            .await
+            .unwrap()[0],
         Err(EngineError::MessageGone)
     );
     c.send("p", "after").await;
@@ -324,4 +327,92 @@ pub async fn put_updates_config(h: &mut dyn Harness) {
         .map(|(q, _)| q.name)
         .collect();
     assert_eq!(names, vec!["c"]);
+}
+
+/// Publishing creates a missing queue only while fewer than `max_queues_on_use` queues exist
+/// (the rest is kept for queues created on purpose), and never when the caller says so
+/// (`IfMissing::Refuse`). A refused publish stores nothing and creates nothing.
+pub async fn queues_created_on_use_leave_headroom(h: &mut dyn Harness) {
+    let base = {
+        let c = Ctx::new(h).await;
+        let n = c.engine.store().queue_count().await.unwrap();
+        c.engine.close().await.unwrap();
+        n
+    };
+    let opts = EngineOptions {
+        max_queues_on_use: Some(base + 2),
+        ..Default::default()
+    };
+    let c = Ctx::with_options(h, opts).await;
+    let one = |b: &str| {
+        vec![Publish {
+            body: b.as_bytes().to_vec(),
+            ..Default::default()
+        }]
+    };
+    let refused = c
+        .engine
+        .publish_if("nope", one("x"), crate::IfMissing::Refuse)
+        .await;
+    assert_eq!(refused, Err(EngineError::QueueNotFound("nope".into())));
+    assert!(c.engine.queue_info("nope").await.is_err(), "not created");
+    c.send("a", "1").await;
+    c.send("b", "2").await;
+    let full = c.engine.publish("c", one("3")).await;
+    assert!(
+        matches!(full, Err(EngineError::TooManyQueuesOnUse { limit, .. }) if limit == base + 2),
+        "{full:?}"
+    );
+    assert!(c.engine.queue_info("c").await.is_err(), "not created");
+    // Existing queues still take messages, and a queue made on purpose still fits.
+    c.send("a", "4").await;
+    c.engine
+        .put_queue("made", QueueConfigPatch::default())
+        .await
+        .unwrap();
+    c.send("made", "5").await;
+    assert_eq!(c.engine.store().queue_count().await.unwrap(), base + 3);
+}
+
+/// Creating, changing and deleting queues is durable: after a restart every queue is there
+/// with its latest settings, deleted ones are gone, and a new queue never takes a deleted
+/// queue's place (its old messages do not come back).
+pub async fn queue_changes_survive_restart(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    for i in 0..20 {
+        c.send(&format!("q{i}"), "m").await;
+    }
+    c.engine
+        .put_queue(
+            "q3",
+            QueueConfigPatch {
+                visibility_timeout_seconds: Some(7),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    c.engine.delete_queue("q5").await.unwrap();
+    c.engine
+        .put_queue("q5", QueueConfigPatch::default())
+        .await
+        .unwrap();
+    let c = c.restart(h).await;
+    let names: Vec<String> = c
+        .engine
+        .list_queues()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(q, _)| q.name)
+        .collect();
+    assert_eq!(names.len(), 20, "{names:?}");
+    let q3 = c.engine.queue_info("q3").await.unwrap();
+    assert_eq!(q3.config.visibility_timeout_seconds, 7);
+    assert_eq!(
+        c.engine.stats("q5").await.unwrap().ready,
+        0,
+        "deleted stays deleted"
+    );
+    assert_eq!(c.engine.stats("q6").await.unwrap().ready, 1);
 }

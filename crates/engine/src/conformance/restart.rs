@@ -31,7 +31,10 @@ pub async fn restart_keeps_messages_and_receive_counts(h: &mut dyn Harness) {
         .await
         .unwrap();
     let got = c.recv("keep", 2, 100).await; // a, b in flight
-    c.engine.ack("keep", &[receipt(&got[0])]).await.unwrap(); // a gone
+    c.engine
+        .ack("keep", &[receipt(&c.engine, "keep", &got[0])])
+        .await
+        .unwrap(); // a gone
     let c = c.restart(h).await;
     let s = c.engine.stats("keep").await.unwrap();
     assert_eq!(
@@ -95,7 +98,7 @@ pub async fn restart_keeps_dead_letters(h: &mut dyn Harness) {
     c.send("src", "bad").await;
     let d = c.recv("src", 1, 10).await.remove(0);
     c.engine
-        .nack("src", &[receipt(&d)], 0, Placement::Back)
+        .nack("src", &[receipt(&c.engine, "src", &d)], 0, Placement::Back)
         .await
         .unwrap();
     c.send("src", "purged").await;

@@ -84,9 +84,20 @@ impl EmbeddedStore {
     /// stays readable and acknowledgeable, and the reserve leaves room for acks, receives and
     /// compaction. The free space is read at most every 50 ms.
     pub(super) fn check_space(&self) -> Result<()> {
+        match self.short_of_space() {
+            Some((free, reserve)) => {
+                metrics::counter!("sluice_storage_full_refusals_total").increment(1);
+                Err(EngineError::StorageFull { free, reserve })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// (free bytes, reserve) while the data directory's disk is below `--min-free-bytes`.
+    pub(super) fn short_of_space(&self) -> Option<(u64, u64)> {
         let reserve = self.opts.min_free_bytes;
         if reserve == 0 {
-            return Ok(());
+            return None;
         }
         let free = {
             let mut s = self.space.lock();
@@ -100,11 +111,7 @@ impl EmbeddedStore {
             }
             s.1
         };
-        if free < reserve {
-            metrics::counter!("sluice_storage_full_refusals_total").increment(1);
-            return Err(EngineError::StorageFull { free, reserve });
-        }
-        Ok(())
+        (free < reserve).then_some((free, reserve))
     }
 
     /// Messages whose records turned out damaged when a receive read them cannot be delivered:

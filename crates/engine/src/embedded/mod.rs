@@ -1,11 +1,14 @@
 //! The embedded backend: one data directory, one process.
 //!
 //! ```text
-//! DATA_DIR/queues.json          the queue catalog (catalog.rs)
+//! DATA_DIR/queues.json          the queue catalog: a snapshot (catalog.rs)
+//! DATA_DIR/queues.log           ... and the queue changes since, one line each (catalog.rs)
+//! DATA_DIR/set-aside/           segments with messages of queues the catalog did not know
 //! DATA_DIR/log/NNNN….seg        the append-only log segments (log.rs, record.rs)
 //! DATA_DIR/meta.json            small settings: subscriptions, schedules (side.rs)
 //! DATA_DIR/archive.bin          outcomes of finished timers, 17 bytes each (side.rs)
 //! DATA_DIR/history/NNNN….seg    the delivery history: push and timer attempts (history.rs)
+//! DATA_DIR/receipt.key          the secret that seals receipts (side.rs, receipts.rs)
 //! DATA_DIR/LOCK                 held while a server has the directory open
 //! ```
 //!
@@ -93,6 +96,9 @@ pub struct EmbeddedStore {
     meta: side::Meta,
     archive: side::Archive,
     history: history::History,
+    /// `queues.json` + `queues.log`; written under the state lock.
+    catalog: Mutex<catalog::CatalogLog>,
+    receipt_key: [u8; 32],
     _lock: File,
 }
 
@@ -118,12 +124,24 @@ impl EmbeddedStore {
             .write(true)
             .open(dir.join("LOCK"))?;
         lock_exclusive(&lock, dir)?;
-        let catalog = catalog::load(dir)?;
+        let loaded = catalog::load(dir)?;
         let log_dir = dir.join("log");
-        let (state, report) = replay::replay(&catalog, &log_dir, now)?;
-        for line in &report.dropped {
+        let (state, report) = replay::replay(&loaded.catalog, &log_dir, now)?;
+        for line in report.dropped.iter().chain(&loaded.problems) {
             tracing::warn!("recovery: {line}");
         }
+        // What recovery found stays listed in `storage_problems` until the next start.
+        let mut problems: Vec<String> = report.corrupt.clone();
+        problems.extend(report.dropped.iter().cloned());
+        problems.extend(loaded.problems.iter().cloned());
+        for line in catalog::set_aside(dir, &log_dir, &report)? {
+            tracing::error!("recovery: {line}");
+            problems.push(line);
+        }
+        let fold = loaded.lines > 0
+            || !loaded.problems.is_empty()
+            || state.next_queue_id != loaded.catalog.next_queue_id;
+        let catalog = catalog::CatalogLog::open(dir, &state.catalog(), fold)?;
         for line in &report.corrupt {
             tracing::error!("recovery: storage corruption: {line}");
         }
@@ -138,19 +156,21 @@ impl EmbeddedStore {
             log,
             opts,
             space: Mutex::new((None, u64::MAX)),
-            recovery_problems: report.corrupt.clone(),
+            recovery_problems: problems,
             runtime_problems: Mutex::new(Vec::new()),
             bytes_on_disk: AtomicU64::new(report.bytes),
             last_compaction: std::sync::atomic::AtomicI64::new(0),
             meta: side::Meta::open(dir)?,
             archive: side::Archive::open(dir)?,
             history: history::History::open(dir, history_max_bytes)?,
+            receipt_key: side::receipt_key(dir)?,
+            catalog: Mutex::new(catalog),
             _lock: lock,
         };
         Ok((store, report))
     }
 
-    /// Add a new queue to the index (the caller saves the catalog).
+    /// Add a new queue: durable in the catalog first, then in the index.
     fn create_locked(
         &self,
         st: &mut State,
@@ -164,20 +184,32 @@ impl EmbeddedStore {
             });
         }
         let id = st.next_queue_id;
-        st.next_queue_id += 1;
+        st.next_queue_id = id
+            .checked_add(1)
+            .ok_or_else(|| EngineError::Storage("queue ids are exhausted".into()))?;
         let info = QueueInfo {
             name: name.to_string(),
             config,
             created_at: now,
             updated_at: now,
         };
+        self.log_change(
+            st,
+            &catalog::Change::Put(catalog::CatalogQueue {
+                id,
+                info: info.clone(),
+            }),
+        )?;
         st.names.insert(name.to_string(), id);
         st.queues.insert(id, QState::new(id, info.clone()));
         Ok(info)
     }
 
-    fn save_catalog(&self, st: &State) -> Result<()> {
-        catalog::save(&self.dir, &st.catalog())
+    /// Make a queue change durable in the catalog (before the index shows it).
+    fn log_change(&self, st: &State, change: &catalog::Change) -> Result<()> {
+        self.catalog
+            .lock()
+            .record(change, st.queues.len(), || st.catalog())
     }
 
     fn qid(st: &State, name: &str) -> Result<u32> {

@@ -5,7 +5,7 @@
 //! Queue counters come from the last `Counters` snapshot of each queue plus the records after
 //! it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 
 use crate::clock::Millis;
@@ -30,6 +30,12 @@ pub struct RecoveryReport {
     /// it are lost; every other record, of every queue, is kept.
     pub corrupt: Vec<String>,
     pub last_segment: Option<u32>,
+    /// The highest queue id any record names: new queues get higher ids (`catalog.rs`).
+    pub max_queue_id: u32,
+    /// Live messages of queue ids the catalog never issued (a lost or restored catalog): per
+    /// id, how many, and the segments holding their Publish records. Not filed (`catalog.rs`
+    /// sets them aside).
+    pub unknown_queues: BTreeMap<u32, (u64, BTreeSet<u32>)>,
 }
 
 /// The net effect of the non-Publish records on one message, gathered by the first pass.
@@ -136,6 +142,7 @@ pub fn replay(
                 Frame::Good(payload, len) => match record::decode(payload) {
                     Ok(rec) => {
                         pos += 1;
+                        report.max_queue_id = report.max_queue_id.max(max_queue_id(&rec));
                         if let Record::Publish(p) = &rec {
                             let until = p.enqueued_at + crate::limits::DEDUP_WINDOW_MS;
                             if !p.dedup.is_empty() && until > now {
@@ -193,6 +200,10 @@ pub fn replay(
         state.queues.insert(q.id, QState::new(q.id, q.info.clone()));
         state.next_queue_id = state.next_queue_id.max(q.id + 1);
     }
+    // Never reuse an id the log mentions, even one the catalog lost.
+    state.next_queue_id = state
+        .next_queue_id
+        .max(report.max_queue_id.saturating_add(1));
 
     // Pass 2: file each surviving message under its queue, in log order.
     struct Filing {
@@ -250,6 +261,12 @@ pub fn replay(
                 continue;
             }
             if !state.queues.contains_key(&queue) {
+                // A deleted queue's message, or one of an id the catalog never issued.
+                if queue >= catalog.next_queue_id {
+                    let u = report.unknown_queues.entry(queue).or_default();
+                    u.0 += 1;
+                    u.1.insert(ext.seg);
+                }
                 continue;
             }
             let mut entry = Entry::new(p.id, loc, p.enqueued_at);
@@ -420,6 +437,24 @@ fn count(
     }
 }
 
+/// The highest queue id a record names.
+fn max_queue_id(rec: &Record<'_>) -> u32 {
+    match rec {
+        Record::Publish(p) => p.queue.max(p.source),
+        Record::Move {
+            queue, to, source, ..
+        } => (*queue).max(*to).max(*source),
+        Record::Receive { queue, .. }
+        | Record::Ack { queue, .. }
+        | Record::Release { queue, .. }
+        | Record::Purge { queue }
+        | Record::Settle { queue, .. }
+        | Record::Counters { queue, .. }
+        | Record::Tally { queue, .. }
+        | Record::Filtered { queue, .. } => *queue,
+    }
+}
+
 type Key = (u32, u128);
 /// A message incarnation: where it was published, and the log position of that Publish.
 type Inc = (Key, u64);
@@ -458,10 +493,16 @@ fn gather(
     match rec {
         Record::Publish(p) => {
             if p.relocated {
-                if let Some(inc) = ix.at((p.queue, p.id)) {
-                    ix.effects.entry(inc).or_default().relocated_at = Some(pos);
-                    ix.relocated.insert(pos, inc);
-                }
+                // The copy's original Publish may be gone (its segment deleted, which is what
+                // compaction is for): then the copy starts the incarnation, so the records
+                // after it (receives, acks) still apply.
+                let inc = ix.at((p.queue, p.id)).unwrap_or_else(|| {
+                    ix.current.insert((p.queue, p.id), pos);
+                    *per_queue.entry(p.queue).or_default() += 1;
+                    ((p.queue, p.id), pos)
+                });
+                ix.effects.entry(inc).or_default().relocated_at = Some(pos);
+                ix.relocated.insert(pos, inc);
             } else {
                 ix.current.insert((p.queue, p.id), pos);
                 *per_queue.entry(p.queue).or_default() += 1;

@@ -1,4 +1,4 @@
-//! The embedded store's two side files, outside the message log:
+//! The embedded store's side files, outside the message log:
 //!
 //! - `meta.json`: small settings (push subscriptions, schedules and their last firing),
 //!   rewritten atomically (temp file, fsync, rename, fsync the directory) on each change. Changes
@@ -6,6 +6,11 @@
 //! - `archive.bin`: outcomes of finished timers, 17 bytes each (16-byte id, 1-byte status),
 //!   appended and group-committed: concurrent writers share one `fdatasync`. A torn last record
 //!   (a crash mid-write) is ignored on load.
+//! - `receipt.key`: the 32 random bytes that seal receipts (`receipts.rs`), made at the first
+//!   open and kept, so a receipt answers the same after a restart (410: its lease ended).
+//!
+//! Files written here are readable by their owner only (mode 0600): settings hold webhook
+//! headers and signing secrets.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -22,6 +27,25 @@ use crate::model::MessageId;
 const META: &str = "meta.json";
 const ARCHIVE: &str = "archive.bin";
 const REC: usize = 17;
+const RECEIPT_KEY: &str = "receipt.key";
+
+/// The data directory's receipt key, made (and synced) at the first open.
+pub fn receipt_key(dir: &Path) -> Result<[u8; 32]> {
+    match fs::read(dir.join(RECEIPT_KEY)) {
+        Ok(b) => match <[u8; 32]>::try_from(b.as_slice()) {
+            Ok(key) => return Ok(key),
+            Err(_) => tracing::warn!(
+                "{} is not 32 bytes; a new receipt key is made (receipts issued before no longer settle anything)",
+                dir.join(RECEIPT_KEY).display()
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    let key = crate::receipts::random_key()?;
+    write_atomic(dir, RECEIPT_KEY, &key)?;
+    Ok(key)
+}
 
 pub struct Meta {
     dir: PathBuf,
@@ -74,10 +98,17 @@ impl Meta {
     }
 }
 
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+/// Replace `dir/name` with `bytes` atomically: a temp file, fsync, rename, fsync the directory.
+pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(format!("{name}.tmp"));
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }

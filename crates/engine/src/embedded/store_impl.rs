@@ -15,6 +15,7 @@ use crate::model::{
 };
 use crate::store::{Settle, Store, StoreInfo};
 
+use super::catalog;
 use super::record::{Record, COUNTERS};
 use super::rules::maintain;
 use super::state::{set_counters, Entry};
@@ -33,24 +34,28 @@ impl Store for EmbeddedStore {
         if !st.names.contains_key(name) {
             self.check_space()?;
         }
-        let created;
         let info = match st.names.get(name).copied() {
             Some(id) => {
-                let q = st.queues.get_mut(&id).expect("named queue exists");
-                if q.info.config != config {
-                    q.info.config = config;
-                    q.info.updated_at = now;
+                let q = &st.queues[&id];
+                if q.info.config == config {
+                    return Ok((q.info.clone(), false));
                 }
-                created = false;
-                q.info.clone()
+                let info = QueueInfo {
+                    config,
+                    updated_at: now,
+                    ..q.info.clone()
+                };
+                let change = catalog::Change::Put(catalog::CatalogQueue {
+                    id,
+                    info: info.clone(),
+                });
+                self.log_change(&st, &change)?;
+                st.queues.get_mut(&id).expect("named queue exists").info = info.clone();
+                return Ok((info, false));
             }
-            None => {
-                created = true;
-                self.create_locked(&mut st, name, config, now)?
-            }
+            None => self.create_locked(&mut st, name, config, now)?,
         };
-        self.save_catalog(&st)?;
-        Ok((info, created))
+        Ok((info, true))
     }
 
     async fn ensure_queue(
@@ -65,13 +70,16 @@ impl Store for EmbeddedStore {
             return Ok((st.queues[id].info.clone(), false));
         }
         let info = self.create_locked(&mut st, name, config, now)?;
-        self.save_catalog(&st)?;
         Ok((info, true))
     }
 
     async fn get_queue(&self, name: &str) -> Result<Option<QueueInfo>> {
         let st = self.state.lock();
         Ok(st.names.get(name).map(|id| st.queues[id].info.clone()))
+    }
+
+    async fn queue_count(&self) -> Result<usize> {
+        Ok(self.state.lock().queues.len())
     }
 
     async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
@@ -84,9 +92,11 @@ impl Store for EmbeddedStore {
     async fn delete_queue(&self, name: &str) -> Result<bool> {
         self.check_writable()?;
         let mut st = self.state.lock();
-        let Some(id) = st.names.remove(name) else {
+        let Some(id) = st.names.get(name).copied() else {
             return Ok(false);
         };
+        self.log_change(&st, &catalog::Change::Delete(id))?;
+        st.names.remove(name);
         let q = st.queues.remove(&id).expect("named queue exists");
         for e in q
             .ready
@@ -96,7 +106,6 @@ impl Store for EmbeddedStore {
         {
             st.removed(e);
         }
-        self.save_catalog(&st)?;
         Ok(true)
     }
 
@@ -361,12 +370,16 @@ impl Store for EmbeddedStore {
     }
 
     fn info(&self) -> StoreInfo {
+        // Healthy means new messages are accepted: the log writes, and the disk is above the
+        // reserve (below it, publishes are refused even before the writer fails, also right
+        // after a restart, when nothing has been written yet).
+        let short = self.short_of_space();
         let st = self.state.lock();
         StoreInfo {
             backend: "embedded",
             bytes_on_disk: self.bytes_on_disk.load(Ordering::Relaxed) + self.history.bytes(),
             messages: st.message_count(),
-            healthy: self.log.failure().is_none(),
+            healthy: self.log.failure().is_none() && short.is_none(),
             problems: self
                 .recovery_problems
                 .iter()
@@ -382,8 +395,15 @@ impl Store for EmbeddedStore {
                         .failure()
                         .map(|e| format!("delivery history writes are failing: {e}")),
                 )
+                .chain(short.map(|(free, reserve)| {
+                    format!("the disk holding the data directory has {free} bytes free, below the {reserve}-byte reserve (--min-free-bytes): new messages and queues are refused; receives and acks still work")
+                }))
                 .collect(),
         }
+    }
+
+    fn receipt_key(&self) -> [u8; 32] {
+        self.receipt_key
     }
 
     async fn close(&self) -> Result<()> {

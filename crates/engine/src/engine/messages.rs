@@ -1,6 +1,7 @@
 //! The message API: publish (fanned out on a push queue), receive (a long poll when asked
-//! to wait), ack, nack, change a lease, peek. Receipts are decoded here and per-receipt
-//! results merged in request order; the store applies the rules.
+//! to wait), ack, nack, change a lease, peek. Receipts are opened here (checked against the
+//! data set's key, `receipts.rs`) and per-receipt results merged in request order; the store
+//! applies the rules.
 
 use std::sync::atomic::Ordering;
 
@@ -9,7 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::limits;
 use crate::model::{
     is_fifo, message_size, Attributes, Delivery, Message, MessageId, NewMessage, Placement,
-    QueueConfig, Receipt, ReceiptResult,
+    Receipt, ReceiptResult,
 };
 use crate::validate::{
     check_receipt_count, range, validate_attributes, validate_fifo_id, validate_queue_name,
@@ -28,6 +29,15 @@ pub struct Publish {
     pub group: Option<String>,
     /// FIFO deduplication id (or the queue's content-based deduplication).
     pub dedup_id: Option<String>,
+}
+
+/// What a publish does when its queue does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Create it with defaults (within `EngineOptions::max_queues_on_use`).
+    Create,
+    /// Answer `QueueNotFound` (the caller may not create queues).
+    Refuse,
 }
 
 /// One message published under a caller-chosen id ([`Engine::publish_keyed`]).
@@ -62,6 +72,16 @@ impl Engine {
     /// Publish one or more messages; the queue is created with defaults if missing. Returns
     /// the ids, in order, once all of them are durable.
     pub async fn publish(&self, queue: &str, messages: Vec<Publish>) -> Result<Vec<MessageId>> {
+        self.publish_if(queue, messages, IfMissing::Create).await
+    }
+
+    /// [`Engine::publish`], saying what to do when the queue does not exist.
+    pub async fn publish_if(
+        &self,
+        queue: &str,
+        messages: Vec<Publish>,
+        missing: IfMissing,
+    ) -> Result<Vec<MessageId>> {
         validate_queue_name(queue)?;
         if messages.is_empty() {
             return Err(EngineError::invalid(
@@ -167,26 +187,27 @@ impl Engine {
                 dedup_id,
             });
         }
-        self.append(queue, batch, now).await
+        self.append(queue, batch, now, missing).await
     }
 
     /// Store validated messages: fanned out on a push queue, else appended (creating the
-    /// queue with defaults if missing); long polls are woken.
+    /// queue with defaults if missing and allowed); long polls are woken.
     async fn append(
         &self,
         queue: &str,
         batch: Vec<NewMessage>,
         now: Millis,
+        missing: IfMissing,
     ) -> Result<Vec<MessageId>> {
         if self.push.is_push(queue) {
             return self.push.fan_out(queue, batch).await;
         }
         let ids = match self.core.store.publish(queue, batch.clone(), now).await {
-            Err(EngineError::QueueNotFound(_)) => {
-                self.core
-                    .store
-                    .ensure_queue(queue, QueueConfig::default(), now)
-                    .await?;
+            Err(EngineError::QueueNotFound(q)) => {
+                if missing == IfMissing::Refuse {
+                    return Err(EngineError::QueueNotFound(q));
+                }
+                self.create_on_use(queue).await?;
                 self.core.store.publish(queue, batch, now).await?
             }
             other => other?,
@@ -235,7 +256,7 @@ impl Engine {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.append(queue, batch, now).await
+        self.append(queue, batch, now, IfMissing::Create).await
     }
 
     /// Receive up to `max_messages`, waiting up to `wait_seconds` for the first one.
@@ -308,7 +329,7 @@ impl Engine {
         validate_queue_name(queue)?;
         check_receipt_count(receipts.len())?;
         let out = self
-            .per_receipt(receipts, |rs| async move {
+            .per_receipt(queue, receipts, |rs| async move {
                 self.core.store.ack(queue, &rs, self.now()).await
             })
             .await?;
@@ -335,7 +356,7 @@ impl Engine {
             limits::DELAY_MAX_S as u64,
         )?;
         let out = self
-            .per_receipt(receipts, |rs| async move {
+            .per_receipt(queue, receipts, |rs| async move {
                 self.core
                     .store
                     .nack(
@@ -356,18 +377,29 @@ impl Engine {
         Ok(out)
     }
 
-    /// Decode receipts, run `op` on the decodable ones, and merge results in request order.
-    async fn per_receipt<F, Fut>(&self, receipts: &[String], op: F) -> Result<Vec<ReceiptResult>>
+    /// Open receipts (sealed for `queue`), run `op` on the good ones, and merge results in
+    /// request order.
+    async fn per_receipt<F, Fut>(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        op: F,
+    ) -> Result<Vec<ReceiptResult>>
     where
         F: FnOnce(Vec<Receipt>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<ReceiptResult>>>,
     {
-        let decoded: Vec<Result<Receipt>> = receipts.iter().map(|r| Receipt::decode(r)).collect();
+        let decoded: Vec<Result<Receipt>> = receipts
+            .iter()
+            .map(|r| self.receipts.open(queue, r))
+            .collect();
         let good: Vec<Receipt> = decoded
             .iter()
             .filter_map(|r| r.as_ref().ok().copied())
             .collect();
         let mut results = if good.is_empty() {
+            // No store call tells of a missing queue: say it before the receipts.
+            self.existing(queue).await?;
             Vec::new()
         } else {
             op(good).await?
@@ -396,7 +428,13 @@ impl Engine {
             0,
             limits::VISIBILITY_TIMEOUT_MAX_S as u64,
         )?;
-        let r = Receipt::decode(receipt)?;
+        let r = match self.receipts.open(queue, receipt) {
+            Ok(r) => r,
+            Err(e) => {
+                self.existing(queue).await?;
+                return Err(e);
+            }
+        };
         let now = self.now();
         if timeout_seconds == 0 {
             // A zero timeout releases the message: that is a nack, for every store.
@@ -413,6 +451,14 @@ impl Engine {
             .store
             .change_visibility(queue, r, timeout_seconds as u64 * 1000, now)
             .await
+    }
+
+    /// `QueueNotFound` unless `queue` exists.
+    async fn existing(&self, queue: &str) -> Result<()> {
+        match self.core.store.get_queue(queue).await? {
+            Some(_) => Ok(()),
+            None => Err(EngineError::QueueNotFound(queue.to_string())),
+        }
     }
 
     pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>> {

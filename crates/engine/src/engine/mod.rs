@@ -25,12 +25,14 @@ use crate::core::Core;
 use crate::error::Result;
 use crate::history::History;
 use crate::limits;
+use crate::model::Receipt;
 use crate::push::Push;
+use crate::receipts::ReceiptKey;
 use crate::store::{Store, StoreInfo};
 use crate::timers::Timers;
 
 pub use self::due::DueTimer;
-pub use self::messages::{KeyedPublish, Publish, ReceiveOptions};
+pub use self::messages::{IfMissing, KeyedPublish, Publish, ReceiveOptions};
 pub use self::queues::{CopyCounts, DeadLettersHeld, QueueCounts};
 
 /// Server-wide engine options.
@@ -40,6 +42,10 @@ pub struct EngineOptions {
     pub max_message_bytes: u32,
     /// Receives allowed to wait at once, over all queues.
     pub max_waiters: usize,
+    /// Queues may be created on first use (a publish to a missing queue) only while fewer
+    /// than this many exist, so that the rest of the store's limit stays for queues created
+    /// on purpose (`put_queue`). None: up to the store's limit.
+    pub max_queues_on_use: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +53,7 @@ impl Default for EngineOptions {
         EngineOptions {
             max_message_bytes: 1024 * 1024,
             max_waiters: 10_000,
+            max_queues_on_use: None,
         }
     }
 }
@@ -60,11 +67,14 @@ pub struct Engine {
     push: Arc<Push>,
     timers: Arc<Timers>,
     nodes: nodes::Nodes,
+    /// Seals the receipts clients get (the store's key).
+    receipts: ReceiptKey,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: EngineOptions) -> Arc<Engine> {
         let remote = store.remote_wakeups();
+        let receipts = ReceiptKey::new(store.receipt_key());
         let core = Arc::new(Core::new(store, clock));
         let history = Arc::new(History::new(core.clone()));
         let engine = Arc::new(Engine {
@@ -75,11 +85,18 @@ impl Engine {
             opts,
             waiters: AtomicUsize::new(0),
             nodes: nodes::Nodes::default(),
+            receipts,
         });
         if let Some(rx) = remote {
             engine.follow_other_nodes(rx);
         }
         engine
+    }
+
+    /// The receipt a client gets for lease `r` of a message of `queue`: sealed, so that only
+    /// this data set's servers can make one (`receipts.rs`).
+    pub fn receipt(&self, queue: &str, r: &Receipt) -> String {
+        self.receipts.seal(queue, r)
     }
 
     /// Subscriptions, fan-out and the push senders' calls.

@@ -39,6 +39,25 @@ impl Engine {
         put
     }
 
+    /// Create `name` with defaults because a client used it (a publish, a miniqueue
+    /// subscribe), unless it exists; only while fewer than `max_queues_on_use` queues exist.
+    pub async fn create_on_use(&self, name: &str) -> Result<()> {
+        validate_queue_name(name)?;
+        let store = &self.core.store;
+        if let Some(limit) = self.opts.max_queues_on_use {
+            if store.get_queue(name).await?.is_none() && store.queue_count().await? >= limit {
+                return Err(EngineError::TooManyQueuesOnUse {
+                    queue: name.to_string(),
+                    limit,
+                });
+            }
+        }
+        store
+            .ensure_queue(name, QueueConfig::default(), self.now())
+            .await?;
+        Ok(())
+    }
+
     pub async fn get_queue(&self, name: &str) -> Result<(QueueInfo, QueueStats)> {
         let info = self.queue_info(name).await?;
         let stats = self.core.store.stats(name, self.now()).await?;

@@ -1,6 +1,7 @@
 //! The connection plumbing: one multiplexed connection to a single server or a cluster
 //! (`Conn`), error mapping with health tracking (`ok`), the wake-up channel every node
-//! subscribes to (`listen`, `announce`), and the start-up check of Redis's durability settings.
+//! subscribes to (`listen`, `announce`), the start-up check of Redis's durability settings,
+//! and the data set's receipt key (`receipt_key`).
 
 use std::sync::atomic::Ordering;
 
@@ -43,6 +44,42 @@ impl ConnectionLike for Conn {
             Conn::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// The receipt key every node of this prefix shares (`receipts.rs`): the first node to start
+/// stores 32 random bytes (hex) under `{PREFIX}/receipt-key`, the others read them.
+pub(super) async fn receipt_key(conn: &mut Conn, prefix: &str) -> Result<[u8; 32]> {
+    let name = format!("{{{prefix}}}/receipt-key");
+    let fresh: String = crate::receipts::random_key()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (stored,): (String,) = redis::pipe()
+        .cmd("SET")
+        .arg(&name)
+        .arg(&fresh)
+        .arg("NX")
+        .ignore()
+        .cmd("GET")
+        .arg(&name)
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    let bytes: Option<Vec<u8>> = (stored.len() == 64
+        && stored.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then(|| {
+        (0..32)
+            .map(|i| u8::from_str_radix(&stored[2 * i..2 * i + 2], 16).ok())
+            .collect()
+    })
+    .flatten();
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            crate::EngineError::Storage(format!(
+                "redis key {name} does not hold a receipt key (64 hex digits)"
+            ))
+        })
 }
 
 impl RedisStore {

@@ -80,6 +80,7 @@ pub struct RedisStore {
     bytes: AtomicU64,
     problem: parking_lot::Mutex<Option<String>>,
     listener: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    receipt_key: [u8; 32],
 }
 
 impl RedisStore {
@@ -128,7 +129,10 @@ impl RedisStore {
             (Conn::Single(conn), client)
         };
         let (wakeups, _) = broadcast::channel(1024);
+        let mut conn = conn;
+        let receipt_key = conn::receipt_key(&mut conn, &opts.prefix).await?;
         let store = RedisStore {
+            receipt_key,
             conn,
             scripts: scripts::Scripts::load(),
             channel: format!("{}/wake", opts.prefix),

@@ -62,6 +62,14 @@ impl Store for RedisStore {
         }))
     }
 
+    async fn queue_count(&self) -> Result<usize> {
+        let mut conn = self.conn.clone();
+        self.ok(redis::cmd("HLEN")
+            .arg(self.global("queues"))
+            .query_async(&mut conn)
+            .await)
+    }
+
     async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
         let mut conn = self.conn.clone();
         let mut names: Vec<String> = self.ok(redis::cmd("HKEYS")
@@ -624,6 +632,10 @@ impl Store for RedisStore {
                 self.problem.lock().iter().cloned().collect()
             },
         }
+    }
+
+    fn receipt_key(&self) -> [u8; 32] {
+        self.receipt_key
     }
 
     fn remote_wakeups(&self) -> Option<broadcast::Receiver<String>> {

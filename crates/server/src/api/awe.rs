@@ -327,7 +327,10 @@ async fn receive(State(s): State<Arc<AweState>>, Query(q): Query<Count>) -> Resp
         .iter()
         .map(|d| {
             let key = d.message.id.to_string();
-            checkouts.insert(key.clone(), (d.receipt.encode(), d.lease_until));
+            checkouts.insert(
+                key.clone(),
+                (s.engine.receipt(&s.queue, &d.receipt), d.lease_until),
+            );
             json!({
                 "key": key,
                 "timestamp": d.message.enqueued_at,

@@ -1,6 +1,7 @@
 //! Request body extraction with errors in the API's own shape. axum's stock extractors answer
 //! bad input with plain text; these answer `400 invalid_json` naming the field path (via
-//! serde_path_to_error) and `413 request_too_large` naming the limit.
+//! serde_path_to_error) and `413 request_too_large` naming the limit (at once when
+//! `Content-Length` declares more, without waiting for the body).
 
 use std::time::Duration;
 
@@ -46,6 +47,12 @@ where
             })
             .unwrap_or(false);
         let limit = state.max_request_bytes;
+        // A body that declares more than the limit (Content-Length) is refused before a byte
+        // of it is read, not after the body timeout.
+        if axum::body::HttpBody::size_hint(req.body()).lower() > limit as u64 {
+            linger(req.into_body());
+            return Err(too_large(limit));
+        }
         let read = axum::body::to_bytes(req.into_body(), limit);
         let bytes = tokio::time::timeout(state.body_timeout, read)
             .await
@@ -61,13 +68,7 @@ where
             })?
             .map_err(|e| {
                 if is_length_limit(&e) {
-                    ApiError::new(
-                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                        "request_too_large",
-                        format!(
-                            "request body exceeds the limit of {limit} bytes (--max-request-bytes)"
-                        ),
-                    )
+                    too_large(limit)
                 } else {
                     ApiError::bad_request(
                         "bad_body",
@@ -93,6 +94,33 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Ok(TimedBytes(RawBody::from_request(req, state).await?.bytes))
     }
+}
+
+/// After answering a request without reading its body (a refusal from its head): go on
+/// reading and discarding what the client is still sending, for a short while, so that it
+/// gets to read the answer instead of a connection reset (as nginx's lingering close does).
+/// At most 1 MiB and 2 s; nothing is kept.
+pub fn linger(body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    tokio::spawn(async move {
+        let mut body = body;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut drained = 0usize;
+        while drained < 1 << 20 {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(f))) => drained += f.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    });
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "request_too_large",
+        format!("request body exceeds the limit of {limit} bytes (--max-request-bytes)"),
+    )
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

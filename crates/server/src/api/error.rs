@@ -61,7 +61,9 @@ impl From<EngineError> for ApiError {
             InvalidReceipt => (StatusCode::BAD_REQUEST, "invalid_receipt"),
             StaleReceipt => (StatusCode::CONFLICT, "stale_receipt"),
             MessageGone => (StatusCode::GONE, "message_not_in_flight"),
-            TooManyQueues { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_queues"),
+            TooManyQueues { .. } | TooManyQueuesOnUse { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "too_many_queues")
+            }
             StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             StorageFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
             Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),

@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Extension, FromRef, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -27,11 +27,12 @@ use base64::Engine as _;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::json;
-use sluice_engine::{Engine, MessageId, Placement, Publish, QueueConfigPatch, ReceiveOptions};
+use sluice_engine::{Engine, IfMissing, MessageId, Placement, Publish, ReceiveOptions};
 use tokio::sync::mpsc;
 
 use super::body::{BodyLimits, TimedBytes};
 use super::Slots;
+use crate::auth::{if_missing, Principal};
 
 /// How long an outstanding message stays leased to a connected subscriber (the engine's maximum);
 /// a subscriber that disconnects releases it at once.
@@ -84,13 +85,15 @@ fn engine_error(e: sluice_engine::EngineError) -> Response {
 async fn publish(
     State(s): State<Arc<MiniqueueState>>,
     Path(topic): Path<String>,
+    caller: Option<Extension<Principal>>,
     TimedBytes(body): TimedBytes,
 ) -> Response {
     let msg = Publish {
         body: body.to_vec(),
         ..Default::default()
     };
-    match s.engine.publish(&topic, vec![msg]).await {
+    let missing = if_missing(caller.as_deref());
+    match s.engine.publish_if(&topic, vec![msg], missing).await {
         Ok(_) => StatusCode::CREATED.into_response(),
         Err(e) => engine_error(e),
     }
@@ -202,15 +205,16 @@ enum Input {
 async fn subscribe(
     State(s): State<Arc<MiniqueueState>>,
     Path(topic): Path<String>,
+    caller: Option<Extension<Principal>>,
     body: Body,
 ) -> Response {
-    // Topics are created on first use, like miniqueue's.
+    // Topics are created on first use, like miniqueue's (by callers that may create queues).
     if s.engine.queue_info(&topic).await.is_err() {
-        if let Err(e) = s
-            .engine
-            .put_queue(&topic, QueueConfigPatch::default())
-            .await
-        {
+        let created = match if_missing(caller.as_deref()) {
+            IfMissing::Create => s.engine.create_on_use(&topic).await,
+            IfMissing::Refuse => Err(sluice_engine::EngineError::QueueNotFound(topic.clone())),
+        };
+        if let Err(e) = created {
             return engine_error(e);
         }
     }
@@ -309,7 +313,7 @@ async fn session(
                     }
                     outstanding = Some(Outstanding {
                         id: d.message.id,
-                        receipt: d.receipt.encode(),
+                        receipt: engine.receipt(&topic, &d.receipt),
                     });
                     wanted = false;
                     if out.send(line(v)).await.is_err() {
@@ -385,7 +389,10 @@ async fn session(
     // whatever is outstanding goes back to the front.
     if let Some(p) = pending.take() {
         if let Ok(Ok(got)) = p.await {
-            let receipts: Vec<String> = got.iter().map(|d| d.receipt.encode()).collect();
+            let receipts: Vec<String> = got
+                .iter()
+                .map(|d| engine.receipt(&topic, &d.receipt))
+                .collect();
             if !receipts.is_empty() {
                 let _ = engine.nack(&topic, &receipts, 0, Placement::Front).await;
             }

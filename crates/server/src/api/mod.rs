@@ -1,6 +1,6 @@
 //! HTTP front ends. Each submodule adapts one protocol to engine calls; none holds queue rules.
-//! `router` assembles them with the cross-cutting layers (API keys, request metrics, fallback
-//! errors). The ground floor every adapter stands on: `state.rs` (what handlers get),
+//! `router` assembles them with the cross-cutting layers (API keys, the keyless guard against
+//! cross-site requests and DNS rebinding, request metrics, fallback errors). The ground floor every adapter stands on: `state.rs` (what handlers get),
 //! `body.rs` (request bodies), `error.rs` (the JSON error shape); `openapi.rs` documents the
 //! native API and imports the adapters, never the other way round.
 
@@ -14,6 +14,7 @@ pub mod miniqueue;
 pub mod native;
 pub mod openapi;
 pub mod ops;
+mod origin;
 pub mod sqs;
 mod state;
 pub mod stream;
@@ -154,6 +155,7 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
         ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), keyless_guard))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -209,6 +211,45 @@ async fn authorize(
         parts.extensions.insert(principal);
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// Without API keys, every request is allowed: keep web pages out (see `origin.rs`). A server
+/// listening on loopback answers only to loopback names (`Host`), against DNS rebinding; any
+/// keyless server refuses requests from other sites' pages, except plain reads of the
+/// dashboard's pages. Browsers say where a request comes from (`Origin`, `Sec-Fetch-Site`);
+/// other clients (SQS SDKs, the seeds' clients, curl) send neither and are not affected. With
+/// keys configured this does nothing: a page has no key.
+async fn keyless_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    if s.auth.enabled() {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let refuse = |code: &'static str, msg: String| {
+        error::ApiError::new(axum::http::StatusCode::FORBIDDEN, code, msg).into_response()
+    };
+    if crate::config::is_loopback(&s.listen) {
+        if let Some(h) = host.as_deref().filter(|h| !origin::is_loopback_host(h)) {
+            return refuse(
+                "forbidden_host",
+                format!("Host {h:?} is not a loopback name: a server without API keys answers only to localhost, 127.0.0.1 and [::1] (configure --auth-keys to serve other names)"),
+            );
+        }
+    }
+    if origin::cross_site(headers, host.as_deref(), s.tls)
+        && !origin::harmless(req.method(), req.uri(), headers)
+    {
+        return refuse(
+            "cross_site_request",
+            "requests from other sites' pages are refused by a server without API keys (Origin or Sec-Fetch-Site names another site); configure --auth-keys to serve them".into(),
+        );
+    }
+    next.run(req).await
 }
 
 /// Count every request by route template and status, and time it.

@@ -18,7 +18,9 @@ pub async fn healthz() -> &'static str {
     "OK"
 }
 
-/// Readiness: 200 when storage is open and writable, 503 otherwise.
+/// Readiness: 200 when storage accepts new messages, 503 otherwise (the log writer failing,
+/// or the disk below `--min-free-bytes`: receives and acks still work then; the reasons are in
+/// `/v1/server` `storage_problems`).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = String, content_type = "text/plain"),
         (status = 503, body = String, content_type = "text/plain")))]
@@ -27,7 +29,11 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     if info.healthy {
         (StatusCode::OK, "READY").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage unavailable: new messages are refused (see /v1/server storage_problems)",
+        )
+            .into_response()
     }
 }
 

@@ -135,8 +135,9 @@ pub async fn run_session(
                 match done {
                     Ok(Ok(got)) => {
                         for d in got {
-                            leased.insert(d.receipt.encode());
-                            let mut v = serde_json::to_value(delivery_view(d)).expect("json");
+                            let view = delivery_view(&engine, &queue, d);
+                            leased.extend(view.receipt.clone());
+                            let mut v = serde_json::to_value(view).expect("json");
                             v["type"] = json!("message");
                             if outbox.send(v).await.is_err() {
                                 break;
@@ -247,7 +248,7 @@ pub async fn run_session(
     let mut release: Vec<String> = leased.into_iter().collect();
     if let Some(p) = pending.take() {
         if let Ok(Ok(got)) = p.await {
-            release.extend(got.iter().map(|d| d.receipt.encode()));
+            release.extend(got.iter().map(|d| engine.receipt(&queue, &d.receipt)));
         }
     }
     if !release.is_empty() {

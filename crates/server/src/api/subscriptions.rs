@@ -1,10 +1,12 @@
 //! The native push API: the subscriptions of a queue and the delivery history (attempts) of
 //! its messages. Handlers shape JSON; the engine holds the rules and the push lanes make the
-//! calls.
+//! calls. A subscription's secrets (header values, credentials in its URL) are shown in clear
+//! only to a key that may change it; others see them masked (`redact.rs`), and the signing
+//! secret is always masked.
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,8 +20,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::body::{parse_json, parse_json_or_default, QueryParams, RawBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::AppState;
+use crate::auth::{sees_subscription_secrets, Principal};
 use crate::delivery::signing::public_key;
 use crate::delivery::LaneCounters;
+use crate::redact;
 
 // ---------- subscriptions ----------
 
@@ -155,6 +159,7 @@ pub struct SubscriptionView {
     pub name: String,
     pub url: String,
     pub method: String,
+    /// Values shown only to keys that may change the subscription; otherwise `****`.
     pub headers: BTreeMap<String, String>,
     pub timeout_seconds: f64,
     pub max_attempts: u32,
@@ -198,7 +203,9 @@ async fn subscription_view(
     queue: &str,
     name: &str,
     sub: Subscription,
+    caller: Option<&Principal>,
 ) -> ApiResult<SubscriptionView> {
+    let clear = sees_subscription_secrets(caller, queue);
     let child = sluice_engine::push::child_queue(queue, name);
     let qs = s
         .engine
@@ -220,9 +227,17 @@ async fn subscription_view(
     Ok(SubscriptionView {
         queue: queue.to_string(),
         name: name.to_string(),
-        url: sub.url,
+        url: if clear {
+            sub.url
+        } else {
+            redact::url(&sub.url)
+        },
         method: sub.method,
-        headers: sub.headers,
+        headers: if clear {
+            sub.headers
+        } else {
+            redact::headers(&sub.headers)
+        },
         timeout_seconds: sub.timeout_seconds,
         max_attempts: sub.max_attempts,
         backoff: sub.backoff,
@@ -267,6 +282,7 @@ fn stats_view(qs: QueueStats, c: LaneCounters, queue_paused: bool) -> Subscripti
 pub async fn put_subscription(
     State(s): State<AppState>,
     Path((queue, name)): Path<(String, String)>,
+    caller: Option<Extension<Principal>>,
     body: RawBody,
 ) -> ApiResult<Response> {
     let b: SubscriptionBody = parse_json(&body.bytes)?;
@@ -275,7 +291,7 @@ pub async fn put_subscription(
         .push()
         .put(&queue, &name, b.into_subscription()?)
         .await?;
-    let view = subscription_view(&s, &queue, &name, sub).await?;
+    let view = subscription_view(&s, &queue, &name, sub, caller.as_deref()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -296,10 +312,11 @@ pub struct SubscriptionList {
 pub async fn list_subscriptions(
     State(s): State<AppState>,
     Path(queue): Path<String>,
+    caller: Option<Extension<Principal>>,
 ) -> ApiResult<Json<SubscriptionList>> {
     let mut out = Vec::new();
     for (name, sub) in s.engine.push().list(&queue).await? {
-        out.push(subscription_view(&s, &queue, &name, sub).await?);
+        out.push(subscription_view(&s, &queue, &name, sub, caller.as_deref()).await?);
     }
     Ok(Json(SubscriptionList { subscriptions: out }))
 }
@@ -311,9 +328,12 @@ pub async fn list_subscriptions(
 pub async fn get_subscription(
     State(s): State<AppState>,
     Path((queue, name)): Path<(String, String)>,
+    caller: Option<Extension<Principal>>,
 ) -> ApiResult<Json<SubscriptionView>> {
     let sub = s.engine.push().get(&queue, &name)?;
-    Ok(Json(subscription_view(&s, &queue, &name, sub).await?))
+    Ok(Json(
+        subscription_view(&s, &queue, &name, sub, caller.as_deref()).await?,
+    ))
 }
 
 /// Delete a subscription; its undelivered copies are dropped.
@@ -336,10 +356,13 @@ pub async fn delete_subscription(
 pub async fn reset_stats(
     State(s): State<AppState>,
     Path((queue, name)): Path<(String, String)>,
+    caller: Option<Extension<Principal>>,
 ) -> ApiResult<Json<SubscriptionView>> {
     s.engine.push().reset_stats(&queue, &name).await?;
     let sub = s.engine.push().get(&queue, &name)?;
-    Ok(Json(subscription_view(&s, &queue, &name, sub).await?))
+    Ok(Json(
+        subscription_view(&s, &queue, &name, sub, caller.as_deref()).await?,
+    ))
 }
 
 // ---------- secret rotation ----------
@@ -383,6 +406,7 @@ pub struct RotateAnswer {
 pub async fn rotate_secret(
     State(s): State<AppState>,
     Path((queue, name)): Path<(String, String)>,
+    caller: Option<Extension<Principal>>,
     body: RawBody,
 ) -> ApiResult<Json<RotateAnswer>> {
     let b: RotateBody = parse_json_or_default(&body.bytes)?;
@@ -400,7 +424,8 @@ pub async fn rotate_secret(
     Ok(Json(RotateAnswer {
         secret: done.generated.filter(|g| public_key(g).is_none()),
         public_key: public_key(&current),
-        subscription: subscription_view(&s, &queue, &name, done.subscription).await?,
+        subscription: subscription_view(&s, &queue, &name, done.subscription, caller.as_deref())
+            .await?,
     }))
 }
 

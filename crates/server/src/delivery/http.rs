@@ -57,12 +57,12 @@ pub struct Request {
 }
 
 impl Request {
-    /// What the attempts log keeps of a request: the request line, the headers that are not
-    /// secrets (no signature, no configured headers such as `authorization`), and the first
-    /// 1 KiB of the body (lossy UTF-8).
+    /// What the attempts log keeps of a request: the request line (credentials in the URL
+    /// masked), the headers that are not secrets (no signature, no configured headers such as
+    /// `authorization`), and the first 1 KiB of the body (lossy UTF-8).
     pub fn excerpt(&self) -> String {
         const SHOWN: &[&str] = &["content-type", "webhook-id", "webhook-timestamp"];
-        let mut out = format!("{} {}\n", self.method, self.url);
+        let mut out = format!("{} {}\n", self.method, crate::redact::url(&self.url));
         for (k, v) in &self.headers {
             let k = k.to_ascii_lowercase();
             if SHOWN.contains(&k.as_str()) || k.starts_with("sluice-") {
@@ -158,7 +158,9 @@ impl Sender {
         let mut resp = match rb.send().await {
             Ok(r) => r,
             Err(e) => {
-                let msg = error_chain(&e);
+                // reqwest names the URL in its errors: they go to the attempts log and the
+                // logs, so without it (it may carry credentials).
+                let msg = error_chain(&e.without_url());
                 let refused = msg.contains("target refused");
                 return fail(msg, refused);
             }
@@ -181,6 +183,7 @@ impl Sender {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    let e = e.without_url();
                     error = Some(format!("reading the response: {}", error_chain(&e)));
                     break;
                 }

@@ -5,19 +5,15 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::common::{err_code, free_port, Http, Server, BIN};
+use crate::common::{err_code, free_port, key_file_with, with_key, Http, Server, BIN};
 
 const ADMIN: &str = "admin-key-4f9c2a7e1b";
 const PUBLISHER: &str = "orders-publisher-8d1e";
 const WORKER: &str = "worker-consumer-77aa1";
 
 fn key_file() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keys.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
+    key_file_with(&format!(
+        r#"
 [[key]]
 name = "ops"
 key = "{ADMIN}"
@@ -34,23 +30,7 @@ name = "workers"
 key = "{WORKER}"
 role = "consume"
 "#
-        ),
-    )
-    .unwrap();
-    let p = path.to_str().unwrap().to_string();
-    (dir, p)
-}
-
-fn with_key(base: &str, key: &str) -> Http {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
-    Http {
-        base: base.to_string(),
-        c: reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap(),
-    }
+    ))
 }
 
 #[tokio::test]
@@ -193,6 +173,9 @@ async fn keys_roles_and_queue_globs() {
 async fn the_cli_sends_sluice_api_key() {
     let (_keys, path) = key_file();
     let s = Server::start_with(&["--auth-keys", &path]).await;
+    // Publish keys do not create queues (create_queues is off): the admin makes it.
+    let admin = with_key(&s.base, ADMIN);
+    assert_eq!(admin.put("/v1/queues/orders", json!({})).await.0, 201);
     let run = |key: Option<&str>| {
         let mut c = Command::new(BIN);
         c.args(["send", "orders", "from-cli", "--server", &s.base]);

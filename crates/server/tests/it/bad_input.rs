@@ -545,7 +545,7 @@ async fn unfinished_headers_are_cut_off() {
     let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
         .await
         .unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .unwrap();
     let h = Http::new(&s.base);
@@ -577,7 +577,7 @@ async fn unfinished_bodies_time_out() {
         .await
         .unwrap();
     slow.write_all(
-        b"POST /v1/queues/slow/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"body\":",
+        b"POST /v1/queues/slow/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"body\":",
     )
     .await
     .unwrap();
@@ -593,8 +593,8 @@ async fn unfinished_bodies_time_out() {
     assert_eq!(h.get("/v1/queues/slow").await.0, 404, "nothing stored");
     // The same for the SQS API and miniqueue's publish.
     for head in [
-        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSQS.CreateQueue\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 100\r\n\r\n{\"QueueName\":",
-        "POST /publish/slowtopic HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf",
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: AmazonSQS.CreateQueue\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 100\r\n\r\n{\"QueueName\":",
+        "POST /publish/slowtopic HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nhalf",
     ] {
         let mut c = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
             .await

@@ -287,6 +287,28 @@ pub fn millis_of(t: &Value) -> i64 {
         .timestamp_millis()
 }
 
+/// A client that sends `Authorization: Bearer KEY` on every request.
+pub fn with_key(base: &str, key: &str) -> Http {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    Http {
+        base: base.to_string(),
+        c: reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap(),
+    }
+}
+
+/// An `--auth-keys` file with `toml` in a temporary directory: (the directory, the path).
+pub fn key_file_with(toml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.toml");
+    std::fs::write(&path, toml).unwrap();
+    let p = path.to_str().unwrap().to_string();
+    (dir, p)
+}
+
 /// Assert an error response of the documented shape and return its code.
 pub fn err_code(v: &Value) -> String {
     let code = v["error"]["code"]

@@ -193,3 +193,23 @@ async fn kill_nine_loses_nothing_acknowledged() {
     );
     assert_eq!(duplicates, 0, "a drain returned one message twice");
 }
+
+/// `sluice bench crash` (the published crash report, `scripts/crash-report`) runs its own
+/// server, kills it under mixed load and finds everything acknowledged.
+#[tokio::test]
+async fn the_crash_report_runs() {
+    let out = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(crate::common::BIN)
+            .args(["--json", "bench", "crash", "--cycles", "2"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["per_cycle"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["acknowledged"].as_u64().unwrap() > 100, "{v}");
+    assert_eq!(v["lost"], 0, "{v}");
+    assert_eq!(v["acked_then_returned"], 0, "{v}");
+}

@@ -143,11 +143,18 @@ async fn a_nearly_full_disk_refuses_new_messages_and_recovers() {
         .await;
     assert_eq!(st, 200, "acks still work: {v}");
     let acked = v.to_string();
-    assert_eq!(
-        h.get("/readyz").await.0,
-        200,
-        "still ready: reads and acks work"
+    // Not ready for new messages (a load balancer sends them elsewhere), and it says why.
+    assert_eq!(h.get("/readyz").await.0, 503);
+    let (_, info) = h.get("/v1/server").await;
+    assert!(
+        info["storage_problems"].to_string().contains("below the"),
+        "{info}"
     );
+    // Right after a restart, before anything is written, it is the same.
+    s.kill();
+    s.spawn().await;
+    assert_eq!(h.get("/readyz").await.0, 503, "after a restart too");
+    assert_eq!(publish(&h, "full", "refused").await.0, 503);
     // Space returns: publishing resumes without a restart.
     std::fs::remove_file(filler).unwrap();
     wait_until("publishes are accepted again", 10, || {

@@ -2,19 +2,20 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sluice_engine::{rfc3339, Delivery, Message, MessageState, Publish, ReceiveOptions};
+use sluice_engine::{rfc3339, Delivery, Engine, Message, MessageState, Publish, ReceiveOptions};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::body::{parse_json, parse_json_or_default, QueryParams, RawBody};
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::AppState;
+use crate::auth::{if_missing, Principal};
 
 /// One message. Give `body` (text) or `body_base64` (bytes), not both.
 #[derive(Deserialize, ToSchema, Default)]
@@ -122,7 +123,8 @@ fn to_publish(p: PublishBody, field: &str) -> ApiResult<Publish> {
     })
 }
 
-/// Publish one message, or a batch with `{"messages":[...]}`. The queue is created if missing.
+/// Publish one message, or a batch with `{"messages":[...]}`. The queue is created if missing
+/// (without API keys, or with a key that may create queues; else 404).
 /// With any Content-Type other than JSON, the raw request body is the message body.
 #[utoipa::path(post, path = "/v1/queues/{queue}/messages", tag = "messages",
     params(("queue" = String, Path), PublishQuery),
@@ -133,19 +135,22 @@ pub async fn publish(
     State(s): State<AppState>,
     Path(queue): Path<String>,
     QueryParams(q): QueryParams<PublishQuery>,
+    caller: Option<Extension<Principal>>,
     body: RawBody,
 ) -> ApiResult<Response> {
+    let missing = if_missing(caller.as_deref());
     if !body.is_json {
         let hint = envelope_hint(&body.bytes);
         let ids = s
             .engine
-            .publish(
+            .publish_if(
                 &queue,
                 vec![Publish {
                     body: body.bytes.to_vec(),
                     delay_seconds: q.delay_seconds,
                     ..Default::default()
                 }],
+                missing,
             )
             .await?;
         let mut resp = (
@@ -183,7 +188,7 @@ pub async fn publish(
             .enumerate()
             .map(|(i, m)| to_publish(m, &format!("messages[{i}].")))
             .collect::<ApiResult<Vec<_>>>()?;
-        let ids = s.engine.publish(&queue, msgs).await?;
+        let ids = s.engine.publish_if(&queue, msgs, missing).await?;
         Ok((
             StatusCode::CREATED,
             Json(PublishedBatch {
@@ -200,7 +205,10 @@ pub async fn publish(
             message_group_id: one.message_group_id,
             deduplication_id: one.deduplication_id,
         };
-        let ids = s.engine.publish(&queue, vec![to_publish(one, "")?]).await?;
+        let ids = s
+            .engine
+            .publish_if(&queue, vec![to_publish(one, "")?], missing)
+            .await?;
         Ok((
             StatusCode::CREATED,
             Json(Published {
@@ -282,8 +290,9 @@ fn message_view(m: Message, receipt: Option<String>) -> MessageView {
     }
 }
 
-pub fn delivery_view(d: Delivery) -> MessageView {
-    let receipt = d.receipt.encode();
+/// A received message with the receipt its consumer settles it with (sealed for `queue`).
+pub fn delivery_view(engine: &Engine, queue: &str, d: Delivery) -> MessageView {
+    let receipt = engine.receipt(queue, &d.receipt);
     message_view(d.message, Some(receipt))
 }
 
@@ -315,7 +324,10 @@ pub async fn receive(
         )
         .await?;
     Ok(Json(MessageList {
-        messages: got.into_iter().map(delivery_view).collect(),
+        messages: got
+            .into_iter()
+            .map(|d| delivery_view(&s.engine, &queue, d))
+            .collect(),
     }))
 }
 

@@ -102,7 +102,8 @@ fn single_failure(single: bool, results: &[ReceiptResult]) -> Option<ApiError> {
     params(("queue" = String, Path)),
     request_body(content = AckBody, content_type = "application/json"),
     responses((status = 200, body = AckResult), (status = 400, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody)))]
 pub async fn ack(
     State(s): State<AppState>,
     Path(queue): Path<String>,
@@ -123,7 +124,8 @@ pub async fn ack(
     params(("queue" = String, Path)),
     request_body(content = NackBody, content_type = "application/json"),
     responses((status = 200, body = NackResult), (status = 400, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody)))]
 pub async fn nack(
     State(s): State<AppState>,
     Path(queue): Path<String>,
@@ -170,7 +172,8 @@ pub struct VisibilityResult {
     params(("queue" = String, Path)),
     request_body(content = VisibilityBody, content_type = "application/json"),
     responses((status = 200, body = VisibilityResult), (status = 400, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody)))]
 pub async fn visibility(
     State(s): State<AppState>,
     Path(queue): Path<String>,

@@ -92,6 +92,7 @@ impl From<EngineError> for SqsError {
                 "OverLimit",
                 format!("You have reached the limit of {limit} queues."),
             ),
+            e @ TooManyQueuesOnUse { .. } => SqsError::new("OverLimit", "OverLimit", e.to_string()),
             TooManyWaiters { limit } => SqsError {
                 name: "RequestThrottled",
                 code: "RequestThrottled",

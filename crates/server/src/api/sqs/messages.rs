@@ -4,7 +4,7 @@
 //! entry in batches), then makes one engine call; the typed attributes are `attrs.rs`'s.
 
 use serde_json::{json, Map, Value};
-use sluice_engine::{EngineError, Publish};
+use sluice_engine::{EngineError, IfMissing, Publish};
 
 use super::attrs::{self, SqsAttribute};
 use super::input::{
@@ -168,7 +168,11 @@ pub async fn send_message(c: &Ctx<'_>, input: &Value) -> R {
         fifo,
         qi.config.content_based_deduplication,
     )?;
-    let ids = c.engine.publish(&q, vec![to_publish(&m)]).await?;
+    // SQS never creates a queue on send (and a queue deleted since `info` stays deleted).
+    let ids = c
+        .engine
+        .publish_if(&q, vec![to_publish(&m)], IfMissing::Refuse)
+        .await?;
     let mut out = sent_json(&ids[0].to_string(), &m);
     if fifo {
         out.insert("SequenceNumber".into(), json!(ids[0].0.to_string()));
@@ -220,7 +224,11 @@ pub async fn send_message_batch(c: &Ctx<'_>, input: &Value) -> R {
     if !ok.is_empty() {
         let ids = c
             .engine
-            .publish(&q, ok.iter().map(|(_, m)| to_publish(m)).collect())
+            .publish_if(
+                &q,
+                ok.iter().map(|(_, m)| to_publish(m)).collect(),
+                IfMissing::Refuse,
+            )
             .await?;
         for ((id, m), mid) in ok.iter().zip(ids) {
             let mut s = sent_json(&mid.to_string(), m);

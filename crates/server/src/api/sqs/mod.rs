@@ -17,13 +17,21 @@
 //! Queue URLs are `http://HOST/000000000000/NAME`, HOST following the request's Host header unless
 //! `--sqs-base-url` overrides it; ARNs are `arn:aws:sqs:REGION:000000000000:NAME`, REGION taken
 //! from the request's SigV4 credential scope (default us-east-1). Signatures are accepted
-//! without checking unless access keys are configured (`--sqs-credentials`), then verified
-//! (`sigv4.rs`).
+//! without checking unless access keys are configured (`--sqs-credentials`, or SQS pairs in
+//! `--auth-keys`), then verified (`sigv4.rs`) in this order: the head alone first (a missing
+//! signature, an unknown access key, a stale date, a scope naming another service or region,
+//! and a role that cannot run the action when the head names it: refused before a byte of
+//! the body is read), then the body is read under the unverified-bytes budget and hashed as it
+//! arrives (`intake.rs`), then the signature is checked, and only then is the body parsed.
+//!
+//! Query-protocol parameters come from one place, as AWS takes them: the form body when there
+//! is one, else the query string (a query string cannot override a body's `Action`).
 
 mod actions;
 mod attrs;
 mod error;
 mod input;
+mod intake;
 mod md5;
 mod messages;
 mod moves;
@@ -37,9 +45,9 @@ mod sigv4;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{FromRef, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::{FromRef, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
@@ -47,7 +55,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use sluice_engine::{Engine, MessageId};
 
-use super::body::{BodyLimits, TimedBytes};
+use super::body::BodyLimits;
 use crate::auth::Auth;
 pub use error::SqsError;
 
@@ -59,6 +67,8 @@ pub struct SqsOptions {
     pub base_url: Option<String>,
     /// Access key id -> secret. Empty (and no API keys): signatures are not checked.
     pub credentials: Vec<(String, String)>,
+    /// The region credential scopes must name (`--sqs-region`); None: any.
+    pub region: Option<String>,
     /// PurgeQueue's cooldown per queue (0: none).
     pub purge_interval_seconds: u64,
 }
@@ -71,6 +81,9 @@ pub struct SqsState {
     limits: BodyLimits,
     base_url: Option<String>,
     credentials: Vec<(String, String)>,
+    region: Option<String>,
+    /// Bytes of bodies being read for requests whose signature is not verified yet.
+    unverified: intake::Unverified,
     purge_interval_ms: i64,
     /// ReceiveRequestAttemptId -> (valid until, the answer given).
     attempts: Mutex<HashMap<String, (i64, Value)>>,
@@ -93,11 +106,18 @@ impl SqsState {
             limits,
             base_url: opts.base_url,
             credentials: opts.credentials,
+            region: opts.region,
+            unverified: intake::Unverified::new(2 * limits.max_request_bytes),
             purge_interval_ms: opts.purge_interval_seconds as i64 * 1000,
             attempts: Mutex::default(),
             purges: Mutex::default(),
             cancels: Mutex::default(),
         })
+    }
+
+    /// Are signatures checked (access keys configured)?
+    fn checks_signatures(&self) -> bool {
+        !self.credentials.is_empty() || self.auth.enabled()
     }
 
     /// Resume the message move tasks that were running when the server stopped.
@@ -172,37 +192,30 @@ fn names_action(uri: &axum::http::Uri) -> bool {
 
 /// `/`: every request with `Action` (query string or body) or `X-Amz-Target` is SQS; a `GET`
 /// or `HEAD` without one is the dashboard's page.
-async fn entry(
-    State(s): State<Arc<SqsState>>,
-    method: axum::http::Method,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-    TimedBytes(body): TimedBytes,
-) -> Response {
-    let reads = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
-    if reads && !names_action(&uri) && !headers.contains_key("x-amz-target") {
-        return crate::ui::index(headers).await;
+async fn entry(State(s): State<Arc<SqsState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let reads = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
+    if reads && !names_action(&parts.uri) && !parts.headers.contains_key("x-amz-target") {
+        return crate::ui::index(parts.headers).await;
     }
-    handle(&s, method, headers, uri, None, body).await
+    handle(&s, parts, None, body).await
 }
 
 /// A queue URL (`/ACCOUNT/NAME`) with a numeric account: SQS when POSTed or when the query
 /// string names an action, else not a route.
 async fn entry_queue(
     State(s): State<Arc<SqsState>>,
-    method: axum::http::Method,
     Path((account, queue)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-    TimedBytes(body): TimedBytes,
+    req: Request,
 ) -> Response {
-    if (method != axum::http::Method::POST && !names_action(&uri))
+    let (parts, body) = req.into_parts();
+    if (parts.method != axum::http::Method::POST && !names_action(&parts.uri))
         || account.is_empty()
         || !account.bytes().all(|b| b.is_ascii_digit())
     {
         return super::error::not_found().await.into_response();
     }
-    handle(&s, method, headers, uri, Some(queue), body).await
+    handle(&s, parts, Some(queue), body).await
 }
 
 enum Protocol {
@@ -212,8 +225,8 @@ enum Protocol {
 
 /// Read a request's protocol, action and input: AWS JSON 1.0 when `X-Amz-Target` is present
 /// (the action from the header, the input from the JSON body), else the query protocol (form
-/// pairs from the URL's query and the body, rebuilt into the JSON shape by `query.rs`). Pure:
-/// the fuzz target `sqs_request` drives it with arbitrary bytes.
+/// pairs from the body, or from the URL's query when there is no body, rebuilt into the JSON
+/// shape by `query.rs`). Pure: the fuzz target `sqs_request` drives it with arbitrary bytes.
 fn decode(
     target: Option<&str>,
     query_string: &str,
@@ -236,10 +249,14 @@ fn decode(
             (Protocol::Json, action, input)
         }
         None => {
-            let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query_string.as_bytes())
-                .into_owned()
-                .collect();
-            pairs.extend(form_urlencoded::parse(body).into_owned());
+            // One place, as AWS does: a query string never adds to (or overrides) a body.
+            let source = if body.iter().all(|b| b.is_ascii_whitespace()) {
+                query_string.as_bytes()
+            } else {
+                body
+            };
+            let pairs: Vec<(String, String)> =
+                form_urlencoded::parse(source).into_owned().collect();
             let action = pairs
                 .iter()
                 .find(|(k, _)| k == "Action")
@@ -269,17 +286,94 @@ pub fn fuzz_request(target: Option<&str>, query_string: &str, body: &[u8]) {
     }
 }
 
+/// The action a request's head names, if it does (JSON protocol, or a query-protocol request
+/// without a body): enough to refuse a key whose role cannot run it before the body is read.
+fn action_in_head(parts: &axum::http::request::Parts, body: &Body) -> Option<String> {
+    use axum::body::HttpBody as _;
+    if let Some(t) = parts.headers.get("x-amz-target") {
+        let t = t.to_str().ok()?;
+        return Some(t.strip_prefix("AmazonSQS.").unwrap_or(t).to_string());
+    }
+    if body.size_hint().exact() != Some(0) {
+        return None;
+    }
+    form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Authenticate (when keys are configured), read the body, and run the action. See the module
+/// doc for the order of the checks.
 async fn handle(
     s: &Arc<SqsState>,
-    method: axum::http::Method,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    parts: axum::http::request::Parts,
     queue: Option<String>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let request_id = MessageId::new_v7().to_string();
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let (protocol, action, input) = decode(target, uri.query().unwrap_or_default(), &body);
+    let protocol = if parts.headers.contains_key("x-amz-target") {
+        Protocol::Json
+    } else {
+        Protocol::Query
+    };
+    // 1. From the head alone: who claims to sign it, and may that key run the action at all.
+    let claim = if s.checks_signatures() {
+        let scope = sigv4::Scope {
+            service: "sqs",
+            region: s.region.as_deref(),
+        };
+        let checked = sigv4::claim(
+            &s.credentials,
+            scope,
+            &parts.uri,
+            &parts.headers,
+            s.engine.now(),
+        )
+        .and_then(|c| {
+            if let Some(action) = action_in_head(&parts, &body) {
+                s.auth
+                    .sqs_role_allows(&c.access_key, &action)
+                    .map_err(|m| sigv4::denied("AccessDenied", &m))?;
+            }
+            Ok(c)
+        });
+        match checked {
+            Ok(c) => Some(c),
+            Err(e) => {
+                super::body::linger(body);
+                return respond(protocol, "", Err(e), &request_id);
+            }
+        }
+    } else {
+        None
+    };
+    // 2. The body, hashed as it arrives; unverified bytes count against the budget.
+    let budget = claim.as_ref().map(|_| &s.unverified);
+    let mut intake = match intake::read(body, s.limits, budget).await {
+        Ok(b) => b,
+        Err(e) => return respond(protocol, "", Err(e), &request_id),
+    };
+    // 3. The signature itself.
+    let signer = match &claim {
+        Some(c) => {
+            let verified = c.verify(&parts.method, &parts.uri, &parts.headers, &intake.sha256);
+            intake.release();
+            match verified {
+                Ok(key) => Some(key),
+                Err(e) => return respond(protocol, "", Err(e), &request_id),
+            }
+        }
+        None => None,
+    };
+    let (_, action, input) = decode(
+        parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok()),
+        parts.uri.query().unwrap_or_default(),
+        &intake.bytes,
+    );
+    let headers = &parts.headers;
     let base = match &s.base_url {
         Some(b) => b.trim_end_matches('/').to_string(),
         None => format!(
@@ -290,28 +384,18 @@ async fn handle(
                 .unwrap_or("127.0.0.1:8080")
         ),
     };
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         engine: &s.engine,
         sqs: s,
         base,
-        region: sigv4::region(&headers, &uri).unwrap_or_else(|| "us-east-1".to_string()),
+        region: sigv4::region(headers, &parts.uri).unwrap_or_else(|| "us-east-1".to_string()),
         queue_from_path: queue,
         principal: None,
     };
-    // With API keys configured, every SQS call must be signed by a configured pair, and that
-    // pair's role must allow the action on the queue.
-    let authorized = if s.credentials.is_empty() && !s.auth.enabled() {
-        Ok(None)
-    } else {
-        sigv4::verify(
-            &s.credentials,
-            &method,
-            &uri,
-            &headers,
-            &body,
-            s.engine.now(),
-        )
-        .and_then(|key| {
+    // 4. With keys, the signing pair's role must allow the action on the queue.
+    let authorized = match signer {
+        None => Ok(()),
+        Some(key) => {
             let q = ctx.queue_from_path.clone().or_else(|| {
                 let v = input.as_ref().ok()?;
                 v.get("QueueUrl")
@@ -320,17 +404,13 @@ async fn handle(
                     .or_else(|| v.get("QueueName").and_then(|n| n.as_str()))
                     .map(str::to_string)
             });
+            ctx.principal = s.auth.sqs_principal(&key);
             s.auth
                 .sqs_allows(&key, &action, q.as_deref())
-                .map_err(|m| sigv4::denied("AccessDenied", &m))?;
-            Ok(s.auth.sqs_principal(&key))
-        })
+                .map_err(|m| sigv4::denied("AccessDenied", &m))
+        }
     };
-    let mut ctx = ctx;
-    let result = match authorized.and_then(|p| {
-        ctx.principal = p;
-        input
-    }) {
+    let result = match authorized.and(input) {
         Ok(input) => {
             if action.is_empty() {
                 Err(SqsError::new(
@@ -345,7 +425,17 @@ async fn handle(
         Err(e) => Err(e),
     };
     metrics::counter!("sluice_sqs_requests_total", "action" => action.clone(), "outcome" => if result.is_ok() { "ok" } else { "error" }).increment(1);
-    let rid = HeaderValue::from_str(&request_id).expect("uuid is a header value");
+    respond(protocol, &action, result, &request_id)
+}
+
+/// An answer in the protocol's shape.
+fn respond(
+    protocol: Protocol,
+    action: &str,
+    result: Result<Value, SqsError>,
+    request_id: &str,
+) -> Response {
+    let rid = HeaderValue::from_str(request_id).expect("uuid is a header value");
     match (protocol, result) {
         (Protocol::Json, Ok(out)) => {
             let mut r = (StatusCode::OK, serde_json::to_vec(&out).expect("json")).into_response();
@@ -375,11 +465,8 @@ async fn handle(
             r
         }
         (Protocol::Query, Ok(out)) => {
-            let mut r = (
-                StatusCode::OK,
-                query::success_xml(&action, &out, &request_id),
-            )
-                .into_response();
+            let mut r =
+                (StatusCode::OK, query::success_xml(action, &out, request_id)).into_response();
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
             r.headers_mut().insert("x-amzn-requestid", rid);
@@ -389,7 +476,7 @@ async fn handle(
             let kind = if e.sender { "Sender" } else { "Receiver" };
             let mut r = (
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-                query::error_xml(kind, e.code, &e.message, &request_id),
+                query::error_xml(kind, e.code, &e.message, request_id),
             )
                 .into_response();
             r.headers_mut()

@@ -333,7 +333,10 @@ async fn move_step(engine: &Engine, t: &MoveTask, n: usize) -> Result<u64, Engin
         })
         .collect();
     engine.publish(dest, copies).await?;
-    let receipts: Vec<String> = got.iter().map(|d| d.receipt.encode()).collect();
+    let receipts: Vec<String> = got
+        .iter()
+        .map(|d| engine.receipt(&t.source, &d.receipt))
+        .collect();
     engine.ack(&t.source, &receipts).await?;
     Ok(got.len() as u64)
 }

@@ -97,7 +97,10 @@ pub async fn receive_message(c: &Ctx<'_>, input: &Value) -> R {
         let (user, system) = attrs::from_engine(&m.attributes);
         let mut out = Map::new();
         out.insert("MessageId".into(), json!(m.id.to_string()));
-        out.insert("ReceiptHandle".into(), json!(d.receipt.encode()));
+        out.insert(
+            "ReceiptHandle".into(),
+            json!(c.engine.receipt(&q, &d.receipt)),
+        );
         out.insert("MD5OfBody".into(), json!(md5::of_body(body.as_bytes())));
         out.insert("Body".into(), json!(body));
         let mut sys = Map::new();

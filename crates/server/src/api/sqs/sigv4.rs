@@ -9,6 +9,11 @@
 //! query without the signature, the signed headers, the SHA-256 of the body or
 //! `UNSIGNED-PAYLOAD`), signed with the key derived from the secret, the date, region and
 //! service in the credential scope, and compared in constant time.
+//!
+//! Checked in two steps, so that a request from a stranger is refused before its body is read
+//! (`mod.rs`): [`claim`] reads the head (access key known, date in time, scope naming `sqs`,
+//! the pinned region if any and the same date), and [`Claim::verify`] checks the signature
+//! once the body's SHA-256 has been computed while it streamed in.
 
 use axum::http::{HeaderMap, Method, Uri};
 use hmac::{Hmac, Mac};
@@ -129,17 +134,39 @@ pub fn region(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     .then_some(region)
 }
 
-/// Verify the request's signature against `credentials` (access key id, secret): the
-/// `Authorization` header, or else a presigned query string. Returns the access key id that
-/// signed it.
-pub fn verify(
+/// What the credential scope may name: the service (`sqs`), and the region when the server
+/// is pinned to one (`--sqs-region`).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub service: &'a str,
+    pub region: Option<&'a str>,
+}
+
+/// A signature claimed by a request's head (the `Authorization` header or a presigned query
+/// string): who signs, when, for what scope. Everything here is checked before the body is
+/// read; only the signature itself needs the body's hash ([`Claim::verify`]).
+pub struct Claim {
+    pub access_key: String,
+    secret: String,
+    date: String,
+    region: String,
+    service: String,
+    signed_headers: Vec<String>,
+    signature: String,
+    amz_date: String,
+    presigned: bool,
+}
+
+/// Read the signature a request claims, from its head alone, and refuse it at once when it is
+/// missing, incomplete, from an access key not in `credentials`, out of time, or scoped to
+/// another service, region or date.
+pub fn claim(
     credentials: &[(String, String)],
-    method: &Method,
+    scope: Scope<'_>,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
     now_ms: i64,
-) -> Result<String, SqsError> {
+) -> Result<Claim, SqsError> {
     let pairs = query_pairs(uri);
     let header = headers.get("authorization").and_then(|v| v.to_str().ok());
     let presigned = header.is_none() && param(&pairs, "X-Amz-Signature").is_some();
@@ -192,6 +219,34 @@ pub fn verify(
             "The security token included in the request is invalid.",
         ));
     };
+    if a.service != scope.service {
+        return Err(denied(
+            "SignatureDoesNotMatch",
+            &format!(
+                "Credential should be scoped to correct service: '{}', not '{}'.",
+                scope.service, a.service
+            ),
+        ));
+    }
+    if scope.region.is_some_and(|r| r != a.region) {
+        return Err(denied(
+            "SignatureDoesNotMatch",
+            &format!(
+                "Credential should be scoped to a valid region: '{}' (--sqs-region), not '{}'.",
+                scope.region.unwrap_or_default(),
+                a.region
+            ),
+        ));
+    }
+    if !amz_date.starts_with(a.date) || a.date.len() != 8 {
+        return Err(denied(
+            "SignatureDoesNotMatch",
+            &format!(
+                "Date in Credential scope ({}) does not match the date of X-Amz-Date ({amz_date}).",
+                a.date
+            ),
+        ));
+    }
     let signed_at = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
         .map_err(|_| {
             denied(
@@ -228,67 +283,104 @@ pub fn verify(
             &format!("Signature expired: {amz_date} is more than 15 minutes away from the server's time."),
         ));
     }
-    let path = if uri.path().is_empty() {
-        "/"
-    } else {
-        uri.path()
-    };
-    let mut query: Vec<(String, String)> = pairs
-        .iter()
-        .filter(|(k, _)| !(presigned && k == "X-Amz-Signature"))
-        .map(|(k, v)| (uri_encode(k), uri_encode(v)))
-        .collect();
-    query.sort();
-    let canonical_query = query
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let mut canonical_headers = String::new();
-    for name in &a.signed_headers {
-        let values: Vec<String> = headers
-            .get_all(*name)
+    Ok(Claim {
+        access_key: a.access_key.to_string(),
+        secret: secret.clone(),
+        date: a.date.to_string(),
+        region: a.region.to_string(),
+        service: a.service.to_string(),
+        signed_headers: a.signed_headers.iter().map(|h| h.to_string()).collect(),
+        signature: a.signature.to_string(),
+        amz_date: amz_date.to_string(),
+        presigned,
+    })
+}
+
+impl Claim {
+    /// Check the signature itself, now that the body's SHA-256 (hex) is known. Returns the
+    /// access key id that signed the request.
+    pub fn verify(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body_sha256: &str,
+    ) -> Result<String, SqsError> {
+        let path = if uri.path().is_empty() {
+            "/"
+        } else {
+            uri.path()
+        };
+        let mut query: Vec<(String, String)> = query_pairs(uri)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|(k, _)| !(self.presigned && k == "X-Amz-Signature"))
+            .map(|(k, v)| (uri_encode(k), uri_encode(v)))
             .collect();
-        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
-    }
-    let body_hash = hex(&Sha256::digest(body));
-    // The payload hashes a signer may have used: the declared one, or for a presigned URL
-    // UNSIGNED-PAYLOAD (what SDKs sign there) and, failing that, the body's own hash.
-    let hashes: Vec<String> = match headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(h) if h != "UNSIGNED-PAYLOAD" => vec![h.to_string()],
-        Some(_) => vec!["UNSIGNED-PAYLOAD".to_string()],
-        None if presigned => vec!["UNSIGNED-PAYLOAD".to_string(), body_hash],
-        None => vec![body_hash],
-    };
-    let scope = format!("{}/{}/{}/aws4_request", a.date, a.region, a.service);
-    let k_date = hmac(format!("AWS4{secret}").as_bytes(), a.date.as_bytes());
-    let k_region = hmac(&k_date, a.region.as_bytes());
-    let k_service = hmac(&k_region, a.service.as_bytes());
-    let k_signing = hmac(&k_service, b"aws4_request");
-    for payload_hash in &hashes {
-        let canonical_request = format!(
-            "{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{}\n{payload_hash}",
-            a.signed_headers.join(";")
-        );
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex(&Sha256::digest(canonical_request.as_bytes()))
-        );
-        let expected = hex(&hmac(&k_signing, string_to_sign.as_bytes()));
-        if bool::from(expected.as_bytes().ct_eq(a.signature.as_bytes())) {
-            return Ok(a.access_key.to_string());
+        query.sort();
+        let canonical_query = query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut canonical_headers = String::new();
+        for name in &self.signed_headers {
+            let values: Vec<String> = headers
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect();
+            canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
         }
+        // The payload hashes a signer may have used: the declared one (which must then be the
+        // body's own), or for a presigned URL UNSIGNED-PAYLOAD (what SDKs sign there) and,
+        // failing that, the body's own hash.
+        let declared = headers
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok());
+        let hashes: Vec<&str> = match declared {
+            Some("UNSIGNED-PAYLOAD") => vec!["UNSIGNED-PAYLOAD"],
+            Some(h) if h.eq_ignore_ascii_case(body_sha256) => vec![body_sha256],
+            Some(_) => {
+                return Err(denied(
+                    "SignatureDoesNotMatch",
+                    "X-Amz-Content-SHA256 does not match the SHA-256 of the body.",
+                ))
+            }
+            None if self.presigned => vec!["UNSIGNED-PAYLOAD", body_sha256],
+            None => vec![body_sha256],
+        };
+        let scope = format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        );
+        let k_date = hmac(
+            format!("AWS4{}", self.secret).as_bytes(),
+            self.date.as_bytes(),
+        );
+        let k_region = hmac(&k_date, self.region.as_bytes());
+        let k_service = hmac(&k_region, self.service.as_bytes());
+        let k_signing = hmac(&k_service, b"aws4_request");
+        for payload_hash in hashes {
+            let canonical_request = format!(
+                "{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{}\n{payload_hash}",
+                self.signed_headers.join(";")
+            );
+            let string_to_sign = format!(
+                "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
+                self.amz_date,
+                hex(&Sha256::digest(canonical_request.as_bytes()))
+            );
+            let expected = hex(&hmac(&k_signing, string_to_sign.as_bytes()));
+            if bool::from(expected.as_bytes().ct_eq(self.signature.as_bytes())) {
+                return Ok(self.access_key.clone());
+            }
+        }
+        Err(denied(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+        ))
     }
-    Err(denied(
-        "SignatureDoesNotMatch",
-        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
-    ))
 }
 
 #[cfg(test)]
@@ -297,6 +389,17 @@ mod tests {
 
     /// 2015-08-30T12:36:00Z, the example's X-Amz-Date.
     const SIGNED_AT: i64 = 1_440_938_160_000;
+
+    fn check(
+        creds: &[(String, String)],
+        scope: Scope<'_>,
+        uri: &Uri,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<String, SqsError> {
+        let empty = hex(&Sha256::digest(b""));
+        claim(creds, scope, uri, headers, now)?.verify(&Method::GET, uri, headers, &empty)
+    }
 
     /// The worked example of AWS's SigV4 documentation (GET with a query string, IAM service).
     #[test]
@@ -321,24 +424,49 @@ mod tests {
             "AKIDEXAMPLE".to_string(),
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_string(),
         )];
-        assert!(verify(&creds, &Method::GET, &uri, &headers, b"", SIGNED_AT).is_ok());
+        let iam = Scope {
+            service: "iam",
+            region: None,
+        };
+        assert!(check(&creds, iam, &uri, &headers, SIGNED_AT).is_ok());
         let wrong = vec![("AKIDEXAMPLE".to_string(), "not-the-secret".to_string())];
         assert_eq!(
-            verify(&wrong, &Method::GET, &uri, &headers, b"", SIGNED_AT)
+            check(&wrong, iam, &uri, &headers, SIGNED_AT)
                 .unwrap_err()
                 .name,
             "SignatureDoesNotMatch"
         );
         let unknown = vec![("OTHER".to_string(), "x".to_string())];
         assert_eq!(
-            verify(&unknown, &Method::GET, &uri, &headers, b"", SIGNED_AT)
+            check(&unknown, iam, &uri, &headers, SIGNED_AT)
                 .unwrap_err()
                 .name,
             "InvalidClientTokenId"
         );
         let late = SIGNED_AT + 16 * 60 * 1000;
-        let err = verify(&creds, &Method::GET, &uri, &headers, b"", late).unwrap_err();
+        let err = check(&creds, iam, &uri, &headers, late).unwrap_err();
         assert_eq!(err.name, "SignatureDoesNotMatch");
         assert!(err.message.contains("expired"));
+        // A good signature for another service or region is refused from the head alone.
+        let sqs = Scope {
+            service: "sqs",
+            region: None,
+        };
+        let err = claim(&creds, sqs, &uri, &headers, SIGNED_AT).err().unwrap();
+        assert!(err.message.contains("service"), "{}", err.message);
+        let eu = Scope {
+            service: "iam",
+            region: Some("eu-west-1"),
+        };
+        let err = claim(&creds, eu, &uri, &headers, SIGNED_AT).err().unwrap();
+        assert!(err.message.contains("region"), "{}", err.message);
+        // A declared payload hash must be the body's.
+        headers.insert("x-amz-content-sha256", "ab".repeat(32).parse().unwrap());
+        let err = check(&creds, iam, &uri, &headers, SIGNED_AT).unwrap_err();
+        assert!(
+            err.message.contains("X-Amz-Content-SHA256"),
+            "{}",
+            err.message
+        );
     }
 }

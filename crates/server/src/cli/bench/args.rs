@@ -22,6 +22,10 @@ pub enum Scenario {
     /// Timer firing lateness at a receiver run by the bench (--count timers due at once, or
     /// spread at --rate per second); --hosts 2 adds a slow second host.
     Timers,
+    /// The kill -9 report: a server of its own (and a redis-server with --storage redis)
+    /// killed --cycles times under mixed load; what was acknowledged, found, duplicated or
+    /// came back (`crash.rs`). Ignores --server.
+    Crash,
 }
 
 impl Scenario {
@@ -132,6 +136,13 @@ pub struct BenchArgs {
     /// timers --hosts 2: the slow host answers after this many milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub slow_ms: u64,
+    /// crash: how many times the server is killed.
+    #[arg(long, default_value_t = 20)]
+    pub cycles: usize,
+    /// crash: `embedded`, or `redis` (a redis-server started by the bench, with appendonly
+    /// yes and appendfsync always; killed with the server).
+    #[arg(long, default_value = "embedded")]
+    pub storage: String,
 }
 
 impl BenchArgs {

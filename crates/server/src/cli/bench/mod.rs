@@ -8,12 +8,15 @@
 //!        ──► push.rs (throughput), timers.rs (burst, two hosts)
 //!        ──► sporadic.rs, token_bucket.rs, outage.rs (push pacing) ──► pacing.rs (their setup)
 //!              all of these ──► receivers.rs (in-process webhook receivers), api.rs (setup calls)
+//!        ──► crash.rs (the kill -9 report: its own server, killed under load) ──► crash_load.rs
 //!        every file ──► args.rs (the command line), report.rs (figures, output, exit status)
 //! ```
 
 mod api;
 mod args;
 mod conn;
+mod crash;
+mod crash_load;
 mod outage;
 mod pacing;
 mod push;
@@ -37,6 +40,7 @@ pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Resu
         bail!("--connections must be at least 1 and --batch between 1 and 1000");
     }
     match args.scenario {
+        Scenario::Crash => crash::run(json_out, args).await,
         Scenario::Push => match args.receiver {
             ReceiverKind::Normal => push::run(server, json_out, args).await,
             ReceiverKind::Sporadic => sporadic::run(server, json_out, args).await,

@@ -95,7 +95,7 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
     }
     for i in 0..args.connections {
         let role = match args.scenario {
-            Scenario::Stream | Scenario::Push | Scenario::Timers => break,
+            Scenario::Stream | Scenario::Push | Scenario::Timers | Scenario::Crash => break,
             Scenario::Roundtrip if i % 2 == 1 => Role::RoundtripConsumer,
             Scenario::Roundtrip => Role::RoundtripPublisher,
             Scenario::Publish => Role::Publish(1),
