@@ -215,6 +215,32 @@ describe('dashboard', () => {
     assert.equal(received.filter((r) => r.body.includes('please-fail')).length, 3);
   });
 
+  it('replays the dead letters of a window from a subscription page, and resets its counters', async () => {
+    failing = true;
+    await api('PUT', '/v1/queues/replays', {});
+    await api('PUT', '/v1/queues/replays/subscriptions/again', {
+      url: receiverUrl, max_attempts: 1, backoff: { initial_seconds: 0.05, max_seconds: 0.1, jitter: false },
+    });
+    await api('POST', '/v1/queues/replays/messages', { body: '{"replay":1,"note":"please-fail"}' });
+    await api('POST', '/v1/queues/replays/messages', { body: '{"replay":2,"note":"please-fail"}' });
+    await page.goto(BASE + '/#/subscriptions/replays/again');
+    await expectStat('failed', '2');
+    failing = false;
+    const card = page.getByRole('region', { name: 'Replay since…' });
+    await card.getByText(/only dead-lettered ones can be replayed/).waitFor(WAIT);
+    await card.getByLabel('Messages').selectOption('failed');
+    await card.getByRole('button', { name: 'Replay' }).click();
+    await card.getByRole('status', { name: 'replay progress' }).filter({ hasText: 'Replay done: 2 of 2 sent again.' }).waitFor(WAIT);
+    await expectStat('delivered', '2');
+    assert.equal(received.filter((r) => r.body.includes('"replay":')).length, 4);
+    await shot('subscription-replay');
+    await page.getByRole('button', { name: 'Reset counters' }).click();
+    await page.getByRole('dialog', { name: 'Reset the counters?' }).getByRole('button', { name: 'Reset counters' }).click();
+    await page.getByText('Counters reset').waitFor(WAIT);
+    await expectStat('delivered', '0');
+    await expectStat('failed', '0');
+  });
+
   it('lists timers due soon, and cancels one after confirmation', async () => {
     await api('POST', '/v1/timers', { url: receiverUrl, delay_seconds: 30 });
     await page.goto(BASE + '/#/timers');

@@ -39,6 +39,7 @@ const ASSETS: &[Asset] = &[
     asset!("queue-messages.js", "text/javascript; charset=utf-8"),
     asset!("queue-settings.js", "text/javascript; charset=utf-8"),
     asset!("subscriptions.js", "text/javascript; charset=utf-8"),
+    asset!("replay.js", "text/javascript; charset=utf-8"),
     asset!("timers.js", "text/javascript; charset=utf-8"),
     asset!("ingest.js", "text/javascript; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),

@@ -1,11 +1,12 @@
 // The push subscription pages: every subscription (#/subscriptions) and one
 // (#/subscriptions/QUEUE/NAME) with its counters, a chart of its delivery rates, its endpoint
-// settings in units, recent deliveries with each attempt's request and response, and its
-// dead-lettered deliveries with Resend.
+// settings in units, recent deliveries with each attempt's request and response (from the
+// durable delivery history), its dead-lettered deliveries with Resend, and replay (replay.js).
 import { get, post, enc } from './api.js';
 import { h, clear, num, rate, time, shortId, badge, errorBox, notice, pagedTable } from './views.js';
 import { main, POLL_MS, every, act, tile, messageDetail, queueLink, defaultDlq, inUnits } from './common.js';
 import { lineChart, DELIVERY_SERIES } from './charts.js';
+import { replayCard, resetCountersButton } from './replay.js';
 
 function successRate(s) {
   const done = s.stats.delivered + s.stats.failed;
@@ -71,7 +72,7 @@ export async function subscriptionPage(queue, name) {
   const failing = h('input', { type: 'checkbox' });
   const attemptsTable = pagedTable({
     label: 'Recent deliveries', key: (m) => m.message_id, pageSize: 20,
-    empty: 'No attempts recorded yet (the log is kept in memory for 24 h).',
+    empty: 'No attempts recorded yet. The history keeps each message\'s first and latest attempts, across restarts, for the queue\'s retention.',
     detail: (m) => attemptsList(m.attempts),
     columns: [
       { label: 'Message', cell: (m) => h('span', { class: 'mono' }, shortId(m.message_id)) },
@@ -90,7 +91,9 @@ export async function subscriptionPage(queue, name) {
     h('section', { class: 'card', 'aria-label': 'delivery rates' }, h('h2', {}, 'Deliveries per second'), chart.el),
     h('section', { class: 'card', 'aria-labelledby': 'att-h' }, h('h2', { id: 'att-h' }, 'Recent deliveries and their attempts'),
       h('div', { class: 'row', style: 'margin: 0 0 8px' }, h('label', {}, failing, ' only messages whose last attempt failed')), attemptsTable.el),
-    h('section', { class: 'card', 'aria-labelledby': 'dl-h' }, h('h2', { id: 'dl-h' }, 'Dead-lettered deliveries'), dead));
+    h('section', { class: 'card', 'aria-labelledby': 'dl-h' }, h('h2', { id: 'dl-h' }, 'Dead-lettered deliveries'), dead),
+    replayCard(queue, name));
+  let refresh = () => {};
   failing.addEventListener('change', () => loadAttempts().catch((e) => notice(String(e), 'error')));
   async function loadAttempts() {
     const r = await get(`/v1/queues/${enc(queue)}/subscriptions/${enc(name)}/attempts?limit=200${failing.checked ? '&failing=true' : ''}`);
@@ -124,7 +127,9 @@ export async function subscriptionPage(queue, name) {
     const r = await act(btn, () => post(`/v1/queues/${enc(dlqName)}/redrive`, { ids }), (x) => `Resent ${x.redriven}`);
     if (r) loadDead();
   }
-  every(POLL_MS, async () => {
+  const counters = h('p', { class: 'muted row' }, 'Counted since the subscription was created or its counters were reset; they survive restarts. ',
+    resetCountersButton(queue, name, () => refresh()));
+  every(POLL_MS, refresh = async () => {
     try {
       const [s, r] = await Promise.all([get(`/v1/queues/${enc(queue)}/subscriptions/${enc(name)}`), get(`/v1/rates?queue=${enc(queue)}`)]);
       clear(err);
@@ -135,7 +140,7 @@ export async function subscriptionPage(queue, name) {
         tile('Retried', num(s.stats.retried), 'retried'), tile('Throttled (429)', num(s.stats.throttled), 'throttled'),
         tile('Success rate', successRate(s), 'success'),
         tile('Backlog', num(s.stats.ready + s.stats.delayed + s.stats.in_flight), 'backlog'),
-        tile('Rate limit', rateLimit(s), 'rate')),
+        tile('Rate limit', rateLimit(s), 'rate')), counters,
       h('section', { class: 'card' }, h('h2', {}, 'Endpoint'), h('dl', { class: 'facts' },
         h('dt', {}, 'Request'), h('dd', { class: 'mono' }, `${s.method} ${s.url}`),
         h('dt', {}, 'Timeout'), h('dd', { 'data-config': 'timeout_seconds' }, inUnits('timeout_seconds', s.timeout_seconds)),

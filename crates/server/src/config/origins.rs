@@ -252,6 +252,11 @@ impl ServeConfig {
                 &bytes(self.max_header_bytes as u64),
             ),
             e("max_streams", big(self.max_streams as u64), ""),
+            e(
+                "sqs_region",
+                self.sqs_region.as_deref().and_then(text),
+                "SigV4 signatures must be scoped to it; any region when not set",
+            ),
             e("awe_prefix", text(&self.awe_prefix), ""),
             e("awe_queue", text(&self.awe_queue), ""),
             e(

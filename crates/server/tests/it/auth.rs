@@ -1,11 +1,13 @@
 //! API keys (`--auth-keys`): 401 without a valid key, 403 outside the key's role or queues,
-//! health and the dashboard's files open, keys never logged, and no keys only on loopback.
+//! health and the dashboard's files open, keys never logged, no keys only on loopback, and
+//! routes that name a message or timer id answering by the queue the id belongs to.
 
 use std::process::Command;
 
 use serde_json::json;
 
 use crate::common::{err_code, free_port, key_file_with, with_key, Http, Server, BIN};
+use crate::push::{wait_until, Receiver};
 
 const ADMIN: &str = "admin-key-4f9c2a7e1b";
 const PUBLISHER: &str = "orders-publisher-8d1e";
@@ -283,4 +285,91 @@ async fn without_keys_only_loopback_unless_insecure() {
         String::from_utf8_lossy(&out.stderr).contains("at least 16"),
         "{out:?}"
     );
+}
+
+/// The attempts route names a queue and a message: the queue the message belongs to decides,
+/// not the path. A key allowed on `pq*` cannot read a `cq` message's attempts through `pq1`
+/// (404, not 403, so ids cannot be probed), nor a timer's.
+#[tokio::test]
+async fn the_attempts_route_checks_the_queue_a_message_belongs_to() {
+    let (_keys, path) = key_file_with(
+        r#"
+[[key]]
+name = "ops"
+key = "admin-key-for-delivery-tests"
+role = "admin"
+
+[[key]]
+name = "pq-reader"
+key = "pq-consumer-key-1234"
+role = "consume"
+queues = ["pq*"]
+"#,
+    );
+    let s = Server::start_with(&["--allow-private-targets", "--auth-keys", &path]).await;
+    let admin = with_key(&s.base, "admin-key-for-delivery-tests");
+    let reader = with_key(&s.base, "pq-consumer-key-1234");
+    let r = Receiver::start().await;
+    for q in ["pq1", "cq"] {
+        let (st, v) = admin
+            .put(
+                &format!("/v1/queues/{q}/subscriptions/s"),
+                json!({"url": r.url(&format!("/{q}"))}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    let mut ids = Vec::new();
+    for (q, body) in [("pq1", "mine"), ("cq", "theirs")] {
+        let (st, v) = admin
+            .post(&format!("/v1/queues/{q}/messages"), json!({ "body": body }))
+            .await;
+        assert_eq!(st, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let (mine, theirs) = (ids[0].clone(), ids[1].clone());
+    let (st, t) = admin
+        .post(
+            "/v1/timers",
+            json!({"url": r.url("/timer"), "delay_seconds": 0}),
+        )
+        .await;
+    assert_eq!(st, 201, "{t}");
+    let timer = t["id"].as_str().unwrap().to_string();
+    r.wait_for("three calls", 30, |g| g.len() >= 3).await;
+    wait_until("the attempts recorded", 30, || async {
+        admin.get(&format!("/v1/timers/{timer}")).await.1["status"] == "succeeded"
+            && admin
+                .get(&format!("/v1/queues/cq/messages/{theirs}/attempts"))
+                .await
+                .0
+                == 200
+            && admin
+                .get(&format!("/v1/queues/pq1/messages/{mine}/attempts"))
+                .await
+                .0
+                == 200
+    })
+    .await;
+    let (st, v) = reader
+        .get(&format!("/v1/queues/pq1/messages/{mine}/attempts"))
+        .await;
+    assert_eq!(st, 200, "its own queue's message: {v}");
+    assert_eq!(v["attempts"][0]["queue"], "pq1");
+    for id in [&theirs, &timer] {
+        let (st, v) = reader
+            .get(&format!("/v1/queues/pq1/messages/{id}/attempts"))
+            .await;
+        assert_eq!(st, 404, "another queue's message or a timer: {v}");
+        assert!(!v.to_string().contains("/cq") && !v.to_string().contains("/timer"));
+    }
+    // Through its own path the other queue is not allowed at all; timers need an admin key.
+    assert_eq!(
+        reader
+            .get(&format!("/v1/queues/cq/messages/{theirs}/attempts"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(reader.get(&format!("/v1/timers/{timer}")).await.0, 403);
 }
