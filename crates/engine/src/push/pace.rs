@@ -15,7 +15,8 @@
 //! - Refusals that do not follow the rate are noise, not congestion: when the share of 429s
 //!   among the requests sent in the [`CHECK_MS`] after a cut (at the lowered rate) is still at
 //!   least 3/4 of the share over the second that drew it, and at most [`NOISE_MAX`], the cut
-//!   is undone and that share is tolerated from then on (a cut then needs a share over the
+//!   is undone and that share is tolerated from then on (a cut made before a share could be
+//!   told, at the first 429s, is undone when the share after it is at most [`NOISE_MAX`]) (a cut then needs a share over the
 //!   last second above it plus [`NOISE_MARGIN`]).
 //! - The whole endpoint pauses only while it refuses everything: [`PAUSE_AFTER`] refusals in a
 //!   row (no success or other answer between) over at least [`PAUSE_AFTER_MS`] pause it until
@@ -37,7 +38,7 @@ pub const FLOOR: f64 = 0.5;
 /// on for [`PAUSE_AFTER_MS`]: an endpoint that refuses a run of requests but accepts others
 /// is paced, not paused.
 pub const PAUSE_AFTER: u32 = 4;
-pub const PAUSE_AFTER_MS: f64 = 250.0;
+pub const PAUSE_AFTER_MS: f64 = 150.0;
 /// Time constant of the return to the last accepted rate after a cut.
 pub const RECOVER_MS: f64 = 250.0;
 /// Growth a second above the last accepted rate.
@@ -367,12 +368,14 @@ impl Pace {
     /// A new congestion event: cut the rate, unless the refusals are noise.
     fn congestion(&mut self, now: f64) {
         let share = self.share(now);
-        if let Some((last, before)) = self
+        if let Some(last) = self
             .last_cut
-            .and_then(|l| Some((l, l.share?)))
             .filter(|_| self.check_answers >= CHECK_MIN_ANSWERS)
         {
             let after = self.check_refused as f64 / self.check_answers as f64;
+            // A cut made before there were answers enough to tell a share (the endpoint's
+            // first 429s) is judged by the share after it alone.
+            let before = last.share.unwrap_or(after);
             if after <= NOISE_MAX && after >= 0.75 * before {
                 // Slowing down did not help: these refusals do not follow the rate.
                 self.noise = self.noise.max(after);
