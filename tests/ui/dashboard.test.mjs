@@ -232,6 +232,7 @@ describe('dashboard', () => {
     await card.getByRole('button', { name: 'Replay' }).click();
     await card.getByRole('status', { name: 'replay progress' }).filter({ hasText: 'Replay done: 2 of 2 sent again.' }).waitFor(WAIT);
     await expectStat('delivered', '2');
+    await page.getByRole('table', { name: 'Dead-lettered deliveries' }).waitFor({ state: 'detached', ...WAIT });
     assert.equal(received.filter((r) => r.body.includes('"replay":')).length, 4);
     await shot('subscription-replay');
     await page.getByRole('button', { name: 'Reset counters' }).click();

@@ -14,8 +14,9 @@ function localValue(ms) {
   return new Date(ms - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
 }
 
-/** The card: a window (since, until), which messages, and the task's progress. */
-export function replayCard(queue, name) {
+/** The card: a window (since, until), which messages, and the task's progress; `done` runs
+ * when a replay has finished (the page reloads what it moved). */
+export function replayCard(queue, name, done = () => {}) {
   const base = `/v1/queues/${enc(queue)}/subscriptions/${enc(name)}`;
   const since = h('input', { type: 'datetime-local', required: true, value: localValue(Date.now() - 3_600_000) });
   const until = h('input', { type: 'datetime-local' });
@@ -37,7 +38,7 @@ export function replayCard(queue, name) {
   async function follow(task) {
     while (!stopped) {
       clear(progress, `Replay ${task.state}: ${num(task.replayed)} of ${num(task.total)} sent again${task.error ? ` (${task.error})` : ''}.`);
-      if (task.state !== 'running') return;
+      if (task.state !== 'running') { done(); return; }
       await new Promise((r) => setTimeout(r, TASK_POLL_MS));
       task = await get(`${base}/replay/${enc(task.id)}`);
     }
@@ -63,11 +64,11 @@ export function resetCountersButton(queue, name, done) {
   return h('button', {
     class: 'small',
     onclick: async (ev) => {
+      const btn = ev.currentTarget;
       const ok = await confirmAction('Reset the counters?',
         `Delivered, retried, throttled, failed and filtered of ${queue} → ${name} go back to 0. Messages and their history are not touched.`,
         'Reset counters');
       if (!ok) return;
-      const btn = ev.currentTarget;
       btn.disabled = true;
       try {
         await post(`/v1/queues/${enc(queue)}/subscriptions/${enc(name)}/stats/reset`, {});

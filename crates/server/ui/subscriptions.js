@@ -92,7 +92,7 @@ export async function subscriptionPage(queue, name) {
     h('section', { class: 'card', 'aria-labelledby': 'att-h' }, h('h2', { id: 'att-h' }, 'Recent deliveries and their attempts'),
       h('div', { class: 'row', style: 'margin: 0 0 8px' }, h('label', {}, failing, ' only messages whose last attempt failed')), attemptsTable.el),
     h('section', { class: 'card', 'aria-labelledby': 'dl-h' }, h('h2', { id: 'dl-h' }, 'Dead-lettered deliveries'), dead),
-    replayCard(queue, name));
+    replayCard(queue, name, () => loadDead().catch((e) => clear(dead, errorBox(e)))));
   let refresh = () => {};
   failing.addEventListener('change', () => loadAttempts().catch((e) => notice(String(e), 'error')));
   async function loadAttempts() {
