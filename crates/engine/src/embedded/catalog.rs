@@ -23,7 +23,7 @@
 //! `storage_problems` says so at every start until the operator removes that folder
 //! ([`set_aside`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,6 @@ use crate::error::Result;
 use crate::model::QueueInfo;
 
 use super::log::Log;
-use super::replay::RecoveryReport;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
@@ -213,13 +212,18 @@ impl CatalogLog {
 /// Keep the messages of queue ids the catalog never issued out of reach of segment deletion:
 /// hard-link the segments that hold them into `DATA_DIR/set-aside/`. Returns the lines for
 /// `storage_problems`: one per such queue id, and one if the folder holds anything.
-pub fn set_aside(dir: &Path, log_dir: &Path, report: &RecoveryReport) -> Result<Vec<String>> {
+/// `unknown` is recovery's `RecoveryReport::unknown_queues`: per queue id, its live messages
+/// and the segments holding them.
+pub fn set_aside(
+    dir: &Path,
+    log_dir: &Path,
+    unknown: &BTreeMap<u32, (u64, BTreeSet<u32>)>,
+) -> Result<Vec<String>> {
     let aside = dir.join(SET_ASIDE);
     let mut lines = Vec::new();
-    if !report.unknown_queues.is_empty() {
+    if !unknown.is_empty() {
         fs::create_dir_all(&aside)?;
-        let segs: BTreeSet<u32> = report
-            .unknown_queues
+        let segs: BTreeSet<u32> = unknown
             .values()
             .flat_map(|(_, s)| s.iter().copied())
             .collect();
@@ -234,7 +238,7 @@ pub fn set_aside(dir: &Path, log_dir: &Path, report: &RecoveryReport) -> Result<
             }
         }
         File::open(&aside)?.sync_all()?;
-        for (id, (messages, segs)) in &report.unknown_queues {
+        for (id, (messages, segs)) in unknown {
             lines.push(format!(
                 "queue id {id} is in the log but not in the catalog (queues.json lost, or older than the log): its {messages} messages are not served, and the segments holding them ({}) are kept in {}; new queues never take this id",
                 segs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),

@@ -134,7 +134,7 @@ impl EmbeddedStore {
         let mut problems: Vec<String> = report.corrupt.clone();
         problems.extend(report.dropped.iter().cloned());
         problems.extend(loaded.problems.iter().cloned());
-        for line in catalog::set_aside(dir, &log_dir, &report)? {
+        for line in catalog::set_aside(dir, &log_dir, &report.unknown_queues)? {
             tracing::error!("recovery: {line}");
             problems.push(line);
         }
