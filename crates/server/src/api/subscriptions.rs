@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sluice_engine::push::breaker::{BreakerConfig, Circuit, CircuitState};
 use sluice_engine::push::filter::FilterPolicy;
 use sluice_engine::push::secret::{mask, Rotation, SecretKind};
 use sluice_engine::push::{Attempt, Backoff, BatchConfig, ReplayOutcome, ReplayTask, Subscription};
@@ -81,6 +82,24 @@ pub struct SubscriptionBody {
     pub filter: Option<serde_json::Value>,
     /// Only messages whose `event-type` attribute is one of these (at most 100).
     pub event_types: Option<Vec<String>>,
+    pub circuit_breaker: Option<BreakerBody>,
+    /// Disable the subscription when its endpoint failed (no answer, timeout, 408, 5xx)
+    /// without a single success this long, 1-7776000 s (default 432000: 5 days).
+    pub disable_after_seconds: Option<u64>,
+}
+
+/// When the endpoint counts as down: after `failures` consecutive failed requests (no answer,
+/// timeout, 408, 5xx; not 429 or other 4xx) nothing is sent but one probe at growing
+/// intervals, until one succeeds.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerBody {
+    /// Consecutive failed requests that open the circuit, 1-10000 (default 20).
+    pub failures: Option<u32>,
+    /// Wait before the first probe, 0.1-86400 s (default 5).
+    pub probe_initial_seconds: Option<f64>,
+    /// Longest wait between probes, 0.1-86400 s (default 300); each failed probe doubles it.
+    pub probe_max_seconds: Option<f64>,
 }
 
 impl SubscriptionBody {
@@ -120,6 +139,14 @@ impl From<SubscriptionBody> for Subscription {
             max_wait_ms: bb.max_wait_ms.unwrap_or(0),
         };
         s.signing_secret = b.signing_secret;
+        s.disable_after_seconds = b.disable_after_seconds.unwrap_or(s.disable_after_seconds);
+        let cb = b.circuit_breaker.unwrap_or_default();
+        let d = BreakerConfig::default();
+        s.circuit_breaker = BreakerConfig {
+            failures: cb.failures.unwrap_or(d.failures),
+            probe_initial_seconds: cb.probe_initial_seconds.unwrap_or(d.probe_initial_seconds),
+            probe_max_seconds: cb.probe_max_seconds.unwrap_or(d.probe_max_seconds),
+        };
         s
     }
 }
@@ -151,6 +178,37 @@ pub struct SubscriptionStats {
     pub current_rate_limit: Option<f64>,
     /// The queue's consumption is paused (`POST /v1/queues/{queue}/pause`): nothing is sent.
     pub queue_paused: bool,
+    /// The endpoint's circuit breaker, as the lane on the node answering sees it.
+    pub circuit: CircuitView,
+}
+
+/// A circuit breaker's state. Times are RFC 3339, or null.
+#[derive(Serialize, ToSchema)]
+pub struct CircuitView {
+    /// `closed` (requests go out), `open` (nothing goes out until `next_probe_at`) or
+    /// `half_open` (one probe is out).
+    pub state: CircuitState,
+    /// Failed requests since the last success.
+    pub consecutive_failures: u32,
+    /// The first of them, while there is no success since.
+    pub failing_since: Option<String>,
+    pub opened_at: Option<String>,
+    pub next_probe_at: Option<String>,
+    /// Probes that failed since it opened.
+    pub failed_probes: u32,
+}
+
+impl From<Circuit> for CircuitView {
+    fn from(c: Circuit) -> Self {
+        CircuitView {
+            state: c.state,
+            consecutive_failures: c.consecutive_failures,
+            failing_since: c.failing_since.map(rfc3339),
+            opened_at: c.opened_at.map(rfc3339),
+            next_probe_at: c.next_probe_at.map(rfc3339),
+            failed_probes: c.failed_probes,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -180,8 +238,20 @@ pub struct SubscriptionView {
     pub filter: Option<serde_json::Value>,
     /// The event types it takes (empty: any).
     pub event_types: Vec<String>,
+    pub circuit_breaker: BreakerConfig,
     /// Where failed deliveries go.
     pub dead_letter_queue: String,
+    /// `active`; `paused` (by `POST …/pause`: nothing is sent until `POST …/resume`);
+    /// `disabled` (its endpoint failed for `disable_after_seconds`: nothing is sent until
+    /// `POST …/enable`). Disabled wins over paused when both hold.
+    pub state: SubscriptionState,
+    /// When it was paused (RFC 3339), or null.
+    pub paused_at: Option<String>,
+    pub disable_after_seconds: u64,
+    /// When it was disabled (RFC 3339), or null.
+    pub disabled_at: Option<String>,
+    /// Why it was disabled, or null.
+    pub disabled_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub stats: SubscriptionStats,
@@ -198,7 +268,17 @@ pub struct RotationView {
     pub expires_at: String,
 }
 
-async fn subscription_view(
+/// What a subscription is doing, by its own state (a paused queue shows in
+/// `stats.queue_paused`).
+#[derive(Serialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionState {
+    Active,
+    Paused,
+    Disabled,
+}
+
+pub(super) async fn subscription_view(
     s: &AppState,
     queue: &str,
     name: &str,
@@ -248,8 +328,18 @@ async fn subscription_view(
         rotation,
         filter: sub.filter.as_ref().map(|f| f.json().clone()),
         event_types: sub.event_types,
+        circuit_breaker: sub.circuit_breaker,
         signing_secret: sub.signing_secret.as_deref().map(mask),
         dead_letter_queue: dlq,
+        state: match (&sub.disabled, sub.paused_at) {
+            (Some(_), _) => SubscriptionState::Disabled,
+            (None, Some(_)) => SubscriptionState::Paused,
+            (None, None) => SubscriptionState::Active,
+        },
+        paused_at: sub.paused_at.map(rfc3339),
+        disable_after_seconds: sub.disable_after_seconds,
+        disabled_at: sub.disabled.as_ref().map(|d| rfc3339(d.at)),
+        disabled_reason: sub.disabled.map(|d| d.reason),
         created_at: rfc3339(sub.created_at),
         updated_at: rfc3339(sub.updated_at),
         stats: stats_view(qs, c, queue_paused),
@@ -269,6 +359,7 @@ fn stats_view(qs: QueueStats, c: LaneCounters, queue_paused: bool) -> Subscripti
         filtered: qs.filtered,
         current_rate_limit: c.current_rate_limit,
         queue_paused,
+        circuit: c.circuit.into(),
     }
 }
 

@@ -8,10 +8,11 @@
 //! (`webhook.rs`) and settles it through the engine. A slow or dead endpoint only fills its own
 //! lane's slots; other lanes never wait for it. Timers have one lane of their own
 //! (`timer_lane.rs`), fair between target hosts. The manager starts and stops lanes as
-//! subscriptions change. `http.rs` sends (behind the address guard of `guard.rs`);
+//! subscriptions change. `health.rs` is a lane's circuit breaker. `http.rs` sends (behind the address guard of `guard.rs`);
 //! `signing.rs` signs.
 
 pub mod guard;
+mod health;
 pub mod http;
 mod lane;
 pub mod signing;
@@ -26,9 +27,11 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
+use sluice_engine::push::breaker::Circuit;
 use sluice_engine::{Delivery, Engine};
 use tokio::sync::watch;
 
+use self::health::Health;
 use self::http::Sender;
 use self::throttle::Throttle;
 
@@ -51,6 +54,8 @@ pub struct LaneCounters {
     pub in_flight: u64,
     /// The adaptive rate in force after 429s (requests/s), or null.
     pub current_rate_limit: Option<f64>,
+    /// The endpoint's circuit as this node's lane sees it (closed when no lane runs here).
+    pub circuit: Circuit,
 }
 
 #[derive(Default)]
@@ -59,10 +64,13 @@ struct Counters {
 }
 
 struct LaneHandle {
-    updated_at: i64,
+    /// The settings' `updated_at` and when it was disabled: a change of either restarts the
+    /// lane (an enabled subscription starts with a fresh circuit).
+    generation: (i64, Option<i64>),
     stop: watch::Sender<bool>,
     counters: Arc<Counters>,
     throttle: Arc<Throttle>,
+    health: Arc<Health>,
 }
 
 /// Learns the final outcome of deliveries: delivered, or dead-lettered.
@@ -146,10 +154,11 @@ impl PushManager {
                     push_queues.push(s.queue.clone());
                 }
                 let key = (s.queue.clone(), s.name.clone());
-                if lanes
-                    .get(&key)
-                    .is_some_and(|l| l.updated_at == s.config.updated_at)
-                {
+                let generation = (
+                    s.config.updated_at,
+                    s.config.disabled.as_ref().map(|d| d.at),
+                );
+                if lanes.get(&key).is_some_and(|l| l.generation == generation) {
                     continue;
                 }
                 if let Some(old) = lanes.remove(&key) {
@@ -158,13 +167,15 @@ impl PushManager {
                 let (stop_tx, stop_rx) = watch::channel(false);
                 let counters = Arc::new(Counters::default());
                 let throttle = Arc::new(Throttle::new(s.config.rate_limit_per_second));
+                let health = Arc::new(Health::new(self.engine.clone(), s.clone()));
                 lanes.insert(
                     key,
                     LaneHandle {
-                        updated_at: s.config.updated_at,
+                        generation,
                         stop: stop_tx,
                         counters: counters.clone(),
                         throttle: throttle.clone(),
+                        health: health.clone(),
                     },
                 );
                 let lane = lane::Lane {
@@ -172,6 +183,7 @@ impl PushManager {
                     sub: s.clone(),
                     counters,
                     throttle,
+                    health,
                 };
                 tokio::spawn(lane.run(stop_rx));
             }
@@ -210,6 +222,7 @@ impl PushManager {
             Some(l) => LaneCounters {
                 in_flight: l.counters.in_flight.load(Ordering::Relaxed),
                 current_rate_limit: l.throttle.current_rate(),
+                circuit: l.health.circuit(),
             },
             None => LaneCounters::default(),
         }
