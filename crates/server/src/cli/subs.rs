@@ -24,7 +24,7 @@ pub enum SubCmd {
     List { queue: String },
     /// Create a subscription (the queue too, if missing), or replace one: every setting not
     /// given takes its default. A new subscription receives the queue's whole backlog.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// One subscription: settings and counters.
     Get { queue: String, name: String },
     /// Delete a subscription; its undelivered copies are dropped.

@@ -87,6 +87,38 @@ async fn a_paused_subscription_sends_nothing_across_a_kill_nine_then_resumes() {
     .unwrap();
     assert!(ok, "{err}");
     assert!(out.contains("\"paused\""), "{out}");
+    // The CLI sets the breaker and the disable delay.
+    let (base, url) = (s.base.clone(), r.url("/c"));
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        let args = [
+            "sub",
+            "create",
+            "ps",
+            "c",
+            "--url",
+            &url,
+            "--circuit-failures",
+            "7",
+            "--probe-initial",
+            "2",
+            "--probe-max",
+            "60",
+            "--disable-after",
+            "120",
+            "--json",
+        ];
+        run(&base, &args, None)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["circuit_breaker"],
+        json!({"failures": 7, "probe_initial_seconds": 2.0, "probe_max_seconds": 60.0}),
+        "{v}"
+    );
+    assert_eq!(v["disable_after_seconds"], 120, "{v}");
     let (st, v) = h
         .post("/v1/queues/ps/subscriptions/nope/pause", json!({}))
         .await;
