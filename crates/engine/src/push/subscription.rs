@@ -183,6 +183,10 @@ pub struct Subscription {
     /// `Push::enable`. Not a setting: a replacement keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<Disabled>,
+    /// Called (a signed POST, through the timers) with each message this subscription
+    /// dead-letters and its last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_callback: Option<String>,
     /// Paused by its owner (`Push::pause`, `hold.rs`): its copy queue leases nothing until it
     /// is resumed. Not a setting: a replacement (`Push::put`) keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +217,7 @@ impl Subscription {
             circuit_breaker: BreakerConfig::default(),
             disable_after_seconds: pl::DISABLE_AFTER_DEFAULT_S,
             disabled: None,
+            failure_callback: None,
             paused_at: None,
             created_at: 0,
             updated_at: 0,
@@ -262,6 +267,9 @@ impl Subscription {
         }
         validate_event_types(&self.event_types)?;
         self.circuit_breaker.validate()?;
+        if let Some(u) = &self.failure_callback {
+            validate_url("failure_callback", u)?;
+        }
         range(
             "disable_after_seconds",
             self.disable_after_seconds,

@@ -86,6 +86,10 @@ pub struct SubscriptionBody {
     /// Disable the subscription when its endpoint failed (no answer, timeout, 408, 5xx)
     /// without a single success this long, 1-7776000 s (default 432000: 5 days).
     pub disable_after_seconds: Option<u64>,
+    /// Called with each message this subscription dead-letters and its last attempt: a POST
+    /// of JSON (`type: message.failed`), signed like deliveries, made (and retried) like a
+    /// timer, behind the same address guard. Absolute http(s) URL, or null.
+    pub failure_callback: Option<String>,
 }
 
 /// When the endpoint counts as down: after `failures` consecutive failed requests (no answer,
@@ -140,6 +144,7 @@ impl From<SubscriptionBody> for Subscription {
         };
         s.signing_secret = b.signing_secret;
         s.disable_after_seconds = b.disable_after_seconds.unwrap_or(s.disable_after_seconds);
+        s.failure_callback = b.failure_callback;
         let cb = b.circuit_breaker.unwrap_or_default();
         let d = BreakerConfig::default();
         s.circuit_breaker = BreakerConfig {
@@ -239,6 +244,9 @@ pub struct SubscriptionView {
     /// The event types it takes (empty: any).
     pub event_types: Vec<String>,
     pub circuit_breaker: BreakerConfig,
+    /// Where given-up messages are reported (masked like `url` for keys that may not change
+    /// the subscription), or null.
+    pub failure_callback: Option<String>,
     /// Where failed deliveries go.
     pub dead_letter_queue: String,
     /// `active`; `paused` (by `POST …/pause`: nothing is sent until `POST …/resume`);
@@ -329,6 +337,9 @@ pub(super) async fn subscription_view(
         filter: sub.filter.as_ref().map(|f| f.json().clone()),
         event_types: sub.event_types,
         circuit_breaker: sub.circuit_breaker,
+        failure_callback: sub
+            .failure_callback
+            .map(|u| if clear { u } else { redact::url(&u) }),
         signing_secret: sub.signing_secret.as_deref().map(mask),
         dead_letter_queue: dlq,
         state: match (&sub.disabled, sub.paused_at) {

@@ -101,6 +101,9 @@ pub struct CreateArgs {
     /// seconds (1-7776000; default 432000, 5 days).
     #[arg(long, value_name = "SECONDS", value_parser = whole::<u64>)]
     pub disable_after: Option<u64>,
+    /// POST each message given up (dead-lettered) to this URL, with its last attempt.
+    #[arg(long, value_name = "URL")]
+    pub failure_callback: Option<String>,
 }
 
 impl CreateArgs {
@@ -134,6 +137,7 @@ impl CreateArgs {
             .opt("batch", nested(&mut batch))
             .opt("circuit_breaker", nested(&mut breaker))
             .opt("disable_after_seconds", self.disable_after)
+            .opt("failure_callback", self.failure_callback.clone())
             .value()
     }
 }

@@ -8,9 +8,11 @@
 //! (`webhook.rs`) and settles it through the engine. A slow or dead endpoint only fills its own
 //! lane's slots; other lanes never wait for it. Timers have one lane of their own
 //! (`timer_lane.rs`), fair between target hosts. The manager starts and stops lanes as
-//! subscriptions change. `health.rs` is a lane's circuit breaker. `http.rs` sends (behind the address guard of `guard.rs`);
+//! subscriptions change. `health.rs` is a lane's circuit breaker;
+//! `failure_callback.rs` schedules a subscription's failure callback (a signed timer). `http.rs` sends (behind the address guard of `guard.rs`);
 //! `signing.rs` signs.
 
+mod failure_callback;
 pub mod guard;
 mod health;
 pub mod http;

@@ -74,6 +74,7 @@ impl PushManager {
             Outcome::Throttled => {} // the policy told the pace already
             Outcome::Retry | Outcome::Failed => throttle.on_other(ticket),
         }
+        let last = sub.failure_callback.is_some().then(|| entry.clone());
         match push.settle(s, got, &decision, entry).await {
             Ok(Settled {
                 outcome: Outcome::Delivered,
@@ -85,6 +86,10 @@ impl PushManager {
             }) => {
                 self.observe(&s.queue, &s.name, got, false);
                 tracing::warn!(queue = %s.queue, subscription = %s.name, messages = got.len(), dead_letter_queue = ?dead_letter_queue, error = %decision.reason, "delivery failed; dead-lettered");
+                if let Some(last) = &last {
+                    self.failure_callback(s, got, last, dead_letter_queue.as_deref())
+                        .await;
+                }
             }
             Ok(_) => {}
             Err(e) => {

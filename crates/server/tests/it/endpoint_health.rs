@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::cli::run;
 use crate::common::Http;
-use crate::push::{open_server, send, Receiver};
+use crate::push::{open_server, send, verify_signature, Receiver, SECRET};
 
 #[tokio::test]
 async fn a_paused_subscription_sends_nothing_across_a_kill_nine_then_resumes() {
@@ -281,4 +281,52 @@ async fn a_subscription_failing_too_long_is_disabled_until_enabled() {
     assert!(doc["paths"]
         .get("/v1/queues/{queue}/subscriptions/{name}/enable")
         .is_some());
+}
+
+#[tokio::test]
+async fn a_given_up_message_is_posted_signed_to_the_failure_callback() {
+    let (_s, h) = open_server().await;
+    let r = Receiver::with(|_, path| (if path == "/cb" { 200 } else { 400 }, None, 0)).await;
+    let (st, v) = h
+        .put(
+            "/v1/queues/fcb/subscriptions/a",
+            json!({"url": r.url("/hook"), "signing_secret": SECRET,
+                   "failure_callback": r.url("/cb")}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["failure_callback"], r.url("/cb"), "{v}");
+    let id = send(
+        &h,
+        "fcb",
+        json!({"body": "doomed", "attributes": {"k": "v"}}),
+    )
+    .await;
+    let got = r
+        .wait_for("the failure callback", 20, |x| {
+            x.iter().any(|q| q.path == "/cb")
+        })
+        .await;
+    let cb = got.iter().find(|q| q.path == "/cb").unwrap();
+    let body = cb.json();
+    assert_eq!(body["type"], "message.failed", "{body}");
+    assert_eq!(body["queue"], "fcb");
+    assert_eq!(body["subscription"], "a");
+    assert_eq!(body["dead_letter_queue"], "fcb-dlq");
+    assert_eq!(body["messages"][0]["id"], id.as_str());
+    assert_eq!(body["messages"][0]["body"], "doomed");
+    assert_eq!(body["messages"][0]["attributes"]["k"], "v");
+    assert_eq!(body["last_attempt"]["status"], 400, "{body}");
+    assert!(verify_signature(SECRET, cb), "signed like deliveries");
+    let (st, v) = h
+        .put(
+            "/v1/queues/fcb/subscriptions/b",
+            json!({"url": r.url("/hook"), "failure_callback": "ftp://x"}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("failure_callback:"));
 }
