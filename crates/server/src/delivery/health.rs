@@ -12,6 +12,8 @@ use parking_lot::Mutex;
 use sluice_engine::push::breaker::{Change, Circuit, Gate, Verdict};
 use sluice_engine::push::SubscriptionRef;
 use sluice_engine::Engine;
+
+use super::events::Events;
 use tokio::sync::Notify;
 
 /// How long a lane waiting for a probe's answer looks again on its own.
@@ -25,18 +27,42 @@ pub struct Health {
     changed: Notify,
     /// Held while storing, so the last write stores the latest state.
     saving: tokio::sync::Mutex<()>,
+    /// Operational events (`--events-url`), if configured.
+    events: Option<Arc<Events>>,
 }
 
 impl Health {
     /// A closed circuit; its lane reads the stored one first ([`Health::restore`]).
-    pub fn new(engine: Arc<Engine>, sub: SubscriptionRef) -> Health {
+    pub fn new(engine: Arc<Engine>, sub: SubscriptionRef, events: Option<Arc<Events>>) -> Health {
         Health {
             engine,
             sub,
             circuit: Mutex::new(Circuit::default()),
             changed: Notify::new(),
             saving: Default::default(),
+            events,
         }
+    }
+
+    /// An operational event about this subscription, if `--events-url` is set.
+    fn event(&self, kind: &'static str, c: &Circuit, extra: serde_json::Value) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        let mut data = serde_json::json!({
+            "queue": self.sub.queue,
+            "subscription": self.sub.name,
+            "circuit": {
+                "consecutive_failures": c.consecutive_failures,
+                "failing_since": c.failing_since.map(sluice_engine::rfc3339),
+                "opened_at": c.opened_at.map(sluice_engine::rfc3339),
+                "next_probe_at": c.next_probe_at.map(sluice_engine::rfc3339),
+            },
+        });
+        if let (Some(d), Some(x)) = (data.as_object_mut(), extra.as_object()) {
+            d.extend(x.clone());
+        }
+        events.emit(kind, data);
     }
 
     /// Read the stored circuit (it stays closed when none is stored, or the store fails).
@@ -100,6 +126,11 @@ impl Health {
         match self.engine.push().disable(queue, name, &reason).await {
             Ok(_) => {
                 tracing::warn!(queue = %queue, subscription = %name, reason = %reason, "subscription disabled; POST …/enable resumes it");
+                self.event(
+                    "endpoint.disabled",
+                    c,
+                    serde_json::json!({"reason": reason}),
+                );
                 metrics::counter!("sluice_push_circuit_changes_total", "queue" => queue.clone(), "subscription" => name.clone(), "change" => "disabled").increment(1);
             }
             Err(e) => {
@@ -130,6 +161,7 @@ impl Health {
         let (queue, name) = (&self.sub.queue, &self.sub.name);
         let label = match change {
             Change::Opened => {
+                self.event("endpoint.circuit_opened", &snapshot, serde_json::json!({}));
                 tracing::warn!(queue = %queue, subscription = %name, failures = snapshot.consecutive_failures, "circuit opened: only probes go out until the endpoint answers");
                 "opened"
             }
@@ -138,6 +170,7 @@ impl Health {
                 "probe_failed"
             }
             Change::Closed => {
+                self.event("endpoint.circuit_closed", &snapshot, serde_json::json!({}));
                 tracing::info!(queue = %queue, subscription = %name, "circuit closed: the endpoint answers again");
                 "closed"
             }

@@ -9,9 +9,11 @@
 //! lane's slots; other lanes never wait for it. Timers have one lane of their own
 //! (`timer_lane.rs`), fair between target hosts. The manager starts and stops lanes as
 //! subscriptions change. `health.rs` is a lane's circuit breaker;
-//! `failure_callback.rs` schedules a subscription's failure callback (a signed timer). `http.rs` sends (behind the address guard of `guard.rs`);
+//! `failure_callback.rs` schedules a subscription's failure callback (a signed timer);
+//! `events.rs` sends the operator's operational events (`--events-url`). `http.rs` sends (behind the address guard of `guard.rs`);
 //! `signing.rs` signs.
 
+mod events;
 mod failure_callback;
 pub mod guard;
 mod health;
@@ -33,6 +35,7 @@ use sluice_engine::push::breaker::Circuit;
 use sluice_engine::{Delivery, Engine};
 use tokio::sync::watch;
 
+use self::events::Events;
 use self::health::Health;
 use self::http::Sender;
 use self::throttle::Throttle;
@@ -46,6 +49,9 @@ pub struct PushOptions {
     pub allow_private_targets: bool,
     /// Concurrent timer calls.
     pub timer_concurrency: usize,
+    /// Where operational events go (`--events-url`), and their signing secret.
+    pub events_url: Option<String>,
+    pub events_secret: Option<String>,
 }
 
 /// What a lane knows now, for the API and the dashboard. (Delivery counters are the store's:
@@ -85,6 +91,8 @@ pub struct PushManager {
     sender: Arc<Sender>,
     opts: PushOptions,
     lanes: Mutex<HashMap<(String, String), LaneHandle>>,
+    /// Operational events for the operator, if `--events-url` is set.
+    events: Option<Arc<Events>>,
     /// Told about every settled delivery (file ingestion counts them per file; the forwarder
     /// may exit when its batch is dead-lettered).
     observers: RwLock<Vec<Arc<dyn DeliveryObserver>>>,
@@ -92,9 +100,15 @@ pub struct PushManager {
 
 impl PushManager {
     pub fn new(engine: Arc<Engine>, opts: PushOptions) -> anyhow::Result<Arc<PushManager>> {
+        let sender = Arc::new(Sender::new(opts.allow_private_targets)?);
+        let events = opts
+            .events_url
+            .clone()
+            .map(|u| Arc::new(Events::new(u, opts.events_secret.clone(), sender.clone())));
         Ok(Arc::new(PushManager {
             engine,
-            sender: Arc::new(Sender::new(opts.allow_private_targets)?),
+            sender,
+            events,
             opts,
             lanes: Mutex::new(HashMap::new()),
             observers: Default::default(),
@@ -169,7 +183,11 @@ impl PushManager {
                 let (stop_tx, stop_rx) = watch::channel(false);
                 let counters = Arc::new(Counters::default());
                 let throttle = Arc::new(Throttle::new(s.config.rate_limit_per_second));
-                let health = Arc::new(Health::new(self.engine.clone(), s.clone()));
+                let health = Arc::new(Health::new(
+                    self.engine.clone(),
+                    s.clone(),
+                    self.events.clone(),
+                ));
                 lanes.insert(
                     key,
                     LaneHandle {
@@ -214,6 +232,13 @@ impl PushManager {
             if let Err(e) = self.engine.push().drain(&q).await {
                 tracing::warn!(queue = %q, error = %e, "could not fan out waiting messages");
             }
+        }
+    }
+
+    /// Send an operational event, if `--events-url` is set.
+    pub(super) fn event(&self, kind: &'static str, data: serde_json::Value) {
+        if let Some(e) = &self.events {
+            e.emit(kind, data);
         }
     }
 

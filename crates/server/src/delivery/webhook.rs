@@ -86,6 +86,17 @@ impl PushManager {
             }) => {
                 self.observe(&s.queue, &s.name, got, false);
                 tracing::warn!(queue = %s.queue, subscription = %s.name, messages = got.len(), dead_letter_queue = ?dead_letter_queue, error = %decision.reason, "delivery failed; dead-lettered");
+                self.event(
+                    "attempt.exhausted",
+                    serde_json::json!({
+                        "queue": s.queue,
+                        "subscription": s.name,
+                        "message_ids": got.iter().map(|d| d.message.id.to_string()).collect::<Vec<_>>(),
+                        "dead_letter_queue": dead_letter_queue,
+                        "attempt": attempt,
+                        "reason": decision.reason,
+                    }),
+                );
                 if let Some(last) = &last {
                     self.failure_callback(s, got, last, dead_letter_queue.as_deref())
                         .await;

@@ -330,3 +330,90 @@ async fn a_given_up_message_is_posted_signed_to_the_failure_callback() {
         .unwrap()
         .starts_with("failure_callback:"));
 }
+
+#[tokio::test]
+async fn operational_events_tell_the_operator_signed() {
+    let ops = Receiver::start().await;
+    let events_url = ops.url("/events");
+    let s = crate::common::Server::start_with(&[
+        "--allow-private-targets",
+        "--events-url",
+        &events_url,
+        "--events-secret",
+        SECRET,
+    ])
+    .await;
+    let h = Http::new(&s.base);
+    let r = Receiver::with(|_, path| (if path == "/bad" { 400 } else { 500 }, None, 0)).await;
+    let fast = json!({"initial_seconds": 0.1, "max_seconds": 0.1, "jitter": false});
+    for (name, path, extra) in [
+        (
+            "flaky",
+            "/flaky",
+            json!({"circuit_breaker": {"failures": 2, "probe_initial_seconds": 0.2, "probe_max_seconds": 0.5}}),
+        ),
+        ("bad", "/bad", json!({})),
+        (
+            "dead",
+            "/dead",
+            json!({"disable_after_seconds": 1, "circuit_breaker": {"failures": 1000}}),
+        ),
+    ] {
+        let mut body =
+            json!({"url": r.url(path), "concurrency": 1, "max_attempts": 100, "backoff": fast});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (st, v) = h
+            .put(&format!("/v1/queues/ev/subscriptions/{name}"), body)
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    send(&h, "ev", json!({"body": "m1"})).await;
+    let kinds = |x: &[crate::push::Req]| -> Vec<String> {
+        x.iter()
+            .map(|q| q.json()["type"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    ops.wait_for("opened, exhausted and disabled", 30, |x| {
+        let k = kinds(x);
+        [
+            "endpoint.circuit_opened",
+            "attempt.exhausted",
+            "endpoint.disabled",
+        ]
+        .iter()
+        .all(|w| k.iter().any(|g| g == w))
+    })
+    .await;
+    r.set(|_, path| (if path == "/bad" { 400 } else { 200 }, None, 0));
+    let got = ops
+        .wait_for("closed", 30, |x| {
+            kinds(x).iter().any(|k| k == "endpoint.circuit_closed")
+        })
+        .await;
+    for q in &got {
+        assert!(verify_signature(SECRET, q), "signed: {:?}", q.json());
+        let e = q.json();
+        assert!(e["timestamp"].is_string(), "{e}");
+        assert_eq!(e["data"]["queue"], "ev", "{e}");
+    }
+    let find = |k: &str| {
+        got.iter()
+            .map(|q| q.json())
+            .find(|e| e["type"] == k)
+            .unwrap()
+    };
+    assert_eq!(
+        find("endpoint.circuit_opened")["data"]["subscription"],
+        "flaky"
+    );
+    assert_eq!(find("attempt.exhausted")["data"]["subscription"], "bad");
+    assert_eq!(
+        find("attempt.exhausted")["data"]["dead_letter_queue"],
+        "ev-dlq"
+    );
+    let disabled = find("endpoint.disabled");
+    assert_eq!(disabled["data"]["subscription"], "dead");
+    assert!(disabled["data"]["reason"].is_string(), "{disabled}");
+}
