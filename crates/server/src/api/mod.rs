@@ -19,6 +19,7 @@ pub mod sqs;
 mod state;
 pub mod stream;
 pub mod subscription_state;
+mod subscription_view;
 pub mod subscriptions;
 pub mod timers;
 
