@@ -45,7 +45,8 @@ pub struct SubscriptionStats {
     pub current_rate_limit: Option<f64>,
     /// The queue's consumption is paused (`POST /v1/queues/{queue}/pause`): nothing is sent.
     pub queue_paused: bool,
-    /// The endpoint's circuit breaker, as the lane on the node answering sees it.
+    /// The endpoint's circuit breaker, as the lane on the node answering sees it (the stored
+    /// circuit when no lane of it runs there yet).
     pub circuit: CircuitView,
 }
 
@@ -164,6 +165,15 @@ pub async fn subscription_view(
         .await
         .unwrap_or_default();
     let c: LaneCounters = s.push.counters(queue, name);
+    let circuit = match c.circuit.clone() {
+        Some(circuit) => circuit,
+        None => s
+            .engine
+            .push()
+            .circuit(queue, name)
+            .await
+            .unwrap_or_default(),
+    };
     let parent = s.engine.queue_info(queue).await.ok().map(|q| q.config);
     let queue_paused = parent.as_ref().is_some_and(|c| c.paused_at.is_some());
     let dlq = parent
@@ -215,11 +225,16 @@ pub async fn subscription_view(
         disabled_reason: sub.disabled.map(|d| d.reason),
         created_at: rfc3339(sub.created_at),
         updated_at: rfc3339(sub.updated_at),
-        stats: stats_view(qs, c, queue_paused),
+        stats: stats_view(qs, c, circuit, queue_paused),
     })
 }
 
-fn stats_view(qs: QueueStats, c: LaneCounters, queue_paused: bool) -> SubscriptionStats {
+fn stats_view(
+    qs: QueueStats,
+    c: LaneCounters,
+    circuit: Circuit,
+    queue_paused: bool,
+) -> SubscriptionStats {
     SubscriptionStats {
         ready: qs.ready,
         delayed: qs.delayed,
@@ -232,6 +247,6 @@ fn stats_view(qs: QueueStats, c: LaneCounters, queue_paused: bool) -> Subscripti
         filtered: qs.filtered,
         current_rate_limit: c.current_rate_limit,
         queue_paused,
-        circuit: c.circuit.into(),
+        circuit: circuit.into(),
     }
 }

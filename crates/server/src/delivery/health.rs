@@ -29,6 +29,8 @@ pub struct Health {
     saving: tokio::sync::Mutex<()>,
     /// Operational events (`--events-url`), if configured.
     events: Option<Arc<Events>>,
+    /// The stored circuit has been read (until then `circuit` is only a placeholder).
+    restored: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
@@ -41,6 +43,7 @@ impl Health {
             changed: Notify::new(),
             saving: Default::default(),
             events,
+            restored: Default::default(),
         }
     }
 
@@ -74,6 +77,15 @@ impl Health {
                 tracing::warn!(queue = %queue, subscription = %name, error = %e, "could not read the circuit; starting closed")
             }
         }
+        self.restored
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The circuit now, once the stored one has been read (None before).
+    pub fn restored_circuit(&self) -> Option<Circuit> {
+        self.restored
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(|| self.circuit())
     }
 
     /// The circuit now, for the API.

@@ -62,8 +62,9 @@ pub struct LaneCounters {
     pub in_flight: u64,
     /// The adaptive rate in force after 429s (requests/s), or null.
     pub current_rate_limit: Option<f64>,
-    /// The endpoint's circuit as this node's lane sees it (closed when no lane runs here).
-    pub circuit: Circuit,
+    /// The endpoint's circuit as this node's lane sees it; None when no lane runs here or it
+    /// has not read the stored circuit yet (then the stored one is what counts).
+    pub circuit: Option<Circuit>,
 }
 
 #[derive(Default)]
@@ -249,7 +250,7 @@ impl PushManager {
             Some(l) => LaneCounters {
                 in_flight: l.counters.in_flight.load(Ordering::Relaxed),
                 current_rate_limit: l.throttle.current_rate(),
-                circuit: l.health.circuit(),
+                circuit: l.health.restored_circuit(),
             },
             None => LaneCounters::default(),
         }
