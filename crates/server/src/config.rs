@@ -136,6 +136,13 @@ pub struct ServeArgs {
     /// Timer calls in flight at once.
     #[arg(long, env = "SLUICE_TIMER_CONCURRENCY", value_parser = whole::<usize>)]
     pub timer_concurrency: Option<usize>,
+    /// POST operational events (endpoint.disabled, endpoint.circuit_opened/closed,
+    /// attempt.exhausted) to this URL, for the operator (docs/webhooks.md).
+    #[arg(long, env = "SLUICE_EVENTS_URL")]
+    pub events_url: Option<String>,
+    /// Sign operational events with this `whsec_` secret (Standard Webhooks).
+    #[arg(long, env = "SLUICE_EVENTS_SECRET")]
+    pub events_secret: Option<String>,
     /// The forwarder (seed 001): POST the records received on /log, in batches, to this URL.
     #[arg(long, env = "WEBHOOK_POST_ENDPOINT")]
     pub post_endpoint: Option<String>,
@@ -215,6 +222,8 @@ struct FileConfig {
     #[serde(default)]
     allow_private_targets: bool,
     timer_concurrency: Option<usize>,
+    events_url: Option<String>,
+    events_secret: Option<String>,
     post_endpoint: Option<String>,
     batch_size: Option<u32>,
     batch_interval: Option<String>,
@@ -312,6 +321,8 @@ pub struct ServeConfig {
     pub max_streams: usize,
     pub allow_private_targets: bool,
     pub timer_concurrency: usize,
+    pub events_url: Option<String>,
+    pub events_secret: Option<String>,
     pub forwarder: Option<ForwarderConfig>,
     pub exit_on_forward_failure: bool,
     pub access_log: bool,
@@ -502,6 +513,8 @@ impl ServeConfig {
                 .timer_concurrency
                 .or(file.timer_concurrency)
                 .unwrap_or(100),
+            events_url: args.events_url.or(file.events_url),
+            events_secret: args.events_secret.or(file.events_secret),
             exit_on_forward_failure: args.exit_on_forward_failure || file.exit_on_forward_failure,
             forwarder: match args.post_endpoint.or(file.post_endpoint) {
                 Some(endpoint) if !endpoint.is_empty() => Some(ForwarderConfig {
@@ -606,6 +619,14 @@ impl ServeConfig {
             }
             sluice_engine::validate::validate_url("post_endpoint", &f.endpoint)
                 .map_err(|e| anyhow::anyhow!("{e} (WEBHOOK_POST_ENDPOINT)"))?;
+        }
+        if let Some(u) = &self.events_url {
+            sluice_engine::validate::validate_url("events_url", u)
+                .map_err(|e| anyhow::anyhow!("{e} (--events-url)"))?;
+        }
+        if let Some(k) = &self.events_secret {
+            sluice_engine::push::SigningKey::parse(k)
+                .map_err(|e| anyhow::anyhow!("events_secret: {e} (--events-secret)"))?;
         }
         check_listen(&self.listen)?;
         check_log_filter(&self.log_level)?;

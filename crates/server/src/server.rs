@@ -109,6 +109,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         crate::delivery::PushOptions {
             allow_private_targets: cfg.allow_private_targets,
             timer_concurrency: cfg.timer_concurrency,
+            events_url: cfg.events_url.clone(),
+            events_secret: cfg.events_secret.clone(),
         },
     )?;
     if cfg.allow_private_targets {

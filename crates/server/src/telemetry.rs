@@ -70,6 +70,7 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     ("sluice_push_request_seconds", Kind::Histogram, "Duration of a webhook request, by queue and subscription."),
     ("sluice_push_backlog", Kind::Gauge, "Messages a subscription still has to deliver (ready, waiting for a retry, or in flight)."),
     ("sluice_push_rate_limit", Kind::Gauge, "Requests per second a subscription is held to now (adaptive after 429s; 0 = none)."),
+    ("sluice_push_circuit_changes_total", Kind::Counter, "Circuit breaker changes of a subscription's endpoint, by change (opened, probe_failed, closed, disabled)."),
     ("sluice_timers", Kind::Gauge, "Timers by state: pending (not finished) and finished (kept in the archive)."),
     ("sluice_timer_attempts_total", Kind::Counter, "Timer calls made, by outcome (delivered, retry, throttled, failed)."),
     ("sluice_timer_deliveries_total", Kind::Counter, "Timers finished, by outcome (delivered, or failed after their attempts)."),

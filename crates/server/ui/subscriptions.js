@@ -1,7 +1,8 @@
 // The push subscription pages: every subscription (#/subscriptions) and one
 // (#/subscriptions/QUEUE/NAME) with its counters, a chart of its delivery rates, its endpoint
-// settings in units, recent deliveries with each attempt's request and response (from the
-// durable delivery history), its dead-lettered deliveries with Resend, and replay (replay.js).
+// settings in units, its state (paused, disabled, circuit open), recent deliveries with each
+// attempt's request and response (from the durable delivery history), its dead-lettered
+// deliveries with Resend, and replay (replay.js).
 import { get, post, enc } from './api.js';
 import { h, clear, num, rate, time, shortId, badge, errorBox, notice, pagedTable } from './views.js';
 import { main, POLL_MS, every, act, tile, messageDetail, queueLink, defaultDlq, inUnits } from './common.js';
@@ -19,6 +20,15 @@ function rateLimit(s) {
   return 'none';
 }
 
+// What holds a subscription back, if anything: disabled, paused, or its circuit open.
+function stateBadge(s) {
+  if (s.state === 'disabled') return badge('disabled', 'bad');
+  if (s.state === 'paused') return badge('paused', 'warn');
+  const c = s.stats.circuit;
+  if (c && c.state !== 'closed') return badge(`circuit ${c.state.replace('_', '-')}`, 'bad');
+  return 'active';
+}
+
 export function subscriptionTable(subs) {
   const t = pagedTable({
     label: 'Subscriptions',
@@ -26,6 +36,7 @@ export function subscriptionTable(subs) {
     columns: [
       { label: 'Subscription', cell: (s) => h('a', { href: `#/subscriptions/${enc(s.queue)}/${enc(s.name)}` }, `${s.queue} → ${s.name}`) },
       { label: 'Endpoint', cell: (s) => h('span', { class: 'mono' }, `${s.method} ${s.url}`), narrow: true },
+      { label: 'State', cell: stateBadge },
       { label: 'Delivered', num: true, cell: (s) => num(s.stats.delivered) },
       { label: 'Failed', num: true, cell: (s) => (s.stats.failed ? badge(num(s.stats.failed), 'bad') : '0') },
       { label: 'Retried', num: true, cell: (s) => num(s.stats.retried) },
@@ -142,6 +153,8 @@ export async function subscriptionPage(queue, name) {
         tile('Backlog', num(s.stats.ready + s.stats.delayed + s.stats.in_flight), 'backlog'),
         tile('Rate limit', rateLimit(s), 'rate')), counters,
       h('section', { class: 'card' }, h('h2', {}, 'Endpoint'), h('dl', { class: 'facts' },
+        h('dt', {}, 'State'), h('dd', {}, stateBadge(s), s.disabled_reason ? ` ${s.disabled_reason}` : '',
+          s.stats.circuit.next_probe_at ? h('span', {}, ' (next probe ', time(s.stats.circuit.next_probe_at), ')') : ''),
         h('dt', {}, 'Request'), h('dd', { class: 'mono' }, `${s.method} ${s.url}`),
         h('dt', {}, 'Timeout'), h('dd', { 'data-config': 'timeout_seconds' }, inUnits('timeout_seconds', s.timeout_seconds)),
         h('dt', {}, 'Attempts'), h('dd', {}, `up to ${s.max_attempts}, backoff ${inUnits('initial_seconds', s.backoff.initial_seconds)} × ${s.backoff.multiplier} up to ${inUnits('max_seconds', s.backoff.max_seconds)}${s.backoff.jitter ? ', jitter' : ''}`),

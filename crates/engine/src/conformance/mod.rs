@@ -3,7 +3,7 @@
 //! time-based rules are checked by moving the clock, never by sleeping.
 //!
 //! Cases live by topic: `leases.rs`, `queues.rs`, `dead_letters.rs`, `restart.rs`, `fifo.rs`,
-//! `push.rs`, `subscriptions.rs`, `timers.rs`. The suite is compiled only with the `test-support` feature, so it
+//! `push.rs`, `subscriptions.rs`, `endpoint_health.rs`, `timers.rs`. The suite is compiled only with the `test-support` feature, so it
 //! never ships in the binary. A case that is not listed in [`conformance_suite!`] fails the
 //! test `every_case_is_in_the_suite`.
 //!
@@ -14,6 +14,7 @@
 //! ```
 
 mod dead_letters;
+mod endpoint_health;
 mod fifo;
 mod leases;
 mod push;
@@ -23,6 +24,7 @@ mod subscriptions;
 mod timers;
 
 pub use self::dead_letters::*;
+pub use self::endpoint_health::*;
 pub use self::fifo::*;
 pub use self::leases::*;
 pub use self::push::*;
@@ -230,7 +232,8 @@ macro_rules! conformance_suite {
             paused_queues_hand_out_nothing_until_resumed,
             schedules_catch_up_as_their_policy_says_after_downtime_and_pause,
             forged_receipts_settle_nothing, queues_created_on_use_leave_headroom,
-            queue_changes_survive_restart);
+            queue_changes_survive_restart, paused_subscriptions_lease_nothing_until_resumed,
+            disabled_subscriptions_wait_and_keep_their_circuit_until_enabled);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(
@@ -250,6 +253,7 @@ mod tests {
     fn every_case_is_in_the_suite() {
         let topics = [
             include_str!("dead_letters.rs"),
+            include_str!("endpoint_health.rs"),
             include_str!("fifo.rs"),
             include_str!("leases.rs"),
             include_str!("push.rs"),

@@ -7,8 +7,9 @@
 //! attempt and nothing is dead-lettered because of the pause; retention still drops messages
 //! that outlive it.
 //!
-//! A subscription's own pause is a different matter (its lane), and sits beside this one: the
-//! copy queue's mark always mirrors its parent queue.
+//! A subscription's own pause (`push/hold.rs`) sits beside this one: a copy queue is marked
+//! while its queue *or* its subscription holds it, so resuming the queue leaves a paused
+//! subscription paused.
 
 use crate::clock::Millis;
 use crate::error::{EngineError, Result};
@@ -34,8 +35,8 @@ impl Engine {
         let at = on.then(|| info.config.paused_at.unwrap_or(self.now()));
         // The copies first, the queue last: the queue's own mark is the one shown, and a call
         // repeated after a failure in between completes the change.
-        for child in self.push.children(name) {
-            self.mark_paused(&child, at).await?;
+        for (child, held) in self.push.copy_holds(name) {
+            self.mark_paused(&child, at.or(held)).await?;
         }
         let info = self.mark_paused(name, at).await?;
         if !on {
@@ -65,7 +66,8 @@ impl Engine {
             let Some(parent) = self.core.store.get_queue(&s.queue).await? else {
                 continue;
             };
-            match self.mark_paused(&s.child, parent.config.paused_at).await {
+            let mark = crate::push::copy_mark(parent.config.paused_at, &s.config);
+            match self.mark_paused(&s.child, mark).await {
                 Ok(_) | Err(EngineError::QueueNotFound(_)) => {}
                 Err(e) => return Err(e),
             }

@@ -14,11 +14,16 @@
 //! `pace.rs` (the pace of an endpoint), `fanout.rs` (publish into the copies), `filter.rs`
 //! (which messages a subscription takes), `delivery.rs` (the senders' calls), `redrive.rs`
 //! (push dead letters back to their subscription), `replay.rs` (a window of failed or
-//! delivered messages sent again), `secret.rs` (signing secrets and their rotation).
+//! delivered messages sent again), `secret.rs` (signing secrets and their rotation),
+//! `hold.rs` (a subscription paused by its owner, or disabled after failing too long), `breaker.rs` (the circuit breaker's rule;
+//! its stored state is kept by `circuit.rs`).
 
+pub mod breaker;
+mod circuit;
 mod delivery;
 mod fanout;
 pub mod filter;
+mod hold;
 pub mod pace;
 pub mod policy;
 mod redrive;
@@ -39,6 +44,7 @@ use crate::model::{NewMessage, QueueConfig, QueueStats};
 use crate::validate::{validate_name, validate_queue_name};
 
 pub use self::delivery::Settled;
+pub(crate) use self::hold::copy_mark;
 pub use self::policy::{classify, Answer, Decision, DeliveryPolicy};
 pub use self::replay::{ReplayOutcome, ReplayTask};
 pub use self::secret::{signing_key, Rotated, Rotation, SecretKind, SigningKey};
@@ -253,6 +259,9 @@ impl Push {
             .as_ref()
             .filter(|e| e.signing_secret == sub.signing_secret)
             .and_then(|e| e.previous_secret.clone());
+        // Its state is not a setting: a replacement keeps a pause and a disable.
+        sub.paused_at = existing.as_ref().and_then(|e| e.paused_at);
+        sub.disabled = existing.as_ref().and_then(|e| e.disabled.clone());
         let store = &self.core.store;
         let parent = match store.get_queue(queue).await? {
             Some(q) => q,
@@ -269,7 +278,7 @@ impl Push {
             max_message_bytes: crate::limits::MESSAGE_BYTES_CEILING,
             content_based_deduplication: parent.config.content_based_deduplication,
             // A paused queue's new subscription starts paused too (engine/pause.rs).
-            paused_at: parent.config.paused_at,
+            paused_at: hold::copy_mark(parent.config.paused_at, &sub),
             ..QueueConfig::default()
         };
         let (_, fresh) = store.ensure_queue(&child, child_config, now).await?;
@@ -306,6 +315,7 @@ impl Push {
             .store
             .delete_queue(&child_queue(queue, name))
             .await?;
+        self.forget_circuit(queue, name).await?;
         self.core
             .store
             .meta_put(&meta_key(queue, name), None)
@@ -360,6 +370,7 @@ impl Push {
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
         for n in names {
+            self.forget_circuit(queue, &n).await?;
             self.core.store.meta_put(&meta_key(queue, &n), None).await?;
             self.core
                 .store

@@ -5,6 +5,7 @@
 //! endpoint (429s) is `pace.rs`.
 
 use crate::history::Outcome;
+use crate::push::breaker::Verdict;
 use crate::push::subscription::{Backoff, Subscription};
 
 /// What the sender saw of one request.
@@ -124,6 +125,20 @@ impl DeliveryPolicy {
             (Some(st), _) => format!("HTTP {st} (attempt {attempt} of {})", self.max_attempts),
             (None, Some(e)) => e.clone(),
             (None, None) => "unknown error".into(),
+        }
+    }
+}
+
+/// The breaker's reading of an answer: only no answer, 408 and 5xx say the endpoint is down.
+impl Verdict {
+    pub fn of(answer: &Answer) -> Verdict {
+        match answer.status {
+            _ if answer.refused => Verdict::Neutral,
+            None => Verdict::Failure,
+            Some(s) if (200..300).contains(&s) => Verdict::Success,
+            Some(408) => Verdict::Failure,
+            Some(s) if s >= 500 => Verdict::Failure,
+            Some(_) => Verdict::Neutral,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::clock::Millis;
 use crate::error::{EngineError, Result};
 use crate::validate::{frange, range, validate_headers, validate_method, validate_url};
 
+use super::breaker::BreakerConfig;
 use super::filter::{validate_event_types, FilterPolicy};
 use super::secret::{PreviousSecret, SigningKey};
 
@@ -23,6 +24,11 @@ pub mod limits {
     pub const CONCURRENCY_MAX: u32 = 1000;
     pub const BATCH_MAX: u32 = 1000;
     pub const BATCH_WAIT_MAX_MS: u64 = 3_600_000;
+    /// `disable_after_seconds`: 1 s (for tests; anything under a few minutes disables on a
+    /// blip) to 90 days; default 5 days.
+    pub const DISABLE_AFTER_MIN_S: u64 = 1;
+    pub const DISABLE_AFTER_MAX_S: u64 = 90 * 24 * 3600;
+    pub const DISABLE_AFTER_DEFAULT_S: u64 = 5 * 24 * 3600;
 }
 
 use limits as pl;
@@ -129,6 +135,17 @@ impl Default for BatchConfig {
     }
 }
 
+fn default_disable_after() -> u64 {
+    pl::DISABLE_AFTER_DEFAULT_S
+}
+
+/// Why and since when a subscription is disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disabled {
+    pub at: Millis,
+    pub reason: String,
+}
+
 /// Where and how a push queue's messages are delivered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {
@@ -156,6 +173,24 @@ pub struct Subscription {
     /// private addresses.
     #[serde(default)]
     pub trusted: bool,
+    /// When its endpoint counts as down and only probes go out (`breaker.rs`).
+    #[serde(default)]
+    pub circuit_breaker: BreakerConfig,
+    /// An endpoint failing without a single success this long is disabled (`disabled`).
+    #[serde(default = "default_disable_after")]
+    pub disable_after_seconds: u64,
+    /// Disabled by sluice after `disable_after_seconds` of failures; held like a pause until
+    /// `Push::enable`. Not a setting: a replacement keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<Disabled>,
+    /// Called (a signed POST, through the timers) with each message this subscription
+    /// dead-letters and its last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_callback: Option<String>,
+    /// Paused by its owner (`Push::pause`, `hold.rs`): its copy queue leases nothing until it
+    /// is resumed. Not a setting: a replacement (`Push::put`) keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<Millis>,
     #[serde(default)]
     pub created_at: Millis,
     #[serde(default)]
@@ -179,6 +214,11 @@ impl Subscription {
             filter: None,
             event_types: Vec::new(),
             trusted: false,
+            circuit_breaker: BreakerConfig::default(),
+            disable_after_seconds: pl::DISABLE_AFTER_DEFAULT_S,
+            disabled: None,
+            failure_callback: None,
+            paused_at: None,
             created_at: 0,
             updated_at: 0,
         }
@@ -226,6 +266,16 @@ impl Subscription {
             SigningKey::parse(s).map_err(|m| EngineError::invalid("signing_secret", m))?;
         }
         validate_event_types(&self.event_types)?;
+        self.circuit_breaker.validate()?;
+        if let Some(u) = &self.failure_callback {
+            validate_url("failure_callback", u)?;
+        }
+        range(
+            "disable_after_seconds",
+            self.disable_after_seconds,
+            pl::DISABLE_AFTER_MIN_S,
+            pl::DISABLE_AFTER_MAX_S,
+        )?;
         Ok(())
     }
 
@@ -252,6 +302,12 @@ impl Subscription {
     /// and a margin.
     pub fn lease_ms(&self) -> u64 {
         ((self.timeout_seconds + 60.0) * 1000.0) as u64 + self.batch.max_wait_ms
+    }
+
+    /// Since when its deliveries are held by its own state (paused or disabled), if they
+    /// are: its copy queue then leases nothing (`hold.rs`).
+    pub fn held_since(&self) -> Option<Millis> {
+        self.paused_at.or(self.disabled.as_ref().map(|d| d.at))
     }
 
     /// Whether messages go out as a JSON array (even of one).

@@ -53,6 +53,10 @@ pub struct TimerSpec {
     /// The schedule this firing belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// A subscription's failure callback (`QUEUE/NAME`): the timer lane signs the call with
+    /// that subscription's secrets in force when it is made (none are stored here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_for: Option<String>,
     #[serde(default)]
     pub due_at: Millis,
     #[serde(default)]
@@ -71,6 +75,7 @@ impl TimerSpec {
             append_id: false,
             max_attempts: None,
             schedule: None,
+            signed_for: None,
             due_at: 0,
             created_at: 0,
         }

@@ -18,6 +18,8 @@ mod origin;
 pub mod sqs;
 mod state;
 pub mod stream;
+pub mod subscription_state;
+mod subscription_view;
 pub mod subscriptions;
 pub mod timers;
 
@@ -82,6 +84,18 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
         .route(
             "/v1/queues/{queue}/subscriptions/{name}/stats/reset",
             post(subscriptions::reset_stats),
+        )
+        .route(
+            "/v1/queues/{queue}/subscriptions/{name}/pause",
+            post(subscription_state::pause),
+        )
+        .route(
+            "/v1/queues/{queue}/subscriptions/{name}/resume",
+            post(subscription_state::resume),
+        )
+        .route(
+            "/v1/queues/{queue}/subscriptions/{name}/enable",
+            post(subscription_state::enable),
         )
         .route(
             "/v1/queues/{queue}/subscriptions/{name}/rotate-secret",

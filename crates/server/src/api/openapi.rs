@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{error, ingest, native, ops, subscriptions, timers};
+use super::{error, ingest, native, ops, subscription_state, subscriptions, timers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use super::{error, ingest, native, ops, subscriptions, timers};
         subscriptions::get_subscription, subscriptions::delete_subscription,
         subscriptions::attempts, subscriptions::recent_attempts, subscriptions::reset_stats,
         subscriptions::replay, subscriptions::replay_task, subscriptions::rotate_secret,
+        subscription_state::pause, subscription_state::resume, subscription_state::enable,
         timers::create_timer, timers::get_timer, timers::cancel_timer, timers::timer_summary,
         timers::put_schedule, timers::list_schedules, timers::get_schedule,
         timers::delete_schedule, timers::pause_schedule, timers::resume_schedule,
@@ -37,6 +38,8 @@ use super::{error, ingest, native, ops, subscriptions, timers};
         native::RedriveBody, native::Redriven,
         subscriptions::BackoffBody, subscriptions::BatchBody, subscriptions::SubscriptionBody,
         subscriptions::SubscriptionStats, subscriptions::SubscriptionView,
+        subscriptions::SubscriptionState, subscriptions::BreakerBody, subscriptions::CircuitView,
+        sluice_engine::push::breaker::BreakerConfig, sluice_engine::push::breaker::CircuitState,
         subscriptions::SubscriptionList, subscriptions::RecentAttempts,
         subscriptions::MessageAttempts, subscriptions::AttemptList,
         sluice_engine::push::Attempt, sluice_engine::push::Outcome, subscriptions::ReplayBody,

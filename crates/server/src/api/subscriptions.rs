@@ -2,7 +2,7 @@
 //! its messages. Handlers shape JSON; the engine holds the rules and the push lanes make the
 //! calls. A subscription's secrets (header values, credentials in its URL) are shown in clear
 //! only to a key that may change it; others see them masked (`redact.rs`), and the signing
-//! secret is always masked.
+//! secret is always masked. How a subscription is shown is `subscription_view.rs`.
 
 use std::collections::BTreeMap;
 
@@ -11,19 +11,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sluice_engine::push::breaker::BreakerConfig;
 use sluice_engine::push::filter::FilterPolicy;
-use sluice_engine::push::secret::{mask, Rotation, SecretKind};
+use sluice_engine::push::secret::{Rotation, SecretKind};
 use sluice_engine::push::{Attempt, Backoff, BatchConfig, ReplayOutcome, ReplayTask, Subscription};
-use sluice_engine::{rfc3339, EngineError, MessageId, QueueStats};
+use sluice_engine::{EngineError, MessageId};
 use utoipa::{IntoParams, ToSchema};
 
 use super::body::{parse_json, parse_json_or_default, QueryParams, RawBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::AppState;
-use crate::auth::{sees_subscription_secrets, Principal};
+use crate::auth::Principal;
 use crate::delivery::signing::public_key;
-use crate::delivery::LaneCounters;
-use crate::redact;
+
+pub use super::subscription_view::{
+    subscription_view, CircuitView, RotationView, SubscriptionState, SubscriptionStats,
+    SubscriptionView,
+};
 
 // ---------- subscriptions ----------
 
@@ -81,6 +85,28 @@ pub struct SubscriptionBody {
     pub filter: Option<serde_json::Value>,
     /// Only messages whose `event-type` attribute is one of these (at most 100).
     pub event_types: Option<Vec<String>>,
+    pub circuit_breaker: Option<BreakerBody>,
+    /// Disable the subscription when its endpoint failed (no answer, timeout, 408, 5xx)
+    /// without a single success this long, 1-7776000 s (default 432000: 5 days).
+    pub disable_after_seconds: Option<u64>,
+    /// Called with each message this subscription dead-letters and its last attempt: a POST
+    /// of JSON (`type: message.failed`), signed like deliveries, made (and retried) like a
+    /// timer, behind the same address guard. Absolute http(s) URL, or null.
+    pub failure_callback: Option<String>,
+}
+
+/// When the endpoint counts as down: after `failures` consecutive failed requests (no answer,
+/// timeout, 408, 5xx; not 429 or other 4xx) nothing is sent but one probe at growing
+/// intervals, until one succeeds.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerBody {
+    /// Consecutive failed requests that open the circuit, 1-10000 (default 20).
+    pub failures: Option<u32>,
+    /// Wait before the first probe, 0.1-86400 s (default 5).
+    pub probe_initial_seconds: Option<f64>,
+    /// Longest wait between probes, 0.1-86400 s (default 300); each failed probe doubles it.
+    pub probe_max_seconds: Option<f64>,
 }
 
 impl SubscriptionBody {
@@ -120,155 +146,16 @@ impl From<SubscriptionBody> for Subscription {
             max_wait_ms: bb.max_wait_ms.unwrap_or(0),
         };
         s.signing_secret = b.signing_secret;
+        s.disable_after_seconds = b.disable_after_seconds.unwrap_or(s.disable_after_seconds);
+        s.failure_callback = b.failure_callback;
+        let cb = b.circuit_breaker.unwrap_or_default();
+        let d = BreakerConfig::default();
+        s.circuit_breaker = BreakerConfig {
+            failures: cb.failures.unwrap_or(d.failures),
+            probe_initial_seconds: cb.probe_initial_seconds.unwrap_or(d.probe_initial_seconds),
+            probe_max_seconds: cb.probe_max_seconds.unwrap_or(d.probe_max_seconds),
+        };
         s
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SubscriptionStats {
-    /// Copies waiting for delivery (ready now).
-    pub ready: u64,
-    /// Copies waiting for a retry.
-    pub delayed: u64,
-    /// Copies leased now (being sent, or waiting for the endpoint's pace or a FIFO retry).
-    pub in_flight: u64,
-    /// Requests being made now.
-    pub requests_in_flight: u64,
-    /// Deliveries answered 2xx. Like the three counters below, counted by the store since the
-    /// subscription was created (or its stats reset): they survive restarts, and replacing the
-    /// subscription's settings keeps them.
-    pub delivered: u64,
-    /// Attempts to be tried again (5xx, 408, timeouts, connection errors).
-    pub retried: u64,
-    /// Attempts answered 429 (not counted as attempts).
-    pub throttled: u64,
-    /// Messages given up and dead-lettered.
-    pub failed: u64,
-    /// Messages published to the queue that `filter` or `event_types` did not select: no copy
-    /// was made for this subscription.
-    pub filtered: u64,
-    /// The adaptive rate in force after 429s (requests/s), or null.
-    pub current_rate_limit: Option<f64>,
-    /// The queue's consumption is paused (`POST /v1/queues/{queue}/pause`): nothing is sent.
-    pub queue_paused: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SubscriptionView {
-    pub queue: String,
-    pub name: String,
-    pub url: String,
-    pub method: String,
-    /// Values shown only to keys that may change the subscription; otherwise `****`.
-    pub headers: BTreeMap<String, String>,
-    pub timeout_seconds: f64,
-    pub max_attempts: u32,
-    pub backoff: Backoff,
-    pub rate_limit_per_second: Option<f64>,
-    pub concurrency: u32,
-    pub batch: BatchConfig,
-    /// Never returned in full: `whsec_` and the first 4 characters, `whsk_…` for an ed25519
-    /// secret key, or null.
-    pub signing_secret: Option<String>,
-    /// The `whpk_` public key of an ed25519 `signing_secret` (what receivers verify `v1a`
-    /// signatures with), or null.
-    pub signing_public_key: Option<String>,
-    /// While a rotation's grace period lasts: the previous secret, which still signs.
-    pub rotation: Option<RotationView>,
-    /// The filter policy, as given (null: every message).
-    #[schema(value_type = Option<Object>)]
-    pub filter: Option<serde_json::Value>,
-    /// The event types it takes (empty: any).
-    pub event_types: Vec<String>,
-    /// Where failed deliveries go.
-    pub dead_letter_queue: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub stats: SubscriptionStats,
-}
-
-/// The previous secret of a rotation, masked like the current one.
-#[derive(Serialize, ToSchema)]
-pub struct RotationView {
-    /// The previous secret, masked.
-    pub previous_secret: String,
-    /// Its `whpk_` public key when it is an ed25519 secret key.
-    pub previous_public_key: Option<String>,
-    /// When it stops signing (RFC 3339).
-    pub expires_at: String,
-}
-
-async fn subscription_view(
-    s: &AppState,
-    queue: &str,
-    name: &str,
-    sub: Subscription,
-    caller: Option<&Principal>,
-) -> ApiResult<SubscriptionView> {
-    let clear = sees_subscription_secrets(caller, queue);
-    let child = sluice_engine::push::child_queue(queue, name);
-    let qs = s
-        .engine
-        .push()
-        .child_stats(&child)
-        .await
-        .unwrap_or_default();
-    let c: LaneCounters = s.push.counters(queue, name);
-    let parent = s.engine.queue_info(queue).await.ok().map(|q| q.config);
-    let queue_paused = parent.as_ref().is_some_and(|c| c.paused_at.is_some());
-    let dlq = parent
-        .and_then(|c| c.dead_letter_queue)
-        .unwrap_or_else(|| sluice_engine::push::default_dlq(queue));
-    let rotation = sub.rotation(s.engine.now()).map(|p| RotationView {
-        previous_secret: mask(&p.secret),
-        previous_public_key: public_key(&p.secret),
-        expires_at: rfc3339(p.expires_at),
-    });
-    Ok(SubscriptionView {
-        queue: queue.to_string(),
-        name: name.to_string(),
-        url: if clear {
-            sub.url
-        } else {
-            redact::url(&sub.url)
-        },
-        method: sub.method,
-        headers: if clear {
-            sub.headers
-        } else {
-            redact::headers(&sub.headers)
-        },
-        timeout_seconds: sub.timeout_seconds,
-        max_attempts: sub.max_attempts,
-        backoff: sub.backoff,
-        rate_limit_per_second: sub.rate_limit_per_second,
-        concurrency: sub.concurrency,
-        batch: sub.batch,
-        signing_public_key: sub.signing_secret.as_deref().and_then(public_key),
-        rotation,
-        filter: sub.filter.as_ref().map(|f| f.json().clone()),
-        event_types: sub.event_types,
-        signing_secret: sub.signing_secret.as_deref().map(mask),
-        dead_letter_queue: dlq,
-        created_at: rfc3339(sub.created_at),
-        updated_at: rfc3339(sub.updated_at),
-        stats: stats_view(qs, c, queue_paused),
-    })
-}
-
-fn stats_view(qs: QueueStats, c: LaneCounters, queue_paused: bool) -> SubscriptionStats {
-    SubscriptionStats {
-        ready: qs.ready,
-        delayed: qs.delayed,
-        in_flight: qs.in_flight,
-        requests_in_flight: c.in_flight,
-        delivered: qs.delivered,
-        retried: qs.retried,
-        throttled: qs.throttled,
-        failed: qs.failed,
-        filtered: qs.filtered,
-        current_rate_limit: c.current_rate_limit,
-        queue_paused,
     }
 }
 

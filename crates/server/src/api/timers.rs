@@ -90,6 +90,7 @@ fn target_spec(t: Target) -> TimerSpec {
         append_id: false,
         max_attempts: t.max_attempts,
         schedule: None,
+        signed_for: None,
         due_at: 0,
         created_at: 0,
     }

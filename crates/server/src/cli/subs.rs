@@ -1,6 +1,6 @@
 //! `sluice sub ...`: a queue's push subscriptions: list them with their counters, create (or
 //! replace) one with every option of `PUT /v1/queues/{queue}/subscriptions/{name}`, show one,
-//! delete one, and show its recent deliveries with their attempts (or one message's attempts).
+//! delete one, pause, resume and enable one, and show its recent deliveries with their attempts (or one message's attempts).
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -24,11 +24,18 @@ pub enum SubCmd {
     List { queue: String },
     /// Create a subscription (the queue too, if missing), or replace one: every setting not
     /// given takes its default. A new subscription receives the queue's whole backlog.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// One subscription: settings and counters.
     Get { queue: String, name: String },
     /// Delete a subscription; its undelivered copies are dropped.
     Delete { queue: String, name: String },
+    /// Pause a subscription: nothing is sent to it, its messages wait (within retention).
+    Pause { queue: String, name: String },
+    /// Resume a paused subscription: what waited goes out.
+    Resume { queue: String, name: String },
+    /// Enable a subscription disabled after its endpoint failed too long (its circuit
+    /// breaker starts closed again).
+    Enable { queue: String, name: String },
     /// Recent deliveries of a subscription, newest first, with their attempts (or, with
     /// --message, the attempts of one message).
     Attempts(AttemptsArgs),
@@ -81,6 +88,22 @@ pub struct CreateArgs {
     /// Sign requests (Standard Webhooks): `whsec_` + base64 of the key.
     #[arg(long, value_name = "SECRET")]
     pub signing_secret: Option<String>,
+    /// Consecutive failed requests that open the circuit breaker (1-10000; default 20).
+    #[arg(long, value_name = "COUNT", value_parser = whole::<u32>)]
+    pub circuit_failures: Option<u32>,
+    /// Wait before an open circuit's first probe, in seconds (0.1-86400; default 5).
+    #[arg(long, value_name = "SECONDS", value_parser = non_negative)]
+    pub probe_initial: Option<f64>,
+    /// Longest wait between probes, in seconds (0.1-86400; default 300).
+    #[arg(long, value_name = "SECONDS", value_parser = non_negative)]
+    pub probe_max: Option<f64>,
+    /// Disable the subscription after its endpoint failed this long without a success, in
+    /// seconds (1-7776000; default 432000, 5 days).
+    #[arg(long, value_name = "SECONDS", value_parser = whole::<u64>)]
+    pub disable_after: Option<u64>,
+    /// POST each message given up (dead-lettered) to this URL, with its last attempt.
+    #[arg(long, value_name = "URL")]
+    pub failure_callback: Option<String>,
 }
 
 impl CreateArgs {
@@ -95,6 +118,11 @@ impl CreateArgs {
         batch
             .opt("max_messages", self.batch_max)
             .opt("max_wait_ms", self.batch_wait_ms);
+        let mut breaker = Body::default();
+        breaker
+            .opt("failures", self.circuit_failures)
+            .opt("probe_initial_seconds", self.probe_initial)
+            .opt("probe_max_seconds", self.probe_max);
         let nested = |b: &mut Body| (!b.0.is_empty()).then(|| b.value());
         Body::default()
             .opt("url", Some(self.url.clone()))
@@ -107,6 +135,9 @@ impl CreateArgs {
             .opt("signing_secret", self.signing_secret.clone())
             .opt("backoff", nested(&mut backoff))
             .opt("batch", nested(&mut batch))
+            .opt("circuit_breaker", nested(&mut breaker))
+            .opt("disable_after_seconds", self.disable_after)
+            .opt("failure_callback", self.failure_callback.clone())
             .value()
     }
 }
@@ -204,8 +235,31 @@ pub async fn run(a: SubArgs) -> anyhow::Result<()> {
             }
             out(format_args!("deleted subscription {name} of {queue}"))
         }
+        SubCmd::Pause { queue, name } => state(&c, json, &queue, &name, "pause").await,
+        SubCmd::Resume { queue, name } => state(&c, json, &queue, &name, "resume").await,
+        SubCmd::Enable { queue, name } => state(&c, json, &queue, &name, "enable").await,
         SubCmd::Attempts(args) => attempts(&c, json, args).await,
     }
+}
+
+/// `POST …/{action}` (pause, resume) and the state it left.
+async fn state(
+    c: &Client,
+    json: bool,
+    queue: &str,
+    name: &str,
+    action: &str,
+) -> anyhow::Result<()> {
+    let v = c
+        .post(&format!("{}/{action}", sub_path(queue, name)), &json!({}))
+        .await?;
+    if json {
+        return print_json(&v);
+    }
+    out(format_args!(
+        "subscription {name} of {queue} is {}",
+        cell(&v["state"])
+    ))
 }
 
 /// A subscription's settings and counters as two tables.
@@ -223,6 +277,11 @@ fn show(v: &Value) -> anyhow::Result<()> {
         "batch",
         "signing_secret",
         "dead_letter_queue",
+        "state",
+        "paused_at",
+        "disabled_reason",
+        "circuit_breaker",
+        "disable_after_seconds",
     ] {
         t.add_row(vec![k.to_string(), cell(&v[k])]);
     }

@@ -266,6 +266,24 @@ impl ServeConfig {
             ),
             e("timer_concurrency", big(self.timer_concurrency as u64), ""),
             e(
+                "events_url",
+                self.events_url
+                    .as_deref()
+                    .map(crate::redact::url)
+                    .as_deref()
+                    .and_then(text),
+                "operational events; none when not set",
+            ),
+            e(
+                "events_secret",
+                self.events_secret
+                    .as_deref()
+                    .map(sluice_engine::push::secret::mask)
+                    .as_deref()
+                    .and_then(text),
+                "secret masked",
+            ),
+            e(
                 "post_endpoint",
                 fwd.and_then(|f| text(&f.endpoint)),
                 "the forwarder is off when not set",

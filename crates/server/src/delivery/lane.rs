@@ -5,7 +5,8 @@
 //! first and leases one message per turn, plus the turns that come while it leases (0.1 s of
 //! the rate in force), which wait for them in their own tasks. A FIFO subscription leases one message per receive:
 //! the store then keeps the group locked until it is settled, so a group's messages never go
-//! in parallel.
+//! in parallel. An open circuit (`health.rs`) holds the lane before it leases, except for
+//! its probe: one request, whose answer closes the circuit or sets the next probe's time.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use sluice_engine::push::SubscriptionRef;
 use sluice_engine::Delivery;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+use super::health::Health;
 use super::throttle::Throttle;
 use super::{Counters, PushManager, LEASE_POLL_MS};
 
@@ -37,6 +39,7 @@ pub(super) struct Lane {
     pub sub: SubscriptionRef,
     pub counters: Arc<Counters>,
     pub throttle: Arc<Throttle>,
+    pub health: Arc<Health>,
 }
 
 impl Lane {
@@ -46,6 +49,7 @@ impl Lane {
         let slots = Arc::new(Semaphore::new(config.concurrency as usize));
         let batch_max = config.batch.max_messages as usize;
         let fifo = sluice_engine::is_fifo(&lane.sub.child);
+        lane.health.restore().await;
         loop {
             if *stop.borrow() {
                 return;
@@ -54,6 +58,15 @@ impl Lane {
                 p = slots.clone().acquire_owned() => p.expect("semaphore is never closed"),
                 _ = stop.changed() => return,
             };
+            // An open circuit: nothing is leased until its probe is due (`health.rs`).
+            let probe = tokio::select! {
+                p = lane.health.gate() => p,
+                _ = stop.changed() => return,
+            };
+            if probe {
+                lane.probe(first, batch_max, &mut stop).await;
+                continue;
+            }
             if batch_max > 1 {
                 // A batch is one request: one slot, one turn of the pace.
                 let ticket = tokio::select! {
@@ -61,7 +74,7 @@ impl Lane {
                     _ = stop.changed() => return,
                 };
                 if let Some(got) = lane.lease_batch(batch_max, &mut stop).await {
-                    lane.spawn_delivery(got, vec![first], Turn::Taken(ticket));
+                    lane.spawn_delivery(got, vec![first], Turn::Taken(ticket), false);
                 }
                 continue;
             }
@@ -145,7 +158,36 @@ impl Lane {
                     // Leased in bulk: a 429 may have slowed the endpoint down meanwhile.
                     None => Turn::Take,
                 };
-                lane.spawn_delivery(vec![d], vec![p], turn);
+                lane.spawn_delivery(vec![d], vec![p], turn, false);
+            }
+        }
+    }
+
+    /// The probe of an open circuit: one request, of the oldest ready message (or a batch of
+    /// what is ready, without waiting for more). Nothing ready: the probe is due again.
+    async fn probe(
+        self: &Arc<Self>,
+        slot: OwnedSemaphorePermit,
+        batch_max: usize,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let ticket = tokio::select! {
+            t = self.throttle.acquire() => t,
+            _ = stop.changed() => return,
+        };
+        let push = self.manager.engine.push();
+        let (child, lease_ms) = (&self.sub.child, self.sub.config.lease_ms());
+        match push.lease(child, batch_max, lease_ms, LEASE_POLL_MS).await {
+            Ok(g) if *stop.borrow() => {
+                let _ = push.give_back(child, &g).await;
+                self.health.probe_unused();
+            }
+            Ok(g) if g.is_empty() => self.health.probe_unused(),
+            Ok(g) => self.spawn_delivery(g, vec![slot], Turn::Taken(ticket), true),
+            Err(e) => {
+                self.health.probe_unused();
+                lease_failed(&self.sub, &e);
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
@@ -212,6 +254,7 @@ impl Lane {
         got: Vec<Delivery>,
         permits: Vec<OwnedSemaphorePermit>,
         turn: Turn,
+        probe: bool,
     ) {
         let lane = self.clone();
         let n = got.len() as u64;
@@ -242,10 +285,18 @@ impl Lane {
                     t
                 }
             };
-            if !got.is_empty() {
-                lane.manager
-                    .deliver(&lane.sub, &got, &lane.throttle, ticket)
-                    .await;
+            let verdict = match got.is_empty() {
+                true => None,
+                false => {
+                    lane.manager
+                        .deliver(&lane.sub, &got, &lane.throttle, ticket)
+                        .await
+                }
+            };
+            match verdict {
+                Some(v) => lane.health.report(v, probe).await,
+                None if probe => lane.health.probe_unused(),
+                None => {}
             }
             lane.counters.in_flight.fetch_sub(n, Ordering::Relaxed);
             drop(permits);

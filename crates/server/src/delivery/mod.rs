@@ -8,10 +8,15 @@
 //! (`webhook.rs`) and settles it through the engine. A slow or dead endpoint only fills its own
 //! lane's slots; other lanes never wait for it. Timers have one lane of their own
 //! (`timer_lane.rs`), fair between target hosts. The manager starts and stops lanes as
-//! subscriptions change. `http.rs` sends (behind the address guard of `guard.rs`);
+//! subscriptions change. `health.rs` is a lane's circuit breaker;
+//! `failure_callback.rs` schedules a subscription's failure callback (a signed timer);
+//! `events.rs` sends the operator's operational events (`--events-url`). `http.rs` sends (behind the address guard of `guard.rs`);
 //! `signing.rs` signs.
 
+mod events;
+mod failure_callback;
 pub mod guard;
+mod health;
 pub mod http;
 mod lane;
 pub mod signing;
@@ -26,9 +31,12 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
+use sluice_engine::push::breaker::Circuit;
 use sluice_engine::{Delivery, Engine};
 use tokio::sync::watch;
 
+use self::events::Events;
+use self::health::Health;
 use self::http::Sender;
 use self::throttle::Throttle;
 
@@ -41,6 +49,9 @@ pub struct PushOptions {
     pub allow_private_targets: bool,
     /// Concurrent timer calls.
     pub timer_concurrency: usize,
+    /// Where operational events go (`--events-url`), and their signing secret.
+    pub events_url: Option<String>,
+    pub events_secret: Option<String>,
 }
 
 /// What a lane knows now, for the API and the dashboard. (Delivery counters are the store's:
@@ -51,6 +62,9 @@ pub struct LaneCounters {
     pub in_flight: u64,
     /// The adaptive rate in force after 429s (requests/s), or null.
     pub current_rate_limit: Option<f64>,
+    /// The endpoint's circuit as this node's lane sees it; None when no lane runs here or it
+    /// has not read the stored circuit yet (then the stored one is what counts).
+    pub circuit: Option<Circuit>,
 }
 
 #[derive(Default)]
@@ -59,10 +73,13 @@ struct Counters {
 }
 
 struct LaneHandle {
-    updated_at: i64,
+    /// The settings' `updated_at` and when it was disabled: a change of either restarts the
+    /// lane (an enabled subscription starts with a fresh circuit).
+    generation: (i64, Option<i64>),
     stop: watch::Sender<bool>,
     counters: Arc<Counters>,
     throttle: Arc<Throttle>,
+    health: Arc<Health>,
 }
 
 /// Learns the final outcome of deliveries: delivered, or dead-lettered.
@@ -75,6 +92,8 @@ pub struct PushManager {
     sender: Arc<Sender>,
     opts: PushOptions,
     lanes: Mutex<HashMap<(String, String), LaneHandle>>,
+    /// Operational events for the operator, if `--events-url` is set.
+    events: Option<Arc<Events>>,
     /// Told about every settled delivery (file ingestion counts them per file; the forwarder
     /// may exit when its batch is dead-lettered).
     observers: RwLock<Vec<Arc<dyn DeliveryObserver>>>,
@@ -82,9 +101,15 @@ pub struct PushManager {
 
 impl PushManager {
     pub fn new(engine: Arc<Engine>, opts: PushOptions) -> anyhow::Result<Arc<PushManager>> {
+        let sender = Arc::new(Sender::new(opts.allow_private_targets)?);
+        let events = opts
+            .events_url
+            .clone()
+            .map(|u| Arc::new(Events::new(u, opts.events_secret.clone(), sender.clone())));
         Ok(Arc::new(PushManager {
             engine,
-            sender: Arc::new(Sender::new(opts.allow_private_targets)?),
+            sender,
+            events,
             opts,
             lanes: Mutex::new(HashMap::new()),
             observers: Default::default(),
@@ -146,10 +171,11 @@ impl PushManager {
                     push_queues.push(s.queue.clone());
                 }
                 let key = (s.queue.clone(), s.name.clone());
-                if lanes
-                    .get(&key)
-                    .is_some_and(|l| l.updated_at == s.config.updated_at)
-                {
+                let generation = (
+                    s.config.updated_at,
+                    s.config.disabled.as_ref().map(|d| d.at),
+                );
+                if lanes.get(&key).is_some_and(|l| l.generation == generation) {
                     continue;
                 }
                 if let Some(old) = lanes.remove(&key) {
@@ -158,13 +184,19 @@ impl PushManager {
                 let (stop_tx, stop_rx) = watch::channel(false);
                 let counters = Arc::new(Counters::default());
                 let throttle = Arc::new(Throttle::new(s.config.rate_limit_per_second));
+                let health = Arc::new(Health::new(
+                    self.engine.clone(),
+                    s.clone(),
+                    self.events.clone(),
+                ));
                 lanes.insert(
                     key,
                     LaneHandle {
-                        updated_at: s.config.updated_at,
+                        generation,
                         stop: stop_tx,
                         counters: counters.clone(),
                         throttle: throttle.clone(),
+                        health: health.clone(),
                     },
                 );
                 let lane = lane::Lane {
@@ -172,6 +204,7 @@ impl PushManager {
                     sub: s.clone(),
                     counters,
                     throttle,
+                    health,
                 };
                 tokio::spawn(lane.run(stop_rx));
             }
@@ -203,6 +236,13 @@ impl PushManager {
         }
     }
 
+    /// Send an operational event, if `--events-url` is set.
+    pub(super) fn event(&self, kind: &'static str, data: serde_json::Value) {
+        if let Some(e) = &self.events {
+            e.emit(kind, data);
+        }
+    }
+
     /// Counters of a subscription's lane.
     pub fn counters(&self, queue: &str, name: &str) -> LaneCounters {
         let lanes = self.lanes.lock();
@@ -210,6 +250,7 @@ impl PushManager {
             Some(l) => LaneCounters {
                 in_flight: l.counters.in_flight.load(Ordering::Relaxed),
                 current_rate_limit: l.throttle.current_rate(),
+                circuit: l.health.restored_circuit(),
             },
             None => LaneCounters::default(),
         }

@@ -230,10 +230,14 @@ impl TimerLane {
             headers.push(("content-type".into(), guess_content_type(&body)));
         }
         headers.push(("webhook-id".into(), id.to_string()));
-        headers.push((
-            "webhook-timestamp".into(),
-            chrono::Utc::now().timestamp().to_string(),
-        ));
+        let timestamp = chrono::Utc::now().timestamp();
+        headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+        // A subscription's failure callback is signed like its deliveries.
+        if let Some(sig) = spec.signed_for.as_deref().and_then(|s| {
+            super::failure_callback::signature(engine, s, &id.to_string(), timestamp, &body)
+        }) {
+            headers.push(("webhook-signature".into(), sig));
+        }
         headers.push(("sluice-timer".into(), id.to_string()));
         headers.push(("sluice-attempt".into(), t.attempt.to_string()));
         if let Some(s) = &spec.schedule {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use sluice_engine::history::limits::DELIVERED_EXCERPT;
+use sluice_engine::push::breaker::Verdict;
 use sluice_engine::push::pace::Ticket;
 use sluice_engine::push::{Attempt, Decision, DeliveryPolicy, Outcome, Settled, SubscriptionRef};
 use sluice_engine::Delivery;
@@ -15,14 +16,15 @@ use super::throttle::Throttle;
 use super::PushManager;
 
 impl PushManager {
-    /// Make one request for `got` (one message, or a batch) and settle it.
+    /// Make one request for `got` (one message, or a batch) and settle it. Returns what the
+    /// answer says about the endpoint (for its circuit), or None when no request was made.
     pub(super) async fn deliver(
         &self,
         s: &SubscriptionRef,
         got: &[Delivery],
         throttle: &Throttle,
         ticket: Ticket,
-    ) {
+    ) -> Option<Verdict> {
         let sub = &s.config;
         let push = self.engine.push();
         let (attempt, throttled) = match push.next_attempt(s, got).await {
@@ -31,20 +33,18 @@ impl PushManager {
                 // Without its history the attempt cannot be numbered: the lease brings it back.
                 tracing::warn!(queue = %s.queue, subscription = %s.name, error = %e, "could not read a delivery's attempts");
                 throttle.on_other(ticket);
-                return;
+                return None;
             }
         };
         let req = request(s, got, attempt);
         let started_at = self.engine.now();
         let excerpt = req.excerpt();
         let resp = self.sender.send(req).await;
-        let decision = DeliveryPolicy::of(sub).decide(
-            &resp.answer(),
-            attempt,
-            throttled,
-            rand::random(),
-            |ra| throttle.on_throttled(ticket, ra),
-        );
+        let answer = resp.answer();
+        let decision =
+            DeliveryPolicy::of(sub).decide(&answer, attempt, throttled, rand::random(), |ra| {
+                throttle.on_throttled(ticket, ra)
+            });
         let label = decision.outcome.label();
         metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
         if matches!(decision.outcome, Outcome::Delivered | Outcome::Failed) {
@@ -74,6 +74,7 @@ impl PushManager {
             Outcome::Throttled => {} // the policy told the pace already
             Outcome::Retry | Outcome::Failed => throttle.on_other(ticket),
         }
+        let last = sub.failure_callback.is_some().then(|| entry.clone());
         match push.settle(s, got, &decision, entry).await {
             Ok(Settled {
                 outcome: Outcome::Delivered,
@@ -85,12 +86,28 @@ impl PushManager {
             }) => {
                 self.observe(&s.queue, &s.name, got, false);
                 tracing::warn!(queue = %s.queue, subscription = %s.name, messages = got.len(), dead_letter_queue = ?dead_letter_queue, error = %decision.reason, "delivery failed; dead-lettered");
+                self.event(
+                    "attempt.exhausted",
+                    serde_json::json!({
+                        "queue": s.queue,
+                        "subscription": s.name,
+                        "message_ids": got.iter().map(|d| d.message.id.to_string()).collect::<Vec<_>>(),
+                        "dead_letter_queue": dead_letter_queue,
+                        "attempt": attempt,
+                        "reason": decision.reason,
+                    }),
+                );
+                if let Some(last) = &last {
+                    self.failure_callback(s, got, last, dead_letter_queue.as_deref())
+                        .await;
+                }
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(queue = %s.queue, subscription = %s.name, error = %e, "could not record a delivery outcome; the lease will return the message");
             }
         }
+        Some(Verdict::of(&answer))
     }
 }
 

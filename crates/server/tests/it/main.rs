@@ -11,6 +11,7 @@ mod common;
 mod crash;
 mod dashboard;
 mod delivery;
+mod endpoint_health;
 mod faults;
 mod ingest;
 mod keyless;
