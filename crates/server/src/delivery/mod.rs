@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use sluice_engine::push::breaker::Circuit;
+use sluice_engine::push::breaker::{Circuit, CircuitState};
 use sluice_engine::{Delivery, Engine};
 use tokio::sync::watch;
 
@@ -224,6 +224,20 @@ impl PushManager {
                 .unwrap_or(0.0);
             metrics::gauge!("sluice_push_rate_limit", "queue" => s.queue.clone(), "subscription" => s.name.clone())
                 .set(rate);
+            let open = self
+                .lanes
+                .lock()
+                .get(&(s.queue.clone(), s.name.clone()))
+                .is_some_and(|l| l.health.circuit().state != CircuitState::Closed);
+            let held = [
+                ("sluice_push_paused", s.config.paused_at.is_some()),
+                ("sluice_push_disabled", s.config.disabled.is_some()),
+                ("sluice_push_circuit_open", open),
+            ];
+            for (name, on) in held {
+                metrics::gauge!(name, "queue" => s.queue.clone(), "subscription" => s.name.clone())
+                    .set(if on { 1.0 } else { 0.0 });
+            }
         }
         let (pending, finished) = self.engine.timers().counts();
         metrics::gauge!("sluice_timers", "state" => "pending").set(pending as f64);

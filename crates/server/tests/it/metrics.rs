@@ -98,4 +98,32 @@ async fn metrics_pass_promtool_with_help_for_every_family_and_push_series() {
         sample(&text, r#"sluice_queue_depth{queue="m"}"#).is_some(),
         "{text}"
     );
+    // A subscription's pause, disable and circuit state as gauges.
+    let (st, v) = h
+        .post("/v1/queues/m/subscriptions/ok/pause", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    wait_until("the pause in /metrics", 30, || {
+        let h = h.clone();
+        async move {
+            let text = h
+                .get("/metrics")
+                .await
+                .1
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            sample(&text, r#"sluice_push_paused{queue="m",subscription="ok"}"#) == Some(1.0)
+                && sample(&text, r#"sluice_push_paused{queue="m",subscription="bad"}"#) == Some(0.0)
+                && sample(
+                    &text,
+                    r#"sluice_push_disabled{queue="m",subscription="ok"}"#,
+                ) == Some(0.0)
+                && sample(
+                    &text,
+                    r#"sluice_push_circuit_open{queue="m",subscription="bad"}"#,
+                ) == Some(0.0)
+        }
+    })
+    .await;
 }
