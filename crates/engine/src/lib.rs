@@ -30,7 +30,7 @@ pub mod validate;
 pub use clock::{rfc3339, Clock, ManualClock, Millis, SystemClock};
 pub use engine::{
     CopyCounts, DeadLettersHeld, DueTimer, Engine, EngineOptions, IfMissing, KeyedPublish, Publish,
-    QueueCounts, ReceiveOptions,
+    Published, QueueCounts, ReceiveOptions,
 };
 pub use error::{EngineError, Result};
 pub use model::*;

@@ -21,7 +21,15 @@ pub const ATTRIBUTE_NAME_MAX: usize = 512;
 pub const ACK_BATCH_MAX: usize = 1000;
 pub const PEEK_MAX: usize = 1000;
 pub const TAGS_MAX: usize = 50;
-/// FIFO deduplication window.
-pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// Deduplication window: the default (SQS FIFO's fixed 5 minutes) and the longest a queue may set.
+pub const DEDUP_WINDOW_DEFAULT_S: u32 = 5 * 60;
+pub const DEDUP_WINDOW_MAX_S: u32 = 24 * 3600;
+/// Message priorities: 0-9, higher first; a message without one has 4.
+pub const PRIORITY_MAX: u8 = 9;
+pub const PRIORITY_DEFAULT: u8 = 4;
+/// The longest time to live a message or queue may set (the longest retention).
+pub const TTL_MAX_S: u32 = RETENTION_MAX_S;
+/// The largest `max_in_flight_per_group`.
+pub const GROUP_IN_FLIGHT_MAX: u32 = 100_000;
 /// FIFO message group ids and deduplication ids.
 pub const FIFO_ID_MAX: usize = 128;

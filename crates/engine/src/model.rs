@@ -42,6 +42,26 @@ pub struct QueueConfig {
     /// a configuration patch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<Millis>,
+    /// How long a deduplication id (`dedup_id`, `Idempotency-Key`) is remembered: a second
+    /// publish with the same id inside the window stores nothing and answers the first id.
+    pub dedup_window_seconds: u32,
+    /// The time to live of a message published without `ttl_seconds`/`expires_at` (None: none).
+    pub default_ttl_seconds: Option<u32>,
+    /// What happens to a message whose time to live has passed.
+    pub on_expire: OnExpire,
+    /// Standard queues: at most this many leased messages per message group at once
+    /// (None: no limit). Groups at the limit are skipped by receives until one settles.
+    pub max_in_flight_per_group: Option<u32>,
+}
+
+/// What happens to a message once its time to live (`expires_at`) has passed: it is never
+/// delivered again, and is either dropped or moved to the queue's dead-letter queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpire {
+    #[default]
+    Drop,
+    DeadLetter,
 }
 
 impl Default for QueueConfig {
@@ -60,6 +80,10 @@ impl Default for QueueConfig {
             adapter_settings: BTreeMap::new(),
             retain_delivered_seconds: 0,
             paused_at: None,
+            dedup_window_seconds: limits::DEDUP_WINDOW_DEFAULT_S,
+            default_ttl_seconds: None,
+            on_expire: OnExpire::Drop,
+            max_in_flight_per_group: None,
         }
     }
 }
@@ -81,6 +105,10 @@ pub struct QueueConfigPatch {
     /// Replaces [`QueueConfig::adapter_settings`] whole.
     pub adapter_settings: Option<BTreeMap<String, String>>,
     pub retain_delivered_seconds: Option<u32>,
+    pub dedup_window_seconds: Option<u32>,
+    pub default_ttl_seconds: Option<Option<u32>>,
+    pub on_expire: Option<OnExpire>,
+    pub max_in_flight_per_group: Option<Option<u32>>,
 }
 
 impl QueueConfigPatch {
@@ -121,6 +149,18 @@ impl QueueConfigPatch {
         }
         if let Some(v) = self.retain_delivered_seconds {
             c.retain_delivered_seconds = v;
+        }
+        if let Some(v) = self.dedup_window_seconds {
+            c.dedup_window_seconds = v;
+        }
+        if let Some(v) = self.default_ttl_seconds {
+            c.default_ttl_seconds = v;
+        }
+        if let Some(v) = self.on_expire {
+            c.on_expire = v;
+        }
+        if let Some(v) = self.max_in_flight_per_group {
+            c.max_in_flight_per_group = v;
         }
         c
     }
@@ -207,6 +247,35 @@ impl QueueConfig {
                     "a queue cannot be its own dead-letter queue",
                 ));
             }
+        }
+        range(
+            "dedup_window_seconds",
+            self.dedup_window_seconds as u64,
+            1,
+            limits::DEDUP_WINDOW_MAX_S as u64,
+        )?;
+        if let Some(t) = self.default_ttl_seconds {
+            range("default_ttl_seconds", t as u64, 1, limits::TTL_MAX_S as u64)?;
+        }
+        if let Some(n) = self.max_in_flight_per_group {
+            if own_name.ends_with(".fifo") {
+                return Err(EngineError::invalid(
+                    "max_in_flight_per_group",
+                    "applies only to standard queues (a FIFO queue leases one group to one consumer at a time)",
+                ));
+            }
+            range(
+                "max_in_flight_per_group",
+                n as u64,
+                1,
+                limits::GROUP_IN_FLIGHT_MAX as u64,
+            )?;
+        }
+        if self.on_expire == OnExpire::DeadLetter && self.dead_letter_queue.is_none() {
+            return Err(EngineError::invalid(
+                "on_expire",
+                "dead_letter needs a dead_letter_queue (and max_receives) on the queue",
+            ));
         }
         if self.max_receives.is_some() != self.dead_letter_queue.is_some() {
             return Err(EngineError::invalid(
@@ -306,8 +375,29 @@ pub struct NewMessage {
     pub delay_ms: Option<u64>,
     /// FIFO message group (required on FIFO queues; kept but not ordered on others).
     pub group: Option<String>,
-    /// FIFO deduplication id (already derived from the body for content-based deduplication).
+    /// Deduplication id (already derived from the body for content-based deduplication).
     pub dedup_id: Option<String>,
+    /// 0-9, higher first ([`limits::PRIORITY_DEFAULT`] unless given); FIFO queues keep 4.
+    pub priority: u8,
+    /// After this moment the message is never delivered (`QueueConfig::on_expire`).
+    pub expires_at: Option<Millis>,
+}
+
+impl NewMessage {
+    /// A message with the default priority and no time to live.
+    pub fn plain(id: MessageId, body: Vec<u8>, attributes: Attributes, enqueued_at: Millis) -> Self {
+        NewMessage {
+            id,
+            body,
+            attributes,
+            enqueued_at,
+            delay_ms: None,
+            group: None,
+            dedup_id: None,
+            priority: limits::PRIORITY_DEFAULT,
+            expires_at: None,
+        }
+    }
 }
 
 /// Is this the name of a FIFO queue?
@@ -351,6 +441,8 @@ pub struct Message {
     pub state: MessageState,
     pub group: Option<String>,
     pub dedup_id: Option<String>,
+    pub priority: u8,
+    pub expires_at: Option<Millis>,
 }
 
 impl Message {

@@ -2,7 +2,7 @@
 //! pass unchanged. Each case drives an [`Engine`] over the backend with a [`ManualClock`], so
 //! time-based rules are checked by moving the clock, never by sleeping.
 //!
-//! Cases live by topic: `leases.rs`, `queues.rs`, `dead_letters.rs`, `restart.rs`, `fifo.rs`,
+//! Cases live by topic: `leases.rs`, `message_rules.rs`, `queues.rs`, `dead_letters.rs`, `restart.rs`, `fifo.rs`,
 //! `push.rs`, `subscriptions.rs`, `endpoint_health.rs`, `timers.rs`. The suite is compiled only with the `test-support` feature, so it
 //! never ships in the binary. A case that is not listed in [`conformance_suite!`] fails the
 //! test `every_case_is_in_the_suite`.
@@ -17,6 +17,7 @@ mod dead_letters;
 mod endpoint_health;
 mod fifo;
 mod leases;
+mod message_rules;
 mod push;
 mod queues;
 mod restart;
@@ -27,6 +28,7 @@ pub use self::dead_letters::*;
 pub use self::endpoint_health::*;
 pub use self::fifo::*;
 pub use self::leases::*;
+pub use self::message_rules::*;
 pub use self::push::*;
 pub use self::queues::*;
 pub use self::restart::*;
@@ -233,7 +235,11 @@ macro_rules! conformance_suite {
             schedules_catch_up_as_their_policy_says_after_downtime_and_pause,
             forged_receipts_settle_nothing, queues_created_on_use_leave_headroom,
             queue_changes_survive_restart, paused_subscriptions_lease_nothing_until_resumed,
-            disabled_subscriptions_wait_and_keep_their_circuit_until_enabled);
+            disabled_subscriptions_wait_and_keep_their_circuit_until_enabled,
+            priorities_go_first_and_keep_publish_order,
+            groups_take_turns_and_respect_their_in_flight_limit,
+            idempotent_publish_on_any_queue_within_its_window,
+            expired_messages_are_never_delivered, expiry_and_priorities_survive_restart);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(
@@ -256,6 +262,7 @@ mod tests {
             include_str!("endpoint_health.rs"),
             include_str!("fifo.rs"),
             include_str!("leases.rs"),
+            include_str!("message_rules.rs"),
             include_str!("push.rs"),
             include_str!("queues.rs"),
             include_str!("restart.rs"),

@@ -198,16 +198,12 @@ impl EmbeddedStore {
                     && only.is_none_or(|o| o.contains(&MessageId(e.id())))
             };
             let q = st.queues.get_mut(&from).expect("queue");
-            let mut going: Vec<Entry> = Vec::new();
-            let mut keep = std::collections::VecDeque::with_capacity(q.ready.len());
-            for e in q.ready.drain(..) {
-                if going.len() < max && wanted(&e) {
-                    going.push(e);
-                } else {
-                    keep.push_back(e);
-                }
-            }
-            q.ready = keep;
+            let mut picked = 0usize;
+            let mut going: Vec<Entry> = q.ready.retain(|e| {
+                let take = picked < max && wanted(e);
+                picked += take as usize;
+                !take
+            });
             let delayed_keys: Vec<(i64, u128)> = q
                 .delayed
                 .iter()
@@ -370,6 +366,8 @@ fn relocate(
         attributes: old.attributes,
         body: old.body,
         relocated: true,
+        priority: e.priority,
+        expires_at: e.expires_at,
     });
     let from = e.loc.seg;
     e.loc = ap.push(frame.len() + 16, |buf| copy.encode_frame(buf));

@@ -4,7 +4,6 @@
 
 use crate::clock::Millis;
 use crate::error::{EngineError, Result};
-use crate::limits;
 use crate::model::{
     message_size, Delivery, Message, MessageId, MessageState, NewMessage, Placement, Receipt,
     ReceiptResult,
@@ -13,8 +12,7 @@ use crate::store::Settle;
 
 use super::record::{PublishRec, Record};
 use super::rules::{
-    dead_letter_if_over_limit, enforce_retention, lookup_lease, maintain, next_ready, take_lease,
-    Lookup,
+    dead_letter_if_over_limit, lookup_lease, maintain, next_ready, take_lease, Lookup,
 };
 use super::state::{Entry, Leased};
 use super::{EmbeddedStore, Picked};
@@ -34,6 +32,8 @@ impl EmbeddedStore {
             let config = &st.queues[&qid].info.config;
             let limit = config.max_message_bytes as usize;
             let default_delay = config.delay_seconds as u64 * 1000;
+            let window = config.dedup_window_seconds as i64 * 1000;
+            let default_ttl = config.default_ttl_seconds.map(|t| t as i64 * 1000);
             for m in &messages {
                 let size = message_size(&m.body, &m.attributes);
                 if size > limit {
@@ -45,7 +45,11 @@ impl EmbeddedStore {
             let mut placed = Vec::with_capacity(messages.len());
             let mut ids = Vec::with_capacity(messages.len());
             for m in &messages {
-                // FIFO deduplication: a repeat inside the window is accepted but not stored.
+                let expires_at = m
+                    .expires_at
+                    .or(default_ttl.map(|t| m.enqueued_at + t))
+                    .unwrap_or(0);
+                // Deduplication: a repeat inside the window is accepted but not stored.
                 if let Some(d) = &m.dedup_id {
                     match q.dedup.get(d) {
                         Some(&(until, earlier)) if until > now => {
@@ -54,7 +58,7 @@ impl EmbeddedStore {
                         }
                         _ => {
                             q.dedup
-                                .insert(d.clone(), (now + limits::DEDUP_WINDOW_MS, m.id.0));
+                                .insert(d.clone(), (now + window, m.id.0));
                         }
                     }
                 }
@@ -77,6 +81,8 @@ impl EmbeddedStore {
                         .collect(),
                     body: &m.body,
                     relocated: false,
+                    priority: m.priority,
+                    expires_at,
                 });
                 let est = 96
                     + m.body.len()
@@ -91,6 +97,8 @@ impl EmbeddedStore {
                 if let Some(g) = &m.group {
                     e.group = crate::model::group_tag(g);
                 }
+                e.priority = m.priority;
+                e.expires_at = expires_at;
                 placed.push((e, visible_at));
                 ids.push(m.id);
             }
@@ -125,7 +133,6 @@ impl EmbeddedStore {
             let qid = Self::qid(&st, queue)?;
             let mut ap = self.log.begin();
             maintain(&mut st, qid, now, &mut ap);
-            enforce_retention(&mut st, qid, now);
             let q = st.queues.get_mut(&qid).expect("queue");
             // A paused queue hands out nothing (engine/pause.rs).
             let max = if q.info.config.paused_at.is_some() {
@@ -136,8 +143,9 @@ impl EmbeddedStore {
             let lease_until = now + visibility_ms as i64;
             let mut taken = Vec::new();
             let mut mine = Vec::new();
+            let mut old = Vec::new();
             while taken.len() < max {
-                let Some(mut e) = next_ready(q, &mut mine) else {
+                let Some(mut e) = next_ready(q, &mut mine, now, &mut old) else {
                     break;
                 };
                 e.receive_count += 1;
@@ -167,6 +175,9 @@ impl EmbeddedStore {
                 taken.push(e);
             }
             q.stats.received += taken.len() as u64;
+            for e in &old {
+                st.removed(e);
+            }
             let lsn = ap.finish();
             let picked: Vec<Picked> = taken
                 .iter()
@@ -289,7 +300,7 @@ impl EmbeddedStore {
                     if front {
                         q.front_when_due.insert(l.entry.id());
                     }
-                } else if front && !q.fifo {
+                } else if front {
                     q.ready.push_front(l.entry);
                 } else {
                     q.put_back(l.entry);

@@ -27,6 +27,7 @@ mod history;
 mod log;
 mod maintenance;
 mod messages;
+mod ready;
 pub mod record;
 mod replay;
 mod rules;
@@ -272,6 +273,8 @@ impl EmbeddedStore {
                 state: p.state,
                 group: (!rec.group.is_empty()).then(|| rec.group.to_string()),
                 dedup_id: (!rec.dedup.is_empty()).then(|| rec.dedup.to_string()),
+                priority: p.entry.priority,
+                expires_at: (p.entry.expires_at != 0).then_some(p.entry.expires_at),
             }),
             _ => Err(format!(
                 "message {} does not match its record on disk (segment {}, offset {})",

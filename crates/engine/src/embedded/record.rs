@@ -13,14 +13,14 @@
 //!
 //! | kind | record   | fields |
 //! |------|----------|--------|
-//! | 1    | Publish  | queue u32, id u128, enqueued_at i64, visible_at i64, receive_count u32, nonce u32, first_received_at i64, source u32, group, dedup, attrs: u16 count × (name, value), body |
+//! | 1    | Publish  | queue u32, id u128, enqueued_at i64, visible_at i64, receive_count u32, nonce u32, first_received_at i64, source u32, group, dedup, attrs: u16 count × (name, value), body, then only when either differs from its default: priority u8, expires_at i64 (0: none) |
 //! | 2    | Receive  | queue u32, id u128, receive_count u32, nonce u32, first_received_at i64 |
 //! | 3    | Ack      | queue u32, id u128 |
 //! | 4    | Release  | queue u32, id u128, visible_at i64, front u8 |
 //! | 5    | Move     | queue u32 (from), id u128, to u32, source u32, reset u8 |
 //! | 6    | Purge    | queue u32 |
 //! | 7    | Relocate | as Publish: a live message copied forward by compaction, with its state |
-//! | 8    | Settle   | queue u32, id u128, how u8, visible_at i64, tally: a push attempt's outcome (1 delivered, 2 failed: removed; 3 retried, 4 throttled: released until visible_at; 5, 6 the same held in their lease), and the copy's tally key ("" for none) |
+//! | 8    | Settle   | queue u32, id u128, how u8, visible_at i64, tally: a push attempt's outcome (1 delivered, 2 failed: removed; 3 retried, 4 throttled: released until visible_at; 5, 6 the same held in their lease; 7 expired (time to live): removed; 8 expired, counted only: a Move to the dead-letter queue follows), and the copy's tally key ("" for none) |
 //! | 9    | Counters | queue u32, 12 or [`COUNTERS`] × u64: a snapshot of the queue's counters (older logs have 12, without `filtered`) |
 //! | 10   | Tally    | queue u32, key, delivered u64, failed u64: a snapshot of a tally key (both `u64::MAX`: forgotten) |
 //! | 11   | Filtered | queue u32, n u64: push fan-out kept `n` messages out of this copy queue (its filter) |
@@ -109,6 +109,10 @@ pub struct PublishRec<'a> {
     pub body: &'a [u8],
     /// A copy written by compaction (kind 7): supersedes earlier records of this id.
     pub relocated: bool,
+    /// 0-9 (`limits::PRIORITY_DEFAULT` in records that do not say).
+    pub priority: u8,
+    /// Time to live's end; 0 for none.
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +145,10 @@ impl Record<'_> {
                     put_bytes(o, v.as_bytes());
                 }
                 put_bytes(o, p.body);
+                if p.priority != crate::limits::PRIORITY_DEFAULT || p.expires_at != 0 {
+                    o.push(p.priority);
+                    o.extend_from_slice(&p.expires_at.to_le_bytes());
+                }
             }
             Record::Receive {
                 queue,
@@ -342,7 +350,7 @@ impl<'a> Reader<'a> {
 /// Decode a payload (as returned by [`read_frame`]). Bodies and attributes borrow from it.
 /// Could `b` be the first byte (the kind) of a payload? (For resynchronising after damage.)
 pub fn plausible_kind(b: u8) -> bool {
-    (1..=10).contains(&b)
+    (1..=11).contains(&b)
 }
 
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
@@ -368,6 +376,11 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
                 attributes.push((k, v));
             }
             let body = r.bytes()?;
+            let (priority, expires_at) = if r.b.is_empty() {
+                (crate::limits::PRIORITY_DEFAULT, 0)
+            } else {
+                (r.u8()?, r.i64()?)
+            };
             Record::Publish(PublishRec {
                 queue,
                 id,
@@ -382,6 +395,8 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
                 attributes,
                 body,
                 relocated: kind == 7,
+                priority,
+                expires_at,
             })
         }
         2 => Record::Receive {
@@ -466,6 +481,8 @@ mod tests {
                 attributes: vec![("k", "v"), ("trace", "abc")],
                 body: b"hello \x00\xff",
                 relocated: false,
+                priority: 7,
+                expires_at: 1_700_000_100_000,
             }),
             Record::Receive {
                 queue: 1,
@@ -521,6 +538,9 @@ mod tests {
                 attributes: vec![],
                 body: b"copied forward",
                 relocated: true,
+                // The defaults are not written (the record is as long as before priorities).
+                priority: crate::limits::PRIORITY_DEFAULT,
+                expires_at: 0,
             }),
         ]
     }

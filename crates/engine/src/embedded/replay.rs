@@ -5,7 +5,7 @@
 //! Queue counters come from the last `Counters` snapshot of each queue plus the records after
 //! it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use crate::clock::Millis;
@@ -144,9 +144,9 @@ pub fn replay(
                         pos += 1;
                         report.max_queue_id = report.max_queue_id.max(max_queue_id(&rec));
                         if let Record::Publish(p) = &rec {
-                            let until = p.enqueued_at + crate::limits::DEDUP_WINDOW_MS;
-                            if !p.dedup.is_empty() && until > now {
-                                dedups.push((p.queue, p.dedup.to_string(), until, p.id));
+                            let longest = crate::limits::DEDUP_WINDOW_MAX_S as i64 * 1000;
+                            if !p.dedup.is_empty() && p.enqueued_at + longest > now {
+                                dedups.push((p.queue, p.dedup.to_string(), p.enqueued_at, p.id));
                             }
                         }
                         count(&mut counts, &mut tallies, &rec);
@@ -274,6 +274,13 @@ pub fn replay(
             entry.nonce = p.nonce;
             entry.first_received_at = p.first_received_at;
             entry.source = p.source;
+            entry.priority = p.priority;
+            // A message that was ever moved (dead-lettered) lost its time to live there.
+            entry.expires_at = if eff.is_some_and(|e| !e.moves.is_empty()) {
+                0
+            } else {
+                p.expires_at
+            };
             if !p.group.is_empty() {
                 entry.group = crate::model::group_tag(p.group);
             }
@@ -329,11 +336,10 @@ pub fn replay(
             idx.sort_unstable_by_key(|&i| f.orders[i as usize]);
             idx.into_iter().map(|i| f.entries[i as usize]).collect()
         };
-        state
-            .queues
-            .get_mut(&qid)
-            .expect("filed queues exist")
-            .ready = VecDeque::from(entries);
+        let q = state.queues.get_mut(&qid).expect("filed queues exist");
+        for e in entries {
+            q.ready.push_back(e);
+        }
     }
     let sources: Vec<u32> = state
         .queues
@@ -347,9 +353,12 @@ pub fn replay(
             src.stats.dead_lettered += 1;
         }
     }
-    for (queue, key, until, id) in dedups {
+    for (queue, key, published, id) in dedups {
         if let Some(q) = state.queues.get_mut(&queue) {
-            q.dedup.insert(key, (until, id));
+            let until = published + q.info.config.dedup_window_seconds as i64 * 1000;
+            if until > now {
+                q.dedup.insert(key, (until, id));
+            }
         }
     }
     for (qid, values) in counts {
@@ -412,6 +421,7 @@ fn count(
             match how {
                 1 => counter::DELIVERED,
                 2 => counter::FAILED,
+                7 | 8 => counter::EXPIRED,
                 3 | 5 => counter::RETRIED,
                 _ => counter::THROTTLED,
             },
@@ -583,8 +593,8 @@ fn gather(
                 return;
             };
             match how {
-                // Delivered or failed: gone.
-                1 | 2 => e.acked = true,
+                // Delivered or failed, or expired (time to live): gone.
+                1 | 2 | 7 => e.acked = true,
                 // Released until `visible_at`, at the back.
                 3 | 4 => {
                     e.visible_at = Some(visible_at);

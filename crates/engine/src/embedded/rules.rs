@@ -1,19 +1,21 @@
 //! The queue rules that need the embedded index, side by side with the same rules in Lua
 //! (`redis_store/prelude.lua`), under the same names: `maintain` (due delays become ready,
 //! expired leases return or are dead-lettered), `dead_letter_if_over_limit`,
-//! `enforce_retention`, `lookup_lease`/`take_lease` (receipt checks) and `next_ready` (the next
-//! message a receive may take; FIFO group locks).
+//! `enforce_retention`, `expire` (time to live), `lookup_lease`/`take_lease` (receipt checks)
+//! and `next_ready` (the next message a receive may take: priority, group turns and limits,
+//! FIFO group locks).
 
 use crate::clock::Millis;
 use crate::error::EngineError;
-use crate::model::Receipt;
+use crate::model::{OnExpire, Receipt};
 
 use super::log::Append;
 use super::record::Record;
 use super::state::{Entry, Leased, QState, State};
 
 /// Housekeeping of one queue at `now`: due delays become ready, expired leases return (or go to
-/// the dead-letter queue once over `max_receives`). Returns whether anything became ready.
+/// the dead-letter queue once over `max_receives`), messages whose time to live ended leave
+/// (`expire`). Returns whether anything became ready.
 pub(super) fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_>) -> bool {
     let Some(q) = st.queues.get_mut(&qid) else {
         return false;
@@ -24,14 +26,14 @@ pub(super) fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_
             break;
         }
         let e = q.delayed.remove(&(at, id)).expect("present");
-        if q.front_when_due.remove(&id) && !q.fifo {
+        if q.front_when_due.remove(&id) {
             q.ready.push_front(e);
         } else {
             q.put_back(e);
         }
         became_ready = true;
     }
-    let mut expired: Vec<Entry> = Vec::new();
+    let mut returned: Vec<Entry> = Vec::new();
     while let Some(&(at, id)) = q.leases.first() {
         if at > now {
             break;
@@ -39,20 +41,58 @@ pub(super) fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_
         q.leases.pop_first();
         if let Some(l) = q.inflight.remove(&id) {
             q.unlock_group(l.entry.group);
-            expired.push(l.entry);
+            returned.push(l.entry);
         }
     }
-    if expired.is_empty() {
-        return became_ready;
-    }
-    q.stats.visibility_timeouts += expired.len() as u64;
-    for e in expired {
+    q.stats.visibility_timeouts += returned.len() as u64;
+    for e in returned {
         if !dead_letter_if_over_limit(st, qid, e, ap) {
             st.queues.get_mut(&qid).expect("queue").put_back(e);
             became_ready = true;
         }
     }
+    let q = st.queues.get_mut(&qid).expect("queue");
+    let ended = q.ready.take_expired(now);
+    expire(st, qid, ended, ap);
     became_ready
+}
+
+/// The time-to-live rule: messages whose `expires_at` passed are never delivered; each is
+/// dropped or moved to the dead-letter queue (`QueueConfig::on_expire`), counted in
+/// `expired`, and logged (a Settle of kind 7, or kind 8 beside the Move) so a restart agrees.
+pub(super) fn expire(st: &mut State, qid: u32, ended: Vec<Entry>, ap: &mut Append<'_>) {
+    if ended.is_empty() {
+        return;
+    }
+    let q = st.queues.get_mut(&qid).expect("queue");
+    q.stats.expired += ended.len() as u64;
+    let dlq = match q.info.config.on_expire {
+        OnExpire::DeadLetter => q
+            .info
+            .config
+            .dead_letter_queue
+            .as_ref()
+            .and_then(|n| st.names.get(n))
+            .copied(),
+        OnExpire::Drop => None,
+    };
+    for e in ended {
+        let how = if dlq.is_some() { 8 } else { 7 };
+        ap.push(40, |buf| {
+            Record::Settle {
+                queue: qid,
+                id: e.id(),
+                how,
+                visible_at: 0,
+                tally: "",
+            }
+            .encode_frame(buf)
+        });
+        match dlq {
+            Some(dlq) => move_to_dead_letters(st, qid, dlq, e, ap),
+            None => st.removed(&e),
+        }
+    }
 }
 
 /// The dead-letter rule: a message returning to its queue after `max_receives` receives moves to
@@ -60,7 +100,7 @@ pub(super) fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_
 pub(super) fn dead_letter_if_over_limit(
     st: &mut State,
     qid: u32,
-    mut e: Entry,
+    e: Entry,
     ap: &mut Append<'_>,
 ) -> bool {
     let q = &st.queues[&qid];
@@ -75,6 +115,13 @@ pub(super) fn dead_letter_if_over_limit(
     let Some(&dlq) = st.names.get(dlq_name) else {
         return false;
     };
+    move_to_dead_letters(st, qid, dlq, e, ap);
+    true
+}
+
+/// Move `e` from queue `qid` to its dead-letter queue `dlq` (logged as a Move). A dead letter
+/// has no time to live: it waits there to be looked at or redriven.
+fn move_to_dead_letters(st: &mut State, qid: u32, dlq: u32, mut e: Entry, ap: &mut Append<'_>) {
     ap.push(64, |buf| {
         Record::Move {
             queue: qid,
@@ -91,26 +138,21 @@ pub(super) fn dead_letter_if_over_limit(
         }
     }
     e.source = qid;
+    e.expires_at = 0;
     let src = st.queues.get_mut(&qid).expect("queue");
     src.stats.dead_lettered += 1;
     src.stats.dead_lettered_total += 1;
     st.queues.get_mut(&dlq).expect("dlq").put_back(e);
-    true
 }
 
-/// Drop ready messages at the head of the queue that outlived the retention period.
+/// Drop ready messages that outlived the retention period (those at the head of their lists;
+/// a receive checks every message it takes, `next_ready`).
 pub(super) fn enforce_retention(st: &mut State, qid: u32, now: Millis) {
     let Some(q) = st.queues.get_mut(&qid) else {
         return;
     };
     let keep_ms = q.info.config.retention_seconds as i64 * 1000;
-    let mut dropped = Vec::new();
-    while let Some(e) = q.ready.front() {
-        if e.enqueued_at + keep_ms > now {
-            break;
-        }
-        dropped.push(q.ready.pop_front().expect("front"));
-    }
+    let dropped = q.ready.take_older(now - keep_ms);
     q.stats.expired += dropped.len() as u64;
     for e in &dropped {
         st.removed(e);
@@ -137,20 +179,38 @@ pub(super) fn take_lease(q: &mut QState, l: &Leased) {
     q.unlock_group(l.entry.group);
 }
 
-/// Take the next message a receive may have: the head of the ready list, or on a FIFO queue
-/// the first message whose group is not held by another consumer (`mine`: groups this receive
-/// already holds, which it may keep taking from, in order). The scan is bounded.
-pub(super) fn next_ready(q: &mut QState, mine: &mut Vec<u32>) -> Option<Entry> {
-    if !q.fifo {
-        return q.ready.pop_front();
+/// Take the next message a receive may have (see `ready.rs`): on a standard queue by priority
+/// and group turn, skipping groups at `max_in_flight_per_group`; on a FIFO queue the first
+/// message whose group is not held by another consumer (`mine`: groups this receive already
+/// holds, which it may keep taking from, in order; the scan is bounded). Messages past the
+/// retention period are dropped on the way (into `old`).
+pub(super) fn next_ready(
+    q: &mut QState,
+    mine: &mut Vec<u32>,
+    now: Millis,
+    old: &mut Vec<Entry>,
+) -> Option<Entry> {
+    let keep_ms = q.info.config.retention_seconds as i64 * 1000;
+    loop {
+        let e = if !q.fifo {
+            let (locked, cap) = (&q.locked, q.info.config.max_in_flight_per_group);
+            let full = |g: u32| cap.is_some_and(|c| locked.get(&g).is_some_and(|&n| n >= c));
+            q.ready.pop(&full)?
+        } else {
+            const SCAN_MAX: usize = 10_000;
+            let e = q.ready.take_first(SCAN_MAX, |e| {
+                e.group == 0 || !q.locked.contains_key(&e.group) || mine.contains(&e.group)
+            })?;
+            if !mine.contains(&e.group) {
+                mine.push(e.group);
+            }
+            e
+        };
+        if e.enqueued_at + keep_ms <= now {
+            q.stats.expired += 1;
+            old.push(e);
+            continue;
+        }
+        return Some(e);
     }
-    const SCAN_MAX: usize = 10_000;
-    let at = q.ready.iter().take(SCAN_MAX).position(|e| {
-        e.group == 0 || !q.locked.contains_key(&e.group) || mine.contains(&e.group)
-    })?;
-    let e = q.ready.remove(at)?;
-    if !mine.contains(&e.group) {
-        mine.push(e.group);
-    }
-    Some(e)
 }

@@ -3,13 +3,14 @@
 //! metadata lives here (about 56 bytes a message); bodies stay in the log and are read back by
 //! location. Recovery (`replay.rs`) rebuilds it from the catalog and the log segments.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::clock::Millis;
 use crate::model::{QueueInfo, QueueStats};
 
 use super::catalog::Catalog;
 use super::log::Loc;
+use super::ready::Ready;
 use super::record::COUNTERS;
 
 /// The metadata of one message. `id` is split into two u64 to keep the struct 8-aligned.
@@ -22,11 +23,15 @@ pub struct Entry {
     pub nonce: u32,
     /// Queue id this dead letter came from; 0 when the message is not a dead letter.
     pub source: u32,
-    /// `group_tag` of the FIFO message group; 0 for none.
+    /// `group_tag` of the message group; 0 for none.
     pub group: u32,
     pub enqueued_at: i64,
     /// 0 until the first receive.
     pub first_received_at: i64,
+    /// Time to live's end; 0 for none.
+    pub expires_at: i64,
+    /// 0-9, higher first.
+    pub priority: u8,
 }
 
 impl Entry {
@@ -41,6 +46,8 @@ impl Entry {
             group: 0,
             enqueued_at,
             first_received_at: 0,
+            expires_at: 0,
+            priority: crate::limits::PRIORITY_DEFAULT,
         }
     }
     pub fn id(&self) -> u128 {
@@ -57,7 +64,7 @@ pub struct Leased {
 pub struct QState {
     pub id: u32,
     pub info: QueueInfo,
-    pub ready: VecDeque<Entry>,
+    pub ready: Ready,
     pub delayed: BTreeMap<(i64, u128), Entry>,
     pub inflight: HashMap<u128, Leased>,
     pub leases: BTreeSet<(i64, u128)>,
@@ -65,9 +72,10 @@ pub struct QState {
     /// FIFO: ready messages stay in id (publish) order and a group with a message in flight is
     /// not handed out again until that message is settled.
     pub fifo: bool,
-    /// FIFO: in-flight messages per group tag.
+    /// In-flight messages per group tag (FIFO: a group here is held by a consumer; standard
+    /// queues: checked against `max_in_flight_per_group`).
     pub locked: HashMap<u32, u32>,
-    /// FIFO: deduplication id -> (window end, message id).
+    /// Deduplication id -> (window end, message id).
     pub dedup: HashMap<String, (i64, u128)>,
     /// Delayed messages that return to the front when due (a nack to the front with a delay,
     /// miniqueue's DACK).
@@ -90,7 +98,7 @@ impl QState {
     pub fn new(id: u32, info: QueueInfo) -> Self {
         QState {
             id,
-            ready: VecDeque::new(),
+            ready: Ready::new(crate::model::is_fifo(&info.name)),
             delayed: BTreeMap::new(),
             inflight: HashMap::new(),
             leases: BTreeSet::new(),
@@ -105,32 +113,37 @@ impl QState {
         }
     }
 
-    /// Return a message to the ready list: at the back, or on a FIFO queue at its place in
-    /// publish order (so a group's order survives nacks, lease expiry and redrive).
+    /// Return a message to the ready messages: behind its group's (see `ready.rs`), or on a
+    /// FIFO queue at its place in publish order (so a group's order survives nacks, lease
+    /// expiry and redrive).
     pub fn put_back(&mut self, e: Entry) {
-        if self.fifo {
-            let id = e.id();
-            let at = self.ready.partition_point(|x| x.id() < id);
-            self.ready.insert(at, e);
-        } else {
-            self.ready.push_back(e);
-        }
+        self.ready.push_back(e);
     }
 
+    /// A message of group `g` was leased.
     pub fn lock_group(&mut self, g: u32) {
-        if self.fifo && g != 0 {
+        if g != 0 {
             *self.locked.entry(g).or_default() += 1;
         }
     }
 
+    /// A leased message of group `g` settled (acked, released, expired): a group parked at
+    /// its in-flight limit takes turns again.
     pub fn unlock_group(&mut self, g: u32) {
         if let Some(n) = self.locked.get_mut(&g) {
             *n -= 1;
-            if *n == 0 {
+            let left = *n;
+            if left == 0 {
                 self.locked.remove(&g);
+            }
+            if let Some(cap) = self.info.config.max_in_flight_per_group {
+                if left < cap {
+                    self.ready.unpark(g);
+                }
             }
         }
     }
+
     pub fn len(&self) -> usize {
         self.ready.len() + self.delayed.len() + self.inflight.len()
     }
@@ -231,6 +244,7 @@ pub mod counter {
     pub const RECEIVED: usize = 1;
     pub const ACKED: usize = 2;
     pub const NACKED: usize = 3;
+    pub const EXPIRED: usize = 4;
     pub const DEAD_LETTERED_TOTAL: usize = 6;
     pub const REDRIVEN: usize = 7;
     pub const DELIVERED: usize = 8;

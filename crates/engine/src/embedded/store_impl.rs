@@ -50,7 +50,14 @@ impl Store for EmbeddedStore {
                     info: info.clone(),
                 });
                 self.log_change(&st, &change)?;
-                st.queues.get_mut(&id).expect("named queue exists").info = info.clone();
+                let q = st.queues.get_mut(&id).expect("named queue exists");
+                let cap_changed = q.info.config.max_in_flight_per_group
+                    != info.config.max_in_flight_per_group;
+                q.info = info.clone();
+                if cap_changed {
+                    // Groups parked at the old limit take turns again (parked again if full).
+                    q.ready.unpark_all();
+                }
                 return Ok((info, false));
             }
             None => self.create_locked(&mut st, name, config, now)?,
@@ -117,7 +124,7 @@ impl Store for EmbeddedStore {
             let mut st = self.state.lock();
             let id = Self::qid(&st, name)?;
             let q = st.queues.get_mut(&id).expect("queue");
-            let mut gone: Vec<Entry> = q.ready.drain(..).collect();
+            let mut gone: Vec<Entry> = q.ready.drain();
             gone.extend(std::mem::take(&mut q.delayed).into_values());
             gone.extend(
                 std::mem::take(&mut q.inflight)
@@ -298,8 +305,8 @@ impl Store for EmbeddedStore {
             s.in_flight = q.inflight.len() as u64;
             s.oldest_ready_age_seconds = q
                 .ready
-                .front()
-                .map(|e| ((now - e.enqueued_at).max(0) / 1000) as u64)
+                .oldest_enqueued_at()
+                .map(|at| ((now - at).max(0) / 1000) as u64)
                 .unwrap_or(0);
             (lsn, s)
         };

@@ -11,6 +11,7 @@
 
 mod due;
 mod messages;
+mod publish;
 mod nodes;
 mod pause;
 mod queues;
@@ -32,7 +33,8 @@ use crate::store::{Store, StoreInfo};
 use crate::timers::Timers;
 
 pub use self::due::DueTimer;
-pub use self::messages::{IfMissing, KeyedPublish, Publish, ReceiveOptions};
+pub use self::messages::ReceiveOptions;
+pub use self::publish::{IfMissing, KeyedPublish, Publish, Published};
 pub use self::queues::{CopyCounts, DeadLettersHeld, QueueCounts};
 
 /// Server-wide engine options.

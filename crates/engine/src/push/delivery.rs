@@ -208,6 +208,8 @@ impl Push {
                 delay_ms: Some(0),
                 group: d.message.group.clone(),
                 dedup_id: None,
+                priority: d.message.priority,
+                expires_at: d.message.expires_at,
             })
             .collect();
         store.publish(&kept, copies, now).await?;
@@ -307,6 +309,8 @@ impl Push {
                     delay_ms: Some(0),
                     group: m.group.clone(),
                     dedup_id: None,
+                    priority: m.priority,
+                    expires_at: None,
                 }
             })
             .collect();

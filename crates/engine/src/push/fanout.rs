@@ -75,6 +75,8 @@ impl Push {
                     delay_ms: Some(0),
                     group: d.message.group,
                     dedup_id: None,
+                    priority: d.message.priority,
+                    expires_at: d.message.expires_at,
                 })
                 .collect::<Vec<_>>();
             moved += batch.len();

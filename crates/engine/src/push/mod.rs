@@ -353,6 +353,8 @@ impl Push {
                         delay_ms: Some(0),
                         group: m.group.clone(),
                         dedup_id: None,
+                        priority: m.priority,
+                        expires_at: m.expires_at,
                     })
                     .collect();
                 self.core.store.publish(queue, batch, now).await?;

@@ -87,6 +87,8 @@ impl Push {
                     delay_ms: Some(0),
                     group: m.group,
                     dedup_id: None,
+                    priority: m.priority,
+                    expires_at: None,
                 };
                 store.publish(&target, vec![nm], self.core.now()).await?;
                 self.core.wake(&target, 1);

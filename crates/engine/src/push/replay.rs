@@ -233,6 +233,8 @@ impl Push {
                         delay_ms: Some(0),
                         group: d.message.group.clone(),
                         dedup_id: None,
+                        priority: d.message.priority,
+                        expires_at: None,
                     }
                 })
                 .collect();

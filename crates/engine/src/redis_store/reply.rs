@@ -152,6 +152,8 @@ pub(super) fn message(
             state: kind,
             group: p.group,
             dedup_id: p.dedup_id,
+            priority: crate::limits::PRIORITY_DEFAULT,
+            expires_at: None,
         },
         st.nonce,
     ))

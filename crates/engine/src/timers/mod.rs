@@ -142,6 +142,8 @@ impl Timers {
                     delay_ms: Some(delay),
                     group: None,
                     dedup_id,
+                    priority: crate::limits::PRIORITY_DEFAULT,
+                    expires_at: None,
                 }],
                 now,
             )
