@@ -108,7 +108,7 @@ impl Engine {
                 self.core.store.ack(queue, &rs, self.now()).await
             })
             .await?;
-        if is_fifo(queue) && out.iter().any(|r| r.is_ok()) {
+        if out.iter().any(|r| r.is_ok()) && self.frees_groups(queue).await? {
             // Settling unlocks a message group: a waiting receive may take its next message.
             self.core.wake(queue, out.len());
         }
@@ -226,6 +226,24 @@ impl Engine {
             .store
             .change_visibility(queue, r, timeout_seconds as u64 * 1000, now)
             .await
+    }
+
+    /// Does settling a message of `queue` let a waiting receive take another? On FIFO queues
+    /// (a held group is released) and on queues with `max_in_flight_per_group` (a parked group
+    /// takes turns again). With a shared store the store's own wake-up says so for every node.
+    async fn frees_groups(&self, queue: &str) -> Result<bool> {
+        if is_fifo(queue) {
+            return Ok(true);
+        }
+        if self.core.shared {
+            return Ok(false);
+        }
+        Ok(self
+            .core
+            .store
+            .get_queue(queue)
+            .await?
+            .is_some_and(|q| q.config.max_in_flight_per_group.is_some()))
     }
 
     /// `QueueNotFound` unless `queue` exists.

@@ -13,6 +13,7 @@ for i = 0, n - 1 do
     if st then
       seen[id] = true
       unlock_group(st.g)
+      if st.exp > 0 then redis.call('ZREM', K_X, id) end
       if st.src ~= '' then DECR[#DECR + 1] = st.src end
       gone[#gone + 1] = id
       res[#res + 1] = 'ok'
@@ -28,6 +29,7 @@ if #gone > 0 then
   redis.call('SREM', K_DL, unpack(gone))
   redis.call('HINCRBY', K_ST, 'acked', #gone)
   -- A FIFO group freed: its next message may be ready for a waiter on another node.
-  if cfg.fifo and redis.call('ZCARD', K_R) > 0 then WOKE = 1 end
+  -- (And a group at max_in_flight_per_group takes turns again.)
+  if (cfg.fifo or cfg.gcap > 0) and redis.call('ZCARD', K_R) > 0 then WOKE = 1 end
 end
 return reply('ok', res)

@@ -18,6 +18,8 @@ if not redis.call('ZSCORE', K_AD, ARGV[9]) then
   local st = parse_state(ARGV[6])
   redis.call('HSET', K_M, id, ARGV[5])
   if ARGV[7] == 'dl' then
+    -- A dead letter has no time to live: it waits here to be looked at or redriven.
+    st.exp = 0
     st.src = ARGV[8]
     redis.call('SADD', K_DL, id)
   else
@@ -29,7 +31,7 @@ if not redis.call('ZSCORE', K_AD, ARGV[9]) then
     end
   end
   put_state(id, st)
-  put_back(id)
+  put_back(id, st)
   WOKE = 1
 end
 return reply('ok')

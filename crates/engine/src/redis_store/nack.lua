@@ -16,11 +16,12 @@ for i = 0, n - 1 do
     elseif delay > 0 then
       redis.call('ZADD', K_D, fmt(NOW + delay), id)
       if front then redis.call('SADD', K_FW, id) end
+      watch_ttl(id, st)
     elseif front then
-      put_front(id)
+      put_front(id, st)
       WOKE = 1
     else
-      put_back(id)
+      put_back(id, st)
       WOKE = 1
     end
   else

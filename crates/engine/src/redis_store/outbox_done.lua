@@ -22,7 +22,7 @@ for i = 0, n - 1 do
       else
         redis.call('SADD', K_DL, id)
       end
-      put_back(id)
+      put_back(id, st or parse_state('0,0,0,0,0,'))
       WOKE = 1
     end
   end

@@ -7,5 +7,5 @@ for _, key in ipairs({ K_R, K_D, K_F }) do
     n = n + 1
   end
 end
-redis.call('DEL', K_R, K_D, K_F, K_LK, K_FW)
+redis.call('DEL', K_R, K_D, K_F, K_LK, K_FW, K_X, K_GF)
 return reply('ok', n)

@@ -37,10 +37,23 @@ pub(super) struct State {
     pub(super) first_received_at: Millis,
     pub(super) enqueued_at: Millis,
     pub(super) source: String,
+    pub(super) priority: u8,
+    /// 0: no time to live.
+    pub(super) expires_at: Millis,
 }
 
+/// `rc,nonce,first_received_at,group_tag,enqueued_at,source[;priority,expires_at]` (the
+/// suffix only when either differs from its default; see `prelude.lua`).
 pub(super) fn parse_state(b: &[u8]) -> Result<State> {
     let s = std::str::from_utf8(b).map_err(|_| bad_reply("state"))?;
+    let (s, rules) = s.split_once(';').unwrap_or((s, ""));
+    let (priority, expires_at) = match rules.split_once(',') {
+        Some((p, x)) => (
+            p.parse().map_err(|_| bad_reply("state"))?,
+            x.parse().map_err(|_| bad_reply("state"))?,
+        ),
+        None => (crate::limits::PRIORITY_DEFAULT, 0),
+    };
     let mut it = s.splitn(6, ',');
     let mut num = || -> Result<i64> {
         it.next()
@@ -58,6 +71,8 @@ pub(super) fn parse_state(b: &[u8]) -> Result<State> {
         first_received_at,
         enqueued_at,
         source: it.next().unwrap_or_default().to_string(),
+        priority,
+        expires_at,
     })
 }
 
@@ -152,8 +167,8 @@ pub(super) fn message(
             state: kind,
             group: p.group,
             dedup_id: p.dedup_id,
-            priority: crate::limits::PRIORITY_DEFAULT,
-            expires_at: None,
+            priority: st.priority,
+            expires_at: (st.expires_at != 0).then_some(st.expires_at),
         },
         st.nonce,
     ))

@@ -1,5 +1,5 @@
 //! Running the per-queue scripts: each `*.lua` is prefixed with `prelude.lua` and called by
-//! SHA with the queue's 14 keys (one hash tag, so one cluster slot) and the standard arguments;
+//! SHA with the queue's 16 keys (one hash tag, so one cluster slot) and the standard arguments;
 //! then what a script leaves to its caller is done (`follow_up`: gauge decrements in other
 //! slots, moves parked in the outbox), and replicas confirm when asked (`replicate`).
 
@@ -7,7 +7,7 @@ use redis::{Script, ScriptInvocation, Value};
 
 use crate::clock::Millis;
 use crate::error::{EngineError, Result};
-use crate::model::{is_fifo, QueueConfig, QueueInfo, Receipt, ReceiptResult};
+use crate::model::{is_fifo, OnExpire, QueueConfig, QueueInfo, Receipt, ReceiptResult};
 
 use super::conn::Conn;
 use super::reply::{bad_reply, bytes, hex, int, list, receipt_results, text, Reply};
@@ -56,8 +56,8 @@ scripts!(
     decr,
 );
 
-const QUEUE_KEYS: [&str; 14] = [
-    "cfg", "m", "s", "r", "d", "f", "lk", "dd", "dz", "st", "fw", "ob", "dl", "ad",
+const QUEUE_KEYS: [&str; 16] = [
+    "cfg", "m", "s", "r", "d", "f", "lk", "dd", "dz", "st", "fw", "ob", "dl", "ad", "x", "gf",
 ];
 
 /// The hash tag of a queue: a subscription's internal queue (`orders~a`, `orders~a.fifo`)
@@ -269,6 +269,13 @@ impl RedisStore {
                     arg(config.max_receives.unwrap_or(0)),
                     arg(config.dead_letter_queue.as_deref().unwrap_or_default()),
                     arg(if config.paused_at.is_some() { "1" } else { "0" }),
+                    arg(config.dedup_window_seconds as u64 * 1000),
+                    arg(config.default_ttl_seconds.unwrap_or(0) as u64 * 1000),
+                    arg(match config.on_expire {
+                        OnExpire::Drop => "drop",
+                        OnExpire::DeadLetter => "dl",
+                    }),
+                    arg(config.max_in_flight_per_group.unwrap_or(0)),
                 ],
             )
             .await?;

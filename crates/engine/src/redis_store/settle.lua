@@ -27,8 +27,9 @@ for i = 0, n - 1 do
         forget(id, st)
       elseif delay > 0 then
         redis.call('ZADD', K_D, fmt(NOW + delay), id)
+        watch_ttl(id, st)
       else
-        put_back(id)
+        put_back(id, st)
         WOKE = 1
       end
     end

@@ -111,7 +111,7 @@ impl Store for RedisStore {
         messages: Vec<NewMessage>,
         now: Millis,
     ) -> Result<Vec<MessageId>> {
-        let mut args = Vec::with_capacity(1 + messages.len() * 7);
+        let mut args = Vec::with_capacity(1 + messages.len() * 9);
         args.push(arg(messages.len()));
         for m in &messages {
             args.push(arg(hex(m.id)));
@@ -126,6 +126,8 @@ impl Store for RedisStore {
             args.push(arg(m.group.as_deref().map(group_tag).unwrap_or(0)));
             args.push(arg(message_size(&m.body, &m.attributes)));
             args.push(arg(m.enqueued_at));
+            args.push(arg(m.priority));
+            args.push(arg(m.expires_at.unwrap_or(0)));
         }
         let reply = self.run(&self.scripts.publish, queue, now, args).await?;
         if reply.status == "toobig" {
