@@ -24,6 +24,8 @@ pub const TAGS_MAX: usize = 50;
 /// Deduplication window: the default (SQS FIFO's fixed 5 minutes) and the longest a queue may set.
 pub const DEDUP_WINDOW_DEFAULT_S: u32 = 5 * 60;
 pub const DEDUP_WINDOW_MAX_S: u32 = 24 * 3600;
+/// SQS's fixed window (FIFO deduplication, receive request attempt ids).
+pub const DEDUP_WINDOW_MS: i64 = DEDUP_WINDOW_DEFAULT_S as i64 * 1000;
 /// Message priorities: 0-9, higher first; a message without one has 4.
 pub const PRIORITY_MAX: u8 = 9;
 pub const PRIORITY_DEFAULT: u8 = 4;

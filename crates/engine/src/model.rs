@@ -385,7 +385,12 @@ pub struct NewMessage {
 
 impl NewMessage {
     /// A message with the default priority and no time to live.
-    pub fn plain(id: MessageId, body: Vec<u8>, attributes: Attributes, enqueued_at: Millis) -> Self {
+    pub fn plain(
+        id: MessageId,
+        body: Vec<u8>,
+        attributes: Attributes,
+        enqueued_at: Millis,
+    ) -> Self {
         NewMessage {
             id,
             body,

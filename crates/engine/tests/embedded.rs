@@ -325,4 +325,57 @@ mod compaction {
         assert_eq!(e.stats("keep").await.unwrap().ready, 0, "acked stays acked");
         e.close().await.unwrap();
     }
+
+    /// Idempotency keys outlive the segments holding their messages: when the segment of an
+    /// acked message is deleted, its key (still in the window) is carried forward.
+    #[tokio::test]
+    async fn dedup_keys_survive_the_deletion_of_their_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let e = open(dir.path(), &clock).await;
+        let keyed = |i: usize| Publish {
+            body: format!("{i:0>200}").into_bytes(),
+            dedup_id: Some(format!("key-{i}")),
+            ..Default::default()
+        };
+        let mut first = Vec::new();
+        for i in 0..400 {
+            first.push(e.publish("idem", vec![keyed(i)]).await.unwrap()[0]);
+        }
+        loop {
+            let got = e
+                .receive(
+                    "idem",
+                    ReceiveOptions {
+                        max_messages: 100,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            if got.is_empty() {
+                break;
+            }
+            let r: Vec<String> = got.iter().map(|d| e.receipt("idem", &d.receipt)).collect();
+            e.ack("idem", &r).await.unwrap();
+        }
+        let before = segment_count(dir.path());
+        e.tick().await.unwrap();
+        e.tick().await.unwrap();
+        let after = segment_count(dir.path());
+        assert!(after < before, "segments were deleted: {before} -> {after}");
+        e.close().await.unwrap();
+        drop(e);
+        let e = open(dir.path(), &clock).await;
+        for (i, id) in first.iter().enumerate() {
+            let again = e
+                .publish_detailed("idem", vec![keyed(i)], sluice_engine::IfMissing::Refuse)
+                .await
+                .unwrap();
+            assert!(again[0].duplicate, "key-{i} was forgotten");
+            assert_eq!(again[0].id, *id);
+        }
+        assert_eq!(e.stats("idem").await.unwrap().ready, 0);
+        e.close().await.unwrap();
+    }
 }

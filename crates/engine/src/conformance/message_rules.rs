@@ -108,7 +108,9 @@ pub async fn groups_take_turns_and_respect_their_in_flight_limit(h: &mut dyn Har
     // One big tenant first, then three small ones and some messages without a group.
     c.publish_all(
         "fair",
-        (0..200).map(|i| grouped(format!("big{i}"), "big")).collect(),
+        (0..200)
+            .map(|i| grouped(format!("big{i}"), "big"))
+            .collect(),
     )
     .await;
     for g in ["s1", "s2", "s3"] {

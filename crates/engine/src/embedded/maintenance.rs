@@ -259,14 +259,14 @@ impl EmbeddedStore {
                 enforce_retention(&mut st, qid, now);
                 let q = st.queues.get_mut(&qid).expect("queue");
                 if !q.dedup.is_empty() {
-                    q.dedup.retain(|_, (until, _)| *until > now);
+                    q.dedup.retain(|_, (until, _, _)| *until > now);
                 }
             }
             self.compact(&mut st, &mut ap, now);
             snapshot_counters(&mut st, &mut ap);
-            let lsn = ap.finish();
             // Prefix deletion: the oldest segments with nothing live, never the active one.
-            let active = self.log.active_segment();
+            // (`ap.segment()`: `ap` holds the log's pending lock.)
+            let active = ap.segment();
             let mut dead = Vec::new();
             for (&seg, &live) in st.seg_live.iter() {
                 if seg >= active || live > 0 {
@@ -277,19 +277,22 @@ impl EmbeddedStore {
             for s in &dead {
                 st.seg_live.remove(s);
             }
-            (lsn, woke, dead)
-        };
-        self.log.wait_durable(lsn).await?;
-        // Segments below the first live one that the index never saw (e.g. all of their
-        // messages were acked before a restart) are also garbage.
-        let first_live = {
-            let st = self.state.lock();
-            st.seg_live
+            // Every segment below the first live one goes (also those the index never saw,
+            // e.g. all of their messages were acked before a restart): first, deduplication
+            // keys still in their window whose record is there are carried forward.
+            let first_live = st
+                .seg_live
                 .iter()
                 .find(|(_, &n)| n > 0)
                 .map(|(&s, _)| s)
                 .unwrap_or(u32::MAX)
+                .min(active);
+            carry_dedup_keys(&mut st, first_live, &mut ap);
+            let lsn = ap.finish();
+            (lsn, woke, (dead, first_live))
         };
+        let (dead_segments, first_live) = dead_segments;
+        self.log.wait_durable(lsn).await?;
         let active = self.log.active_segment();
         let mut removed = 0u64;
         if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
@@ -372,6 +375,23 @@ fn relocate(
     let from = e.loc.seg;
     e.loc = ap.push(frame.len() + 16, |buf| copy.encode_frame(buf));
     Some((from, e.loc.seg))
+}
+
+/// Write a Dedup record for every deduplication key (still in its window) whose record sits
+/// in a segment below `keep_from`, which is about to be deleted, so a restart still knows it.
+fn carry_dedup_keys(st: &mut State, keep_from: u32, ap: &mut Append<'_>) {
+    for q in st.queues.values_mut() {
+        let qid = q.id;
+        for (key, (until, id, seg)) in q.dedup.iter_mut().filter(|(_, v)| v.2 < keep_from) {
+            let rec = Record::Dedup {
+                queue: qid,
+                key,
+                until: *until,
+                id: *id,
+            };
+            *seg = ap.push(40 + key.len(), |buf| rec.encode_frame(buf)).seg;
+        }
+    }
 }
 
 /// Log the counters of every queue whose counters changed since their last snapshot, and of

@@ -52,13 +52,12 @@ impl EmbeddedStore {
                 // Deduplication: a repeat inside the window is accepted but not stored.
                 if let Some(d) = &m.dedup_id {
                     match q.dedup.get(d) {
-                        Some(&(until, earlier)) if until > now => {
+                        Some(&(until, earlier, _)) if until > now => {
                             ids.push(MessageId(earlier));
                             continue;
                         }
                         _ => {
-                            q.dedup
-                                .insert(d.clone(), (now + window, m.id.0));
+                            q.dedup.insert(d.clone(), (now + window, m.id.0, 0));
                         }
                     }
                 }
@@ -93,6 +92,9 @@ impl EmbeddedStore {
                         .map(|(k, v)| k.len() + v.len() + 8)
                         .sum::<usize>();
                 let loc = ap.push(est, |buf| rec.encode_frame(buf));
+                if let Some(kept) = m.dedup_id.as_ref().and_then(|d| q.dedup.get_mut(d)) {
+                    kept.2 = loc.seg;
+                }
                 let mut e = Entry::new(m.id.0, loc, m.enqueued_at);
                 if let Some(g) = &m.group {
                     e.group = crate::model::group_tag(g);

@@ -55,7 +55,10 @@ impl Lane {
                 self.parked.insert(g);
                 continue;
             }
-            let list = self.groups.get_mut(&g).expect("a group in turn has messages");
+            let list = self
+                .groups
+                .get_mut(&g)
+                .expect("a group in turn has messages");
             let e = list.pop_front().expect("a group in turn has messages");
             if list.is_empty() {
                 self.groups.remove(&g);
@@ -112,7 +115,8 @@ impl Ready {
     fn entered(&mut self, e: &Entry) {
         self.len += 1;
         if e.expires_at != 0 {
-            self.ttl.insert((e.expires_at, e.id()), (e.priority, e.group));
+            self.ttl
+                .insert((e.expires_at, e.id()), (e.priority, e.group));
         }
     }
 
@@ -252,12 +256,14 @@ impl Ready {
 
     /// Every ready message: FIFO in order; standard queues by priority, then group.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.ordered.iter().chain(
-            self.lanes
-                .iter()
-                .rev()
-                .flat_map(|l| l.turn.iter().chain(l.parked.iter()).flat_map(|g| &l.groups[g])),
-        )
+        self.ordered
+            .iter()
+            .chain(self.lanes.iter().rev().flat_map(|l| {
+                l.turn
+                    .iter()
+                    .chain(l.parked.iter())
+                    .flat_map(|g| &l.groups[g])
+            }))
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Entry> + '_ {

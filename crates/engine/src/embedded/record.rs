@@ -24,6 +24,7 @@
 //! | 9    | Counters | queue u32, 12 or [`COUNTERS`] × u64: a snapshot of the queue's counters (older logs have 12, without `filtered`) |
 //! | 10   | Tally    | queue u32, key, delivered u64, failed u64: a snapshot of a tally key (both `u64::MAX`: forgotten) |
 //! | 11   | Filtered | queue u32, n u64: push fan-out kept `n` messages out of this copy queue (its filter) |
+//! | 12   | Dedup    | queue u32, key, until i64, id u128: a deduplication key still in its window, carried forward before the segment holding its Publish is deleted |
 //!
 //! Publish carries the full state of a message (receive count, nonce, dead-letter source), so a
 //! later compaction can copy a live message forward with the same record.
@@ -83,6 +84,12 @@ pub enum Record<'a> {
     Filtered {
         queue: u32,
         n: u64,
+    },
+    Dedup {
+        queue: u32,
+        key: &'a str,
+        until: i64,
+        id: u128,
     },
 }
 
@@ -237,6 +244,18 @@ impl Record<'_> {
                 o.extend_from_slice(&queue.to_le_bytes());
                 o.extend_from_slice(&n.to_le_bytes());
             }
+            Record::Dedup {
+                queue,
+                key,
+                until,
+                id,
+            } => {
+                o.push(12);
+                o.extend_from_slice(&queue.to_le_bytes());
+                put_bytes(o, key.as_bytes());
+                o.extend_from_slice(&until.to_le_bytes());
+                o.extend_from_slice(&id.to_le_bytes());
+            }
         }
     }
 }
@@ -350,7 +369,7 @@ impl<'a> Reader<'a> {
 /// Decode a payload (as returned by [`read_frame`]). Bodies and attributes borrow from it.
 /// Could `b` be the first byte (the kind) of a payload? (For resynchronising after damage.)
 pub fn plausible_kind(b: u8) -> bool {
-    (1..=11).contains(&b)
+    (1..=12).contains(&b)
 }
 
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
@@ -453,6 +472,12 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
             queue: r.u32()?,
             n: r.u64()?,
         },
+        12 => Record::Dedup {
+            queue: r.u32()?,
+            key: r.str()?,
+            until: r.i64()?,
+            id: r.u128()?,
+        },
         _ => return Err(DecodeError("unknown record kind")),
     };
     if !r.b.is_empty() {
@@ -524,6 +549,12 @@ mod tests {
                 values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, u64::MAX],
             },
             Record::Filtered { queue: 4, n: 7 },
+            Record::Dedup {
+                queue: 4,
+                key: "order-7",
+                until: 1_700_000_300_000,
+                id: 99,
+            },
             Record::Publish(PublishRec {
                 queue: 2,
                 id: 77,

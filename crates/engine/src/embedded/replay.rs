@@ -126,7 +126,9 @@ pub fn replay(
     let mut tallies: HashMap<(u32, String), (u64, u64)> = HashMap::new();
     let mut purges: Vec<(u64, u32)> = Vec::new();
     let mut per_queue: HashMap<u32, usize> = HashMap::new();
-    let mut dedups: Vec<(u32, String, i64, u128)> = Vec::new();
+    // (queue, key, published at, id, segment); carried: (queue, key, until, id, segment).
+    let mut dedups: Vec<(u32, String, i64, u128, u32)> = Vec::new();
+    let mut carried: Vec<(u32, String, i64, u128, u32)> = Vec::new();
     let mut extents = Vec::with_capacity(segs.len());
     let mut pos = 0u64;
     let mut front = 0i64;
@@ -146,7 +148,19 @@ pub fn replay(
                         if let Record::Publish(p) = &rec {
                             let longest = crate::limits::DEDUP_WINDOW_MAX_S as i64 * 1000;
                             if !p.dedup.is_empty() && p.enqueued_at + longest > now {
-                                dedups.push((p.queue, p.dedup.to_string(), p.enqueued_at, p.id));
+                                let key = p.dedup.to_string();
+                                dedups.push((p.queue, key, p.enqueued_at, p.id, seg));
+                            }
+                        }
+                        if let Record::Dedup {
+                            queue,
+                            key,
+                            until,
+                            id,
+                        } = &rec
+                        {
+                            if *until > now {
+                                carried.push((*queue, key.to_string(), *until, *id, seg));
                             }
                         }
                         count(&mut counts, &mut tallies, &rec);
@@ -353,12 +367,17 @@ pub fn replay(
             src.stats.dead_lettered += 1;
         }
     }
-    for (queue, key, published, id) in dedups {
+    for (queue, key, published, id, seg) in dedups {
         if let Some(q) = state.queues.get_mut(&queue) {
             let until = published + q.info.config.dedup_window_seconds as i64 * 1000;
             if until > now {
-                q.dedup.insert(key, (until, id));
+                q.dedup.insert(key, (until, id, seg));
             }
+        }
+    }
+    for (queue, key, until, id, seg) in carried {
+        if let Some(q) = state.queues.get_mut(&queue) {
+            q.dedup.entry(key).or_insert((until, id, seg));
         }
     }
     for (qid, values) in counts {
@@ -444,6 +463,7 @@ fn count(
         Record::Filtered { queue, n } => {
             counts.entry(*queue).or_insert([0; COUNTERS])[counter::FILTERED] += n;
         }
+        Record::Dedup { .. } => {}
     }
 }
 
@@ -461,7 +481,8 @@ fn max_queue_id(rec: &Record<'_>) -> u32 {
         | Record::Settle { queue, .. }
         | Record::Counters { queue, .. }
         | Record::Tally { queue, .. }
-        | Record::Filtered { queue, .. } => *queue,
+        | Record::Filtered { queue, .. }
+        | Record::Dedup { queue, .. } => *queue,
     }
 }
 
@@ -604,7 +625,10 @@ fn gather(
                 _ => {}
             }
         }
-        Record::Counters { .. } | Record::Tally { .. } | Record::Filtered { .. } => {}
+        Record::Counters { .. }
+        | Record::Tally { .. }
+        | Record::Filtered { .. }
+        | Record::Dedup { .. } => {}
     }
 }
 

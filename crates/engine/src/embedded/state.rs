@@ -75,8 +75,9 @@ pub struct QState {
     /// In-flight messages per group tag (FIFO: a group here is held by a consumer; standard
     /// queues: checked against `max_in_flight_per_group`).
     pub locked: HashMap<u32, u32>,
-    /// Deduplication id -> (window end, message id).
-    pub dedup: HashMap<String, (i64, u128)>,
+    /// Deduplication id -> (window end, message id, the log segment whose record remembers
+    /// it: its Publish, or the Dedup record that carried it forward; see `maintenance.rs`).
+    pub dedup: HashMap<String, (i64, u128, u32)>,
     /// Delayed messages that return to the front when due (a nack to the front with a delay,
     /// miniqueue's DACK).
     pub front_when_due: std::collections::HashSet<u128>,

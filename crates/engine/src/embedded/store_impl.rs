@@ -51,8 +51,8 @@ impl Store for EmbeddedStore {
                 });
                 self.log_change(&st, &change)?;
                 let q = st.queues.get_mut(&id).expect("named queue exists");
-                let cap_changed = q.info.config.max_in_flight_per_group
-                    != info.config.max_in_flight_per_group;
+                let cap_changed =
+                    q.info.config.max_in_flight_per_group != info.config.max_in_flight_per_group;
                 q.info = info.clone();
                 if cap_changed {
                     // Groups parked at the old limit take turns again (parked again if full).

@@ -11,9 +11,9 @@
 
 mod due;
 mod messages;
-mod publish;
 mod nodes;
 mod pause;
+mod publish;
 mod queues;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -120,6 +120,7 @@ fn to_publish(p: PublishBody, field: &str) -> ApiResult<Publish> {
         delay_seconds: p.delay_seconds,
         group: p.message_group_id,
         dedup_id: p.deduplication_id,
+        ..Default::default()
     })
 }
 

@@ -330,6 +330,10 @@ async fn move_step(engine: &Engine, t: &MoveTask, n: usize) -> Result<u64, Engin
             delay_seconds: Some(0).filter(|_| d.message.group.is_none()),
             group: d.message.group.clone(),
             dedup_id: d.message.dedup_id.clone(),
+            // (FIFO messages always have the default, which is not sent.)
+            priority: Some(d.message.priority)
+                .filter(|&p| p != sluice_engine::limits::PRIORITY_DEFAULT),
+            ..Default::default()
         })
         .collect();
     engine.publish(dest, copies).await?;

@@ -22,6 +22,11 @@ pub enum Scenario {
     /// Timer firing lateness at a receiver run by the bench (--count timers due at once, or
     /// spread at --rate per second); --hosts 2 adds a slow second host.
     Timers,
+    /// Fair queues: one group with --prefill ready messages (1,000,000), then --groups (100)
+    /// small groups of --per-group (10); consumers receive and ack until every small group's
+    /// message is out. Reports when the last one came out, and receive-ack throughput against
+    /// the same backlog without groups.
+    Fairness,
     /// The kill -9 report: a server of its own (and a redis-server with --storage redis)
     /// killed --cycles times under mixed load; what was acknowledged, found, duplicated or
     /// came back (`crash.rs`). Ignores --server.
@@ -136,6 +141,21 @@ pub struct BenchArgs {
     /// timers --hosts 2: the slow host answers after this many milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub slow_ms: u64,
+    /// publish, publish-batch, receive-ack (its prefill) and stream: give messages priorities
+    /// 0-9 (in turn), to measure what priorities cost.
+    #[arg(long)]
+    pub priorities: bool,
+    /// Spread messages over this many message groups (publish, publish-batch, receive-ack's
+    /// prefill, stream: fair turns; 0: no groups). fairness: the number of small groups (100).
+    #[arg(long)]
+    pub groups: Option<u64>,
+    /// receive-ack and stream: prefill with a unique deduplication id (idempotency key) per
+    /// message, to measure what remembering keys costs.
+    #[arg(long)]
+    pub dedup_keys: bool,
+    /// fairness: messages in each small group.
+    #[arg(long, default_value_t = 10)]
+    pub per_group: u64,
     /// crash: how many times the server is killed.
     #[arg(long, default_value_t = 20)]
     pub cycles: usize,

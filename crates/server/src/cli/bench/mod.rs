@@ -6,6 +6,7 @@
 //! ```text
 //! mod.rs ──► queue.rs (publish, receive-ack, roundtrip, stream) ──► conn.rs (raw HTTP/1.1, h2c)
 //!        ──► push.rs (throughput), timers.rs (burst, two hosts)
+//!        ──► fairness.rs (fair queues: a big group and many small ones) ──► queue.rs (prefill)
 //!        ──► sporadic.rs, token_bucket.rs, outage.rs (push pacing) ──► pacing.rs (their setup)
 //!              all of these ──► receivers.rs (in-process webhook receivers), api.rs (setup calls)
 //!        ──► crash.rs (the kill -9 report: its own server, killed under load) ──► crash_load.rs
@@ -17,6 +18,7 @@ mod args;
 mod conn;
 mod crash;
 mod crash_load;
+mod fairness;
 mod outage;
 mod pacing;
 mod push;
@@ -48,6 +50,7 @@ pub async fn run(servers: &str, json_out: bool, args: BenchArgs) -> anyhow::Resu
             ReceiverKind::Outage => outage::run(server, json_out, args).await,
         },
         Scenario::Timers => timers::run(server, json_out, args).await,
+        Scenario::Fairness => fairness::run(server, json_out, args).await,
         _ => queue::run(&nodes, json_out, args).await,
     }
 }

@@ -39,7 +39,20 @@ impl Shared {
     }
 }
 
-fn body_of(size: usize, seq: u64) -> String {
+/// One message to publish: the body, and with `--priorities` / `--groups` its priority and
+/// group, both taken in turn from the sequence number.
+pub(super) fn message_json(args: &BenchArgs, seq: u64) -> Value {
+    let mut m = json!({"body": body_of(args.size, seq)});
+    if args.priorities {
+        m["priority"] = json!(seq % 10);
+    }
+    if let Some(g) = args.groups.filter(|&g| g > 0) {
+        m["message_group_id"] = json!(format!("g{}", seq % g));
+    }
+    m
+}
+
+pub(super) fn body_of(size: usize, seq: u64) -> String {
     let mut s = format!("{seq:020}");
     while s.len() < size {
         s.push('x');
@@ -72,7 +85,7 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         let n = args
             .prefill
             .unwrap_or_else(|| args.count.unwrap_or(2_000_000).min(2_000_000));
-        prefill(server, &queue, n, args.size).await?;
+        prefill(server, &queue, n, &args).await?;
     }
 
     let shared = Arc::new(Shared {
@@ -95,7 +108,11 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
     }
     for i in 0..args.connections {
         let role = match args.scenario {
-            Scenario::Stream | Scenario::Push | Scenario::Timers | Scenario::Crash => break,
+            Scenario::Stream
+            | Scenario::Push
+            | Scenario::Timers
+            | Scenario::Crash
+            | Scenario::Fairness => break,
             Scenario::Roundtrip if i % 2 == 1 => Role::RoundtripConsumer,
             Scenario::Roundtrip => Role::RoundtripPublisher,
             Scenario::Publish => Role::Publish(1),
@@ -204,7 +221,13 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
     fail_on_errors(&out)
 }
 
-async fn prefill(server: &str, queue: &str, n: u64, size: usize) -> anyhow::Result<()> {
+/// Load `n` messages (built by [`message_json`]) in batches of 1,000 over 8 connections.
+pub(super) async fn prefill(
+    server: &str,
+    queue: &str,
+    n: u64,
+    args: &BenchArgs,
+) -> anyhow::Result<()> {
     let per_conn = 8u64;
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -212,6 +235,7 @@ async fn prefill(server: &str, queue: &str, n: u64, size: usize) -> anyhow::Resu
         let mut c = Conn::open(server, Protocol::Http1).await?;
         let next = next.clone();
         let queue = queue.to_string();
+        let args = args.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let start = next.fetch_add(1000, Ordering::Relaxed);
@@ -220,7 +244,13 @@ async fn prefill(server: &str, queue: &str, n: u64, size: usize) -> anyhow::Resu
                 }
                 let k = (n - start).min(1000);
                 let msgs: Vec<Value> = (0..k)
-                    .map(|i| json!({"body": body_of(size, start + i)}))
+                    .map(|i| {
+                        let mut m = message_json(&args, start + i);
+                        if args.dedup_keys {
+                            m["deduplication_id"] = json!(format!("key-{:020}", start + i));
+                        }
+                        m
+                    })
                     .collect();
                 c.json(
                     "POST",
@@ -324,7 +354,7 @@ async fn worker(
             match role {
                 Role::Publish(1) => {
                     seq += 1;
-                    conn.json("POST", &pub_path, &json!({"body": body_of(args.size, seq)}))
+                    conn.json("POST", &pub_path, &message_json(&args, seq))
                         .await?;
                     Ok(1)
                 }
@@ -332,7 +362,7 @@ async fn worker(
                     let msgs: Vec<Value> = (0..n)
                         .map(|_| {
                             seq += 1;
-                            json!({"body": body_of(args.size, seq)})
+                            message_json(&args, seq)
                         })
                         .collect();
                     conn.json("POST", &pub_path, &json!({"messages": msgs}))
