@@ -33,5 +33,7 @@ pub const PRIORITY_DEFAULT: u8 = 4;
 pub const TTL_MAX_S: u32 = RETENTION_MAX_S;
 /// The largest `max_in_flight_per_group`.
 pub const GROUP_IN_FLIGHT_MAX: u32 = 100_000;
+/// The largest `group_rate_per_second`.
+pub const GROUP_RATE_MAX: u32 = 100_000;
 /// FIFO message group ids and deduplication ids.
 pub const FIFO_ID_MAX: usize = 128;

@@ -52,6 +52,9 @@ pub struct QueueConfig {
     /// Standard queues: at most this many leased messages per message group at once
     /// (None: no limit). Groups at the limit are skipped by receives until one settles.
     pub max_in_flight_per_group: Option<u32>,
+    /// Standard queues: each message group is handed out at most this many messages a second
+    /// (a token bucket per group, burst the same; None: no limit). Not kept across restarts.
+    pub group_rate_per_second: Option<u32>,
 }
 
 /// What happens to a message once its time to live (`expires_at`) has passed: it is never
@@ -84,6 +87,7 @@ impl Default for QueueConfig {
             default_ttl_seconds: None,
             on_expire: OnExpire::Drop,
             max_in_flight_per_group: None,
+            group_rate_per_second: None,
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct QueueConfigPatch {
     pub default_ttl_seconds: Option<Option<u32>>,
     pub on_expire: Option<OnExpire>,
     pub max_in_flight_per_group: Option<Option<u32>>,
+    pub group_rate_per_second: Option<Option<u32>>,
 }
 
 impl QueueConfigPatch {
@@ -161,6 +166,9 @@ impl QueueConfigPatch {
         }
         if let Some(v) = self.max_in_flight_per_group {
             c.max_in_flight_per_group = v;
+        }
+        if let Some(v) = self.group_rate_per_second {
+            c.group_rate_per_second = v;
         }
         c
     }
@@ -269,6 +277,20 @@ impl QueueConfig {
                 n as u64,
                 1,
                 limits::GROUP_IN_FLIGHT_MAX as u64,
+            )?;
+        }
+        if let Some(n) = self.group_rate_per_second {
+            if own_name.ends_with(".fifo") {
+                return Err(EngineError::invalid(
+                    "group_rate_per_second",
+                    "applies only to standard queues",
+                ));
+            }
+            range(
+                "group_rate_per_second",
+                n as u64,
+                1,
+                limits::GROUP_RATE_MAX as u64,
             )?;
         }
         if self.on_expire == OnExpire::DeadLetter && self.dead_letter_queue.is_none() {

@@ -401,3 +401,91 @@ pub async fn expiry_and_priorities_survive_restart(h: &mut dyn Harness) {
     assert_eq!(c.take_one_by_one("keep", 10).await, vec!["normal"]);
     assert_eq!(c.engine.stats("keep").await.unwrap().expired, 1);
 }
+
+pub async fn groups_are_held_to_their_rate(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let grouped = |b: String, g: &str| Publish {
+        group: Some(g.to_string()),
+        ..msg(&b)
+    };
+    c.put(
+        "rated",
+        QueueConfigPatch {
+            group_rate_per_second: Some(Some(2)),
+            ..Default::default()
+        },
+    )
+    .await;
+    c.publish_all(
+        "rated",
+        (0..10).map(|i| grouped(format!("a{i}"), "a")).collect(),
+    )
+    .await;
+    c.publish_all(
+        "rated",
+        vec![
+            grouped("b0".into(), "b"),
+            grouped("b1".into(), "b"),
+            grouped("b2".into(), "b"),
+            msg("plain"),
+        ],
+    )
+    .await;
+    // A burst of two per group (messages without a group are not limited).
+    let got = c.bodies("rated", 10, 60).await;
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got.iter().filter(|b| b.starts_with('a')).count(), 2);
+    assert_eq!(got.iter().filter(|b| b.starts_with('b')).count(), 2);
+    assert!(c.recv("rated", 10, 60).await.is_empty());
+    // Half a second brings each group one token.
+    c.clock.advance(Duration::from_millis(500));
+    let got = c.bodies("rated", 10, 60).await;
+    assert_eq!(got, vec!["a2", "b2"]);
+    // A long poll waits for the next token, not for its deadline.
+    let engine = c.engine.clone();
+    let waiting = tokio::spawn(async move {
+        engine
+            .receive(
+                "rated",
+                ReceiveOptions {
+                    max_messages: 10,
+                    wait_seconds: Some(20),
+                    visibility_timeout_seconds: Some(60),
+                },
+            )
+            .await
+            .unwrap()
+    });
+    c.wait_for_waiters(1).await;
+    c.clock.advance(Duration::from_millis(500));
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the long poll ended when a token came")
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message.body, b"a3");
+    // Lifting the limit lets the rest out.
+    c.put(
+        "rated",
+        QueueConfigPatch {
+            group_rate_per_second: Some(None),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(c.bodies("rated", 10, 60).await.len(), 6);
+    for (q, n) in [("rated.fifo", 2), ("rated", 0)] {
+        let err = c
+            .engine
+            .put_queue(
+                q,
+                QueueConfigPatch {
+                    group_rate_per_second: Some(Some(n)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("group_rate_per_second"), "{err}");
+    }
+}

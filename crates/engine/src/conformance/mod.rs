@@ -239,7 +239,8 @@ macro_rules! conformance_suite {
             priorities_go_first_and_keep_publish_order,
             groups_take_turns_and_respect_their_in_flight_limit,
             idempotent_publish_on_any_queue_within_its_window,
-            expired_messages_are_never_delivered, expiry_and_priorities_survive_restart);
+            expired_messages_are_never_delivered, expiry_and_priorities_survive_restart,
+            groups_are_held_to_their_rate);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(

@@ -261,6 +261,8 @@ impl EmbeddedStore {
                 if !q.dedup.is_empty() {
                     q.dedup.retain(|_, (until, _, _)| *until > now);
                 }
+                // A bucket refilled for a second is full: forgotten (a new one starts full).
+                q.buckets.retain(|_, (_, at)| now - *at < 1000);
             }
             self.compact(&mut st, &mut ap, now);
             snapshot_counters(&mut st, &mut ap);

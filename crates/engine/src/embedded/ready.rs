@@ -49,7 +49,7 @@ impl Lane {
     }
 
     /// The next group's next message, parking groups `full` says are at their limit.
-    fn pop(&mut self, full: &dyn Fn(u32) -> bool) -> Option<Entry> {
+    fn pop(&mut self, full: &mut dyn FnMut(u32) -> bool) -> Option<Entry> {
         while let Some(g) = self.turn.pop_front() {
             if g != 0 && full(g) {
                 self.parked.insert(g);
@@ -156,10 +156,15 @@ impl Ready {
         &mut self.lanes[priority.min(PRIORITY_MAX) as usize]
     }
 
-    /// Standard queues: the next message by priority, then group turn. `full(g)`: is group `g`
-    /// at its in-flight limit (it is parked until `unpark(g)`).
-    pub fn pop(&mut self, full: &dyn Fn(u32) -> bool) -> Option<Entry> {
-        let e = self.lanes.iter_mut().rev().find_map(|l| l.pop(full))?;
+    /// Standard queues: the next message by priority, then group turn. `full(g)`: may group
+    /// `g` not be handed a message now (at its in-flight limit, or out of its rate)? It is
+    /// parked until `unpark(g)`.
+    pub fn pop(&mut self, full: &mut dyn FnMut(u32) -> bool) -> Option<Entry> {
+        let e = self
+            .lanes
+            .iter_mut()
+            .rev()
+            .find_map(|l| l.pop(&mut *full))?;
         self.left(&e);
         Some(e)
     }
@@ -340,7 +345,11 @@ mod tests {
     }
 
     fn ids(r: &mut Ready, n: usize, full: &dyn Fn(u32) -> bool) -> Vec<u128> {
-        (0..n).filter_map(|_| r.pop(full)).map(|e| e.id()).collect()
+        let mut full = |g| full(g);
+        (0..n)
+            .filter_map(|_| r.pop(&mut full))
+            .map(|e| e.id())
+            .collect()
     }
 
     #[test]

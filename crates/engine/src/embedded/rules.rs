@@ -52,6 +52,14 @@ pub(super) fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_
         }
     }
     let q = st.queues.get_mut(&qid).expect("queue");
+    while let Some(&(at, g)) = q.rate_waits.first() {
+        if at > now {
+            break;
+        }
+        q.rate_waits.pop_first();
+        q.ready.unpark(g);
+        became_ready = true;
+    }
     let ended = q.ready.take_expired(now);
     expire(st, qid, ended, ap);
     became_ready
@@ -179,6 +187,45 @@ pub(super) fn take_lease(q: &mut QState, l: &Leased) {
     q.unlock_group(l.entry.group);
 }
 
+/// A standard queue's next message by priority and group turn, skipping (parking) groups at
+/// `max_in_flight_per_group` or out of tokens under `group_rate_per_second` (those wait in
+/// `rate_waits` for their next token; `maintain` lets them take turns again).
+fn next_fair(q: &mut QState, now: Millis) -> Option<Entry> {
+    let cap = q.info.config.max_in_flight_per_group;
+    let rate = q.info.config.group_rate_per_second.map(f64::from);
+    let mut starved = Vec::new();
+    let e = {
+        let (locked, buckets) = (&q.locked, &q.buckets);
+        let mut full = |g: u32| {
+            if cap.is_some_and(|c| locked.get(&g).is_some_and(|&n| n >= c)) {
+                return true;
+            }
+            let Some(r) = rate else { return false };
+            let tokens = bucket(buckets.get(&g), r, now);
+            if tokens < 1.0 {
+                starved.push((now + ((1.0 - tokens) * 1000.0 / r).ceil() as i64, g));
+            }
+            tokens < 1.0
+        };
+        q.ready.pop(&mut full)
+    };
+    q.rate_waits.extend(starved);
+    let e = e?;
+    if let (Some(r), true) = (rate, e.group != 0) {
+        let tokens = bucket(q.buckets.get(&e.group), r, now);
+        q.buckets.insert(e.group, (tokens - 1.0, now));
+    }
+    Some(e)
+}
+
+/// A group's tokens at `now` under `rate` a second (burst `rate`; a new group's bucket is full).
+fn bucket(b: Option<&(f64, i64)>, rate: f64, now: Millis) -> f64 {
+    match b {
+        Some(&(tokens, at)) => (tokens + (now - at).max(0) as f64 * rate / 1000.0).min(rate),
+        None => rate,
+    }
+}
+
 /// Take the next message a receive may have (see `ready.rs`): on a standard queue by priority
 /// and group turn, skipping groups at `max_in_flight_per_group`; on a FIFO queue the first
 /// message whose group is not held by another consumer (`mine`: groups this receive already
@@ -193,9 +240,7 @@ pub(super) fn next_ready(
     let keep_ms = q.info.config.retention_seconds as i64 * 1000;
     loop {
         let e = if !q.fifo {
-            let (locked, cap) = (&q.locked, q.info.config.max_in_flight_per_group);
-            let full = |g: u32| cap.is_some_and(|c| locked.get(&g).is_some_and(|&n| n >= c));
-            q.ready.pop(&full)?
+            next_fair(q, now)?
         } else {
             const SCAN_MAX: usize = 10_000;
             let e = q.ready.take_first(SCAN_MAX, |e| {

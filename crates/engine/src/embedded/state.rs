@@ -78,6 +78,10 @@ pub struct QState {
     /// Deduplication id -> (window end, message id, the log segment whose record remembers
     /// it: its Publish, or the Dedup record that carried it forward; see `maintenance.rs`).
     pub dedup: HashMap<String, (i64, u128, u32)>,
+    /// `group_rate_per_second`: each group's token bucket (tokens, when last filled), and the
+    /// groups parked for want of a token by when their next one comes.
+    pub buckets: HashMap<u32, (f64, i64)>,
+    pub rate_waits: BTreeSet<(i64, u32)>,
     /// Delayed messages that return to the front when due (a nack to the front with a delay,
     /// miniqueue's DACK).
     pub front_when_due: std::collections::HashSet<u128>,
@@ -108,6 +112,8 @@ impl QState {
             locked: HashMap::new(),
             dedup: HashMap::new(),
             front_when_due: Default::default(),
+            buckets: HashMap::new(),
+            rate_waits: BTreeSet::new(),
             logged: [0; COUNTERS],
             tallies: HashMap::new(),
             info,
@@ -151,10 +157,8 @@ impl QState {
     pub fn next_due(&self) -> Option<Millis> {
         let d = self.delayed.keys().next().map(|k| k.0);
         let l = self.leases.iter().next().map(|k| k.0);
-        match (d, l) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let r = self.rate_waits.iter().next().map(|k| k.0);
+        [d, l, r].into_iter().flatten().min()
     }
 }
 

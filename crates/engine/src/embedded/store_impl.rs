@@ -51,11 +51,12 @@ impl Store for EmbeddedStore {
                 });
                 self.log_change(&st, &change)?;
                 let q = st.queues.get_mut(&id).expect("named queue exists");
-                let cap_changed =
-                    q.info.config.max_in_flight_per_group != info.config.max_in_flight_per_group;
+                let (was, is) = (&q.info.config, &info.config);
+                let cap_changed = was.max_in_flight_per_group != is.max_in_flight_per_group
+                    || was.group_rate_per_second != is.group_rate_per_second;
                 q.info = info.clone();
                 if cap_changed {
-                    // Groups parked at the old limit take turns again (parked again if full).
+                    // Groups parked at the old limits take turns again (parked again if full).
                     q.ready.unpark_all();
                 }
                 return Ok((info, false));

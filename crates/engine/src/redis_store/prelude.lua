@@ -7,7 +7,8 @@
 -- KEYS (in this order, built by keys() in mod.rs):
 --   1 cfg  hash: config (JSON), created, updated, fifo, delay, maxb, ret, maxr, dlq, paused,
 --          ddw (deduplication window ms), ttl (default time to live ms, 0 none), onexp
---          ('drop' or 'dl'), gcap (in-flight limit per group, 0 none), seq, front, and
+--          ('drop' or 'dl'), gcap (in-flight limit per group, 0 none), grate (messages a
+--          second per group, 0 none), rw (when a group starved by grate gets a token), and
 --          v0..v9 (each priority's virtual time: the highest ready score taken from it)
 --   2 m    hash: id -> payload (group, dedup id, attributes, body; encoded by codec.rs)
 --   3 s    hash: id -> state "receive_count,nonce,first_received_at,group_tag,enqueued_at,source"
@@ -15,7 +16,8 @@
 --   4 r    zset: ready ids by delivery order (see put_back)
 --   5 d    zset: delayed ids by the moment they become ready
 --   6 f    zset: in-flight ids by lease end
---   7 lk   hash: group tag -> messages of the group in flight
+--   7 lk   hash: group tag -> messages of the group in flight; "r:" .. tag -> the group's
+--          token bucket under grate, "tokens,when"
 --   8 dd   hash: deduplication id -> "window_end,id"
 --   9 dz   zset: deduplication ids by window end (for expiry)
 --  10 st   hash: counters (published, received, ...) and the dead_lettered gauge
@@ -45,12 +47,12 @@ local function fmt(n) return string.format('%d', n) end
 
 local function load_cfg()
   local v = redis.call('HMGET', K_CFG, 'fifo', 'delay', 'maxb', 'ret', 'maxr', 'dlq', 'paused',
-    'ddw', 'ttl', 'onexp', 'gcap')
+    'ddw', 'ttl', 'onexp', 'gcap', 'grate')
   if not v[1] then return false end
   cfg = { fifo = v[1] == '1', delay = tonumber(v[2]), maxb = tonumber(v[3]),
           ret = tonumber(v[4]), maxr = tonumber(v[5]), dlq = v[6] or '', paused = v[7] == '1',
           ddw = tonumber(v[8] or '300000'), ttl = tonumber(v[9] or '0'), onexp = v[10] or 'drop',
-          gcap = tonumber(v[11] or '0') }
+          gcap = tonumber(v[11] or '0'), grate = tonumber(v[12] or '0') }
   return true
 end
 
@@ -163,6 +165,37 @@ end
 
 local function group_full(g)
   return cfg.gcap > 0 and g ~= '0' and tonumber(redis.call('HGET', K_LK, g) or '0') >= cfg.gcap
+end
+
+-- Rate per group (grate a second, burst the same): the group's tokens now (a new bucket is
+-- full). Embedded: rules.rs `bucket`.
+local function tokens(g)
+  local b = redis.call('HGET', K_LK, 'r:' .. g)
+  if not b then return cfg.grate end
+  local t, at = string.match(b, '^(%-?[%d.]+),(%-?%d+)$')
+  local n = tonumber(t) + (NOW - tonumber(at)) * cfg.grate / 1000
+  if n > cfg.grate then n = cfg.grate end
+  return n
+end
+
+-- May group g not have a message now (its in-flight limit, or no token)? A group short of a
+-- token leaves the moment its next one comes in cfg 'rw', for long polls (next_due).
+local function group_blocked(g)
+  if g == '0' then return false end
+  if group_full(g) then return true end
+  if cfg.grate == 0 then return false end
+  local n = tokens(g)
+  if n >= 1 then return false end
+  local at = NOW + math.ceil((1 - n) * 1000 / cfg.grate)
+  local rw = tonumber(redis.call('HGET', K_CFG, 'rw') or '0')
+  if rw <= NOW or at < rw then redis.call('HSET', K_CFG, 'rw', fmt(at)) end
+  return true
+end
+
+local function take_token(g)
+  if cfg.grate > 0 and g ~= '0' then
+    redis.call('HSET', K_LK, 'r:' .. g, string.format('%.6f', tokens(g) - 1) .. ',' .. fmt(NOW))
+  end
 end
 
 -- The message leaves the store for good.

@@ -33,7 +33,7 @@ local function seen(score)
   local p = priority_of(score)
   if not top[p] or score > top[p] then top[p] = score end
 end
-if not cfg.fifo and cfg.gcap == 0 then
+if not cfg.fifo and cfg.gcap == 0 and cfg.grate == 0 then
   -- Batched: one command per structure for the whole receive.
   local v = redis.call('ZRANGE', K_R, 0, max - 1, 'WITHSCORES')
   if #v > 0 then
@@ -62,9 +62,9 @@ if not cfg.fifo and cfg.gcap == 0 then
 else
   -- One at a time, skipping what may not be taken now: on a FIFO queue the first messages
   -- whose group no other consumer holds (this receive may keep taking from the groups it
-  -- took from, in order); on a standard queue with max_in_flight_per_group, groups at the
-  -- limit. The scan is bounded.
-  local mine = {}
+  -- took from, in order); on a standard queue with max_in_flight_per_group or
+  -- group_rate_per_second, groups at the limit. The scan is bounded.
+  local mine, blocked = {}, {}
   local skipped, scanned = 0, 0
   while taken < max and scanned < 10000 do
     local v = redis.call('ZRANGE', K_R, skipped, skipped + 99, 'WITHSCORES')
@@ -80,7 +80,9 @@ else
       elseif cfg.fifo then
         ok = st.g == '0' or mine[st.g] or redis.call('HEXISTS', K_LK, st.g) == 0
       else
-        ok = not group_full(st.g)
+        -- (A group found blocked stays so for the rest of this receive.)
+        if not blocked[st.g] and group_blocked(st.g) then blocked[st.g] = true end
+        ok = not blocked[st.g]
       end
       if not st then
         redis.call('ZREM', K_R, id)
@@ -89,6 +91,7 @@ else
         redis.call('ZREM', K_R, id)
         seen(tonumber(v[i + 1]))
         if not too_old(id, st) then
+          if not cfg.fifo then take_token(st.g) end
           lease_it(id, st)
           put_state(id, st)
           redis.call('ZADD', K_F, fmt(lease), id)

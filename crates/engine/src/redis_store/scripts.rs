@@ -276,6 +276,7 @@ impl RedisStore {
                         OnExpire::DeadLetter => "dl",
                     }),
                     arg(config.max_in_flight_per_group.unwrap_or(0)),
+                    arg(config.group_rate_per_second.unwrap_or(0)),
                 ],
             )
             .await?;

@@ -404,10 +404,8 @@ impl Store for RedisStore {
         };
         let d = first(reply.get(0)?)?;
         let f = first(reply.get(1)?)?;
-        Ok(match (d, f) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        let r = first(reply.get(2)?)?;
+        Ok([d, f, r].into_iter().flatten().min())
     }
 
     async fn tick(&self, now: Millis) -> Result<Vec<String>> {
