@@ -48,18 +48,19 @@ impl ConnectionLike for Conn {
 
 /// The receipt key every node of this prefix shares (`receipts.rs`): the first node to start
 /// stores 32 random bytes (hex) under `{PREFIX}/receipt-key`, the others read them.
-pub(super) async fn receipt_key(conn: &mut Conn, prefix: &str) -> Result<[u8; 32]> {
+/// The data set's receipt key, made on first use. Answers whether this call wrote it (the
+/// caller then waits for replicas, `replicate`, so a failover cannot lose it).
+pub(super) async fn receipt_key(conn: &mut Conn, prefix: &str) -> Result<([u8; 32], bool)> {
     let name = format!("{{{prefix}}}/receipt-key");
     let fresh: String = crate::receipts::random_key()?
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let (stored,): (String,) = redis::pipe()
+    let (written, stored): (Option<String>, String) = redis::pipe()
         .cmd("SET")
         .arg(&name)
         .arg(&fresh)
         .arg("NX")
-        .ignore()
         .cmd("GET")
         .arg(&name)
         .query_async(conn)
@@ -73,13 +74,14 @@ pub(super) async fn receipt_key(conn: &mut Conn, prefix: &str) -> Result<[u8; 32
             .collect()
     })
     .flatten();
-    bytes
+    let key = bytes
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| {
             crate::EngineError::Storage(format!(
                 "redis key {name} does not hold a receipt key (64 hex digits)"
             ))
-        })
+        })?;
+    Ok((key, written.is_some()))
 }
 
 impl RedisStore {

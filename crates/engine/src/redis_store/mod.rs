@@ -130,7 +130,7 @@ impl RedisStore {
         };
         let (wakeups, _) = broadcast::channel(1024);
         let mut conn = conn;
-        let receipt_key = conn::receipt_key(&mut conn, &opts.prefix).await?;
+        let (receipt_key, written) = conn::receipt_key(&mut conn, &opts.prefix).await?;
         let store = RedisStore {
             receipt_key,
             conn,
@@ -144,6 +144,16 @@ impl RedisStore {
             problem: parking_lot::Mutex::new(None),
             listener: parking_lot::Mutex::new(None),
         };
+        if written {
+            // A failover before a replica had the new key would change it, and every receipt
+            // handed out under it would stop working: confirmed like any write.
+            store
+                .replicate(&format!("{{{}}}/receipt-key", store.opts.prefix))
+                .await
+                .map_err(|e| {
+                    EngineError::StorageUnavailable(format!("the new receipt key: {e}"))
+                })?;
+        }
         store.listen(pubsub_client).await?;
         store.check_config().await;
         Ok(store)

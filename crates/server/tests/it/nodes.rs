@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sluice_engine::redis_store::testing::{RedisCluster, RedisServer};
 
-use crate::common::{err_code, Http, Server};
+use crate::common::{err_code, free_port, Http, Server, BIN};
 use crate::push::{wait_until, Receiver};
 
 fn prefix() -> String {
@@ -465,7 +465,37 @@ async fn wait_replicas_acknowledges_only_what_a_replica_has() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let p = prefix();
+    // A data set's first start writes its receipt key: confirmed by the replicas asked for,
+    // or the start fails (a failover could otherwise lose the key and every receipt).
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let refused = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &listen,
+            "--storage",
+            &primary.url(),
+            "--redis-prefix",
+            &p,
+            "--redis-wait-replicas",
+            "2",
+            "--redis-wait-timeout-ms",
+            "200",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr).to_string()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("the new receipt key") && said.contains("replicas"),
+        "{said}"
+    );
+    let p = prefix();
     let (_a, ha) = node(&primary.url(), &p, &["--redis-wait-replicas", "1"]).await;
+    let key = replica.cli(&["get", &format!("{{{p}}}/receipt-key")]);
+    assert_eq!(key.trim().len(), 64, "the replica has the receipt key: {key:?}");
     let id = publish(&ha, "safe", "replicated").await;
     // The replica already has it when the publish was acknowledged.
     let dump = replica.cli(&["--scan", "--pattern", &format!("{{{p}:safe}}safe/m")]);
