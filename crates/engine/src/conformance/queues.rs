@@ -372,6 +372,32 @@ pub async fn queues_created_on_use_leave_headroom(h: &mut dyn Harness) {
         .unwrap();
     c.send("made", "5").await;
     assert_eq!(c.engine.store().queue_count().await.unwrap(), base + 3);
+    // Publishes racing to create queues on use never create more than the limit allows.
+    c.engine.close().await.unwrap();
+    drop(c);
+    let racing = Ctx::with_options(
+        h,
+        EngineOptions {
+            max_queues_on_use: Some(base + 3 + 4),
+            ..Default::default()
+        },
+    )
+    .await;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let e = racing.engine.clone();
+            tokio::spawn(async move { e.publish(&format!("race{i}"), one("r")).await.is_ok() })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        created += t.await.unwrap() as usize;
+    }
+    assert_eq!(created, 4, "exactly the room left was used");
+    assert_eq!(
+        racing.engine.store().queue_count().await.unwrap(),
+        base + 3 + 4
+    );
 }
 
 /// Creating, changing and deleting queues is durable: after a restart every queue is there

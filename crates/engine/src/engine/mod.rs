@@ -71,6 +71,10 @@ pub struct Engine {
     nodes: nodes::Nodes,
     /// Seals the receipts clients get (the store's key).
     receipts: ReceiptKey,
+    /// Held while a queue is created on use, so the count checked against
+    /// `max_queues_on_use` is still the count when the queue is made (one node; nodes sharing
+    /// a Redis store may each create one past it at the same moment).
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -88,6 +92,7 @@ impl Engine {
             waiters: AtomicUsize::new(0),
             nodes: nodes::Nodes::default(),
             receipts,
+            creating: tokio::sync::Mutex::new(()),
         });
         if let Some(rx) = remote {
             engine.follow_other_nodes(rx);

@@ -44,14 +44,22 @@ impl Engine {
     pub async fn create_on_use(&self, name: &str) -> Result<()> {
         validate_queue_name(name)?;
         let store = &self.core.store;
-        if let Some(limit) = self.opts.max_queues_on_use {
-            if store.get_queue(name).await?.is_none() && store.queue_count().await? >= limit {
-                return Err(EngineError::TooManyQueuesOnUse {
-                    queue: name.to_string(),
-                    limit,
-                });
+        let _one_at_a_time = match self.opts.max_queues_on_use {
+            Some(limit) => {
+                if store.get_queue(name).await?.is_some() {
+                    return Ok(());
+                }
+                let guard = self.creating.lock().await;
+                if store.get_queue(name).await?.is_none() && store.queue_count().await? >= limit {
+                    return Err(EngineError::TooManyQueuesOnUse {
+                        queue: name.to_string(),
+                        limit,
+                    });
+                }
+                Some(guard)
             }
-        }
+            None => None,
+        };
         store
             .ensure_queue(name, QueueConfig::default(), self.now())
             .await?;

@@ -495,7 +495,11 @@ async fn wait_replicas_acknowledges_only_what_a_replica_has() {
     let p = prefix();
     let (_a, ha) = node(&primary.url(), &p, &["--redis-wait-replicas", "1"]).await;
     let key = replica.cli(&["get", &format!("{{{p}}}/receipt-key")]);
-    assert_eq!(key.trim().len(), 64, "the replica has the receipt key: {key:?}");
+    assert_eq!(
+        key.trim().len(),
+        64,
+        "the replica has the receipt key: {key:?}"
+    );
     let id = publish(&ha, "safe", "replicated").await;
     // The replica already has it when the publish was acknowledged.
     let dump = replica.cli(&["--scan", "--pattern", &format!("{{{p}:safe}}safe/m")]);
