@@ -310,3 +310,31 @@ async fn oversized_content_length_is_refused_at_once() {
     }
     assert_eq!(Http::new(&s.base).get("/v1/queues/big").await.0, 404);
 }
+
+/// A query-protocol POST names its action in the body, so its role can only be checked once
+/// the body is read: a key whose role cannot send messages is held to 64 KiB bodies, refused
+/// 413 from the head when it declares more (before, its 8 MB body was read under the budget).
+#[tokio::test]
+async fn keys_that_cannot_send_are_held_to_small_bodies() {
+    let (_k, keys) = key_file();
+    let s = Server::start_with(&["--auth-keys", &keys, "--body-timeout-seconds", "30"]).await;
+    let date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let day = &date[..8];
+    let head = |id: &str, len: usize| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential={id}/{day}/us-east-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, Signature={}\r\nX-Amz-Date: {date}\r\nContent-Length: {len}\r\n\r\n",
+            s.port,
+            "0".repeat(64)
+        )
+    };
+    let started = std::time::Instant::now();
+    let line = raw(s.port, &head(CONSUMER_ID, 8_000_000), 0).await;
+    assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered from the head"
+    );
+    // A key that may send still gets its body read (and, forged here, refused after it).
+    let line = raw(s.port, &head(KEY_ID, 70_000), 70_000).await;
+    assert!(line.starts_with("HTTP/1.1 403"), "{line}");
+}

@@ -286,6 +286,10 @@ pub fn fuzz_request(target: Option<&str>, query_string: &str, body: &[u8]) {
     }
 }
 
+/// The largest body a key whose role cannot send messages may send (its largest legitimate
+/// request, a batch of ten receipts or a queue's attributes, is a few KiB).
+const SMALL_BODY_BYTES: usize = 64 * 1024;
+
 /// The action a request's head names, if it does (JSON protocol, or a query-protocol request
 /// without a body): enough to refuse a key whose role cannot run it before the body is read.
 fn action_in_head(parts: &axum::http::request::Parts, body: &Body) -> Option<String> {
@@ -347,9 +351,21 @@ async fn handle(
     } else {
         None
     };
-    // 2. The body, hashed as it arrives; unverified bytes count against the budget.
+    // 2. The body, hashed as it arrives; unverified bytes count against the budget. A
+    // query-protocol POST names its action in the body, so its role is checked after it is
+    // read; a key whose role cannot send messages never needs a large body, so its bodies
+    // are held to `SMALL_BODY_BYTES` before anything is read.
     let budget = claim.as_ref().map(|_| &s.unverified);
-    let mut intake = match intake::read(body, s.limits, budget).await {
+    let mut limits = s.limits;
+    if let Some(c) = &claim {
+        if s.auth
+            .sqs_role_allows(&c.access_key, "SendMessage")
+            .is_err()
+        {
+            limits.max_request_bytes = limits.max_request_bytes.min(SMALL_BODY_BYTES);
+        }
+    }
+    let mut intake = match intake::read(body, limits, budget).await {
         Ok(b) => b,
         Err(e) => return respond(protocol, "", Err(e), &request_id),
     };
