@@ -155,6 +155,7 @@ pub fn to_publish(m: &Outgoing) -> Publish {
         delay_seconds: m.delay,
         group: m.group.clone(),
         dedup_id: m.dedup_id.clone(),
+        ..Default::default()
     }
 }
 

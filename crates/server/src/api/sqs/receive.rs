@@ -176,7 +176,10 @@ pub async fn receive_message(c: &Ctx<'_>, input: &Value) -> R {
     };
     if let Some(key) = attempt {
         if !messages_empty(&answer) {
-            let until = c.engine.now() + sluice_engine::limits::DEDUP_WINDOW_MS;
+            // SQS keeps a ReceiveRequestAttemptId for a fixed 5 minutes, whatever the queue's
+            // deduplication window.
+            let until =
+                c.engine.now() + sluice_engine::limits::DEDUP_WINDOW_DEFAULT_S as i64 * 1000;
             c.sqs.attempts.lock().insert(key, (until, answer.clone()));
         }
     }
