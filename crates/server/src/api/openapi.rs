@@ -30,7 +30,7 @@ use super::{error, ingest, native, ops, subscription_state, subscriptions, timer
     components(schemas(
         error::ErrorBody, error::ErrorDetail, ops::ServerInfo, ops::NodeView,
         crate::rates::RatesView, crate::rates::Series,
-        native::QueueConfigBody, native::QueueConfigView, native::QueueView,
+        native::QueueConfigBody, native::QueueConfigView, native::OnExpireSetting, native::QueueView,
         native::QueueList, native::Purged, native::PublishBody, native::PublishBatchBody,
         native::Published, native::PublishedBatch, native::ReceiveBody, native::MessageView,
         native::MessageList, native::AckBody, native::NackBody, native::FailedReceipt,

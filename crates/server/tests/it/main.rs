@@ -22,6 +22,7 @@ mod nodes;
 mod operator;
 mod push;
 mod queue_creation;
+mod queue_rules;
 mod readme;
 mod schedules;
 mod secrets;

@@ -1,227 +1,18 @@
-//! Messages: publish (one, a batch, or a raw body), receive with a lease, peek.
+//! Messages: receive with a lease, peek, and how a message is shown (publish is `publish.rs`).
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Extension, Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sluice_engine::{rfc3339, Delivery, Engine, Message, MessageState, Publish, ReceiveOptions};
+use sluice_engine::{rfc3339, Delivery, Engine, Message, MessageState, ReceiveOptions};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::body::{parse_json, parse_json_or_default, QueryParams, RawBody};
-use crate::api::error::{ApiError, ApiResult, ErrorBody};
+use crate::api::body::{parse_json_or_default, QueryParams, RawBody};
+use crate::api::error::{ApiResult, ErrorBody};
 use crate::api::AppState;
-use crate::auth::{if_missing, Principal};
-
-/// One message. Give `body` (text) or `body_base64` (bytes), not both.
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct PublishBody {
-    pub body: Option<String>,
-    pub body_base64: Option<String>,
-    /// 0-31536000 s; default: the queue's delay.
-    pub delay_seconds: Option<u32>,
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
-    /// FIFO queues (`.fifo`): the message group (required there). Order holds within a group.
-    pub message_group_id: Option<String>,
-    /// FIFO queues: repeats within 5 minutes are dropped (or set content_based_deduplication).
-    pub deduplication_id: Option<String>,
-}
-
-/// A batch of up to 1000 messages. (Documents the shape in OpenAPI; parsing goes through
-/// `PublishEither`.)
-#[allow(dead_code)]
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PublishBatchBody {
-    pub messages: Vec<PublishBody>,
-}
-
-/// The publish body as parsed: either a single message or `messages`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishEither {
-    body: Option<String>,
-    body_base64: Option<String>,
-    delay_seconds: Option<u32>,
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
-    message_group_id: Option<String>,
-    deduplication_id: Option<String>,
-    messages: Option<Vec<PublishBody>>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Published {
-    pub id: String,
-    /// Set when the raw body looked like a JSON envelope (`{"body": ...}`) sent without
-    /// `Content-Type: application/json`: it was stored as text, and this says how to publish
-    /// its `body` instead. Also sent as the `Sluice-Hint` header.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-}
-
-/// The hint for a raw body that is really a publish envelope sent without a JSON content type
-/// (`curl -d '{"body":"x"}'` sends `application/x-www-form-urlencoded`).
-fn envelope_hint(bytes: &[u8]) -> Option<&'static str> {
-    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes).ok()?;
-    ["body", "body_base64", "messages"]
-        .iter()
-        .any(|k| v.contains_key(*k))
-        .then_some(
-            "this body looks like a JSON publish envelope but was sent without Content-Type: \
-             application/json, so it was stored as the message text itself; to publish its \
-             \"body\", send it with -H 'content-type: application/json'",
-        )
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PublishedBatch {
-    pub ids: Vec<String>,
-}
-
-#[derive(Deserialize, IntoParams, Default)]
-#[into_params(parameter_in = Query)]
-pub struct PublishQuery {
-    /// Delay for a raw (non-JSON) body.
-    pub delay_seconds: Option<u32>,
-}
-
-fn to_publish(p: PublishBody, field: &str) -> ApiResult<Publish> {
-    let body = match (p.body, p.body_base64) {
-        (Some(b), None) => b.into_bytes(),
-        (None, Some(b64)) => B64.decode(b64.as_bytes()).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_argument",
-                format!("{field}body_base64: not valid base64: {e}"),
-            )
-        })?,
-        (None, None) => {
-            return Err(ApiError::bad_request(
-                "invalid_argument",
-                format!("{field}body: required (or body_base64)"),
-            ))
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "invalid_argument",
-                format!("{field}body: give either body or body_base64, not both"),
-            ))
-        }
-    };
-    Ok(Publish {
-        body,
-        attributes: p.attributes,
-        delay_seconds: p.delay_seconds,
-        group: p.message_group_id,
-        dedup_id: p.deduplication_id,
-        ..Default::default()
-    })
-}
-
-/// Publish one message, or a batch with `{"messages":[...]}`. The queue is created if missing
-/// (without API keys, or with a key that may create queues; else 404).
-/// With any Content-Type other than JSON, the raw request body is the message body.
-#[utoipa::path(post, path = "/v1/queues/{queue}/messages", tag = "messages",
-    params(("queue" = String, Path), PublishQuery),
-    request_body(content = PublishBody, description = "or PublishBatchBody, or any raw body"),
-    responses((status = 201, description = "durably stored", body = Published),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
-pub async fn publish(
-    State(s): State<AppState>,
-    Path(queue): Path<String>,
-    QueryParams(q): QueryParams<PublishQuery>,
-    caller: Option<Extension<Principal>>,
-    body: RawBody,
-) -> ApiResult<Response> {
-    let missing = if_missing(caller.as_deref());
-    if !body.is_json {
-        let hint = envelope_hint(&body.bytes);
-        let ids = s
-            .engine
-            .publish_if(
-                &queue,
-                vec![Publish {
-                    body: body.bytes.to_vec(),
-                    delay_seconds: q.delay_seconds,
-                    ..Default::default()
-                }],
-                missing,
-            )
-            .await?;
-        let mut resp = (
-            StatusCode::CREATED,
-            Json(Published {
-                id: ids[0].to_string(),
-                hint: hint.map(str::to_string),
-            }),
-        )
-            .into_response();
-        if let Some(h) = hint {
-            tracing::warn!(queue = %queue, "a JSON publish envelope was sent without Content-Type: application/json and stored as text");
-            resp.headers_mut()
-                .insert("sluice-hint", axum::http::HeaderValue::from_static(h));
-        }
-        return Ok(resp);
-    }
-    // One parse for both shapes: a batch has `messages`, a single message has the rest.
-    let one: PublishEither = parse_json(&body.bytes)?;
-    if let Some(messages) = one.messages {
-        if one.body.is_some()
-            || one.body_base64.is_some()
-            || one.delay_seconds.is_some()
-            || !one.attributes.is_empty()
-            || one.message_group_id.is_some()
-            || one.deduplication_id.is_some()
-        {
-            return Err(ApiError::bad_request(
-                "invalid_argument",
-                "messages: a batch takes only `messages`; put body, delay_seconds and attributes inside each message",
-            ));
-        }
-        let msgs = messages
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| to_publish(m, &format!("messages[{i}].")))
-            .collect::<ApiResult<Vec<_>>>()?;
-        let ids = s.engine.publish_if(&queue, msgs, missing).await?;
-        Ok((
-            StatusCode::CREATED,
-            Json(PublishedBatch {
-                ids: ids.iter().map(|i| i.to_string()).collect(),
-            }),
-        )
-            .into_response())
-    } else {
-        let one = PublishBody {
-            body: one.body,
-            body_base64: one.body_base64,
-            delay_seconds: one.delay_seconds,
-            attributes: one.attributes,
-            message_group_id: one.message_group_id,
-            deduplication_id: one.deduplication_id,
-        };
-        let ids = s
-            .engine
-            .publish_if(&queue, vec![to_publish(one, "")?], missing)
-            .await?;
-        Ok((
-            StatusCode::CREATED,
-            Json(Published {
-                id: ids[0].to_string(),
-                hint: None,
-            }),
-        )
-            .into_response())
-    }
-}
-
-// ---------- receive / peek ----------
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
@@ -258,10 +49,17 @@ pub struct MessageView {
     /// Set on dead letters: the queue the message came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_source: Option<String>,
+    /// The message group: FIFO order and locking on a FIFO queue, turns on a standard one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_group_id: Option<String>,
+    /// The deduplication id it was published with (FIFO queues: given, or the body's SHA-256).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deduplication_id: Option<String>,
+    /// 0-9, higher first (4 unless published with another).
+    pub priority: u8,
+    /// When its time to live ends: it is never delivered after this moment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 fn message_view(m: Message, receipt: Option<String>) -> MessageView {
@@ -288,6 +86,8 @@ fn message_view(m: Message, receipt: Option<String>) -> MessageView {
         dead_letter_source: m.dead_letter_source,
         message_group_id: m.group,
         deduplication_id: m.dedup_id,
+        priority: m.priority,
+        expires_at: m.expires_at.map(rfc3339),
     }
 }
 

@@ -1,11 +1,13 @@
 //! The native JSON API under `/v1`. Each handler parses and shapes; the rules live in the engine.
-//! `queues.rs` (queue management), `messages.rs` (publish, receive, peek), `settle.rs` (ack,
-//! nack, leases, redrive).
+//! `queues.rs` (queue management), `publish.rs` (publish, the `Idempotency-Key` header),
+//! `messages.rs` (receive, peek, the message view), `settle.rs` (ack, nack, leases, redrive).
 
 mod messages;
+mod publish;
 mod queues;
 mod settle;
 
 pub use self::messages::*;
+pub use self::publish::*;
 pub use self::queues::*;
 pub use self::settle::*;

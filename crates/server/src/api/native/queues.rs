@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sluice_engine::{rfc3339, QueueConfig, QueueConfigPatch, QueueCounts, QueueInfo, QueueStats};
+use sluice_engine::{
+    rfc3339, OnExpire, QueueConfig, QueueConfigPatch, QueueCounts, QueueInfo, QueueStats,
+};
 use utoipa::ToSchema;
 
 use crate::api::body::{double_option, parse_json_or_default, RawBody};
@@ -15,7 +17,8 @@ use crate::api::error::{ApiResult, ErrorBody};
 use crate::api::AppState;
 
 /// Queue configuration. On PUT every field is optional: absent fields keep their current value
-/// (or the default for a new queue); `null` clears `max_receives` / `dead_letter_queue`.
+/// (or the default for a new queue); `null` clears `max_receives`, `dead_letter_queue`,
+/// `default_ttl_seconds` and `max_in_flight_per_group`.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfigBody {
@@ -42,6 +45,52 @@ pub struct QueueConfigBody {
     /// Push queues: keep each subscription's delivered messages this long for replay, 0 (not
     /// kept, the default) or 60-1209600 s.
     pub retain_delivered_seconds: Option<u32>,
+    /// How long a deduplication id (`deduplication_id`, `Idempotency-Key`) is remembered,
+    /// 1-86400 s. Default 300.
+    #[schema(minimum = 1, maximum = 86400)]
+    pub dedup_window_seconds: Option<u32>,
+    /// Time to live of a message published without `ttl_seconds`/`expires_at`, 1-1209600 s,
+    /// or null (none, the default).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub default_ttl_seconds: Option<Option<u32>>,
+    /// What happens to a message whose time to live ends: `drop` (the default) or
+    /// `dead_letter` (needs `dead_letter_queue`).
+    pub on_expire: Option<OnExpireSetting>,
+    /// Standard queues: at most this many leased messages per message group, 1-100000, or
+    /// null (no limit, the default). A group at the limit is skipped until one settles.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub max_in_flight_per_group: Option<Option<u32>>,
+}
+
+/// What happens to a message whose time to live ends (it is never delivered again).
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpireSetting {
+    /// Removed, and counted in the queue's `expired` stat.
+    Drop,
+    /// Moved to the queue's dead-letter queue (where it has no time to live), and counted in
+    /// `expired` and `dead_lettered_total`.
+    DeadLetter,
+}
+
+impl From<OnExpireSetting> for OnExpire {
+    fn from(o: OnExpireSetting) -> Self {
+        match o {
+            OnExpireSetting::Drop => OnExpire::Drop,
+            OnExpireSetting::DeadLetter => OnExpire::DeadLetter,
+        }
+    }
+}
+
+impl From<OnExpire> for OnExpireSetting {
+    fn from(o: OnExpire) -> Self {
+        match o {
+            OnExpire::Drop => OnExpireSetting::Drop,
+            OnExpire::DeadLetter => OnExpireSetting::DeadLetter,
+        }
+    }
 }
 
 impl From<QueueConfigBody> for QueueConfigPatch {
@@ -56,6 +105,10 @@ impl From<QueueConfigBody> for QueueConfigPatch {
             receive_wait_seconds: b.receive_wait_seconds,
             tags: b.tags,
             retain_delivered_seconds: b.retain_delivered_seconds,
+            dedup_window_seconds: b.dedup_window_seconds,
+            default_ttl_seconds: b.default_ttl_seconds,
+            on_expire: b.on_expire.map(Into::into),
+            max_in_flight_per_group: b.max_in_flight_per_group,
             ..Default::default()
         }
     }
@@ -72,6 +125,13 @@ pub struct QueueConfigView {
     pub receive_wait_seconds: u32,
     pub tags: BTreeMap<String, String>,
     pub retain_delivered_seconds: u32,
+    /// How long a deduplication id is remembered, in seconds.
+    pub dedup_window_seconds: u32,
+    /// Time to live of a message published without its own (null: none).
+    pub default_ttl_seconds: Option<u32>,
+    pub on_expire: OnExpireSetting,
+    /// Leased messages per message group at most (null: no limit).
+    pub max_in_flight_per_group: Option<u32>,
 }
 
 impl From<QueueConfig> for QueueConfigView {
@@ -86,6 +146,10 @@ impl From<QueueConfig> for QueueConfigView {
             receive_wait_seconds: c.receive_wait_seconds,
             tags: c.tags,
             retain_delivered_seconds: c.retain_delivered_seconds,
+            dedup_window_seconds: c.dedup_window_seconds,
+            default_ttl_seconds: c.default_ttl_seconds,
+            on_expire: c.on_expire.into(),
+            max_in_flight_per_group: c.max_in_flight_per_group,
         }
     }
 }

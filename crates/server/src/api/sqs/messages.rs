@@ -1,7 +1,9 @@
 //! The message actions: SendMessage(Batch), ReceiveMessage, DeleteMessage(Batch) and
 //! ChangeMessageVisibility(Batch). Each validates as SQS does (its limits: 900 s of delay,
 //! 10 attributes, 1 MiB per message and per batch, FIFO's group and deduplication ids, per
-//! entry in batches), then makes one engine call; the typed attributes are `attrs.rs`'s.
+//! entry in batches), then makes one engine call; the typed attributes are `attrs.rs`'s. A
+//! `MessageGroupId` on a standard queue is AWS's fair queues: the engine's group, whose
+//! receives take turns; `MessageDeduplicationId` stays FIFO-only, as in SQS.
 
 use serde_json::{json, Map, Value};
 use sluice_engine::{EngineError, IfMissing, Publish};

@@ -309,6 +309,7 @@ async fn move_step(engine: &Engine, t: &MoveTask, n: usize) -> Result<u64, Engin
     let Some(dest) = &t.destination else {
         return engine.redrive(&t.source, Some(n)).await;
     };
+    let dest_fifo = sluice_engine::is_fifo(dest);
     let got = engine
         .receive(
             &t.source,
@@ -329,10 +330,11 @@ async fn move_step(engine: &Engine, t: &MoveTask, n: usize) -> Result<u64, Engin
             attributes: d.message.attributes.clone(),
             delay_seconds: Some(0).filter(|_| d.message.group.is_none()),
             group: d.message.group.clone(),
-            dedup_id: d.message.dedup_id.clone(),
-            // (FIFO messages always have the default, which is not sent.)
-            priority: Some(d.message.priority)
-                .filter(|&p| p != sluice_engine::limits::PRIORITY_DEFAULT),
+            // A standard queue's deduplication id is an idempotency key: the dead letter's
+            // own key, still in the source's window, would make the move store nothing.
+            dedup_id: d.message.dedup_id.clone().filter(|_| dest_fifo),
+            // A dead letter has no time to live; its priority goes home with it.
+            priority: Some(d.message.priority).filter(|_| !dest_fifo),
             ..Default::default()
         })
         .collect();

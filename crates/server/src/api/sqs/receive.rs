@@ -133,12 +133,13 @@ pub async fn receive_message(c: &Ctx<'_>, input: &Value) -> R {
                 sys.insert(k.clone(), json!(v));
             }
         }
-        if q.ends_with(".fifo") {
-            if want("MessageGroupId") {
-                if let Some(g) = &m.group {
-                    sys.insert("MessageGroupId".into(), json!(g));
-                }
+        // Standard queues too: there a group means fair queues (turns between groups).
+        if want("MessageGroupId") {
+            if let Some(g) = &m.group {
+                sys.insert("MessageGroupId".into(), json!(g));
             }
+        }
+        if q.ends_with(".fifo") {
             if want("MessageDeduplicationId") {
                 if let Some(d) = &m.dedup_id {
                     sys.insert("MessageDeduplicationId".into(), json!(d));
@@ -176,7 +177,10 @@ pub async fn receive_message(c: &Ctx<'_>, input: &Value) -> R {
     };
     if let Some(key) = attempt {
         if !messages_empty(&answer) {
-            let until = c.engine.now() + sluice_engine::limits::DEDUP_WINDOW_MS;
+            // SQS keeps a ReceiveRequestAttemptId for a fixed 5 minutes, whatever the queue's
+            // deduplication window.
+            let until =
+                c.engine.now() + sluice_engine::limits::DEDUP_WINDOW_DEFAULT_S as i64 * 1000;
             c.sqs.attempts.lock().insert(key, (until, answer.clone()));
         }
     }
