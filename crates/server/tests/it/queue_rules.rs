@@ -522,3 +522,41 @@ async fn bad_input_is_refused_naming_the_field() {
     assert_eq!(st, 201, "{q}");
     assert_eq!(q["config"]["on_expire"], "drop");
 }
+
+/// `group_rate_per_second`: a burst of the rate per group, then one message per token; a long
+/// poll ends when the next token comes (well before its deadline), and the setting shows.
+#[tokio::test]
+async fn groups_are_held_to_their_rate() {
+    let s = Server::start().await;
+    let h = Http::new(&s.base);
+    let (st, v) = h
+        .put("/v1/queues/rated", json!({"group_rate_per_second": 1}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["config"]["group_rate_per_second"], 1, "{v}");
+    publish(&h, "rated", grouped("a", "a", 3)).await;
+    let (_, v) = h
+        .post(
+            "/v1/queues/rated/receive",
+            json!({"max_messages": 10, "visibility_timeout_seconds": 60}),
+        )
+        .await;
+    assert_eq!(v["messages"].as_array().unwrap().len(), 1, "{v}");
+    let started = std::time::Instant::now();
+    let (_, v) = h
+        .post(
+            "/v1/queues/rated/receive",
+            json!({"max_messages": 10, "wait_seconds": 20, "visibility_timeout_seconds": 60}),
+        )
+        .await;
+    assert_eq!(v["messages"].as_array().unwrap().len(), 1, "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the long poll ended with the next token, not at its deadline"
+    );
+    let (st, v) = h
+        .put("/v1/queues/rated", json!({"group_rate_per_second": 0}))
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v.to_string().contains("group_rate_per_second"), "{v}");
+}

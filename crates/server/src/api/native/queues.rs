@@ -18,7 +18,7 @@ use crate::api::AppState;
 
 /// Queue configuration. On PUT every field is optional: absent fields keep their current value
 /// (or the default for a new queue); `null` clears `max_receives`, `dead_letter_queue`,
-/// `default_ttl_seconds` and `max_in_flight_per_group`.
+/// `default_ttl_seconds`, `max_in_flight_per_group` and `group_rate_per_second`.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfigBody {
@@ -62,6 +62,12 @@ pub struct QueueConfigBody {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
     pub max_in_flight_per_group: Option<Option<u32>>,
+    /// Standard queues: each message group is handed at most this many messages a second
+    /// (a token bucket, burst the same), 1-100000, or null (no limit, the default). Buckets
+    /// start full after a restart.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub group_rate_per_second: Option<Option<u32>>,
 }
 
 /// What happens to a message whose time to live ends (it is never delivered again).
@@ -109,6 +115,7 @@ impl From<QueueConfigBody> for QueueConfigPatch {
             default_ttl_seconds: b.default_ttl_seconds,
             on_expire: b.on_expire.map(Into::into),
             max_in_flight_per_group: b.max_in_flight_per_group,
+            group_rate_per_second: b.group_rate_per_second,
             ..Default::default()
         }
     }
@@ -132,6 +139,8 @@ pub struct QueueConfigView {
     pub on_expire: OnExpireSetting,
     /// Leased messages per message group at most (null: no limit).
     pub max_in_flight_per_group: Option<u32>,
+    /// Messages a second per message group at most (null: no limit).
+    pub group_rate_per_second: Option<u32>,
 }
 
 impl From<QueueConfig> for QueueConfigView {
@@ -150,6 +159,7 @@ impl From<QueueConfig> for QueueConfigView {
             default_ttl_seconds: c.default_ttl_seconds,
             on_expire: c.on_expire.into(),
             max_in_flight_per_group: c.max_in_flight_per_group,
+            group_rate_per_second: c.group_rate_per_second,
         }
     }
 }
