@@ -82,6 +82,8 @@ export function messageFacts(m) {
     h('dt', {}, 'Enqueued'), h('dd', {}, time(m.enqueued_at)),
     m.first_received_at && [h('dt', {}, 'First received'), h('dd', {}, time(m.first_received_at))],
     h('dt', {}, 'Visible'), h('dd', {}, time(m.visible_at)),
+    m.priority !== undefined && [h('dt', {}, 'Priority'), h('dd', {}, String(m.priority))],
+    m.expires_at && [h('dt', {}, 'Expires'), h('dd', {}, time(m.expires_at))],
     m.message_group_id && [h('dt', {}, 'Group'), h('dd', { class: 'mono' }, m.message_group_id)],
     m.deduplication_id && [h('dt', {}, 'Dedup id'), h('dd', { class: 'mono' }, m.deduplication_id)],
     m.dead_letter_source && [h('dt', {}, 'Dead letter of'), h('dd', {}, queueLink(m.dead_letter_source))]);

@@ -24,8 +24,11 @@ export function peekPanel(p, ctx) {
     columns: [
       { label: 'Id', cell: (m) => h('span', { class: 'mono' }, shortId(m.id)) },
       { label: 'State', cell: (m) => stateBadge(m.state) },
+      { label: 'Priority', num: true, cell: (m) => h('span', { 'data-priority': m.priority }, String(m.priority ?? '–')) },
+      { label: 'Group', cell: (m) => (m.message_group_id ? h('span', { class: 'mono' }, preview(m.message_group_id, 24)) : '–'), narrow: true },
       { label: 'Receives', num: true, cell: (m) => num(m.receive_count) },
       { label: 'Enqueued', cell: (m) => time(m.enqueued_at), narrow: true },
+      { label: 'Expires', cell: (m) => (m.expires_at ? time(m.expires_at) : '–'), narrow: true },
       { label: 'Body', cell: (m) => h('span', { class: 'mono' }, m.body_base64 ? '(binary)' : preview(m.body)) },
     ],
   });
@@ -45,6 +48,9 @@ export function sendPanel(p, ctx) {
   const attrs = h('textarea', { rows: 3, placeholder: 'key=value, one per line' });
   const group = h('input', { placeholder: name.endsWith('.fifo') ? 'required for FIFO' : 'optional' });
   const dedup = h('input', { placeholder: 'optional' });
+  const fifo = name.endsWith('.fifo');
+  const priority = h('input', { type: 'number', min: 0, max: 9, placeholder: fifo ? 'standard queues only' : '4', disabled: fifo });
+  const ttl = h('input', { type: 'number', min: 1, placeholder: "queue's default" });
   const serr = h('div', {});
   const out = h('div', { role: 'status' });
   const form = h('form', {
@@ -54,12 +60,17 @@ export function sendPanel(p, ctx) {
       if (d !== null) m.delay_seconds = d;
       if (group.value.trim()) m.message_group_id = group.value.trim();
       if (dedup.value.trim()) m.deduplication_id = dedup.value.trim();
+      const p = intOrNull(priority, 'priority');
+      if (p !== null) m.priority = p;
+      const t = intOrNull(ttl, 'time to live');
+      if (t !== null) m.ttl_seconds = t;
       const r = await post(`/v1/queues/${enc(name)}/messages`, m);
-      clear(out, h('p', {}, 'Sent message ', h('span', { class: 'mono' }, r.id)));
-      notice('Message sent');
+      clear(out, h('p', {}, r.duplicate ? 'Duplicate of message ' : 'Sent message ', h('span', { class: 'mono' }, r.id)));
+      notice(r.duplicate ? 'Not stored again: a duplicate within the deduplication window' : 'Message sent');
       refresh();
     }),
-  }, field('Body', body, { wide: true }), h('div', { class: 'row' }, field('Delay (s)', delay), field('Group id', group), field('Deduplication id', dedup)),
+  }, field('Body', body, { wide: true }), h('div', { class: 'row' }, field('Delay (s)', delay), field('Group id', group), field('Deduplication id', dedup),
+    field('Priority (0-9)', priority), field('Time to live (s)', ttl)),
   field('Attributes', attrs, { wide: true }),
   h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Send message'),
     h('button', { type: 'button', onclick: () => { try { body.value = JSON.stringify(JSON.parse(body.value), null, 2); } catch (e) { notice(`Body is not JSON: ${e.message}`, 'error'); } } }, 'Format JSON')),

@@ -1,6 +1,7 @@
 // The settings tabs of a queue's page: Dead letters (its own, in its dead-letter queue, and
 // those a dead-letter queue holds for others, with redrive), Subscriptions, and Config (every
-// setting, each shown in units people read as well). `ctx` is the page's (see queue.js).
+// setting, each shown in units people read as well: limits, dead letters, deduplication window,
+// time to live and the per-group in-flight limit). `ctx` is the page's (see queue.js).
 import { get, post, put, enc } from './api.js';
 import { h, clear, field, num, time, shortId, preview, badge, errorBox, notice, pagedTable } from './views.js';
 import { act, messageDetail, queueLink, deadSource, defaultDlq, parseAttrs, intOrNull, inUnits, onSubmit } from './common.js';
@@ -73,8 +74,13 @@ export async function subsPanel(p, ctx) {
 const LABELS = {
   visibility_timeout_seconds: 'Visibility timeout (s)', delay_seconds: 'Delay (s)', retention_seconds: 'Retention (s)',
   max_message_bytes: 'Max message bytes', receive_wait_seconds: 'Receive wait (s)', max_receives: 'Max receives', dead_letter_queue: 'Dead-letter queue',
+  dedup_window_seconds: 'Deduplication window (s)', default_ttl_seconds: 'Default time to live (s)', on_expire: 'On expiry',
+  max_in_flight_per_group: 'Max in flight per group',
 };
-const NUMBERS = ['visibility_timeout_seconds', 'delay_seconds', 'retention_seconds', 'max_message_bytes', 'receive_wait_seconds'];
+const NUMBERS = ['visibility_timeout_seconds', 'delay_seconds', 'retention_seconds', 'max_message_bytes', 'receive_wait_seconds', 'dedup_window_seconds'];
+/** Settings that may be none (an empty input sends null). */
+const NULLABLE = ['max_receives', 'default_ttl_seconds', 'max_in_flight_per_group'];
+const MIN = { max_message_bytes: 1, dedup_window_seconds: 1 };
 
 /** The configuration as people read it: `Retention 4d (345,600 s)`. */
 function summary(c) {
@@ -91,11 +97,16 @@ export async function configPanel(p, ctx) {
   const hints = {};
   for (const k of NUMBERS) {
     hints[k] = h('span', { class: 'hint', 'aria-live': 'polite' }, inUnits(k, c[k]));
-    inputs[k] = h('input', { type: 'number', min: k === 'max_message_bytes' ? 1 : 0, value: c[k] });
+    inputs[k] = h('input', { type: 'number', min: MIN[k] ?? 0, value: c[k] });
     inputs[k].addEventListener('input', () => { hints[k].textContent = /^\d+$/.test(inputs[k].value) ? inUnits(k, Number(inputs[k].value)) : ''; });
   }
-  inputs.max_receives = h('input', { type: 'number', min: 1, value: c.max_receives ?? '', placeholder: 'none' });
+  const fifo = name.endsWith('.fifo');
+  for (const k of NULLABLE) {
+    const off = k === 'max_in_flight_per_group' && fifo;
+    inputs[k] = h('input', { type: 'number', min: 1, value: c[k] ?? '', placeholder: off ? 'standard queues only' : 'none', disabled: off });
+  }
   inputs.dead_letter_queue = h('input', { value: c.dead_letter_queue ?? '', placeholder: 'none' });
+  inputs.on_expire = h('select', {}, [['drop', 'drop'], ['dead_letter', 'dead-letter']].map(([v, t]) => h('option', { value: v, selected: c.on_expire === v }, t)));
   const tags = h('textarea', { rows: 3 }, Object.entries(c.tags).map(([k, v]) => `${k}=${v}`).join('\n'));
   const shown = h('div', {}, summary(c));
   const cerr = h('div', {});
@@ -106,8 +117,9 @@ export async function configPanel(p, ctx) {
         const v = intOrNull(inputs[k], LABELS[k]);
         if (v !== null) b[k] = v;
       }
-      b.max_receives = intOrNull(inputs.max_receives, LABELS.max_receives);
+      for (const k of NULLABLE) b[k] = intOrNull(inputs[k], LABELS[k]);
       b.dead_letter_queue = inputs.dead_letter_queue.value.trim() || null;
+      b.on_expire = inputs.on_expire.value;
       b.tags = parseAttrs(tags.value);
       const saved = await put(`/v1/queues/${enc(name)}`, b);
       ctx.setInfo(saved);

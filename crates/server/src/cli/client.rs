@@ -168,6 +168,20 @@ impl Client {
             .map_err(|e| unreachable(&self.base, e))?;
         self.handle(r).await
     }
+    /// POST with an `Idempotency-Key` header, when one is given.
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        body: &Value,
+        key: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut r = self.http.post(self.url(path)).json(body);
+        if let Some(k) = key {
+            r = r.header("idempotency-key", k);
+        }
+        let r = r.send().await.map_err(|e| unreachable(&self.base, e))?;
+        self.handle(r).await
+    }
     pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let r = self
             .http

@@ -1,5 +1,5 @@
 //! `sluice queue ...`: create (or reconfigure) a queue with every option of `PUT
-//! /v1/queues/{queue}`, list queues with where their messages are (their own and their
+//! /v1/queues/{queue}` (time to live, deduplication window and group limits included), list queues with where their messages are (their own and their
 //! subscriptions' copies), show one, purge, delete.
 
 use clap::{Args, Subcommand};
@@ -66,6 +66,28 @@ pub struct CreateArgs {
     /// A tag, `key=value` (repeatable); the tags given replace all of the queue's tags.
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_kv)]
     pub tags: Vec<(String, String)>,
+    /// How long a deduplication id or Idempotency-Key is remembered, in seconds (1-86400;
+    /// default 300).
+    #[arg(long, value_name = "SECONDS", value_parser = whole::<u32>)]
+    pub dedup_window: Option<u32>,
+    /// Time to live of a message published without its own, in seconds (1-1209600; default
+    /// none).
+    #[arg(long, value_name = "SECONDS", value_parser = whole::<u32>)]
+    pub default_ttl: Option<u32>,
+    /// Remove the queue's default time to live.
+    #[arg(long, conflicts_with = "default_ttl")]
+    pub no_default_ttl: bool,
+    /// What happens to a message whose time to live ends: drop (default) or dead-letter (to
+    /// the queue's dead-letter queue).
+    #[arg(long, value_name = "WHAT", value_parser = ["drop", "dead-letter", "dead_letter"])]
+    pub on_expire: Option<String>,
+    /// Standard queues: at most this many leased messages per message group (1-100000;
+    /// default no limit).
+    #[arg(long, value_name = "COUNT", value_parser = whole::<u32>)]
+    pub max_in_flight_per_group: Option<u32>,
+    /// Remove the limit of leased messages per message group.
+    #[arg(long, conflicts_with = "max_in_flight_per_group")]
+    pub no_max_in_flight_per_group: bool,
 }
 
 impl CreateArgs {
@@ -87,10 +109,23 @@ impl CreateArgs {
             .opt("receive_wait_seconds", self.receive_wait)
             .opt("max_receives", self.max_receives)
             .opt("dead_letter_queue", self.dead_letter_queue.clone())
-            .pairs("tags", &self.tags);
+            .pairs("tags", &self.tags)
+            .opt("dedup_window_seconds", self.dedup_window)
+            .opt("default_ttl_seconds", self.default_ttl)
+            .opt(
+                "on_expire",
+                self.on_expire.as_ref().map(|w| w.replace('-', "_")),
+            )
+            .opt("max_in_flight_per_group", self.max_in_flight_per_group);
         if self.no_dead_letter_queue {
             b.opt("max_receives", Some(Value::Null))
                 .opt("dead_letter_queue", Some(Value::Null));
+        }
+        if self.no_default_ttl {
+            b.opt("default_ttl_seconds", Some(Value::Null));
+        }
+        if self.no_max_in_flight_per_group {
+            b.opt("max_in_flight_per_group", Some(Value::Null));
         }
         b.value()
     }

@@ -7,6 +7,7 @@ mod awe;
 mod bad_input;
 mod cli;
 mod cli_commands;
+mod cli_queue_rules;
 mod common;
 mod crash;
 mod dashboard;
