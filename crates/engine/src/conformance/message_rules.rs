@@ -489,3 +489,35 @@ pub async fn groups_are_held_to_their_rate(h: &mut dyn Harness) {
         assert!(err.to_string().contains("group_rate_per_second"), "{err}");
     }
 }
+
+pub async fn push_queues_pass_their_rules_to_the_copies(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    c.subscribe("hooks", "a").await;
+    c.put(
+        "hooks",
+        QueueConfigPatch {
+            dedup_window_seconds: Some(3600),
+            default_ttl_seconds: Some(Some(7200)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let keyed = |b: &str| Publish {
+        dedup_id: Some("evt-1".into()),
+        priority: Some(7),
+        ..msg(b)
+    };
+    let first = c.publish_all("hooks", vec![keyed("one")]).await[0];
+    c.advance(1800);
+    let again = c.publish_all("hooks", vec![keyed("two")]).await[0];
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+    let got = c.lease("hooks", "a", 10).await;
+    assert_eq!(got.len(), 1);
+    let m = &got[0].message;
+    assert_eq!((m.body.as_slice(), m.priority), (&b"one"[..], 7));
+    assert_eq!(m.expires_at, Some(T0 + 7_200_000));
+    // A subscription made after the change takes the window too.
+    c.subscribe("hooks", "b").await;
+    c.advance(1000);
+    assert!(c.publish_all("hooks", vec![keyed("three")]).await[0].duplicate);
+}

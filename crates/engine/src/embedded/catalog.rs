@@ -52,7 +52,7 @@ pub struct CatalogQueue {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
-    Put(CatalogQueue),
+    Put(Box<CatalogQueue>),
     Delete(u32),
 }
 
@@ -122,8 +122,8 @@ fn apply(c: &mut Catalog, change: Change) {
         Change::Put(q) => {
             c.next_queue_id = c.next_queue_id.max(q.id.saturating_add(1));
             match c.queues.iter_mut().find(|x| x.id == q.id) {
-                Some(x) => *x = q,
-                None => c.queues.push(q),
+                Some(x) => *x = *q,
+                None => c.queues.push(*q),
             }
         }
         Change::Delete(id) => {

@@ -196,10 +196,10 @@ impl EmbeddedStore {
         };
         self.log_change(
             st,
-            &catalog::Change::Put(catalog::CatalogQueue {
+            &catalog::Change::Put(Box::new(catalog::CatalogQueue {
                 id,
                 info: info.clone(),
-            }),
+            })),
         )?;
         st.names.insert(name.to_string(), id);
         st.queues.insert(id, QState::new(id, info.clone()));

@@ -45,10 +45,10 @@ impl Store for EmbeddedStore {
                     updated_at: now,
                     ..q.info.clone()
                 };
-                let change = catalog::Change::Put(catalog::CatalogQueue {
+                let change = catalog::Change::Put(Box::new(catalog::CatalogQueue {
                     id,
                     info: info.clone(),
-                });
+                }));
                 self.log_change(&st, &change)?;
                 let q = st.queues.get_mut(&id).expect("named queue exists");
                 let (was, is) = (&q.info.config, &info.config);

@@ -34,9 +34,10 @@ impl Engine {
         if let Some(dlq) = &config.dead_letter_queue {
             store.ensure_queue(dlq, QueueConfig::default(), now).await?;
         }
-        let put = store.put_queue(name, config, now).await;
+        let put = store.put_queue(name, config.clone(), now).await?;
         self.push.queue_changed(name);
-        put
+        self.push.copy_settings(name, &config).await?;
+        Ok(put)
     }
 
     /// Create `name` with defaults because a client used it (a publish, a miniqueue

@@ -13,7 +13,7 @@ impl Push {
     pub(crate) async fn fan_out(
         &self,
         queue: &str,
-        batch: Vec<NewMessage>,
+        mut batch: Vec<NewMessage>,
     ) -> Result<Vec<MessageId>> {
         let targets = self.targets(queue);
         let now = self.core.now();
@@ -23,6 +23,12 @@ impl Push {
                 let size = message_size(&m.body, &m.attributes);
                 if size > limit {
                     return Err(EngineError::MessageTooLarge { size, limit });
+                }
+            }
+            // The push queue's default time to live goes with each copy.
+            if let Some(ttl) = q.config.default_ttl_seconds {
+                for m in batch.iter_mut().filter(|m| m.expires_at.is_none()) {
+                    m.expires_at = Some(m.enqueued_at + ttl as i64 * 1000);
                 }
             }
         }

@@ -166,6 +166,23 @@ impl Push {
 
     /// The copy queues of a queue's subscriptions, each with what it selects (None: every
     /// message).
+    /// A push queue's settings changed: its copy queues take the deduplication window (each
+    /// copy queue deduplicates the push queue's publishes).
+    pub(crate) async fn copy_settings(&self, queue: &str, config: &QueueConfig) -> Result<()> {
+        let store = &self.core.store;
+        for (child, _) in self.targets(queue) {
+            let Some(c) = store.get_queue(&child).await? else {
+                continue;
+            };
+            if c.config.dedup_window_seconds != config.dedup_window_seconds {
+                let mut copy = c.config.clone();
+                copy.dedup_window_seconds = config.dedup_window_seconds;
+                store.put_queue(&child, copy, self.core.now()).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn targets(&self, queue: &str) -> Vec<(String, Option<filter::Selector>)> {
         self.subs
             .read()
@@ -277,6 +294,8 @@ impl Push {
             retention_seconds: parent.config.retention_seconds,
             max_message_bytes: crate::limits::MESSAGE_BYTES_CEILING,
             content_based_deduplication: parent.config.content_based_deduplication,
+            // Each copy queue deduplicates what is published to the push queue.
+            dedup_window_seconds: parent.config.dedup_window_seconds,
             // A paused queue's new subscription starts paused too (engine/pause.rs).
             paused_at: hold::copy_mark(parent.config.paused_at, &sub),
             ..QueueConfig::default()
