@@ -187,11 +187,12 @@ describe('dashboard', () => {
     await page.getByLabel('Deduplication window (s)').fill('3600');
     await page.getByLabel('Default time to live (s)').fill('7200');
     await page.getByLabel('Max in flight per group').fill('2');
+    await page.getByLabel('Messages a second per group').fill('5');
     await page.getByLabel('On expiry').selectOption('dead_letter');
     await page.getByRole('button', { name: 'Save configuration' }).click();
     await page.getByText('Configuration saved').waitFor(WAIT);
     let c = (await api('GET', '/v1/queues/ranked')).config;
-    assert.deepEqual([c.dedup_window_seconds, c.default_ttl_seconds, c.max_in_flight_per_group, c.on_expire], [3600, 7200, 2, 'dead_letter']);
+    assert.deepEqual([c.dedup_window_seconds, c.default_ttl_seconds, c.max_in_flight_per_group, c.group_rate_per_second, c.on_expire], [3600, 7200, 2, 5, 'dead_letter']);
     // The summary shows them in units, and a fresh page shows the stored values in the form.
     await page.locator('[data-config="dedup_window_seconds"]', { hasText: '1h' }).waitFor(WAIT);
     await page.locator('[data-config="on_expire"]', { hasText: 'dead_letter' }).waitFor(WAIT);
@@ -202,6 +203,7 @@ describe('dashboard', () => {
     // Emptied nullable fields clear the settings; a bad value is refused, plainly.
     await page.getByLabel('Default time to live (s)').fill('');
     await page.getByLabel('Max in flight per group').fill('');
+    await page.getByLabel('Messages a second per group').fill('');
     await page.getByLabel('On expiry').selectOption('drop');
     await page.getByLabel('Deduplication window (s)').fill('86401');
     await page.getByRole('button', { name: 'Save configuration' }).click();
@@ -210,7 +212,7 @@ describe('dashboard', () => {
     await page.getByRole('button', { name: 'Save configuration' }).click();
     await page.getByText('Configuration saved').waitFor(WAIT);
     c = (await api('GET', '/v1/queues/ranked')).config;
-    assert.deepEqual([c.dedup_window_seconds, c.default_ttl_seconds, c.max_in_flight_per_group, c.on_expire], [600, null, null, 'drop']);
+    assert.deepEqual([c.dedup_window_seconds, c.default_ttl_seconds, c.max_in_flight_per_group, c.group_rate_per_second, c.on_expire], [600, null, null, null, 'drop']);
 
     // A message sent from the page with a priority, a group and a time to live shows them.
     await tab('Send');

@@ -75,11 +75,11 @@ const LABELS = {
   visibility_timeout_seconds: 'Visibility timeout (s)', delay_seconds: 'Delay (s)', retention_seconds: 'Retention (s)',
   max_message_bytes: 'Max message bytes', receive_wait_seconds: 'Receive wait (s)', max_receives: 'Max receives', dead_letter_queue: 'Dead-letter queue',
   dedup_window_seconds: 'Deduplication window (s)', default_ttl_seconds: 'Default time to live (s)', on_expire: 'On expiry',
-  max_in_flight_per_group: 'Max in flight per group',
+  max_in_flight_per_group: 'Max in flight per group', group_rate_per_second: 'Messages a second per group',
 };
 const NUMBERS = ['visibility_timeout_seconds', 'delay_seconds', 'retention_seconds', 'max_message_bytes', 'receive_wait_seconds', 'dedup_window_seconds'];
 /** Settings that may be none (an empty input sends null). */
-const NULLABLE = ['max_receives', 'default_ttl_seconds', 'max_in_flight_per_group'];
+const NULLABLE = ['max_receives', 'default_ttl_seconds', 'max_in_flight_per_group', 'group_rate_per_second'];
 const MIN = { max_message_bytes: 1, dedup_window_seconds: 1 };
 
 /** The configuration as people read it: `Retention 4d (345,600 s)`. */
@@ -102,7 +102,7 @@ export async function configPanel(p, ctx) {
   }
   const fifo = name.endsWith('.fifo');
   for (const k of NULLABLE) {
-    const off = k === 'max_in_flight_per_group' && fifo;
+    const off = (k === 'max_in_flight_per_group' || k === 'group_rate_per_second') && fifo;
     inputs[k] = h('input', { type: 'number', min: 1, value: c[k] ?? '', placeholder: off ? 'standard queues only' : 'none', disabled: off });
   }
   inputs.dead_letter_queue = h('input', { value: c.dead_letter_queue ?? '', placeholder: 'none' });

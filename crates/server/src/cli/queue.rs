@@ -88,6 +88,13 @@ pub struct CreateArgs {
     /// Remove the limit of leased messages per message group.
     #[arg(long, conflicts_with = "max_in_flight_per_group")]
     pub no_max_in_flight_per_group: bool,
+    /// Standard queues: hand each message group at most this many messages a second
+    /// (1-100000; default no limit).
+    #[arg(long, value_name = "PER_SECOND", value_parser = whole::<u32>)]
+    pub group_rate: Option<u32>,
+    /// Remove the rate limit per message group.
+    #[arg(long, conflicts_with = "group_rate")]
+    pub no_group_rate: bool,
 }
 
 impl CreateArgs {
@@ -116,7 +123,8 @@ impl CreateArgs {
                 "on_expire",
                 self.on_expire.as_ref().map(|w| w.replace('-', "_")),
             )
-            .opt("max_in_flight_per_group", self.max_in_flight_per_group);
+            .opt("max_in_flight_per_group", self.max_in_flight_per_group)
+            .opt("group_rate_per_second", self.group_rate);
         if self.no_dead_letter_queue {
             b.opt("max_receives", Some(Value::Null))
                 .opt("dead_letter_queue", Some(Value::Null));
@@ -126,6 +134,9 @@ impl CreateArgs {
         }
         if self.no_max_in_flight_per_group {
             b.opt("max_in_flight_per_group", Some(Value::Null));
+        }
+        if self.no_group_rate {
+            b.opt("group_rate_per_second", Some(Value::Null));
         }
         b.value()
     }

@@ -38,6 +38,8 @@ async fn send_and_queue_create_take_the_rules() {
                 "600",
                 "--max-in-flight-per-group",
                 "3",
+                "--group-rate",
+                "20",
                 "--max-receives",
                 "5",
                 "--dead-letter-queue",
@@ -52,6 +54,7 @@ async fn send_and_queue_create_take_the_rules() {
         assert_eq!(c["dedup_window_seconds"], 3600, "{q}");
         assert_eq!(c["default_ttl_seconds"], 600);
         assert_eq!(c["max_in_flight_per_group"], 3);
+        assert_eq!(c["group_rate_per_second"], 20);
         assert_eq!(c["on_expire"], "dead_letter");
         // The table names the settings too.
         let table = ok(&b, &["queue", "stats", "rules"], None);
@@ -64,6 +67,7 @@ async fn send_and_queue_create_take_the_rules() {
                 "rules",
                 "--no-default-ttl",
                 "--no-max-in-flight-per-group",
+                "--no-group-rate",
                 "--on-expire",
                 "drop",
                 "--json",
@@ -72,6 +76,7 @@ async fn send_and_queue_create_take_the_rules() {
         ));
         assert!(q["config"]["default_ttl_seconds"].is_null(), "{q}");
         assert!(q["config"]["max_in_flight_per_group"].is_null());
+        assert!(q["config"]["group_rate_per_second"].is_null());
         assert_eq!(q["config"]["on_expire"], "drop");
 
         let args = [
