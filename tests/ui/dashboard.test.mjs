@@ -316,6 +316,47 @@ describe('dashboard', () => {
     await page.getByRole('cell', { name: 'cancelled' }).waitFor(WAIT);
   });
 
+  it('pauses and resumes a subscription, enables a disabled one, and pauses a queue and a schedule', async () => {
+    failing = true;
+    await api('PUT', '/v1/queues/ctl', {});
+    await api('PUT', '/v1/queues/ctl/subscriptions/flaky', {
+      url: receiverUrl, disable_after_seconds: 1, backoff: { initial_seconds: 0.2, max_seconds: 0.2, jitter: false },
+    });
+    await api('POST', '/v1/queues/ctl/messages', { body: '{"ctl":1,"note":"please-fail"}' });
+    const state = async () => (await api('GET', '/v1/queues/ctl/subscriptions/flaky')).state;
+    for (let i = 0; i < 300 && (await state()) !== 'disabled'; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await state(), 'disabled');
+    failing = false;
+    await page.goto(BASE + '/#/subscriptions/ctl/flaky');
+    await page.getByRole('button', { name: 'Enable subscription flaky' }).click();
+    await page.getByText('Enabled: deliveries start again').waitFor(WAIT);
+    assert.equal(await state(), 'active');
+    await page.getByRole('button', { name: 'Pause subscription flaky' }).click();
+    await page.getByRole('button', { name: 'Resume subscription flaky' }).waitFor(WAIT);
+    assert.equal(await state(), 'paused');
+    await page.getByRole('button', { name: 'Resume subscription flaky' }).click();
+    await page.getByRole('button', { name: 'Pause subscription flaky' }).waitFor(WAIT);
+    assert.equal(await state(), 'active');
+    // A queue's consumption.
+    await page.goto(BASE + '/#/queues/ctl');
+    await page.getByRole('button', { name: 'Pause queue ctl' }).click();
+    await page.getByText('consumption paused').waitFor(WAIT);
+    assert.equal((await api('GET', '/v1/queues/ctl')).paused, true);
+    await page.getByRole('button', { name: 'Resume queue ctl' }).click();
+    await page.getByRole('button', { name: 'Pause queue ctl' }).waitFor(WAIT);
+    assert.equal((await api('GET', '/v1/queues/ctl')).paused, false);
+    // A schedule.
+    await api('PUT', '/v1/schedules/nightly', { cron: '0 3 * * *', url: receiverUrl });
+    await page.goto(BASE + '/#/timers');
+    await page.getByRole('button', { name: 'Pause schedule nightly' }).click();
+    await page.getByRole('button', { name: 'Resume schedule nightly' }).waitFor(WAIT);
+    assert.equal((await api('GET', '/v1/schedules/nightly')).paused, true);
+    await page.getByRole('button', { name: 'Resume schedule nightly' }).click();
+    await page.getByRole('button', { name: 'Pause schedule nightly' }).waitFor(WAIT);
+    assert.equal((await api('GET', '/v1/schedules/nightly')).paused, false);
+    await api('DELETE', '/v1/schedules/nightly');
+  });
+
   it('shows ingested files with their progress', async () => {
     const r = await fetch(`${BASE}/v1/ingest?queue=rows&format=csv&name=users.csv`, {
       method: 'POST', body: 'userId,alertMessage\nu1,hello\nu2,world\n',

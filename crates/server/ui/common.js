@@ -1,6 +1,6 @@
 // What every page shares: the view's lifetime (polls and cleanups that stop when the user
 // leaves), actions from buttons, tiles, message details and links, and small input parsers.
-import { enc } from './api.js';
+import { enc, post } from './api.js';
 import { h, clear, num, time, attrsTable, badge, errorBox, notice, pretty, duration, bytes } from './views.js';
 
 export const main = document.getElementById('view');
@@ -41,6 +41,22 @@ export async function act(button, fn, success) {
   } finally {
     if (button) button.disabled = false;
   }
+}
+
+/**
+ * The buttons that pause, resume (and, for a disabled subscription, enable) what lives at
+ * `path` (`POST path/pause|resume|enable`); `then` runs after a change (to refresh the page).
+ * `what` names it in the buttons' accessible names: "Pause subscription hook".
+ */
+export function stateButtons(path, { paused, disabled }, what, then) {
+  const button = (verb, label, done) => h('button', {
+    class: 'small', 'aria-label': `${label} ${what}`,
+    onclick: async (ev) => { if (await act(ev.currentTarget, () => post(`${path}/${verb}`, {}), done) !== undefined) then(); },
+  }, label);
+  const out = [];
+  if (disabled) out.push(button('enable', 'Enable', 'Enabled: deliveries start again'));
+  out.push(paused ? button('resume', 'Resume', 'Resumed') : button('pause', 'Pause', 'Paused'));
+  return h('span', { class: 'row', style: 'display: inline-flex; margin-left: 8px' }, out);
 }
 
 /**

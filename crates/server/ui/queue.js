@@ -4,8 +4,8 @@
 // queue-settings.js. The open tab is part of the address, so it can be bookmarked. A queue
 // that does not exist gets a plain "not found" page.
 import { get, post, del, enc } from './api.js';
-import { h, clear, num, duration, errorBox, confirmAction, tabs, slug, unslug } from './views.js';
-import { main, POLL_MS, every, onLeave, act, tile, setSubPath, queueLink } from './common.js';
+import { h, clear, num, duration, badge, errorBox, confirmAction, tabs, slug, unslug } from './views.js';
+import { main, POLL_MS, every, onLeave, act, tile, setSubPath, queueLink, stateButtons } from './common.js';
 import { lineChart, MESSAGE_SERIES, DELIVERY_SERIES, DEPTH_SERIES } from './charts.js';
 import { peekPanel, sendPanel, receivePanel } from './queue-messages.js';
 import { deadPanel, subsPanel, configPanel } from './queue-settings.js';
@@ -57,6 +57,11 @@ export async function queuePage(name, tabSlug) {
     { empty: 'No push deliveries in the last 10 minutes.' });
   const pushCard = h('section', { class: 'card', 'aria-label': 'push deliveries', hidden: !info.counts.subscriptions.count }, h('h2', {}, 'Push deliveries per second'), deliveries.el);
   const err = h('div', {});
+  // Pausing consumption: receives (and push deliveries) hand out nothing; publishes go on.
+  const pause = h('span', {});
+  const showPause = (q) => clear(pause, q.paused ? badge('consumption paused', 'warn') : '',
+    stateButtons(`/v1/queues/${enc(name)}`, { paused: q.paused }, `queue ${name}`, () => refresh()));
+  showPause(info);
   const panel = h('div', { role: 'tabpanel' });
   // Work started by the current tab, stopped when another tab opens.
   const panelStops = [];
@@ -76,7 +81,7 @@ export async function queuePage(name, tabSlug) {
     err,
     h('div', { class: 'row', style: 'margin: 0 0 12px' },
       h('button', { onclick: (ev) => purge(ev.currentTarget) }, 'Purge…'),
-      h('button', { onclick: (ev) => remove(ev.currentTarget) }, 'Delete queue…')),
+      h('button', { onclick: (ev) => remove(ev.currentTarget) }, 'Delete queue…'), pause),
     tilesEl,
     h('div', { class: 'grid' },
       h('section', { class: 'card', 'aria-label': 'rates' }, h('h2', {}, 'Messages per second'), messages.el),
@@ -96,6 +101,7 @@ export async function queuePage(name, tabSlug) {
       info = q;
       clear(err);
       clear(tilesEl, tiles(q));
+      showPause(q);
       pushCard.hidden = !q.counts.subscriptions.count;
       const series = r.queues[name];
       if (series) {

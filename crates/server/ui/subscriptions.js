@@ -5,7 +5,7 @@
 // deliveries with Resend, and replay (replay.js).
 import { get, post, enc } from './api.js';
 import { h, clear, num, rate, time, shortId, badge, errorBox, notice, pagedTable } from './views.js';
-import { main, POLL_MS, every, act, tile, messageDetail, queueLink, defaultDlq, inUnits } from './common.js';
+import { main, POLL_MS, every, act, tile, messageDetail, queueLink, defaultDlq, inUnits, stateButtons } from './common.js';
 import { lineChart, DELIVERY_SERIES } from './charts.js';
 import { replayCard, resetCountersButton } from './replay.js';
 
@@ -154,7 +154,9 @@ export async function subscriptionPage(queue, name) {
         tile('Rate limit', rateLimit(s), 'rate')), counters,
       h('section', { class: 'card' }, h('h2', {}, 'Endpoint'), h('dl', { class: 'facts' },
         h('dt', {}, 'State'), h('dd', {}, stateBadge(s), s.disabled_reason ? ` ${s.disabled_reason}` : '',
-          s.stats.circuit.next_probe_at ? h('span', {}, ' (next probe ', time(s.stats.circuit.next_probe_at), ')') : ''),
+          s.stats.circuit.next_probe_at ? h('span', {}, ' (next probe ', time(s.stats.circuit.next_probe_at), ')') : '',
+          stateButtons(`/v1/queues/${enc(queue)}/subscriptions/${enc(name)}`,
+            { paused: s.state === 'paused' || !!s.paused_at, disabled: s.state === 'disabled' }, `subscription ${name}`, () => refresh())),
         h('dt', {}, 'Request'), h('dd', { class: 'mono' }, `${s.method} ${s.url}`),
         h('dt', {}, 'Timeout'), h('dd', { 'data-config': 'timeout_seconds' }, inUnits('timeout_seconds', s.timeout_seconds)),
         h('dt', {}, 'Attempts'), h('dd', {}, `up to ${s.max_attempts}, backoff ${inUnits('initial_seconds', s.backoff.initial_seconds)} × ${s.backoff.multiplier} up to ${inUnits('max_seconds', s.backoff.max_seconds)}${s.backoff.jitter ? ', jitter' : ''}`),

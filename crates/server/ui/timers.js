@@ -4,7 +4,7 @@
 // by its id: firings have name-derived UUIDv8 ids (docs/timers.md), timers UUIDv7 ones.
 import { get, post, del, enc } from './api.js';
 import { h, clear, field, num, time, shortId, badge, errorBox, notice, confirmAction, pagedTable, tabs } from './views.js';
-import { main, POLL_MS, every, act, tile, setSubPath, onSubmit } from './common.js';
+import { main, POLL_MS, every, act, tile, setSubPath, onSubmit, stateButtons } from './common.js';
 import { attemptsList } from './subscriptions.js';
 
 const STATUSES = ['pending', 'failed', 'succeeded', 'cancelled'];
@@ -80,6 +80,8 @@ export async function timersPage(statusSlug) {
       { label: 'Last', cell: (x) => time(x.last_fired_at), narrow: true },
       { label: 'Fired', num: true, cell: (x) => num(x.fired) },
       { label: 'Missed', num: true, cell: (x) => num(x.missed) },
+      { label: 'State', cell: (x) => [x.paused ? badge('paused', 'warn') : badge('active', 'ok'),
+        stateButtons(`/v1/schedules/${enc(x.name)}`, { paused: x.paused }, `schedule ${x.name}`, () => load())] },
       { label: '', cell: (x) => h('button', { class: 'small', 'aria-label': `Delete schedule ${x.name}`, onclick: (ev) => dropSchedule(ev.currentTarget, x.name) }, 'Delete') },
     ],
   });
