@@ -23,6 +23,10 @@ const SHOTS = process.env.SLUICE_UI_ARTIFACTS || path.resolve('../../target/test
 const shot = (name) => shotOf(page, name);
 const expectStat = (key, value) => statOf(page, key, value);
 const tab = (name) => tabOf(page, name);
+/** Wait until no notice says `text` (an earlier one would make the next wait for it ambiguous). */
+const noNotice = async (text) => {
+  for (let i = 0; i < 200 && (await page.getByText(text).count()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+};
 
 before(async () => {
   rx = await receiver((body) => (failing && body.includes('please-fail') ? 503 : 200));
@@ -189,6 +193,7 @@ describe('dashboard', () => {
     await page.getByLabel('Max in flight per group').fill('2');
     await page.getByLabel('Messages a second per group').fill('5');
     await page.getByLabel('On expiry').selectOption('dead_letter');
+    await noNotice('Configuration saved');
     await page.getByRole('button', { name: 'Save configuration' }).click();
     await page.getByText('Configuration saved').waitFor(WAIT);
     let c = (await api('GET', '/v1/queues/ranked')).config;
@@ -206,9 +211,11 @@ describe('dashboard', () => {
     await page.getByLabel('Messages a second per group').fill('');
     await page.getByLabel('On expiry').selectOption('drop');
     await page.getByLabel('Deduplication window (s)').fill('86401');
+    await noNotice('Configuration saved');
     await page.getByRole('button', { name: 'Save configuration' }).click();
     await page.getByRole('alert').filter({ hasText: 'dedup_window_seconds' }).waitFor(WAIT);
     await page.getByLabel('Deduplication window (s)').fill('600');
+    await noNotice('Configuration saved');
     await page.getByRole('button', { name: 'Save configuration' }).click();
     await page.getByText('Configuration saved').waitFor(WAIT);
     c = (await api('GET', '/v1/queues/ranked')).config;

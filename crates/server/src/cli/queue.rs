@@ -30,6 +30,11 @@ pub enum QueueCmd {
     Purge { name: String },
     /// Delete a queue, its messages and its subscriptions.
     Delete { name: String },
+    /// Pause a queue's consumption: receives (and push deliveries) hand out nothing;
+    /// publishes are still accepted.
+    Pause { name: String },
+    /// Resume a paused queue's consumption.
+    Resume { name: String },
 }
 
 #[derive(Args, Debug)]
@@ -273,6 +278,20 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
                 return print_json(&json!({"deleted": name}));
             }
             out(format_args!("deleted queue {name}"))
+        }
+        cmd @ (QueueCmd::Pause { .. } | QueueCmd::Resume { .. }) => {
+            let (verb, name) = match cmd {
+                QueueCmd::Pause { name } => ("pause", name),
+                QueueCmd::Resume { name } => ("resume", name),
+                _ => unreachable!("matched above"),
+            };
+            let v = c
+                .post(&format!("/v1/queues/{}/{verb}", enc(&name)), &json!({}))
+                .await?;
+            if json {
+                return print_json(&v);
+            }
+            out(format_args!("{name}: consumption {verb}d"))
         }
     }
 }

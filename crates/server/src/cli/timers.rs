@@ -107,6 +107,10 @@ pub enum ScheduleCmd {
     Delete { name: String },
     /// Every schedule.
     List,
+    /// Pause a schedule: nothing fires until it is resumed.
+    Pause { name: String },
+    /// Resume a paused schedule (firings missed meanwhile follow its catch_up policy).
+    Resume { name: String },
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +230,20 @@ pub async fn schedule(a: ScheduleArgs) -> anyhow::Result<()> {
                 return print_json(&v);
             }
             vec![v]
+        }
+        cmd @ (ScheduleCmd::Pause { .. } | ScheduleCmd::Resume { .. }) => {
+            let (verb, name) = match cmd {
+                ScheduleCmd::Pause { name } => ("pause", name),
+                ScheduleCmd::Resume { name } => ("resume", name),
+                _ => unreachable!("matched above"),
+            };
+            let v = c
+                .post(&format!("{}/{verb}", path(&name)), &json!({}))
+                .await?;
+            if a.client.json {
+                return print_json(&v);
+            }
+            return out(format_args!("schedule {name} {verb}d"));
         }
         ScheduleCmd::Delete { name } => {
             c.delete(&path(&name)).await?;

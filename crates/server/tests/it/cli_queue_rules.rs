@@ -148,3 +148,43 @@ async fn send_and_queue_create_take_the_rules() {
     let (_, q) = h.get("/v1/queues/lines").await;
     assert_eq!(q["stats"]["ready"], 3);
 }
+
+/// `sluice queue pause|resume` and `sluice schedule pause|resume` (subscriptions have
+/// `sluice subs pause|resume|enable`).
+#[tokio::test]
+async fn queues_and_schedules_pause_and_resume_from_the_cli() {
+    let s = Server::start_with(&["--allow-private-targets"]).await;
+    let b = s.base.clone();
+    let h = Http::new(&s.base);
+    let (st, _) = h.put("/v1/queues/held", serde_json::json!({})).await;
+    assert_eq!(st, 201);
+    let (st, v) = h
+        .put(
+            "/v1/schedules/nightly",
+            serde_json::json!({"cron": "0 3 * * *", "queue": "held", "body": "tick"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let b2 = b.clone();
+    let said = tokio::task::spawn_blocking(move || {
+        (
+            ok(&b2, &["queue", "pause", "held"], None),
+            ok(&b2, &["schedule", "pause", "nightly"], None),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(said.0.trim(), "held: consumption paused");
+    assert_eq!(said.1.trim(), "schedule nightly paused");
+    assert_eq!(h.get("/v1/queues/held").await.1["paused"], true);
+    assert_eq!(h.get("/v1/schedules/nightly").await.1["paused"], true);
+    let b2 = b.clone();
+    tokio::task::spawn_blocking(move || {
+        ok(&b2, &["queue", "resume", "held"], None);
+        ok(&b2, &["schedule", "resume", "nightly"], None);
+    })
+    .await
+    .unwrap();
+    assert_eq!(h.get("/v1/queues/held").await.1["paused"], false);
+    assert_eq!(h.get("/v1/schedules/nightly").await.1["paused"], false);
+}
