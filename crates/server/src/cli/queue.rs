@@ -201,6 +201,12 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
             if json {
                 return print_json(&q);
             }
+            if q["paused"] == true {
+                out(format_args!(
+                    "consumption paused since {} (sluice queue resume {name})",
+                    q["paused_at"].as_str().unwrap_or("?")
+                ))?;
+            }
             let mut t = table(&["", "messages"]);
             let n = &q["counts"];
             for k in [

@@ -175,6 +175,11 @@ async fn queues_and_schedules_pause_and_resume_from_the_cli() {
     .await
     .unwrap();
     assert_eq!(said.0.trim(), "held: consumption paused");
+    let b2 = b.clone();
+    let stats = tokio::task::spawn_blocking(move || ok(&b2, &["queue", "stats", "held"], None))
+        .await
+        .unwrap();
+    assert!(stats.starts_with("consumption paused since "), "{stats}");
     assert_eq!(said.1.trim(), "schedule nightly paused");
     assert_eq!(h.get("/v1/queues/held").await.1["paused"], true);
     assert_eq!(h.get("/v1/schedules/nightly").await.1["paused"], true);
