@@ -196,7 +196,11 @@ fn schedule_row(s: &Value) -> Vec<String> {
         cell(&s["name"]),
         format!("{} ({})", cell(&s["cron"]), cell(&s["timezone"])),
         target,
-        cell(&s["next_fire_at"]),
+        if s["paused"] == true {
+            "paused".into()
+        } else {
+            cell(&s["next_fire_at"])
+        },
         cell(&s["last_fired_at"]),
         cell(&s["fired"]),
         cell(&s["missed"]),
