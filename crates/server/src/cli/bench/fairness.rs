@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::args::{BenchArgs, Protocol};
 use super::conn::Conn;
-use super::queue::{body_of, prefill};
+use super::queue::{body_of, fresh_queue, prefill};
 use super::report::{print, round};
 
 /// Counts shared by the consumers of one drain.
@@ -106,17 +106,7 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
 
 async fn setup(server: &str, queue: &str) -> anyhow::Result<()> {
     let mut admin = Conn::open(server, Protocol::Http1).await?;
-    let _ = admin
-        .call("DELETE", &format!("/v1/queues/{queue}"), Bytes::new())
-        .await;
-    admin
-        .json(
-            "PUT",
-            &format!("/v1/queues/{queue}"),
-            &json!({"visibility_timeout_seconds": 300}),
-        )
-        .await?;
-    Ok(())
+    fresh_queue(&mut admin, queue).await
 }
 
 async fn cleanup(server: &str, queue: &str, args: &BenchArgs) -> anyhow::Result<()> {

@@ -71,16 +71,7 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         .clone()
         .unwrap_or_else(|| format!("bench-{scenario_name}"));
     let mut admin = Conn::open(server, Protocol::Http1).await?;
-    let _ = admin
-        .call("DELETE", &format!("/v1/queues/{queue}"), Bytes::new())
-        .await;
-    admin
-        .json(
-            "PUT",
-            &format!("/v1/queues/{queue}"),
-            &json!({"visibility_timeout_seconds": 300}),
-        )
-        .await?;
+    fresh_queue(&mut admin, &queue).await?;
     if matches!(args.scenario, Scenario::ReceiveAck | Scenario::Stream) {
         let n = args
             .prefill
@@ -219,6 +210,22 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         );
     }
     fail_on_errors(&out)
+}
+
+/// Delete `queue` if it exists and create it again, empty, with 5-minute leases (a run's
+/// messages are acked well within them).
+pub(super) async fn fresh_queue(admin: &mut Conn, queue: &str) -> anyhow::Result<()> {
+    let _ = admin
+        .call("DELETE", &format!("/v1/queues/{queue}"), Bytes::new())
+        .await;
+    admin
+        .json(
+            "PUT",
+            &format!("/v1/queues/{queue}"),
+            &json!({"visibility_timeout_seconds": 300}),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Load `n` messages (built by [`message_json`]) in batches of 1,000 over 8 connections.
