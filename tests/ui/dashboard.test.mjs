@@ -335,6 +335,10 @@ describe('dashboard', () => {
     assert.equal(await state(), 'disabled');
     failing = false;
     await page.goto(BASE + '/#/subscriptions/ctl/flaky');
+    // Its endpoint settings are shown: what it takes, its breaker, when it is disabled.
+    await page.locator('[data-config="filter"]', { hasText: 'every message' }).waitFor(WAIT);
+    await page.getByText(/opens after 20 failures in a row/).waitFor(WAIT);
+    await page.getByText(/1 s failing without a success/).waitFor(WAIT);
     await page.getByRole('button', { name: 'Enable subscription flaky' }).click();
     await page.getByText('Enabled: deliveries start again').waitFor(WAIT);
     assert.equal(await state(), 'active');
@@ -355,6 +359,7 @@ describe('dashboard', () => {
     // A schedule.
     await api('PUT', '/v1/schedules/nightly', { cron: '0 3 * * *', url: receiverUrl });
     await page.goto(BASE + '/#/timers');
+    await page.getByRole('cell', { name: 'latest', exact: true }).waitFor(WAIT);
     await page.getByRole('button', { name: 'Pause schedule nightly' }).click();
     await page.getByRole('button', { name: 'Resume schedule nightly' }).waitFor(WAIT);
     assert.equal((await api('GET', '/v1/schedules/nightly')).paused, true);

@@ -162,8 +162,16 @@ export async function subscriptionPage(queue, name) {
         h('dt', {}, 'Attempts'), h('dd', {}, `up to ${s.max_attempts}, backoff ${inUnits('initial_seconds', s.backoff.initial_seconds)} × ${s.backoff.multiplier} up to ${inUnits('max_seconds', s.backoff.max_seconds)}${s.backoff.jitter ? ', jitter' : ''}`),
         h('dt', {}, 'Concurrency'), h('dd', {}, String(s.concurrency)),
         h('dt', {}, 'Batch'), h('dd', {}, s.batch.max_messages > 1 ? `${s.batch.max_messages} messages or ${inUnits('max_wait_ms', s.batch.max_wait_ms)}` : 'one message per request'),
-        h('dt', {}, 'Signing secret'), h('dd', { class: 'mono' }, s.signing_secret || 'none'),
-        h('dt', {}, 'Headers'), h('dd', { class: 'mono' }, Object.keys(s.headers).join(', ') || 'none'))));
+        h('dt', {}, 'Signing secret'), h('dd', { class: 'mono' }, s.signing_secret || 'none',
+          s.signing_public_key ? ` (public key ${s.signing_public_key})` : '',
+          s.rotation ? h('span', { 'data-config': 'rotation' }, ` · previous ${s.rotation.previous_secret} signs too until `, time(s.rotation.expires_at)) : ''),
+        h('dt', {}, 'Headers'), h('dd', { class: 'mono' }, Object.keys(s.headers).join(', ') || 'none'),
+        h('dt', {}, 'Takes'), h('dd', { class: 'mono', 'data-config': 'filter' },
+          [s.event_types.length ? `event types ${s.event_types.join(', ')}` : '', s.filter ? `filter ${JSON.stringify(s.filter)}` : '']
+            .filter(Boolean).join(' and ') || 'every message'),
+        h('dt', {}, 'Circuit breaker'), h('dd', {}, `opens after ${s.circuit_breaker.failures} failures in a row; probes after ${inUnits('initial_seconds', s.circuit_breaker.probe_initial_seconds)}, up to every ${inUnits('max_seconds', s.circuit_breaker.probe_max_seconds)}`),
+        h('dt', {}, 'Disabled after'), h('dd', {}, `${inUnits('disable_after_seconds', s.disable_after_seconds)} failing without a success`),
+        h('dt', {}, 'Failure callback'), h('dd', { class: 'mono' }, s.failure_callback || 'none'))));
       await loadAttempts();
     } catch (e) { clear(err, errorBox(e)); }
   });

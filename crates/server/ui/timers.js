@@ -80,6 +80,7 @@ export async function timersPage(statusSlug) {
       { label: 'Last', cell: (x) => time(x.last_fired_at), narrow: true },
       { label: 'Fired', num: true, cell: (x) => num(x.fired) },
       { label: 'Missed', num: true, cell: (x) => num(x.missed) },
+      { label: 'Catch-up', cell: (x) => x.catch_up + (x.catch_up_window_seconds ? ` (${x.catch_up_window_seconds} s)` : ''), narrow: true },
       { label: 'State', cell: (x) => [x.paused ? badge('paused', 'warn') : badge('active', 'ok'),
         stateButtons(`/v1/schedules/${enc(x.name)}`, { paused: x.paused }, `schedule ${x.name}`, () => load())] },
       { label: '', cell: (x) => h('button', { class: 'small', 'aria-label': `Delete schedule ${x.name}`, onclick: (ev) => dropSchedule(ev.currentTarget, x.name) }, 'Delete') },
