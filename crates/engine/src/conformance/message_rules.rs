@@ -174,13 +174,33 @@ pub async fn groups_take_turns_and_respect_their_in_flight_limit(h: &mut dyn Har
         c.recv("cap", 10, 30).await.is_empty(),
         "group a is at its limit"
     );
-    // Settling one of a's messages frees one place.
+    // Settling one of a's messages frees one place, and wakes a receive waiting for it.
+    let engine = c.engine.clone();
+    let waiting = tokio::spawn(async move {
+        engine
+            .receive(
+                "cap",
+                ReceiveOptions {
+                    max_messages: 10,
+                    wait_seconds: Some(20),
+                    visibility_timeout_seconds: Some(30),
+                },
+            )
+            .await
+            .unwrap()
+    });
+    c.wait_for_waiters(1).await;
     let a0 = got.iter().find(|d| d.message.body == b"a0").unwrap();
     c.engine
         .ack("cap", &[receipt(&c.engine, "cap", a0)])
         .await
         .unwrap();
-    assert_eq!(c.bodies("cap", 10, 30).await, vec!["a2"]);
+    let woke = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the ack woke the waiting receive")
+        .unwrap();
+    let woke: Vec<&[u8]> = woke.iter().map(|d| d.message.body.as_slice()).collect();
+    assert_eq!(woke, vec![&b"a2"[..]]);
     // Expired leases free places as well (everything leased returns; two of a's go out).
     c.advance(31);
     let back = c.bodies("cap", 10, 30).await;

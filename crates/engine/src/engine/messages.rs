@@ -238,12 +238,19 @@ impl Engine {
         if self.core.shared {
             return Ok(false);
         }
-        Ok(self
+        // Read once per queue (an ack must not copy the queue's settings); `put_queue` keeps
+        // the answer current, and on one node it is the only writer of settings.
+        if let Some(&limited) = self.group_limited.lock().get(queue) {
+            return Ok(limited);
+        }
+        let limited = self
             .core
             .store
             .get_queue(queue)
             .await?
-            .is_some_and(|q| q.config.max_in_flight_per_group.is_some()))
+            .is_some_and(|q| q.config.max_in_flight_per_group.is_some());
+        self.group_limited.lock().insert(queue.to_string(), limited);
+        Ok(limited)
     }
 
     /// `QueueNotFound` unless `queue` exists.

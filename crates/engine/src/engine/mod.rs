@@ -75,6 +75,9 @@ pub struct Engine {
     /// `max_queues_on_use` is still the count when the queue is made (one node; nodes sharing
     /// a Redis store may each create one past it at the same moment).
     creating: tokio::sync::Mutex<()>,
+    /// Queues by whether they have `max_in_flight_per_group` (read on the first ack; kept
+    /// current by `put_queue`): only then does an ack wake waiting receives.
+    group_limited: parking_lot::Mutex<std::collections::HashMap<String, bool>>,
 }
 
 impl Engine {
@@ -93,6 +96,7 @@ impl Engine {
             nodes: nodes::Nodes::default(),
             receipts,
             creating: tokio::sync::Mutex::new(()),
+            group_limited: Default::default(),
         });
         if let Some(rx) = remote {
             engine.follow_other_nodes(rx);

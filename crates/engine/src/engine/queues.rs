@@ -35,6 +35,9 @@ impl Engine {
             store.ensure_queue(dlq, QueueConfig::default(), now).await?;
         }
         let put = store.put_queue(name, config.clone(), now).await?;
+        self.group_limited
+            .lock()
+            .insert(name.to_string(), config.max_in_flight_per_group.is_some());
         self.push.queue_changed(name);
         self.push.copy_settings(name, &config).await?;
         Ok(put)
@@ -110,6 +113,7 @@ impl Engine {
         }
         self.push.drop_queue(name).await?;
         self.core.forget_queue(name);
+        self.group_limited.lock().remove(name);
         Ok(())
     }
 
