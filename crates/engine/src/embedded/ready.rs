@@ -76,6 +76,15 @@ impl Lane {
         }
     }
 
+    /// Group `g` has no ready message left: out of the turn.
+    fn forget(&mut self, g: u32) {
+        self.groups.remove(&g);
+        self.parked.remove(&g);
+        if let Some(at) = self.turn.iter().position(|&x| x == g) {
+            self.turn.remove(at);
+        }
+    }
+
     /// Rebuild the turn after entries were removed in bulk.
     fn settle(&mut self) {
         self.groups.retain(|_, l| !l.is_empty());
@@ -208,7 +217,7 @@ impl Ready {
             let at = list.iter().position(|e| e.id() == id)?;
             let e = list.remove(at)?;
             if list.is_empty() {
-                lane.settle();
+                lane.forget(group);
             }
             e
         };
