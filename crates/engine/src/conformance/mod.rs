@@ -227,7 +227,7 @@ macro_rules! conformance_suite {
             push_dead_letters_and_redrive_to_their_subscription, throttled_answers_are_not_attempts,
             delivery_history_survives_restart_bounded_per_message, delivery_counters_survive_restart,
             replay_sends_a_window_again, tallies_count_exactly_across_restarts,
-            timers_fire_once_and_survive_restart,
+            timers_fire_once_and_survive_restart, timer_calls_settle_together_in_one_batch,
             copies_sharing_an_id_survive_restart_independently,
             schedules_fire_once_and_count_missed, secret_rotation_survives_restart_and_put,
             filters_copy_only_matching_messages_and_count_the_rest,

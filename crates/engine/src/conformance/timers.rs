@@ -3,32 +3,46 @@
 
 use super::*;
 use crate::push::{Decision, Outcome};
-use crate::timers::{firing_id, CatchUp, Schedule, TimerSpec, TimerStatus};
+use crate::timers::{firing_id, CatchUp, Schedule, Settlement, TimerSpec, TimerStatus};
+
+/// A due timer's call, answered `status` and decided `outcome` (retries after `delay_ms`).
+fn answered(
+    e: &Engine,
+    due: &crate::DueTimer,
+    status: u16,
+    outcome: Outcome,
+    delay_ms: u64,
+) -> Settlement {
+    Settlement {
+        delivery: due.delivery.clone(),
+        decision: Decision {
+            outcome,
+            delay_ms,
+            reason: String::new(),
+        },
+        attempt: crate::push::Attempt {
+            at: e.now(),
+            queue: String::new(),
+            subscription: "timer".into(),
+            attempt: due.attempt,
+            status: Some(status),
+            error: None,
+            duration_ms: 1,
+            request: String::new(),
+            response: String::new(),
+            outcome,
+            next_attempt_at: None,
+            batch_size: 1,
+            throttled: 0,
+        },
+    }
+}
 
 /// Settle a due timer's call as delivered.
 async fn delivered(e: &Engine, due: &crate::DueTimer) {
-    let attempt = crate::push::Attempt {
-        at: e.now(),
-        queue: String::new(),
-        subscription: "timer".into(),
-        attempt: due.attempt,
-        status: Some(200),
-        error: None,
-        duration_ms: 1,
-        request: String::new(),
-        response: String::new(),
-        outcome: Outcome::Delivered,
-        next_attempt_at: None,
-        batch_size: 1,
-        throttled: 0,
-    };
-    let decision = Decision {
-        outcome: Outcome::Delivered,
-        delay_ms: 0,
-        reason: String::new(),
-    };
+    let s = answered(e, due, 200, Outcome::Delivered, 0);
     e.timers()
-        .settle(&due.delivery, &decision, attempt)
+        .settle(&s.delivery, &s.decision, s.attempt)
         .await
         .unwrap();
 }
@@ -80,6 +94,61 @@ pub async fn timers_fire_once_and_survive_restart(h: &mut dyn Harness) {
     assert_eq!(status(&c, cancel_me).await, TimerStatus::Cancelled);
     assert!(e.due_timers(10, 30_000, 0).await.unwrap().is_empty());
     assert_eq!(e.timers().counts(), (0, 2));
+}
+
+/// Senders settle the calls of a burst together: each timer ends as its own answer says (a
+/// cancel that came first stays), each attempt is recorded, a retry comes back after its delay,
+/// and nothing finished fires again, also after a restart.
+pub async fn timer_calls_settle_together_in_one_batch(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    let mut spec = TimerSpec::http("http://example.com/hook");
+    spec.due_at = T0 + 1_000;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(e.timers().create(spec.clone(), None).await.unwrap());
+    }
+    c.advance(1);
+    let mut due = e.due_timers(10, 30_000, 0).await.unwrap();
+    assert_eq!(due.len(), 5);
+    due.sort_by_key(|d| ids.iter().position(|i| *i == d.delivery.message.id));
+    // Cancelled after it was handed out, before its call was settled: it stays cancelled.
+    e.timers().cancel(ids[4]).await.unwrap();
+    let batch = vec![
+        answered(e, &due[0], 200, Outcome::Delivered, 0),
+        answered(e, &due[1], 204, Outcome::Delivered, 0),
+        answered(e, &due[2], 410, Outcome::Failed, 0),
+        answered(e, &due[3], 503, Outcome::Retry, 5_000),
+        answered(e, &due[4], 200, Outcome::Delivered, 0),
+    ];
+    e.timers().settle_many(&batch).await.unwrap();
+    let status = |c: &Ctx, id| {
+        let timers = c.engine.timers().clone();
+        async move { timers.get(id).await.unwrap().unwrap().status }
+    };
+    let want = [
+        TimerStatus::Succeeded,
+        TimerStatus::Succeeded,
+        TimerStatus::Failed,
+        TimerStatus::Retrying,
+        TimerStatus::Cancelled,
+    ];
+    for (id, want) in ids.iter().zip(want) {
+        assert_eq!(status(&c, *id).await, want, "timer {id}");
+        let attempts = e.timers().attempts(*id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "one attempt recorded for {id}");
+    }
+    assert!(e.due_timers(10, 30_000, 0).await.unwrap().is_empty());
+    let c = c.restart(h).await;
+    let e = &c.engine;
+    for (id, want) in ids.iter().zip(want) {
+        assert_eq!(status(&c, *id).await, want, "timer {id} after a restart");
+    }
+    c.advance(5);
+    let again = e.due_timers(10, 30_000, 0).await.unwrap();
+    assert_eq!(again.len(), 1, "only the retry comes back");
+    assert_eq!(again[0].delivery.message.id, ids[3]);
+    assert_eq!(again[0].attempt, 2);
 }
 
 pub async fn schedules_fire_once_and_count_missed(h: &mut dyn Harness) {

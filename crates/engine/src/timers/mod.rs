@@ -16,6 +16,7 @@
 
 pub mod catch_up;
 mod schedule;
+mod settle;
 mod spec;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -27,14 +28,13 @@ use tokio::sync::Notify;
 use crate::clock::Millis;
 use crate::core::Core;
 use crate::error::{EngineError, Result};
-use crate::history::limits::TIMER_KEEP_MS;
-use crate::history::{Attempt, History, Outcome};
+use crate::history::{Attempt, History};
 use crate::limits;
 use crate::model::{Attributes, Delivery, MessageId, NewMessage, Placement, QueueConfig};
-use crate::push::policy::Decision;
 
 pub use self::catch_up::CatchUp;
 pub use self::schedule::{firing_id, CatchUpReport, Firing, Schedule, SCHEDULES_MAX};
+pub use self::settle::Settlement;
 pub use self::spec::*;
 
 /// The timers service: `engine.timers()`.
@@ -287,51 +287,6 @@ impl Timers {
                 .await?;
         }
         Ok(())
-    }
-
-    /// Record a timer's outcome, then remove its message.
-    pub(crate) async fn finish(&self, d: &Delivery, code: u8) -> Result<()> {
-        let id = d.message.id;
-        if self.outcome_fresh(id).await?.is_none() {
-            self.core.store.archive_put(&[(id, code)]).await?;
-            self.archive.lock().insert(id, code);
-        }
-        self.core
-            .store
-            .ack(TIMER_QUEUE, &[d.receipt], self.core.now())
-            .await?;
-        self.pending.lock().remove(&id);
-        self.delivering.lock().remove(&id);
-        self.cancelled_pending.lock().remove(&id);
-        Ok(())
-    }
-
-    /// Settle one call of a timer as `decision` says, and record `attempt` in the delivery
-    /// history (kept `history::limits::TIMER_KEEP_MS`).
-    pub async fn settle(&self, d: &Delivery, decision: &Decision, attempt: Attempt) -> Result<()> {
-        self.history
-            .record(&[d.message.id], &attempt, TIMER_KEEP_MS)
-            .await?;
-        let r = match decision.outcome {
-            Outcome::Delivered => self.finish(d, SUCCEEDED).await,
-            Outcome::Failed => self.finish(d, FAILED).await,
-            Outcome::Throttled | Outcome::Retry => {
-                let now = self.core.now();
-                self.core
-                    .store
-                    .nack(
-                        TIMER_QUEUE,
-                        &[d.receipt],
-                        decision.delay_ms,
-                        Placement::Back,
-                        now,
-                    )
-                    .await
-                    .map(|_| self.core.wake(TIMER_QUEUE, 1))
-            }
-        };
-        self.set_delivering(d.message.id, false);
-        r
     }
 
     /// Timers to list: with `finished` None, the pending ones, due soonest first; otherwise the

@@ -10,6 +10,10 @@
 //! (every call taking seconds) holds at most its share and never delays the others' timers.
 //! A timer that waits long has its lease renewed before the call; at shutdown the waiting ones
 //! are given back.
+//!
+//! A call's slot is free as soon as its answer is in: the *settler* records the outcomes
+//! (history, archive, removal) in batches of whatever finished meanwhile, so durable writes are
+//! shared by many firings and never hold a slot.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,9 +21,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sluice_engine::push::DeliveryPolicy;
-use sluice_engine::timers::{DEFAULT_MAX_ATTEMPTS, TIMER_QUEUE};
+use sluice_engine::timers::{Settlement, DEFAULT_MAX_ATTEMPTS, TIMER_QUEUE};
 use sluice_engine::DueTimer;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::http::Request;
 use super::webhook::{attempt_entry, guess_content_type, Call};
@@ -31,6 +35,8 @@ const WAITING_MAX: usize = 100_000;
 const LEASE_MS: u64 = 330_000;
 /// A waiting timer whose lease ends sooner than this has it renewed before the call.
 const RENEW_BEFORE_MS: i64 = 60_000;
+/// The most calls settled together.
+const SETTLE_BATCH_MAX: usize = 1000;
 
 #[derive(Default)]
 struct Host {
@@ -82,15 +88,20 @@ struct TimerLane {
     wake_dispatcher: Notify,
     /// Room for more waiting timers: the leaser goes on.
     wake_leaser: Notify,
+    /// Calls answered, to settle.
+    settle: mpsc::UnboundedSender<Settlement>,
 }
 
 pub(super) fn start(manager: Arc<PushManager>, shutdown: watch::Receiver<bool>) {
+    let (settle, answered) = mpsc::unbounded_channel();
+    tokio::spawn(settler(manager.clone(), answered));
     let lane = Arc::new(TimerLane {
         slots: manager.opts.timer_concurrency.max(1),
         manager,
         state: Mutex::new(Waiting::default()),
         wake_dispatcher: Notify::new(),
         wake_leaser: Notify::new(),
+        settle,
     });
     tokio::spawn(lane.clone().lease(shutdown.clone()));
     tokio::spawn(lane.dispatch(shutdown));
@@ -169,9 +180,13 @@ impl TimerLane {
             self.wake_leaser.notify_one();
             let lane = self.clone();
             tokio::spawn(async move {
-                lane.call(timer).await;
+                let answered = lane.call(timer).await;
                 lane.state.lock().done(&host);
                 lane.wake_dispatcher.notify_one();
+                if let Some(s) = answered {
+                    // The settler ends only when every lane sender is gone.
+                    let _ = lane.settle.send(s);
+                }
             });
         }
         self.give_back().await;
@@ -196,8 +211,8 @@ impl TimerLane {
         }
     }
 
-    /// Call one timer and settle the outcome through the engine.
-    async fn call(&self, mut t: DueTimer) {
+    /// Call one timer and decide what its answer means; the settler records it.
+    async fn call(&self, mut t: DueTimer) -> Option<Settlement> {
         let engine = &self.manager.engine;
         let timers = engine.timers();
         let id = t.delivery.message.id;
@@ -206,10 +221,10 @@ impl TimerLane {
             // ended means the timer is back in line (or fired elsewhere): skip it.
             match timers.renew(&t.delivery, LEASE_MS).await {
                 Ok(Some(until)) => t.delivery.lease_until = until,
-                Ok(None) => return,
+                Ok(None) => return None,
                 Err(e) => {
                     tracing::warn!(timer = %id, error = %e, "could not renew a timer's lease");
-                    return;
+                    return None;
                 }
             }
         }
@@ -275,7 +290,7 @@ impl TimerLane {
         if decision.outcome == sluice_engine::push::Outcome::Failed {
             tracing::warn!(timer = %id, status = ?resp.status, error = ?resp.error, "timer failed permanently");
         }
-        let entry = attempt_entry(
+        let attempt = attempt_entry(
             Call {
                 queue: "",
                 subscription: "timer",
@@ -288,8 +303,23 @@ impl TimerLane {
             &resp,
             &decision,
         );
-        if let Err(e) = timers.settle(&t.delivery, &decision, entry).await {
-            tracing::warn!(timer = %id, queue = TIMER_QUEUE, error = %e, "could not record a timer outcome; the lease will return it");
+        Some(Settlement {
+            delivery: t.delivery,
+            decision,
+            attempt,
+        })
+    }
+}
+
+/// Settle answered calls in batches: whatever was answered while the previous batch was being
+/// written goes in the next one.
+async fn settler(manager: Arc<PushManager>, mut answered: mpsc::UnboundedReceiver<Settlement>) {
+    let timers = manager.engine.timers();
+    let mut batch = Vec::new();
+    while answered.recv_many(&mut batch, SETTLE_BATCH_MAX).await > 0 {
+        if let Err(e) = timers.settle_many(&batch).await {
+            tracing::warn!(queue = TIMER_QUEUE, timers = batch.len(), error = %e, "could not record timer outcomes; their leases will return them");
         }
+        batch.clear();
     }
 }
