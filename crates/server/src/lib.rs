@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod chunk_watch;
 pub mod cli;
 pub mod config;
 mod delivery;

@@ -10,6 +10,7 @@ use sluice_engine::redis_store::{RedisOptions, RedisStore};
 use sluice_engine::{Clock, Engine, EngineOptions, Store, SystemClock};
 
 use crate::api::{self, AppInner, AppState};
+use crate::chunk_watch;
 use crate::config::{ServeConfig, Storage};
 use crate::telemetry::{self, Telemetry};
 
@@ -315,7 +316,8 @@ const MAX_H2_STREAMS: u32 = 256;
 
 /// The accept loop, for plain and TLS connections alike. Each connection is (optionally)
 /// TLS-terminated, then served as HTTP/1.1 or HTTP/2: by ALPN over TLS, by the connection
-/// preface in cleartext (h2c prior knowledge), with upgrades (WebSocket). A connection that has
+/// preface in cleartext (h2c prior knowledge), with upgrades (WebSocket). Every stream is
+/// watched on its read side (`chunk_watch`: bytes pass through untouched). A connection that has
 /// not sent its request headers within `header_timeout` is closed (slow-loris guard). Sockets
 /// set TCP_NODELAY: streams of small frames must not wait for Nagle's algorithm (a 40 ms stall
 /// against the client's delayed ACK). At shutdown, connections are drained gracefully.
@@ -346,7 +348,13 @@ async fn serve_connections(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = tls.as_ref().map(|t| t.acceptor());
-        let service = TowerToHyperService::new(app.clone());
+        // The chunk watch: the connection's reads are followed, and its requests tagged, so
+        // that body readers can refuse a chunk announcing more than their limit at once.
+        let announcements = Arc::new(chunk_watch::Announcements::default());
+        let service = TowerToHyperService::new(chunk_watch::tag_requests(
+            app.clone(),
+            announcements.clone(),
+        ));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let mut builder = Builder::new(TokioExecutor::new());
@@ -373,11 +381,13 @@ async fn serve_connections(
                             }
                             Err(_) => return,
                         };
+                    let stream = chunk_watch::Watched::new(stream, announcements);
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
                 None => {
+                    let tcp = chunk_watch::Watched::new(tcp, announcements);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
                     watcher.watch(conn.into_owned()).await
                 }

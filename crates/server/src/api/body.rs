@@ -1,16 +1,23 @@
 //! Request body extraction with errors in the API's own shape. axum's stock extractors answer
 //! bad input with plain text; these answer `400 invalid_json` naming the field path (via
 //! serde_path_to_error) and `413 request_too_large` naming the limit (at once when
-//! `Content-Length` declares more, without waiting for the body).
+//! `Content-Length` declares more, or a chunked body announces more in its chunk sizes, without
+//! waiting for the body; see `crate::chunk_watch`).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::Extensions;
+use hyper::body::{Frame, SizeHint};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::chunk_watch::{self, AnnouncedBody, Overannounced};
 
 /// What every request body is held to: at most `max_request_bytes`, arriving within
 /// `body_timeout`. Each router's state hands it out (`FromRef`), so the compatibility routers,
@@ -53,7 +60,9 @@ where
             linger(req.into_body());
             return Err(too_large(limit));
         }
-        let read = axum::body::to_bytes(req.into_body(), limit);
+        let (parts, body) = req.into_parts();
+        let body = refusing_overannounced(body, &parts.extensions, limit as u64);
+        let read = axum::body::to_bytes(body, limit);
         let bytes = tokio::time::timeout(state.body_timeout, read)
             .await
             .map_err(|_| {
@@ -67,7 +76,7 @@ where
                 )
             })?
             .map_err(|e| {
-                if is_length_limit(&e) {
+                if is_length_limit(&e) || chunk_watch::overannounced(&e).is_some() {
                     too_large(limit)
                 } else {
                     ApiError::bad_request(
@@ -113,6 +122,64 @@ pub fn linger(body: axum::body::Body) {
             }
         }
     });
+}
+
+/// `body`, cut short with an [`Overannounced`] error as soon as the chunk sizes its request
+/// announced add up to more than `limit` bytes (seen by `crate::chunk_watch`), without waiting
+/// for the data; what the client still sends is then lingered over. Every body reader that
+/// holds bodies to a limit reads through this. A body that declares its length, or a request
+/// the watch does not follow, is given back as it is.
+pub fn refusing_overannounced(body: Body, extensions: &Extensions, limit: u64) -> Body {
+    use axum::body::HttpBody as _;
+    match extensions.get::<AnnouncedBody>() {
+        Some(announced) if body.size_hint().exact().is_none() => Body::new(Refusing {
+            body: Some(body),
+            alarm: Box::pin(announced.clone().beyond(limit)),
+            limit,
+        }),
+        _ => body,
+    }
+}
+
+/// See [`refusing_overannounced`].
+struct Refusing {
+    /// `None` once refused.
+    body: Option<Body>,
+    alarm: Pin<Box<dyn Future<Output = ()> + Send>>,
+    limit: u64,
+}
+
+impl hyper::body::Body for Refusing {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if this.alarm.as_mut().poll(cx).is_ready() {
+            if let Some(body) = this.body.take() {
+                linger(body);
+            }
+            let limit = this.limit;
+            return Poll::Ready(Some(Err(Box::new(Overannounced { limit }))));
+        }
+        Pin::new(body).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
 }
 
 fn too_large(limit: usize) -> ApiError {

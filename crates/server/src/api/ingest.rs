@@ -3,13 +3,13 @@
 //! `POST /v1/ingest` with the raw file as body, used by `sluice ingest`). All of them hand
 //! over to crate::ingest; nothing here knows how files are read.
 
-use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::body::refusing_overannounced;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::ingest::upload::{Accepted, UploadError, UploadTarget};
@@ -111,8 +111,10 @@ fn upload_error(e: UploadError) -> ApiError {
 pub async fn upload_raw(
     State(s): State<AppState>,
     Query(p): Query<UploadParams>,
-    body: Body,
+    req: Request,
 ) -> ApiResult<(StatusCode, Json<UploadAnswer>)> {
+    let (parts, body) = req.into_parts();
+    let body = refusing_overannounced(body, &parts.extensions, s.ingest.opts.max_upload_bytes);
     let (format, dedup) = p.parsed()?;
     let target = UploadTarget {
         queue: p.queue.as_deref(),

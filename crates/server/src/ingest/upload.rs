@@ -3,7 +3,6 @@
 //! timeout), synced, then renamed into the folder, where the folder's worker takes it at once
 //! like any file renamed in.
 
-use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,7 +66,7 @@ impl Ingest {
     ) -> Result<Accepted, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: Display,
+        E: std::error::Error + 'static,
     {
         let inbox = match target.queue {
             Some(q) => {
@@ -118,6 +117,10 @@ impl Ingest {
                 let chunk = match tokio::time::timeout(idle, body.next()).await {
                     Err(_) => return Err(UploadError::Timeout(idle)),
                     Ok(None) => break,
+                    // A chunked body that announced more than the limit (crate::chunk_watch).
+                    Ok(Some(Err(e))) if crate::chunk_watch::overannounced(&e).is_some() => {
+                        return Err(UploadError::TooLarge(limit))
+                    }
                     Ok(Some(Err(e))) => {
                         return Err(UploadError::Invalid("file", format!("upload failed: {e}")))
                     }

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod awe;
 mod bad_input;
+mod chunked_bodies;
 mod cli;
 mod cli_commands;
 mod cli_queue_rules;

@@ -12,7 +12,8 @@
 //! and the reservation ends when the request is verified or refused.
 //!
 //! Bodies declaring more than `--max-request-bytes` (`Content-Length`) are answered 413 before
-//! anything is read.
+//! anything is read, and so are chunked bodies as soon as their chunk sizes announce more (the
+//! caller passes the body through `api::body::refusing_overannounced`).
 
 use std::sync::Arc;
 
@@ -153,6 +154,9 @@ pub async fn read(
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(timed_out(&limits)),
             Ok(None) => break,
+            Ok(Some(Err(e))) if crate::chunk_watch::overannounced(&e).is_some() => {
+                return Err(too_large(limit))
+            }
             Ok(Some(Err(e))) => {
                 return Err(SqsError::new(
                     "InvalidRequest",
