@@ -127,17 +127,54 @@ pub fn linger(body: axum::body::Body) {
 /// `body`, cut short with an [`Overannounced`] error as soon as the chunk sizes its request
 /// announced add up to more than `limit` bytes (seen by `crate::chunk_watch`), without waiting
 /// for the data; what the client still sends is then lingered over. Every body reader that
-/// holds bodies to a limit reads through this. A body that declares its length, or a request
-/// the watch does not follow, is given back as it is.
+/// holds bodies to a limit reads through this (or races an [`Alarm`] itself). A body that
+/// declares its length, or a request the watch does not follow, is given back as it is, and
+/// nothing is allocated.
 pub fn refusing_overannounced(body: Body, extensions: &Extensions, limit: u64) -> Body {
-    use axum::body::HttpBody as _;
-    match extensions.get::<AnnouncedBody>() {
-        Some(announced) if body.size_hint().exact().is_none() => Body::new(Refusing {
-            body: Some(body),
-            alarm: Box::pin(announced.clone().beyond(limit)),
-            limit,
-        }),
-        _ => body,
+    let alarm = Alarm::new(&body, extensions, limit);
+    if !alarm.is_armed() {
+        return body;
+    }
+    Body::new(Refusing {
+        body: Some(body),
+        alarm,
+        limit,
+    })
+}
+
+/// Resolves once the request's chunked body has announced more than the limit (see
+/// [`refusing_overannounced`]); pending for ever if the request is not watched or the body
+/// declares its length.
+pub struct Alarm(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Alarm {
+    pub fn new(body: &Body, extensions: &Extensions, limit: u64) -> Alarm {
+        use axum::body::HttpBody as _;
+        // The size hint first: it is cheaper than looking the extension up.
+        if body.size_hint().exact().is_some() {
+            return Alarm(None);
+        }
+        Alarm(
+            extensions
+                .get::<AnnouncedBody>()
+                .map(|a| Box::pin(a.clone().beyond(limit)) as Pin<Box<_>>),
+        )
+    }
+
+    /// Whether it can ever resolve.
+    pub fn is_armed(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Future for Alarm {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.get_mut().0 {
+            Some(f) => f.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -145,7 +182,7 @@ pub fn refusing_overannounced(body: Body, extensions: &Extensions, limit: u64) -
 struct Refusing {
     /// `None` once refused.
     body: Option<Body>,
-    alarm: Pin<Box<dyn Future<Output = ()> + Send>>,
+    alarm: Alarm,
     limit: u64,
 }
 
@@ -161,7 +198,7 @@ impl hyper::body::Body for Refusing {
         let Some(body) = this.body.as_mut() else {
             return Poll::Ready(None);
         };
-        if this.alarm.as_mut().poll(cx).is_ready() {
+        if Pin::new(&mut this.alarm).poll(cx).is_ready() {
             if let Some(body) = this.body.take() {
                 linger(body);
             }

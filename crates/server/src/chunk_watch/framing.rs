@@ -12,7 +12,11 @@
 //! lines over [`MAX_LINE`], invalid or overflowing sizes, a missing CRLF after chunk data. So
 //! while it follows a connection, it agrees with hyper on where every request and chunk
 //! begins; input hyper refuses makes hyper close the connection, and input hyper takes
-//! differently makes this give up. It never buffers more than one line.
+//! differently makes this give up.
+//!
+//! A line wholly within one read is checked in place, in one pass (`syntax`); only a line split
+//! across reads is copied, and that buffer is let go when the head (or trailers) end, so an
+//! idle keep-alive connection holds none.
 
 /// The longest line (request line, header, chunk-size line, trailer) it follows; a longer one
 /// makes it give up (hyper's limits on a head are configurable, so this cannot mirror them).
@@ -56,7 +60,7 @@ struct Head {
 #[derive(Debug, Default)]
 pub struct Framing {
     at: At,
-    /// The line being read, without its LF.
+    /// The start of a line split across reads, without its LF (empty while none is).
     line: Vec<u8>,
     head: Head,
     /// Request heads read in full.
@@ -91,21 +95,31 @@ impl Framing {
                     bytes = &bytes[1..];
                 }
                 At::RequestLine | At::Header | At::ChunkSize | At::Trailer => {
-                    let end = bytes.iter().position(|&b| b == b'\n');
+                    let end = memchr::memchr(b'\n', bytes);
                     let piece = &bytes[..end.unwrap_or(bytes.len())];
                     if self.line.len() + piece.len() > MAX_LINE {
-                        self.lose();
-                        return;
+                        return self.lose();
                     }
-                    self.line.extend_from_slice(piece);
-                    let Some(end) = end else { return };
+                    let Some(end) = end else {
+                        // Only a line split across reads is copied.
+                        self.line.extend_from_slice(piece);
+                        return;
+                    };
                     bytes = &bytes[end + 1..];
-                    let mut line = std::mem::take(&mut self.line);
-                    self.on_line(&line);
-                    // Keep a small buffer for the next line; let a long one go.
-                    if line.capacity() <= 1024 && !self.is_lost() {
+                    if self.line.is_empty() {
+                        self.on_line(piece); // the common case: read in place
+                    } else {
+                        let mut line = std::mem::take(&mut self.line);
+                        line.extend_from_slice(piece);
+                        self.on_line(&line);
                         line.clear();
                         self.line = line;
+                    }
+                    // Keep a small buffer while more lines of a head or trailers follow; let
+                    // it go when they end, so that an idle connection holds none.
+                    let kept = self.line.capacity();
+                    if kept > 0 && (kept > 1024 || !matches!(self.at, At::Header | At::Trailer)) {
+                        self.line = Vec::new();
                     }
                 }
             }
@@ -137,13 +151,11 @@ impl Framing {
 
     /// A complete line, without its LF.
     fn on_line(&mut self, line: &[u8]) {
-        // Every line ends with CRLF, and holds no other CR.
+        // Every line ends with CRLF, and holds no other CR (each of `syntax`'s checks refuses
+        // one).
         let Some(line) = line.strip_suffix(b"\r") else {
             return self.lose();
         };
-        if line.contains(&b'\r') {
-            return self.lose();
-        }
         let followed = match self.at {
             At::RequestLine => self.request_line(line),
             At::Header => self.header(line),
@@ -157,14 +169,7 @@ impl Framing {
     }
 
     fn request_line(&mut self, line: &[u8]) -> bool {
-        let mut parts = line.split(|&b| b == b' ');
-        let (Some(method), Some(target), Some(version), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return false;
-        };
-        let target_ok = !target.is_empty() && target.iter().all(|&b| (0x21..=0x7e).contains(&b));
-        if !is_token(method) || method == b"CONNECT" || !target_ok || version != b"HTTP/1.1" {
+        if !syntax::request_line(line) {
             return false;
         }
         self.head = Head::default();
@@ -176,29 +181,30 @@ impl Framing {
         if line.is_empty() {
             return self.end_of_head();
         }
-        let Some((name, value)) = field(line) else {
+        let Some((name, value)) = syntax::field(line) else {
             return false;
         };
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if self.head.length.is_some() {
-                return false;
+        // Told apart by length first: most headers are none of these.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                if self.head.length.is_some() {
+                    return false;
+                }
+                self.head.length = syntax::decimal(syntax::trim(value));
+                self.head.length.is_some()
             }
-            self.head.length = decimal(value);
-            self.head.length.is_some()
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if self.head.chunked || !value.eq_ignore_ascii_case(b"chunked") {
-                return false;
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                if self.head.chunked || !syntax::trim(value).eq_ignore_ascii_case(b"chunked") {
+                    return false;
+                }
+                self.head.chunked = true;
+                true
             }
-            self.head.chunked = true;
-            true
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            false
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            !value
+            7 if name.eq_ignore_ascii_case(b"upgrade") => false,
+            10 if name.eq_ignore_ascii_case(b"connection") => !value
                 .split(|&b| b == b',')
-                .any(|t| trim(t).eq_ignore_ascii_case(b"upgrade"))
-        } else {
-            true
+                .any(|t| syntax::trim(t).eq_ignore_ascii_case(b"upgrade")),
+            _ => true,
         }
     }
 
@@ -218,29 +224,9 @@ impl Framing {
     }
 
     fn chunk_size(&mut self, line: &[u8]) -> bool {
-        let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-        let (hex, rest) = line.split_at(digits);
-        let mut size = 0u64;
-        for &b in hex {
-            let Some(d) = (b as char).to_digit(16) else {
-                return false;
-            };
-            match size.checked_mul(16).and_then(|s| s.checked_add(d as u64)) {
-                Some(s) => size = s,
-                None => return false,
-            }
-        }
-        let rest = trim_start(rest);
-        let extensions_ok = match rest.split_first() {
-            None => true,
-            Some((b';', ext)) => ext
-                .iter()
-                .all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b)),
-            Some(_) => false,
-        };
-        if hex.is_empty() || !extensions_ok {
+        let Some(size) = syntax::chunk_size(line) else {
             return false;
-        }
+        };
         if size == 0 {
             self.at = At::Trailer;
         } else {
@@ -259,46 +245,10 @@ impl Framing {
             self.at = At::RequestLine;
             return true;
         }
-        field(line).is_some()
+        syntax::field(line).is_some()
     }
 }
 
-/// A header or trailer line's name (a token) and trimmed value; not a continuation line.
-fn field(line: &[u8]) -> Option<(&[u8], &[u8])> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    let (name, value) = (&line[..colon], &line[colon + 1..]);
-    is_token(name).then(|| (name, trim(value)))
-}
-
-fn is_token(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-fn decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-fn trim_start(s: &[u8]) -> &[u8] {
-    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
-    &s[n..]
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let s = trim_start(s);
-    let n = s
-        .iter()
-        .rev()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
-    &s[..s.len() - n]
-}
-
+mod syntax;
 #[cfg(test)]
 mod tests;

@@ -13,8 +13,10 @@
 //!
 //! Bodies declaring more than `--max-request-bytes` (`Content-Length`) are answered 413 before
 //! anything is read, and so are chunked bodies as soon as their chunk sizes announce more (the
-//! caller passes the body through `api::body::refusing_overannounced`).
+//! caller passes the body's `api::body::Alarm`, raced against both the next frame and the wait
+//! for the budget, so a huge chunk is refused even while the budget is exhausted).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::HttpBody as _;
@@ -127,12 +129,26 @@ impl Share<'_> {
     }
 }
 
+/// `f`'s output, or `None` if `alarm` resolves first.
+async fn or_alarm<T>(
+    alarm: &mut (impl Future<Output = ()> + Unpin),
+    f: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = alarm => None,
+        out = f => Some(out),
+    }
+}
+
 /// Read `body` (at most `limits.max_request_bytes`, within `limits.body_timeout`), hashing it;
-/// with `budget`, under the unverified-bytes budget.
+/// with `budget`, under the unverified-bytes budget. Refused as too large as soon as `alarm`
+/// resolves (`api::body::Alarm`: its chunks announced more than the limit).
 pub async fn read(
     mut body: Body,
     limits: BodyLimits,
     budget: Option<&Unverified>,
+    mut alarm: impl Future<Output = ()> + Unpin,
 ) -> Result<Intake, SqsError> {
     let limit = limits.max_request_bytes;
     let hint = body.size_hint();
@@ -151,12 +167,14 @@ pub async fn read(
     let mut out = Vec::with_capacity(declared);
     let mut hash = Sha256::new();
     loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+        let next = tokio::time::timeout_at(deadline, body.frame());
+        let Some(next) = or_alarm(&mut alarm, next).await else {
+            crate::api::body::linger(body);
+            return Err(too_large(limit));
+        };
+        let frame = match next {
             Err(_) => return Err(timed_out(&limits)),
             Ok(None) => break,
-            Ok(Some(Err(e))) if crate::chunk_watch::overannounced(&e).is_some() => {
-                return Err(too_large(limit))
-            }
             Ok(Some(Err(e))) => {
                 return Err(SqsError::new(
                     "InvalidRequest",
@@ -173,7 +191,12 @@ pub async fn read(
             crate::api::body::linger(body);
             return Err(too_large(limit));
         }
-        share.grow_to(out.len() + data.len(), deadline).await?;
+        let grown = or_alarm(&mut alarm, share.grow_to(out.len() + data.len(), deadline)).await;
+        let Some(grown) = grown else {
+            crate::api::body::linger(body);
+            return Err(too_large(limit));
+        };
+        grown?;
         hash.update(&data);
         out.extend_from_slice(&data);
     }
@@ -182,4 +205,41 @@ pub async fn read(
         sha256: hex(&hash.finalize()),
         held: share.held,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A 2000-byte chunk of a body of unknown length, waiting for a budget someone else holds.
+    async fn starved(alarm_after: Option<Duration>) -> (Result<Intake, SqsError>, Duration) {
+        let budget = Unverified::new(UNIT);
+        let _others = budget.units.clone().acquire_many_owned(1).await.unwrap();
+        let chunk = Ok::<_, std::convert::Infallible>(Bytes::from(vec![b'x'; 2000]));
+        let body = Body::from_stream(futures::stream::iter([chunk]));
+        let limits = BodyLimits {
+            max_request_bytes: 1 << 20,
+            body_timeout: Duration::from_millis(500),
+        };
+        let alarm = Box::pin(async move {
+            match alarm_after {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        });
+        let start = std::time::Instant::now();
+        let read = read(body, limits, Some(&budget), alarm).await;
+        (read, start.elapsed())
+    }
+
+    #[tokio::test]
+    async fn an_alarm_while_waiting_for_the_budget_is_a_413_at_once() {
+        let (read, took) = starved(Some(Duration::from_millis(20))).await;
+        assert_eq!(read.err().map(|e| e.status), Some(413));
+        assert!(took < Duration::from_millis(400), "took {took:?}");
+        let (read, _) = starved(None).await;
+        assert_eq!(read.err().map(|e| e.status), Some(503), "no alarm: busy");
+    }
 }

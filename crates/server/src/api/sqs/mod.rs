@@ -365,12 +365,8 @@ async fn handle(
             limits.max_request_bytes = limits.max_request_bytes.min(SMALL_BODY_BYTES);
         }
     }
-    let body = super::body::refusing_overannounced(
-        body,
-        &parts.extensions,
-        limits.max_request_bytes as u64,
-    );
-    let mut intake = match intake::read(body, limits, budget).await {
+    let alarm = super::body::Alarm::new(&body, &parts.extensions, limits.max_request_bytes as u64);
+    let mut intake = match intake::read(body, limits, budget, alarm).await {
         Ok(b) => b,
         Err(e) => return respond(protocol, "", Err(e), &request_id),
     };

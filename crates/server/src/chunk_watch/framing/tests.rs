@@ -207,9 +207,26 @@ fn chunk_sizes_add_up_and_saturate() {
 }
 
 #[test]
+fn only_a_split_line_is_buffered_and_only_until_its_head_ends() {
+    let mut f = Framing::default();
+    f.feed(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n");
+    assert_eq!(f.line.capacity(), 0, "whole lines are read in place");
+    f.feed(b"Ho");
+    f.feed(b"st: x\r\nX-");
+    assert!(f.line.capacity() > 0, "kept while the head goes on");
+    f.feed(b"A: b\r\n\r\n");
+    assert_eq!(
+        (f.heads(), f.line.capacity()),
+        (2, 0),
+        "let go with the head"
+    );
+}
+
+#[test]
 fn it_gives_up_on_what_it_does_not_follow() {
     let long_header = format!("X-Long: {}\r\n", "a".repeat(MAX_LINE));
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    let cases: Vec<(&str, Vec<u8>)> =
+        vec![
         (
             "HTTP/2 preface",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
@@ -247,6 +264,9 @@ fn it_gives_up_on_what_it_does_not_follow() {
         ),
         ("bare LF", b"GET / HTTP/1.1\nHost: x\n\n".to_vec()),
         ("bare CR", b"GET / HTTP/1.1\r\nHost: x\ry\r\n\r\n".to_vec()),
+        ("bare CR in a target", b"GET /\r HTTP/1.1\r\n\r\n".to_vec()),
+        ("space before colon", b"GET / HTTP/1.1\r\nX-A : b\r\n\r\n".to_vec()),
+        ("not a token", b"GET / HTTP/1.1\r\nX(a): b\r\n\r\n".to_vec()),
         (
             "continuation",
             b"GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n".to_vec(),
