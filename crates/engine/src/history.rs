@@ -12,6 +12,7 @@ use crate::clock::{rfc3339_serde, Millis};
 use crate::core::Core;
 use crate::error::Result;
 use crate::model::{Delivery, MessageId};
+use crate::store::HistoryRecord;
 
 /// Bounds of the history (documented in docs/webhooks.md).
 pub mod limits {
@@ -144,6 +145,22 @@ impl History {
                 a.at.saturating_add(keep_ms),
             )
             .await
+    }
+
+    /// Record one attempt for each message of `each` (the calls of a batch of timers, one
+    /// request each), kept `keep_ms`, with one store call. Durable on return.
+    pub async fn record_each(&self, each: &[(MessageId, &Attempt)], keep_ms: i64) -> Result<()> {
+        let records = each
+            .iter()
+            .map(|(id, a)| HistoryRecord {
+                key: key(&a.queue, &a.subscription),
+                ids: vec![*id],
+                attempt: serde_json::to_string(a).expect("attempt serializes"),
+                at: a.at,
+                expires_at: a.at.saturating_add(keep_ms),
+            })
+            .collect();
+        self.core.store.history_put_many(records).await
     }
 
     /// The attempts of a message, oldest first.

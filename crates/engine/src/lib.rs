@@ -35,5 +35,5 @@ pub use engine::{
 pub use error::{EngineError, Result};
 pub use model::*;
 pub use receipts::ReceiptKey;
-pub use store::{Settle, Store, StoreInfo};
+pub use store::{HistoryRecord, Settle, Store, StoreInfo};
 pub use validate::{range, validate_queue_name};

@@ -58,6 +58,17 @@ impl Settle {
     }
 }
 
+/// One attempt to record in the delivery history: the arguments of [`Store::history_put`].
+#[derive(Debug, Clone)]
+pub struct HistoryRecord {
+    pub key: String,
+    pub ids: Vec<MessageId>,
+    /// The attempt, as JSON.
+    pub attempt: String,
+    pub at: Millis,
+    pub expires_at: Millis,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Create the queue, or replace its configuration. Returns the queue and whether it was created.
@@ -207,6 +218,17 @@ pub trait Store: Send + Sync + 'static {
         at: Millis,
         expires_at: Millis,
     ) -> Result<()>;
+    /// Several attempts at once (the calls of a batch of timers), each as [`Store::history_put`]
+    /// would record it. Durable on return. By default the puts run concurrently (their writes
+    /// share syncs); a store may write them as one append.
+    async fn history_put_many(&self, records: Vec<HistoryRecord>) -> Result<()> {
+        futures::future::try_join_all(records.into_iter().map(|r| async move {
+            self.history_put(&r.key, &r.ids, r.attempt, r.at, r.expires_at)
+                .await
+        }))
+        .await
+        .map(|_| ())
+    }
     /// The recorded attempts (JSON, oldest first) of each of `ids`.
     async fn history_get(&self, ids: &[MessageId], now: Millis) -> Result<Vec<Vec<String>>>;
     /// Messages with attempts under `key`, the most recently attempted first (at most `limit`).

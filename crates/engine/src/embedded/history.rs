@@ -24,6 +24,7 @@ use crate::clock::Millis;
 use crate::error::Result;
 use crate::history::limits::{ATTEMPTS_PER_MESSAGE, RECENT_PER_KEY};
 use crate::model::MessageId;
+use crate::store::HistoryRecord;
 
 use super::log::{Loc, Log};
 use super::record::{self, Frame};
@@ -160,15 +161,43 @@ impl History {
         at: Millis,
         expires_at: Millis,
     ) -> Result<()> {
-        let est = 64 + key.len() + ids.len() * 16 + attempt.len();
+        self.put_each([(key, ids, attempt, at, expires_at)]).await
+    }
+
+    /// Append several attempts in one go (one lock, one wait for their sync); durable on return.
+    pub async fn put_many(&self, records: &[HistoryRecord]) -> Result<()> {
+        self.put_each(records.iter().map(|r| {
+            (
+                r.key.as_str(),
+                r.ids.as_slice(),
+                r.attempt.as_str(),
+                r.at,
+                r.expires_at,
+            )
+        }))
+        .await
+    }
+
+    async fn put_each<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a str, &'a [MessageId], &'a str, Millis, Millis)>,
+    ) -> Result<()> {
         let lsn = {
             let mut ap = self.log.begin();
-            let loc = ap.push(est, |buf| {
-                record::frame(buf, |o| encode(o, key, ids, attempt, at, expires_at))
-            });
+            let mut added = Vec::new();
+            for (key, ids, attempt, at, expires_at) in records {
+                let est = 64 + key.len() + ids.len() * 16 + attempt.len();
+                let loc = ap.push(est, |buf| {
+                    record::frame(buf, |o| encode(o, key, ids, attempt, at, expires_at))
+                });
+                added.push((key, ids, loc, expires_at));
+            }
             let lsn = ap.finish();
-            let ids: Vec<u128> = ids.iter().map(|i| i.0).collect();
-            self.index.lock().add(key, &ids, loc, expires_at);
+            let mut index = self.index.lock();
+            for (key, ids, loc, expires_at) in added {
+                let ids: Vec<u128> = ids.iter().map(|i| i.0).collect();
+                index.add(key, &ids, loc, expires_at);
+            }
             lsn
         };
         self.log.wait_durable(lsn).await

@@ -13,7 +13,7 @@ use crate::model::{
     Delivery, Message, MessageId, NewMessage, Placement, QueueConfig, QueueInfo, QueueStats,
     Receipt, ReceiptResult,
 };
-use crate::store::{Settle, Store, StoreInfo};
+use crate::store::{HistoryRecord, Settle, Store, StoreInfo};
 
 use super::catalog;
 use super::record::{Record, COUNTERS};
@@ -367,6 +367,11 @@ impl Store for EmbeddedStore {
     ) -> Result<()> {
         self.check_writable()?;
         self.history.put(key, ids, &attempt, at, expires_at).await
+    }
+
+    async fn history_put_many(&self, records: Vec<HistoryRecord>) -> Result<()> {
+        self.check_writable()?;
+        self.history.put_many(&records).await
     }
 
     async fn history_get(&self, ids: &[MessageId], now: Millis) -> Result<Vec<Vec<String>>> {

@@ -40,27 +40,22 @@ impl Timers {
         .await
     }
 
-    /// Settle calls of several timers with a few store calls: their attempts (written
-    /// together, sharing one sync), then the outcomes of the finished ones (one archive write,
-    /// one ack), then the retries (each put back after its own delay).
+    /// Settle calls of several timers with a few store calls: their attempts (one history
+    /// write), then the outcomes of the finished ones (one archive write, one ack), then the
+    /// retries (each put back after its own delay).
     pub async fn settle_many(&self, batch: &[Settlement]) -> Result<()> {
-        let recorded = join_all(batch.iter().map(|s| {
-            self.history.record(
-                std::slice::from_ref(&s.delivery.message.id),
-                &s.attempt,
-                TIMER_KEEP_MS,
-            )
-        }))
-        .await;
+        let each: Vec<_> = batch
+            .iter()
+            .map(|s| (s.delivery.message.id, &s.attempt))
+            .collect();
+        if let Err(e) = self.history.record_each(&each, TIMER_KEEP_MS).await {
+            // Not recorded: left leased; the leases run out and the timers come back.
+            self.not_delivering(batch);
+            return Err(e);
+        }
         let mut finished = Vec::new();
         let mut retries = Vec::new();
-        let mut first_error = None;
-        for (s, r) in batch.iter().zip(recorded) {
-            if let Err(e) = r {
-                // Not recorded: leave it leased; the lease runs out and the timer comes back.
-                first_error.get_or_insert(e);
-                continue;
-            }
+        for s in batch {
             match s.decision.outcome {
                 Outcome::Delivered => finished.push((&s.delivery, SUCCEEDED)),
                 Outcome::Failed => finished.push((&s.delivery, FAILED)),
@@ -82,20 +77,19 @@ impl Timers {
         if !retries.is_empty() {
             self.core.wake(TIMER_QUEUE, retries.len());
         }
-        {
-            let mut delivering = self.delivering.lock();
-            for s in batch {
-                delivering.remove(&s.delivery.message.id);
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        self.not_delivering(batch);
         done?;
         for r in nacked {
             r?;
         }
         Ok(())
+    }
+
+    fn not_delivering(&self, batch: &[Settlement]) {
+        let mut delivering = self.delivering.lock();
+        for s in batch {
+            delivering.remove(&s.delivery.message.id);
+        }
     }
 
     /// Record a timer's outcome, then remove its message.
