@@ -95,19 +95,6 @@ fn chunked_publish(queue: &str, chunks: &[&str], ext: &str, trailers: &str) -> S
     req
 }
 
-async fn peeked_bodies(h: &Http, queue: &str) -> Vec<String> {
-    let (st, v) = h
-        .get(&format!("/v1/queues/{queue}/messages?limit=100"))
-        .await;
-    assert_eq!(st, 200, "{v}");
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_chunk_announcing_more_than_the_limit_is_refused_at_once() {
     let s = Server::start_with(&["--body-timeout-seconds", "300"]).await;
@@ -181,7 +168,7 @@ async fn a_huge_chunk_after_pipelined_requests_is_refused_for_its_request_only()
     ];
     assert_eq!(statuses, [201, 200, 201, 413]);
     let h = Http::new(&s.base);
-    assert_eq!(peeked_bodies(&h, "pipe").await, ["first", "second"]);
+    assert_eq!(h.peek_bodies("pipe").await, ["first", "second"]);
 }
 
 #[tokio::test]
@@ -228,7 +215,7 @@ async fn legitimate_chunked_requests_pass_untouched() {
     }
     let (st, body) = c.answer().await;
     assert_eq!(st, 201, "{body}");
-    let bodies = peeked_bodies(&h, "legit").await;
+    let bodies = h.peek_bodies("legit").await;
     assert_eq!(
         bodies[..5],
         [

@@ -176,6 +176,19 @@ impl Http {
         )
         .await
     }
+    /// The bodies of a queue's messages, peeked (at most 1,000), in the queue's order.
+    pub async fn peek_bodies(&self, queue: &str) -> Vec<String> {
+        let (st, v) = self
+            .get(&format!("/v1/queues/{queue}/messages?limit=1000"))
+            .await;
+        assert_eq!(st, 200, "{v}");
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap().to_string())
+            .collect()
+    }
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         Self::parse(
             self.c

@@ -70,17 +70,6 @@ impl Drop for Tmpfs {
     }
 }
 
-async fn bodies(h: &Http, q: &str) -> Vec<String> {
-    let (st, v) = h.get(&format!("/v1/queues/{q}/messages?limit=1000")).await;
-    assert_eq!(st, 200, "{v}");
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap().to_string())
-        .collect()
-}
-
 async fn publish(h: &Http, q: &str, body: &str) -> (u16, Value) {
     h.post(&format!("/v1/queues/{q}/messages"), json!({"body": body}))
         .await
@@ -128,7 +117,7 @@ async fn a_nearly_full_disk_refuses_new_messages_and_recovers() {
         (503, Some("storage_full"))
     );
     // What is stored is intact, and consumers go on: receive and ack one.
-    let have = bodies(&h, "full").await;
+    let have = h.peek_bodies("full").await;
     assert!(
         kept.iter().all(|b| have.contains(b)),
         "nothing stored is lost"
@@ -165,7 +154,7 @@ async fn a_nearly_full_disk_refuses_new_messages_and_recovers() {
     // And everything survives a crash.
     s.kill();
     s.spawn().await;
-    let have = bodies(&h, "full").await;
+    let have = h.peek_bodies("full").await;
     assert_eq!(
         have.len(),
         50 + slipped,
@@ -230,7 +219,7 @@ async fn a_full_disk_under_the_writer_recovers_when_space_returns() {
     acked.push("after".into());
     s.kill();
     s.spawn().await;
-    let have = bodies(&h, "disk").await;
+    let have = h.peek_bodies("disk").await;
     for b in &acked {
         assert!(
             have.contains(b),
@@ -282,8 +271,8 @@ async fn flipped_bytes_in_a_segment_lose_only_those_records() {
     bytes[frame_start + 3] ^= 0x40;
     std::fs::write(&seg, &bytes).unwrap();
     s.spawn().await;
-    let left = bodies(&h, "left").await;
-    let right = bodies(&h, "right").await;
+    let left = h.peek_bodies("left").await;
+    let right = h.peek_bodies("right").await;
     assert_eq!(left.len(), 29, "{left:?}");
     assert!(!left.contains(&"left-12-payload".to_string()));
     assert_eq!(right.len(), 29, "{right:?}");
@@ -380,6 +369,10 @@ async fn damage_found_while_running_takes_out_only_that_message() {
         "{info}"
     );
     assert!(s.log().contains("storage corruption"), "{}", s.log());
-    assert_eq!(bodies(&h, "cold").await.len(), 5, "other queues untouched");
+    assert_eq!(
+        h.peek_bodies("cold").await.len(),
+        5,
+        "other queues untouched"
+    );
     assert_eq!(publish(&h, "hot", "later").await.0, 201);
 }
