@@ -173,6 +173,24 @@ pub async fn nack_to_front_or_back(h: &mut dyn Harness) {
         vec!["b"],
         "b returned to the front"
     );
+    // Several receipts released to the front in one call: each goes in front of the ones
+    // before it, so a consumer hands back what it holds, newest first, to restore the order.
+    for b in ["x", "y", "z"] {
+        c.send("q", b).await;
+    }
+    let held = c.recv("q", 4, 30).await;
+    let bodies: Vec<&[u8]> = held.iter().map(|d| d.message.body.as_slice()).collect();
+    assert_eq!(bodies, vec![&b"a"[..], b"x", b"y", b"z"]);
+    let newest_first: Vec<String> = held
+        .iter()
+        .rev()
+        .map(|d| receipt(&c.engine, "q", d))
+        .collect();
+    c.engine
+        .nack("q", &newest_first, 0, Placement::Front)
+        .await
+        .unwrap();
+    assert_eq!(c.bodies("q", 4, 30).await, vec!["a", "x", "y", "z"]);
 }
 
 pub async fn change_visibility_extends_and_releases(h: &mut dyn Harness) {

@@ -3,40 +3,28 @@
 //!
 //! A subscription is a session: a reader task parses the client's commands (JSON strings
 //! separated by whitespace: `"INIT"`, `"ACK"`, `"NACK"`, `"BACK"`, `"DACK n"`) from the request
-//! body; the session loop takes them in order, as the seed does: a command that asks for the
-//! next message is answered (the message written as one JSON line, flushed at once) before the
-//! next command is read, and the end of the request body ends the session only once the
-//! commands before it are done. It keeps at most one outstanding message (a receive with a long
-//! lease). Waiting for a message is a long poll run as its own task and never abandoned midway,
-//! so a delivery is never lost between the store and the client; when the client goes away, the
-//! outstanding message is NACKed (back to
-//! the front). DACK counts live in memory (a restart resets them).
+//! body and `session.rs` answers them, one message at a time. DACK counts live in memory (a
+//! restart resets them).
 
-use std::collections::HashMap;
-use std::convert::Infallible;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Extension, FromRef, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::{Json, Router};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::json;
-use sluice_engine::{Engine, IfMissing, MessageId, Placement, Publish, ReceiveOptions};
-use tokio::sync::mpsc;
+use sluice_engine::{Engine, IfMissing, MessageId, Publish};
 
 use super::body::{BodyLimits, TimedBytes};
 use super::Slots;
 use crate::auth::{if_missing, Principal};
 
-/// How long an outstanding message stays leased to a connected subscriber (the engine's maximum);
-/// a subscriber that disconnects releases it at once.
-const LEASE_S: u32 = 43_200;
+mod session;
 
 /// The miniqueue router's state, built in `server.rs`.
 pub struct MiniqueueState {
@@ -197,9 +185,32 @@ impl CommandReader {
     }
 }
 
-enum Input {
-    Cmd(Command),
-    Gone,
+/// The client's commands as the session takes them, read from the request body in the
+/// session's own task (no hand-off per command).
+pub struct Commands {
+    body: axum::body::BodyDataStream,
+    reader: CommandReader,
+    parsed: VecDeque<Command>,
+    ended: bool,
+}
+
+impl Commands {
+    /// The next command; `None` once the body has ended (or failed) and every command before
+    /// that was taken. Cancel-safe: nothing is lost if the wait is dropped.
+    pub async fn next(&mut self) -> Option<Command> {
+        loop {
+            if let Some(c) = self.parsed.pop_front() {
+                return Some(c);
+            }
+            if self.ended {
+                return None;
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.parsed.extend(self.reader.feed(&chunk)),
+                _ => self.ended = true,
+            }
+        }
+    }
 }
 
 async fn subscribe(
@@ -222,185 +233,17 @@ async fn subscribe(
         Ok(slot) => slot,
         Err(e) => return error(e.status, e.message),
     };
-    let (out_tx, out_rx) = mpsc::channel::<Result<Bytes, Infallible>>(8);
-    let (cmd_tx, cmd_rx) = mpsc::channel::<Input>(64);
-    let mut stream = body.into_data_stream();
-    tokio::spawn(async move {
-        let mut reader = CommandReader::default();
-        while let Some(chunk) = stream.next().await {
-            let Ok(chunk) = chunk else { break };
-            for c in reader.feed(&chunk) {
-                if cmd_tx.send(Input::Cmd(c)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = cmd_tx.send(Input::Gone).await;
-    });
-    let session = session(s.clone(), topic, cmd_rx, out_tx);
-    tokio::spawn(async move {
-        session.await;
-        drop(slot);
-    });
+    let commands = Commands {
+        body: body.into_data_stream(),
+        reader: CommandReader::default(),
+        parsed: VecDeque::new(),
+        ended: false,
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(tokio_stream_from(out_rx)))
+        .body(Body::from_stream(session::stream(s, topic, commands, slot)))
         .expect("valid response")
-}
-
-fn tokio_stream_from(
-    mut rx: mpsc::Receiver<Result<Bytes, Infallible>>,
-) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-struct Outstanding {
-    id: MessageId,
-    receipt: String,
-}
-
-async fn session(
-    state: Arc<MiniqueueState>,
-    topic: String,
-    mut cmds: mpsc::Receiver<Input>,
-    out: mpsc::Sender<Result<Bytes, Infallible>>,
-) {
-    let engine = state.engine.clone();
-    let line = |v: serde_json::Value| {
-        let mut b = serde_json::to_vec(&v).expect("json");
-        b.push(b'\n');
-        Ok(Bytes::from(b))
-    };
-    let mut outstanding: Option<Outstanding> = None;
-    let mut wanted = false;
-    let mut pending: Option<
-        tokio::task::JoinHandle<sluice_engine::Result<Vec<sluice_engine::Delivery>>>,
-    > = None;
-    loop {
-        // Like the seed, commands are taken one at a time: a command that asks for the next
-        // message (INIT, ACK, NACK, BACK, DACK) is answered before the next command is read.
-        // So `"INIT"\n"ACK"\n` followed by the end of the body delivers one message, acks it
-        // and then waits for the next, until the client goes away.
-        if wanted && outstanding.is_none() {
-            let running = pending.get_or_insert_with(|| {
-                let e = engine.clone();
-                let t = topic.clone();
-                tokio::spawn(async move {
-                    e.receive(
-                        &t,
-                        ReceiveOptions {
-                            max_messages: 1,
-                            wait_seconds: Some(2),
-                            visibility_timeout_seconds: Some(LEASE_S),
-                        },
-                    )
-                    .await
-                })
-            });
-            let done = tokio::select! {
-                done = running => done,
-                _ = out.closed() => break,
-            };
-            pending = None;
-            match done {
-                Ok(Ok(mut got)) if !got.is_empty() => {
-                    let d = got.remove(0);
-                    let dacks = state.dacks.lock().get(&d.message.id).copied().unwrap_or(0);
-                    let mut v = json!({"msg": B64.encode(&d.message.body)});
-                    if dacks > 0 {
-                        v["dackCount"] = json!(dacks);
-                    }
-                    outstanding = Some(Outstanding {
-                        id: d.message.id,
-                        receipt: engine.receipt(&topic, &d.receipt),
-                    });
-                    wanted = false;
-                    if out.send(line(v)).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    let _ = out.send(line(json!({"error": e.to_string()}))).await;
-                    break;
-                }
-                Err(_) => break,
-            }
-            continue;
-        }
-        let input = tokio::select! {
-            c = cmds.recv() => c.unwrap_or(Input::Gone),
-            _ = out.closed() => Input::Gone,
-        };
-        let cmd = match input {
-            Input::Gone => break,
-            Input::Cmd(c) => c,
-        };
-        let mut settle = |placement: Option<(u32, Placement)>| {
-            let engine = engine.clone();
-            let topic = topic.clone();
-            let taken = outstanding.take();
-            async move {
-                if let Some(o) = taken {
-                    match placement {
-                        None => {
-                            let _ = engine.ack(&topic, &[o.receipt]).await;
-                        }
-                        Some((delay, p)) => {
-                            let _ = engine.nack(&topic, &[o.receipt], delay, p).await;
-                        }
-                    }
-                    return Some(o.id);
-                }
-                None
-            }
-        };
-        match cmd {
-            Command::Init => wanted = true,
-            Command::Ack => {
-                if let Some(id) = settle(None).await {
-                    state.dacks.lock().remove(&id);
-                }
-                wanted = true;
-            }
-            Command::Nack => {
-                settle(Some((0, Placement::Front))).await;
-                wanted = true;
-            }
-            Command::Back => {
-                settle(Some((0, Placement::Back))).await;
-                wanted = true;
-            }
-            Command::Dack(n) => {
-                if let Some(id) = settle(Some((n, Placement::Front))).await {
-                    *state.dacks.lock().entry(id).or_default() += 1;
-                }
-                wanted = true;
-            }
-            Command::Bad(why) => {
-                if out.send(line(json!({"error": why}))).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    // The client is gone: a receive still waiting must finish (it may hold a message), then
-    // whatever is outstanding goes back to the front.
-    if let Some(p) = pending.take() {
-        if let Ok(Ok(got)) = p.await {
-            let receipts: Vec<String> = got
-                .iter()
-                .map(|d| engine.receipt(&topic, &d.receipt))
-                .collect();
-            if !receipts.is_empty() {
-                let _ = engine.nack(&topic, &receipts, 0, Placement::Front).await;
-            }
-        }
-    }
-    if let Some(o) = outstanding {
-        let _ = engine.nack(&topic, &[o.receipt], 0, Placement::Front).await;
-    }
 }
 
 #[cfg(test)]
