@@ -98,6 +98,11 @@ pub struct BenchArgs {
     pub batch: usize,
     #[arg(long, value_enum, default_value_t = Protocol::Http1)]
     pub protocol: Protocol,
+    /// publish and publish-batch: requests each connection keeps in flight. HTTP/1.1 pipelines
+    /// them (written together, answered in order); h2c sends them as concurrent streams. The
+    /// figure a client that pipelines or multiplexes gets; latency is each group's round trip.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub pipeline: u64,
     /// Queue to use (default bench-SCENARIO); it is emptied before and deleted after.
     #[arg(long)]
     pub queue: Option<String>,

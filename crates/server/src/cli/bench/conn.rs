@@ -31,15 +31,28 @@ struct RawH1 {
 }
 
 impl RawH1 {
+    /// Requests written together with one `write` (pipelined), their answers read in order.
     async fn call(
         &mut self,
         method: &str,
         path: &str,
-        body: &[u8],
-    ) -> anyhow::Result<(u16, Bytes)> {
-        use std::io::Write;
+        bodies: &[Bytes],
+    ) -> anyhow::Result<Vec<(u16, Bytes)>> {
         use tokio::io::AsyncWriteExt;
         self.out.clear();
+        for body in bodies {
+            self.head(method, path, body)?;
+        }
+        self.stream.write_all(&self.out).await?;
+        let mut answers = Vec::with_capacity(bodies.len());
+        for _ in bodies {
+            answers.push(self.read_response().await?);
+        }
+        Ok(answers)
+    }
+
+    fn head(&mut self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write;
         write!(
             self.out,
             "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
@@ -51,8 +64,11 @@ impl RawH1 {
         }
         self.out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(body);
-        self.stream.write_all(&self.out).await?;
-        self.buf.clear();
+        Ok(())
+    }
+
+    /// The next answer at the start of the buffer; its bytes are taken off the buffer.
+    async fn read_response(&mut self) -> anyhow::Result<(u16, Bytes)> {
         let (status, head_len, length, chunked) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut resp = httparse::Response::new(&mut headers);
@@ -70,15 +86,17 @@ impl RawH1 {
             }
             self.read_more().await?;
         };
-        let body = if chunked {
+        let (body, end) = if chunked {
             self.read_chunked(head_len).await?
         } else {
             let len = length.unwrap_or(0);
             while self.buf.len() < head_len + len {
                 self.read_more().await?;
             }
-            Bytes::copy_from_slice(&self.buf[head_len..head_len + len])
+            let body = Bytes::copy_from_slice(&self.buf[head_len..head_len + len]);
+            (body, head_len + len)
         };
+        self.buf.drain(..end);
         Ok((status, body))
     }
 
@@ -94,8 +112,8 @@ impl RawH1 {
         Ok(())
     }
 
-    /// Decode a chunked body that starts at `pos` in the buffer.
-    async fn read_chunked(&mut self, mut pos: usize) -> anyhow::Result<Bytes> {
+    /// Decode a chunked body that starts at `pos` in the buffer; also returns where it ends.
+    async fn read_chunked(&mut self, mut pos: usize) -> anyhow::Result<(Bytes, usize)> {
         let mut body = Vec::new();
         loop {
             let line_end = loop {
@@ -114,7 +132,7 @@ impl RawH1 {
             body.extend_from_slice(&self.buf[pos..pos + size]);
             pos += size + 2;
             if size == 0 {
-                return Ok(Bytes::from(body));
+                return Ok((Bytes::from(body), pos));
             }
         }
     }
@@ -165,19 +183,49 @@ impl Conn {
         path: &str,
         body: Bytes,
     ) -> anyhow::Result<(u16, Bytes)> {
+        let mut answers = self
+            .call_many(method, path, std::slice::from_ref(&body))
+            .await?;
+        Ok(answers.pop().expect("one answer per request"))
+    }
+
+    /// Several requests in flight at once: pipelined on HTTP/1.1, concurrent streams on h2c.
+    /// The answers come back in request order.
+    pub async fn call_many(
+        &mut self,
+        method: &str,
+        path: &str,
+        bodies: &[Bytes],
+    ) -> anyhow::Result<Vec<(u16, Bytes)>> {
         if let Some(h1) = &mut self.h1 {
-            return h1.call(method, path, &body).await;
+            return h1.call(method, path, bodies).await;
         }
+        let s = self.h2.clone().expect("a connection");
+        let authority = &self.authority;
+        futures::future::try_join_all(
+            bodies
+                .iter()
+                .map(|b| Self::h2_call(s.clone(), authority, method, path, b.clone())),
+        )
+        .await
+    }
+
+    async fn h2_call(
+        mut s: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+        authority: &str,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("http://{}{}", self.authority, path))
-            .header("host", &self.authority)
+            .uri(format!("http://{authority}{path}"))
+            .header("host", authority)
             .header("content-type", "application/json");
         if let Some(auth) = bearer_header() {
             req = req.header("authorization", auth);
         }
         let req = req.body(Full::new(body))?;
-        let s = self.h2.as_mut().expect("a connection");
         s.ready().await?;
         let resp = s.send_request(req).await?;
         let status = resp.status().as_u16();
@@ -258,6 +306,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((status, &body[..]), (200, &b"abcde"[..]));
+        server.await.unwrap();
+    }
+
+    /// Pipelined requests go out in one write; answers that arrive together, split anywhere,
+    /// are told apart and returned in order.
+    #[tokio::test]
+    async fn raw_h1_pipelines_requests() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while got.windows(6).filter(|w| w == b"\r\n\r\n{}").count() < 3 {
+                let n = s.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            let answers: &[u8] = b"HTTP/1.1 201 Created\r\ncontent-length: 1\r\n\r\naHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nbc\r\n0\r\n\r\nHTTP/1.1 400 Bad\r\ncontent-length: 0\r\n\r\n";
+            for part in answers.chunks(7) {
+                s.write_all(part).await.unwrap();
+            }
+        });
+        let mut c = Conn::open(&format!("http://{addr}"), Protocol::Http1)
+            .await
+            .unwrap();
+        let bodies = vec![Bytes::from_static(b"{}"); 3];
+        let answers = c.call_many("POST", "/p", &bodies).await.unwrap();
+        let got: Vec<(u16, &[u8])> = answers.iter().map(|(s, b)| (*s, &b[..])).collect();
+        assert_eq!(got, vec![(201, &b"a"[..]), (200, b"bc"), (400, b"")]);
         server.await.unwrap();
     }
 }

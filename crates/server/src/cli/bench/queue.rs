@@ -70,6 +70,9 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         .queue
         .clone()
         .unwrap_or_else(|| format!("bench-{scenario_name}"));
+    if args.pipeline > 1 && !matches!(args.scenario, Scenario::Publish | Scenario::PublishBatch) {
+        bail!("--pipeline applies to publish and publish-batch only");
+    }
     let mut admin = Conn::open(server, Protocol::Http1).await?;
     fresh_queue(&mut admin, &queue).await?;
     if matches!(args.scenario, Scenario::ReceiveAck | Scenario::Stream) {
@@ -183,6 +186,7 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         "connections": args.connections,
         "size": args.size,
         "batch": if matches!(args.scenario, Scenario::Publish) { 1 } else { args.batch },
+        "pipeline": args.pipeline,
         "messages": messages,
         "requests": shared.requests.load(Ordering::Relaxed),
         "duration_s": (elapsed * 1000.0).round() / 1000.0,
@@ -359,6 +363,34 @@ async fn worker(
         let t0 = Instant::now();
         let result: anyhow::Result<u64> = async {
             match role {
+                Role::Publish(n) if args.pipeline > 1 => {
+                    let bodies: Vec<Bytes> = (0..args.pipeline)
+                        .map(|_| {
+                            let body = if n == 1 {
+                                seq += 1;
+                                message_json(&args, seq)
+                            } else {
+                                let msgs: Vec<Value> = (0..n)
+                                    .map(|_| {
+                                        seq += 1;
+                                        message_json(&args, seq)
+                                    })
+                                    .collect();
+                                json!({ "messages": msgs })
+                            };
+                            Bytes::from(serde_json::to_vec(&body).expect("json"))
+                        })
+                        .collect();
+                    for (status, bytes) in conn.call_many("POST", &pub_path, &bodies).await? {
+                        if !(200..300).contains(&status) {
+                            bail!(
+                                "POST {pub_path}: {status} {}",
+                                String::from_utf8_lossy(&bytes)
+                            );
+                        }
+                    }
+                    Ok(args.pipeline * n as u64)
+                }
                 Role::Publish(1) => {
                     seq += 1;
                     conn.json("POST", &pub_path, &message_json(&args, seq))
@@ -450,7 +482,12 @@ async fn worker(
             }
         }
         .await;
-        shared.requests.fetch_add(1, Ordering::Relaxed);
+        let requests = if matches!(role, Role::Publish(_)) {
+            args.pipeline
+        } else {
+            1
+        };
+        shared.requests.fetch_add(requests, Ordering::Relaxed);
         match result {
             Ok(n) => {
                 shared.messages.fetch_add(n, Ordering::Relaxed);
