@@ -1,5 +1,5 @@
 //! Who is asking, as far as a browser tells: the checks behind the keyless guard
-//! (`keyless_guard` in `mod.rs`). Without API keys every request is allowed, so a web page the
+//! (`keyless_refusal` in `mod.rs`). Without API keys every request is allowed, so a web page the
 //! operator visits must not be able to drive the local server: neither by sending requests to
 //! it (cross-site requests) nor by renaming it (DNS rebinding: `rebind.attacker.example`
 //! resolving to 127.0.0.1, which makes the attacker's page same-origin with the server).
