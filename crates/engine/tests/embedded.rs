@@ -237,6 +237,27 @@ mod compaction {
         )
     }
 
+    /// Receive and ack everything in `queue`, 100 at a time.
+    async fn drain(e: &Engine, queue: &str) {
+        loop {
+            let got = e
+                .receive(
+                    queue,
+                    ReceiveOptions {
+                        max_messages: 100,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            if got.is_empty() {
+                return;
+            }
+            let r: Vec<String> = got.iter().map(|d| e.receipt(queue, &d.receipt)).collect();
+            e.ack(queue, &r).await.unwrap();
+        }
+    }
+
     /// One long-lived message no longer keeps every later segment on disk.
     #[tokio::test]
     async fn a_long_lived_message_is_copied_forward_and_dead_segments_go() {
@@ -266,23 +287,7 @@ mod compaction {
                 .await
                 .unwrap();
         }
-        loop {
-            let got = e
-                .receive(
-                    "churn",
-                    ReceiveOptions {
-                        max_messages: 100,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-            if got.is_empty() {
-                break;
-            }
-            let r: Vec<String> = got.iter().map(|d| e.receipt("churn", &d.receipt)).collect();
-            e.ack("churn", &r).await.unwrap();
-        }
+        drain(&e, "churn").await;
         let before = segment_count(dir.path());
         assert!(before >= 5, "the churn spans segments: {before}");
         clock.advance(std::time::Duration::from_secs(2));
@@ -342,23 +347,7 @@ mod compaction {
         for i in 0..400 {
             first.push(e.publish("idem", vec![keyed(i)]).await.unwrap()[0]);
         }
-        loop {
-            let got = e
-                .receive(
-                    "idem",
-                    ReceiveOptions {
-                        max_messages: 100,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-            if got.is_empty() {
-                break;
-            }
-            let r: Vec<String> = got.iter().map(|d| e.receipt("idem", &d.receipt)).collect();
-            e.ack("idem", &r).await.unwrap();
-        }
+        drain(&e, "idem").await;
         let before = segment_count(dir.path());
         e.tick().await.unwrap();
         e.tick().await.unwrap();
