@@ -204,7 +204,12 @@ impl History {
     }
 
     /// The attempts (JSON, oldest first) of each of `ids` that have not expired.
-    pub fn get(&self, ids: &[MessageId], now: Millis) -> Result<Vec<Vec<String>>> {
+    ///
+    /// An attempt is in the index from its append, before the writer has written it: the
+    /// state it explains (a delivered count, a settled message) can be seen that early too.
+    /// A frame that does not read back yet is read again once everything appended before the
+    /// lookup is durable, so an attempt that was appended is always found.
+    pub async fn get(&self, ids: &[MessageId], now: Millis) -> Result<Vec<Vec<String>>> {
         let locs: Vec<Vec<Loc>> = {
             let index = self.index.lock();
             ids.iter()
@@ -222,23 +227,33 @@ impl History {
                 })
                 .collect()
         };
-        locs.into_iter()
-            .map(|ls| {
-                let mut out = Vec::with_capacity(ls.len());
-                for loc in ls {
-                    // A segment deleted between the lookup and the read: that attempt is gone.
-                    let Ok(frame) = self.log.read(loc) else {
-                        continue;
-                    };
-                    if let Frame::Good(payload, _) = record::read_frame(&frame) {
-                        if let Some(r) = decode(payload) {
-                            out.push(r.attempt.to_string());
-                        }
-                    }
+        // Read after the lookup: covers every frame it found.
+        let appended = self.log.appended();
+        let mut waited = false;
+        let mut out = Vec::with_capacity(locs.len());
+        for ls in locs {
+            let mut attempts = Vec::with_capacity(ls.len());
+            for loc in ls {
+                let mut read = self.read_attempt(loc);
+                if read.is_none() && !waited {
+                    self.log.wait_durable(appended).await?;
+                    waited = true;
+                    read = self.read_attempt(loc);
                 }
-                Ok(out)
-            })
-            .collect()
+                // Still nothing: its segment was deleted since the lookup (it expired).
+                attempts.extend(read);
+            }
+            out.push(attempts);
+        }
+        Ok(out)
+    }
+
+    fn read_attempt(&self, loc: Loc) -> Option<String> {
+        let frame = self.log.read(loc).ok()?;
+        match record::read_frame(&frame) {
+            Frame::Good(payload, _) => decode(payload).map(|r| r.attempt.to_string()),
+            _ => None,
+        }
     }
 
     /// Messages attempted under `key`, the most recent first (at most `limit`), that still

@@ -375,7 +375,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn history_get(&self, ids: &[MessageId], now: Millis) -> Result<Vec<Vec<String>>> {
-        self.history.get(ids, now)
+        self.history.get(ids, now).await
     }
 
     async fn history_recent(&self, key: &str, limit: usize, now: Millis) -> Result<Vec<MessageId>> {
