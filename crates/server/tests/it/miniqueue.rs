@@ -152,16 +152,7 @@ async fn consume_and_ack_flow_over_h2c() {
     assert_eq!(body_of(&sub.next().await), "m4");
     // Disconnect with m4 outstanding: it is NACKed, visible again for others.
     drop(sub);
-    let mut visible = 0;
-    for _ in 0..100 {
-        let (_, q) = h.get("/v1/queues/jobs").await;
-        visible = q["stats"]["ready"].as_u64().unwrap();
-        if visible == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(visible, 1, "the outstanding message went back");
+    wait_stat(&h, "jobs", "ready", 1).await; // the outstanding message went back
     let (_, q) = h.get("/v1/queues/jobs").await;
     assert_eq!(q["stats"]["acked"], 3);
     // Topics are ordinary queues; DELETE /{topic} purges.
@@ -215,18 +206,18 @@ async fn curl_publishes_over_h2c() {
     assert_eq!(h.get("/v1/queues/curl").await.1["stats"]["ready"], 1);
 }
 
-/// Waits (bounded) until the topic has `n` messages in flight.
-async fn wait_in_flight(h: &Http, topic: &str, n: u64) {
+/// Waits (bounded, 5 s) until the topic's `stat` counter reads `n`.
+async fn wait_stat(h: &Http, topic: &str, stat: &str, n: u64) {
     let mut now = u64::MAX;
     for _ in 0..200 {
         let (_, q) = h.get(&format!("/v1/queues/{topic}")).await;
-        now = q["stats"]["in_flight"].as_u64().unwrap();
+        now = q["stats"][stat].as_u64().unwrap();
         if now == n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("{topic}: {now} in flight, expected {n}");
+    panic!("{topic}: {stat} is {now}, expected {n}");
 }
 
 /// A subscriber that answers quickly gets messages leased ahead for it (session.rs); whatever
@@ -262,13 +253,13 @@ async fn a_fast_subscriber_keeps_the_order_with_messages_leased_ahead() {
         assert_eq!(body_of(&sub.next().await), format!("m{:02}", i + 1));
     }
     // Holding m14: anything leased ahead goes back, so only m14 stays in flight.
-    wait_in_flight(&h, "order", 1).await;
+    wait_stat(&h, "order", "in_flight", 1).await;
     let mut other = Subscription::open(s.port, "order").await;
     other.send("INIT").await;
     assert_eq!(body_of(&other.next().await), "m15", "handed back in order");
     // The first subscriber goes away holding m14: it goes back to the front.
     drop(sub);
-    wait_in_flight(&h, "order", 1).await;
+    wait_stat(&h, "order", "in_flight", 1).await;
     other.send("ACK").await;
     assert_eq!(body_of(&other.next().await), "m14");
     for i in 16..30 {
@@ -277,16 +268,7 @@ async fn a_fast_subscriber_keeps_the_order_with_messages_leased_ahead() {
     }
     other.send("ACK").await;
     // Every ACK reaches the store (not waited for: the protocol has no reply to it).
-    let mut acked = 0;
-    for _ in 0..200 {
-        let (_, q) = h.get("/v1/queues/order").await;
-        acked = q["stats"]["acked"].as_u64().unwrap();
-        if acked == 30 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(acked, 30);
+    wait_stat(&h, "order", "acked", 30).await;
     drop(other);
     let (_, q) = h.get("/v1/queues/order").await;
     assert_eq!(q["stats"]["ready"], 0);

@@ -86,9 +86,8 @@ struct Session {
     fast: bool,
     /// Receipts ACKed by the client, not yet passed to the store.
     acks: Vec<String>,
-    /// Fires when the client may have turned slow (see `slow_at`), and the deadline it is set to.
+    /// Fires when the client may have turned slow (see `slow_at`).
     check: Pin<Box<tokio::time::Sleep>>,
-    check_at: Instant,
     /// An error was written: the session ends.
     ending: bool,
     /// The server-wide streaming slot this subscription holds.
@@ -122,7 +121,6 @@ pub fn stream(
         acks: Vec::new(),
         ending: false,
         check: Box::pin(tokio::time::sleep_until(Instant::now())),
-        check_at: Instant::now(),
         _slot: slot,
     };
     futures::stream::unfold(session, |mut s| async move {
@@ -164,8 +162,8 @@ impl Session {
                 // One timer per FAST period at most, not one per message: it is re-armed only
                 // once the deadline it was set for has passed.
                 if let Some(at) = slow_at {
-                    if self.check_at <= Instant::now() || self.check_at > at + FAST {
-                        self.check_at = at;
+                    let set = self.check.deadline();
+                    if set <= Instant::now() || set > at + FAST {
                         self.check.as_mut().reset(at);
                     }
                 }
