@@ -10,6 +10,7 @@
 //! `error` and the [`Store`] trait; `core` (store, clock, long-poll wake-ups); the services
 //! `history`, `push` and `timers`; and `engine`, the facade every front end calls.
 
+pub(crate) mod chunked;
 pub mod clock;
 #[cfg(feature = "test-support")]
 pub mod conformance;

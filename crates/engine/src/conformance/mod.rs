@@ -240,7 +240,8 @@ macro_rules! conformance_suite {
             groups_take_turns_and_respect_their_in_flight_limit,
             idempotent_publish_on_any_queue_within_its_window,
             expired_messages_are_never_delivered, expiry_and_priorities_survive_restart,
-            groups_are_held_to_their_rate, push_queues_pass_their_rules_to_the_copies);
+            groups_are_held_to_their_rate, push_queues_pass_their_rules_to_the_copies,
+            delayed_messages_keep_their_fields_and_order_across_restart);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(

@@ -152,3 +152,75 @@ pub async fn settings_and_archive_survive_restart(h: &mut dyn Harness) {
     );
     assert_eq!(arch.get(&crate::MessageId(2)), Some(&2));
 }
+
+/// Delayed messages keep what their index entry holds (priority, group, time to live, receive
+/// count, first receive) across a restart, and come due in due order: hundreds of them made
+/// in scrambled due order, so a compact delayed index spans several chunks.
+pub async fn delayed_messages_keep_their_fields_and_order_across_restart(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let publish = |body: &str, delay: u32, edit: fn(&mut Publish)| {
+        let mut p = Publish {
+            body: body.as_bytes().to_vec(),
+            delay_seconds: Some(delay),
+            ..Default::default()
+        };
+        edit(&mut p);
+        let engine = c.engine.clone();
+        async move { engine.publish("d", vec![p]).await.unwrap() }
+    };
+    // Received once, then put back with a delay: it keeps its receive count and first receive.
+    c.send("d", "received").await;
+    let first = c.recv("d", 1, 30).await.remove(0);
+    c.engine
+        .nack("d", &[receipt(&c.engine, "d", &first)], 15, Placement::Back)
+        .await
+        .unwrap();
+    publish("grouped", 10, |p| p.group = Some("g".into())).await;
+    publish("mortal", 20, |p| p.ttl_seconds = Some(3600)).await;
+    publish("urgent", 30, |p| p.priority = Some(9)).await;
+    // 600 more, due at 100..700 s in scrambled order (119 is prime to 600).
+    for i in 0..600u32 {
+        publish(&format!("n{i}"), 100 + (i * 119) % 600, |_| {}).await;
+    }
+    let c = c.restart(h).await;
+    assert_eq!(c.engine.stats("d").await.unwrap().delayed, 604);
+    let take = async |secs: u64| {
+        c.advance(secs);
+        let mut got = c.recv("d", 10, 3600).await;
+        assert_eq!(got.len(), 1, "one message due after {secs} s more");
+        let d = got.remove(0);
+        c.engine
+            .ack("d", &[receipt(&c.engine, "d", &d)])
+            .await
+            .unwrap();
+        d.message
+    };
+    let m = take(10).await;
+    assert_eq!(
+        (&m.body[..], m.group.as_deref()),
+        (&b"grouped"[..], Some("g"))
+    );
+    let m = take(5).await;
+    assert_eq!(&m.body[..], b"received");
+    assert_eq!(m.receive_count, 2);
+    assert_eq!(m.first_received_at, first.message.first_received_at);
+    let m = take(5).await;
+    assert_eq!(&m.body[..], b"mortal");
+    assert!(m.expires_at.is_some_and(|t| t > c.engine.now()));
+    let m = take(10).await;
+    assert_eq!((&m.body[..], m.priority), (&b"urgent"[..], 9));
+    let mut order = Vec::new();
+    order.push(take(70).await);
+    for _ in 1..600 {
+        order.push(take(1).await);
+    }
+    let want: Vec<String> = (0..600u32)
+        .map(|k| format!("n{}", (0..600u32).find(|i| (i * 119) % 600 == k).unwrap()))
+        .collect();
+    let got: Vec<String> = order
+        .iter()
+        .map(|m| String::from_utf8(m.body.clone()).unwrap())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(c.engine.stats("d").await.unwrap().delayed, 0);
+}

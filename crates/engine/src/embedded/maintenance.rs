@@ -41,9 +41,9 @@ impl EmbeddedStore {
             for e in q.ready.iter_mut().filter(|e| e.loc.seg == oldest) {
                 moved.extend(relocate(e, qid, 0, &self.log, ap));
             }
-            for ((at, _), e) in q.delayed.iter_mut().filter(|(_, e)| e.loc.seg == oldest) {
-                moved.extend(relocate(e, qid, *at, &self.log, ap));
-            }
+            q.delayed.relocate_from(oldest, |at, e| {
+                moved.extend(relocate(e, qid, at, &self.log, ap));
+            });
             for l in q
                 .inflight
                 .values_mut()
@@ -76,7 +76,12 @@ impl EmbeddedStore {
                 .get(&id)
                 .map(|l| l.entry.loc)
                 .or_else(|| q.ready.iter().find(|e| e.id() == id).map(|e| e.loc))
-                .or_else(|| q.delayed.values().find(|e| e.id() == id).map(|e| e.loc))
+                .or_else(|| {
+                    q.delayed
+                        .iter()
+                        .find(|(_, e)| e.id() == id)
+                        .map(|(_, e)| e.loc)
+                })
         })
     }
 
@@ -171,7 +176,7 @@ impl EmbeddedStore {
             let mut ap = self.log.begin();
             maintain(&mut st, qid, now, &mut ap);
             let holds_dead_letters = st.queues[&qid].ready.iter().any(|e| e.source != 0)
-                || st.queues[&qid].delayed.values().any(|e| e.source != 0);
+                || st.queues[&qid].delayed.iter().any(|(_, e)| e.source != 0);
             // Which queue to take dead letters from, and whose dead letters to take.
             let (from, only_source) = if holds_dead_letters {
                 (qid, None)
@@ -208,11 +213,11 @@ impl EmbeddedStore {
                 .delayed
                 .iter()
                 .filter(|(_, e)| wanted(e))
-                .map(|(k, _)| *k)
+                .map(|(at, e)| (at, e.id()))
                 .take(max - going.len())
                 .collect();
-            for k in delayed_keys {
-                going.push(q.delayed.remove(&k).expect("present"));
+            for (at, id) in delayed_keys {
+                going.push(q.delayed.remove(at, id).expect("present"));
             }
             let moved = going.len() as u64;
             for mut e in going {

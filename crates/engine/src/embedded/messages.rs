@@ -108,7 +108,7 @@ impl EmbeddedStore {
             q.stats.published += placed.len() as u64;
             for (e, visible_at) in &placed {
                 if *visible_at > now {
-                    q.delayed.insert((*visible_at, e.id()), *e);
+                    q.delayed.insert(*visible_at, *e);
                 } else {
                     q.put_back(*e);
                 }
@@ -298,7 +298,7 @@ impl EmbeddedStore {
                 });
                 let q = st.queues.get_mut(&qid).expect("queue");
                 if delay_ms > 0 {
-                    q.delayed.insert((visible_at, l.entry.id()), l.entry);
+                    q.delayed.insert(visible_at, l.entry);
                     if front {
                         q.front_when_due.insert(l.entry.id());
                     }
@@ -367,8 +367,8 @@ impl EmbeddedStore {
             for e in q.ready.iter().take(limit) {
                 picked.push(take(e, MessageState::Ready, now));
             }
-            for ((at, _), e) in q.delayed.iter().take(limit - picked.len()) {
-                picked.push(take(e, MessageState::Delayed, *at));
+            for (at, e) in q.delayed.iter().take(limit - picked.len()) {
+                picked.push(take(&e, MessageState::Delayed, at));
             }
             for (at, id) in q.leases.iter().take(limit - picked.len()) {
                 picked.push(take(&q.inflight[id].entry, MessageState::InFlight, *at));
@@ -458,7 +458,7 @@ impl EmbeddedStore {
                         q.lock_group(l.entry.group);
                     }
                     _ if delay_ms > 0 => {
-                        q.delayed.insert((visible_at, l.entry.id()), l.entry);
+                        q.delayed.insert(visible_at, l.entry);
                     }
                     _ => q.put_back(l.entry),
                 }

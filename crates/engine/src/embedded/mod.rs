@@ -23,6 +23,7 @@
 //! live messages that would pin the prefix are copied forward first (`compact`).
 
 mod catalog;
+mod delayed;
 mod history;
 mod log;
 mod maintenance;

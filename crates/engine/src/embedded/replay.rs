@@ -318,7 +318,7 @@ pub fn replay(
             state.add_live(loc);
             let q = state.queues.get_mut(&queue).expect("checked");
             if visible_at > now {
-                q.delayed.insert((visible_at, p.id), entry);
+                q.delayed.insert(visible_at, entry);
                 continue;
             }
             let f = filing.entry(queue).or_insert_with(|| {
@@ -358,7 +358,12 @@ pub fn replay(
     let sources: Vec<u32> = state
         .queues
         .values()
-        .flat_map(|q| q.ready.iter().chain(q.delayed.values()))
+        .flat_map(|q| {
+            q.ready
+                .iter()
+                .copied()
+                .chain(q.delayed.iter().map(|(_, e)| e))
+        })
         .filter(|e| e.source != 0)
         .map(|e| e.source)
         .collect();

@@ -21,12 +21,8 @@ pub(super) fn maintain(st: &mut State, qid: u32, now: Millis, ap: &mut Append<'_
         return false;
     };
     let mut became_ready = false;
-    while let Some((&(at, id), _)) = q.delayed.first_key_value() {
-        if at > now {
-            break;
-        }
-        let e = q.delayed.remove(&(at, id)).expect("present");
-        if q.front_when_due.remove(&id) {
+    while let Some((_, e)) = q.delayed.pop_due(now) {
+        if q.front_when_due.remove(&e.id()) {
             q.ready.push_front(e);
         } else {
             q.put_back(e);

@@ -9,6 +9,7 @@ use crate::clock::Millis;
 use crate::model::{QueueInfo, QueueStats};
 
 use super::catalog::Catalog;
+use super::delayed::Delayed;
 use super::log::Loc;
 use super::ready::Ready;
 use super::record::COUNTERS;
@@ -65,7 +66,7 @@ pub struct QState {
     pub id: u32,
     pub info: QueueInfo,
     pub ready: Ready,
-    pub delayed: BTreeMap<(i64, u128), Entry>,
+    pub delayed: Delayed,
     pub inflight: HashMap<u128, Leased>,
     pub leases: BTreeSet<(i64, u128)>,
     pub stats: QueueStats,
@@ -104,7 +105,7 @@ impl QState {
         QState {
             id,
             ready: Ready::new(crate::model::is_fifo(&info.name)),
-            delayed: BTreeMap::new(),
+            delayed: Delayed::default(),
             inflight: HashMap::new(),
             leases: BTreeSet::new(),
             stats: QueueStats::default(),
@@ -155,7 +156,7 @@ impl QState {
         self.ready.len() + self.delayed.len() + self.inflight.len()
     }
     pub fn next_due(&self) -> Option<Millis> {
-        let d = self.delayed.keys().next().map(|k| k.0);
+        let d = self.delayed.first_due();
         let l = self.leases.iter().next().map(|k| k.0);
         let r = self.rate_waits.iter().next().map(|k| k.0);
         [d, l, r].into_iter().flatten().min()

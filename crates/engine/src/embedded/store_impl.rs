@@ -109,10 +109,11 @@ impl Store for EmbeddedStore {
         for e in q
             .ready
             .iter()
-            .chain(q.delayed.values())
-            .chain(q.inflight.values().map(|l| &l.entry))
+            .copied()
+            .chain(q.delayed.iter().map(|(_, e)| e))
+            .chain(q.inflight.values().map(|l| l.entry))
         {
-            st.removed(e);
+            st.removed(&e);
         }
         Ok(true)
     }
@@ -126,7 +127,7 @@ impl Store for EmbeddedStore {
             let id = Self::qid(&st, name)?;
             let q = st.queues.get_mut(&id).expect("queue");
             let mut gone: Vec<Entry> = q.ready.drain();
-            gone.extend(std::mem::take(&mut q.delayed).into_values());
+            gone.extend(q.delayed.drain());
             gone.extend(
                 std::mem::take(&mut q.inflight)
                     .into_values()
@@ -330,7 +331,7 @@ impl Store for EmbeddedStore {
         let q = &st.queues[&Self::qid(&st, queue)?];
         let mut v = Vec::with_capacity(q.len());
         v.extend(q.ready.iter().map(|e| (MessageId(e.id()), e.enqueued_at)));
-        v.extend(q.delayed.iter().map(|(&(at, id), _)| (MessageId(id), at)));
+        v.extend(q.delayed.iter().map(|(at, e)| (MessageId(e.id()), at)));
         v.extend(
             q.inflight
                 .iter()

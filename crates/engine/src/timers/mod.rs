@@ -15,11 +15,12 @@
 //! `catch_up.rs` (what a schedule does with firings found late).
 
 pub mod catch_up;
+mod pending;
 mod schedule;
 mod settle;
 mod spec;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -33,6 +34,7 @@ use crate::limits;
 use crate::model::{Attributes, Delivery, MessageId, NewMessage, Placement, QueueConfig};
 
 pub use self::catch_up::CatchUp;
+use self::pending::Pending;
 pub use self::schedule::{firing_id, CatchUpReport, Firing, Schedule, SCHEDULES_MAX};
 pub use self::settle::Settlement;
 pub use self::spec::*;
@@ -42,7 +44,7 @@ pub struct Timers {
     core: Arc<Core>,
     history: Arc<History>,
     /// Pending timers and when they are (were first) due.
-    pending: Mutex<HashMap<MessageId, Millis>>,
+    pending: Mutex<Pending>,
     /// Outcomes of finished timers (the store's archive, loaded at start).
     archive: Mutex<HashMap<MessageId, u8>>,
     delivering: Mutex<HashSet<MessageId>>,
@@ -79,18 +81,19 @@ impl Timers {
         };
         store.ensure_queue(TIMER_QUEUE, config, now).await?;
         let mut archive: HashMap<MessageId, u8> = store.archive_list().await?.into_iter().collect();
-        let mut pending: HashMap<MessageId, Millis> =
-            store.ids(TIMER_QUEUE).await?.into_iter().collect();
+        let stored = store.ids(TIMER_QUEUE).await?;
         // A re-read on a shared store must not drop what this node added meanwhile: a timer
-        // created a moment ago, an outcome just recorded.
-        {
+        // created a moment ago, an outcome just recorded. (The store's due time wins: the
+        // later of two equal ids is kept.)
+        let pending: Pending = {
             let local = self.pending.lock();
-            for (id, due) in local.iter() {
-                if !archive.contains_key(id) {
-                    pending.entry(*id).or_insert(*due);
-                }
-            }
-        }
+            let kept: Vec<(MessageId, Millis)> = local
+                .iter()
+                .filter(|(id, _)| !archive.contains_key(id))
+                .collect();
+            drop(local);
+            kept.into_iter().chain(stored).collect()
+        };
         for (id, code) in self.archive.lock().iter() {
             archive.entry(*id).or_insert(*code);
         }
@@ -115,7 +118,7 @@ impl Timers {
             ));
         }
         if let Some(id) = id {
-            if self.pending.lock().contains_key(&id) || self.archive.lock().contains_key(&id) {
+            if self.pending.lock().contains(id) || self.archive.lock().contains_key(&id) {
                 return Ok(id);
             }
         }
@@ -149,7 +152,7 @@ impl Timers {
             )
             .await;
         if let Err(e) = published {
-            self.pending.lock().remove(&id);
+            self.pending.lock().remove(id);
             return Err(e);
         }
         self.core.wake(TIMER_QUEUE, 1);
@@ -169,15 +172,17 @@ impl Timers {
     }
 
     fn get_cached(&self, id: MessageId) -> Option<TimerInfo> {
-        if let Some(&code) = self.archive.lock().get(&id) {
-            let due_at = self.pending.lock().get(&id).copied();
+        // One lock at a time here (`list` takes `pending`, then `archive`).
+        let code = self.archive.lock().get(&id).copied();
+        if let Some(code) = code {
+            let due_at = self.pending.lock().get(id);
             return Some(TimerInfo {
                 id,
                 status: TimerStatus::of_code(code),
                 due_at,
             });
         }
-        let due = *self.pending.lock().get(&id)?;
+        let due = self.pending.lock().get(id)?;
         let status = if self.delivering.lock().contains(&id) {
             TimerStatus::Delivering
         } else {
@@ -298,18 +303,23 @@ impl Timers {
     ) -> Result<Vec<TimerInfo>> {
         let ids: Vec<MessageId> = match finished {
             None => {
-                // One lock at a time: elsewhere `pending` is taken before `archive`.
-                let mut due: Vec<(Millis, MessageId)> = self
-                    .pending
-                    .lock()
-                    .iter()
-                    .map(|(id, due)| (*due, *id))
-                    .collect();
-                {
-                    let archive = self.archive.lock();
-                    due.retain(|(_, id)| !archive.contains_key(id));
+                // The `limit` soonest in one pass, not a sorted copy of millions. Locks in
+                // their usual order: `pending` before `archive`.
+                let pending = self.pending.lock();
+                let archive = self.archive.lock();
+                let mut soonest: BinaryHeap<(Millis, MessageId)> = BinaryHeap::new();
+                for (id, due) in pending.iter() {
+                    if archive.contains_key(&id) {
+                        continue;
+                    }
+                    if soonest.len() < limit {
+                        soonest.push((due, id));
+                    } else if soonest.peek().is_some_and(|top| (due, id) < *top) {
+                        soonest.pop();
+                        soonest.push((due, id));
+                    }
                 }
-                due.sort_unstable();
+                let due = soonest.into_sorted_vec();
                 due.into_iter().take(limit).map(|(_, id)| id).collect()
             }
             Some(status) => {

@@ -126,7 +126,7 @@ impl Timers {
         }
         for (d, _) in finished {
             let id = d.message.id;
-            self.pending.lock().remove(&id);
+            self.pending.lock().remove(id);
             self.delivering.lock().remove(&id);
             self.cancelled_pending.lock().remove(&id);
         }
