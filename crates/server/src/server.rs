@@ -24,6 +24,7 @@ pub fn queues_on_use(max_queues: usize) -> usize {
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     telemetry::init_logging(&cfg.log_format, &cfg.log_level);
     let telemetry = Arc::new(Telemetry::install()?);
+    telemetry.spawn_upkeep();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     let started = Instant::now();
@@ -83,6 +84,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .load()
         .await
         .context("loading push subscriptions, timers and schedules")?;
+    return_freed_memory();
     if engine.is_shared() {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -414,4 +416,20 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Give back to the system the memory recovery used and freed (whole log segments read, the id
+/// lists the timers load from). mimalloc returns freed pages only on later allocator activity,
+/// which an idle server may not have for hours: without this, the RSS after a restart with 1M
+/// pending timers stayed at recovery's peak, 300 bytes a timer instead of 85.
+fn return_freed_memory() {
+    // Linked into every binary of this crate, tests included, so the symbol below resolves.
+    extern crate mimalloc as _;
+    extern "C" {
+        /// mimalloc's own entry point (linked by the `mimalloc` crate, the global allocator
+        /// of the `sluice` binary; harmless where it is not).
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: a plain C function taking a bool, safe to call from any thread at any time.
+    unsafe { mi_collect(true) }
 }

@@ -120,6 +120,20 @@ impl Telemetry {
         Ok(Telemetry { handle })
     }
 
+    /// Drain the histograms' recorded samples into their buckets every 5 s. The exporter keeps
+    /// every sample until then (or until a scrape): a server nobody scraped grew by about 32
+    /// bytes a request, 30 MB per million timers created.
+    pub fn spawn_upkeep(&self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+
     pub async fn render(&self, engine: &Engine) -> String {
         if let Ok(queues) = engine.list_queue_counts().await {
             for (q, s, c) in queues {

@@ -170,6 +170,15 @@ async fn timers_are_listed_by_status() {
     let (_, v) = h.get("/v1/timers?limit=1").await;
     assert_eq!(v["pending"], 2);
     assert_eq!(v["timers"].as_array().unwrap().len(), 1);
+    // The cancelled one is not among the soonest two.
+    let (_, v) = h.get("/v1/timers?limit=2").await;
+    let ids_listed: Vec<&str> = v["timers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids_listed, vec![&ids[1], &ids[2]]);
     let (_, v) = h.get("/v1/timers?status=cancelled").await;
     assert_eq!(v["timers"][0]["id"], ids[0].as_str());
     assert_eq!(v["timers"][0]["status"], "cancelled");

@@ -143,6 +143,10 @@ pub struct BenchArgs {
     /// a baseline run of the fast half alone.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub hosts: u8,
+    /// timers: create --count timers due in a day and leave them pending (what a pending
+    /// timer costs the server; `scripts/bench-core` reads its RSS around this).
+    #[arg(long)]
+    pub pending: bool,
     /// timers --hosts 2: the slow host answers after this many milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub slow_ms: u64,

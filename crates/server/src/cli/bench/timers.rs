@@ -11,6 +11,8 @@
 //!   comes first, so the report can say how much the slow host delayed the fast one (target:
 //!   fast p99 at most 100 ms above the baseline's). The slow host is waited for at most
 //!   `--give-up` seconds after the due time; timers it has not received by then are cancelled.
+//! - `--pending`: the timers are created due in a day and left pending; only the creation rate
+//!   is reported (`scripts/bench-core` measures the server's memory around it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,6 +44,21 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     let rx = Receiver::start("127.0.0.1", Answer::Accept, false).await?;
     let started = Instant::now();
     let f = create(&api, &args, n, std::slice::from_ref(&rx)).await;
+    if args.pending {
+        let mut out = head(&args, started, &f);
+        extend(
+            &mut out,
+            obj(json!({"pending": f.ids.len(), "errors": f.errors, "last_error": f.last_error})),
+        );
+        let line = format!(
+            "{} timers created and left pending (due in a day), {} creations/s, {} errors",
+            f.ids.len(),
+            f.created_per_sec,
+            f.errors
+        );
+        print(&out, json_out, &[line]);
+        return fail_on_errors(&out);
+    }
     rx.wait_for(f.per_receiver[0], started, 300.0).await;
     let mut out = head(&args, started, &f);
     extend(&mut out, rx.figures());
@@ -193,7 +210,10 @@ struct Created {
 /// Create `n` timers over `--connections` tasks, timer `i` calling `receivers[i % len]`, all
 /// due at one moment far enough ahead to create them first (or spread at `--rate`).
 async fn create(api: &Api, args: &BenchArgs, n: u64, receivers: &[Arc<Receiver>]) -> Created {
-    let lead_ms = 3000 + (n / 5) as i64;
+    let lead_ms = match args.pending {
+        true => 86_400_000,
+        false => 3000 + (n / 5) as i64,
+    };
     let t0 = now_us() + lead_ms * 1000;
     let due = Instant::now() + Duration::from_millis(lead_ms as u64);
     let urls: Arc<Vec<String>> = Arc::new(receivers.iter().map(|r| r.url.clone()).collect());
