@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
+use rustc_hash::FxHashMap;
+
 use crate::clock::Millis;
 
 use super::catalog::Catalog;
@@ -255,7 +257,7 @@ pub fn replay(
             let incarnation = if p.relocated {
                 ix.relocated.get(&pos).copied()
             } else {
-                Some(((p.queue, p.id), pos))
+                Some((key(p.queue, p.id), pos))
             };
             let eff = incarnation.and_then(|k| ix.effects.get(&k));
             if eff.is_some_and(|e| e.acked) {
@@ -491,19 +493,27 @@ fn max_queue_id(rec: &Record<'_>) -> u32 {
     }
 }
 
-type Key = (u32, u128);
+/// (queue, id's high half, id's low half): 24 bytes, where `(u32, u128)` takes 32 (one entry
+/// per published message is kept while recovering).
+type Key = (u32, u64, u64);
+
+fn key(queue: u32, id: u128) -> Key {
+    (queue, (id >> 64) as u64, id as u64)
+}
+
 /// A message incarnation: where it was published, and the log position of that Publish.
 type Inc = (Key, u64);
 
 #[derive(Default)]
 struct Index {
-    effects: HashMap<Inc, Effect>,
+    effects: FxHashMap<Inc, Effect>,
     /// Where a moved message is now -> where it was published.
-    alias: HashMap<Key, Key>,
-    /// The newest incarnation published at each key.
-    current: HashMap<Key, u64>,
+    alias: FxHashMap<Key, Key>,
+    /// The newest incarnation published at each key. (Fx: not SipHash, which was a third of
+    /// recovery's time; the keys come from our own log, so no hash flooding to resist.)
+    current: FxHashMap<Key, u64>,
     /// Log position of a compaction copy -> the incarnation it copies.
-    relocated: HashMap<u64, Inc>,
+    relocated: FxHashMap<u64, Inc>,
 }
 
 impl Index {
@@ -532,15 +542,15 @@ fn gather(
                 // The copy's original Publish may be gone (its segment deleted, which is what
                 // compaction is for): then the copy starts the incarnation, so the records
                 // after it (receives, acks) still apply.
-                let inc = ix.at((p.queue, p.id)).unwrap_or_else(|| {
-                    ix.current.insert((p.queue, p.id), pos);
+                let inc = ix.at(key(p.queue, p.id)).unwrap_or_else(|| {
+                    ix.current.insert(key(p.queue, p.id), pos);
                     *per_queue.entry(p.queue).or_default() += 1;
-                    ((p.queue, p.id), pos)
+                    (key(p.queue, p.id), pos)
                 });
                 ix.effects.entry(inc).or_default().relocated_at = Some(pos);
                 ix.relocated.insert(pos, inc);
             } else {
-                ix.current.insert((p.queue, p.id), pos);
+                ix.current.insert(key(p.queue, p.id), pos);
                 *per_queue.entry(p.queue).or_default() += 1;
             }
         }
@@ -551,7 +561,7 @@ fn gather(
             nonce,
             first_received_at,
         } => {
-            let Some(e) = ix.effect((queue, id)) else {
+            let Some(e) = ix.effect(key(queue, id)) else {
                 return;
             };
             e.receive = Some((receive_count, nonce, first_received_at));
@@ -560,7 +570,7 @@ fn gather(
             e.visible_at = Some(i64::MIN);
         }
         Record::Ack { queue, id } => {
-            if let Some(e) = ix.effect((queue, id)) {
+            if let Some(e) = ix.effect(key(queue, id)) {
                 e.acked = true;
             }
         }
@@ -570,7 +580,7 @@ fn gather(
             visible_at,
             front: at_front,
         } => {
-            let Some(e) = ix.effect((queue, id)) else {
+            let Some(e) = ix.effect(key(queue, id)) else {
                 return;
             };
             e.visible_at = Some(visible_at);
@@ -588,15 +598,15 @@ fn gather(
             source,
             reset,
         } => {
-            let Some(inc) = ix.at((queue, id)) else {
+            let Some(inc) = ix.at(key(queue, id)) else {
                 return;
             };
             let origin = inc.0;
-            ix.alias.remove(&(queue, id));
-            if origin != (to, id) {
-                ix.alias.insert((to, id), origin);
+            ix.alias.remove(&key(queue, id));
+            if origin != key(to, id) {
+                ix.alias.insert(key(to, id), origin);
             } else {
-                ix.alias.remove(&(to, id));
+                ix.alias.remove(&key(to, id));
             }
             let e = ix.effects.entry(inc).or_default();
             e.moves.push((pos, to));
@@ -615,7 +625,7 @@ fn gather(
             visible_at,
             ..
         } => {
-            let Some(e) = ix.effect((queue, id)) else {
+            let Some(e) = ix.effect(key(queue, id)) else {
                 return;
             };
             match how {
