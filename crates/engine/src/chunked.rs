@@ -167,11 +167,7 @@ impl<R: Keyed> Chunked<R> {
             .nth(1)
             .map(|(f, c)| (*f, c.len()));
         if let Some((nf, _)) = next.filter(|(_, nl)| n + nl <= CHUNK / 2) {
-            let mut moved = self.chunks.remove(&nf).expect("next exists");
-            self.chunks
-                .get_mut(&fence)
-                .expect("fence exists")
-                .append(&mut moved);
+            self.merge(fence, nf);
             return;
         }
         let prev = self
@@ -180,12 +176,17 @@ impl<R: Keyed> Chunked<R> {
             .next_back()
             .map(|(f, c)| (*f, c.len()));
         if let Some((pf, _)) = prev.filter(|(_, pl)| n + pl <= CHUNK / 2) {
-            let mut moved = self.chunks.remove(&fence).expect("fence exists");
-            self.chunks
-                .get_mut(&pf)
-                .expect("previous exists")
-                .append(&mut moved);
+            self.merge(pf, fence);
         }
+    }
+
+    /// Move the chunk at `right` onto the end of its neighbour at `left`.
+    fn merge(&mut self, left: R::Key, right: R::Key) {
+        let mut moved = self.chunks.remove(&right).expect("right exists");
+        self.chunks
+            .get_mut(&left)
+            .expect("left exists")
+            .append(&mut moved);
     }
 
     /// All records, in key order.
