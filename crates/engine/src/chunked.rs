@@ -357,4 +357,38 @@ mod tests {
         let keys: Vec<u64> = c.iter().map(|r| r.0).collect();
         assert_eq!(keys, (0..600).collect::<Vec<_>>());
     }
+    /// A delayed queue's life: retries due a little later than now, the due ones taken from
+    /// the front as time moves, some removed early (leases ended, queues purged), thousands
+    /// pending at once so chunks split, pass records on and merge all the time.
+    #[test]
+    fn behaves_like_a_sorted_map_as_a_queue_of_retries() {
+        let mut seed = 0x2545_f491_4f6c_dd1d;
+        let mut c = Chunked::new();
+        let mut model: BTreeMap<u64, u32> = BTreeMap::new();
+        let (mut now, mut id) = (0u64, 0u64);
+        for step in 0..200_000u32 {
+            now += rng(&mut seed) % 3;
+            // Due times up to 2,000 ahead; the low bits order equal times by id.
+            let burst = if step % 5000 < 2500 { 3 } else { 1 };
+            for _ in 0..burst {
+                id += 1;
+                let k = ((now + rng(&mut seed) % 2000) << 20) | (id & 0xf_ffff);
+                assert_eq!(c.insert(Rec(k, step)).map(|r| r.1), model.insert(k, step));
+            }
+            while model.first_key_value().is_some_and(|(k, _)| k >> 20 <= now) {
+                assert_eq!(c.pop_first().map(|r| (r.0, r.1)), model.pop_first());
+            }
+            if rng(&mut seed) % 4 == 0 {
+                let probe = ((now + rng(&mut seed) % 2000) << 20) | (rng(&mut seed) & 0xf_ffff);
+                if let Some((&k, _)) = model.range(probe..).next() {
+                    assert_eq!(c.remove(&k).map(|r| r.1), model.remove(&k));
+                }
+            }
+            assert_eq!(c.first().map(|r| r.0), model.keys().next().copied());
+            if step % 20_000 == 0 {
+                check(&c, &model);
+            }
+        }
+        check(&c, &model);
+    }
 }

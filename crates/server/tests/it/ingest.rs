@@ -40,8 +40,10 @@ impl Sink {
         }
     }
     /// Wait until the sink accepted at least `n` deliveries (a cheap count; polled once a
-    /// second so the test does not compete with the server for the CPU).
-    async fn wait_accepted(&self, n: usize, secs: u64) {
+    /// second so the test does not compete with the server for the CPU). On a timeout, say
+    /// where the missing ones are: the queue's and the subscription's counts, and every
+    /// request the sink saw for the users never accepted.
+    async fn wait_accepted(&self, n: usize, secs: u64, h: &Http, queue: &str, sub: &str) {
         let end = std::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let text = std::fs::read_to_string(&self.out).unwrap_or_default();
@@ -51,10 +53,31 @@ impl Sink {
             if ok >= n {
                 return;
             }
-            assert!(
-                std::time::Instant::now() < end,
-                "timed out: the sink accepted {ok} of {n}"
-            );
+            if std::time::Instant::now() >= end {
+                let (_, q) = h.get(&format!("/v1/queues/{queue}")).await;
+                let (_, s) = h
+                    .get(&format!("/v1/queues/{queue}/subscriptions/{sub}"))
+                    .await;
+                let lines = self.lines();
+                let (users, _) = accepted(&lines);
+                let missing: Vec<String> = (0..n)
+                    .map(|i| format!("user{i}"))
+                    .filter(|u| !users.contains_key(u))
+                    .take(5)
+                    .collect();
+                let seen: Vec<&Value> = lines
+                    .iter()
+                    .filter(|l| {
+                        let body = l["body"].as_str().unwrap_or_default();
+                        missing.iter().any(|u| body.contains(&format!("\"{u}\"")))
+                    })
+                    .collect();
+                panic!(
+                    "timed out: the sink accepted {ok} of {n}; missing {missing:?}; \
+                     their requests at the sink: {seen:?}; queue: {}; subscription: {}",
+                    q["stats"], s["stats"]
+                );
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -203,7 +226,7 @@ async fn a_dropped_file_alerts_every_user_exactly_once_through_429s_and_500s() {
         .unwrap();
     assert_eq!(dups.lines().count(), 5);
     assert!(dups.contains("\"key\":\"user10\""), "{dups}");
-    sink.wait_accepted(n, 300).await;
+    sink.wait_accepted(n, 300, &h, "alerts", "notify").await;
     wait_delivered(&h, "alerts", "notify", 120).await;
     let lines = sink.lines();
     let (users, per_id) = accepted(&lines);
@@ -291,7 +314,7 @@ async fn kill_nine_mid_file_and_mid_delivery_still_alerts_every_user_once() {
     }
     let f = wait_file_state(&h, "big.csv", &["processed"], 120).await;
     assert_eq!(f["rows_published"], n as u64, "{f}");
-    sink.wait_accepted(n, 400).await;
+    sink.wait_accepted(n, 400, &h, "alerts", "notify").await;
     wait_delivered(&h, "alerts", "notify", 120).await;
     let (users, per_id) = accepted(&sink.lines());
     assert_eq!(users.len(), n, "no user missed");
