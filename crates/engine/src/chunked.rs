@@ -378,7 +378,7 @@ mod tests {
             while model.first_key_value().is_some_and(|(k, _)| k >> 20 <= now) {
                 assert_eq!(c.pop_first().map(|r| (r.0, r.1)), model.pop_first());
             }
-            if rng(&mut seed) % 4 == 0 {
+            if rng(&mut seed).is_multiple_of(4) {
                 let probe = ((now + rng(&mut seed) % 2000) << 20) | (rng(&mut seed) & 0xf_ffff);
                 if let Some((&k, _)) = model.range(probe..).next() {
                     assert_eq!(c.remove(&k).map(|r| r.1), model.remove(&k));
