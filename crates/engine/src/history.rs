@@ -147,14 +147,15 @@ impl History {
             .await
     }
 
-    /// Record one attempt for each message of `each` (the calls of a batch of timers, one
-    /// request each), kept `keep_ms`, with one store call. Durable on return.
-    pub async fn record_each(&self, each: &[(MessageId, &Attempt)], keep_ms: i64) -> Result<()> {
+    /// Record the attempt of each request of `each` (its messages: one, or a batch's), kept
+    /// `keep_ms`, with one store call: the calls of a batch of timers, or of a subscription's
+    /// requests answered together. Durable on return.
+    pub async fn record_each(&self, each: &[(&[MessageId], &Attempt)], keep_ms: i64) -> Result<()> {
         let records = each
             .iter()
-            .map(|(id, a)| HistoryRecord {
+            .map(|(ids, a)| HistoryRecord {
                 key: key(&a.queue, &a.subscription),
-                ids: vec![*id],
+                ids: ids.to_vec(),
                 attempt: serde_json::to_string(a).expect("attempt serializes"),
                 at: a.at,
                 expires_at: a.at.saturating_add(keep_ms),

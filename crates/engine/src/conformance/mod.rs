@@ -176,6 +176,21 @@ impl Ctx {
     ) -> crate::push::Settled {
         let push = self.engine.push();
         let s = push.reference(q, name).unwrap();
+        let (attempt, decision) = self.answer(q, name, got, outcome, delay_ms, reason).await;
+        push.settle(&s, got, &decision, attempt).await.unwrap()
+    }
+    /// The attempt a sender records, and the decision it settles, for an answer to `got`.
+    pub async fn answer(
+        &self,
+        q: &str,
+        name: &str,
+        got: &[crate::Delivery],
+        outcome: crate::push::Outcome,
+        delay_ms: u64,
+        reason: &str,
+    ) -> (crate::push::Attempt, crate::push::Decision) {
+        let push = self.engine.push();
+        let s = push.reference(q, name).unwrap();
         let (number, throttled) = push.next_attempt(&s, got).await.unwrap();
         let attempt = crate::push::Attempt {
             at: self.engine.now(),
@@ -197,7 +212,7 @@ impl Ctx {
             delay_ms,
             reason: reason.into(),
         };
-        push.settle(&s, got, &decision, attempt).await.unwrap()
+        (attempt, decision)
     }
 }
 
@@ -224,6 +239,7 @@ macro_rules! conformance_suite {
             deleted_queue_stays_deleted_after_restart, fifo_groups_are_ordered_and_locked,
             fifo_deduplicates_within_five_minutes, fifo_rules, keyed_publish_stores_each_id_once,
             settings_and_archive_survive_restart, push_queue_fans_out_and_refuses_pull,
+            answered_requests_settle_together,
             push_dead_letters_and_redrive_to_their_subscription, throttled_answers_are_not_attempts,
             delivery_history_survives_restart_bounded_per_message, delivery_counters_survive_restart,
             replay_sends_a_window_again, tallies_count_exactly_across_restarts,

@@ -56,6 +56,75 @@ pub async fn push_queue_fans_out_and_refuses_pull(h: &mut dyn Harness) {
     assert_eq!(c.bodies("orders", 10, 30).await, vec!["pull again"]);
 }
 
+/// Requests answered together are settled together (`settle_many`, as a lane's settler
+/// does): delivered, retried, throttled and failed ones in one call, each counted, recorded
+/// and put where it would be if settled alone.
+pub async fn answered_requests_settle_together(h: &mut dyn Harness) {
+    let c = Ctx::new(h).await;
+    let e = &c.engine;
+    c.subscribe("many", "a").await;
+    for i in 0..5 {
+        c.send("many", &format!("m{i}")).await;
+    }
+    let mut got = c.lease("many", "a", 5).await;
+    got.sort_by_key(|d| d.message.body.clone());
+    assert_eq!(got.len(), 5);
+    let plan = [
+        (Outcome::Delivered, 0, ""),
+        (Outcome::Delivered, 0, ""),
+        (Outcome::Retry, 5_000, "HTTP 503"),
+        (Outcome::Throttled, 1_000, ""),
+        (Outcome::Failed, 0, "HTTP 410"),
+    ];
+    let mut answers = Vec::new();
+    for (d, (outcome, delay, reason)) in got.iter().zip(plan) {
+        let one = std::slice::from_ref(d);
+        answers.push(c.answer("many", "a", one, outcome, delay, reason).await);
+    }
+    let batch: Vec<crate::push::Answered<'_>> = got
+        .iter()
+        .zip(&answers)
+        .map(|(d, (attempt, decision))| crate::push::Answered {
+            got: std::slice::from_ref(d),
+            decision,
+            attempt,
+        })
+        .collect();
+    let s = e.push().reference("many", "a").unwrap();
+    let settled = e.push().settle_many(&s, &batch).await.unwrap();
+    let outcomes: Vec<Outcome> = settled.iter().map(|s| s.outcome).collect();
+    assert_eq!(outcomes, plan.map(|p| p.0));
+    assert_eq!(settled[4].dead_letter_queue.as_deref(), Some("many-dlq"));
+    assert!(settled[..4].iter().all(|s| s.dead_letter_queue.is_none()));
+    // Every attempt recorded, the dead letter carrying its history.
+    for d in &got {
+        let tried = e.push().history().get(d.message.id).await.unwrap();
+        assert_eq!(tried.len(), 1, "one attempt recorded for each message");
+    }
+    let dead = e.peek("many-dlq", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, b"m4");
+    // Counted in the same durable step, across a restart; each released copy comes back
+    // after its own delay.
+    let c = c.restart(h).await;
+    let child = child_queue("many", "a");
+    let st = c.engine.push().child_stats(&child).await.unwrap();
+    assert_eq!(
+        (st.delivered, st.retried, st.throttled, st.failed),
+        (2, 1, 1, 1)
+    );
+    assert_eq!((st.in_flight, st.delayed), (0, 2));
+    c.advance(1);
+    let again = c.lease("many", "a", 5).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message.body, b"m3", "the throttled one, after 1 s");
+    c.advance(4);
+    let again = c.lease("many", "a", 5).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message.body, b"m2", "the retried one, after 5 s");
+    assert_eq!(c.next_attempt("many", "a", &again).await, 2);
+}
+
 /// A 429 does not count as an attempt: the attempt number after it stays the same, before and
 /// after a restart.
 pub async fn throttled_answers_are_not_attempts(h: &mut dyn Harness) {

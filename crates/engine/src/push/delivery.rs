@@ -6,6 +6,8 @@
 //! (`delivered`, `retried`, `throttled`, `failed` in the copy queue's stats), in the same
 //! durable step, so the counts survive restarts exactly.
 
+use futures::future::join_all;
+
 use crate::error::{EngineError, Result};
 use crate::history::{self, Attempt, Outcome};
 use crate::limits;
@@ -30,6 +32,14 @@ pub struct Settled {
     pub outcome: Outcome,
     /// Where a failed delivery went.
     pub dead_letter_queue: Option<String>,
+}
+
+/// One answered request of a subscription (one message, or a batch), to settle: what its
+/// answer decided, and the attempt to record.
+pub struct Answered<'a> {
+    pub got: &'a [Delivery],
+    pub decision: &'a Decision,
+    pub attempt: &'a Attempt,
 }
 
 /// A lease may last at most this long (the store's visibility limit).
@@ -102,50 +112,84 @@ impl Push {
         decision: &Decision,
         attempt: Attempt,
     ) -> Result<Settled> {
-        let ids: Vec<MessageId> = got.iter().map(|d| d.message.id).collect();
+        let one = Answered {
+            got,
+            decision,
+            attempt: &attempt,
+        };
+        let mut settled = self.settle_many(s, std::slice::from_ref(&one)).await?;
+        Ok(settled.pop().expect("one request, one outcome"))
+    }
+
+    /// Settle many answered requests of subscription `s` at once (a sender settles whatever
+    /// was answered while its previous batch was written): every attempt in one history write,
+    /// every delivered copy in one store call, beside them a call per retried or throttled
+    /// request (each has its own delay); failed ones go to the dead-letter queue once their
+    /// attempts are recorded. Durable on return; what became of each request, in order.
+    pub async fn settle_many(
+        &self,
+        s: &SubscriptionRef,
+        batch: &[Answered<'_>],
+    ) -> Result<Vec<Settled>> {
         let kept = self.kept(&s.queue).await;
-        // Polled first, the history's append comes before the settlement's.
-        let record = self.history.record(&ids, &attempt, kept.history_ms);
-        let mut dead_letter_queue = None;
-        match decision.outcome {
-            Outcome::Delivered => {
-                let settle = async {
-                    if kept.delivered_s > 0 {
-                        self.keep_delivered(s, got, kept.delivered_s).await?;
-                    }
-                    self.apply(&s.child, got, Settle::Delivered).await
-                };
-                let (r, d) = tokio::join!(record, settle);
-                r?;
-                d?;
+        let ids: Vec<Vec<MessageId>> = batch
+            .iter()
+            .map(|a| a.got.iter().map(|d| d.message.id).collect())
+            .collect();
+        let each: Vec<(&[MessageId], &Attempt)> = ids
+            .iter()
+            .zip(batch)
+            .map(|(ids, a)| (ids.as_slice(), a.attempt))
+            .collect();
+        // Polled first, the history's append comes before the settlements'.
+        let record = self.history.record_each(&each, kept.history_ms);
+        let delivered: Vec<&Delivery> = batch
+            .iter()
+            .filter(|a| a.decision.outcome == Outcome::Delivered)
+            .flat_map(|a| a.got)
+            .collect();
+        let settle_delivered = async {
+            if delivered.is_empty() {
+                return Ok(());
             }
-            Outcome::Throttled | Outcome::Retry => {
-                let delay_ms = decision.delay_ms;
-                // A FIFO copy keeps its lease until the next try (its group stays locked, so
-                // later messages of the group never pass it), while the hold fits a lease.
-                let hold = is_fifo(&s.child) && delay_ms > 0 && delay_ms <= LEASE_MAX_MS;
-                let how = if decision.outcome == Outcome::Retry {
-                    Settle::Retried { delay_ms, hold }
-                } else {
-                    Settle::Throttled { delay_ms, hold }
-                };
-                let (r, d) = tokio::join!(record, self.apply(&s.child, got, how));
-                r?;
-                d?;
+            if kept.delivered_s > 0 {
+                self.keep_delivered(s, &delivered, kept.delivered_s).await?;
             }
-            Outcome::Failed => {
-                // The dead letter carries the history, this attempt included.
-                record.await?;
-                dead_letter_queue = Some(
-                    self.dead_letter(s, got, attempt.attempt, &decision.reason)
+            self.apply(&s.child, &delivered, Settle::Delivered).await
+        };
+        let released = join_all(batch.iter().filter_map(|a| {
+            let delay_ms = a.decision.delay_ms;
+            // A FIFO copy keeps its lease until the next try (its group stays locked, so
+            // later messages of the group never pass it), while the hold fits a lease.
+            let hold = is_fifo(&s.child) && delay_ms > 0 && delay_ms <= LEASE_MAX_MS;
+            let how = match a.decision.outcome {
+                Outcome::Retry => Settle::Retried { delay_ms, hold },
+                Outcome::Throttled => Settle::Throttled { delay_ms, hold },
+                Outcome::Delivered | Outcome::Failed => return None,
+            };
+            let got: Vec<&Delivery> = a.got.iter().collect();
+            Some(async move { self.apply(&s.child, &got, how).await })
+        }));
+        let (r, d, released) = tokio::join!(record, settle_delivered, released);
+        r?;
+        d?;
+        released.into_iter().collect::<Result<Vec<()>>>()?;
+        let mut out = Vec::with_capacity(batch.len());
+        for a in batch {
+            // The dead letter carries the history, this attempt included (recorded above).
+            let dead_letter_queue = match a.decision.outcome {
+                Outcome::Failed => Some(
+                    self.dead_letter(s, a.got, a.attempt.attempt, &a.decision.reason)
                         .await?,
-                );
-            }
+                ),
+                _ => None,
+            };
+            out.push(Settled {
+                outcome: a.decision.outcome,
+                dead_letter_queue,
+            });
         }
-        Ok(Settled {
-            outcome: decision.outcome,
-            dead_letter_queue,
-        })
+        Ok(out)
     }
 
     /// A queue's settings changed: read what it keeps again at its next delivery.
@@ -181,7 +225,7 @@ impl Push {
     async fn keep_delivered(
         &self,
         s: &SubscriptionRef,
-        got: &[Delivery],
+        got: &[&Delivery],
         keep_s: u32,
     ) -> Result<()> {
         let store = &self.core.store;
@@ -217,7 +261,7 @@ impl Push {
     }
 
     /// Settle the copies in the store (counted there) and wake who may take a message now.
-    async fn apply(&self, child: &str, deliveries: &[Delivery], how: Settle) -> Result<()> {
+    async fn apply(&self, child: &str, deliveries: &[&Delivery], how: Settle) -> Result<()> {
         let rs: Vec<_> = deliveries.iter().map(|d| d.receipt).collect();
         let tallies: Vec<&str> = deliveries
             .iter()
@@ -316,7 +360,8 @@ impl Push {
             .collect();
         store.publish(&dlq, batch, now).await?;
         self.core.wake(&dlq, deliveries.len());
-        self.apply(&s.child, deliveries, Settle::Failed).await?;
+        let got: Vec<&Delivery> = deliveries.iter().collect();
+        self.apply(&s.child, &got, Settle::Failed).await?;
         Ok(dlq)
     }
 }

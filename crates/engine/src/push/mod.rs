@@ -43,7 +43,7 @@ use crate::history::History;
 use crate::model::{NewMessage, QueueConfig, QueueStats};
 use crate::validate::{validate_name, validate_queue_name};
 
-pub use self::delivery::Settled;
+pub use self::delivery::{Answered, Settled};
 pub(crate) use self::hold::copy_mark;
 pub use self::policy::{classify, Answer, Decision, DeliveryPolicy};
 pub use self::replay::{ReplayOutcome, ReplayTask};

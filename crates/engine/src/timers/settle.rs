@@ -46,7 +46,7 @@ impl Timers {
     pub async fn settle_many(&self, batch: &[Settlement]) -> Result<()> {
         let each: Vec<_> = batch
             .iter()
-            .map(|s| (s.delivery.message.id, &s.attempt))
+            .map(|s| (std::slice::from_ref(&s.delivery.message.id), &s.attempt))
             .collect();
         if let Err(e) = self.history.record_each(&each, TIMER_KEEP_MS).await {
             // Not recorded: left leased; the leases run out and the timers come back.

@@ -7,6 +7,12 @@
 //! the store then keeps the group locked until it is settled, so a group's messages never go
 //! in parallel. An open circuit (`health.rs`) holds the lane before it leases, except for
 //! its probe: one request, whose answer closes the circuit or sets the next probe's time.
+//!
+//! A request's slot is free as soon as its answer is in: the lane's *settler* records the
+//! outcomes (attempts, removals, retries, dead letters) in batches of whatever was answered
+//! while it wrote the previous batch, so durable writes are shared by many requests and never
+//! hold a slot. At most [`UNSETTLED_MAX`] answered requests wait for it; past that, requests
+//! keep their slots until there is room (the lane slows down instead of piling up).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,14 +21,19 @@ use std::time::{Duration, Instant};
 use sluice_engine::push::pace::Ticket;
 use sluice_engine::push::SubscriptionRef;
 use sluice_engine::Delivery;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::health::Health;
 use super::throttle::Throttle;
+use super::webhook::Answered;
 use super::{Counters, PushManager, LEASE_POLL_MS};
 
 /// How far ahead of its turns a paced lane leases (seconds of the rate in force).
 const LEASE_AHEAD_S: f64 = 0.1;
+/// Answered requests of one lane waiting for its settler, at most.
+const UNSETTLED_MAX: usize = 1000;
+/// The most requests settled together.
+const SETTLE_BATCH_MAX: usize = 500;
 
 /// A delivery's turn of the endpoint's pace.
 enum Turn {
@@ -35,15 +46,42 @@ enum Turn {
 }
 
 pub(super) struct Lane {
-    pub manager: Arc<PushManager>,
-    pub sub: SubscriptionRef,
-    pub counters: Arc<Counters>,
-    pub throttle: Arc<Throttle>,
-    pub health: Arc<Health>,
+    manager: Arc<PushManager>,
+    sub: SubscriptionRef,
+    counters: Arc<Counters>,
+    throttle: Arc<Throttle>,
+    health: Arc<Health>,
+    /// Answered requests, to the settler (each holding its place in `unsettled`).
+    settle: mpsc::UnboundedSender<(Answered, OwnedSemaphorePermit)>,
+    unsettled: Arc<Semaphore>,
 }
 
 impl Lane {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Start the lane of `sub` and its settler, until `stop` (the settler ends once the
+    /// lane's last request is settled).
+    pub fn start(
+        manager: Arc<PushManager>,
+        sub: SubscriptionRef,
+        counters: Arc<Counters>,
+        throttle: Arc<Throttle>,
+        health: Arc<Health>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let (settle, answered) = mpsc::unbounded_channel();
+        tokio::spawn(settler(manager.clone(), sub.clone(), answered));
+        let lane = Lane {
+            manager,
+            sub,
+            counters,
+            throttle,
+            health,
+            settle,
+            unsettled: Arc::new(Semaphore::new(UNSETTLED_MAX)),
+        };
+        tokio::spawn(lane.run(stop));
+    }
+
+    async fn run(self, mut stop: watch::Receiver<bool>) {
         let lane = Arc::new(self);
         let config = &lane.sub.config;
         let slots = Arc::new(Semaphore::new(config.concurrency as usize));
@@ -285,22 +323,49 @@ impl Lane {
                     t
                 }
             };
-            let verdict = match got.is_empty() {
+            let answered = match got.is_empty() {
                 true => None,
                 false => {
                     lane.manager
-                        .deliver(&lane.sub, &got, &lane.throttle, ticket)
+                        .call(&lane.sub, got, &lane.throttle, ticket)
                         .await
                 }
             };
-            match verdict {
-                Some(v) => lane.health.report(v, probe).await,
+            match &answered {
+                Some((v, _)) => lane.health.report(*v, probe).await,
                 None if probe => lane.health.probe_unused(),
                 None => {}
             }
             lane.counters.in_flight.fetch_sub(n, Ordering::Relaxed);
+            if let Some((_, a)) = answered {
+                // The slot is kept until the settler has room.
+                let place = lane
+                    .unsettled
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("never closed");
+                // The settler ends only when every sender (this lane) is gone.
+                let _ = lane.settle.send((a, place));
+            }
             drop(permits);
         });
+    }
+}
+
+/// Settle a lane's answered requests in batches: whatever was answered while the previous
+/// batch was being written goes in the next one.
+async fn settler(
+    manager: Arc<PushManager>,
+    sub: SubscriptionRef,
+    mut answered: mpsc::UnboundedReceiver<(Answered, OwnedSemaphorePermit)>,
+) {
+    let mut batch = Vec::new();
+    while answered.recv_many(&mut batch, SETTLE_BATCH_MAX).await > 0 {
+        let (requests, places): (Vec<Answered>, Vec<OwnedSemaphorePermit>) =
+            batch.drain(..).unzip();
+        manager.settle(&sub, &requests).await;
+        drop(places);
     }
 }
 

@@ -5,7 +5,8 @@
 //! One *lane* per subscription (`lane.rs`): a loop that waits for a concurrency slot and the
 //! endpoint's pace (`throttle.rs`), leases the next message(s) from the subscription's copy
 //! queue with a long poll, and hands them to a delivery task, which makes one webhook attempt
-//! (`webhook.rs`) and settles it through the engine. A slow or dead endpoint only fills its own
+//! (`webhook.rs`); the lane's settler then settles answered requests through the engine, many
+//! at once. A slow or dead endpoint only fills its own
 //! lane's slots; other lanes never wait for it. Timers have one lane of their own
 //! (`timer_lane.rs`), fair between target hosts. The manager starts and stops lanes as
 //! subscriptions change. `health.rs` is a lane's circuit breaker;
@@ -199,14 +200,7 @@ impl PushManager {
                         health: health.clone(),
                     },
                 );
-                let lane = lane::Lane {
-                    manager: self.clone(),
-                    sub: s.clone(),
-                    counters,
-                    throttle,
-                    health,
-                };
-                tokio::spawn(lane.run(stop_rx));
+                lane::Lane::start(self.clone(), s.clone(), counters, throttle, health, stop_rx);
             }
         }
         // Gauges: backlog and the rate in force, per subscription.

@@ -1,33 +1,44 @@
 //! One webhook attempt of a subscription: build the request (the message's body or a batch's
 //! JSON array, its attributes as headers, the configured headers, `webhook-*` ids and the
 //! Standard Webhooks signature), send it, let the engine's policy decide what the answer
-//! means, record the attempt and settle the delivery through the engine.
+//! means; then (`settle`, for many answered requests at once) record the attempts and settle
+//! the deliveries through the engine.
 
 use std::time::Duration;
 
 use sluice_engine::history::limits::DELIVERED_EXCERPT;
 use sluice_engine::push::breaker::Verdict;
 use sluice_engine::push::pace::Ticket;
-use sluice_engine::push::{Attempt, Decision, DeliveryPolicy, Outcome, Settled, SubscriptionRef};
+use sluice_engine::push::{
+    self, Attempt, Decision, DeliveryPolicy, Outcome, Settled, SubscriptionRef,
+};
 use sluice_engine::Delivery;
 
 use super::http::{self, Request};
 use super::throttle::Throttle;
 use super::PushManager;
 
+/// A request answered and decided, waiting to be settled (in a batch, by its lane's settler).
+pub(super) struct Answered {
+    pub got: Vec<Delivery>,
+    pub decision: Decision,
+    pub attempt: Attempt,
+}
+
 impl PushManager {
-    /// Make one request for `got` (one message, or a batch) and settle it. Returns what the
-    /// answer says about the endpoint (for its circuit), or None when no request was made.
-    pub(super) async fn deliver(
+    /// Make one request for `got` (one message, or a batch) and decide what its answer means
+    /// (the endpoint's pace is told at once). Returns what the answer says about the endpoint
+    /// (for its circuit) and what to settle, or None when no request was made.
+    pub(super) async fn call(
         &self,
         s: &SubscriptionRef,
-        got: &[Delivery],
+        got: Vec<Delivery>,
         throttle: &Throttle,
         ticket: Ticket,
-    ) -> Option<Verdict> {
+    ) -> Option<(Verdict, Answered)> {
         let sub = &s.config;
         let push = self.engine.push();
-        let (attempt, throttled) = match push.next_attempt(s, got).await {
+        let (attempt, throttled) = match push.next_attempt(s, &got).await {
             Ok(a) => a,
             Err(e) => {
                 // Without its history the attempt cannot be numbered: the lease brings it back.
@@ -36,7 +47,7 @@ impl PushManager {
                 return None;
             }
         };
-        let req = request(s, got, attempt);
+        let req = request(s, &got, attempt);
         let started_at = self.engine.now();
         let excerpt = req.excerpt();
         let resp = self.sender.send(req).await;
@@ -56,7 +67,7 @@ impl PushManager {
         } else {
             tracing::debug!(queue = %s.queue, subscription = %s.name, status = ?resp.status, error = ?resp.error, duration_ms = resp.duration.as_millis() as u64, outcome = label, "delivery attempt");
         }
-        let entry = attempt_entry(
+        let attempt = attempt_entry(
             Call {
                 queue: &s.queue,
                 subscription: &s.name,
@@ -74,40 +85,72 @@ impl PushManager {
             Outcome::Throttled => {} // the policy told the pace already
             Outcome::Retry | Outcome::Failed => throttle.on_other(ticket),
         }
-        let last = sub.failure_callback.is_some().then(|| entry.clone());
-        match push.settle(s, got, &decision, entry).await {
-            Ok(Settled {
-                outcome: Outcome::Delivered,
-                ..
-            }) => self.observe(&s.queue, &s.name, got, true),
-            Ok(Settled {
-                outcome: Outcome::Failed,
-                dead_letter_queue,
-            }) => {
-                self.observe(&s.queue, &s.name, got, false);
-                tracing::warn!(queue = %s.queue, subscription = %s.name, messages = got.len(), dead_letter_queue = ?dead_letter_queue, error = %decision.reason, "delivery failed; dead-lettered");
-                self.event(
-                    "attempt.exhausted",
-                    serde_json::json!({
-                        "queue": s.queue,
-                        "subscription": s.name,
-                        "message_ids": got.iter().map(|d| d.message.id.to_string()).collect::<Vec<_>>(),
-                        "dead_letter_queue": dead_letter_queue,
-                        "attempt": attempt,
-                        "reason": decision.reason,
-                    }),
-                );
-                if let Some(last) = &last {
-                    self.failure_callback(s, got, last, dead_letter_queue.as_deref())
-                        .await;
-                }
-            }
-            Ok(_) => {}
+        Some((
+            Verdict::of(&answer),
+            Answered {
+                got,
+                decision,
+                attempt,
+            },
+        ))
+    }
+
+    /// Settle answered requests of `s` together (durably: attempts recorded, copies removed,
+    /// released or dead-lettered), then tell observers, send events and schedule failure
+    /// callbacks. A failed settlement is logged: the leases bring the messages back.
+    pub(super) async fn settle(&self, s: &SubscriptionRef, batch: &[Answered]) {
+        let each: Vec<push::Answered<'_>> = batch
+            .iter()
+            .map(|a| push::Answered {
+                got: &a.got,
+                decision: &a.decision,
+                attempt: &a.attempt,
+            })
+            .collect();
+        let settled = match self.engine.push().settle_many(s, &each).await {
+            Ok(settled) => settled,
             Err(e) => {
-                tracing::warn!(queue = %s.queue, subscription = %s.name, error = %e, "could not record a delivery outcome; the lease will return the message");
+                tracing::warn!(queue = %s.queue, subscription = %s.name, requests = batch.len(), error = %e, "could not record delivery outcomes; the leases will return the messages");
+                return;
+            }
+        };
+        for (a, settled) in batch.iter().zip(settled) {
+            match settled {
+                Settled {
+                    outcome: Outcome::Delivered,
+                    ..
+                } => self.observe(&s.queue, &s.name, &a.got, true),
+                Settled {
+                    outcome: Outcome::Failed,
+                    dead_letter_queue,
+                } => {
+                    self.failed(s, a, dead_letter_queue.as_deref()).await;
+                }
+                _ => {}
             }
         }
-        Some(Verdict::of(&answer))
+    }
+
+    /// A request given up: its messages are in `dead_letter_queue`.
+    async fn failed(&self, s: &SubscriptionRef, a: &Answered, dead_letter_queue: Option<&str>) {
+        let got = &a.got;
+        self.observe(&s.queue, &s.name, got, false);
+        tracing::warn!(queue = %s.queue, subscription = %s.name, messages = got.len(), dead_letter_queue = ?dead_letter_queue, error = %a.decision.reason, "delivery failed; dead-lettered");
+        self.event(
+            "attempt.exhausted",
+            serde_json::json!({
+                "queue": s.queue,
+                "subscription": s.name,
+                "message_ids": got.iter().map(|d| d.message.id.to_string()).collect::<Vec<_>>(),
+                "dead_letter_queue": dead_letter_queue,
+                "attempt": a.attempt.attempt,
+                "reason": a.decision.reason,
+            }),
+        );
+        if s.config.failure_callback.is_some() {
+            self.failure_callback(s, got, &a.attempt, dead_letter_queue)
+                .await;
+        }
     }
 }
 
