@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::http::{Request, Sender};
+use super::http::{Request, Sender, Target};
 
 /// Tries of one event.
 const TRIES: u32 = 5;
@@ -58,7 +58,7 @@ impl Events {
                 .sender
                 .send(Request {
                     method: reqwest::Method::POST,
-                    url: self.url.clone(),
+                    url: Target::parse(&self.url),
                     headers,
                     body: body.clone(),
                     timeout: Duration::from_secs(10),

@@ -2,6 +2,7 @@
 //! resolves names through `guard.rs`), private targets refused before any connection, capped
 //! response reads, `Retry-After`. What the sender saw becomes the engine's `Answer`.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,9 +45,26 @@ impl Response {
     }
 }
 
+/// A target URL parsed once (a lane's, for all its requests), with the form the attempts log
+/// shows (credentials and query values masked). One that does not parse fails at `send`.
+#[derive(Clone, Debug)]
+pub struct Target {
+    parsed: Result<reqwest::Url, String>,
+    shown: String,
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Target {
+        Target {
+            parsed: reqwest::Url::parse(url).map_err(|e| e.to_string()),
+            shown: crate::redact::url(url),
+        }
+    }
+}
+
 pub struct Request {
     pub method: reqwest::Method,
-    pub url: String,
+    pub url: Target,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub timeout: Duration,
@@ -62,11 +80,14 @@ impl Request {
     /// `authorization`), and the first 1 KiB of the body (lossy UTF-8).
     pub fn excerpt(&self) -> String {
         const SHOWN: &[&str] = &["content-type", "webhook-id", "webhook-timestamp"];
-        let mut out = format!("{} {}\n", self.method, crate::redact::url(&self.url));
+        let mut out = String::with_capacity(256 + self.body.len().min(1024));
+        let _ = writeln!(out, "{} {}", self.method, self.url.shown);
         for (k, v) in &self.headers {
-            let k = k.to_ascii_lowercase();
-            if SHOWN.contains(&k.as_str()) || k.starts_with("sluice-") {
-                out.push_str(&format!("{k}: {v}\n"));
+            let shown = SHOWN.iter().any(|s| k.eq_ignore_ascii_case(s))
+                || k.get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("sluice-"));
+            if shown {
+                let _ = writeln!(out, "{}: {v}", k.to_ascii_lowercase());
             }
         }
         out.push('\n');
@@ -111,8 +132,8 @@ impl Sender {
             refused,
         };
         let guard = !(self.allow_private || req.trusted);
-        let url = match reqwest::Url::parse(&req.url) {
-            Ok(u) => u,
+        let url = match &req.url.parsed {
+            Ok(u) => u.clone(),
             Err(e) => return fail(format!("invalid url: {e}"), true),
         };
         if guard {

@@ -24,6 +24,7 @@ use sluice_engine::Delivery;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::health::Health;
+use super::http::Target;
 use super::throttle::Throttle;
 use super::webhook::Answered;
 use super::{Counters, PushManager, LEASE_POLL_MS};
@@ -51,6 +52,8 @@ pub(super) struct Lane {
     counters: Arc<Counters>,
     throttle: Arc<Throttle>,
     health: Arc<Health>,
+    /// The subscription's URL, parsed once.
+    target: Target,
     /// Answered requests, to the settler (each holding its place in `unsettled`).
     settle: mpsc::UnboundedSender<(Answered, OwnedSemaphorePermit)>,
     unsettled: Arc<Semaphore>,
@@ -71,6 +74,7 @@ impl Lane {
         tokio::spawn(settler(manager.clone(), sub.clone(), answered));
         let lane = Lane {
             manager,
+            target: Target::parse(&sub.config.url),
             sub,
             counters,
             throttle,
@@ -327,7 +331,7 @@ impl Lane {
                 true => None,
                 false => {
                     lane.manager
-                        .call(&lane.sub, got, &lane.throttle, ticket)
+                        .call(&lane.sub, &lane.target, got, &lane.throttle, ticket)
                         .await
                 }
             };

@@ -25,7 +25,7 @@ use sluice_engine::timers::{Settlement, DEFAULT_MAX_ATTEMPTS, TIMER_QUEUE};
 use sluice_engine::DueTimer;
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::http::Request;
+use super::http::{Request, Target};
 use super::webhook::{attempt_entry, guess_content_type, Call};
 use super::{PushManager, LEASE_POLL_MS};
 
@@ -265,7 +265,7 @@ impl TimerLane {
         }
         let req = Request {
             method: spec.method.parse().unwrap_or(reqwest::Method::POST),
-            url: spec.call_url(id),
+            url: Target::parse(&spec.call_url(id)),
             headers,
             body,
             timeout: Duration::from_secs(30),

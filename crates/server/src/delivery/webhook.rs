@@ -14,7 +14,7 @@ use sluice_engine::push::{
 };
 use sluice_engine::Delivery;
 
-use super::http::{self, Request};
+use super::http::{self, Request, Target};
 use super::throttle::Throttle;
 use super::PushManager;
 
@@ -26,12 +26,14 @@ pub(super) struct Answered {
 }
 
 impl PushManager {
-    /// Make one request for `got` (one message, or a batch) and decide what its answer means
+    /// Make one request for `got` (one message, or a batch) to `target` (the subscription's
+    /// URL, parsed once by its lane) and decide what its answer means
     /// (the endpoint's pace is told at once). Returns what the answer says about the endpoint
     /// (for its circuit) and what to settle, or None when no request was made.
     pub(super) async fn call(
         &self,
         s: &SubscriptionRef,
+        target: &Target,
         got: Vec<Delivery>,
         throttle: &Throttle,
         ticket: Ticket,
@@ -47,7 +49,7 @@ impl PushManager {
                 return None;
             }
         };
-        let req = request(s, &got, attempt);
+        let req = request(s, target, &got, attempt);
         let started_at = self.engine.now();
         let excerpt = req.excerpt();
         let resp = self.sender.send(req).await;
@@ -155,7 +157,7 @@ impl PushManager {
 }
 
 /// The request of one attempt.
-fn request(s: &SubscriptionRef, got: &[Delivery], attempt: u32) -> Request {
+fn request(s: &SubscriptionRef, target: &Target, got: &[Delivery], attempt: u32) -> Request {
     let sub = &s.config;
     let (webhook_id, body, content_type) = build_body(got, sub.batching());
     let timestamp = chrono::Utc::now().timestamp();
@@ -187,7 +189,7 @@ fn request(s: &SubscriptionRef, got: &[Delivery], attempt: u32) -> Request {
     }
     Request {
         method: sub.method.parse().unwrap_or(reqwest::Method::POST),
-        url: sub.url.clone(),
+        url: target.clone(),
         headers,
         body,
         timeout: Duration::from_secs_f64(sub.timeout_seconds),
