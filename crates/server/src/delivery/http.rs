@@ -258,6 +258,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_excerpt_masks_the_url_and_keeps_secret_headers_out() {
+        let req = Request {
+            method: reqwest::Method::POST,
+            url: Target::parse("https://user:pw@hooks.example/in?token=abc"),
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("Authorization".into(), "Bearer s3cret".into()),
+                ("webhook-signature".into(), "v1,xyz".into()),
+                ("Sluice-Queue".into(), "orders".into()),
+                ("webhook-id".into(), "msg_1".into()),
+            ],
+            body: b"{\"a\":1}".to_vec(),
+            timeout: Duration::from_secs(1),
+            trusted: false,
+            empty_body_length: false,
+        };
+        assert_eq!(
+            req.excerpt(),
+            "POST https://****@hooks.example/in?token=****\ncontent-type: application/json\n\
+             sluice-queue: orders\nwebhook-id: msg_1\n\n{\"a\":1}"
+        );
+        assert!(Target::parse("not a url").parsed.is_err());
+    }
+
+    #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("3"), Some(3000));
         assert_eq!(parse_retry_after("0.5"), Some(500));
