@@ -39,10 +39,11 @@ impl Sink {
             _dir: dir,
         }
     }
-    /// Wait until the sink accepted at least `n` deliveries (a cheap count; polled once a
-    /// second so the test does not compete with the server for the CPU). On a timeout, say
-    /// where the missing ones are: the queue's and the subscription's counts, and every
-    /// request the sink saw for the users never accepted.
+    /// Wait until the sink accepted deliveries for at least `n` users (polled once a second
+    /// so the test does not compete with the server for the CPU: a cheap substring count
+    /// first, the lines parsed only when it is near `n`). On a timeout, say where the missing
+    /// ones are: the queue's and the subscription's counts, and every request the sink saw for
+    /// the users never accepted.
     async fn wait_accepted(&self, n: usize, secs: u64, h: &Http, queue: &str, sub: &str) {
         let end = std::time::Instant::now() + Duration::from_secs(secs);
         loop {
@@ -51,6 +52,12 @@ impl Sink {
                 - text.matches("\"status\":429").count()
                 - text.matches("\"status\":500").count();
             if ok >= n {
+                return;
+            }
+            // CI twice saw this count stop at n - 1 with every user accepted (a line the
+            // substrings miscount); the parsed lines decide.
+            if ok + 100 >= n && accepted(&self.lines()).0.len() >= n {
+                eprintln!("the substring count said {ok} of {n}; the parsed lines have all");
                 return;
             }
             if std::time::Instant::now() >= end {
