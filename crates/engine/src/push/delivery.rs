@@ -1,5 +1,6 @@
 //! The senders' calls over a delivery's life: lease copies (with a long poll), renew a lease
-//! that waited for the endpoint's pace, and settle what one request's answer decided:
+//! that waited for the endpoint's pace, and settle what each request's answer decided (the
+//! requests a sender got answers to meanwhile, together: `settle_many`):
 //! delivered (remove the copy), retry and throttled (release it until the next try; a FIFO
 //! copy keeps its lease instead, so its group stays locked and nothing passes it), failed
 //! (dead-letter it with its attempt history). Each settlement is counted by the store
