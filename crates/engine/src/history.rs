@@ -131,22 +131,6 @@ impl History {
         History { core }
     }
 
-    /// Record one attempt of `ids` (one request: a batch shares it), kept `keep_ms` (the
-    /// queue's retention). Durable on return.
-    pub async fn record(&self, ids: &[MessageId], a: &Attempt, keep_ms: i64) -> Result<()> {
-        let json = serde_json::to_string(a).expect("attempt serializes");
-        self.core
-            .store
-            .history_put(
-                &key(&a.queue, &a.subscription),
-                ids,
-                json,
-                a.at,
-                a.at.saturating_add(keep_ms),
-            )
-            .await
-    }
-
     /// Record the attempt of each request of `each` (its messages: one, or a batch's), kept
     /// `keep_ms`, with one store call: the calls of a batch of timers, or of a subscription's
     /// requests answered together. Durable on return.
