@@ -57,13 +57,12 @@ impl Events {
             let resp = self
                 .sender
                 .send(Request {
-                    method: reqwest::Method::POST,
+                    method: hyper::Method::POST,
                     url: Target::parse(&self.url),
                     headers,
                     body: body.clone(),
                     timeout: Duration::from_secs(10),
                     trusted: true,
-                    empty_body_length: false,
                 })
                 .await;
             if resp.status.is_some_and(|s| (200..300).contains(&s)) {

@@ -1,11 +1,15 @@
 //! The private-address guard: webhooks and timers may not reach loopback, private, link-local
 //! or cloud-metadata addresses unless the operator allows it (`--allow-private-targets`). IP
-//! literals are checked before connecting; names are resolved by [`GuardedResolver`], which
+//! literals are checked before connecting; names are resolved by [`Resolver`], which (guarded)
 //! drops private addresses, so a public name cannot be pointed at an internal service.
 
 use std::net::{IpAddr, SocketAddr};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper_util::client::legacy::connect::dns::Name;
 
 /// Is this address one a webhook may not reach by default (loopback, private, link-local,
 /// cloud metadata, unspecified, multicast, CGNAT, unique-local)?
@@ -46,26 +50,42 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// A DNS resolver that drops private addresses, so a public name cannot be pointed at an
-/// internal service (the check happens at connect time, after resolution).
-pub struct GuardedResolver;
+/// The webhook client's DNS resolver (the system's, on the blocking pool). Guarded, it drops
+/// private addresses, so a public name cannot be pointed at an internal service (the check
+/// happens at connect time, after resolution).
+#[derive(Clone, Copy)]
+pub struct Resolver {
+    /// Drop private addresses (and refuse a name that has no other).
+    pub guarded: bool,
+}
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let guarded = self.guarded;
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> =
-                addrs.into_iter().filter(|a| !is_private(a.ip())).collect();
-            if public.is_empty() {
+            let host = name.as_str();
+            let addrs = tokio::net::lookup_host((host, 0)).await?;
+            let addrs: Vec<SocketAddr> = match guarded {
+                true => addrs.filter(|a| !is_private(a.ip())).collect(),
+                false => addrs.collect(),
+            };
+            if guarded && addrs.is_empty() {
                 return Err(format!(
                     "target refused: {host} resolves only to private, loopback or link-local addresses (start the server with --allow-private-targets to allow them)"
                 )
                 .into());
             }
-            let it: Addrs = Box::new(public.into_iter());
-            Ok(it)
+            Ok(addrs.into_iter())
         })
     }
 }

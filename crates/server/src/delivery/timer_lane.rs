@@ -264,13 +264,12 @@ impl TimerLane {
             metrics::histogram!("sluice_timer_lateness_seconds").record(lateness as f64 / 1000.0);
         }
         let req = Request {
-            method: spec.method.parse().unwrap_or(reqwest::Method::POST),
+            method: spec.method.parse().unwrap_or(hyper::Method::POST),
             url: Target::parse(&spec.call_url(id)),
             headers,
             body,
             timeout: Duration::from_secs(30),
             trusted: false,
-            empty_body_length: false,
         };
         let excerpt = req.excerpt();
         let resp = self.manager.sender.send(req).await;

@@ -188,13 +188,12 @@ fn request(s: &SubscriptionRef, target: &Target, got: &[Delivery], attempt: u32)
         headers.push(("sluice-batch-size".into(), got.len().to_string()));
     }
     Request {
-        method: sub.method.parse().unwrap_or(reqwest::Method::POST),
+        method: sub.method.parse().unwrap_or(hyper::Method::POST),
         url: target.clone(),
         headers,
         body,
         timeout: Duration::from_secs_f64(sub.timeout_seconds),
         trusted: sub.trusted,
-        empty_body_length: false,
     }
 }
 
