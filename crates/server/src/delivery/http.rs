@@ -172,13 +172,15 @@ impl Sender {
                 let refused = msg.contains("target refused");
                 return fail(msg, refused);
             }
-            Err(_) => return fail(
-                format!(
+            Err(_) => {
+                return fail(
+                    format!(
                     "timeout: error sending request: operation timed out (no answer within {} s)",
                     req.timeout.as_secs_f64()
                 ),
-                false,
-            ),
+                    false,
+                )
+            }
         };
         let status = resp.status().as_u16();
         let retry_after_ms = resp
@@ -383,6 +385,45 @@ mod tests {
         assert!(build(Method::POST, uri, &bad, b"x".to_vec())
             .unwrap_err()
             .contains("bad name"));
+    }
+
+    /// An https target gets a TLS handshake, and a certificate no public root vouches for is
+    /// refused (webpki roots, as browsers would).
+    #[tokio::test]
+    async fn https_targets_are_verified() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let config = tokio_rustls::rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handshakes = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            acceptor.accept(tcp).await.err().map(|e| e.to_string())
+        });
+        let resp = Sender::new(true)
+            .unwrap()
+            .send(Request {
+                method: Method::POST,
+                url: Target::parse(&format!("https://localhost:{port}/in")),
+                headers: vec![],
+                body: b"{}".to_vec(),
+                timeout: Duration::from_secs(10),
+                trusted: false,
+            })
+            .await;
+        assert_eq!(resp.status, None);
+        let error = resp.error.unwrap();
+        assert!(error.contains("invalid peer certificate"), "{error}");
+        assert!(!resp.refused, "a certificate error may be fixed: retried");
+        handshakes
+            .await
+            .unwrap()
+            .expect("the server saw a TLS handshake");
     }
 
     #[test]
