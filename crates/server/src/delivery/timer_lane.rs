@@ -111,7 +111,7 @@ fn host_of(t: &DueTimer) -> String {
     t.spec
         .url
         .as_deref()
-        .and_then(|u| reqwest::Url::parse(u).ok())
+        .and_then(|u| url::Url::parse(u).ok())
         .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
         .unwrap_or_default()
 }
