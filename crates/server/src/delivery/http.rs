@@ -13,23 +13,17 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use sluice_engine::history::limits::RESPONSE_EXCERPT;
 use sluice_engine::push::Answer;
 
+use super::connect::{pool, Pool};
 use super::guard::{is_private, Resolver};
 
 /// Bytes of a response body read at most (the rest is dropped with the connection).
 pub const RESPONSE_READ_MAX: usize = 64 * 1024;
 
-/// How long a connection may take to open.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const USER_AGENT: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));
-
-type Pool = Client<hyper_rustls::HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>;
 
 pub struct Sender {
     guarded: Pool,
@@ -65,8 +59,17 @@ impl Response {
 /// shows (credentials and query values masked). One that does not parse fails at `send`.
 #[derive(Clone, Debug)]
 pub struct Target {
-    parsed: Result<(url::Url, Uri), String>,
+    parsed: Result<Parsed, String>,
     shown: String,
+}
+
+/// A target as the guard reads it (`url`) and as hyper sends it (`uri`, without credentials:
+/// a URL's `user:password@` becomes `Authorization: Basic`, as browsers and curl do).
+#[derive(Clone, Debug)]
+struct Parsed {
+    url: url::Url,
+    uri: Uri,
+    basic: Option<HeaderValue>,
 }
 
 impl Target {
@@ -117,8 +120,8 @@ impl Request {
 impl Sender {
     pub fn new(allow_private: bool) -> anyhow::Result<Sender> {
         Ok(Sender {
-            guarded: pool(Resolver { guarded: true }),
-            open: pool(Resolver { guarded: false }),
+            guarded: pool(Resolver { guarded: true })?,
+            open: pool(Resolver { guarded: false })?,
             allow_private,
         })
     }
@@ -136,8 +139,8 @@ impl Sender {
             refused,
         };
         let guard = !(self.allow_private || req.trusted);
-        let (url, uri) = match &req.url.parsed {
-            Ok(u) => u,
+        let Parsed { url, uri, basic } = match &req.url.parsed {
+            Ok(p) => p,
             Err(e) => return fail(format!("invalid url: {e}"), true),
         };
         if guard {
@@ -159,7 +162,7 @@ impl Sender {
                 );
             }
         }
-        let http = match build(req.method, uri.clone(), &req.headers, req.body) {
+        let http = match build(req.method, uri.clone(), basic, &req.headers, req.body) {
             Ok(r) => r,
             Err(e) => return fail(format!("invalid request: {e}"), false),
         };
@@ -221,28 +224,10 @@ impl Sender {
     }
 }
 
-/// A pooled client: keep-alive connections reused for a minute, up to 256 idle per host, no
-/// redirects followed (a 3xx is an answer), HTTP/2 when a TLS server offers it.
-fn pool(resolver: Resolver) -> Pool {
-    let mut http = HttpConnector::new_with_resolver(resolver);
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(https)
-}
-
 /// A target URL as the guard reads it and as hyper sends it. Only http and https, with a host.
-fn parse_target(s: &str) -> Result<(url::Url, Uri), String> {
+fn parse_target(s: &str) -> Result<Parsed, String> {
+    use base64::Engine as _;
+    use percent_encoding::percent_decode_str;
     let url = url::Url::parse(s).map_err(|e| e.to_string())?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("scheme {:?} is not http or https", url.scheme()));
@@ -250,15 +235,36 @@ fn parse_target(s: &str) -> Result<(url::Url, Uri), String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err("no host".into());
     }
-    let uri = url.as_str().parse::<Uri>().map_err(|e| e.to_string())?;
-    Ok((url, uri))
+    let mut bare = url.clone();
+    let basic = match (url.username(), url.password()) {
+        ("", None) => None,
+        (user, password) => {
+            let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+            let pair = format!(
+                "{}:{}",
+                decode(user),
+                password.map(decode).unwrap_or_default()
+            );
+            let token = base64::engine::general_purpose::STANDARD.encode(pair);
+            let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+                .expect("base64 is a valid header value");
+            value.set_sensitive(true);
+            let _ = bare.set_username("");
+            let _ = bare.set_password(None);
+            Some(value)
+        }
+    };
+    let uri = bare.as_str().parse::<Uri>().map_err(|e| e.to_string())?;
+    Ok(Parsed { url, uri, basic })
 }
 
-/// The hyper request: the caller's headers, then `User-Agent` and `Accept: */*` unless given, and
-/// `Content-Length: 0` for an empty POST, PUT or PATCH (some servers want it).
+/// The hyper request: the caller's headers, then (unless given) the URL's credentials as
+/// `Authorization`, `User-Agent` and `Accept: */*`, and `Content-Length: 0` for an empty POST,
+/// PUT or PATCH (some servers want it).
 fn build(
     method: Method,
     uri: Uri,
+    basic: &Option<HeaderValue>,
     headers: &[(String, String)],
     body: Vec<u8>,
 ) -> Result<hyper::Request<Full<Bytes>>, String> {
@@ -274,6 +280,12 @@ fn build(
             HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("header name {k:?}"))?;
         let value = HeaderValue::from_str(v).map_err(|_| format!("the value of header {k}"))?;
         map.append(name, value);
+    }
+    if let Some(basic) = basic
+        .as_ref()
+        .filter(|_| !map.contains_key(hyper::header::AUTHORIZATION))
+    {
+        map.insert(hyper::header::AUTHORIZATION, basic.clone());
     }
     if !map.contains_key(hyper::header::USER_AGENT) {
         map.insert(
@@ -353,9 +365,16 @@ mod tests {
 
     #[test]
     fn targets_are_http_urls_with_a_host() {
-        let (url, uri) = parse_target("http://[::1]:9000/in?x=1").unwrap();
-        assert_eq!(url.host(), Some(url::Host::Ipv6("::1".parse().unwrap())));
-        assert_eq!(uri.to_string(), "http://[::1]:9000/in?x=1");
+        let p = parse_target("http://[::1]:9000/in?x=1").unwrap();
+        assert_eq!(p.url.host(), Some(url::Host::Ipv6("::1".parse().unwrap())));
+        assert_eq!(p.uri.to_string(), "http://[::1]:9000/in?x=1");
+        assert!(p.basic.is_none());
+        // Credentials leave the URI and become Basic auth (percent-decoded), as reqwest did.
+        let p = parse_target("https://us%40er:p%3Aw@hooks.example/in").unwrap();
+        assert_eq!(p.uri.to_string(), "https://hooks.example/in");
+        assert_eq!(p.basic.unwrap(), "Basic dXNAZXI6cDp3"); // us@er:p:w
+        let p = parse_target("https://token@hooks.example/").unwrap();
+        assert_eq!(p.basic.unwrap(), "Basic dG9rZW46"); // token:
         assert!(parse_target("ftp://example.com/")
             .unwrap_err()
             .contains("ftp"));
@@ -364,25 +383,30 @@ mod tests {
     }
 
     #[test]
-    fn requests_carry_a_user_agent_and_an_empty_posts_length() {
+    fn requests_carry_credentials_a_user_agent_and_an_empty_posts_length() {
         let uri: Uri = "http://h/".parse().unwrap();
-        let r = build(
-            Method::POST,
-            uri.clone(),
-            &[("X-A".into(), "1".into())],
-            vec![],
-        )
-        .unwrap();
+        let basic = Some(HeaderValue::from_static("Basic dTpw"));
+        let x = [("X-A".into(), "1".into())];
+        let r = build(Method::POST, uri.clone(), &basic, &x, vec![]).unwrap();
+        assert_eq!(r.headers()["authorization"], "Basic dTpw");
         assert_eq!(r.headers()["user-agent"], USER_AGENT);
         assert_eq!(r.headers()["accept"], "*/*");
         assert_eq!(r.headers()["content-length"], "0");
         assert_eq!(r.headers()["x-a"], "1");
-        let own = [("User-Agent".into(), "mine".into())];
-        let r = build(Method::GET, uri.clone(), &own, vec![]).unwrap();
+        let own = [
+            ("User-Agent".into(), "mine".into()),
+            ("Authorization".into(), "Bearer t".into()),
+        ];
+        let r = build(Method::GET, uri.clone(), &basic, &own, vec![]).unwrap();
         assert_eq!(r.headers()["user-agent"], "mine");
+        assert_eq!(
+            r.headers()["authorization"],
+            "Bearer t",
+            "a configured header wins"
+        );
         assert!(!r.headers().contains_key("content-length"));
         let bad = [("bad name".into(), "1".into())];
-        assert!(build(Method::POST, uri, &bad, b"x".to_vec())
+        assert!(build(Method::POST, uri, &None, &bad, b"x".to_vec())
             .unwrap_err()
             .contains("bad name"));
     }
@@ -394,7 +418,10 @@ mod tests {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-        let config = tokio_rustls::rustls::ServerConfig::builder()
+        let ring = tokio_rustls::rustls::crypto::ring::default_provider();
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(ring.into())
+            .with_safe_default_protocol_versions()
+            .unwrap()
             .with_no_client_auth()
             .with_single_cert(vec![cert.cert.der().clone()], key)
             .unwrap();

@@ -14,6 +14,7 @@
 //! `events.rs` sends the operator's operational events (`--events-url`). `http.rs` sends (behind the address guard of `guard.rs`);
 //! `signing.rs` signs.
 
+mod connect;
 mod events;
 mod failure_callback;
 pub mod guard;
