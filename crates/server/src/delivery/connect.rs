@@ -45,12 +45,12 @@ pub fn pool(resolver: Resolver) -> anyhow::Result<Pool> {
         .pool_max_idle_per_host(256)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .build(Timed(https)))
+        .build(Timed(https, CONNECT_TIMEOUT)))
 }
 
-/// A connector whose whole connect is bounded by [`CONNECT_TIMEOUT`].
+/// A connector whose whole connect is bounded by a timeout ([`CONNECT_TIMEOUT`] in [`pool`]).
 #[derive(Clone)]
-pub struct Timed<C>(C);
+pub struct Timed<C>(C, Duration);
 
 impl<C> tower::Service<Uri> for Timed<C>
 where
@@ -68,13 +68,41 @@ where
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connecting = self.0.call(uri);
+        let limit = self.1;
         Box::pin(async move {
-            match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            match tokio::time::timeout(limit, connecting).await {
                 Ok(done) => done.map_err(Into::into),
-                Err(_) => {
-                    Err(format!("connect timed out after {} s", CONNECT_TIMEOUT.as_secs()).into())
-                }
+                Err(_) => Err(format!("connect timed out after {} s", limit.as_secs_f64()).into()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connect that never finishes (a black-holed SYN, a stalled TLS handshake) fails after
+    /// the timeout, through hyper's client, as a "timeout" the sender reports and retries.
+    #[tokio::test]
+    async fn a_connect_that_never_finishes_times_out() {
+        type Io = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+        let never = tower::service_fn(|_: Uri| std::future::pending::<Result<Io, Error>>());
+        let limit = Duration::from_millis(50);
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .build(Timed(never, limit));
+        let started = std::time::Instant::now();
+        let req = hyper::Request::get("http://example.test/")
+            .body(Full::default())
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(30), client.request(req)).await;
+        let err = answer
+            .expect("the connect timeout fired")
+            .expect_err("no connection");
+        assert!(started.elapsed() >= limit);
+        let shown = super::super::http::error_chain(&err);
+        assert!(shown.starts_with("timeout: "), "{shown}");
+        assert!(shown.contains("connect timed out after 0.05 s"), "{shown}");
     }
 }

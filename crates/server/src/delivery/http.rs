@@ -176,13 +176,11 @@ impl Sender {
                 return fail(msg, refused);
             }
             Err(_) => {
-                return fail(
-                    format!(
-                    "timeout: error sending request: operation timed out (no answer within {} s)",
-                    req.timeout.as_secs_f64()
-                ),
-                    false,
-                )
+                let within = req.timeout.as_secs_f64();
+                let msg = format!(
+                    "timeout: error sending request: operation timed out (no answer within {within} s)"
+                );
+                return fail(msg, false);
             }
         };
         let status = resp.status().as_u16();
@@ -304,7 +302,7 @@ fn build(
 
 /// An error and its causes in one line ("client error (Connect): tcp connect error:
 /// Connection refused (os error 111)"); a connect timeout says "timeout" first.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
@@ -315,7 +313,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         src = c.source();
     }
-    if s.contains("deadline has elapsed") || s.contains("timed out") {
+    if s.contains("timed out") {
         s = format!("timeout: {s}");
     }
     s

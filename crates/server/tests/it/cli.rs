@@ -178,6 +178,36 @@ async fn bench_smoke() {
     .unwrap();
 }
 
+/// `--rate` is a ceiling the pacer keeps: at 200 a second for 1 s over 4 connections, never
+/// more than the 200 turns handed out (and the connections' last turns), batches counted in
+/// messages. The lower end is not asserted: a busy machine may send fewer.
+#[tokio::test]
+async fn bench_rate_paces_publishers() {
+    let s = Server::start().await;
+    let b = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        for (args, per_request) in [
+            (vec!["publish"], 1),
+            (vec!["publish-batch", "--batch", "10"], 10),
+        ] {
+            let mut full = args.clone();
+            full.extend(["--rate", "200", "--connections", "4", "--duration", "1"]);
+            let v = bench_json(&b, &full);
+            let secs = v["duration_s"].as_f64().unwrap();
+            let sent = v["messages"].as_u64().unwrap();
+            assert!(sent > 0, "{args:?}: {v}");
+            let ceiling = (200.0 * secs) as u64 + 4 * per_request;
+            assert!(
+                sent <= ceiling,
+                "{args:?}: {sent} sent, ceiling {ceiling}: {v}"
+            );
+            assert_eq!(sent % per_request, 0, "{v}");
+        }
+    })
+    .await
+    .unwrap();
+}
+
 /// A run in which the server refuses requests still prints its report, then exits non-zero:
 /// scripts must not take a broken run's figures for a result. Here every publish is over the
 /// server's message size limit; `--count` cannot be reached, and the run still ends.

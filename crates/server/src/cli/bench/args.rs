@@ -109,9 +109,11 @@ pub struct BenchArgs {
     /// Messages to load before receive-ack (default: enough for the run, at most 2,000,000).
     #[arg(long)]
     pub prefill: Option<u64>,
-    /// Publish rate in messages per second, spread evenly over the connections, for publish,
-    /// publish-batch and roundtrip (0 = as fast as possible). Latency is measured from each
-    /// request's actual send, so use a rate the server keeps up with (e.g. half the peak).
+    /// Publish rate in messages per second for publish, publish-batch and roundtrip (0 = as
+    /// fast as possible). Publish and publish-batch send evenly spread (a pacer thread with a
+    /// 100 µs tick hands out each send's turn to whichever connection is free). Latency is
+    /// measured from each request's actual send, so use a rate the server keeps up with (e.g.
+    /// half the peak).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Keep the queue afterwards.

@@ -20,6 +20,7 @@ mod crash;
 mod crash_load;
 mod fairness;
 mod outage;
+mod pacer;
 mod pacing;
 mod push;
 mod queue;

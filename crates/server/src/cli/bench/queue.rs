@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::args::{BenchArgs, Protocol, Scenario};
 use super::conn::Conn;
+use super::pacer::Pacer;
 use super::report::{cpu_seconds, fail_on_errors, new_hist};
 use crate::cli::stream_client::StreamClient;
 
@@ -26,6 +27,8 @@ struct Shared {
     stop: AtomicBool,
     hist: Mutex<Histogram<u64>>,
     last_error: Mutex<Option<String>>,
+    /// Each paced publish's turn (`--rate`).
+    pacer: Option<Pacer>,
 }
 
 impl Shared {
@@ -82,6 +85,16 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         prefill(server, &queue, n, &args).await?;
     }
 
+    let started = Instant::now();
+    // --rate for publishers: requests a second, each carrying batch × pipeline messages,
+    // counted from `started` (a ceiling: never more turns than rate × elapsed).
+    let per_request = match args.scenario {
+        Scenario::Publish => args.pipeline.max(1),
+        Scenario::PublishBatch => args.pipeline.max(1) * args.batch as u64,
+        _ => 0,
+    };
+    let pacer = (args.rate > 0 && per_request > 0)
+        .then(|| Pacer::start(args.rate as f64 / per_request as f64));
     let shared = Arc::new(Shared {
         messages: AtomicU64::new(0),
         requests: AtomicU64::new(0),
@@ -89,8 +102,8 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         stop: AtomicBool::new(false),
         hist: Mutex::new(new_hist()),
         last_error: Mutex::new(None),
+        pacer,
     });
-    let started = Instant::now();
     let cpu_start = cpu_seconds();
     let mut tasks = Vec::new();
     if args.scenario == Scenario::Stream {
@@ -347,18 +360,12 @@ async fn worker(
     } else {
         None
     };
-    // Paced publishers: each worker sends its share of --rate on a fixed schedule.
-    let paced = match role {
-        Role::Publish(n) if args.rate > 0 => Some(Duration::from_secs_f64(
-            args.connections as f64 * n as f64 / args.rate as f64,
-        )),
-        _ => None,
-    };
-    let mut next_send = tokio::time::Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
-        if let Some(iv) = paced {
-            next_send += iv;
-            tokio::time::sleep_until(next_send).await;
+        // Paced publishers (--rate) wait for their turn; the latency counts from the send.
+        if let (Role::Publish(_), Some(p)) = (role, &shared.pacer) {
+            if !p.turn().await {
+                break;
+            }
         }
         let t0 = Instant::now();
         let result: anyhow::Result<u64> = async {
