@@ -111,7 +111,7 @@ pub struct BenchArgs {
     pub prefill: Option<u64>,
     /// Publish rate in messages per second for publish, publish-batch and roundtrip (0 = as
     /// fast as possible). Publish and publish-batch send evenly spread (a pacer thread with a
-    /// 100 µs tick hands out each send's turn to whichever connection is free). Latency is
+    /// 250 µs tick hands out each send's turn to whichever connection is free). Latency is
     /// measured from each request's actual send, so use a rate the server keeps up with (e.g.
     /// half the peak).
     #[arg(long, default_value_t = 0)]

@@ -1,6 +1,6 @@
 //! `sluice bench ... --rate N`: an open-loop pacer that lets N requests a second go out,
-//! evenly spread. One OS thread wakes every [`TICK`] (250 µs) and hands out the sends that have come
-//! due since, as permits the publishing connections wait for.
+//! evenly spread. One OS thread wakes every [`TICK`] (250 µs) and hands out the sends that
+//! have come due since, as permits the publishing connections wait for.
 //!
 //! Why not each connection sleeping on its own schedule with tokio's timer: that timer ticks in
 //! whole milliseconds, so at 14,000/s the server saw a burst of ~14 requests every millisecond
@@ -39,8 +39,9 @@ impl Pacer {
                     let due = (rate * started.elapsed().as_secs_f64()) as u64;
                     // At most a second of turns waits: after a stall the publishers catch up
                     // with that burst at most, not with everything the stall held back.
-                    let owed = (due - released).min(Semaphore::MAX_PERMITS as u64 / 2);
-                    if owed > 0 && (p.available_permits() as f64) < rate.max(1.0) {
+                    let room = (rate.max(1.0) as u64).saturating_sub(p.available_permits() as u64);
+                    let owed = (due - released).min(room);
+                    if owed > 0 {
                         p.add_permits(owed as usize);
                     }
                     released = due;
