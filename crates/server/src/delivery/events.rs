@@ -17,7 +17,8 @@ use super::http::{Request, Sender, Target};
 const TRIES: u32 = 5;
 
 pub struct Events {
-    url: String,
+    /// Parsed once, for every event.
+    url: Target,
     secret: Option<String>,
     sender: Arc<Sender>,
 }
@@ -25,7 +26,7 @@ pub struct Events {
 impl Events {
     pub fn new(url: String, secret: Option<String>, sender: Arc<Sender>) -> Events {
         Events {
-            url,
+            url: Target::parse(&url),
             secret,
             sender,
         }
@@ -58,7 +59,7 @@ impl Events {
                 .sender
                 .send(Request {
                     method: hyper::Method::POST,
-                    url: Target::parse(&self.url),
+                    url: self.url.clone(),
                     headers,
                     body: body.clone(),
                     timeout: Duration::from_secs(10),

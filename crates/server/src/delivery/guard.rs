@@ -3,9 +3,8 @@
 //! literals are checked before connecting; names are resolved by [`Resolver`], which (guarded)
 //! drops private addresses, so a public name cannot be pointed at an internal service.
 
-use std::net::{IpAddr, SocketAddr};
-
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 

@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -57,15 +58,19 @@ impl Response {
 
 /// A target URL parsed once (a lane's, for all its requests), with the form the attempts log
 /// shows (credentials and query values masked). One that does not parse fails at `send`.
+/// Shared: each request of a lane clones it, so a clone is a reference count, not a copy.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct Target(Arc<Parts>);
+
+#[derive(Debug)]
+struct Parts {
     parsed: Result<Parsed, String>,
     shown: String,
 }
 
 /// A target as the guard reads it (`url`) and as hyper sends it (`uri`, without credentials:
 /// a URL's `user:password@` becomes `Authorization: Basic`, as browsers and curl do).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Parsed {
     url: url::Url,
     uri: Uri,
@@ -74,10 +79,10 @@ struct Parsed {
 
 impl Target {
     pub fn parse(url: &str) -> Target {
-        Target {
+        Target(Arc::new(Parts {
             parsed: parse_target(url),
             shown: crate::redact::url(url),
-        }
+        }))
     }
 }
 
@@ -98,7 +103,7 @@ impl Request {
     pub fn excerpt(&self) -> String {
         const SHOWN: &[&str] = &["content-type", "webhook-id", "webhook-timestamp"];
         let mut out = String::with_capacity(256 + self.body.len().min(1024));
-        let _ = writeln!(out, "{} {}", self.method, self.url.shown);
+        let _ = writeln!(out, "{} {}", self.method, self.url.0.shown);
         for (k, v) in &self.headers {
             let shown = SHOWN.iter().any(|s| k.eq_ignore_ascii_case(s))
                 || k.get(..7)
@@ -139,7 +144,7 @@ impl Sender {
             refused,
         };
         let guard = !(self.allow_private || req.trusted);
-        let Parsed { url, uri, basic } = match &req.url.parsed {
+        let Parsed { url, uri, basic } = match &req.url.0.parsed {
             Ok(p) => p,
             Err(e) => return fail(format!("invalid url: {e}"), true),
         };
@@ -358,7 +363,7 @@ mod tests {
             "POST https://****@hooks.example/in?token=****\ncontent-type: application/json\n\
              sluice-queue: orders\nwebhook-id: msg_1\n\n{\"a\":1}"
         );
-        assert!(Target::parse("not a url").parsed.is_err());
+        assert!(Target::parse("not a url").0.parsed.is_err());
     }
 
     #[test]

@@ -75,11 +75,11 @@ mod tests {
     use super::*;
 
     /// Turns never come early: 50 of them at 1,000 a second take at least 49 ms, however
-    /// slow the machine (no upper bound is asserted).
+    /// slow the machine (no upper bound is asserted). The clock starts before the pacer's.
     #[tokio::test]
     async fn turns_follow_the_rate() {
-        let pacer = Pacer::start(1_000.0);
         let started = Instant::now();
+        let pacer = Pacer::start(1_000.0);
         for _ in 0..50 {
             assert!(pacer.turn().await);
         }
