@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::clock::Millis;
 
@@ -123,6 +123,10 @@ pub fn replay(
     // An id may also come back to a queue after it was acked there (a push dead letter
     // redriven to its subscription): each Publish starts a new incarnation, and later records
     // apply to the newest one.
+    // One buffer for every segment read: a fresh one per segment had the kernel zero 64 MiB of
+    // new pages each time.
+    let mut buf = Vec::new();
+    let mut named = named_keys(log_dir, &segs, &mut buf)?;
     let mut ix = Index::default();
     let mut counts: HashMap<u32, [u64; COUNTERS]> = HashMap::new();
     let mut tallies: HashMap<(u32, String), (u64, u64)> = HashMap::new();
@@ -135,7 +139,7 @@ pub fn replay(
     let mut pos = 0u64;
     let mut front = 0i64;
     for &seg in &segs {
-        let buf = std::fs::read(Log::segment_path(log_dir, seg))?;
+        read_segment(log_dir, seg, &mut buf)?;
         report.segments += 1;
         report.bytes += buf.len() as u64;
         let mut off = 0usize;
@@ -166,7 +170,8 @@ pub fn replay(
                             }
                         }
                         count(&mut counts, &mut tallies, &rec);
-                        gather(&mut ix, &mut purges, &mut per_queue, rec, pos, &mut front);
+                        let (ix, named) = (&mut ix, &mut named);
+                        gather(ix, named, &mut purges, &mut per_queue, rec, pos, &mut front);
                         report.records += 1;
                         off += len;
                         continue;
@@ -207,6 +212,8 @@ pub fn replay(
         });
     }
 
+    drop(named);
+
     let mut state = State {
         next_queue_id: catalog.next_queue_id.max(1),
         ..State::default()
@@ -230,7 +237,7 @@ pub fn replay(
     let mut filing: HashMap<u32, Filing> = HashMap::new();
     let mut pos = 0u64;
     for ext in &extents {
-        let buf = std::fs::read(Log::segment_path(log_dir, ext.seg))?;
+        read_segment(log_dir, ext.seg, &mut buf)?;
         let mut off = 0usize;
         let mut skips = ext.skips.iter().peekable();
         while off < ext.good {
@@ -339,6 +346,7 @@ pub fn replay(
         }
     }
     drop(ix);
+    drop(buf);
     for (qid, mut f) in filing {
         if state.queues[&qid].fifo && !f.entries.windows(2).all(|w| w[0].id() <= w[1].id()) {
             // A FIFO queue's ready list is in publish (id) order.
@@ -353,9 +361,7 @@ pub fn replay(
             idx.into_iter().map(|i| f.entries[i as usize]).collect()
         };
         let q = state.queues.get_mut(&qid).expect("filed queues exist");
-        for e in entries {
-            q.ready.push_back(e);
-        }
+        q.ready.extend_back(entries);
     }
     let sources: Vec<u32> = state
         .queues
@@ -407,6 +413,63 @@ pub fn replay(
     }
     report.messages = state.message_count();
     Ok((state, report))
+}
+
+/// Segment `seg` into `buf`, reusing its memory.
+fn read_segment(log_dir: &Path, seg: u32, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    std::fs::File::open(Log::segment_path(log_dir, seg))?.read_to_end(buf)?;
+    Ok(())
+}
+
+/// Every message key a record other than a plain Publish names (receives, acks, releases,
+/// moves, settles, compaction copies), read before pass 1. Pass 1 then tracks the newest
+/// incarnation (`Index::current`) only of these: a message no later record names needs no
+/// entry, and a backlog of millions is mostly such messages (the map was a third of
+/// recovery's time, and its growth much of the memory). `None` when a segment holds a frame
+/// that is not good (torn, damaged, or a record that does not decode): then pass 1 tracks
+/// every message, as it must to resynchronise exactly as before.
+fn named_keys(
+    log_dir: &Path,
+    segs: &[u32],
+    buf: &mut Vec<u8>,
+) -> crate::Result<Option<FxHashSet<Key>>> {
+    const PUBLISH: u8 = 1; // a plain Publish (kind 1 in `record.rs`'s table; 7 is a copy)
+    let mut named = FxHashSet::default();
+    for &seg in segs {
+        read_segment(log_dir, seg, buf)?;
+        let mut off = 0usize;
+        loop {
+            let (payload, len) = match record::read_frame(&buf[off..]) {
+                Frame::End => break,
+                Frame::Good(payload, len) => (payload, len),
+                Frame::Short | Frame::Corrupt(_) => return Ok(None),
+            };
+            off += len;
+            if payload[0] == PUBLISH {
+                continue;
+            }
+            let Ok(rec) = record::decode(payload) else {
+                return Ok(None);
+            };
+            let (queue, id) = match rec {
+                Record::Publish(p) => (p.queue, p.id),
+                Record::Receive { queue, id, .. }
+                | Record::Ack { queue, id }
+                | Record::Release { queue, id, .. }
+                | Record::Move { queue, id, .. }
+                | Record::Settle { queue, id, .. } => (queue, id),
+                Record::Purge { .. }
+                | Record::Counters { .. }
+                | Record::Tally { .. }
+                | Record::Filtered { .. }
+                | Record::Dedup { .. } => continue,
+            };
+            named.insert(key(queue, id));
+        }
+    }
+    Ok(Some(named))
 }
 
 /// Queue counters and tallies: a `Counters` (`Tally`) snapshot sets them, the records after it
@@ -530,6 +593,7 @@ impl Index {
 
 fn gather(
     ix: &mut Index,
+    named: &mut Option<FxHashSet<Key>>,
     purges: &mut Vec<(u64, u32)>,
     per_queue: &mut HashMap<u32, usize>,
     rec: Record<'_>,
@@ -550,7 +614,12 @@ fn gather(
                 ix.effects.entry(inc).or_default().relocated_at = Some(pos);
                 ix.relocated.insert(pos, inc);
             } else {
-                ix.current.insert(key(p.queue, p.id), pos);
+                // Tracked when a later record names it (`named_keys`), or when an earlier
+                // incarnation is (this one replaces it).
+                let k = key(p.queue, p.id);
+                if named.as_mut().is_none_or(|n| n.remove(&k)) || ix.current.contains_key(&k) {
+                    ix.current.insert(k, pos);
+                }
                 *per_queue.entry(p.queue).or_default() += 1;
             }
         }
@@ -663,4 +732,89 @@ fn purged(purges: &[(u64, u32)], eff: Option<&Effect>, queue: u32, published: u6
             .unwrap_or(queue);
         here == purged_queue
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::catalog::CatalogQueue;
+    use crate::model::{QueueConfig, QueueInfo};
+
+    fn publish(id: u128) -> Record<'static> {
+        Record::Publish(record::PublishRec {
+            queue: 1,
+            id,
+            enqueued_at: 1,
+            visible_at: 0,
+            receive_count: 0,
+            nonce: 0,
+            first_received_at: 0,
+            source: 0,
+            group: "",
+            dedup: "",
+            attributes: vec![],
+            body: b"b",
+            relocated: false,
+            priority: crate::limits::PRIORITY_DEFAULT,
+            expires_at: 0,
+        })
+    }
+
+    /// Ready messages after recovering `records` (plus `tail` bytes after them): (id, receive
+    /// count) in delivery order.
+    fn recover(records: &[Record<'_>], tail: &[u8]) -> Vec<(u128, u32)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Vec::new();
+        records.iter().for_each(|r| _ = r.encode_frame(&mut seg));
+        seg.extend_from_slice(tail);
+        std::fs::write(Log::segment_path(dir.path(), 1), seg).unwrap();
+        let info = QueueInfo {
+            name: "q".into(),
+            config: QueueConfig::default(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let catalog = Catalog {
+            next_queue_id: 2,
+            queues: vec![CatalogQueue { id: 1, info }],
+        };
+        let (mut state, _) = replay(&catalog, dir.path(), 10).unwrap();
+        let ready = &mut state.queues.get_mut(&1).unwrap().ready;
+        std::iter::from_fn(|| ready.pop(&mut |_| false))
+            .map(|e| (e.id(), e.receive_count))
+            .collect()
+    }
+
+    /// Only the messages a later record names are tracked through pass 1 (`named_keys`). An
+    /// id published again after its ack is a new incarnation, and the records after it apply
+    /// to it, not to the acked one, whether or not the log is damaged (then every message is
+    /// tracked).
+    #[test]
+    fn records_apply_to_the_newest_incarnation_tracked_or_not() {
+        let receive = |id, receive_count| Record::Receive {
+            queue: 1,
+            id,
+            receive_count,
+            nonce: 1,
+            first_received_at: 5,
+        };
+        let log = [
+            publish(7),
+            receive(7, 1),
+            Record::Ack { queue: 1, id: 7 },
+            publish(8), // no later record names it
+            publish(7), // again, after its ack
+            receive(7, 3),
+            publish(9),
+            receive(9, 2),
+        ];
+        let expected = vec![(8, 0), (7, 3), (9, 2)];
+        assert_eq!(recover(&log, &[]), expected);
+        let torn = [40u8, 0, 0, 0, 1, 2, 3, 4, 1];
+        assert_eq!(
+            recover(&log, &torn),
+            expected,
+            "a torn tail: every message tracked"
+        );
+    }
 }
