@@ -128,10 +128,10 @@ pub fn replay(
     let mut buf = Vec::new();
     let mut named = named_keys(log_dir, &segs, &mut buf)?;
     let mut ix = Index::default();
-    let mut counts: HashMap<u32, [u64; COUNTERS]> = HashMap::new();
+    let mut counts: FxHashMap<u32, [u64; COUNTERS]> = FxHashMap::default();
     let mut tallies: HashMap<(u32, String), (u64, u64)> = HashMap::new();
     let mut purges: Vec<(u64, u32)> = Vec::new();
-    let mut per_queue: HashMap<u32, usize> = HashMap::new();
+    let mut per_queue: FxHashMap<u32, usize> = FxHashMap::default();
     // (queue, key, published at, id, segment); carried: (queue, key, until, id, segment).
     let mut dedups: Vec<(u32, String, i64, u128, u32)> = Vec::new();
     let mut carried: Vec<(u32, String, i64, u128, u32)> = Vec::new();
@@ -234,7 +234,7 @@ pub fn replay(
         entries: Vec<Entry>,
         sorted: bool,
     }
-    let mut filing: HashMap<u32, Filing> = HashMap::new();
+    let mut filing: FxHashMap<u32, Filing> = FxHashMap::default();
     let mut pos = 0u64;
     for ext in &extents {
         read_segment(log_dir, ext.seg, &mut buf)?;
@@ -475,7 +475,7 @@ fn named_keys(
 /// Queue counters and tallies: a `Counters` (`Tally`) snapshot sets them, the records after it
 /// count on.
 fn count(
-    counts: &mut HashMap<u32, [u64; COUNTERS]>,
+    counts: &mut FxHashMap<u32, [u64; COUNTERS]>,
     tallies: &mut HashMap<(u32, String), (u64, u64)>,
     rec: &Record<'_>,
 ) {
@@ -595,7 +595,7 @@ fn gather(
     ix: &mut Index,
     named: &mut Option<FxHashSet<Key>>,
     purges: &mut Vec<(u64, u32)>,
-    per_queue: &mut HashMap<u32, usize>,
+    per_queue: &mut FxHashMap<u32, usize>,
     rec: Record<'_>,
     pos: u64,
     front: &mut i64,
