@@ -205,6 +205,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             body_timeout: Duration::from_secs(cfg.body_timeout_seconds),
             rates: rates.clone(),
             listen: cfg.listen.clone(),
+            loopback: crate::config::is_loopback(&cfg.listen),
             auth: auth.clone(),
             tls: cfg.tls_cert.is_some(),
             streams,

@@ -243,20 +243,19 @@ fn keyless_refusal(s: &AppState, req: &Request) -> Option<Response> {
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
     let refuse = |code: &'static str, msg: String| {
         error::ApiError::new(axum::http::StatusCode::FORBIDDEN, code, msg).into_response()
     };
-    if crate::config::is_loopback(&s.listen) {
-        if let Some(h) = host.as_deref().filter(|h| !origin::is_loopback_host(h)) {
+    if s.loopback {
+        if let Some(h) = host.filter(|h| !origin::is_loopback_host(h)) {
             return Some(refuse(
                 "forbidden_host",
                 format!("Host {h:?} is not a loopback name: a server without API keys answers only to localhost, 127.0.0.1 and [::1] (configure --auth-keys to serve other names)"),
             ));
         }
     }
-    if origin::cross_site(headers, host.as_deref(), s.tls)
+    if origin::cross_site(headers, host, s.tls)
         && !origin::harmless(req.method(), req.uri(), headers)
     {
         return Some(refuse(

@@ -54,6 +54,9 @@ pub struct AppInner {
     pub rates: Arc<crate::rates::Rates>,
     /// The address this node listens on (shown in `/v1/server`).
     pub listen: String,
+    /// `listen` is a loopback address (a keyless server then answers only to loopback names;
+    /// read once here, not parsed per request).
+    pub loopback: bool,
     /// API keys (empty: no access checks).
     pub auth: Arc<crate::auth::Auth>,
     /// Serving TLS: responses carry HSTS.
