@@ -30,6 +30,7 @@ const TAG: usize = 12;
 const SEALED: usize = 16 + 4 + TAG;
 
 /// The secret that seals receipts.
+///
 /// The HMAC with the key already absorbed: each tag clones it, instead of hashing the key's
 /// two padded blocks again (half of a tag's SHA-256 compressions).
 #[derive(Clone)]

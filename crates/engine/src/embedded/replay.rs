@@ -90,9 +90,10 @@ fn resync(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Rebuild the index from the catalog and the segments in `log_dir`.
 ///
-/// Two passes keep memory flat: pass 1 checks every frame and gathers the effects of the
-/// records that change a message after its Publish (usually few: a backlog is mostly Publish
-/// records); pass 2 streams the Publish records in log order straight into each queue's
+/// Two passes keep memory flat, after a pre-read that finds which messages later records name
+/// (`named_keys`): pass 1 checks every frame and gathers the effects of the records that
+/// change a message after its Publish (usually few: a backlog is mostly Publish records), and
+/// tracks only the named messages; pass 2 streams the Publish records in log order straight into each queue's
 /// structures, applying those effects. Log order is delivery order unless a nack to the front
 /// or a move reordered something; only then is a queue sorted.
 pub fn replay(
@@ -117,16 +118,17 @@ pub fn replay(
     segs.sort_unstable();
     report.last_segment = segs.last().copied();
 
+    // One buffer for every segment read: a fresh one per segment had the kernel zero 64 MiB of
+    // new pages each time.
+    let mut buf = Vec::new();
+    let mut named = named_keys(log_dir, &segs, &mut buf)?;
+
     // Pass 1: validate, and gather effects. Effects are keyed by (queue, id) where the message
     // was published: the same id may live in several queues (a push queue's per-subscription
     // copies share it). A move makes the message's new place an alias of its origin.
     // An id may also come back to a queue after it was acked there (a push dead letter
     // redriven to its subscription): each Publish starts a new incarnation, and later records
     // apply to the newest one.
-    // One buffer for every segment read: a fresh one per segment had the kernel zero 64 MiB of
-    // new pages each time.
-    let mut buf = Vec::new();
-    let mut named = named_keys(log_dir, &segs, &mut buf)?;
     let mut ix = Index::default();
     let mut counts: FxHashMap<u32, [u64; COUNTERS]> = FxHashMap::default();
     let mut tallies: HashMap<(u32, String), (u64, u64)> = HashMap::new();
