@@ -89,6 +89,9 @@ pub struct Args {
     /// Print one JSON object (the shape of `sluice bench --json`).
     #[arg(long)]
     pub json: bool,
+    /// Threads the generator runs on; 1 (the default) is one event loop, as `sluice bench`.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 impl Args {
@@ -113,9 +116,19 @@ impl Args {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let mut rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        rt.worker_threads(args.threads);
+        rt
+    };
+    rt.enable_all().build()?.block_on(start(args))
+}
+
+async fn start(args: Args) -> anyhow::Result<()> {
     if args.connections == 0 || args.batch == 0 || args.batch > 1000 {
         bail!("--connections must be at least 1 and --batch between 1 and 1000");
     }

@@ -83,10 +83,20 @@ fn main() {
     let args = client_flags_after_command(seed_flags(std::env::args()));
     let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // The load generator runs on as many threads as it is told (one by default, see
+    // `bench --threads`); everything else on one worker per core.
+    let mut rt = match &cli.cmd {
+        Cmd::Client(cli::Command::Bench(b)) if b.args.threads == 1 => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        Cmd::Client(cli::Command::Bench(b)) => {
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            rt.worker_threads(b.args.threads as usize);
+            rt
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = rt.enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Serve(args) => {

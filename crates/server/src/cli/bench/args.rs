@@ -98,6 +98,11 @@ pub struct BenchArgs {
     pub batch: usize,
     #[arg(long, value_enum, default_value_t = Protocol::Http1)]
     pub protocol: Protocol,
+    /// Threads the generator runs on. 1 (the default) is one event loop, as in redis-benchmark
+    /// or each of wrk's threads: the generator shares the machine's cores with the server, and
+    /// every hand-off between its own threads is a wake-up the server's threads wait behind.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub threads: u64,
     /// publish and publish-batch: requests each connection keeps in flight. HTTP/1.1 pipelines
     /// them (written together, answered in order); h2c sends them as concurrent streams. The
     /// figure a client that pipelines or multiplexes gets; latency is each group's round trip.
