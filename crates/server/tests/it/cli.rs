@@ -153,6 +153,16 @@ async fn bench_smoke() {
             vec!["roundtrip", "--connections", "2"],
             vec!["stream", "--connections", "2", "--prefill", "500"],
             vec!["publish", "--connections", "2", "--protocol", "http2"],
+            // The generator on a two-thread runtime instead of its default single thread.
+            vec![
+                "receive-ack",
+                "--connections",
+                "2",
+                "--prefill",
+                "500",
+                "--threads",
+                "2",
+            ],
         ] {
             let mut full = vec!["bench"];
             full.extend(args.iter().copied());
@@ -172,6 +182,8 @@ async fn bench_smoke() {
             }
             assert_eq!(v["errors"], 0, "{args:?}: {v}");
             assert!(v["messages"].as_u64().unwrap() > 0, "{args:?}: {v}");
+            let threads = if args.contains(&"--threads") { 2 } else { 1 };
+            assert_eq!(v["threads"], threads, "{args:?}: {v}");
         }
     })
     .await

@@ -200,6 +200,7 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         "size": args.size,
         "batch": if matches!(args.scenario, Scenario::Publish) { 1 } else { args.batch },
         "pipeline": args.pipeline,
+        "threads": args.threads,
         "messages": messages,
         "requests": shared.requests.load(Ordering::Relaxed),
         "duration_s": (elapsed * 1000.0).round() / 1000.0,
