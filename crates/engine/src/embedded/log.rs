@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use tokio::sync::watch;
 
+use super::durable::{Durable, Outcome};
 use crate::error::{EngineError, Result};
 
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -31,12 +31,6 @@ pub struct Loc {
     pub seg: u32,
     pub off: u32,
     pub len: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Durability {
-    durable: u64,
-    failed: bool,
 }
 
 struct Chunk {
@@ -59,7 +53,8 @@ struct Shared {
     dir: PathBuf,
     pending: Mutex<Pending>,
     wake: Condvar,
-    durable: watch::Sender<Durability>,
+    /// The durable LSN and the requests waiting for theirs.
+    durable: Durable,
     error: Mutex<Option<String>>,
     /// False only under `SLUICE_UNSAFE_NO_FSYNC=1` (see [`Log::start`]).
     fsync: bool,
@@ -139,10 +134,6 @@ impl Log {
         if !fsync {
             tracing::warn!("SLUICE_UNSAFE_NO_FSYNC is set: the log is never fsynced, acknowledged messages are lost on a power failure (for measurements only)");
         }
-        let (tx, _rx) = watch::channel(Durability {
-            durable: 0,
-            failed: false,
-        });
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             pending: Mutex::new(Pending {
@@ -155,14 +146,18 @@ impl Log {
                 shutdown: false,
             }),
             wake: Condvar::new(),
-            durable: tx,
+            durable: Durable::default(),
             error: Mutex::new(None),
             fsync,
         });
         let s2 = shared.clone();
         let writer = std::thread::Builder::new()
             .name("sluice-log-writer".into())
-            .spawn(move || writer_loop(s2, segment_bytes))?;
+            .spawn(move || {
+                writer_loop(&s2, segment_bytes);
+                // Appends after this would wait forever: end their waits.
+                s2.durable.stop();
+            })?;
         Ok(Log {
             shared,
             writer: Mutex::new(Some(writer)),
@@ -197,17 +192,12 @@ impl Log {
 
     /// Wait until `lsn` is on disk. Fails if the writer hit an I/O error.
     pub async fn wait_durable(&self, lsn: u64) -> Result<()> {
-        let mut rx = self.shared.durable.subscribe();
-        let state = rx
-            .wait_for(|d| d.durable >= lsn || d.failed)
-            .await
-            .map_err(|_| EngineError::StorageUnavailable("log writer stopped".into()))?;
-        if state.durable >= lsn {
-            Ok(())
-        } else {
-            Err(EngineError::StorageUnavailable(
+        match self.shared.durable.wait(lsn).await {
+            Outcome::Durable => Ok(()),
+            Outcome::Failed => Err(EngineError::StorageUnavailable(
                 self.failure().unwrap_or_else(|| "write failed".into()),
-            ))
+            )),
+            Outcome::Stopped => Err(EngineError::StorageUnavailable("log writer stopped".into())),
         }
     }
 
@@ -261,7 +251,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn writer_loop(shared: Arc<Shared>, segment_bytes: u64) {
+fn writer_loop(shared: &Shared, segment_bytes: u64) {
     let mut files: HashMap<u32, File> = HashMap::new();
     loop {
         let (chunks, lsn, records) = {
@@ -290,10 +280,10 @@ fn writer_loop(shared: Arc<Shared>, segment_bytes: u64) {
                 metrics::histogram!("sluice_storage_sync_batch_records").record(records as f64);
                 metrics::histogram!("sluice_storage_sync_batch_bytes").record(bytes as f64);
                 metrics::counter!("sluice_storage_syncs_total").increment(1);
-                shared.durable.send_modify(|d| d.durable = lsn);
+                shared.durable.advance(lsn);
             }
             Err(e) => {
-                if !retry_until_written(&shared, &mut files, chunks, segment_bytes, e) {
+                if !retry_until_written(shared, &mut files, chunks, segment_bytes, e) {
                     return;
                 }
             }
@@ -327,7 +317,7 @@ fn retry_until_written(
         }
         metrics::counter!("sluice_storage_write_errors_total").increment(1);
         *shared.error.lock() = Some(error.to_string());
-        shared.durable.send_modify(|d| d.failed = true);
+        shared.durable.fail();
         let lsn = {
             let mut p = shared.pending.lock();
             if !p.shutdown {
@@ -344,10 +334,7 @@ fn retry_until_written(
             Ok(()) => {
                 tracing::warn!("log writes succeed again; storage is healthy");
                 *shared.error.lock() = None;
-                shared.durable.send_modify(|d| {
-                    d.durable = lsn;
-                    d.failed = false;
-                });
+                shared.durable.advance(lsn);
                 return true;
             }
             Err(e) => error = e,

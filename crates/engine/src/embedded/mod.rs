@@ -24,6 +24,7 @@
 
 mod catalog;
 mod delayed;
+mod durable;
 mod history;
 mod log;
 mod maintenance;
