@@ -29,7 +29,9 @@ struct State {
     failed: bool,
     stopped: bool,
     next_id: u64,
-    /// (LSN, waiter id, waker), in no particular order: a few dozen at a time.
+    /// (LSN, waiter id, waker), in no particular order: a few dozen at a time. A wait that is
+    /// dropped (its request cancelled) leaves its entry until the sync that covers its LSN, or
+    /// a failure, takes it out: at most one per request that was waiting.
     waiting: Vec<(u64, u64, Waker)>,
 }
 
