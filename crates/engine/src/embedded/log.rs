@@ -392,3 +392,35 @@ fn write_and_sync(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A record appended after the writer has stopped can never become durable: its wait ends
+    /// with an error instead of hanging; what was synced before the stop still counts as durable.
+    #[tokio::test]
+    async fn a_wait_after_the_writer_stopped_fails_instead_of_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::start(dir.path(), 1, SEGMENT_BYTES).unwrap();
+        let frame = |b: &mut Vec<u8>| {
+            b.extend_from_slice(&[7u8; 16]);
+            16
+        };
+        let mut a = log.begin();
+        a.push(16, frame);
+        let synced = a.finish();
+        log.wait_durable(synced).await.unwrap();
+        log.shutdown();
+        let mut a = log.begin();
+        a.push(16, frame);
+        let late = a.finish();
+        let waited = tokio::time::timeout(Duration::from_secs(30), log.wait_durable(late)).await;
+        assert!(
+            matches!(waited, Ok(Err(EngineError::StorageUnavailable(_)))),
+            "{waited:?}"
+        );
+        log.wait_durable(synced).await.unwrap();
+    }
+}
