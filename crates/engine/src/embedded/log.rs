@@ -218,11 +218,12 @@ impl Log {
         Ok(f)
     }
 
-    /// Delete a segment file that holds nothing live any more.
+    /// Delete a segment file that holds nothing live any more, and sync the directory, so that
+    /// segments removed one after another leave the disk in that order even after a power cut.
     pub fn remove_segment(&self, seg: u32) -> Result<()> {
         self.readers.write().remove(&seg);
         match fs::remove_file(Self::segment_path(&self.shared.dir, seg)) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(sync_dir(&self.shared.dir)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }

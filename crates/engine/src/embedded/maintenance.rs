@@ -301,25 +301,16 @@ impl EmbeddedStore {
         let (dead_segments, first_live) = dead_segments;
         self.log.wait_durable(lsn).await?;
         let active = self.log.active_segment();
-        let mut removed = 0u64;
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
-            for e in rd.flatten() {
-                let name = e.file_name();
-                let Some(seg) = name
-                    .to_string_lossy()
-                    .strip_suffix(".seg")
-                    .and_then(|s| s.parse::<u32>().ok())
-                else {
-                    continue;
-                };
-                if seg < first_live.min(active) || dead_segments.contains(&seg) {
-                    self.log.remove_segment(seg)?;
-                    removed += 1;
-                }
-            }
+        let gone = reclaimable(
+            &self.dir.join("log"),
+            first_live.min(active),
+            &dead_segments,
+        );
+        for &seg in &gone {
+            self.log.remove_segment(seg)?;
         }
-        if removed > 0 {
-            tracing::debug!(removed, "reclaimed log segments");
+        if !gone.is_empty() {
+            tracing::debug!(removed = gone.len(), "reclaimed log segments");
         }
         let mut bytes = 0;
         if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
@@ -334,6 +325,29 @@ impl EmbeddedStore {
         self.bytes_on_disk.store(bytes, Ordering::Relaxed);
         Ok(woke)
     }
+}
+
+/// The segment files of `log_dir` housekeeping deletes: every one below `below`, and the
+/// `dead` ones. Oldest first: removed in this order, each removal synced, a crash part-way
+/// leaves a suffix of the log. In the directory's own order a later segment could go while an
+/// earlier one stayed, and acked messages published in the earlier one would come back without
+/// the acks in the later one (found by `sluice bench crash`).
+fn reclaimable(log_dir: &Path, below: u32, dead: &[u32]) -> Vec<u32> {
+    let mut gone: Vec<u32> = std::fs::read_dir(log_dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_suffix(".seg")
+                        .and_then(|s| s.parse::<u32>().ok())
+                })
+                .filter(|&seg| seg < below || dead.contains(&seg))
+                .collect()
+        })
+        .unwrap_or_default();
+    gone.sort_unstable();
+    gone
 }
 
 /// Bytes an unprivileged writer may still use on the filesystem holding `dir`.
@@ -440,5 +454,23 @@ fn snapshot_counters(st: &mut State, ap: &mut Append<'_>) {
     // A snapshot that spilled into the next segment is done again there at the next tick.
     if full && ap.segment() == segment {
         st.counters_segment = segment;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Segments are deleted oldest first whatever order the directory lists them in (here
+    /// created out of order, as a directory that reuses freed entries lists them).
+    #[test]
+    fn segments_are_reclaimed_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for seg in [5u32, 2, 9, 1, 7, 3, 8] {
+            std::fs::write(super::Log::segment_path(dir.path(), seg), b"").unwrap();
+        }
+        std::fs::write(dir.path().join("spare"), b"").unwrap();
+        assert_eq!(
+            super::reclaimable(dir.path(), 4, &[5, 7]),
+            vec![1, 2, 3, 5, 7]
+        );
     }
 }
