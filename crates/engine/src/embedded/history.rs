@@ -143,7 +143,7 @@ impl History {
         }
         let next = segs.last().map_or(1, |s| s + 1);
         Ok(History {
-            log: Log::start(&dir, next, SEGMENT_BYTES)?,
+            log: Log::start(&dir, next, SEGMENT_BYTES, None)?,
             index: Mutex::new(index),
             max_bytes,
         })

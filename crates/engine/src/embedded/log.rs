@@ -21,6 +21,7 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::durable::{Durable, Outcome};
+use super::spare::{SpareRule, Spares};
 use crate::error::{EngineError, Result};
 
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -37,6 +38,8 @@ struct Chunk {
     seg: u32,
     start: u64,
     data: Vec<u8>,
+    /// The first chunk of a segment that takes the spare (spare.rs) as its file.
+    spare: bool,
 }
 
 struct Pending {
@@ -44,6 +47,8 @@ struct Pending {
     chunks: Vec<Chunk>,
     seg: u32,
     seg_len: u64,
+    /// The active segment started as a sparse file (no spare was ready).
+    sparse: bool,
     appended: u64,
     records: u64,
     shutdown: bool,
@@ -58,6 +63,7 @@ struct Shared {
     error: Mutex<Option<String>>,
     /// False only under `SLUICE_UNSAFE_NO_FSYNC=1` (see [`Log::start`]).
     fsync: bool,
+    spares: Spares,
 }
 
 pub struct Log {
@@ -70,6 +76,7 @@ pub struct Log {
 pub struct Append<'a> {
     guard: parking_lot::MutexGuard<'a, Pending>,
     wake: &'a Condvar,
+    spares: &'a Spares,
     touched: bool,
 }
 
@@ -77,19 +84,27 @@ impl Append<'_> {
     /// Append one frame written by `encode` (which returns the frame length). Returns its location.
     pub fn push(&mut self, max_len: usize, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> Loc {
         let p = &mut *self.guard;
-        if p.seg_len > 0 && p.seg_len + max_len as u64 > p.segment_bytes {
+        // A full segment ends; so does a sparse one as soon as a zero-filled spare is ready.
+        let full = p.seg_len + max_len as u64 > p.segment_bytes;
+        if p.seg_len > 0 && (full || (p.sparse && self.spares.ready())) {
             p.seg += 1;
             p.seg_len = 0;
+            p.sparse = true;
         }
         let need_chunk = match p.chunks.last() {
             Some(c) => c.seg != p.seg,
             None => true,
         };
         if need_chunk {
+            let spare = p.seg_len == 0 && p.sparse && self.spares.claim();
+            if spare {
+                p.sparse = false;
+            }
             p.chunks.push(Chunk {
                 seg: p.seg,
                 start: p.seg_len,
                 data: Vec::with_capacity(max_len.max(4096)),
+                spare,
             });
         }
         let chunk = p.chunks.last_mut().expect("chunk");
@@ -101,6 +116,9 @@ impl Append<'_> {
         };
         p.seg_len += len as u64;
         p.records += 1;
+        if p.sparse {
+            self.spares.note_sparse(p.seg_len);
+        }
         self.touched = true;
         loc
     }
@@ -127,8 +145,19 @@ impl Log {
     /// are written to the page cache and acknowledged, so a power loss or kernel crash loses
     /// acknowledged messages (a process crash does not). It exists only to measure what
     /// durability costs (BENCHMARKS.md); it is not a configuration setting and is logged loudly.
-    pub fn start(dir: &Path, first_seg: u32, segment_bytes: u64) -> Result<Log> {
+    ///
+    /// With a `spare` rule, a thread keeps a zero-filled next segment ready (spare.rs).
+    pub fn start(
+        dir: &Path,
+        first_seg: u32,
+        segment_bytes: u64,
+        spare: Option<SpareRule>,
+    ) -> Result<Log> {
         fs::create_dir_all(dir)?;
+        let spares = match spare {
+            Some(rule) => Spares::start(dir, segment_bytes, rule)?,
+            None => Spares::none(),
+        };
         let fsync =
             std::env::var_os("SLUICE_UNSAFE_NO_FSYNC").is_none_or(|v| v.is_empty() || v == "0");
         if !fsync {
@@ -141,6 +170,7 @@ impl Log {
                 chunks: Vec::new(),
                 seg: first_seg,
                 seg_len: 0,
+                sparse: true,
                 appended: 0,
                 records: 0,
                 shutdown: false,
@@ -149,6 +179,7 @@ impl Log {
             durable: Durable::default(),
             error: Mutex::new(None),
             fsync,
+            spares,
         });
         let s2 = shared.clone();
         let writer = std::thread::Builder::new()
@@ -173,6 +204,7 @@ impl Log {
         Append {
             guard: self.shared.pending.lock(),
             wake: &self.shared.wake,
+            spares: &self.shared.spares,
             touched: false,
         }
     }
@@ -184,6 +216,12 @@ impl Log {
 
     pub fn active_segment(&self) -> u32 {
         self.shared.pending.lock().seg
+    }
+
+    /// A zero-filled spare segment is ready to be taken (spare.rs).
+    #[cfg(test)]
+    pub fn spare_ready(&self) -> bool {
+        self.shared.spares.ready()
     }
 
     pub fn failure(&self) -> Option<String> {
@@ -239,6 +277,7 @@ impl Log {
         if let Some(h) = self.writer.lock().take() {
             let _ = h.join();
         }
+        self.shared.spares.stop();
     }
 }
 
@@ -268,13 +307,7 @@ fn writer_loop(shared: &Shared, segment_bytes: u64) {
         };
         let started = Instant::now();
         let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
-        match write_and_sync(
-            &shared.dir,
-            &mut files,
-            &chunks,
-            segment_bytes,
-            shared.fsync,
-        ) {
+        match write_and_sync(shared, &mut files, &chunks, segment_bytes) {
             Ok(()) => {
                 metrics::histogram!("sluice_storage_sync_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -331,7 +364,7 @@ fn retry_until_written(
             p.appended
         };
         files.clear();
-        match write_and_sync(&shared.dir, files, &chunks, segment_bytes, shared.fsync) {
+        match write_and_sync(shared, files, &chunks, segment_bytes) {
             Ok(()) => {
                 tracing::warn!("log writes succeed again; storage is healthy");
                 *shared.error.lock() = None;
@@ -349,12 +382,12 @@ fn retry_until_written(
 }
 
 fn write_and_sync(
-    dir: &Path,
+    shared: &Shared,
     files: &mut HashMap<u32, File>,
     chunks: &[Chunk],
     segment_bytes: u64,
-    fsync: bool,
 ) -> std::io::Result<()> {
+    let dir = &shared.dir;
     let mut touched: Vec<u32> = Vec::new();
     let mut created = false;
     for c in chunks {
@@ -362,15 +395,20 @@ fn write_and_sync(
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 created = true;
+                let path = Log::segment_path(dir, c.seg);
+                if c.spare {
+                    shared.spares.install(&path)?;
+                }
                 let f = OpenOptions::new()
                     .create(true)
                     .truncate(false)
                     .write(true)
-                    .open(Log::segment_path(dir, c.seg))?;
+                    .open(&path)?;
                 // Pre-size the segment: appends then never change the file size, so each
                 // fdatasync flushes data without also committing a size change to the
                 // filesystem journal (measured +15-60% syncs/s here; bench/storage-choice).
-                // The zeros past the written part read as the clean end of the segment.
+                // The zeros past the written part read as the clean end of the segment. A
+                // spare has its full size, with its blocks written (spare.rs).
                 if f.metadata()?.len() < segment_bytes {
                     f.set_len(segment_bytes)?;
                 }
@@ -382,7 +420,7 @@ fn write_and_sync(
             touched.push(c.seg);
         }
     }
-    if !fsync {
+    if !shared.fsync {
         return Ok(());
     }
     for s in touched {
@@ -404,7 +442,7 @@ mod tests {
     #[tokio::test]
     async fn a_wait_after_the_writer_stopped_fails_instead_of_hanging() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::start(dir.path(), 1, SEGMENT_BYTES).unwrap();
+        let log = Log::start(dir.path(), 1, SEGMENT_BYTES, None).unwrap();
         let frame = |b: &mut Vec<u8>| {
             b.extend_from_slice(&[7u8; 16]);
             16

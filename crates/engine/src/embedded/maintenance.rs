@@ -315,7 +315,8 @@ impl EmbeddedStore {
         let mut bytes = 0;
         if let Ok(rd) = std::fs::read_dir(self.dir.join("log")) {
             for e in rd.flatten() {
-                // Allocated bytes: segments are pre-sized sparse files.
+                // Allocated bytes: segments are pre-sized sparse files, or zero-filled spares
+                // (spare.rs).
                 bytes += e
                     .metadata()
                     .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
@@ -351,7 +352,7 @@ fn reclaimable(log_dir: &Path, below: u32, dead: &[u32]) -> Vec<u32> {
 }
 
 /// Bytes an unprivileged writer may still use on the filesystem holding `dir`.
-fn free_bytes(dir: &Path) -> Option<u64> {
+pub(super) fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.

@@ -5,6 +5,7 @@
 //! DATA_DIR/queues.log           ... and the queue changes since, one line each (catalog.rs)
 //! DATA_DIR/set-aside/           segments with messages of queues the catalog did not know
 //! DATA_DIR/log/NNNN….seg        the append-only log segments (log.rs, record.rs)
+//! DATA_DIR/log/spare            the next segment, zero-filled ahead of time (spare.rs)
 //! DATA_DIR/meta.json            small settings: subscriptions, schedules (side.rs)
 //! DATA_DIR/archive.bin          outcomes of finished timers, 17 bytes each (side.rs)
 //! DATA_DIR/history/NNNN….seg    the delivery history: push and timer attempts (history.rs)
@@ -34,6 +35,7 @@ pub mod record;
 mod replay;
 mod rules;
 mod side;
+mod spare;
 mod state;
 mod store_impl;
 
@@ -68,6 +70,9 @@ pub struct EmbeddedOptions {
     pub min_free_bytes: u64,
     /// The delivery history's budget on disk (oldest attempts go first).
     pub history_max_bytes: u64,
+    /// A zero-filled next segment is written ahead once a segment has received this many
+    /// bytes, so syncs do not allocate (spare.rs); 0 turns spares off.
+    pub spare_after_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -79,6 +84,7 @@ impl Default for EmbeddedOptions {
             compact_max_live: 10_000,
             min_free_bytes: MIN_FREE_BYTES_DEFAULT,
             history_max_bytes: crate::history::limits::BYTES_DEFAULT,
+            spare_after_bytes: spare::SPARE_AFTER,
         }
     }
 }
@@ -151,7 +157,11 @@ impl EmbeddedStore {
         metrics::counter!("sluice_storage_corrupt_regions_total")
             .increment(report.corrupt.len() as u64);
         let first_seg = report.last_segment.map(|s| s + 1).unwrap_or(1);
-        let log = Log::start(&log_dir, first_seg, opts.segment_bytes)?;
+        let spare = (opts.spare_after_bytes > 0).then_some(spare::SpareRule {
+            min_free_bytes: opts.min_free_bytes,
+            after: opts.spare_after_bytes,
+        });
+        let log = Log::start(&log_dir, first_seg, opts.segment_bytes, spare)?;
         let history_max_bytes = opts.history_max_bytes;
         let store = EmbeddedStore {
             dir: dir.to_path_buf(),
