@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::disk::sync_dir;
 use super::durable::{Durable, Outcome};
 use super::spare::{SpareRule, Spares};
 use crate::error::{EngineError, Result};
@@ -285,10 +286,6 @@ impl Drop for Log {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn writer_loop(shared: &Shared, segment_bytes: u64) {

@@ -111,7 +111,7 @@ impl EmbeddedStore {
                 None => true,
             };
             if stale {
-                s.1 = free_bytes(&self.dir).unwrap_or(u64::MAX);
+                s.1 = super::disk::free_bytes(&self.dir).unwrap_or(u64::MAX);
                 s.0 = Some(std::time::Instant::now());
             }
             s.1
@@ -349,16 +349,6 @@ fn reclaimable(log_dir: &Path, below: u32, dead: &[u32]) -> Vec<u32> {
         .unwrap_or_default();
     gone.sort_unstable();
     gone
-}
-
-/// Bytes an unprivileged writer may still use on the filesystem holding `dir`.
-pub(super) fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
-    (rc == 0).then(|| (st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Copy one live message forward (a Relocate record with its whole state) and point its entry

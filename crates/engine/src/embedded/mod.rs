@@ -25,6 +25,7 @@
 
 mod catalog;
 mod delayed;
+mod disk;
 mod durable;
 mod history;
 mod log;

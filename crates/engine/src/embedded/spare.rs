@@ -243,7 +243,7 @@ impl Shared {
 
     /// Write the spare. Ok(false): not made (no room, or stopping).
     fn make(&self) -> std::io::Result<bool> {
-        let free = super::maintenance::free_bytes(&self.dir).unwrap_or(0);
+        let free = super::disk::free_bytes(&self.dir).unwrap_or(0);
         if free < self.min_free_bytes.saturating_add(2 * self.segment_bytes) {
             tracing::debug!(
                 free,
@@ -269,7 +269,7 @@ impl Shared {
         }
         f.sync_all()?;
         fs::rename(&tmp, spare_path(&self.dir))?;
-        File::open(&self.dir)?.sync_all()?;
+        super::disk::sync_dir(&self.dir)?;
         Ok(true)
     }
 }
