@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::embedded::catalog::CatalogQueue;
+use crate::embedded::log::Log;
 use crate::model::{QueueConfig, QueueInfo};
 
 fn publish(id: u128) -> Record<'static> {
