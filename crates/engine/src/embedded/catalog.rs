@@ -237,7 +237,7 @@ pub fn set_aside(
                 fs::copy(&from, &to)?;
             }
         }
-        File::open(&aside)?.sync_all()?;
+        super::disk::sync_dir(&aside)?;
         for (id, (messages, segs)) in unknown {
             lines.push(format!(
                 "queue id {id} is in the log but not in the catalog (queues.json lost, or older than the log): its {messages} messages are not served, and the segments holding them ({}) are kept in {}; new queues never take this id",

@@ -115,16 +115,7 @@ impl History {
     pub fn open(data_dir: &Path, max_bytes: u64) -> Result<History> {
         let dir = data_dir.join("history");
         std::fs::create_dir_all(&dir)?;
-        let mut segs: Vec<u32> = std::fs::read_dir(&dir)?
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .strip_suffix(".seg")
-                    .and_then(|s| s.parse().ok())
-            })
-            .collect();
-        segs.sort_unstable();
+        let segs = Log::segment_numbers(&dir)?;
         let mut index = Index::default();
         for &seg in &segs {
             let buf = std::fs::read(Log::segment_path(&dir, seg))?;

@@ -201,6 +201,29 @@ impl Log {
         dir.join(format!("{seg:016}.seg"))
     }
 
+    /// The numbers of the segment files in `dir`, oldest first (none when `dir` is missing).
+    pub fn segment_numbers(dir: &Path) -> std::io::Result<Vec<u32>> {
+        let mut segs = Vec::new();
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for e in entries {
+                    let name = e?.file_name();
+                    if let Some(n) = name
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".seg"))
+                        .and_then(|n| n.parse::<u32>().ok())
+                    {
+                        segs.push(n);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        segs.sort_unstable();
+        Ok(segs)
+    }
+
     pub fn begin(&self) -> Append<'_> {
         Append {
             guard: self.shared.pending.lock(),

@@ -334,20 +334,8 @@ impl EmbeddedStore {
 /// earlier one stayed, and acked messages published in the earlier one would come back without
 /// the acks in the later one (found by `sluice bench crash`).
 fn reclaimable(log_dir: &Path, below: u32, dead: &[u32]) -> Vec<u32> {
-    let mut gone: Vec<u32> = std::fs::read_dir(log_dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .strip_suffix(".seg")
-                        .and_then(|s| s.parse::<u32>().ok())
-                })
-                .filter(|&seg| seg < below || dead.contains(&seg))
-                .collect()
-        })
-        .unwrap_or_default();
-    gone.sort_unstable();
+    let mut gone = Log::segment_numbers(log_dir).unwrap_or_default();
+    gone.retain(|&seg| seg < below || dead.contains(&seg));
     gone
 }
 

@@ -13,7 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::clock::Millis;
 
 use super::catalog::Catalog;
-use super::log::Loc;
+use super::log::{Loc, Log};
 use super::record::COUNTERS;
 use super::record::{self, Frame, Record};
 use super::state::{counter, set_counters, Entry, QState, State, Tally};
@@ -80,20 +80,7 @@ pub fn replay(
     now: Millis,
 ) -> crate::Result<(State, RecoveryReport)> {
     let mut report = RecoveryReport::default();
-    let mut segs: Vec<u32> = Vec::new();
-    if log_dir.exists() {
-        for e in std::fs::read_dir(log_dir)? {
-            let name = e?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(n) = name
-                .strip_suffix(".seg")
-                .and_then(|s| s.parse::<u32>().ok())
-            {
-                segs.push(n);
-            }
-        }
-    }
-    segs.sort_unstable();
+    let segs = Log::segment_numbers(log_dir)?;
     report.last_segment = segs.last().copied();
 
     // One buffer for every segment read: a fresh one per segment had the kernel zero 64 MiB of

@@ -113,7 +113,7 @@ pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         f.sync_all()?;
     }
     fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()?;
+    super::disk::sync_dir(dir)?;
     Ok(())
 }
 

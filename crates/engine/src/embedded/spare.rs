@@ -118,51 +118,44 @@ impl Spares {
 
     /// Take the ready spare for the next segment, if there is one. Called by the appender (under
     /// the log's pending lock, so one claim at a time); [`Spares::install`] then moves it into
-    /// place when the writer first writes that segment. Asks for the next spare.
+    /// place when the writer first writes that segment, and asks for the next spare. (Asking
+    /// here instead would let the thread rename a new spare over the claimed one before the
+    /// writer has moved it, leaving `ready` set with no spare behind it.)
     pub fn claim(&self) -> bool {
         let Some(s) = &self.shared else { return false };
-        let claimed = s.ready.swap(false, Ordering::AcqRel);
-        if claimed {
-            // Always wake the thread: an ask that came while the last spare was being
-            // finished may have found the flag already set.
-            s.asked.store(true, Ordering::Release);
-            let _stop = s.stop.lock();
-            s.wake.notify_one();
-        }
-        claimed
+        s.ready.swap(false, Ordering::AcqRel)
     }
 
     /// The active segment started sparse and now holds `written` bytes: ask for a spare once
     /// it has received enough to show real traffic.
     pub fn note_sparse(&self, written: u64) {
         if let Some(s) = &self.shared {
-            if written >= s.after && !s.ready.load(Ordering::Acquire) {
-                self.ask();
+            if written >= s.after
+                && !s.ready.load(Ordering::Acquire)
+                && !s.asked.swap(true, Ordering::AcqRel)
+            {
+                s.wake_thread();
             }
         }
     }
 
-    fn ask(&self) {
-        let Some(s) = &self.shared else { return };
-        if !s.asked.swap(true, Ordering::AcqRel) {
-            let _stop = s.stop.lock();
-            s.wake.notify_one();
-        }
-    }
-
-    /// Writer thread: move the claimed spare to `segment` (which must not exist yet). Returns
-    /// whether it did; when it did not (the file exists already, as when a failed write is
-    /// retried), the caller opens the segment as usual.
-    pub fn install(&self, segment: &Path) -> std::io::Result<bool> {
-        let Some(s) = &self.shared else {
-            return Ok(false);
-        };
+    /// Writer thread: move the claimed spare to `segment`, then ask for the next one. Does
+    /// nothing when `segment` exists already (a failed write being retried) or there is no
+    /// spare; the caller then opens the segment as usual.
+    pub fn install(&self, segment: &Path) -> std::io::Result<()> {
+        let Some(s) = &self.shared else { return Ok(()) };
         if segment.exists() {
-            return Ok(false);
+            return Ok(());
         }
         match fs::rename(spare_path(&s.dir), segment) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Ok(()) => {
+                // Always wake the thread: an ask that came while the last spare was being
+                // finished may have found the flag already set.
+                s.asked.store(true, Ordering::Release);
+                s.wake_thread();
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -194,6 +187,11 @@ fn tmp_path(dir: &Path) -> PathBuf {
 }
 
 impl Shared {
+    fn wake_thread(&self) {
+        let _stop = self.stop.lock();
+        self.wake.notify_one();
+    }
+
     fn run(&self) {
         loop {
             {
@@ -380,6 +378,30 @@ mod tests {
             "started sparse"
         );
         log.shutdown();
+    }
+
+    /// A claimed spare is not replaced before the writer has moved it into place: the next one
+    /// is asked for only by `install`, after the rename.
+    #[tokio::test]
+    async fn the_next_spare_is_asked_for_only_once_the_claimed_one_is_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let spares = Spares::start(dir.path(), SEG, rule()).unwrap();
+        let shared = spares.shared.clone().unwrap();
+        spares.note_sparse(SEG);
+        until("a spare is ready", || spares.ready()).await;
+        assert!(spares.claim());
+        assert!(!spares.ready() && !spares.claim(), "claimed once");
+        assert!(
+            !shared.asked.load(Ordering::Acquire),
+            "no new spare while the claimed one is still named spare"
+        );
+        let seg = Log::segment_path(dir.path(), 1);
+        spares.install(&seg).unwrap();
+        assert!(!spare_path(dir.path()).exists());
+        assert_eq!(fs::metadata(&seg).unwrap().len(), SEG);
+        until("the next spare is ready", || spares.ready()).await;
+        assert!(spare_path(dir.path()).exists());
+        spares.stop();
     }
 
     /// Without room beyond the free-space reserve and two segments, no spare is written.
