@@ -88,9 +88,30 @@ impl Push {
         Ok(kept)
     }
 
-    /// Release leased copies now, unsent (their lane stopped).
+    /// Whether the copy queue `child` is held now (its subscription paused or disabled, or its
+    /// queue paused; gone counts as held): a copy leased before the hold must not be sent,
+    /// but given back. The store's mark, so every node sharing it agrees (`hold.rs`).
+    pub async fn held(&self, child: &str) -> Result<bool> {
+        Ok(self
+            .core
+            .store
+            .get_queue(child)
+            .await?
+            .is_none_or(|q| q.config.paused_at.is_some()))
+    }
+
+    /// Release leased copies now, unsent (their lane stopped, or they were leased ahead and
+    /// their subscription is held since), to the front of the copy queue in their order: the
+    /// next lease takes them first, as if they had never been leased.
     pub async fn give_back(&self, child: &str, deliveries: &[Delivery]) -> Result<()> {
-        self.release(child, deliveries, 0).await
+        // Each receipt released to the front goes ahead of the ones before it: newest first.
+        let rs: Vec<_> = deliveries.iter().rev().map(|d| d.receipt).collect();
+        self.core
+            .store
+            .nack(child, &rs, 0, Placement::Front, self.core.now())
+            .await?;
+        self.core.wake(child, rs.len().max(1));
+        Ok(())
     }
 
     /// The number of the attempt about to be made for `got` (one request), and the 429s its
@@ -286,17 +307,6 @@ impl Push {
             // around the new due time, or takes the next message now.
             self.core.wake(child, rs.len().max(1));
         }
-        Ok(())
-    }
-
-    /// Release leased copies now, unsent (their lane stopped).
-    async fn release(&self, child: &str, deliveries: &[Delivery], delay_ms: u64) -> Result<()> {
-        let rs: Vec<_> = deliveries.iter().map(|d| d.receipt).collect();
-        self.core
-            .store
-            .nack(child, &rs, delay_ms, Placement::Back, self.core.now())
-            .await?;
-        self.core.wake(child, rs.len().max(1));
         Ok(())
     }
 

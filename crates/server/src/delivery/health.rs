@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use sluice_engine::push::breaker::{Change, Circuit, Gate, Verdict};
+use sluice_engine::push::breaker::{Change, Circuit, CircuitState, Gate, Verdict};
 use sluice_engine::push::SubscriptionRef;
 use sluice_engine::Engine;
 
@@ -111,6 +111,11 @@ impl Health {
                 }
             }
         }
+    }
+
+    /// The circuit is not closed: only its probe may go out.
+    pub fn is_open(&self) -> bool {
+        self.circuit.lock().state != CircuitState::Closed
     }
 
     /// The probe found nothing to send.

@@ -35,6 +35,9 @@ const LEASE_AHEAD_S: f64 = 0.1;
 const UNSETTLED_MAX: usize = 1000;
 /// The most requests settled together.
 const SETTLE_BATCH_MAX: usize = 500;
+/// Messages a lane of single, unordered messages keeps leased beyond its concurrency (at most
+/// its concurrency), so a request that ends finds the next message leased and durable.
+const LEASED_AHEAD_MAX: usize = 50;
 
 /// A delivery's turn of the endpoint's pace.
 enum Turn {
@@ -57,6 +60,10 @@ pub(super) struct Lane {
     /// Answered requests, to the settler (each holding its place in `unsettled`).
     settle: mpsc::UnboundedSender<(Answered, OwnedSemaphorePermit)>,
     unsettled: Arc<Semaphore>,
+    /// Requests being made: the subscription's concurrency.
+    sending: Arc<Semaphore>,
+    /// Set once the lane stops: messages leased but not yet sent are given back.
+    stop: watch::Receiver<bool>,
 }
 
 impl Lane {
@@ -73,6 +80,8 @@ impl Lane {
         let (settle, answered) = mpsc::unbounded_channel();
         tokio::spawn(settler(manager.clone(), sub.clone(), answered));
         let lane = Lane {
+            sending: Arc::new(Semaphore::new(sub.config.concurrency as usize)),
+            stop: stop.clone(),
             manager,
             target: Target::parse(&sub.config.url),
             sub,
@@ -88,9 +97,18 @@ impl Lane {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let lane = Arc::new(self);
         let config = &lane.sub.config;
-        let slots = Arc::new(Semaphore::new(config.concurrency as usize));
         let batch_max = config.batch.max_messages as usize;
         let fifo = sluice_engine::is_fifo(&lane.sub.child);
+        // A slot is a leased message (or batch) not yet settled: the requests being made
+        // (`sending`) plus, for single unordered messages, some leased ahead. Their lease's
+        // sync is then off the request's path (measured: BENCHMARKS.md, "Push: leased
+        // ahead"). Batches and FIFO groups lease only what they send.
+        let concurrency = config.concurrency as usize;
+        let ahead = match batch_max > 1 || fifo {
+            true => 0,
+            false => concurrency.min(LEASED_AHEAD_MAX),
+        };
+        let slots = Arc::new(Semaphore::new(concurrency + ahead));
         lane.health.restore().await;
         loop {
             if *stop.borrow() {
@@ -288,9 +306,11 @@ impl Lane {
         Some(got)
     }
 
-    /// Deliver `got` in a task of its own; the permits free their slots when it is done. A
-    /// delivery leased in bulk first waits for its turn if the endpoint is paced by then, and
-    /// renews its lease if the wait was long.
+    /// Deliver `got` in a task of its own; the permits free their slots when it is done. The
+    /// task first waits for one of the requests the subscription's concurrency allows; a
+    /// message leased ahead whose lane stopped, or whose endpoint's circuit opened, meanwhile
+    /// is given back unsent. A delivery leased in bulk then waits for its turn if the endpoint
+    /// is paced by then. A lease held a long time before the request is renewed.
     fn spawn_delivery(
         self: &Arc<Self>,
         got: Vec<Delivery>,
@@ -300,9 +320,32 @@ impl Lane {
     ) {
         let lane = self.clone();
         let n = got.len() as u64;
-        lane.counters.in_flight.fetch_add(n, Ordering::Relaxed);
         tokio::spawn(async move {
             let mut got = got;
+            let started = Instant::now();
+            let push = lane.manager.engine.push();
+            // A message that had to wait for a request (leased ahead) is sent only if nothing
+            // holds its subscription since: a pause, a disable, its queue's pause.
+            let (sending, waited) = match lane.sending.clone().try_acquire_owned() {
+                Ok(p) => (p, false),
+                Err(_) => (
+                    lane.sending
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("never closed"),
+                    true,
+                ),
+            };
+            let held = waited && push.held(&lane.sub.child).await.unwrap_or(false);
+            if held || *lane.stop.borrow() || (!probe && lane.health.is_open()) {
+                let _ = push.give_back(&lane.sub.child, &got).await;
+                if probe {
+                    lane.health.probe_unused();
+                }
+                return;
+            }
+            lane.counters.in_flight.fetch_add(n, Ordering::Relaxed);
             let turn = match turn {
                 Turn::Take if lane.throttle.is_pacing() => Turn::Take,
                 Turn::Take | Turn::Free => Turn::Free,
@@ -311,22 +354,18 @@ impl Lane {
             let ticket = match turn {
                 Turn::Taken(t) => t,
                 Turn::Free => lane.throttle.ticket(),
-                Turn::Take => {
-                    let started = Instant::now();
-                    let t = lane.throttle.acquire().await;
-                    if started.elapsed() > Duration::from_secs(1) {
-                        // A lapsed lease is gone: the message is back in line.
-                        got = lane
-                            .manager
-                            .engine
-                            .push()
-                            .renew(&lane.sub.child, got, lane.sub.config.lease_ms())
-                            .await
-                            .unwrap_or_default();
-                    }
-                    t
-                }
+                Turn::Take => lane.throttle.acquire().await,
             };
+            if started.elapsed() > Duration::from_secs(1) {
+                // A lapsed lease is gone: the message is back in line.
+                got = lane
+                    .manager
+                    .engine
+                    .push()
+                    .renew(&lane.sub.child, got, lane.sub.config.lease_ms())
+                    .await
+                    .unwrap_or_default();
+            }
             let answered = match got.is_empty() {
                 true => None,
                 false => {
@@ -335,6 +374,7 @@ impl Lane {
                         .await
                 }
             };
+            drop(sending);
             match &answered {
                 Some((v, _)) => lane.health.report(*v, probe).await,
                 None if probe => lane.health.probe_unused(),

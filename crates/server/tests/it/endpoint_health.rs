@@ -8,6 +8,64 @@ use crate::cli::run;
 use crate::common::Http;
 use crate::push::{open_server, send, verify_signature, Receiver, SECRET};
 
+/// A lane keeps the next message leased while its one request runs (the lease's sync is then
+/// off the request's path); a pause that comes meanwhile gives it back unsent, and a resume
+/// sends it, in order, once.
+#[tokio::test]
+async fn a_message_leased_ahead_is_given_back_by_a_pause_and_sent_after_the_resume() {
+    let (_s, h) = open_server().await;
+    // The first request is answered after 4 s, the rest at once.
+    let r = Receiver::with(|n, _| (200, None, if n == 0 { 4000 } else { 0 })).await;
+    let (st, v) = h
+        .put(
+            "/v1/queues/ahead/subscriptions/s",
+            json!({"url": r.url("/a"), "concurrency": 1}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    for i in 0..3 {
+        send(&h, "ahead", json!({"body": format!("m{i}")})).await;
+    }
+    let stats = || async { h.get("/v1/queues/ahead/subscriptions/s").await.1["stats"].clone() };
+    // While m0's request is held: m1 is leased too, one request is being made.
+    crate::push::wait_until("m1 leased ahead of m0's answer", 20, || async {
+        let st = stats().await;
+        st["in_flight"] == 2 && st["requests_in_flight"] == 1 && st["ready"] == 1
+    })
+    .await;
+    let (st, v) = h
+        .post("/v1/queues/ahead/subscriptions/s/pause", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // m0 is answered and settled; m1, leased before the pause, is given back unsent.
+    crate::push::wait_until("m0 delivered and m1 given back", 30, || async {
+        let st = stats().await;
+        st["delivered"] == 1 && st["in_flight"] == 0 && st["ready"] == 2
+    })
+    .await;
+    assert_eq!(r.got().len(), 1, "nothing sent while paused");
+    let (st, v) = h
+        .post("/v1/queues/ahead/subscriptions/s/resume", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let got = r.wait_for("the other two", 30, |x| x.len() >= 3).await;
+    crate::push::wait_until("all delivered", 30, || async {
+        stats().await["delivered"] == 3
+    })
+    .await;
+    let bodies: Vec<String> = r
+        .got()
+        .iter()
+        .map(|q| String::from_utf8_lossy(&q.body).into_owned())
+        .collect();
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        bodies,
+        ["m0", "m1", "m2"],
+        "each once, in order: given back to the front"
+    );
+}
+
 #[tokio::test]
 async fn a_paused_subscription_sends_nothing_across_a_kill_nine_then_resumes() {
     let (mut s, h) = open_server().await;
