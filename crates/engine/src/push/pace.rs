@@ -311,6 +311,15 @@ impl Pace {
         self.window.back_mut().expect("just pushed")
     }
 
+    /// The request of `t` was not made (its message was given back unsent, or its lease had
+    /// lapsed): a probe it was is needed again, at the next turn.
+    pub fn on_unused(&mut self, t: Ticket) {
+        if t.probe || self.probe.is_some_and(|(s, _)| s == t.seq) {
+            self.probe = None;
+            self.probe_needed = true;
+        }
+    }
+
     /// The request of `t` got an answer that is neither a success nor a 429 (a 5xx, a
     /// timeout): the endpoint is not refusing with 429s, so a probe is over.
     pub fn on_other(&mut self, t: Ticket, _now: f64) {

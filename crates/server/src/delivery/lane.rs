@@ -339,6 +339,9 @@ impl Lane {
             };
             let held = waited && push.held(&lane.sub.child).await.unwrap_or(false);
             if held || *lane.stop.borrow() || (!probe && lane.health.is_open()) {
+                if let Turn::Taken(t) = turn {
+                    lane.throttle.unused(t);
+                }
                 let _ = push.give_back(&lane.sub.child, &got).await;
                 if probe {
                     lane.health.probe_unused();
@@ -367,7 +370,10 @@ impl Lane {
                     .unwrap_or_default();
             }
             let answered = match got.is_empty() {
-                true => None,
+                true => {
+                    lane.throttle.unused(ticket);
+                    None
+                }
                 false => {
                     lane.manager
                         .call(&lane.sub, &lane.target, got, &lane.throttle, ticket)

@@ -74,6 +74,12 @@ impl Throttle {
         wait
     }
 
+    /// No request was made with `t` (its message given back unsent, or its lease lapsed).
+    pub fn unused(&self, t: Ticket) {
+        self.pace.lock().on_unused(t);
+        self.answered.notify_waiters();
+    }
+
     /// Any other answer (5xx, timeout, refused target).
     pub fn on_other(&self, t: Ticket) {
         self.pace.lock().on_other(t, self.now());

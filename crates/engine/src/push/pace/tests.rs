@@ -415,3 +415,29 @@ fn the_rate_comes_back_within_seconds_once_429s_stop() {
         "{back}/s in the 6th second after the limit went"
     );
 }
+
+#[test]
+fn a_probe_not_sent_is_needed_again_at_the_next_turn() {
+    let mut p = Pace::new(None);
+    let mut now = 0.0;
+    // Refusals for longer than the pause rule's window pause the endpoint.
+    while p.paused_until().is_none() {
+        let Grant::Go(t) = p.acquire(now) else {
+            panic!("not paused yet")
+        };
+        p.on_throttled(t, Some(1000), now);
+        now += 50.0;
+    }
+    let after = p.paused_until().unwrap();
+    let Grant::Go(probe) = p.acquire(after) else {
+        panic!("the probe goes once the pause is over")
+    };
+    assert!(probe.probe);
+    assert_eq!(p.acquire(after + 1.0), Grant::WaitForAnswer);
+    // Its message was given back unsent: the next turn is the probe.
+    p.on_unused(probe);
+    let Grant::Go(next) = p.acquire(after + 2.0) else {
+        panic!("a probe may go again")
+    };
+    assert!(next.probe);
+}
