@@ -89,8 +89,8 @@ impl Push {
     }
 
     /// Whether the copy queue `child` is held now (its subscription paused or disabled, or its
-    /// queue paused; gone counts as held): a copy leased before the hold must not be sent,
-    /// but given back. The store's mark, so every node sharing it agrees (`hold.rs`).
+    /// queue paused; gone counts as held): a copy leased before the hold must wait until it
+    /// ends. The store's mark, so every node sharing it agrees (`hold.rs`).
     pub async fn held(&self, child: &str) -> Result<bool> {
         Ok(self
             .core
@@ -100,9 +100,8 @@ impl Push {
             .is_none_or(|q| q.config.paused_at.is_some()))
     }
 
-    /// Release leased copies now, unsent (their lane stopped, or they were leased ahead and
-    /// their subscription is held since), to the front of the copy queue in their order: the
-    /// next lease takes them first, as if they had never been leased.
+    /// Release leased copies now, unsent (their lane stopped), to the front of the copy queue
+    /// in their order: the next lease takes them first. (Their receive still counts.)
     pub async fn give_back(&self, child: &str, deliveries: &[Delivery]) -> Result<()> {
         // Each receipt released to the front goes ahead of the ones before it: newest first.
         let rs: Vec<_> = deliveries.iter().rev().map(|d| d.receipt).collect();

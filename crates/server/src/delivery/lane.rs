@@ -35,9 +35,12 @@ const LEASE_AHEAD_S: f64 = 0.1;
 const UNSETTLED_MAX: usize = 1000;
 /// The most requests settled together.
 const SETTLE_BATCH_MAX: usize = 500;
-/// Messages a lane of single, unordered messages keeps leased beyond its concurrency (at most
-/// its concurrency), so a request that ends finds the next message leased and durable.
+/// Messages a lane of single messages sent in parallel (a concurrency of 2 or more, not FIFO)
+/// keeps leased beyond its concurrency (at most its concurrency), so a request that ends finds
+/// the next message leased and durable.
 const LEASED_AHEAD_MAX: usize = 50;
+/// How often a message leased ahead, held back by a pause or an open circuit, looks again.
+const HELD_POLL: Duration = Duration::from_millis(250);
 
 /// A delivery's turn of the endpoint's pace.
 enum Turn {
@@ -100,11 +103,12 @@ impl Lane {
         let batch_max = config.batch.max_messages as usize;
         let fifo = sluice_engine::is_fifo(&lane.sub.child);
         // A slot is a leased message (or batch) not yet settled: the requests being made
-        // (`sending`) plus, for single unordered messages, some leased ahead. Their lease's
-        // sync is then off the request's path (measured: BENCHMARKS.md, "Push: leased
-        // ahead"). Batches and FIFO groups lease only what they send.
+        // (`sending`) plus, for single messages sent in parallel, some leased ahead. Their
+        // lease's sync is then off the request's path (measured: BENCHMARKS.md, "Push: leased
+        // ahead"). Batches, FIFO groups and `concurrency: 1` (which keeps the queue's order)
+        // lease only what they send.
         let concurrency = config.concurrency as usize;
-        let ahead = match batch_max > 1 || fifo {
+        let ahead = match batch_max > 1 || fifo || concurrency < 2 {
             true => 0,
             false => concurrency.min(LEASED_AHEAD_MAX),
         };
@@ -308,9 +312,10 @@ impl Lane {
 
     /// Deliver `got` in a task of its own; the permits free their slots when it is done. The
     /// task first waits for one of the requests the subscription's concurrency allows; a
-    /// message leased ahead whose lane stopped, or whose endpoint's circuit opened, meanwhile
-    /// is given back unsent. A delivery leased in bulk then waits for its turn if the endpoint
-    /// is paced by then. A lease held a long time before the request is renewed.
+    /// message leased ahead then waits while its subscription is held or its circuit open,
+    /// and is given back unsent if the lane stops. A delivery leased in bulk then waits for
+    /// its turn if the endpoint is paced by then. A lease held a long time before the request
+    /// is renewed.
     fn spawn_delivery(
         self: &Arc<Self>,
         got: Vec<Delivery>,
@@ -322,32 +327,53 @@ impl Lane {
         let n = got.len() as u64;
         tokio::spawn(async move {
             let mut got = got;
+            let mut permits = permits;
             let started = Instant::now();
             let push = lane.manager.engine.push();
-            // A message that had to wait for a request (leased ahead) is sent only if nothing
-            // holds its subscription since: a pause, a disable, its queue's pause.
-            let (sending, waited) = match lane.sending.clone().try_acquire_owned() {
-                Ok(p) => (p, false),
-                Err(_) => (
-                    lane.sending
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("never closed"),
-                    true,
-                ),
+            // One of the requests the concurrency allows. A message that had to wait for one
+            // (leased ahead) goes only while nothing holds its subscription (a pause, a
+            // disable, its queue's pause) and its circuit is closed. While held it waits,
+            // still leased, keeping its request (nothing else may go, and it goes first after
+            // the resume); while the circuit is open it waits without its request and its
+            // slot, so the lane can lease the circuit's probe.
+            let sending = loop {
+                let (sending, waited) = match lane.sending.clone().try_acquire_owned() {
+                    Ok(p) => (p, false),
+                    Err(_) => (
+                        lane.sending
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("never closed"),
+                        true,
+                    ),
+                };
+                if *lane.stop.borrow() {
+                    // Stopped (settings changed, deleted): unsent, back to the front.
+                    if let Turn::Taken(t) = turn {
+                        lane.throttle.unused(t);
+                    }
+                    let _ = push.give_back(&lane.sub.child, &got).await;
+                    if probe {
+                        lane.health.probe_unused();
+                    }
+                    return;
+                }
+                if !waited {
+                    break sending;
+                }
+                lane.wait(&mut got, |l| async move { l.held().await }).await;
+                if *lane.stop.borrow() {
+                    continue;
+                }
+                if probe || !lane.health.is_open() {
+                    break sending;
+                }
+                drop(sending);
+                permits.clear();
+                lane.wait(&mut got, |l| async move { l.health.is_open() })
+                    .await;
             };
-            let held = waited && push.held(&lane.sub.child).await.unwrap_or(false);
-            if held || *lane.stop.borrow() || (!probe && lane.health.is_open()) {
-                if let Turn::Taken(t) = turn {
-                    lane.throttle.unused(t);
-                }
-                let _ = push.give_back(&lane.sub.child, &got).await;
-                if probe {
-                    lane.health.probe_unused();
-                }
-                return;
-            }
             lane.counters.in_flight.fetch_add(n, Ordering::Relaxed);
             let turn = match turn {
                 Turn::Take if lane.throttle.is_pacing() => Turn::Take,
@@ -400,6 +426,52 @@ impl Lane {
             }
             drop(permits);
         });
+    }
+}
+
+impl Lane {
+    /// Something holds the subscription (its store's mark): its copies must not go.
+    async fn held(&self) -> bool {
+        let push = self.manager.engine.push();
+        push.held(&self.sub.child).await.unwrap_or(false)
+    }
+
+    /// A message leased ahead waits while `blocked` says so (its subscription held, its
+    /// circuit open), its lease renewed, or until the lane stops. It is not given back: a
+    /// copy released and leased again would count a receive that was no attempt (the attempt
+    /// number of a message without history is its receive count).
+    async fn wait<'a, F, Fut>(&'a self, got: &mut Vec<Delivery>, blocked: F)
+    where
+        F: Fn(&'a Lane) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let renew_every = Duration::from_millis(self.sub.config.lease_ms() / 3);
+        let mut renewed = Instant::now();
+        let mut stop = self.stop.clone();
+        while !*stop.borrow() && blocked(self).await {
+            tokio::select! {
+                r = stop.changed() => {
+                    if r.is_err() {
+                        tokio::time::sleep(HELD_POLL).await;
+                    }
+                }
+                _ = tokio::time::sleep(HELD_POLL) => {}
+            }
+            if renewed.elapsed() >= renew_every && !got.is_empty() {
+                *got = self
+                    .manager
+                    .engine
+                    .push()
+                    .renew(
+                        &self.sub.child,
+                        std::mem::take(got),
+                        self.sub.config.lease_ms(),
+                    )
+                    .await
+                    .unwrap_or_default();
+                renewed = Instant::now();
+            }
+        }
     }
 }
 

@@ -8,62 +8,67 @@ use crate::cli::run;
 use crate::common::Http;
 use crate::push::{open_server, send, verify_signature, Receiver, SECRET};
 
-/// A lane keeps the next message leased while its one request runs (the lease's sync is then
-/// off the request's path); a pause that comes meanwhile gives it back unsent, and a resume
-/// sends it, in order, once.
+/// A lane that sends in parallel keeps more messages leased than its requests in flight (the
+/// lease's sync is then off the request's path); a pause that comes meanwhile holds them,
+/// still leased and unsent, and a resume sends them: once each, every one as attempt 1.
 #[tokio::test]
-async fn a_message_leased_ahead_is_given_back_by_a_pause_and_sent_after_the_resume() {
+async fn messages_leased_ahead_wait_out_a_pause_and_go_after_the_resume() {
     let (_s, h) = open_server().await;
-    // The first request is answered after 4 s, the rest at once.
-    let r = Receiver::with(|n, _| (200, None, if n == 0 { 4000 } else { 0 })).await;
+    // The first two requests are answered after 4 s, the rest at once.
+    let r = Receiver::with(|n, _| (200, None, if n < 2 { 4000 } else { 0 })).await;
     let (st, v) = h
         .put(
             "/v1/queues/ahead/subscriptions/s",
-            json!({"url": r.url("/a"), "concurrency": 1}),
+            json!({"url": r.url("/a"), "concurrency": 2}),
         )
         .await;
     assert_eq!(st, 201, "{v}");
-    for i in 0..3 {
+    for i in 0..5 {
         send(&h, "ahead", json!({"body": format!("m{i}")})).await;
     }
     let stats = || async { h.get("/v1/queues/ahead/subscriptions/s").await.1["stats"].clone() };
-    // While m0's request is held: m1 is leased too, one request is being made.
-    crate::push::wait_until("m1 leased ahead of m0's answer", 20, || async {
+    // While the first two requests are held: two more are leased, two requests are made.
+    crate::push::wait_until("two leased ahead of the first answers", 20, || async {
         let st = stats().await;
-        st["in_flight"] == 2 && st["requests_in_flight"] == 1 && st["ready"] == 1
+        st["in_flight"] == 4 && st["requests_in_flight"] == 2 && st["ready"] == 1
     })
     .await;
     let (st, v) = h
         .post("/v1/queues/ahead/subscriptions/s/pause", json!({}))
         .await;
     assert_eq!(st, 200, "{v}");
-    // m0 is answered and settled; m1, leased before the pause, is given back unsent.
-    crate::push::wait_until("m0 delivered and m1 given back", 30, || async {
+    // The first two are answered and settled; the two leased before the pause wait unsent.
+    crate::push::wait_until("two delivered, two held", 30, || async {
         let st = stats().await;
-        st["delivered"] == 1 && st["in_flight"] == 0 && st["ready"] == 2
+        st["delivered"] == 2
+            && st["in_flight"] == 2
+            && st["requests_in_flight"] == 0
+            && st["ready"] == 1
     })
     .await;
-    assert_eq!(r.got().len(), 1, "nothing sent while paused");
+    assert_eq!(r.got().len(), 2, "nothing sent while paused");
     let (st, v) = h
         .post("/v1/queues/ahead/subscriptions/s/resume", json!({}))
         .await;
     assert_eq!(st, 200, "{v}");
-    let got = r.wait_for("the other two", 30, |x| x.len() >= 3).await;
+    r.wait_for("the other three", 30, |x| x.len() >= 5).await;
     crate::push::wait_until("all delivered", 30, || async {
-        stats().await["delivered"] == 3
+        stats().await["delivered"] == 5
     })
     .await;
-    let bodies: Vec<String> = r
-        .got()
+    let got = r.got();
+    let mut seen: Vec<(String, Option<&str>)> = got
         .iter()
-        .map(|q| String::from_utf8_lossy(&q.body).into_owned())
+        .map(|q| {
+            (
+                String::from_utf8_lossy(&q.body).into_owned(),
+                q.header("sluice-attempt"),
+            )
+        })
         .collect();
-    assert_eq!(got.len(), 3);
-    assert_eq!(
-        bodies,
-        ["m0", "m1", "m2"],
-        "each once, in order: given back to the front"
-    );
+    seen.sort();
+    let want: Vec<(String, Option<&str>)> = (0..5).map(|i| (format!("m{i}"), Some("1"))).collect();
+    assert_eq!(seen, want, "each once, each its first attempt");
 }
 
 #[tokio::test]
@@ -270,6 +275,48 @@ async fn the_circuit_opens_after_failures_probes_then_closes_and_drains() {
         .as_str()
         .unwrap()
         .starts_with("circuit_breaker.failures:"));
+}
+
+/// Messages leased ahead when the circuit opens wait, still leased, while it is open (no
+/// request of theirs goes until a probe closes it), then go as their first attempt: leasing
+/// ahead never counts a receive that was no attempt.
+#[tokio::test]
+async fn messages_leased_ahead_wait_out_an_open_circuit_as_first_attempts() {
+    let (_s, h) = open_server().await;
+    // The first two requests fail after 1 s (two more are leased meanwhile); then 500s at
+    // once until the endpoint recovers.
+    let r = Receiver::with(|n, _| (500, None, if n < 2 { 1000 } else { 0 })).await;
+    let (st, v) = h
+        .put(
+            "/v1/queues/cba/subscriptions/a",
+            json!({"url": r.url("/cba"), "concurrency": 2, "max_attempts": 100,
+                   "backoff": {"initial_seconds": 0.1, "max_seconds": 0.1, "jitter": false},
+                   "circuit_breaker": {"failures": 2, "probe_initial_seconds": 0.5,
+                                       "probe_max_seconds": 1}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    for i in 0..6 {
+        send(&h, "cba", json!({"body": format!("m{i}")})).await;
+    }
+    view_when(&h, "/v1/queues/cba/subscriptions/a", 20, |v| {
+        v["stats"]["circuit"]["state"] == "open"
+    })
+    .await;
+    r.set(|_, _| (200, None, 0));
+    view_when(&h, "/v1/queues/cba/subscriptions/a", 30, |v| {
+        v["stats"]["delivered"] == 6
+    })
+    .await;
+    // Each message's first request is its attempt 1.
+    let mut first: std::collections::BTreeMap<String, String> = Default::default();
+    for q in r.got() {
+        let body = String::from_utf8_lossy(&q.body).into_owned();
+        let attempt = q.header("sluice-attempt").unwrap_or("").to_string();
+        first.entry(body).or_insert(attempt);
+    }
+    assert_eq!(first.len(), 6, "{first:?}");
+    assert!(first.values().all(|a| a == "1"), "{first:?}");
 }
 
 #[tokio::test]
