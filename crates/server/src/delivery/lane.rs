@@ -8,6 +8,13 @@
 //! in parallel. An open circuit (`health.rs`) holds the lane before it leases, except for
 //! its probe: one request, whose answer closes the circuit or sets the next probe's time.
 //!
+//! Slots count leased messages, not requests: a lane that sends single messages in parallel
+//! (concurrency 2 or more, not FIFO) has up to [`LEASED_AHEAD_MAX`] more slots than requests,
+//! so a request that ends finds the next message leased and durable, and the lease's sync is
+//! off the request's path. The subscription's `concurrency` caps the requests themselves
+//! (`sending`). A message leased ahead that waited for its request waits on, still leased,
+//! while its subscription is held or its circuit open (see `spawn_delivery`).
+//!
 //! A request's slot is free as soon as its answer is in: the lane's *settler* records the
 //! outcomes (attempts, removals, retries, dead letters) in batches of whatever was answered
 //! while it wrote the previous batch, so durable writes are shared by many requests and never
