@@ -24,7 +24,8 @@ pub struct SubscriptionStats {
     pub ready: u64,
     /// Copies waiting for a retry.
     pub delayed: u64,
-    /// Copies leased now (being sent, or waiting for the endpoint's pace or a FIFO retry).
+    /// Copies leased now: being sent, leased ahead of a free request, or waiting for the
+    /// endpoint's pace, a FIFO retry, a hold or an open circuit to end.
     pub in_flight: u64,
     /// Requests being made now.
     pub requests_in_flight: u64,

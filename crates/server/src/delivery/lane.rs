@@ -13,7 +13,8 @@
 //! so a request that ends finds the next message leased and durable, and the lease's sync is
 //! off the request's path. The subscription's `concurrency` caps the requests themselves
 //! (`sending`). A message leased ahead that waited for its request waits on, still leased,
-//! while its subscription is held or its circuit open (see `spawn_delivery`).
+//! while its subscription is held; anything but a probe waits while the circuit is open
+//! (`lane/waiting.rs`).
 //!
 //! A request's slot is free as soon as its answer is in: the lane's *settler* records the
 //! outcomes (attempts, removals, retries, dead letters) in batches of whatever was answered
@@ -23,7 +24,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_engine::push::pace::Ticket;
 use sluice_engine::push::SubscriptionRef;
@@ -36,6 +37,8 @@ use super::throttle::Throttle;
 use super::webhook::Answered;
 use super::{Counters, PushManager, LEASE_POLL_MS};
 
+mod waiting;
+
 /// How far ahead of its turns a paced lane leases (seconds of the rate in force).
 const LEASE_AHEAD_S: f64 = 0.1;
 /// Answered requests of one lane waiting for its settler, at most.
@@ -46,8 +49,6 @@ const SETTLE_BATCH_MAX: usize = 500;
 /// keeps leased beyond its concurrency (at most its concurrency), so a request that ends finds
 /// the next message leased and durable.
 const LEASED_AHEAD_MAX: usize = 50;
-/// How often a message leased ahead, held back by a pause or an open circuit, looks again.
-const HELD_POLL: Duration = Duration::from_millis(250);
 
 /// A delivery's turn of the endpoint's pace.
 enum Turn {
@@ -91,7 +92,7 @@ impl Lane {
         tokio::spawn(settler(manager.clone(), sub.clone(), answered));
         let lane = Lane {
             sending: Arc::new(Semaphore::new(sub.config.concurrency as usize)),
-            stop: stop.clone(),
+            stop,
             manager,
             target: Target::parse(&sub.config.url),
             sub,
@@ -101,10 +102,11 @@ impl Lane {
             settle,
             unsettled: Arc::new(Semaphore::new(UNSETTLED_MAX)),
         };
-        tokio::spawn(lane.run(stop));
+        tokio::spawn(lane.run());
     }
 
-    async fn run(self, mut stop: watch::Receiver<bool>) {
+    async fn run(self) {
+        let mut stop = self.stop.clone();
         let lane = Arc::new(self);
         let config = &lane.sub.config;
         let batch_max = config.batch.max_messages as usize;
@@ -318,11 +320,10 @@ impl Lane {
     }
 
     /// Deliver `got` in a task of its own; the permits free their slots when it is done. The
-    /// task first waits for one of the requests the subscription's concurrency allows; a
-    /// message leased ahead then waits while its subscription is held or its circuit open,
-    /// and is given back unsent if the lane stops. A delivery leased in bulk then waits for
-    /// its turn if the endpoint is paced by then. A lease held a long time before the request
-    /// is renewed.
+    /// task first waits for one of the requests the concurrency allows and, if need be, for a
+    /// hold or an open circuit to end (`waiting.rs`); it gives `got` back unsent if the lane
+    /// stops. A delivery leased in bulk then waits for its turn if the endpoint is paced by
+    /// then. A lease with too little time left for the request is renewed.
     fn spawn_delivery(
         self: &Arc<Self>,
         got: Vec<Delivery>,
@@ -333,53 +334,18 @@ impl Lane {
         let lane = self.clone();
         let n = got.len() as u64;
         tokio::spawn(async move {
-            let mut got = got;
-            let mut permits = permits;
-            let started = Instant::now();
-            let push = lane.manager.engine.push();
-            // One of the requests the concurrency allows. A message that had to wait for one
-            // (leased ahead) goes only while nothing holds its subscription (a pause, a
-            // disable, its queue's pause) and its circuit is closed. While held it waits,
-            // still leased, keeping its request (nothing else may go, and it goes first after
-            // the resume); while the circuit is open it waits without its request and its
-            // slot, so the lane can lease the circuit's probe.
-            let sending = loop {
-                let (sending, waited) = match lane.sending.clone().try_acquire_owned() {
-                    Ok(p) => (p, false),
-                    Err(_) => (
-                        lane.sending
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .expect("never closed"),
-                        true,
-                    ),
-                };
-                if *lane.stop.borrow() {
-                    // Stopped (settings changed, deleted): unsent, back to the front.
-                    if let Turn::Taken(t) = turn {
-                        lane.throttle.unused(t);
-                    }
-                    let _ = push.give_back(&lane.sub.child, &got).await;
-                    if probe {
-                        lane.health.probe_unused();
-                    }
-                    return;
+            let (mut got, mut permits) = (got, permits);
+            let Some(sending) = lane.request(&mut got, &mut permits, probe).await else {
+                // Stopped (settings changed, deleted): unsent, back to the front.
+                if let Turn::Taken(t) = turn {
+                    lane.throttle.unused(t);
                 }
-                if !waited {
-                    break sending;
+                let push = lane.manager.engine.push();
+                let _ = push.give_back(&lane.sub.child, &got).await;
+                if probe {
+                    lane.health.probe_unused();
                 }
-                lane.wait(&mut got, |l| async move { l.held().await }).await;
-                if *lane.stop.borrow() {
-                    continue;
-                }
-                if probe || !lane.health.is_open() {
-                    break sending;
-                }
-                drop(sending);
-                permits.clear();
-                lane.wait(&mut got, |l| async move { l.health.is_open() })
-                    .await;
+                return;
             };
             lane.counters.in_flight.fetch_add(n, Ordering::Relaxed);
             let turn = match turn {
@@ -392,16 +358,7 @@ impl Lane {
                 Turn::Free => lane.throttle.ticket(),
                 Turn::Take => lane.throttle.acquire().await,
             };
-            if started.elapsed() > Duration::from_secs(1) {
-                // A lapsed lease is gone: the message is back in line.
-                got = lane
-                    .manager
-                    .engine
-                    .push()
-                    .renew(&lane.sub.child, got, lane.sub.config.lease_ms())
-                    .await
-                    .unwrap_or_default();
-            }
+            lane.keep_leased(&mut got).await;
             let answered = match got.is_empty() {
                 true => {
                     lane.throttle.unused(ticket);
@@ -413,12 +370,14 @@ impl Lane {
                         .await
                 }
             };
-            drop(sending);
+            // The circuit hears the answer before the request is free, so a message waiting
+            // for it sees the circuit this answer may have opened.
             match &answered {
                 Some((v, _)) => lane.health.report(*v, probe).await,
                 None if probe => lane.health.probe_unused(),
                 None => {}
             }
+            drop(sending);
             lane.counters.in_flight.fetch_sub(n, Ordering::Relaxed);
             if let Some((_, a)) = answered {
                 // The slot is kept until the settler has room.
@@ -433,52 +392,6 @@ impl Lane {
             }
             drop(permits);
         });
-    }
-}
-
-impl Lane {
-    /// Something holds the subscription (its store's mark): its copies must not go.
-    async fn held(&self) -> bool {
-        let push = self.manager.engine.push();
-        push.held(&self.sub.child).await.unwrap_or(false)
-    }
-
-    /// A message leased ahead waits while `blocked` says so (its subscription held, its
-    /// circuit open), its lease renewed, or until the lane stops. It is not given back: a
-    /// copy released and leased again would count a receive that was no attempt (the attempt
-    /// number of a message without history is its receive count).
-    async fn wait<'a, F, Fut>(&'a self, got: &mut Vec<Delivery>, blocked: F)
-    where
-        F: Fn(&'a Lane) -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let renew_every = Duration::from_millis(self.sub.config.lease_ms() / 3);
-        let mut renewed = Instant::now();
-        let mut stop = self.stop.clone();
-        while !*stop.borrow() && blocked(self).await {
-            tokio::select! {
-                r = stop.changed() => {
-                    if r.is_err() {
-                        tokio::time::sleep(HELD_POLL).await;
-                    }
-                }
-                _ = tokio::time::sleep(HELD_POLL) => {}
-            }
-            if renewed.elapsed() >= renew_every && !got.is_empty() {
-                *got = self
-                    .manager
-                    .engine
-                    .push()
-                    .renew(
-                        &self.sub.child,
-                        std::mem::take(got),
-                        self.sub.config.lease_ms(),
-                    )
-                    .await
-                    .unwrap_or_default();
-                renewed = Instant::now();
-            }
-        }
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::cli::run;
 use crate::common::Http;
-use crate::push::{open_server, send, verify_signature, Receiver, SECRET};
+use crate::push::{open_server, send, verify_signature, Receiver, HOLD, SECRET};
 
 /// A lane that sends in parallel keeps more messages leased than its requests in flight (the
 /// lease's sync is then off the request's path); a pause that comes meanwhile holds them,
@@ -14,8 +14,8 @@ use crate::push::{open_server, send, verify_signature, Receiver, SECRET};
 #[tokio::test]
 async fn messages_leased_ahead_wait_out_a_pause_and_go_after_the_resume() {
     let (_s, h) = open_server().await;
-    // The first two requests are answered after 4 s, the rest at once.
-    let r = Receiver::with(|n, _| (200, None, if n < 2 { 4000 } else { 0 })).await;
+    // The first two requests are held until the test releases them; the rest answered at once.
+    let r = Receiver::with(|n, _| (200, None, if n < 2 { HOLD } else { 0 })).await;
     let (st, v) = h
         .put(
             "/v1/queues/ahead/subscriptions/s",
@@ -37,6 +37,7 @@ async fn messages_leased_ahead_wait_out_a_pause_and_go_after_the_resume() {
         .post("/v1/queues/ahead/subscriptions/s/pause", json!({}))
         .await;
     assert_eq!(st, 200, "{v}");
+    r.release();
     // The first two are answered and settled; the two leased before the pause wait unsent.
     crate::push::wait_until("two delivered, two held", 30, || async {
         let st = stats().await;
@@ -277,21 +278,22 @@ async fn the_circuit_opens_after_failures_probes_then_closes_and_drains() {
         .starts_with("circuit_breaker.failures:"));
 }
 
-/// Messages leased ahead when the circuit opens wait, still leased, while it is open (no
-/// request of theirs goes until a probe closes it), then go as their first attempt: leasing
+/// Messages leased ahead when the circuit opens wait, still leased, while it is open (nothing
+/// but its probes goes, one per probe interval), then go as their first attempt: leasing
 /// ahead never counts a receive that was no attempt.
 #[tokio::test]
 async fn messages_leased_ahead_wait_out_an_open_circuit_as_first_attempts() {
     let (_s, h) = open_server().await;
-    // The first two requests fail after 1 s (two more are leased meanwhile); then 500s at
-    // once until the endpoint recovers.
-    let r = Receiver::with(|n, _| (500, None, if n < 2 { 1000 } else { 0 })).await;
+    // The first two requests are held until released, then fail; later ones fail at once
+    // until the endpoint recovers.
+    let r = Receiver::with(|n, _| (500, None, if n < 2 { HOLD } else { 0 })).await;
+    let path = "/v1/queues/cba/subscriptions/a";
     let (st, v) = h
         .put(
-            "/v1/queues/cba/subscriptions/a",
+            path,
             json!({"url": r.url("/cba"), "concurrency": 2, "max_attempts": 100,
                    "backoff": {"initial_seconds": 0.1, "max_seconds": 0.1, "jitter": false},
-                   "circuit_breaker": {"failures": 2, "probe_initial_seconds": 0.5,
+                   "circuit_breaker": {"failures": 1, "probe_initial_seconds": 1,
                                        "probe_max_seconds": 1}}),
         )
         .await;
@@ -299,15 +301,34 @@ async fn messages_leased_ahead_wait_out_an_open_circuit_as_first_attempts() {
     for i in 0..6 {
         send(&h, "cba", json!({"body": format!("m{i}")})).await;
     }
-    view_when(&h, "/v1/queues/cba/subscriptions/a", 20, |v| {
-        v["stats"]["circuit"]["state"] == "open"
+    // Two requests held, two more messages leased ahead of their answers.
+    view_when(&h, path, 20, |v| {
+        v["stats"]["in_flight"] == 4 && v["stats"]["requests_in_flight"] == 2
     })
     .await;
+    let released = std::time::Instant::now();
+    r.release();
+    view_when(&h, path, 20, |v| v["stats"]["circuit"]["state"] == "open").await;
+    // Open: the only requests are its probes, a second apart. (Copies leased ahead sent
+    // while it is open would come at once after the release.)
+    r.wait_for("two probes", 30, |x| x.len() >= 4).await;
+    let recovered = std::time::Instant::now();
     r.set(|_, _| (200, None, 0));
-    view_when(&h, "/v1/queues/cba/subscriptions/a", 30, |v| {
-        v["stats"]["delivered"] == 6
-    })
-    .await;
+    let mut at: Vec<std::time::Instant> = r
+        .got()
+        .iter()
+        .map(|q| q.at)
+        .filter(|t| *t > released && *t < recovered)
+        .collect();
+    at.insert(0, released);
+    for pair in at.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= std::time::Duration::from_millis(900),
+            "requests {gap:?} apart while the circuit was open"
+        );
+    }
+    view_when(&h, path, 30, |v| v["stats"]["delivered"] == 6).await;
     // Each message's first request is its attempt 1.
     let mut first: std::collections::BTreeMap<String, String> = Default::default();
     for q in r.got() {

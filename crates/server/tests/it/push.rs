@@ -34,13 +34,18 @@ impl Req {
 }
 
 /// How the receiver answers request number `n` (0-based) to `path`: status, Retry-After
-/// seconds, delay before answering.
+/// seconds, delay before answering ([`HOLD`]: until [`Receiver::release`]).
 type Script = Arc<dyn Fn(usize, &str) -> (u16, Option<u64>, u64) + Send + Sync>;
+
+/// A delay that holds the answer until the test calls [`Receiver::release`].
+pub const HOLD: u64 = u64::MAX;
 
 #[derive(Clone)]
 pub struct Receiver {
     pub reqs: Arc<Mutex<Vec<Req>>>,
     script: Arc<Mutex<Script>>,
+    /// Set by `release`: answers held by [`HOLD`] go.
+    released: Arc<tokio::sync::watch::Sender<bool>>,
     pub port: u16,
 }
 
@@ -57,6 +62,7 @@ impl Receiver {
         let r = Receiver {
             reqs: Default::default(),
             script: Arc::new(Mutex::new(Arc::new(f))),
+            released: Arc::new(tokio::sync::watch::Sender::new(false)),
             port,
         };
         let app = axum::Router::new().fallback(handle).with_state(r.clone());
@@ -66,6 +72,11 @@ impl Receiver {
 
     pub fn set(&self, f: impl Fn(usize, &str) -> (u16, Option<u64>, u64) + Send + Sync + 'static) {
         *self.script.lock() = Arc::new(f);
+    }
+
+    /// Answer the requests held by [`HOLD`], now and from now on (the script decides how).
+    pub fn release(&self) {
+        self.released.send_replace(true);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -105,7 +116,9 @@ async fn handle(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: B
     };
     let script = r.script.lock().clone();
     let (status, retry_after, delay) = script(n, uri.path());
-    if delay > 0 {
+    if delay == HOLD {
+        let _ = r.released.subscribe().wait_for(|released| *released).await;
+    } else if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let mut resp = (StatusCode::from_u16(status).unwrap(), format!("answer {n}")).into_response();
