@@ -23,6 +23,7 @@
 //! a live message is in a segment at or after the one holding its Publish record). A few old
 //! live messages that would pin the prefix are copied forward first (`compact`).
 
+mod blocks;
 mod catalog;
 mod delayed;
 mod disk;

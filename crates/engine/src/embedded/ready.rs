@@ -11,19 +11,21 @@
 //!   one of them settles.
 //!
 //! Every operation is O(1) apart from `remove` (a scan of one group's list) and the whole-queue
-//! walks (peek, compaction, purge). The same rules in Lua: `redis_store/prelude.lua`.
+//! walks (peek, compaction, purge). Each list is a [`Blocks`] (`blocks.rs`): a list of millions
+//! grows without ever being copied under the store's lock. The same rules in Lua: `redis_store/prelude.lua`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::limits::PRIORITY_MAX;
 
+use super::blocks::Blocks;
 use super::state::Entry;
 
 const LANES: usize = PRIORITY_MAX as usize + 1;
 
 #[derive(Default)]
 struct Lane {
-    groups: HashMap<u32, VecDeque<Entry>>,
+    groups: HashMap<u32, Blocks<Entry>>,
     /// Groups with ready messages whose turn it is, in turn order.
     turn: VecDeque<u32>,
     /// Groups with ready messages that are at their in-flight limit.
@@ -98,7 +100,7 @@ impl Lane {
 pub struct Ready {
     fifo: bool,
     /// FIFO queues: every ready message, in id order.
-    ordered: VecDeque<Entry>,
+    ordered: Blocks<Entry>,
     /// Standard queues: by priority.
     lanes: Vec<Lane>,
     len: usize,
@@ -110,7 +112,7 @@ impl Ready {
     pub fn new(fifo: bool) -> Self {
         Ready {
             fifo,
-            ordered: VecDeque::new(),
+            ordered: Blocks::default(),
             lanes: if fifo {
                 Vec::new()
             } else {
@@ -170,7 +172,7 @@ impl Ready {
                     .lane(first.priority)
                     .groups
                     .get(&first.group)
-                    .is_none_or(VecDeque::is_empty)
+                    .is_none_or(Blocks::is_empty)
         };
         if !whole {
             return entries.into_iter().for_each(|e| self.push_back(e));
@@ -181,7 +183,7 @@ impl Ready {
         if entries.capacity() - entries.len() > entries.len() / 8 {
             entries.shrink_to_fit();
         }
-        let list = VecDeque::from(entries);
+        let list = Blocks::from(entries);
         if self.fifo {
             self.ordered = list;
             return;
@@ -287,7 +289,7 @@ impl Ready {
     /// retention rule; a receive also checks each message it takes).
     pub fn take_older(&mut self, cutoff: i64) -> Vec<Entry> {
         let mut out = Vec::new();
-        let old = |l: &VecDeque<Entry>| l.front().is_some_and(|e| e.enqueued_at <= cutoff);
+        let old = |l: &Blocks<Entry>| l.front().is_some_and(|e| e.enqueued_at <= cutoff);
         while old(&self.ordered) {
             out.extend(self.ordered.pop_front());
         }
@@ -332,7 +334,7 @@ impl Ready {
     /// Keep only the messages `keep` accepts; returns the others.
     pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) -> Vec<Entry> {
         let mut out = Vec::new();
-        let mut sift = |list: &mut VecDeque<Entry>| {
+        let mut sift = |list: &mut Blocks<Entry>| {
             list.retain(|e| {
                 let k = keep(e);
                 if !k {
