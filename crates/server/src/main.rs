@@ -79,7 +79,24 @@ fn client_flags_after_command(args: Vec<String>) -> Vec<String> {
     out
 }
 
+/// Transparent huge pages off for this process, as Redis does (`disable-thp`). mimalloc asks
+/// the kernel for them, and the first touch of a new 2 MB page zeroes all of it on the spot,
+/// under whatever lock the touching thread holds: on this project's 2-core VM that stopped
+/// every publish for ~30 ms several times a second (batches of 10: 262-285k msgs/s and a
+/// 33 ms p99 with them, 365-401k and 3-4 ms without; BENCHMARKS.md, "Transparent huge
+/// pages"). `MIMALLOC_ALLOW_THP` in the environment (1: allow) leaves the choice to mimalloc.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets this process's flag.
+        unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
+    }
+}
+
 fn main() {
+    no_transparent_huge_pages();
     let args = client_flags_after_command(seed_flags(std::env::args()));
     let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
