@@ -8,6 +8,8 @@
 //! a few messages, like most message groups' lists, stays small); past that the list starts a
 //! new block instead of moving the old ones, and frees a block as soon as it empties. A block
 //! taken whole ([`Blocks::from`], recovery's backlog) may be larger; it is never grown either.
+//! The one copy left: an insert into the middle of a full block (a FIFO queue's sorted insert)
+//! splits it, moving half of it once; for a recovered FIFO backlog that is half the backlog.
 
 use std::collections::VecDeque;
 

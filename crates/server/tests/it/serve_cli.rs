@@ -139,32 +139,46 @@ async fn the_server_runs_without_transparent_huge_pages() {
         let line = status.lines().find(|l| l.starts_with("THP_enabled:"));
         line.map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string())
     };
-    let s = Server::start().await;
-    let Some(off) = thp(s.child.as_ref().expect("running").id()) else {
-        return; // a kernel without the field (before 5.0)
-    };
-    assert_eq!(off, "0", "THP_enabled of the server");
-    // Left to mimalloc (which allows them by default).
-    let dir = tempfile::tempdir().unwrap();
-    let port = crate::common::free_port();
-    let mut other = Command::new(crate::common::BIN)
-        .args([
+    // A server with or without MIMALLOC_ALLOW_THP=1; its THP_enabled.
+    let server_thp = |allow: bool| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::common::free_port();
+        let mut cmd = Command::new(crate::common::BIN);
+        cmd.args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",
         ])
         .arg(dir.path())
-        .env("MIMALLOC_ALLOW_THP", "1")
+        .env_remove("MIMALLOC_ALLOW_THP")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::common::wait_healthy(&format!("http://127.0.0.1:{port}")).await;
-    let allowed = thp(other.id());
-    other.kill().unwrap();
-    let _ = other.wait();
-    assert_eq!(allowed.as_deref(), Some("1"), "with MIMALLOC_ALLOW_THP=1");
+        .stderr(Stdio::null());
+        if allow {
+            cmd.env("MIMALLOC_ALLOW_THP", "1");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let up = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            crate::common::wait_healthy(&format!("http://127.0.0.1:{port}")),
+        )
+        .await;
+        let got = thp(child.id());
+        child.kill().unwrap();
+        let _ = child.wait();
+        assert!(up.is_ok(), "the server did not start");
+        got
+    };
+    let Some(off) = server_thp(false).await else {
+        return; // a kernel without the field (before 5.0)
+    };
+    assert_eq!(off, "0", "THP_enabled of the server");
+    // Left to mimalloc (which allows them by default), unless this test runs without them
+    // already (the flag is inherited).
+    if thp(std::process::id()).as_deref() == Some("1") {
+        let allowed = server_thp(true).await;
+        assert_eq!(allowed.as_deref(), Some("1"), "with MIMALLOC_ALLOW_THP=1");
+    }
 }
 
 #[test]

@@ -20,30 +20,28 @@ const LEASE_MARGIN_MS: i64 = 30_000;
 
 impl Lane {
     /// One of the requests the subscription's concurrency allows, once `got` may go. A message
-    /// that had to wait for one (leased ahead) then waits while its subscription is held,
-    /// keeping the request (nothing else may go, and it goes first after the resume). While
-    /// the circuit is open, anything but its probe waits without its request and its slots
-    /// (`slots` is emptied), so the lane can lease the probe. None: the lane stopped.
+    /// that had to wait (for a request, or for an open circuit) then waits while its
+    /// subscription is held, keeping its request meanwhile (nothing else may go). While the
+    /// circuit is open, anything but its probe waits without its request and its slots
+    /// (`slots` is emptied), so the lane can lease the probe. Every wait keeps the lease alive.
+    /// None: the lane stopped.
     pub(super) async fn request(
         &self,
         got: &mut Vec<Delivery>,
         slots: &mut Vec<OwnedSemaphorePermit>,
         probe: bool,
     ) -> Option<OwnedSemaphorePermit> {
+        let mut waited = false;
         loop {
             if *self.stop.borrow() {
                 return None;
             }
-            let (sending, waited) = match self.sending.clone().try_acquire_owned() {
-                Ok(p) => (p, false),
-                Err(_) => (
-                    self.sending
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("never closed"),
-                    true,
-                ),
+            let sending = match self.sending.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    waited = true;
+                    self.next_request(got).await
+                }
             };
             if *self.stop.borrow() {
                 return None;
@@ -57,7 +55,21 @@ impl Lane {
             }
             drop(sending);
             slots.clear();
+            waited = true;
             self.wait(got, |l| async move { l.health.is_open() }).await;
+        }
+    }
+
+    /// Wait for one of the requests in turn (the semaphore is fair), keeping the lease of `got`
+    /// alive meanwhile.
+    async fn next_request(&self, got: &mut Vec<Delivery>) -> OwnedSemaphorePermit {
+        let next = self.sending.clone().acquire_owned();
+        tokio::pin!(next);
+        loop {
+            tokio::select! {
+                p = &mut next => return p.expect("never closed"),
+                _ = tokio::time::sleep(HELD_POLL) => self.keep_leased(got).await,
+            }
         }
     }
 
