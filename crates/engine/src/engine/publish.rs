@@ -153,7 +153,10 @@ impl Engine {
                 limits::DELAY_MAX_S as u64,
             )?;
         }
-        validate_attributes(&m.attributes, &field("attributes"))?;
+        // An empty map is valid: no field name built (a String) for most messages.
+        if !m.attributes.is_empty() {
+            validate_attributes(&m.attributes, &field("attributes"))?;
+        }
         for (name, v) in [
             ("message_group_id", &m.group),
             ("deduplication_id", &m.dedup_id),

@@ -172,23 +172,36 @@ fn invalid(message: String) -> ApiError {
     ApiError::bad_request("invalid_argument", message)
 }
 
-fn to_publish(p: PublishBody, field: &str) -> ApiResult<Publish> {
+/// The name of a message's field in errors: `body`, or `messages[3].body` for a batch entry.
+/// Built only for an error, not for every entry of every batch.
+fn field(entry: Option<usize>, name: &str) -> String {
+    match entry {
+        Some(i) => format!("messages[{i}].{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// One message of the request as the engine's `Publish`; `entry` is its place in a batch.
+fn to_publish(p: PublishBody, entry: Option<usize>) -> ApiResult<Publish> {
+    let f = |name: &str| field(entry, name);
     let body = match (p.body, p.body_base64) {
         (Some(b), None) => b.into_bytes(),
         (None, Some(b64)) => B64
             .decode(b64.as_bytes())
-            .map_err(|e| invalid(format!("{field}body_base64: not valid base64: {e}")))?,
-        (None, None) => return Err(invalid(format!("{field}body: required (or body_base64)"))),
+            .map_err(|e| invalid(format!("{}: not valid base64: {e}", f("body_base64"))))?,
+        (None, None) => return Err(invalid(format!("{}: required (or body_base64)", f("body")))),
         (Some(_), Some(_)) => {
             return Err(invalid(format!(
-                "{field}body: give either body or body_base64, not both"
+                "{}: give either body or body_base64, not both",
+                f("body")
             )))
         }
     };
     let expires_at = match p.expires_at {
         Some(t) => Some(parse_rfc3339(&t).ok_or_else(|| {
             invalid(format!(
-                "{field}expires_at: is {t:?}; must be an RFC 3339 time such as 2026-12-31T23:59:00Z"
+                "{}: is {t:?}; must be an RFC 3339 time such as 2026-12-31T23:59:00Z",
+                f("expires_at")
             ))
         })?),
         None => None,
@@ -198,12 +211,7 @@ fn to_publish(p: PublishBody, field: &str) -> ApiResult<Publish> {
         Some(v) => match u8::try_from(v) {
             Ok(b) => Some(b),
             Err(_) => {
-                range(
-                    &format!("{field}priority"),
-                    v.into(),
-                    0,
-                    PRIORITY_MAX.into(),
-                )?;
+                range(&f("priority"), v.into(), 0, PRIORITY_MAX.into())?;
                 None
             }
         },
@@ -339,13 +347,13 @@ pub async fn publish(
         let mut msgs = messages
             .into_iter()
             .enumerate()
-            .map(|(i, m)| to_publish(m, &format!("messages[{i}].")))
+            .map(|(i, m)| to_publish(m, Some(i)))
             .collect::<ApiResult<Vec<_>>>()?;
         key_batch(&mut msgs, key)?;
         let out = s.engine.publish_detailed(&queue, msgs, missing).await?;
         Ok(batch_answer(&out).into_response())
     } else {
-        let mut m = to_publish(one, "")?;
+        let mut m = to_publish(one, None)?;
         key_one(&mut m, key)?;
         let out = s.engine.publish_detailed(&queue, vec![m], missing).await?;
         Ok((
