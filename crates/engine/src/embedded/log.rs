@@ -417,7 +417,8 @@ fn write_and_sync(
                 created = true;
                 let path = Log::segment_path(dir, c.seg);
                 if c.spare {
-                    shared.spares.install(&path)?;
+                    let done_with = Log::segment_path(dir, c.seg.saturating_sub(2));
+                    shared.spares.install(&path, done_with)?;
                 }
                 let f = OpenOptions::new()
                     .create(true)

@@ -22,19 +22,11 @@ impl EmbeddedStore {
     /// prefix can go. Finding them scans the index, so it runs at most every
     /// `compact_interval_ms`.
     pub(super) fn compact(&self, st: &mut State, ap: &mut Append<'_>, now: Millis) {
-        let last = self.last_compaction.load(Ordering::Relaxed);
-        if now - last < self.opts.compact_interval_ms {
-            return;
-        }
-        self.last_compaction.store(now, Ordering::Relaxed);
         // Not `self.log.active_segment()`: `ap` holds the log's pending lock.
-        let active = ap.segment();
-        let Some((&oldest, &live)) = st.seg_live.iter().find(|(_, &n)| n > 0) else {
+        let Some(oldest) = self.compaction_due(st, ap.segment(), now) else {
             return;
         };
-        if live > self.opts.compact_max_live || oldest + 1 >= active {
-            return;
-        }
+        self.last_compaction.store(now, Ordering::Relaxed);
         let mut moved = Vec::new();
         for q in st.queues.values_mut() {
             let qid = q.id;
@@ -64,6 +56,33 @@ impl EmbeddedStore {
                 messages = moved.len(),
                 "compacted a log segment"
             );
+        }
+    }
+
+    /// The segment compaction would copy forward now, if it is due: the oldest one holding
+    /// live messages, when it holds few and is not the one before the active segment.
+    fn compaction_due(&self, st: &State, active: u32, now: Millis) -> Option<u32> {
+        let last = self.last_compaction.load(Ordering::Relaxed);
+        if now - last < self.opts.compact_interval_ms {
+            return None;
+        }
+        let (&oldest, &live) = st.seg_live.iter().find(|(_, &n)| n > 0)?;
+        (live <= self.opts.compact_max_live && oldest + 1 < active).then_some(oldest)
+    }
+
+    /// Compaction reads its segment's live records under the state lock. The log keeps only
+    /// its newest segments in the page cache (spare.rs), so read the segment about to be
+    /// compacted into the cache first, off the lock and off the request threads: its reads
+    /// under the lock then wait for no disk.
+    async fn warm_for_compaction(&self, now: Millis) {
+        let active = self.log.active_segment();
+        let due = self.compaction_due(&self.state.lock(), active, now);
+        if let Some(seg) = due {
+            let path = Log::segment_path(&self.dir.join("log"), seg);
+            let warmed = tokio::task::spawn_blocking(move || super::disk::read_through(&path));
+            if let Ok(Err(e)) = warmed.await {
+                tracing::debug!(error = %e, segment = seg, "could not read a segment ahead of its compaction");
+            }
         }
     }
 
@@ -252,6 +271,7 @@ impl EmbeddedStore {
         if let Err(e) = self.history.reclaim(now) {
             tracing::warn!(error = %e, "could not reclaim delivery history segments");
         }
+        self.warm_for_compaction(now).await;
         let (lsn, woke, dead_segments) = {
             let mut st = self.state.lock();
             let mut ap = self.log.begin();

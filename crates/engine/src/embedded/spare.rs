@@ -17,6 +17,16 @@
 //! after a start) is left early for the spare as soon as it is ready. Only the writer thread
 //! names segment files, so a spare never overwrites a segment.
 //!
+//! The same thread keeps the log's page cache to about three segments: when a spare becomes
+//! segment N, it drops the cached pages of segment N-2 (complete and synced) before it writes
+//! the next spare ([`Spares::install`]). Left alone, the cache grows with every byte logged
+//! until memory runs short, so each new page comes from memory never used before. On a virtual
+//! machine whose host backs guest memory lazily (this one: a Firecracker VM) that costs about
+//! 10-40 µs a page: 0.35-0.96 s of CPU per 64 MiB written, against 17-27 ms for memory just
+//! freed, and the spare thread took 33-60% of a core during batched publishes. Reads of the
+//! dropped segments (consumers more than a segment behind, compaction) go to the disk, with
+//! the kernel's readahead.
+//!
 //! The zeros past the written part read as the clean end of a segment, exactly as the holes
 //! of a sparse segment did, so recovery needs nothing new: a spare is not a `.seg` file and is
 //! never replayed. A spare is made only once real traffic shows (a segment has received
@@ -71,6 +81,9 @@ struct Shared {
     ready: AtomicBool,
     /// Someone asked for a spare and the thread has not finished one since.
     asked: AtomicBool,
+    /// A finished segment whose cached pages the thread drops before it writes the next
+    /// spare (see [`Spares::install`]).
+    done_with: Mutex<Option<PathBuf>>,
     stop: Mutex<bool>,
     wake: Condvar,
 }
@@ -104,6 +117,7 @@ impl Spares {
             after: rule.after,
             ready: AtomicBool::new(false),
             asked: AtomicBool::new(false),
+            done_with: Mutex::new(None),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -150,13 +164,18 @@ impl Spares {
     /// Writer thread: move the claimed spare to `segment`, then ask for the next one. Does
     /// nothing when `segment` exists already (a failed write being retried) or there is no
     /// spare; the caller then opens the segment as usual.
-    pub fn install(&self, segment: &Path) -> std::io::Result<()> {
+    ///
+    /// `done_with` is the segment two before `segment`, complete and synced: the thread drops
+    /// its pages from the page cache before it writes the next spare, which then takes that
+    /// memory (the module's doc says why).
+    pub fn install(&self, segment: &Path, done_with: PathBuf) -> std::io::Result<()> {
         let Some(s) = &self.shared else { return Ok(()) };
         if segment.exists() {
             return Ok(());
         }
         match fs::rename(spare_path(&s.dir), segment) {
             Ok(()) => {
+                *s.done_with.lock() = Some(done_with);
                 // Always wake the thread: an ask that came while the last spare was being
                 // finished may have found the flag already set.
                 s.asked.store(true, Ordering::Release);
@@ -210,6 +229,12 @@ impl Shared {
                 }
                 if *stop {
                     return;
+                }
+            }
+            let done_with = self.done_with.lock().take();
+            if let Some(old) = done_with {
+                if let Err(e) = super::disk::drop_cache(&old) {
+                    tracing::debug!(error = %e, segment = %old.display(), "could not drop a finished segment's cached pages");
                 }
             }
             match self.make() {
@@ -391,6 +416,46 @@ mod tests {
         log.shutdown();
     }
 
+    /// When a spare becomes a segment, the thread drops the cached pages of the segment named
+    /// as done with (two before it) before it writes the next spare; the new segment's stay.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_finished_segment_leaves_the_page_cache_when_a_spare_is_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        if crate::embedded::disk::tests::on_tmpfs(dir.path()) {
+            return;
+        }
+        let old = Log::segment_path(dir.path(), 1);
+        fs::write(&old, vec![1u8; SEG as usize]).unwrap();
+        File::open(&old).unwrap().sync_all().unwrap();
+        assert!(
+            crate::embedded::disk::tests::cached_pages(&old) > 0,
+            "just written: cached"
+        );
+        let spares = Spares::start(dir.path(), SEG, rule()).unwrap();
+        spares.note_sparse(SEG);
+        until("a spare is ready", || spares.ready()).await;
+        assert!(spares.claim());
+        let seg = Log::segment_path(dir.path(), 3);
+        spares.install(&seg, old.clone()).unwrap();
+        until("the next spare is ready", || spares.ready()).await;
+        assert_eq!(
+            crate::embedded::disk::tests::cached_pages(&old),
+            0,
+            "dropped from the cache"
+        );
+        assert!(
+            crate::embedded::disk::tests::cached_pages(&seg) > 0,
+            "the segment in use keeps its pages"
+        );
+        assert_eq!(
+            fs::read(&old).unwrap(),
+            vec![1u8; SEG as usize],
+            "still on disk"
+        );
+        spares.stop();
+    }
+
     /// A claimed spare is not replaced before the writer has moved it into place: the next one
     /// is asked for only by `install`, after the rename.
     #[tokio::test]
@@ -407,7 +472,9 @@ mod tests {
             "no new spare while the claimed one is still named spare"
         );
         let seg = Log::segment_path(dir.path(), 1);
-        spares.install(&seg).unwrap();
+        spares
+            .install(&seg, Log::segment_path(dir.path(), 0))
+            .unwrap();
         assert!(!spare_path(dir.path()).exists());
         assert_eq!(fs::metadata(&seg).unwrap().len(), SEG);
         until("the next spare is ready", || spares.ready()).await;
@@ -428,6 +495,7 @@ mod tests {
             after: 0,
             ready: AtomicBool::new(false),
             asked: AtomicBool::new(true),
+            done_with: Mutex::new(None),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         };
@@ -450,6 +518,7 @@ mod tests {
             after: 0,
             ready: AtomicBool::new(false),
             asked: AtomicBool::new(true),
+            done_with: Mutex::new(None),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         };
