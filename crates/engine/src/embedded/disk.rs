@@ -1,7 +1,8 @@
 //! The filesystem calls the log, its spare segments and housekeeping share: the free space of
 //! the data directory's filesystem, a directory's sync (so a file created, renamed or removed
 //! there stays so after a power cut), writing one range of a file out to the disk, and
-//! dropping a file's pages from the page cache or reading them into it. A leaf module: it imports nothing of the store.
+//! dropping a file's pages from the page cache or reading them into it. A leaf module: it
+//! imports nothing of the store.
 
 use std::fs::File;
 use std::path::Path;

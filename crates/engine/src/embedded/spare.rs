@@ -11,11 +11,11 @@
 //!
 //! So a background thread writes the log's next segment ahead of time: `log/spare.tmp`, zeros
 //! to the full segment size, sent to the disk a [`PIECE`] at a time (so the log's syncs never
-//! queue behind the whole segment), synced, then renamed to `log/spare`. When the log starts a new
-//! segment and a spare is ready, the writer renames the spare to the segment's name instead of
-//! creating a sparse file ([`Spares::install`]); a segment started without one (the first
-//! after a start) is left early for the spare as soon as it is ready. Only the writer thread
-//! names segment files, so a spare never overwrites a segment.
+//! queue behind the whole segment), synced, then renamed to `log/spare`. When the log starts a
+//! new segment and a spare is ready, the writer renames the spare to the segment's name
+//! instead of creating a sparse file ([`Spares::install`]); a segment started without one (the
+//! first after a start) is left early for the spare as soon as it is ready. Only the writer
+//! thread names segment files, so a spare never overwrites a segment.
 //!
 //! The same thread keeps the log's page cache to about three segments: when a spare becomes
 //! segment N, it drops the cached pages of segment N-2 (complete and synced) before it writes
