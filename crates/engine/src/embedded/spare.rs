@@ -110,17 +110,7 @@ impl Spares {
                 Err(e) => return Err(e),
             }
         }
-        let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
-            segment_bytes,
-            min_free_bytes: rule.min_free_bytes,
-            after: rule.after,
-            ready: AtomicBool::new(false),
-            asked: AtomicBool::new(false),
-            done_with: Mutex::new(None),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new(dir, segment_bytes, rule));
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-log-spare".into())
@@ -214,6 +204,21 @@ fn tmp_path(dir: &Path) -> PathBuf {
 }
 
 impl Shared {
+    /// Nothing asked for yet, no spare ready.
+    fn new(dir: &Path, segment_bytes: u64, rule: SpareRule) -> Shared {
+        Shared {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            min_free_bytes: rule.min_free_bytes,
+            after: rule.after,
+            ready: AtomicBool::new(false),
+            asked: AtomicBool::new(false),
+            done_with: Mutex::new(None),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
     fn wake_thread(&self) {
         let _stop = self.stop.lock();
         self.wake.notify_one();
@@ -488,17 +493,7 @@ mod tests {
     fn a_spare_of_several_pieces_is_written_whole() {
         let dir = tempfile::tempdir().unwrap();
         let size = 2 * PIECE as u64 + 4096 + 512;
-        let shared = Shared {
-            dir: dir.path().to_path_buf(),
-            segment_bytes: size,
-            min_free_bytes: 0,
-            after: 0,
-            ready: AtomicBool::new(false),
-            asked: AtomicBool::new(true),
-            done_with: Mutex::new(None),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        };
+        let shared = Shared::new(dir.path(), size, rule());
         assert!(shared.make().unwrap());
         let path = spare_path(dir.path());
         let bytes = fs::read(&path).unwrap();
@@ -511,17 +506,11 @@ mod tests {
     #[test]
     fn no_spare_without_room_beyond_the_reserve() {
         let dir = tempfile::tempdir().unwrap();
-        let shared = Shared {
-            dir: dir.path().to_path_buf(),
-            segment_bytes: SEG,
+        let no_room = SpareRule {
             min_free_bytes: u64::MAX / 2,
-            after: 0,
-            ready: AtomicBool::new(false),
-            asked: AtomicBool::new(true),
-            done_with: Mutex::new(None),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
+            ..rule()
         };
+        let shared = Shared::new(dir.path(), SEG, no_room);
         assert!(!shared.make().unwrap());
         assert!(!spare_path(dir.path()).exists() && !tmp_path(dir.path()).exists());
         let shared = Shared {
