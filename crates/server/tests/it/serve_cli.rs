@@ -129,6 +129,38 @@ async fn the_startup_banner_says_where_what_and_who() {
     assert!(log.contains("no API keys: loopback only"), "{log}");
 }
 
+/// Start `sluice serve` with `env` set and `unset` removed, wait until it answers, return what
+/// `read` finds in its process (given its pid), and stop it.
+async fn probe_server<T>(env: &[(&str, &str)], unset: &[&str], read: impl FnOnce(u32) -> T) -> T {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::common::free_port();
+    let mut cmd = Command::new(crate::common::BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .envs(env.iter().copied())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    for name in unset {
+        cmd.env_remove(name);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let up = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        crate::common::wait_healthy(&format!("http://127.0.0.1:{port}")),
+    )
+    .await;
+    let got = read(child.id());
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(up.is_ok(), "the server did not start");
+    got
+}
+
 /// The server turns transparent huge pages off for itself (a fault on a new 2 MB page stopped
 /// every publish for ~30 ms), unless `MIMALLOC_ALLOW_THP` leaves the choice to the allocator.
 #[cfg(target_os = "linux")]
@@ -139,46 +171,58 @@ async fn the_server_runs_without_transparent_huge_pages() {
         let line = status.lines().find(|l| l.starts_with("THP_enabled:"));
         line.map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string())
     };
-    // A server with or without MIMALLOC_ALLOW_THP=1; its THP_enabled.
-    let server_thp = |allow: bool| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let port = crate::common::free_port();
-        let mut cmd = Command::new(crate::common::BIN);
-        cmd.args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env_remove("MIMALLOC_ALLOW_THP")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        if allow {
-            cmd.env("MIMALLOC_ALLOW_THP", "1");
-        }
-        let mut child = cmd.spawn().unwrap();
-        let up = tokio::time::timeout(
-            std::time::Duration::from_secs(60),
-            crate::common::wait_healthy(&format!("http://127.0.0.1:{port}")),
-        )
-        .await;
-        let got = thp(child.id());
-        child.kill().unwrap();
-        let _ = child.wait();
-        assert!(up.is_ok(), "the server did not start");
-        got
-    };
-    let Some(off) = server_thp(false).await else {
+    let unset = ["MIMALLOC_ALLOW_THP"];
+    let Some(off) = probe_server(&[], &unset, thp).await else {
         return; // a kernel without the field (before 5.0)
     };
     assert_eq!(off, "0", "THP_enabled of the server");
     // Left to mimalloc (which allows them by default), unless this test runs without them
     // already (the flag is inherited).
     if thp(std::process::id()).as_deref() == Some("1") {
-        let allowed = server_thp(true).await;
+        let allowed = probe_server(&[("MIMALLOC_ALLOW_THP", "1")], &[], thp).await;
         assert_eq!(allowed.as_deref(), Some("1"), "with MIMALLOC_ALLOW_THP=1");
     }
+}
+
+/// Every thread of the server (the runtime's workers, the log writer, the spare-segment
+/// thread) runs under SCHED_BATCH, so its wake-ups do not preempt a running request;
+/// `SLUICE_SCHED_NORMAL=1` keeps the policy it was started with.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_server_threads_run_under_sched_batch() {
+    // Each thread's name and policy (0 SCHED_OTHER, 3 SCHED_BATCH; /proc/PID/task/TID/sched).
+    let policies = |pid: u32| -> Vec<(String, String)> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        tasks
+            .map(|t| {
+                let t = t.unwrap().path();
+                let name = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
+                let sched = std::fs::read_to_string(t.join("sched")).unwrap_or_default();
+                let policy = sched
+                    .lines()
+                    .find(|l| l.starts_with("policy"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default();
+                (name.trim().to_string(), policy)
+            })
+            .collect()
+    };
+    let unset = ["SLUICE_SCHED_NORMAL"];
+    let batch = probe_server(&[], &unset, policies).await;
+    assert!(
+        batch.iter().any(|(n, _)| n == "sluice-log-writ"),
+        "{batch:?}"
+    );
+    assert!(
+        batch.iter().any(|(n, _)| n.starts_with("tokio-rt")),
+        "{batch:?}"
+    );
+    assert!(batch.iter().all(|(_, p)| p == "3"), "{batch:?}");
+    // With the switch, the policy the server was started with: this test's own.
+    let own = policies(std::process::id())[0].1.clone();
+    let normal = probe_server(&[("SLUICE_SCHED_NORMAL", "1")], &[], policies).await;
+    assert!(normal.iter().all(|(_, p)| *p == own), "{own} {normal:?}");
 }
 
 #[test]
