@@ -103,10 +103,10 @@ fn no_transparent_huge_pages() {
 /// On this project's 2-core VM, medians of 3 alternating runs: 0.56 → 0.20 context switches
 /// and 17.4 → 15.3 µs of server CPU per durable publish, publishes +11%, batches +12%, the p99
 /// at 30,000 publishes/s 1.63 → 1.29 ms (BENCHMARKS.md, "The server's threads under
-/// SCHED_BATCH"). Threads inherit the policy, so it is set on the
-/// main thread before the runtime starts. Only `serve`: the clients, `bench`'s load generator
-/// among them, keep the default policy. `SLUICE_SCHED_NORMAL=1` in the environment keeps it
-/// for the server too; if the kernel refuses (a restrictive seccomp profile), it stays.
+/// SCHED_BATCH"). Threads inherit the policy, so it is set on the main thread before the
+/// runtime starts. Only `serve`: the clients, `bench`'s load generator among them, keep the
+/// default policy. `SLUICE_SCHED_NORMAL=1` in the environment keeps it for the server too; if
+/// the kernel refuses (a restrictive seccomp profile), it stays.
 fn batch_scheduling(cmd: &Cmd) {
     #[cfg(target_os = "linux")]
     if matches!(cmd, Cmd::Serve(_)) && !env_flag("SLUICE_SCHED_NORMAL") {

@@ -190,21 +190,18 @@ async fn the_server_runs_without_transparent_huge_pages() {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_server_threads_run_under_sched_batch() {
-    // Each thread's name and policy (0 SCHED_OTHER, 3 SCHED_BATCH; /proc/PID/task/TID/sched).
+    // Each thread's name and scheduling policy (0 SCHED_OTHER, 3 SCHED_BATCH): the 41st field
+    // of /proc/PID/task/TID/stat, counted after the name's closing parenthesis (field 2).
     let policies = |pid: u32| -> Vec<(String, String)> {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
         tasks
             .map(|t| {
                 let t = t.unwrap().path();
                 let name = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
-                let sched = std::fs::read_to_string(t.join("sched")).unwrap_or_default();
-                let policy = sched
-                    .lines()
-                    .find(|l| l.starts_with("policy"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|v| v.trim().to_string())
-                    .unwrap_or_default();
-                (name.trim().to_string(), policy)
+                let stat = std::fs::read_to_string(t.join("stat")).unwrap_or_default();
+                let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+                let policy = after_name.split_whitespace().nth(41 - 3).unwrap_or("");
+                (name.trim().to_string(), policy.to_string())
             })
             .collect()
     };
