@@ -191,17 +191,18 @@ async fn the_server_runs_without_transparent_huge_pages() {
 #[tokio::test]
 async fn the_server_threads_run_under_sched_batch() {
     // Each thread's name and scheduling policy (0 SCHED_OTHER, 3 SCHED_BATCH): the 41st field
-    // of /proc/PID/task/TID/stat, counted after the name's closing parenthesis (field 2).
+    // of /proc/PID/task/TID/stat, counted after the name's closing parenthesis (field 2). A
+    // thread that ends while it is read (an idle blocking-pool thread) is left out.
     let policies = |pid: u32| -> Vec<(String, String)> {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
         tasks
-            .map(|t| {
-                let t = t.unwrap().path();
-                let name = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
-                let stat = std::fs::read_to_string(t.join("stat")).unwrap_or_default();
-                let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-                let policy = after_name.split_whitespace().nth(41 - 3).unwrap_or("");
-                (name.trim().to_string(), policy.to_string())
+            .filter_map(|t| {
+                let t = t.ok()?.path();
+                let name = std::fs::read_to_string(t.join("comm")).ok()?;
+                let stat = std::fs::read_to_string(t.join("stat")).ok()?;
+                let (_, after_name) = stat.rsplit_once(')')?;
+                let policy = after_name.split_whitespace().nth(41 - 3)?;
+                Some((name.trim().to_string(), policy.to_string()))
             })
             .collect()
     };
