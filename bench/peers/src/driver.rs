@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::pacer::Pacer;
+
 /// What a worker does with each operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -78,8 +80,15 @@ pub fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000, 3).expect("bounds")
 }
 
-/// Run `workers` until `duration` has passed or `limit` messages are done (prefill).
-pub async fn drive<W: Worker>(workers: Vec<W>, duration: Duration, limit: Option<u64>) -> Outcome {
+/// Run `workers` until `duration` has passed or `limit` messages are done (prefill). With
+/// `ops_per_sec`, an operation starts only on a turn of the pacer (open loop, evenly spread, the
+/// same pacer as `sluice bench --rate`), and its latency counts from its actual start.
+pub async fn drive<W: Worker>(
+    workers: Vec<W>,
+    duration: Duration,
+    limit: Option<u64>,
+    ops_per_sec: Option<f64>,
+) -> Outcome {
     let shared = Arc::new(Shared {
         messages: AtomicU64::new(0),
         requests: AtomicU64::new(0),
@@ -90,9 +99,10 @@ pub async fn drive<W: Worker>(workers: Vec<W>, duration: Duration, limit: Option
         last_error: Mutex::new(None),
     });
     let started = Instant::now();
+    let pacer = ops_per_sec.map(|r| Arc::new(Pacer::start(r)));
     let tasks: Vec<_> = workers
         .into_iter()
-        .map(|w| tokio::spawn(run_worker(w, shared.clone(), started, limit)))
+        .map(|w| tokio::spawn(run_worker(w, shared.clone(), started, limit, pacer.clone())))
         .collect();
     let deadline = started + duration;
     loop {
@@ -139,11 +149,17 @@ async fn run_worker<W: Worker>(
     shared: Arc<Shared>,
     started: Instant,
     limit: Option<u64>,
+    pacer: Option<Arc<Pacer>>,
 ) {
     let mut local = new_hist();
     let mut empty_since: Option<Instant> = None;
     let mut consecutive_errors = 0;
     while !shared.stop.load(Ordering::Relaxed) {
+        if let Some(p) = &pacer {
+            if !p.turn().await || shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
         let t0 = Instant::now();
         let result = w.op().await;
         shared.requests.fetch_add(1, Ordering::Relaxed);

@@ -4,7 +4,7 @@
 //!   peers --system redis --workload publish --connections 50 --size 100 --duration 10 \
 //!         --url redis://127.0.0.1:6379 --json
 //!
-//! Workloads (closed loop, one task and one connection per --connections):
+//! Workloads (closed loop unless --rate, one task and one connection per --connections):
 //! - `publish`: one durable message per operation; wait for the durability ack before the next.
 //! - `publish-batch`: --batch messages per operation in the system's batch form; wait for all acks.
 //! - `receive-ack`: receive up to --batch messages, then ack them. The queue is prefilled first
@@ -12,8 +12,13 @@
 //!   --duration or when the queue is empty, and the rate is taken up to the last message.
 //!
 //! Latency is per operation (one publish, one batch, one receive+ack), in an HDR histogram.
+//! `--rate N` paces the operations to N messages a second (open loop), as `sluice bench --rate`
+//! does, so a peer's latency can be read at the same rate as sluice's (the p99 at half the peak).
 
 mod driver;
+// `sluice bench --rate`'s own pacer, so that both generators pace alike.
+#[path = "../../../crates/server/src/cli/bench/pacer.rs"]
+mod pacer;
 mod systems;
 
 use std::time::Duration;
@@ -92,6 +97,11 @@ pub struct Args {
     /// Threads the generator runs on; 1 (the default) is one event loop, as `sluice bench`.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Open loop: at most this many messages a second, evenly spread over the connections
+    /// (the pacer of `sluice bench --rate`); each operation's latency counts from its actual
+    /// start. 0 (the default): as fast as the answers come (closed loop).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 impl Args {
@@ -160,7 +170,13 @@ async fn run<S: System>(sys: S, args: &Args) -> anyhow::Result<()> {
         let budget = args
             .prefill_seconds
             .unwrap_or((args.duration * 3.0).max(5.0));
-        let out = drive(fillers, Duration::from_secs_f64(budget), Some(args.prefill)).await;
+        let out = drive(
+            fillers,
+            Duration::from_secs_f64(budget),
+            Some(args.prefill),
+            None,
+        )
+        .await;
         if out.errors > 0 {
             bail!("prefill failed: {}", out.last_error.unwrap_or_default());
         }
@@ -179,7 +195,18 @@ async fn run<S: System>(sys: S, args: &Args) -> anyhow::Result<()> {
         workers.push(sys.worker(i, mode).await?);
     }
     let cpu0 = cpu_seconds();
-    let out = drive(workers, Duration::from_secs_f64(args.duration), None).await;
+    let per_op = match mode {
+        Mode::Publish(n) | Mode::ReceiveAck(n) => n.max(1) as f64,
+        Mode::Fill => 1.0,
+    };
+    let ops_per_sec = (args.rate > 0.0).then(|| args.rate / per_op);
+    let out = drive(
+        workers,
+        Duration::from_secs_f64(args.duration),
+        None,
+        ops_per_sec,
+    )
+    .await;
     let cpu = cpu_seconds() - cpu0;
     if !args.keep {
         if let Err(e) = sys.cleanup().await {
@@ -207,6 +234,7 @@ async fn run<S: System>(sys: S, args: &Args) -> anyhow::Result<()> {
         "requests": out.requests,
         "duration_s": (out.elapsed * 1000.0).round() / 1000.0,
         "msgs_per_sec": rate,
+        "rate_limit": (args.rate > 0.0).then_some(args.rate),
         "p50_ms": ms(0.50),
         "p90_ms": ms(0.90),
         "p99_ms": ms(0.99),

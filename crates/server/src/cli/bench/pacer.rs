@@ -6,6 +6,9 @@
 //! whole milliseconds, so at 14,000/s the server saw a burst of ~14 requests every millisecond
 //! and each burst's latency included waiting behind the rest of it. Real publishers arrive
 //! independently; a pacer with a finer clock is closer to them.
+//!
+//! `bench/peers` compiles this same file (`#[path]`), so the peers' clients are paced exactly
+//! as sluice's: keep it to `std` and `tokio`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
