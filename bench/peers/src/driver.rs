@@ -115,6 +115,9 @@ pub async fn drive<W: Worker>(
         }
     }
     shared.stop.store(true, Ordering::Relaxed);
+    if let Some(p) = &pacer {
+        p.stop();
+    }
     let mut elapsed = started.elapsed().as_secs_f64();
     let limit_reached = limit.is_some_and(|l| shared.messages.load(Ordering::Relaxed) >= l);
     let drained = elapsed < duration.as_secs_f64() && !limit_reached;

@@ -55,6 +55,12 @@ impl Pacer {
         Pacer { permits, stop }
     }
 
+    /// Stop handing out turns: within a tick every waiter's `turn` answers false, so a run's
+    /// end does not wait for one more turn per connection (50 connections at 10/s: 5 s).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     /// Wait for the next send's turn. False once the pacer has stopped.
     pub async fn turn(&self) -> bool {
         match self.permits.acquire().await {
@@ -69,7 +75,7 @@ impl Pacer {
 
 impl Drop for Pacer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop();
     }
 }
 
@@ -91,6 +97,20 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// A pacer stopped while publishers still hold it lets the waiting ones go, long before
+    /// its next turn (at 0.001 a second, 1,000 s away).
+    #[tokio::test]
+    async fn stop_lets_waiters_go_at_once() {
+        let pacer = Arc::new(Pacer::start(0.001));
+        let waiter = tokio::spawn({
+            let pacer = pacer.clone();
+            async move { pacer.turn().await }
+        });
+        pacer.stop();
+        let got = tokio::time::timeout(Duration::from_secs(60), waiter).await;
+        assert!(!got.expect("let go before the next turn").unwrap());
     }
 
     /// Once the pacer is dropped, a waiting publisher is let go.

@@ -175,6 +175,9 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         }
     }
     shared.stop.store(true, Ordering::Relaxed);
+    if let Some(p) = &shared.pacer {
+        p.stop();
+    }
     let elapsed = started.elapsed().as_secs_f64();
     for t in tasks {
         let _ = t.await;
@@ -364,7 +367,7 @@ async fn worker(
     while !shared.stop.load(Ordering::Relaxed) {
         // Paced publishers (--rate) wait for their turn; the latency counts from the send.
         if let (Role::Publish(_), Some(p)) = (role, &shared.pacer) {
-            if !p.turn().await {
+            if !p.turn().await || shared.stop.load(Ordering::Relaxed) {
                 break;
             }
         }
