@@ -19,6 +19,7 @@ pub mod embedded;
 mod engine;
 mod error;
 pub mod history;
+mod ids;
 pub mod limits;
 pub mod model;
 pub mod push;

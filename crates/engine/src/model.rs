@@ -358,13 +358,23 @@ pub struct QueueStats {
 pub struct MessageId(pub u128);
 
 impl MessageId {
+    /// A new id, greater than every id this process made before it (`ids.rs`).
     pub fn new_v7() -> Self {
-        MessageId(uuid::Uuid::now_v7().as_u128())
+        MessageId(crate::ids::new_v7())
+    }
+    /// `n` new ids in one go (one lock and one clock read for a batch).
+    pub fn new_v7s(n: usize) -> impl Iterator<Item = MessageId> {
+        crate::ids::new_v7s(n).into_iter().map(MessageId)
     }
     pub fn parse(s: &str) -> Option<Self> {
         uuid::Uuid::parse_str(s)
             .ok()
             .map(|u| MessageId(u.as_u128()))
+    }
+    /// The id as text (as `Display` writes it: lowercase hex and hyphens, 36 bytes), written
+    /// into `buf` without the formatting machinery, for answers written by hand.
+    pub fn encode<'b>(&self, buf: &'b mut [u8; 36]) -> &'b str {
+        uuid::Uuid::from_u128(self.0).hyphenated().encode_lower(buf)
     }
 }
 

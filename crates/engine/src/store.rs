@@ -103,7 +103,7 @@ pub trait Store: Send + Sync + 'static {
     async fn publish(
         &self,
         queue: &str,
-        messages: Vec<NewMessage>,
+        messages: &[NewMessage],
         now: Millis,
     ) -> Result<Vec<MessageId>>;
     /// Lease up to `max` visible messages for `visibility_ms`. Never blocks for messages.

@@ -21,7 +21,7 @@ impl EmbeddedStore {
     pub(super) async fn publish_messages(
         &self,
         queue: &str,
-        messages: Vec<NewMessage>,
+        messages: &[NewMessage],
         now: Millis,
     ) -> Result<Vec<MessageId>> {
         self.check_writable()?;
@@ -34,7 +34,7 @@ impl EmbeddedStore {
             let default_delay = config.delay_seconds as u64 * 1000;
             let window = config.dedup_window_seconds as i64 * 1000;
             let default_ttl = config.default_ttl_seconds.map(|t| t as i64 * 1000);
-            for m in &messages {
+            for m in messages {
                 let size = message_size(&m.body, &m.attributes);
                 if size > limit {
                     return Err(EngineError::MessageTooLarge { size, limit });
@@ -44,7 +44,7 @@ impl EmbeddedStore {
             let mut ap = self.log.begin();
             let mut placed = Vec::with_capacity(messages.len());
             let mut ids = Vec::with_capacity(messages.len());
-            for m in &messages {
+            for m in messages {
                 let expires_at = m
                     .expires_at
                     .or(default_ttl.map(|t| m.enqueued_at + t))

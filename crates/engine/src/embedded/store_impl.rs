@@ -151,7 +151,7 @@ impl Store for EmbeddedStore {
     async fn publish(
         &self,
         queue: &str,
-        messages: Vec<NewMessage>,
+        messages: &[NewMessage],
         now: Millis,
     ) -> Result<Vec<MessageId>> {
         self.publish_messages(queue, messages, now).await

@@ -114,7 +114,8 @@ impl Engine {
         };
         let single = messages.len() == 1;
         let mut batch = Vec::with_capacity(messages.len());
-        for (i, m) in messages.into_iter().enumerate() {
+        let ids = MessageId::new_v7s(messages.len());
+        for ((i, m), id) in messages.into_iter().enumerate().zip(ids) {
             let field = |f: &str| {
                 if single {
                     f.to_string()
@@ -122,7 +123,7 @@ impl Engine {
                     format!("messages[{i}].{f}")
                 }
             };
-            batch.push(self.check_one(m, now, fifo, content_dedup, &field)?);
+            batch.push(self.check_one(m, id, now, fifo, content_dedup, &field)?);
         }
         let asked: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
         let ids = self.append(queue, batch, now, missing).await?;
@@ -136,10 +137,11 @@ impl Engine {
             .collect())
     }
 
-    /// Check one message against the rules and make it a `NewMessage`.
+    /// Check one message against the rules and make it a `NewMessage` with the id `id`.
     fn check_one(
         &self,
         m: Publish,
+        id: MessageId,
         now: Millis,
         fifo: bool,
         content_dedup: bool,
@@ -234,7 +236,7 @@ impl Engine {
             });
         }
         Ok(NewMessage {
-            id: MessageId::new_v7(),
+            id,
             body: m.body,
             attributes: m.attributes,
             enqueued_at: now,
@@ -258,13 +260,13 @@ impl Engine {
         if self.push.is_push(queue) {
             return self.push.fan_out(queue, batch).await;
         }
-        let ids = match self.core.store.publish(queue, batch.clone(), now).await {
+        let ids = match self.core.store.publish(queue, &batch, now).await {
             Err(EngineError::QueueNotFound(q)) => {
                 if missing == IfMissing::Refuse {
                     return Err(EngineError::QueueNotFound(q));
                 }
                 self.create_on_use(queue).await?;
-                self.core.store.publish(queue, batch, now).await?
+                self.core.store.publish(queue, &batch, now).await?
             }
             other => other?,
         };

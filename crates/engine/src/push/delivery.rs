@@ -263,7 +263,7 @@ impl Push {
                 store.put_queue(&kept, config, now).await?;
             }
         }
-        let copies = got
+        let copies: Vec<NewMessage> = got
             .iter()
             .map(|d| NewMessage {
                 id: d.message.id,
@@ -277,7 +277,7 @@ impl Push {
                 expires_at: d.message.expires_at,
             })
             .collect();
-        store.publish(&kept, copies, now).await?;
+        store.publish(&kept, &copies, now).await?;
         Ok(())
     }
 
@@ -368,7 +368,7 @@ impl Push {
                 }
             })
             .collect();
-        store.publish(&dlq, batch, now).await?;
+        store.publish(&dlq, &batch, now).await?;
         self.core.wake(&dlq, deliveries.len());
         let got: Vec<&Delivery> = deliveries.iter().collect();
         self.apply(&s.child, &got, Settle::Failed).await?;

@@ -41,7 +41,7 @@ impl Push {
         let results = futures::future::join_all(
             children
                 .iter()
-                .map(|c| self.core.store.publish(c, batch.clone(), now)),
+                .map(|c| self.core.store.publish(c, &batch, now)),
         )
         .await;
         let mut ids = None;

@@ -394,10 +394,18 @@ impl Push {
                 copies.push((child, take));
             }
         }
-        let publishes = copies.iter().map(|(child, take)| {
-            let msgs = take.iter().map(|&i| batch[i].clone()).collect();
-            store.publish(child, msgs, now)
-        });
+        // A subscription that takes every message stores the batch as it is; one that skips
+        // some stores a copy of the rest.
+        let chosen: Vec<Option<Vec<NewMessage>>> = copies
+            .iter()
+            .map(|(_, take)| {
+                (take.len() < batch.len()).then(|| take.iter().map(|&i| batch[i].clone()).collect())
+            })
+            .collect();
+        let publishes = copies
+            .iter()
+            .zip(&chosen)
+            .map(|((child, _), msgs)| store.publish(child, msgs.as_deref().unwrap_or(&batch), now));
         let counts = filtered
             .iter()
             .map(|(child, n)| store.count_filtered(child, *n, now));

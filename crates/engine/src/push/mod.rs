@@ -362,7 +362,7 @@ impl Push {
             let now = self.core.now();
             let pending = self.core.store.peek(&child, usize::MAX, now).await?;
             for chunk in pending.chunks(crate::limits::PUBLISH_BATCH_MAX) {
-                let batch = chunk
+                let batch: Vec<NewMessage> = chunk
                     .iter()
                     .map(|m| NewMessage {
                         id: m.id,
@@ -376,7 +376,7 @@ impl Push {
                         expires_at: m.expires_at,
                     })
                     .collect();
-                self.core.store.publish(queue, batch, now).await?;
+                self.core.store.publish(queue, &batch, now).await?;
             }
         }
         self.delete(queue, name).await

@@ -90,7 +90,7 @@ impl Push {
                     priority: m.priority,
                     expires_at: None,
                 };
-                store.publish(&target, vec![nm], self.core.now()).await?;
+                store.publish(&target, &[nm], self.core.now()).await?;
                 self.core.wake(&target, 1);
                 store.ack(&dlq, &[d.receipt], self.core.now()).await?;
                 moved += 1;

@@ -216,7 +216,7 @@ impl Push {
         let store = &self.core.store;
         for chunk in found.chunks(limits::RECEIVE_BATCH_MAX) {
             let now = self.core.now();
-            let batch = chunk
+            let batch: Vec<NewMessage> = chunk
                 .iter()
                 .map(|(_, d)| {
                     let mut attributes = d.message.attributes.clone();
@@ -238,7 +238,7 @@ impl Push {
                     }
                 })
                 .collect();
-            store.publish(child, batch, now).await?;
+            store.publish(child, &batch, now).await?;
             self.core.wake(child, chunk.len());
             let mut by_source: HashMap<&str, Vec<_>> = HashMap::new();
             for (source, d) in chunk {

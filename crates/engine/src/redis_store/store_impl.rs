@@ -108,12 +108,12 @@ impl Store for RedisStore {
     async fn publish(
         &self,
         queue: &str,
-        messages: Vec<NewMessage>,
+        messages: &[NewMessage],
         now: Millis,
     ) -> Result<Vec<MessageId>> {
         let mut args = Vec::with_capacity(1 + messages.len() * 9);
         args.push(arg(messages.len()));
-        for m in &messages {
+        for m in messages {
             args.push(arg(hex(m.id)));
             args.push(codec::encode(
                 m.group.as_deref(),

@@ -137,7 +137,7 @@ impl Timers {
             .store
             .publish(
                 TIMER_QUEUE,
-                vec![NewMessage {
+                &[NewMessage {
                     id,
                     body,
                     attributes: Attributes::new(),
