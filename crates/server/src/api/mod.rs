@@ -136,7 +136,7 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
         .route("/v1/rates", get(ops::rates))
         .route("/v1/ingest", get(ingest::list).post(ingest::upload_raw))
         .route("/v1/ingest/{id}", get(ingest::get_file));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -162,11 +162,18 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
         // an action is the dashboard.
         .merge(compat.sqs)
         .merge(compat.awe)
-        .merge(compat.miniqueue)
-        .route_layer(middleware::from_fn_with_state(
+        .merge(compat.miniqueue);
+    // Without keys there is nothing to check: no layer, so no boxed future and no clone of
+    // the route per request (keys are read once, at start).
+    let routes = if state.auth.enabled() {
+        routes.route_layer(middleware::from_fn_with_state(
             (state.clone(), Arc::<str>::from(compat.awe_queue)),
             authorize,
         ))
+    } else {
+        routes
+    };
+    routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -174,8 +181,8 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
 }
 
 /// Check the API key against what the route needs (see `crate::auth::need`): 401 without a
-/// valid key, 403 when the key's role or queues do not cover the request. Does nothing when no
-/// keys are configured. The SQS API checks SigV4 itself.
+/// valid key, 403 when the key's role or queues do not cover the request. Layered only when
+/// keys are configured (`router`). The SQS API checks SigV4 itself.
 async fn authorize(
     State((s, awe_queue)): State<(AppState, Arc<str>)>,
     req: Request,
@@ -184,9 +191,6 @@ async fn authorize(
     use crate::auth::Need;
     use axum::extract::{FromRequestParts, RawPathParams};
     use axum::response::IntoResponse;
-    if !s.auth.enabled() {
-        return next.run(req).await;
-    }
     let (mut parts, body) = req.into_parts();
     let template = parts
         .extensions

@@ -351,33 +351,75 @@ pub async fn publish(
             .collect::<ApiResult<Vec<_>>>()?;
         key_batch(&mut msgs, key)?;
         let out = s.engine.publish_detailed(&queue, msgs, missing).await?;
-        Ok(batch_answer(&out).into_response())
+        Ok(batch_answer(&out))
     } else {
         let mut m = to_publish(one, None)?;
         key_one(&mut m, key)?;
         let out = s.engine.publish_detailed(&queue, vec![m], missing).await?;
-        Ok((
-            status_of(out[0].duplicate),
-            Json(Published {
-                id: out[0].id.to_string(),
-                duplicate: out[0].duplicate,
-                hint: None,
-            }),
-        )
-            .into_response())
+        Ok(one_answer(&out[0]))
     }
 }
 
-fn batch_answer(out: &[Outcome]) -> (StatusCode, Json<PublishedBatch>) {
+// The two answers below are `Published` and `PublishedBatch` (their shapes in OpenAPI, tested
+// against serde's output) written by hand: an id is hex and hyphens, so nothing needs escaping,
+// and the answer is one buffer of the right size. Through serde_json they cost about 7% of a
+// batch's instructions (callgrind), most of it escaping the ids.
+
+/// A single message's answer: `{"id":"…"}`, with `"duplicate":true` for a repeat.
+fn one_answer(out: &Outcome) -> Response {
+    let mut id = [0u8; 36];
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(b"{\"id\":\"");
+    body.extend_from_slice(out.id.encode(&mut id).as_bytes());
+    body.extend_from_slice(if out.duplicate {
+        b"\",\"duplicate\":true}"
+    } else {
+        b"\"}"
+    });
+    json_answer(status_of(out.duplicate), body)
+}
+
+/// A batch's answer: `{"ids":[…]}`, with `"duplicate":[…]` beside it when any entry was a
+/// repeat; `200` when all were.
+fn batch_answer(out: &[Outcome]) -> Response {
     let any = out.iter().any(|p| p.duplicate);
     let all = out.iter().all(|p| p.duplicate);
+    let mut id = [0u8; 36];
+    let mut body = Vec::with_capacity(16 + out.len() * if any { 45 } else { 39 });
+    body.extend_from_slice(b"{\"ids\":[");
+    for (i, p) in out.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.push(b'"');
+        body.extend_from_slice(p.id.encode(&mut id).as_bytes());
+        body.push(b'"');
+    }
+    body.push(b']');
+    if any {
+        body.extend_from_slice(b",\"duplicate\":[");
+        for (i, p) in out.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(if p.duplicate { b"true" } else { b"false" });
+        }
+        body.push(b']');
+    }
+    body.push(b'}');
+    json_answer(status_of(all), body)
+}
+
+fn json_answer(status: StatusCode, body: Vec<u8>) -> Response {
     (
-        status_of(all),
-        Json(PublishedBatch {
-            ids: out.iter().map(|p| p.id.to_string()).collect(),
-            duplicate: any.then(|| out.iter().map(|p| p.duplicate).collect()),
-        }),
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
     )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -404,6 +446,50 @@ mod tests {
         assert!(err.message.contains("at most 124"), "{}", err.message);
         key_batch(&mut m, Some("x".repeat(124))).unwrap();
         assert_eq!(m[999].dedup_id.as_ref().unwrap().len(), 128);
+    }
+
+    /// The answers written by hand are what serde writes for their documented shapes.
+    #[test]
+    fn the_answers_match_their_documented_shapes() {
+        async fn text(r: Response) -> (StatusCode, String) {
+            let status = r.status();
+            assert_eq!(r.headers()["content-type"], "application/json");
+            let b = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+            (status, String::from_utf8(b.to_vec()).unwrap())
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let a = sluice_engine::MessageId::new_v7();
+        let b = sluice_engine::MessageId::new_v7();
+        let o = |id, duplicate| Outcome { id, duplicate };
+        let one = |p: &Outcome| Published {
+            id: p.id.to_string(),
+            duplicate: p.duplicate,
+            hint: None,
+        };
+        for p in [o(a, false), o(b, true)] {
+            let (status, got) = rt.block_on(text(one_answer(&p)));
+            assert_eq!(status, status_of(p.duplicate));
+            assert_eq!(got, serde_json::to_string(&one(&p)).unwrap());
+        }
+        for batch in [
+            vec![o(a, false)],
+            vec![o(a, false), o(b, false)],
+            vec![o(a, false), o(b, true), o(a, false)],
+            vec![o(a, true), o(b, true)],
+        ] {
+            let want = PublishedBatch {
+                ids: batch.iter().map(|p| p.id.to_string()).collect(),
+                duplicate: batch
+                    .iter()
+                    .any(|p| p.duplicate)
+                    .then(|| batch.iter().map(|p| p.duplicate).collect()),
+            };
+            let (status, got) = rt.block_on(text(batch_answer(&batch)));
+            assert_eq!(status, status_of(batch.iter().all(|p| p.duplicate)));
+            assert_eq!(got, serde_json::to_string(&want).unwrap());
+        }
     }
 
     #[test]
