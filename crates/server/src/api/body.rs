@@ -28,6 +28,14 @@ pub struct BodyLimits {
     pub body_timeout: Duration,
 }
 
+/// `application/json` or `application/…+json`, in any case, with any parameters (compared in
+/// place: no lower-cased copy per request).
+fn is_json_type(ct: &[u8]) -> bool {
+    let starts = |p: &[u8]| ct.len() >= p.len() && ct[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"application/json")
+        || (starts(b"application/") && ct.windows(5).any(|w| w.eq_ignore_ascii_case(b"+json")))
+}
+
 /// The raw body (size-limited) and whether it was declared as JSON.
 pub struct RawBody {
     pub bytes: Bytes,
@@ -47,12 +55,7 @@ where
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|ct| {
-                let ct = ct.to_ascii_lowercase();
-                ct.starts_with("application/json")
-                    || (ct.starts_with("application/") && ct.contains("+json"))
-            })
-            .unwrap_or(false);
+            .is_some_and(|ct| is_json_type(ct.as_bytes()));
         let limit = state.max_request_bytes;
         // A body that declares more than the limit (Content-Length) is refused before a byte
         // of it is read, not after the body timeout.
@@ -302,5 +305,31 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts
                 let why = crate::human_errors::humanize_query(&e.body_text(), parts.uri.query());
                 ApiError::bad_request("invalid_query", format!("query string: {why}"))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_type;
+
+    #[test]
+    fn json_content_types_in_any_case() {
+        for yes in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.api+json",
+            "APPLICATION/CloudEvents+JSON",
+        ] {
+            assert!(is_json_type(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "text/json",
+            "",
+            "application/",
+        ] {
+            assert!(!is_json_type(no.as_bytes()), "{no}");
+        }
     }
 }

@@ -14,13 +14,19 @@
 //! - [`harmless`]: what a cross-site request may still do: a plain `GET`/`HEAD` of the
 //!   dashboard's pages and the health routes (a link to the dashboard keeps working).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
+use axum::http::header::{HeaderName, ORIGIN, UPGRADE};
 use axum::http::{HeaderMap, Method, Uri};
 
+// Looked up on every keyless request: named once here, not parsed from text at each lookup.
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+
 /// Split `host[:port]` (IPv6 in brackets) into the host, lower-cased and without a trailing
-/// dot, and the port if given.
-fn split_authority(a: &str) -> Option<(String, Option<u16>)> {
+/// dot, and the port if given. The host is copied only when it has capitals to lower.
+fn split_authority(a: &str) -> Option<(Cow<'_, str>, Option<u16>)> {
     let a = a.trim();
     let (host, port) = if let Some(rest) = a.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
@@ -39,7 +45,13 @@ fn split_authority(a: &str) -> Option<(String, Option<u16>)> {
         Some(p) => Some(p.parse::<u16>().ok()?),
         None => None,
     };
-    Some((host.trim_end_matches('.').to_ascii_lowercase(), port))
+    let host = host.trim_end_matches('.');
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    Some((host, port))
 }
 
 fn loopback_name(host: &str) -> bool {
@@ -70,13 +82,13 @@ fn parse_origin(origin: &str) -> Option<(String, String, u16)> {
         _ => return None,
     };
     let (host, port) = split_authority(rest.trim_end_matches('/'))?;
-    Some((scheme, host, port.unwrap_or(default)))
+    Some((scheme, host.into_owned(), port.unwrap_or(default)))
 }
 
 /// Does the request come from a page of another site? `host` is the request's `Host`; `tls`
 /// says whether this server speaks HTTPS.
 pub fn cross_site(headers: &HeaderMap, host: Option<&str>, tls: bool) -> bool {
-    if let Some(origin) = headers.get("origin") {
+    if let Some(origin) = headers.get(ORIGIN) {
         let Some((scheme, o_host, o_port)) = origin.to_str().ok().and_then(parse_origin) else {
             return true; // `null` (sandboxed frames, files) or garbage
         };
@@ -91,7 +103,7 @@ pub fn cross_site(headers: &HeaderMap, host: Option<&str>, tls: bool) -> bool {
         });
     }
     headers
-        .get("sec-fetch-site")
+        .get(SEC_FETCH_SITE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
 }
@@ -108,8 +120,8 @@ pub fn harmless(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
     (method == Method::GET || method == Method::HEAD)
         && page
         && !action
-        && !headers.contains_key("upgrade")
-        && !headers.contains_key("x-amz-target")
+        && !headers.contains_key(UPGRADE)
+        && !headers.contains_key(X_AMZ_TARGET)
 }
 
 #[cfg(test)]

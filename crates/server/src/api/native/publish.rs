@@ -7,8 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -229,14 +230,21 @@ fn to_publish(p: PublishBody, entry: Option<usize>) -> ApiResult<Publish> {
     })
 }
 
-/// The `Idempotency-Key` header, checked like a deduplication id.
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let key = String::from_utf8_lossy(v.as_bytes()).into_owned();
-    validate_fifo_id(&key, "Idempotency-Key")?;
-    Ok(Some(key))
+/// The `Idempotency-Key` header, checked like a deduplication id. An extractor that reads the
+/// one header in place (axum's `HeaderMap` extractor copies every header of the request).
+pub struct IdempotencyKey(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> ApiResult<Self> {
+        let Some(v) = parts.headers.get(IDEMPOTENCY_KEY) else {
+            return Ok(IdempotencyKey(None));
+        };
+        let key = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        validate_fifo_id(&key, "Idempotency-Key")?;
+        Ok(IdempotencyKey(Some(key)))
+    }
 }
 
 /// A single message's deduplication id from the header (the same as the body's, if any).
@@ -304,11 +312,10 @@ pub async fn publish(
     Path(queue): Path<String>,
     QueryParams(q): QueryParams<PublishQuery>,
     caller: Option<Extension<Principal>>,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     body: RawBody,
 ) -> ApiResult<Response> {
     let missing = if_missing(caller.as_deref());
-    let key = idempotency_key(&headers)?;
     if !body.is_json {
         let hint = envelope_hint(&body.bytes);
         let mut m = Publish {
