@@ -1,7 +1,7 @@
 //! Message ids: UUIDv7 (RFC 9562), made here rather than by `uuid::Uuid::now_v7`, so that a
-//! batch takes one lock and one clock read for all its ids instead of one each (about 450
-//! instructions an id with the crate's shared context, measured with callgrind; a tenth of
-//! that here).
+//! batch takes one lock and one clock read for all its ids instead of one each (the crate's
+//! shared context cost about 340 instructions more an id in a batch of 10, measured with
+//! callgrind; BENCHMARKS.md, "Fewer instructions per publish").
 //!
 //! The layout is the RFC's "fixed bit-length dedicated counter" (its method 1), as the `uuid`
 //! crate also makes them: 48 bits of Unix milliseconds, the version (7), 42 bits of counter
