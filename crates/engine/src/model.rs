@@ -362,9 +362,9 @@ impl MessageId {
     pub fn new_v7() -> Self {
         MessageId(crate::ids::new_v7())
     }
-    /// `n` new ids in one go (one lock and one clock read for a batch).
-    pub fn new_v7s(n: usize) -> impl Iterator<Item = MessageId> {
-        crate::ids::new_v7s(n).into_iter().map(MessageId)
+    /// `n` new ids in one go (one lock and one clock read for a batch), in increasing order.
+    pub fn new_v7s(n: usize) -> Vec<MessageId> {
+        crate::ids::new_v7s(n).into_iter().map(MessageId).collect()
     }
     pub fn parse(s: &str) -> Option<Self> {
         uuid::Uuid::parse_str(s)

@@ -114,8 +114,9 @@ impl Engine {
         };
         let single = messages.len() == 1;
         let mut batch = Vec::with_capacity(messages.len());
-        let ids = MessageId::new_v7s(messages.len());
-        for ((i, m), id) in messages.into_iter().enumerate().zip(ids) {
+        // The ids asked for: a duplicate comes back with the first message's id instead.
+        let asked = MessageId::new_v7s(messages.len());
+        for ((i, m), &id) in messages.into_iter().enumerate().zip(&asked) {
             let field = |f: &str| {
                 if single {
                     f.to_string()
@@ -125,7 +126,6 @@ impl Engine {
             };
             batch.push(self.check_one(m, id, now, fifo, content_dedup, &field)?);
         }
-        let asked: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
         let ids = self.append(queue, batch, now, missing).await?;
         Ok(ids
             .into_iter()
