@@ -324,7 +324,7 @@ const MAX_H2_STREAMS: u32 = 256;
 /// against the client's delayed ACK). At shutdown, connections are drained gracefully.
 async fn serve_connections(
     listener: tokio::net::TcpListener,
-    app: axum::Router,
+    app: api::FrontDoor,
     tls: Option<Arc<crate::tls::Tls>>,
     limits: Limits,
     stop: impl std::future::Future<Output = ()>,

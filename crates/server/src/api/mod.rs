@@ -1,6 +1,8 @@
 //! HTTP front ends. Each submodule adapts one protocol to engine calls; none holds queue rules.
-//! `router` assembles them with the cross-cutting layers (API keys, the keyless guard against
-//! cross-site requests and DNS rebinding, request metrics, fallback errors). The ground floor every adapter stands on: `state.rs` (what handlers get),
+//! `router` assembles them with the cross-cutting layers (API keys, request metrics and the
+//! keyless guard against cross-site requests and DNS rebinding, fallback errors) behind the
+//! front door (`front_door.rs`: every request's way in; publish, receive and ack skip the
+//! router). The ground floor every adapter stands on: `state.rs` (what handlers get),
 //! `body.rs` (request bodies), `error.rs` (the JSON error shape); `openapi.rs` documents the
 //! native API and imports the adapters, never the other way round.
 
@@ -8,6 +10,7 @@ pub mod awe;
 pub mod body;
 pub mod error;
 pub mod forwarder;
+mod front_door;
 pub mod httpqueue;
 pub mod ingest;
 pub mod miniqueue;
@@ -23,10 +26,10 @@ mod subscription_view;
 pub mod subscriptions;
 pub mod timers;
 
+pub use self::front_door::FrontDoor;
 pub use self::state::{AppInner, AppState, Slots};
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
@@ -44,7 +47,7 @@ pub struct CompatRouters {
     pub awe_queue: String,
 }
 
-pub fn router(state: AppState, compat: CompatRouters) -> Router {
+pub fn router(state: AppState, compat: CompatRouters) -> FrontDoor {
     let v1 = Router::new()
         .route("/v1/queues", get(native::list_queues))
         .route(
@@ -173,11 +176,15 @@ pub fn router(state: AppState, compat: CompatRouters) -> Router {
     } else {
         routes
     };
-    routes
+    let routes = routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            front_door::track,
+        ))
+        .with_state(state.clone());
+    FrontDoor::new(routes, state)
 }
 
 /// Check the API key against what the route needs (see `crate::auth::need`): 401 without a
@@ -228,72 +235,4 @@ async fn authorize(
         parts.extensions.insert(principal);
     }
     next.run(Request::from_parts(parts, body)).await
-}
-
-/// Without API keys, every request is allowed: keep web pages out (see `origin.rs`). A server
-/// listening on loopback answers only to loopback names (`Host`), against DNS rebinding; any
-/// keyless server refuses requests from other sites' pages, except plain reads of the
-/// dashboard's pages. Browsers say where a request comes from (`Origin`, `Sec-Fetch-Site`);
-/// other clients (SQS SDKs, the seeds' clients, curl) send neither and are not affected. With
-/// keys configured this does nothing: a page has no key.
-/// Returns the refusal, if any. Called by `track`: one middleware layer instead of two saves a
-/// boxed future per request.
-fn keyless_refusal(s: &AppState, req: &Request) -> Option<Response> {
-    use axum::response::IntoResponse;
-    if s.auth.enabled() {
-        return None;
-    }
-    let headers = req.headers();
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    let refuse = |code: &'static str, msg: String| {
-        error::ApiError::new(axum::http::StatusCode::FORBIDDEN, code, msg).into_response()
-    };
-    if s.loopback {
-        if let Some(h) = host.filter(|h| !origin::is_loopback_host(h)) {
-            return Some(refuse(
-                "forbidden_host",
-                format!("Host {h:?} is not a loopback name: a server without API keys answers only to localhost, 127.0.0.1 and [::1] (configure --auth-keys to serve other names)"),
-            ));
-        }
-    }
-    if origin::cross_site(headers, host, s.tls)
-        && !origin::harmless(req.method(), req.uri(), headers)
-    {
-        return Some(refuse(
-            "cross_site_request",
-            "requests from other sites' pages are refused by a server without API keys (Origin or Sec-Fetch-Site names another site); configure --auth-keys to serve them".into(),
-        ));
-    }
-    None
-}
-
-/// Count every request by route template and status, and time it; without API keys, refuse
-/// web pages first (`keyless_refusal`).
-async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let path = s.access_log.then(|| req.uri().path().to_string());
-    let started = Instant::now();
-    let mut resp = match keyless_refusal(&s, &req) {
-        Some(refused) => refused,
-        None => next.run(req).await,
-    };
-    if s.tls {
-        // Browsers (the dashboard) keep to HTTPS for this host from now on.
-        resp.headers_mut().insert(
-            axum::http::header::STRICT_TRANSPORT_SECURITY,
-            axum::http::HeaderValue::from_static("max-age=31536000"),
-        );
-    }
-    let status = resp.status().as_u16();
-    if let Some(path) = path {
-        tracing::info!(method = %method, path = %path, status = %status, duration_ms = started.elapsed().as_millis() as u64, "request");
-    }
-    let route = route.as_ref().map_or("unmatched", |r| r.as_str());
-    s.http_metrics
-        .record(route, &method, status, started.elapsed().as_secs_f64());
-    resp
 }

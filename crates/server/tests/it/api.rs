@@ -320,3 +320,60 @@ async fn restart_keeps_messages_and_shutdown_is_graceful() {
     );
     assert_eq!(v["messages"][0]["receive_count"], 2, "receive count kept");
 }
+
+/// Publish, receive and ack take the front door's direct way unless the queue name is
+/// percent-encoded (then the router's, which decodes it): both ways reach the same queue, with
+/// the same answers, errors and request metrics.
+#[tokio::test]
+async fn the_hot_requests_answer_alike_by_either_way_in() {
+    let s = Server::start().await;
+    let h = Http::new(&s.base);
+    let direct = "/v1/queues/ways";
+    let routed = "/v1/queues/w%61ys";
+    for (i, way) in [direct, routed].into_iter().enumerate() {
+        let (st, out) = h
+            .post(&format!("{way}/messages"), json!({"body": format!("m{i}")}))
+            .await;
+        assert_eq!(st, 201, "{way}: {out}");
+        assert_eq!(out.as_object().unwrap().len(), 1, "{way}: {out}");
+        let (st, out) = h
+            .raw(
+                "POST",
+                &format!("{way}/messages"),
+                "application/json",
+                b"{".to_vec(),
+            )
+            .await;
+        assert_eq!((st, err_code(&out)), (400, "invalid_json".into()), "{way}");
+        let (st, out) = h
+            .post(&format!("{way}/ack"), json!({"receipt": "zz"}))
+            .await;
+        assert_eq!(
+            (st, err_code(&out)),
+            (400, "invalid_receipt".into()),
+            "{way}"
+        );
+    }
+    assert_eq!(h.peek_bodies("ways").await, ["m0", "m1"]);
+    // Received one way, acked the other.
+    for (get, settle) in [(direct, routed), (routed, direct)] {
+        let (st, got) = h
+            .post(&format!("{get}/receive"), json!({"max_messages": 1}))
+            .await;
+        assert_eq!(st, 200, "{got}");
+        let receipt = got["messages"][0]["receipt"].as_str().unwrap().to_string();
+        let (st, out) = h
+            .post(&format!("{settle}/ack"), json!({"receipt": receipt}))
+            .await;
+        assert_eq!(st, 200, "{out}");
+    }
+    assert!(h.peek_bodies("ways").await.is_empty());
+    let series = |route: &str, status: u16| {
+        format!("sluice_http_requests_total{{route=\"/v1/queues/{{queue}}/{route}\",method=\"POST\",status=\"{status}\"}}")
+    };
+    assert_eq!(h.metric(&series("messages", 201)).await, 2.0);
+    assert_eq!(h.metric(&series("messages", 400)).await, 2.0);
+    assert_eq!(h.metric(&series("receive", 200)).await, 2.0);
+    assert_eq!(h.metric(&series("ack", 200)).await, 2.0);
+    assert_eq!(h.metric(&series("ack", 400)).await, 2.0);
+}

@@ -1,0 +1,271 @@
+//! Every request's way in. [`FrontDoor`] is the service hyper calls. The three requests a busy
+//! queue serves over and over, `POST /v1/queues/{queue}/messages`, `.../receive` and
+//! `.../ack`, go straight to their handlers; everything else goes through axum's router.
+//!
+//! Why: per request, the router looks the path up, allocates its parameters and the matched
+//! path, clones the route's boxed service and boxes a future for each layer: about 7k of a
+//! single publish's 43k instructions (BENCHMARKS.md, "The front door"). The direct way runs the
+//! same handlers with the same extractors in the same order, behind the same keyless guard and
+//! the same request metrics and access log ([`tracked`], which the router's `track` layer also
+//! calls), so no client can tell the two ways apart. Requests whose queue name is
+//! percent-encoded take the router (its `Path` extractor decodes), and so do all requests when
+//! API keys are configured (the `authorize` layer reads the router's matched path).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures::future::{BoxFuture, Either};
+
+use super::body::{QueryParams, RawBody};
+use super::{error, native, origin, AppState};
+
+/// The server's service: the hot requests directly, the rest through `router`.
+#[derive(Clone)]
+pub struct FrontDoor {
+    router: Router,
+    state: AppState,
+    /// No API keys: the hot requests may skip the router (see the file's doc).
+    direct: bool,
+}
+
+impl FrontDoor {
+    pub(super) fn new(router: Router, state: AppState) -> Self {
+        let direct = !state.auth.enabled();
+        FrontDoor {
+            router,
+            state,
+            direct,
+        }
+    }
+}
+
+/// The requests that take the direct way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Hot {
+    Publish,
+    Receive,
+    Ack,
+}
+
+impl Hot {
+    /// The hot request a method and path name, with its queue; `None` for every other request.
+    /// Matches exactly what the router's templates below would: one non-empty segment for the
+    /// queue, nothing after the action.
+    fn of<'a>(method: &Method, path: &'a str) -> Option<(Hot, &'a str)> {
+        if method != Method::POST {
+            return None;
+        }
+        let (queue, action) = path.strip_prefix("/v1/queues/")?.split_once('/')?;
+        if queue.is_empty() || queue.contains('%') {
+            return None;
+        }
+        let hot = match action {
+            "messages" => Hot::Publish,
+            "receive" => Hot::Receive,
+            "ack" => Hot::Ack,
+            _ => return None,
+        };
+        Some((hot, queue))
+    }
+
+    /// The router's template for this request (the metrics' `route` label).
+    fn route(self) -> &'static str {
+        match self {
+            Hot::Publish => "/v1/queues/{queue}/messages",
+            Hot::Receive => "/v1/queues/{queue}/receive",
+            Hot::Ack => "/v1/queues/{queue}/ack",
+        }
+    }
+
+    /// The handler, its extractors run as axum would run them: the parts' in argument order,
+    /// then the body; a rejection answers at once.
+    async fn serve(self, s: AppState, queue: String, req: Request) -> Response {
+        macro_rules! extract {
+            ($e:expr) => {
+                match $e.await {
+                    Ok(v) => v,
+                    Err(rejection) => return rejection.into_response(),
+                }
+            };
+        }
+        match self {
+            Hot::Publish => {
+                let (mut parts, body) = req.into_parts();
+                let query = extract!(QueryParams::from_request_parts(&mut parts, &s));
+                // No keys on this way, so no principal (the `authorize` layer sets it).
+                let key = extract!(native::IdempotencyKey::from_request_parts(&mut parts, &s));
+                let body = extract!(RawBody::from_request(Request::from_parts(parts, body), &s));
+                native::publish(State(s), Path(queue), query, None, key, body)
+                    .await
+                    .into_response()
+            }
+            Hot::Receive => {
+                let body = extract!(RawBody::from_request(req, &s));
+                native::receive(State(s), Path(queue), body)
+                    .await
+                    .into_response()
+            }
+            Hot::Ack => {
+                let body = extract!(RawBody::from_request(req, &s));
+                native::ack(State(s), Path(queue), body)
+                    .await
+                    .into_response()
+            }
+        }
+    }
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for FrontDoor
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<
+        <Router as tower::Service<axum::http::Request<B>>>::Future,
+        BoxFuture<'static, Result<Response, Infallible>>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        if self.direct {
+            if let Some((hot, queue)) = Hot::of(req.method(), req.uri().path()) {
+                let queue = queue.to_owned();
+                let s = self.state.clone();
+                let req = req.map(Body::new);
+                return Either::Right(Box::pin(async move {
+                    let inner = |req| hot.serve(s.clone(), queue, req);
+                    Ok(tracked(&s, hot.route(), req, inner).await)
+                }));
+            }
+        }
+        Either::Left(self.router.call(req))
+    }
+}
+
+/// The router's layer around every route: [`tracked`] under the route's template.
+pub(super) async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", |r| r.as_str());
+    tracked(&s, route, req, |req| next.run(req)).await
+}
+
+/// Count the request by route template and status, time it, log it with `--access-log`;
+/// without API keys, refuse web pages first ([`keyless_refusal`]). Both ways in call this.
+async fn tracked<F>(
+    s: &AppState,
+    route: &str,
+    req: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
+    let method = req.method().clone();
+    let path = s.access_log.then(|| req.uri().path().to_string());
+    let started = Instant::now();
+    let mut resp = match keyless_refusal(s, &req) {
+        Some(refused) => refused,
+        None => inner(req).await,
+    };
+    if s.tls {
+        // Browsers (the dashboard) keep to HTTPS for this host from now on.
+        resp.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    let status = resp.status().as_u16();
+    if let Some(path) = path {
+        tracing::info!(method = %method, path = %path, status = %status, duration_ms = started.elapsed().as_millis() as u64, "request");
+    }
+    s.http_metrics
+        .record(route, &method, status, started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Without API keys, every request is allowed: keep web pages out (see `origin.rs`). A server
+/// listening on loopback answers only to loopback names (`Host`), against DNS rebinding; any
+/// keyless server refuses requests from other sites' pages, except plain reads of the
+/// dashboard's pages. Browsers say where a request comes from (`Origin`, `Sec-Fetch-Site`);
+/// other clients (SQS SDKs, the seeds' clients, curl) send neither and are not affected. With
+/// keys configured this does nothing: a page has no key.
+/// Returns the refusal, if any.
+fn keyless_refusal(s: &AppState, req: &Request) -> Option<Response> {
+    if s.auth.enabled() {
+        return None;
+    }
+    let headers = req.headers();
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let refuse = |code: &'static str, msg: String| {
+        error::ApiError::new(StatusCode::FORBIDDEN, code, msg).into_response()
+    };
+    if s.loopback {
+        if let Some(h) = host.filter(|h| !origin::is_loopback_host(h)) {
+            return Some(refuse(
+                "forbidden_host",
+                format!("Host {h:?} is not a loopback name: a server without API keys answers only to localhost, 127.0.0.1 and [::1] (configure --auth-keys to serve other names)"),
+            ));
+        }
+    }
+    if origin::cross_site(headers, host, s.tls)
+        && !origin::harmless(req.method(), req.uri(), headers)
+    {
+        return Some(refuse(
+            "cross_site_request",
+            "requests from other sites' pages are refused by a server without API keys (Origin or Sec-Fetch-Site names another site); configure --auth-keys to serve them".into(),
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hot;
+    use axum::http::Method;
+
+    #[test]
+    fn only_the_three_hot_requests_take_the_direct_way() {
+        let post = Method::POST;
+        assert_eq!(
+            Hot::of(&post, "/v1/queues/jobs/messages"),
+            Some((Hot::Publish, "jobs"))
+        );
+        assert_eq!(
+            Hot::of(&post, "/v1/queues/a.b-c_d/receive"),
+            Some((Hot::Receive, "a.b-c_d"))
+        );
+        assert_eq!(Hot::of(&post, "/v1/queues/q/ack"), Some((Hot::Ack, "q")));
+        for path in [
+            "/v1/queues/q/nack",
+            "/v1/queues/q/messages/",
+            "/v1/queues/q/messages/x",
+            "/v1/queues//messages",
+            "/v1/queues/a%20b/messages",
+            "/v1/queues/q",
+            "/v1/queues/",
+            "/v1/queuesx/q/messages",
+            "/v2/queues/q/messages",
+            "/",
+        ] {
+            assert_eq!(Hot::of(&post, path), None, "{path}");
+        }
+        assert_eq!(Hot::of(&Method::GET, "/v1/queues/q/messages"), None);
+        assert_eq!(Hot::of(&Method::PUT, "/v1/queues/q/ack"), None);
+    }
+}
