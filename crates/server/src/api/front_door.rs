@@ -7,18 +7,21 @@
 //! single publish's 43k instructions (BENCHMARKS.md, "The front door"). The direct way runs the
 //! same handlers with the same extractors in the same order, behind the same keyless guard and
 //! the same request metrics and access log ([`tracked`], which the router's `track` layer also
-//! calls), so no client can tell the two ways apart. Requests whose queue name is
-//! percent-encoded take the router (its `Path` extractor decodes), and so do all requests when
-//! API keys are configured (the `authorize` layer reads the router's matched path).
+//! calls), and with API keys the same check ([`admit`], which the router's `authorize` layer
+//! also calls), so no client can tell the two ways apart. Requests whose queue name is
+//! percent-encoded take the router (its `Path` extractor decodes).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::extract::{
+    Extension, FromRequest, FromRequestParts, MatchedPath, Path, RawPathParams, Request, State,
+};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -26,23 +29,23 @@ use futures::future::{BoxFuture, Either};
 
 use super::body::{QueryParams, RawBody};
 use super::{error, native, origin, AppState};
+use crate::auth::{Need, Principal};
 
 /// The server's service: the hot requests directly, the rest through `router`.
 #[derive(Clone)]
 pub struct FrontDoor {
     router: Router,
     state: AppState,
-    /// No API keys: the hot requests may skip the router (see the file's doc).
-    direct: bool,
+    /// The queue awe_queue's routes act on (for `admit`; a hot request never names it).
+    awe_queue: Arc<str>,
 }
 
 impl FrontDoor {
-    pub(super) fn new(router: Router, state: AppState) -> Self {
-        let direct = !state.auth.enabled();
+    pub(super) fn new(router: Router, state: AppState, awe_queue: Arc<str>) -> Self {
         FrontDoor {
             router,
             state,
-            direct,
+            awe_queue,
         }
     }
 }
@@ -86,8 +89,9 @@ impl Hot {
     }
 
     /// The handler, its extractors run as axum would run them: the parts' in argument order,
-    /// then the body; a rejection answers at once.
-    async fn serve(self, s: AppState, queue: String, req: Request) -> Response {
+    /// then the body; a rejection answers at once. With API keys, first the key's check, as
+    /// the router's `authorize` layer does it.
+    async fn serve(self, s: AppState, awe_queue: &str, queue: String, req: Request) -> Response {
         macro_rules! extract {
             ($e:expr) => {
                 match $e.await {
@@ -96,14 +100,30 @@ impl Hot {
                 }
             };
         }
+        let caller = if s.auth.enabled() {
+            let method = req.method();
+            match admit(
+                &s,
+                awe_queue,
+                method,
+                self.route(),
+                Some(&queue),
+                req.headers(),
+            ) {
+                Ok(caller) => caller,
+                Err(refused) => return refused.into_response(),
+            }
+        } else {
+            None
+        };
         match self {
             Hot::Publish => {
                 let (mut parts, body) = req.into_parts();
                 let query = extract!(QueryParams::from_request_parts(&mut parts, &s));
-                // No keys on this way, so no principal (the `authorize` layer sets it).
                 let key = extract!(native::IdempotencyKey::from_request_parts(&mut parts, &s));
                 let body = extract!(RawBody::from_request(Request::from_parts(parts, body), &s));
-                native::publish(State(s), Path(queue), query, None, key, body)
+                let caller = caller.map(Extension);
+                native::publish(State(s), Path(queue), query, caller, key, body)
                     .await
                     .into_response()
             }
@@ -140,18 +160,104 @@ where
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
-        if self.direct {
-            if let Some((hot, queue)) = Hot::of(req.method(), req.uri().path()) {
-                let queue = queue.to_owned();
-                let s = self.state.clone();
-                let req = req.map(Body::new);
-                return Either::Right(Box::pin(async move {
-                    let inner = |req| hot.serve(s.clone(), queue, req);
-                    Ok(tracked(&s, hot.route(), req, inner).await)
-                }));
-            }
+        if let Some((hot, queue)) = Hot::of(req.method(), req.uri().path()) {
+            let queue = queue.to_owned();
+            let s = self.state.clone();
+            let awe_queue = self.awe_queue.clone();
+            let req = req.map(Body::new);
+            return Either::Right(Box::pin(async move {
+                let inner = |req| hot.serve(s.clone(), &awe_queue, queue, req);
+                Ok(tracked(&s, hot.route(), req, inner).await)
+            }));
         }
         Either::Left(self.router.call(req))
+    }
+}
+
+/// The router's layer with API keys ([`admit`] under the route's template and queue parameter);
+/// it hands the caller's principal to the handlers (those that list queues show only the ones
+/// its key covers). Layered only when keys are configured (`router`).
+pub(super) async fn authorize(
+    State((s, awe_queue)): State<(AppState, Arc<str>)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let queue = RawPathParams::from_request_parts(&mut parts, &s)
+        .await
+        .ok()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|(k, _)| *k == "queue" || *k == "topic")
+                .map(|(_, v)| v.to_string())
+        });
+    match admit(
+        &s,
+        &awe_queue,
+        &parts.method,
+        &template,
+        queue.as_deref(),
+        &parts.headers,
+    ) {
+        Ok(Some(principal)) => {
+            parts.extensions.insert(principal);
+        }
+        Ok(None) => {}
+        Err(refused) => return refused.into_response(),
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// Check the API key against what the route needs (see `crate::auth::need`): 401 without a
+/// valid key, 403 when the key's role or queues do not cover the request; otherwise the
+/// caller's principal (`None` for what needs no key: public routes, and the SQS API, which
+/// checks SigV4 itself). Only with keys configured.
+fn admit(
+    s: &AppState,
+    awe_queue: &str,
+    method: &Method,
+    template: &str,
+    queue: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, Refused> {
+    let need = crate::auth::need(method, template, queue, awe_queue);
+    if matches!(need, Need::Public | Need::Sqs) {
+        return Ok(None);
+    }
+    let principal = s.auth.bearer(headers).map_err(Refused::NoKey)?;
+    principal.allows(&need).map_err(Refused::NotCovered)?;
+    Ok(Some(principal))
+}
+
+/// Why [`admit`] refused a request.
+enum Refused {
+    /// 401: no key, or not a valid one.
+    NoKey(&'static str),
+    /// 403: the key's role or queues do not cover the request.
+    NotCovered(String),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::NoKey(msg) => {
+                let mut r = error::ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
+                    .into_response();
+                r.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"sluice\""),
+                );
+                r
+            }
+            Refused::NotCovered(msg) => {
+                error::ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg).into_response()
+            }
+        }
     }
 }
 

@@ -31,9 +31,7 @@ pub use self::state::{AppInner, AppState, Slots};
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -168,10 +166,11 @@ pub fn router(state: AppState, compat: CompatRouters) -> FrontDoor {
         .merge(compat.miniqueue);
     // Without keys there is nothing to check: no layer, so no boxed future and no clone of
     // the route per request (keys are read once, at start).
+    let awe_queue = Arc::<str>::from(compat.awe_queue);
     let routes = if state.auth.enabled() {
         routes.route_layer(middleware::from_fn_with_state(
-            (state.clone(), Arc::<str>::from(compat.awe_queue)),
-            authorize,
+            (state.clone(), awe_queue.clone()),
+            front_door::authorize,
         ))
     } else {
         routes
@@ -184,55 +183,5 @@ pub fn router(state: AppState, compat: CompatRouters) -> FrontDoor {
             front_door::track,
         ))
         .with_state(state.clone());
-    FrontDoor::new(routes, state)
-}
-
-/// Check the API key against what the route needs (see `crate::auth::need`): 401 without a
-/// valid key, 403 when the key's role or queues do not cover the request. Layered only when
-/// keys are configured (`router`). The SQS API checks SigV4 itself.
-async fn authorize(
-    State((s, awe_queue)): State<(AppState, Arc<str>)>,
-    req: Request,
-    next: Next,
-) -> Response {
-    use crate::auth::Need;
-    use axum::extract::{FromRequestParts, RawPathParams};
-    use axum::response::IntoResponse;
-    let (mut parts, body) = req.into_parts();
-    let template = parts
-        .extensions
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let queue = RawPathParams::from_request_parts(&mut parts, &s)
-        .await
-        .ok()
-        .and_then(|ps| {
-            ps.iter()
-                .find(|(k, _)| *k == "queue" || *k == "topic")
-                .map(|(_, v)| v.to_string())
-        });
-    let need = crate::auth::need(&parts.method, &template, queue.as_deref(), &awe_queue);
-    if !matches!(need, Need::Public | Need::Sqs) {
-        let principal = match s.auth.bearer(&parts.headers) {
-            Ok(p) => p,
-            Err(msg) => {
-                let mut r =
-                    error::ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", msg)
-                        .into_response();
-                r.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("Bearer realm=\"sluice\""),
-                );
-                return r;
-            }
-        };
-        if let Err(msg) = principal.allows(&need) {
-            return error::ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", msg)
-                .into_response();
-        }
-        // Handlers that list queues show the caller only those its key covers.
-        parts.extensions.insert(principal);
-    }
-    next.run(Request::from_parts(parts, body)).await
+    FrontDoor::new(routes, state, awe_queue)
 }

@@ -94,6 +94,11 @@ async fn keys_roles_and_queue_globs() {
         v["error"]["message"].as_str().unwrap().contains("payments"),
         "{v}"
     );
+    // The same request by the router's way (a percent-encoded name) gets the same answer.
+    let (st, routed) = shop
+        .post("/v1/queues/p%61yments/messages", json!({"body": "x"}))
+        .await;
+    assert_eq!((st, &routed), (403, &v));
     assert_eq!(
         shop.post("/v1/queues/orders/receive", json!({})).await.0,
         403
