@@ -60,8 +60,8 @@ enum Hot {
 
 impl Hot {
     /// The hot request a method and path name, with its queue; `None` for every other request.
-    /// Matches exactly what the router's templates below would: one non-empty segment for the
-    /// queue, nothing after the action.
+    /// Matches what the router's templates (`router` in `mod.rs`) would: one non-empty segment
+    /// for the queue, nothing after the action.
     fn of<'a>(method: &Method, path: &'a str) -> Option<(Hot, &'a str)> {
         if method != Method::POST {
             return None;
