@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Extension, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ use sluice_engine::validate::validate_fifo_id;
 use sluice_engine::{range, Publish, Published as Outcome};
 use utoipa::{IntoParams, ToSchema};
 
+use super::json_answer;
 use crate::api::body::{parse_json, QueryParams, RawBody};
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::AppState;
@@ -411,18 +412,6 @@ fn batch_answer(out: &[Outcome]) -> Response {
     }
     body.push(b'}');
     json_answer(status_of(all), body)
-}
-
-fn json_answer(status: StatusCode, body: Vec<u8>) -> Response {
-    (
-        status,
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
 }
 
 #[cfg(test)]
