@@ -1,7 +1,6 @@
 //! Messages: receive with a lease, peek, and how a message is shown (publish is `publish.rs`).
 
 use std::collections::BTreeMap;
-
 use std::io::Write as _;
 
 use axum::extract::{Path, State};

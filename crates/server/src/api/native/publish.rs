@@ -361,8 +361,8 @@ pub async fn publish(
 
 // The two answers below are `Published` and `PublishedBatch` (their shapes in OpenAPI, tested
 // against serde's output) written by hand: an id is hex and hyphens, so only a hint needs
-// escaping, and the answer is one buffer of the right size. Through serde_json they cost about 7% of a
-// batch's instructions (callgrind), most of it escaping the ids.
+// escaping, and the answer is one buffer of the right size. Through serde_json they cost
+// about 7% of a batch's instructions (callgrind), most of it escaping the ids.
 
 /// A single message's answer: `{"id":"…"}`, with `"duplicate":true` for a repeat and the
 /// raw-body `hint` when there is one (the only part that may need escaping).
