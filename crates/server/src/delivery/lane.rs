@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use super::health::Health;
 use super::http::Target;
 use super::throttle::Throttle;
-use super::webhook::Answered;
+use super::webhook::{Answered, Meters};
 use super::{Counters, PushManager, LEASE_POLL_MS};
 
 mod waiting;
@@ -68,6 +68,7 @@ pub(super) struct Lane {
     health: Arc<Health>,
     /// The subscription's URL, parsed once.
     target: Target,
+    meters: Meters,
     /// Answered requests, to the settler (each holding its place in `unsettled`).
     settle: mpsc::UnboundedSender<(Answered, OwnedSemaphorePermit)>,
     unsettled: Arc<Semaphore>,
@@ -95,6 +96,7 @@ impl Lane {
             stop,
             manager,
             target: Target::parse(&sub.config.url),
+            meters: Meters::new(&sub),
             sub,
             counters,
             throttle,
@@ -366,7 +368,14 @@ impl Lane {
                 }
                 false => {
                     lane.manager
-                        .call(&lane.sub, &lane.target, got, &lane.throttle, ticket)
+                        .call(
+                            &lane.sub,
+                            &lane.target,
+                            got,
+                            &lane.throttle,
+                            ticket,
+                            &lane.meters,
+                        )
                         .await
                 }
             };

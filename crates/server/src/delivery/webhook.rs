@@ -4,7 +4,10 @@
 //! means; then (`settle`, for many answered requests at once) record the attempts and settle
 //! the deliveries through the engine.
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use metrics::{Counter, Histogram};
 
 use sluice_engine::history::limits::DELIVERED_EXCERPT;
 use sluice_engine::push::breaker::Verdict;
@@ -25,6 +28,49 @@ pub(super) struct Answered {
     pub attempt: Attempt,
 }
 
+/// A subscription's request metrics (`sluice_push_attempts_total`, `..._deliveries_total`,
+/// `sluice_push_request_seconds`), each registered once per lane at its first use rather than
+/// at every request, where the registration copied the names and hashed the labels: about a
+/// twentieth of a delivery's instructions. The exporter never forgets a metric, so a handle
+/// kept stays the one `/metrics` shows.
+pub(super) struct Meters {
+    queue: String,
+    subscription: String,
+    attempts: [OnceLock<Counter>; 4],
+    deliveries: [OnceLock<Counter>; 4],
+    request_seconds: OnceLock<Histogram>,
+}
+
+impl Meters {
+    pub fn new(s: &SubscriptionRef) -> Meters {
+        Meters {
+            queue: s.queue.clone(),
+            subscription: s.name.clone(),
+            attempts: Default::default(),
+            deliveries: Default::default(),
+            request_seconds: OnceLock::new(),
+        }
+    }
+
+    /// Count one answered request of `messages` and its duration.
+    fn answered(&self, outcome: Outcome, messages: usize, took: Duration) {
+        let (queue, subscription) = (&self.queue, &self.subscription);
+        let counter = |name: &'static str| metrics::counter!(name, "queue" => queue.clone(), "subscription" => subscription.clone(), "outcome" => outcome.label());
+        let slot = outcome as usize;
+        self.attempts[slot]
+            .get_or_init(|| counter("sluice_push_attempts_total"))
+            .increment(1);
+        if matches!(outcome, Outcome::Delivered | Outcome::Failed) {
+            self.deliveries[slot]
+                .get_or_init(|| counter("sluice_push_deliveries_total"))
+                .increment(messages as u64);
+        }
+        self.request_seconds
+            .get_or_init(|| metrics::histogram!("sluice_push_request_seconds", "queue" => queue.clone(), "subscription" => subscription.clone()))
+            .record(took.as_secs_f64());
+    }
+}
+
 impl PushManager {
     /// Make one request for `got` (one message, or a batch) to `target` (the subscription's
     /// URL, parsed once by its lane) and decide what its answer means
@@ -37,6 +83,7 @@ impl PushManager {
         got: Vec<Delivery>,
         throttle: &Throttle,
         ticket: Ticket,
+        meters: &Meters,
     ) -> Option<(Verdict, Answered)> {
         let sub = &s.config;
         let push = self.engine.push();
@@ -59,11 +106,7 @@ impl PushManager {
                 throttle.on_throttled(ticket, ra)
             });
         let label = decision.outcome.label();
-        metrics::counter!("sluice_push_attempts_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(1);
-        if matches!(decision.outcome, Outcome::Delivered | Outcome::Failed) {
-            metrics::counter!("sluice_push_deliveries_total", "queue" => s.queue.clone(), "subscription" => s.name.clone(), "outcome" => label).increment(got.len() as u64);
-        }
-        metrics::histogram!("sluice_push_request_seconds", "queue" => s.queue.clone(), "subscription" => s.name.clone()).record(resp.duration.as_secs_f64());
+        meters.answered(decision.outcome, got.len(), resp.duration);
         if sub.batching() {
             tracing::info!(queue = %s.queue, subscription = %s.name, size = got.len(), status = ?resp.status, error = ?resp.error, duration_ms = resp.duration.as_millis() as u64, outcome = label, "forwarded batch");
         } else {

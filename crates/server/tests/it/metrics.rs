@@ -81,11 +81,21 @@ async fn metrics_pass_promtool_with_help_for_every_family_and_push_series() {
             "{name} has no # HELP line"
         );
     }
-    // Latency per subscription, backlog per subscription, depth and dead letters per queue.
-    assert!(
-        text.contains(r#"sluice_push_request_seconds_count{queue="m",subscription="ok"}"#),
+    // Attempts and latency per subscription (each lane's own series), backlog per
+    // subscription, depth and dead letters per queue.
+    assert_eq!(
+        sample(
+            &text,
+            r#"sluice_push_attempts_total{queue="m",subscription="ok",outcome="delivered"}"#
+        ),
+        Some(1.0),
         "{text}"
     );
+    for sub in ["ok", "bad"] {
+        let series =
+            format!(r#"sluice_push_request_seconds_count{{queue="m",subscription="{sub}"}}"#);
+        assert_eq!(sample(&text, &series), Some(1.0), "{text}");
+    }
     assert!(
         sample(
             &text,
