@@ -113,7 +113,9 @@ impl Request {
                 || k.get(..7)
                     .is_some_and(|p| p.eq_ignore_ascii_case("sluice-"));
             if shown {
-                out.extend(k.chars().map(|c| c.to_ascii_lowercase()));
+                let name = out.len();
+                out.push_str(k);
+                out[name..].make_ascii_lowercase();
                 out.push_str(": ");
                 out.push_str(v);
                 out.push('\n');
