@@ -92,10 +92,9 @@ pub struct Attempt {
 
 impl Attempt {
     /// The attempt as the history stores it: the bytes `serde_json::to_string` writes for it
-    /// (a unit test holds them equal, and reading goes through serde), written by hand since
-    /// every delivery records one and serde's way cost about a tenth of a push delivery's
-    /// instructions (every key escaped, the moment formatted into a String first). Only the
-    /// text that can need it is escaped: names, the error and the two excerpts.
+    /// (a unit test holds them equal; reading goes through serde), written by hand because
+    /// every delivery records one and serde escaped every key (BENCHMARKS.md, "Push: fewer
+    /// instructions per delivery"). Only text that can need it is escaped.
     pub fn to_json(&self) -> String {
         fn text(out: &mut Vec<u8>, s: &str) {
             serde_json::to_writer(&mut *out, s).expect("a string serializes");
@@ -104,7 +103,7 @@ impl Attempt {
             serde_json::to_writer(&mut *out, &n).expect("a number serializes");
         }
         fn moment(out: &mut Vec<u8>, ms: Millis) {
-            // Digits, '-', ':', '.', 'T' and 'Z': nothing to escape.
+            // Digits, '+', '-', ':', '.', 'T' and 'Z': nothing JSON escapes.
             out.push(b'"');
             out.extend_from_slice(rfc3339(ms).as_bytes());
             out.push(b'"');

@@ -97,6 +97,8 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
 impl Telemetry {
     pub fn install() -> anyhow::Result<Telemetry> {
         use metrics_exporter_prometheus::Matcher;
+        // No idle timeout: push lanes keep their metrics' handles (`delivery::webhook::Meters`),
+        // which an idle timeout would cut off from `/metrics`.
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
             .set_buckets_for_metric(

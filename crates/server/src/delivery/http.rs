@@ -103,7 +103,7 @@ impl Request {
         const SHOWN: &[&str] = &["content-type", "webhook-id", "webhook-timestamp"];
         let end = self.body.len().min(1024);
         let mut out = String::with_capacity(256 + end);
-        // Pieces pushed as they are rather than through `format!`: every delivery writes one.
+        // Pieces pushed as they are rather than through `write!`: every delivery writes one.
         out.push_str(self.method.as_str());
         out.push(' ');
         out.push_str(&self.url.0.shown);
@@ -122,6 +122,7 @@ impl Request {
             }
         }
         out.push('\n');
+        // `from_utf8` checks a valid body faster than `from_utf8_lossy`'s walk in chunks.
         match std::str::from_utf8(&self.body[..end]) {
             Ok(text) => out.push_str(text),
             Err(_) => out.push_str(&String::from_utf8_lossy(&self.body[..end])),
@@ -272,9 +273,9 @@ fn parse_target(s: &str) -> Result<Parsed, String> {
     Ok(Parsed { url, uri, basic })
 }
 
-/// The names every delivery sends, made once: `HeaderName::from_bytes` checks and copies a
-/// name that is not a standard one into a new allocation each time.
-static SENT: [HeaderName; 8] = [
+/// The names sluice's push requests send, made once: `HeaderName::from_bytes` checks and
+/// copies a name that is not a standard one into a new allocation each time.
+static SENT_NAMES: [HeaderName; 8] = [
     hyper::header::CONTENT_TYPE,
     HeaderName::from_static("webhook-id"),
     HeaderName::from_static("webhook-timestamp"),
@@ -303,7 +304,7 @@ fn build(
     let map = req.headers_mut();
     map.reserve(headers.len() + 2);
     for (k, v) in headers {
-        let name = match SENT.iter().find(|n| n.as_str() == k) {
+        let name = match SENT_NAMES.iter().find(|n| n.as_str() == k) {
             Some(name) => name.clone(),
             None => {
                 HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("header name {k:?}"))?
