@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{rfc3339, rfc3339_serde, Millis};
+use crate::clock::{rfc3339_serde, Millis};
 use crate::core::Core;
 use crate::error::Result;
 use crate::model::{Delivery, MessageId};
@@ -96,18 +96,7 @@ impl Attempt {
     /// every delivery records one and serde escaped every key (BENCHMARKS.md, "Push: fewer
     /// instructions per delivery"). Only text that can need it is escaped.
     pub fn to_json(&self) -> String {
-        fn text(out: &mut Vec<u8>, s: &str) {
-            serde_json::to_writer(&mut *out, s).expect("a string serializes");
-        }
-        fn number(out: &mut Vec<u8>, n: u64) {
-            serde_json::to_writer(&mut *out, &n).expect("a number serializes");
-        }
-        fn moment(out: &mut Vec<u8>, ms: Millis) {
-            // Digits, '+', '-', ':', '.', 'T' and 'Z': nothing JSON escapes.
-            out.push(b'"');
-            out.extend_from_slice(rfc3339(ms).as_bytes());
-            out.push(b'"');
-        }
+        use crate::json_out::{moment, number, or_null, text};
         let texts = self.queue.len() + self.subscription.len() + self.request.len();
         let mut out = Vec::with_capacity(256 + texts + self.response.len());
         out.extend_from_slice(b"{\"at\":");
@@ -119,15 +108,9 @@ impl Attempt {
         out.extend_from_slice(b",\"attempt\":");
         number(&mut out, self.attempt.into());
         out.extend_from_slice(b",\"status\":");
-        match self.status {
-            Some(s) => number(&mut out, s.into()),
-            None => out.extend_from_slice(b"null"),
-        }
+        or_null(&mut out, self.status, |o, s| number(o, s.into()));
         out.extend_from_slice(b",\"error\":");
-        match &self.error {
-            Some(e) => text(&mut out, e),
-            None => out.extend_from_slice(b"null"),
-        }
+        or_null(&mut out, self.error.as_deref(), text);
         out.extend_from_slice(b",\"duration_ms\":");
         number(&mut out, self.duration_ms);
         out.extend_from_slice(b",\"request\":");
@@ -137,10 +120,7 @@ impl Attempt {
         out.extend_from_slice(b",\"outcome\":\"");
         out.extend_from_slice(self.outcome.label().as_bytes());
         out.extend_from_slice(b"\",\"next_attempt_at\":");
-        match self.next_attempt_at {
-            Some(t) => moment(&mut out, t),
-            None => out.extend_from_slice(b"null"),
-        }
+        or_null(&mut out, self.next_attempt_at, moment);
         out.extend_from_slice(b",\"batch_size\":");
         number(&mut out, self.batch_size.into());
         out.extend_from_slice(b",\"throttled\":");

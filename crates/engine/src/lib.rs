@@ -20,6 +20,7 @@ mod engine;
 mod error;
 pub mod history;
 mod ids;
+pub mod json_out;
 pub mod limits;
 pub mod model;
 pub mod push;

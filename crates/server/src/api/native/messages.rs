@@ -135,14 +135,7 @@ pub async fn receive(
 /// escaping only what can need it (the body, attributes, group, deduplication id and
 /// dead-letter source; ids, receipts, base64 and moments cannot).
 fn message_list_json(messages: impl Iterator<Item = (Message, Option<String>)>) -> Vec<u8> {
-    fn text(out: &mut Vec<u8>, s: &str) {
-        serde_json::to_writer(&mut *out, s).expect("a string serializes");
-    }
-    fn plain(out: &mut Vec<u8>, s: &str) {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    }
+    use sluice_engine::json_out::{moment, plain, text};
     let mut out = Vec::with_capacity(512);
     let mut id = [0u8; 36];
     out.extend_from_slice(b"{\"messages\":[");
@@ -180,13 +173,13 @@ fn message_list_json(messages: impl Iterator<Item = (Message, Option<String>)>) 
             text(&mut out, v);
         }
         out.extend_from_slice(b"},\"enqueued_at\":");
-        plain(&mut out, &rfc3339(m.enqueued_at));
+        moment(&mut out, m.enqueued_at);
         if let Some(t) = m.first_received_at {
             out.extend_from_slice(b",\"first_received_at\":");
-            plain(&mut out, &rfc3339(t));
+            moment(&mut out, t);
         }
         out.extend_from_slice(b",\"visible_at\":");
-        plain(&mut out, &rfc3339(m.visible_at));
+        moment(&mut out, m.visible_at);
         out.extend_from_slice(b",\"state\":");
         plain(&mut out, state_name(m.state));
         for (key, value) in [
@@ -202,7 +195,7 @@ fn message_list_json(messages: impl Iterator<Item = (Message, Option<String>)>) 
         let _ = write!(out, ",\"priority\":{}", m.priority);
         if let Some(t) = m.expires_at {
             out.extend_from_slice(b",\"expires_at\":");
-            plain(&mut out, &rfc3339(t));
+            moment(&mut out, t);
         }
         out.push(b'}');
     }

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sluice_engine::clock::parse_rfc3339;
+use sluice_engine::json_out::{plain, text};
 use sluice_engine::limits::{FIFO_ID_MAX, PRIORITY_MAX};
 use sluice_engine::validate::validate_fifo_id;
 use sluice_engine::{range, Publish, Published as Outcome};
@@ -369,15 +370,14 @@ pub async fn publish(
 fn one_answer(out: &Outcome, hint: Option<&str>) -> Response {
     let mut id = [0u8; 36];
     let mut body = Vec::with_capacity(64);
-    body.extend_from_slice(b"{\"id\":\"");
-    body.extend_from_slice(out.id.encode(&mut id).as_bytes());
-    body.push(b'"');
+    body.extend_from_slice(b"{\"id\":");
+    plain(&mut body, out.id.encode(&mut id));
     if out.duplicate {
         body.extend_from_slice(b",\"duplicate\":true");
     }
     if let Some(h) = hint {
         body.extend_from_slice(b",\"hint\":");
-        serde_json::to_writer(&mut body, h).expect("a string serializes");
+        text(&mut body, h);
     }
     body.push(b'}');
     json_answer(status_of(out.duplicate), body)
@@ -395,9 +395,7 @@ fn batch_answer(out: &[Outcome]) -> Response {
         if i > 0 {
             body.push(b',');
         }
-        body.push(b'"');
-        body.extend_from_slice(p.id.encode(&mut id).as_bytes());
-        body.push(b'"');
+        plain(&mut body, p.id.encode(&mut id));
     }
     body.push(b']');
     if any {
