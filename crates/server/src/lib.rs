@@ -8,6 +8,7 @@ mod chunk_watch;
 pub mod cli;
 pub mod config;
 mod delivery;
+mod direct_h1;
 #[doc(hidden)]
 pub mod fuzzing;
 mod human_errors;

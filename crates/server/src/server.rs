@@ -10,9 +10,9 @@ use sluice_engine::redis_store::{RedisOptions, RedisStore};
 use sluice_engine::{Clock, Engine, EngineOptions, Store, SystemClock};
 
 use crate::api::{self, AppInner, AppState};
-use crate::chunk_watch;
 use crate::config::{ServeConfig, Storage};
 use crate::telemetry::{self, Telemetry};
+use crate::{chunk_watch, direct_h1};
 
 /// Queues may be created on first use only up to `--max-queues` less 1% (at least 1): the
 /// rest is kept for queues created explicitly (PUT, CreateQueue), so publishers that fill the
@@ -263,9 +263,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         listener,
         app,
         tls,
-        Limits {
+        direct_h1::Limits {
             header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
             max_header_bytes: cfg.max_header_bytes,
+            max_body_bytes: cfg.max_request_bytes,
+            body_timeout: Duration::from_secs(cfg.body_timeout_seconds),
         },
         stop,
     )
@@ -303,22 +305,14 @@ impl Startup {
     }
 }
 
-/// What every connection is held to.
-#[derive(Clone, Copy)]
-struct Limits {
-    /// Request headers (and a TLS handshake) must arrive within this long.
-    header_timeout: Duration,
-    /// Request headers larger than this are answered 431 (HTTP/1.1) or refused (HTTP/2).
-    max_header_bytes: usize,
-}
-
 /// Concurrent requests (streams) per HTTP/2 connection.
 const MAX_H2_STREAMS: u32 = 256;
 
-/// The accept loop, for plain and TLS connections alike. Each connection is (optionally)
-/// TLS-terminated, then served as HTTP/1.1 or HTTP/2: by ALPN over TLS, by the connection
-/// preface in cleartext (h2c prior knowledge), with upgrades (WebSocket). Every stream is
-/// watched on its read side (`chunk_watch`: bytes pass through untouched). A connection that has
+/// The accept loop, for plain and TLS connections alike. A plain connection is first served
+/// by `direct_h1` while its requests are the direct ones; then, and a TLS connection after its
+/// handshake, it is served by hyper as HTTP/1.1 or HTTP/2: by ALPN over TLS, by the connection
+/// preface in cleartext (h2c prior knowledge), with upgrades (WebSocket). Every stream hyper
+/// serves is watched on its read side (`chunk_watch`: bytes pass through untouched). A connection that has
 /// not sent its request headers within `header_timeout` is closed (slow-loris guard). Sockets
 /// set TCP_NODELAY: streams of small frames must not wait for Nagle's algorithm (a 40 ms stall
 /// against the client's delayed ACK). At shutdown, connections are drained gracefully.
@@ -326,7 +320,7 @@ async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: api::FrontDoor,
     tls: Option<Arc<crate::tls::Tls>>,
-    limits: Limits,
+    limits: direct_h1::Limits,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let header_timeout = limits.header_timeout;
@@ -335,6 +329,7 @@ async fn serve_connections(
     use hyper_util::service::TowerToHyperService;
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stop_direct = Arc::new(direct_h1::Stop::default());
     tokio::pin!(stop);
     loop {
         let (tcp, _) = tokio::select! {
@@ -357,6 +352,8 @@ async fn serve_connections(
             announcements.clone(),
         ));
         let watcher = graceful.watcher();
+        let direct_app = app.clone();
+        let stopping = stop_direct.clone();
         tokio::spawn(async move {
             let mut builder = Builder::new(TokioExecutor::new());
             builder
@@ -391,6 +388,11 @@ async fn serve_connections(
                     watcher.watch(conn.into_owned()).await
                 }
                 None => {
+                    // The direct requests without hyper, until one is not (`direct_h1.rs`).
+                    let tcp = match direct_h1::serve(tcp, direct_app, limits, stopping).await {
+                        direct_h1::End::Closed => return,
+                        direct_h1::End::HandOver(tcp) => tcp,
+                    };
                     let tcp = chunk_watch::Watched::new(tcp, announcements);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
                     watcher.watch(conn.into_owned()).await
@@ -401,6 +403,7 @@ async fn serve_connections(
             }
         });
     }
+    stop_direct.stop();
     // Let in-flight requests finish (long polls were already answered by begin_shutdown).
     if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown())
         .await

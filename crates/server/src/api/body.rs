@@ -36,6 +36,12 @@ fn is_json_type(ct: &[u8]) -> bool {
         || (starts(b"application/") && ct.windows(5).any(|w| w.eq_ignore_ascii_case(b"+json")))
 }
 
+/// A request's body, read whole by the server under the same limit and timeout before the
+/// request was made (`direct_h1.rs`): the request's own body is then empty, and [`RawBody`]
+/// takes this instead of reading it.
+#[derive(Clone)]
+pub struct WholeBody(pub Bytes);
+
 /// The raw body (size-limited) and whether it was declared as JSON.
 pub struct RawBody {
     pub bytes: Bytes,
@@ -49,7 +55,7 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let state = BodyLimits::from_ref(state);
         let is_json = req
             .headers()
@@ -57,6 +63,10 @@ where
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| is_json_type(ct.as_bytes()));
         let limit = state.max_request_bytes;
+        // Read already, within the limit (`direct_h1.rs`).
+        if let Some(WholeBody(bytes)) = req.extensions_mut().remove::<WholeBody>() {
+            return Ok(RawBody { bytes, is_json });
+        }
         // A body that declares more than the limit (Content-Length) is refused before a byte
         // of it is read, not after the body timeout.
         if axum::body::HttpBody::size_hint(req.body()).lower() > limit as u64 {

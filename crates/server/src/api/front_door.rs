@@ -41,6 +41,21 @@ pub struct FrontDoor {
 }
 
 impl FrontDoor {
+    /// The direct request a `POST` to `path` (without its query) is, with its queue; `None`
+    /// for every other. `direct_h1.rs` reads only these, and hands them to [`Self::serve_hot`].
+    pub(crate) fn hot(path: &str) -> Option<(Hot, &str)> {
+        Hot::of(&Method::POST, path)
+    }
+
+    /// Serve a direct request: [`tracked`], then its handler.
+    pub(crate) async fn serve_hot(&self, hot: Hot, queue: String, req: Request) -> Response {
+        let s = &self.state;
+        tracked(s, hot.route(), req, |req| {
+            hot.serve(s.clone(), &self.awe_queue, queue, req)
+        })
+        .await
+    }
+
     pub(super) fn new(router: Router, state: AppState, awe_queue: Arc<str>) -> Self {
         FrontDoor {
             router,
@@ -52,7 +67,7 @@ impl FrontDoor {
 
 /// The requests that take the direct way.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Hot {
+pub(crate) enum Hot {
     Publish,
     Receive,
     Ack,
@@ -162,12 +177,10 @@ where
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
         if let Some((hot, queue)) = Hot::of(req.method(), req.uri().path()) {
             let queue = queue.to_owned();
-            let s = self.state.clone();
-            let awe_queue = self.awe_queue.clone();
+            let door = self.clone();
             let req = req.map(Body::new);
             return Either::Right(Box::pin(async move {
-                let inner = |req| hot.serve(s.clone(), &awe_queue, queue, req);
-                Ok(tracked(&s, hot.route(), req, inner).await)
+                Ok(door.serve_hot(hot, queue, req).await)
             }));
         }
         Either::Left(self.router.call(req))

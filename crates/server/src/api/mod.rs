@@ -27,6 +27,7 @@ pub mod subscriptions;
 pub mod timers;
 
 pub use self::front_door::FrontDoor;
+pub(crate) use self::front_door::Hot;
 pub use self::state::{AppInner, AppState, Slots};
 
 use std::sync::Arc;

@@ -4,83 +4,12 @@
 //! extensions, trailers, 1-byte writes, keep-alive, then a WebSocket upgrade on the same
 //! connection) passes untouched.
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::common::*;
 
-/// The test's own patience; the server under test waits 300 s for bodies.
-const PATIENCE: Duration = Duration::from_secs(20);
-
 const HUGE_CHUNK: &str = "FFFFFFFFFFFFFFFF\r\n";
-
-/// A raw HTTP/1.1 client connection that reads answers one at a time.
-struct Conn {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(port: u16) -> Conn {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        Conn {
-            tcp,
-            buf: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.tcp.write_all(bytes).await.unwrap();
-    }
-
-    /// The next answer (status and body), which must come within [`PATIENCE`].
-    async fn answer(&mut self) -> (u16, String) {
-        tokio::time::timeout(PATIENCE, self.read_answer())
-            .await
-            .expect("answered in time")
-    }
-
-    async fn read_answer(&mut self) -> (u16, String) {
-        let head_end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.fill().await;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
-        let status = head[9..12].parse().unwrap();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().unwrap())
-            })
-            .unwrap_or_else(|| panic!("no Content-Length: {head}"));
-        while self.buf.len() < head_end + len {
-            self.fill().await;
-        }
-        let body = String::from_utf8_lossy(&self.buf[head_end..head_end + len]).to_string();
-        self.buf.drain(..head_end + len);
-        (status, body)
-    }
-
-    async fn fill(&mut self) {
-        let mut chunk = [0u8; 8192];
-        let n = self.tcp.read(&mut chunk).await.unwrap();
-        assert!(
-            n > 0,
-            "connection closed; read so far: {:?}",
-            String::from_utf8_lossy(&self.buf)
-        );
-        self.buf.extend_from_slice(&chunk[..n]);
-    }
-}
 
 /// A chunked `text/plain` publish to `queue` of `chunks`, each with `ext` after its size, and
 /// `trailers` after the last chunk.
@@ -122,7 +51,7 @@ async fn a_chunk_announcing_more_than_the_limit_is_refused_at_once() {
         ),
     ];
     for (head, code, limit) in cases {
-        let mut c = Conn::open(s.port).await;
+        let mut c = RawConn::open(s.port).await;
         // The chunk-size line with its extension arrives in pieces, and no data follows.
         c.send(head.as_bytes()).await;
         c.send(b"FFFFFFFF").await;
@@ -148,7 +77,7 @@ async fn a_chunk_announcing_more_than_the_limit_is_refused_at_once() {
 #[tokio::test]
 async fn a_huge_chunk_after_pipelined_requests_is_refused_for_its_request_only() {
     let s = Server::start_with(&["--body-timeout-seconds", "300"]).await;
-    let mut c = Conn::open(s.port).await;
+    let mut c = RawConn::open(s.port).await;
     let mut wire = chunked_publish("pipe", &["first"], "", "");
     wire.push_str("GET /v1/queues/pipe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     wire.push_str(&chunked_publish(
@@ -175,7 +104,7 @@ async fn a_huge_chunk_after_pipelined_requests_is_refused_for_its_request_only()
 async fn legitimate_chunked_requests_pass_untouched() {
     let s = Server::start_with(&["--body-timeout-seconds", "300"]).await;
     let h = Http::new(&s.base);
-    let mut c = Conn::open(s.port).await;
+    let mut c = RawConn::open(s.port).await;
     // Pipelined in one write: extensions and trailers, a GET, a Content-Length body, 1-byte
     // chunks, and a body whose data looks like framing.
     let mut wire = chunked_publish(
@@ -234,7 +163,7 @@ async fn legitimate_chunked_requests_pass_untouched() {
 #[tokio::test]
 async fn a_websocket_upgrade_after_chunked_requests_works() {
     let s = Server::start_with(&["--body-timeout-seconds", "300"]).await;
-    let mut c = Conn::open(s.port).await;
+    let mut c = RawConn::open(s.port).await;
     c.send(chunked_publish("wsq", &["over ", "the socket"], ";x", "").as_bytes())
         .await;
     assert_eq!(c.answer().await.0, 201);

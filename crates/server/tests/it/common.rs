@@ -5,6 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
@@ -334,4 +336,77 @@ pub fn err_code(v: &Value) -> String {
         "error without message: {v}"
     );
     code.to_string()
+}
+
+/// A raw client's patience for an answer.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A raw HTTP/1.1 client connection that reads answers one at a time.
+pub struct RawConn {
+    pub tcp: TcpStream,
+    /// Read and not yet taken as an answer.
+    pub buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub async fn open(port: u16) -> RawConn {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        RawConn {
+            tcp,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.tcp.write_all(bytes).await.unwrap();
+    }
+
+    /// The next answer (status and body), which must come within [`PATIENCE`].
+    pub async fn answer(&mut self) -> (u16, String) {
+        let (head, body) = self.answer_with_head().await;
+        (head[9..12].parse().unwrap(), body)
+    }
+
+    /// The next answer's head (status line and headers) and body, within [`PATIENCE`].
+    pub async fn answer_with_head(&mut self) -> (String, String) {
+        tokio::time::timeout(PATIENCE, self.read_answer())
+            .await
+            .expect("answered in time")
+    }
+
+    async fn read_answer(&mut self) -> (String, String) {
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill().await;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no Content-Length: {head}"));
+        while self.buf.len() < head_end + len {
+            self.fill().await;
+        }
+        let body = String::from_utf8_lossy(&self.buf[head_end..head_end + len]).to_string();
+        self.buf.drain(..head_end + len);
+        (head, body)
+    }
+
+    async fn fill(&mut self) {
+        let mut chunk = [0u8; 8192];
+        let n = self.tcp.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "connection closed; read so far: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
 }

@@ -13,6 +13,7 @@ mod common;
 mod crash;
 mod dashboard;
 mod delivery;
+mod direct_h1;
 mod endpoint_health;
 mod faults;
 mod ingest;
