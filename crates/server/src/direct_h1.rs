@@ -2,33 +2,33 @@
 //! direct ones (`POST /v1/queues/{queue}/messages`, `.../receive`, `.../ack`; see
 //! `api::front_door`). Why: for a single publish, hyper's connection machinery (its dispatcher,
 //! buffered reads, header map, response encoding) and the chunk watch over its reads were
-//! about 15k of the 37k instructions the server spends (BENCHMARKS.md, "The direct HTTP/1.1
+//! about 15k of the 37k instructions the server spent (BENCHMARKS.md, "The direct HTTP/1.1
 //! way"). Here a request is read into one buffer, its head parsed by `httparse` (the parser
 //! hyper uses), handed to the same [`FrontDoor`], and its answer written with one write.
 //!
-//! Only the plain case is served here: a head and a body that arrive whole within the limits
-//! hyper is given, `POST` to a direct path over HTTP/1.1, one `Content-Length` within the body
-//! limit, no `Transfer-Encoding`, `Expect` or `Upgrade`, no `Connection` but `keep-alive`, at
-//! most [`MAX_HEADERS`] headers. At the first request that is anything else (another route, a
-//! malformed or oversized head, a body slower than `--body-timeout-seconds`, HTTP/2's
-//! preface), the connection is handed to hyper with the bytes read so far ([`Prefixed`]) for
-//! the rest of its life, and hyper answers as it always did, refusals included. TLS
-//! connections go to hyper from the start.
+//! Only the plain case is served here: `POST` to a direct path over HTTP/1.1 with a plain
+//! target (no fragment), one `Content-Length` of at most [`MAX_BODY_BYTES`] (and the server's
+//! `--max-request-bytes`), no `Transfer-Encoding`, `Expect` or `Upgrade`, no `Connection` but
+//! `keep-alive`, at most [`MAX_HEADERS`] headers, a head within `--max-header-bytes`. At the
+//! first request that is anything else (another route, a malformed or oversized head, a larger
+//! body, HTTP/2's preface), the connection is handed to hyper with the bytes read so far
+//! ([`Prefixed`]) for the rest of its life, and hyper answers as it always did, refusals
+//! included. TLS connections go to hyper from the start.
 //!
 //! As with hyper: a connection whose next request head has not arrived within
-//! `--header-timeout-seconds` is closed (an idle keep-alive one too); a client that goes away
-//! while its request is served has the request dropped (a long-polling receive then leases
-//! nothing); answers carry `content-length` and `date`; at shutdown a connection closes once
-//! its request in flight is answered.
-
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+//! `--header-timeout-seconds` is closed (an idle keep-alive one too); a body not all arrived
+//! within `--body-timeout-seconds` is answered 408 by the same body reader, then the connection
+//! closes; a client that goes away while its request is served has the request dropped (a
+//! long-polling receive then leases nothing); answers carry `content-length` and `date`; at
+//! shutdown a connection closes once its request in flight is answered (`connection: close`).
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::http::{header, response, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
@@ -38,12 +38,14 @@ use tokio::net::TcpStream;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
+use tokio_util::io::poll_read_buf;
 
-use crate::api::body::WholeBody;
+use crate::api::body::ReadAhead;
 use crate::api::{FrontDoor, Hot};
 
-/// What every connection is held to: by hyper (`server.rs` configures it with these) and the
-/// same here.
+/// What every connection is held to. hyper is configured with the header timeout and size
+/// (`server.rs`); its body readers hold bodies to `--max-request-bytes` and
+/// `--body-timeout-seconds` themselves.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// A request's head must arrive within this long (counted from when the previous answer
@@ -52,11 +54,17 @@ pub struct Limits {
     /// Request headers larger than this are answered 431 (HTTP/1.1) or refused (HTTP/2); here
     /// a longer head goes to hyper, which answers.
     pub max_header_bytes: usize,
-    /// A longer body goes to hyper, whose body reader answers 413.
+    /// A longer body goes to hyper: the smaller of [`MAX_BODY_BYTES`] and
+    /// `--max-request-bytes`.
     pub max_body_bytes: usize,
-    /// A body slower than this goes to hyper, whose body reader answers 408.
+    /// A body slower than this is answered 408.
     pub body_timeout: Duration,
 }
+
+/// Largest body read here. A body is read whole before the API key and the keyless guard are
+/// checked, so this bounds what a refused client can make a connection hold; larger bodies go
+/// to hyper, whose body readers read them only once the request is admitted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Most headers a request served here may have; one with more goes to hyper (which takes 100).
 pub const MAX_HEADERS: usize = 32;
@@ -80,48 +88,60 @@ pub async fn serve(mut tcp: TcpStream, app: FrontDoor, limits: Limits, stop: Arc
     tokio::pin!(deadline);
     let stopping = stop.notify.notified();
     tokio::pin!(stopping);
-    if stop.stopped.load(Ordering::Acquire) {
+    if stop.is_stopped() {
         return End::Closed;
     }
     loop {
-        // The head, within the header timeout.
+        // The head, within the header timeout. It is parsed only once the bytes read may end
+        // it (as hyper does): a head sent a byte at a time is not parsed again at every byte.
         deadline
             .as_mut()
             .reset(Instant::now() + limits.header_timeout);
+        let mut scanned = 0;
         let head = loop {
-            if !buf.is_empty() {
+            if may_end_a_head(&buf, scanned) {
                 match parse(&buf, &limits) {
                     Parsed::Direct(head) => break head,
                     Parsed::Partial if buf.len() < limits.max_header_bytes => {}
                     _ => return hand_over(tcp, buf),
                 }
+            } else if buf.len() >= limits.max_header_bytes {
+                return hand_over(tcp, buf);
             }
+            scanned = buf.len();
             let idle = buf.is_empty().then_some(stopping.as_mut());
-            if read(&tcp, &mut buf, deadline.as_mut(), idle).await != Read::Data {
+            if read(&mut tcp, &mut buf, deadline.as_mut(), idle).await != Read::Data {
                 return End::Closed;
             }
         };
-        // The body, within the body timeout.
+        // The body, within the body timeout; one that does not come in time is answered 408
+        // by the body reader, as if it had waited itself, and the connection is closed.
         let whole = head.len + head.content_length;
+        let mut timed_out = false;
         if buf.len() < whole {
             deadline
                 .as_mut()
                 .reset(Instant::now() + limits.body_timeout);
-            buf.reserve(whole - buf.len());
-            while buf.len() < whole {
-                match read(&tcp, &mut buf, deadline.as_mut(), None).await {
+            while buf.len() < whole && !timed_out {
+                match read(&mut tcp, &mut buf, deadline.as_mut(), None).await {
                     Read::Data => {}
-                    Read::TimedOut => return hand_over(tcp, buf),
+                    Read::TimedOut => timed_out = true,
                     _ => return End::Closed,
                 }
             }
         }
         let head_bytes = buf.split_to(head.len).freeze();
-        let Some((queue, req)) =
-            head.request(&head_bytes, buf.split_to(head.content_length).freeze())
-        else {
-            // Not expected (httparse checks what `http` checks); hyper decides.
+        let (body, read_ahead) = if timed_out {
+            buf.clear();
+            (Bytes::new(), ReadAhead::TimedOut)
+        } else {
+            let body = buf.split_to(head.content_length).freeze();
+            (body.clone(), ReadAhead::Whole(body))
+        };
+        let Some((queue, req)) = head.request(&head_bytes, read_ahead) else {
+            // Not expected (`parse` keeps to what `http` takes); hyper decides.
             let mut again = BytesMut::from(&head_bytes[..]);
+            again.extend_from_slice(&body);
             again.extend_from_slice(&buf);
             return hand_over(tcp, again);
         };
@@ -130,24 +150,17 @@ pub async fn serve(mut tcp: TcpStream, app: FrontDoor, limits: Limits, stop: Arc
         // request is dropped. Bytes that come meanwhile are kept for the next turn.
         let answer = app.serve_hot(head.hot, queue, req);
         tokio::pin!(answer);
-        let mut watching = true;
+        let mut watching = !timed_out;
         let answered = std::future::poll_fn(|cx| {
             if let Poll::Ready(resp) = answer.as_mut().poll(cx) {
                 return Poll::Ready(Some(resp));
             }
-            while watching {
-                match tcp.poll_read_ready(cx) {
-                    Poll::Pending => break,
-                    Poll::Ready(Err(_)) => return Poll::Ready(None),
-                    Poll::Ready(Ok(())) => {
-                        buf.reserve(READ_ROOM);
-                        match tcp.try_read_buf(&mut buf) {
-                            Ok(0) => return Poll::Ready(None),
-                            Ok(_) => watching = false,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(_) => return Poll::Ready(None),
-                        }
-                    }
+            if watching {
+                buf.reserve(READ_ROOM);
+                match poll_read_buf(Pin::new(&mut tcp), cx, &mut buf) {
+                    Poll::Pending => {}
+                    Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                    Poll::Ready(Ok(_)) => watching = false,
                 }
             }
             Poll::Pending
@@ -160,16 +173,21 @@ pub async fn serve(mut tcp: TcpStream, app: FrontDoor, limits: Limits, stop: Arc
         let Ok(body) = http_body_util::BodyExt::collect(body).await else {
             return End::Closed;
         };
+        let closing = timed_out
+            || stop.is_stopped()
+            || parts
+                .headers
+                .get(header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         out.clear();
-        encode(&parts, &body.to_bytes(), &mut out);
+        encode(&parts, &body.to_bytes(), closing, &mut out);
         if tcp.write_all(&out).await.is_err() {
             return End::Closed;
         }
-        let closes = parts
-            .headers
-            .get(header::CONNECTION)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        if closes || stop.stopped.load(Ordering::Acquire) {
+        if closing {
+            if timed_out {
+                linger(&mut tcp).await;
+            }
             return End::Closed;
         }
     }
@@ -180,6 +198,34 @@ fn hand_over(tcp: TcpStream, buf: BytesMut) -> End {
         prefix: buf.freeze(),
         io: tcp,
     })
+}
+
+/// Whether `buf` past `scanned` (less the 3 bytes before it) has a line that ends a head.
+fn may_end_a_head(buf: &[u8], scanned: usize) -> bool {
+    let from = scanned.saturating_sub(3);
+    memchr::memchr_iter(b'\n', &buf[from..]).any(|i| {
+        let rest = &buf[from + i + 1..];
+        rest.starts_with(b"\n") || rest.starts_with(b"\r\n")
+    })
+}
+
+/// After answering a request whose body did not all come: stop writing, then read and drop
+/// what the client still sends (at most 1 MiB, 2 s), so that it reads the answer instead of a
+/// connection reset (as `api::body::linger` does on hyper's connections).
+async fn linger(tcp: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 8192];
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while drained < 1 << 20 {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// What one read came to.
@@ -193,10 +239,11 @@ enum Read {
     Stopped,
 }
 
-/// Wait for the socket, then read what it has into `buf`. (Polled by hand: the socket's own
-/// read-readiness slot costs less than `readable()`'s waiter list.)
+/// Wait for the socket, then read what it has into `buf`. Through tokio's `poll_read`: after
+/// a read shorter than the room given, it marks the socket drained, so the next wait costs no
+/// `recvfrom` that finds nothing (`try_read_buf` would make one per request).
 async fn read(
-    tcp: &TcpStream,
+    tcp: &mut TcpStream,
     buf: &mut BytesMut,
     mut deadline: Pin<&mut Sleep>,
     mut stopping: Option<Pin<&mut Notified<'_>>>,
@@ -204,15 +251,11 @@ async fn read(
     if buf.capacity() - buf.len() < READ_ROOM / 2 {
         buf.reserve(READ_ROOM);
     }
-    std::future::poll_fn(|cx| loop {
-        match tcp.poll_read_ready(cx) {
+    std::future::poll_fn(|cx| {
+        match poll_read_buf(Pin::new(&mut *tcp), cx, buf) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Read::Eof),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Read::Data),
             Poll::Ready(Err(_)) => return Poll::Ready(Read::Failed),
-            Poll::Ready(Ok(())) => match tcp.try_read_buf(buf) {
-                Ok(0) => return Poll::Ready(Read::Eof),
-                Ok(_) => return Poll::Ready(Read::Data),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return Poll::Ready(Read::Failed),
-            },
             Poll::Pending => {}
         }
         if deadline.as_mut().poll(cx).is_ready() {
@@ -223,7 +266,7 @@ async fn read(
                 return Poll::Ready(Read::Stopped);
             }
         }
-        return Poll::Pending;
+        Poll::Pending
     })
     .await
 }
@@ -237,6 +280,10 @@ pub struct Stop {
 }
 
 impl Stop {
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         self.notify.notify_waiters();
@@ -282,6 +329,11 @@ fn parse(buf: &[u8], limits: &Limits) -> Parsed {
     let (Some("POST"), Some(1), Some(target)) = (req.method, req.version, req.path) else {
         return Parsed::Other;
     };
+    // Only what `http::Uri` surely takes (no fragment, no quotes or brackets); the rest is
+    // hyper's to refuse or take.
+    if target.len() > MAX_TARGET || !target.bytes().all(plain_target_byte) {
+        return Parsed::Other;
+    }
     let query = target.bytes().position(|b| b == b'?');
     let path = &target[..query.unwrap_or(target.len())];
     let Some((hot, queue)) = FrontDoor::hot(path).filter(|_| len <= limits.max_header_bytes) else {
@@ -325,18 +377,27 @@ fn parse(buf: &[u8], limits: &Limits) -> Parsed {
     Parsed::Direct(head)
 }
 
+/// Longest request target taken here (`http::Uri` takes less than 64 KiB).
+const MAX_TARGET: usize = 8192;
+
+/// A byte of a path or query as `parse` takes it: unreserved, sub-delimiters, `:@/?%`.
+fn plain_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
 /// A `Content-Length` value: digits only.
 fn decimal(v: &[u8]) -> Option<usize> {
     if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(v.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0')))
+    let n = v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    usize::try_from(n).ok()
 }
 
 impl Head {
     /// The queue and the request for the front door; header values and the target share
-    /// `head`'s bytes, the body is handed over whole ([`WholeBody`]).
-    fn request(&self, head: &Bytes, body: Bytes) -> Option<(String, Request<Body>)> {
+    /// `head`'s bytes, the body goes as read ahead ([`ReadAhead`]).
+    fn request(&self, head: &Bytes, body: ReadAhead) -> Option<(String, Request<Body>)> {
         let queue = std::str::from_utf8(&head[self.queue.0..self.queue.1]).ok()?;
         let slice = |(start, end): (usize, usize)| head.slice(start..end);
         let uri = Uri::from_maybe_shared(slice(self.target)).ok()?;
@@ -350,14 +411,15 @@ impl Head {
         *req.method_mut() = Method::POST;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        req.extensions_mut().insert(WholeBody(body));
+        req.extensions_mut().insert(body);
         Some((queue.to_owned(), req))
     }
 }
 
 /// The answer as hyper writes it: status line, the answer's headers, `content-length` and
-/// `date` unless it has them, the body.
-fn encode(parts: &response::Parts, body: &[u8], out: &mut Vec<u8>) {
+/// `date` unless it has them (and `connection: close` when the connection is `closing`), the
+/// body.
+fn encode(parts: &response::Parts, body: &[u8], closing: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
@@ -379,6 +441,9 @@ fn encode(parts: &response::Parts, body: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(b"date: ");
         date(out);
         out.extend_from_slice(b"\r\n");
+    }
+    if closing && !parts.headers.contains_key(header::CONNECTION) {
+        out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
@@ -419,6 +484,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Let go of the read buffer it shares.
+                self.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.io).poll_read(cx, buf)

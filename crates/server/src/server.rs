@@ -266,7 +266,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         direct_h1::Limits {
             header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
             max_header_bytes: cfg.max_header_bytes,
-            max_body_bytes: cfg.max_request_bytes,
+            max_body_bytes: cfg.max_request_bytes.min(direct_h1::MAX_BODY_BYTES),
             body_timeout: Duration::from_secs(cfg.body_timeout_seconds),
         },
         stop,
@@ -389,13 +389,28 @@ async fn serve_connections(
                 }
                 None => {
                     // The direct requests without hyper, until one is not (`direct_h1.rs`).
-                    let tcp = match direct_h1::serve(tcp, direct_app, limits, stopping).await {
-                        direct_h1::End::Closed => return,
-                        direct_h1::End::HandOver(tcp) => tcp,
-                    };
+                    let tcp =
+                        match direct_h1::serve(tcp, direct_app, limits, stopping.clone()).await {
+                            direct_h1::End::Closed => return,
+                            direct_h1::End::HandOver(tcp) => tcp,
+                        };
                     let tcp = chunk_watch::Watched::new(tcp, announcements);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-                    watcher.watch(conn.into_owned()).await
+                    if stopping.is_stopped() {
+                        // Handed over during shutdown: hyper-util's watcher would cancel the
+                        // connection before reading the request that is already here. Serve
+                        // that one and close; the watcher, held meanwhile, keeps the drain
+                        // waiting for it.
+                        builder.http1().keep_alive(false);
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                        let served = conn.await;
+                        drop(watcher);
+                        served
+                    } else {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
                 }
             };
             if let Err(e) = result {

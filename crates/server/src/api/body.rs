@@ -36,11 +36,15 @@ fn is_json_type(ct: &[u8]) -> bool {
         || (starts(b"application/") && ct.windows(5).any(|w| w.eq_ignore_ascii_case(b"+json")))
 }
 
-/// A request's body, read whole by the server under the same limit and timeout before the
-/// request was made (`direct_h1.rs`): the request's own body is then empty, and [`RawBody`]
-/// takes this instead of reading it.
+/// A request's body as the server read it before making the request (`direct_h1.rs`; the
+/// request's own body is then empty): whole, which [`RawBody`] takes as it is (still held to
+/// its limit), or not all within the body timeout, which [`RawBody`] answers 408 as if it had
+/// waited itself. Only the server inserts it: clients cannot set extensions.
 #[derive(Clone)]
-pub struct WholeBody(pub Bytes);
+pub enum ReadAhead {
+    Whole(Bytes),
+    TimedOut,
+}
 
 /// The raw body (size-limited) and whether it was declared as JSON.
 pub struct RawBody {
@@ -63,9 +67,13 @@ where
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| is_json_type(ct.as_bytes()));
         let limit = state.max_request_bytes;
-        // Read already, within the limit (`direct_h1.rs`).
-        if let Some(WholeBody(bytes)) = req.extensions_mut().remove::<WholeBody>() {
-            return Ok(RawBody { bytes, is_json });
+        match req.extensions_mut().remove::<ReadAhead>() {
+            Some(ReadAhead::Whole(bytes)) if bytes.len() <= limit => {
+                return Ok(RawBody { bytes, is_json })
+            }
+            Some(ReadAhead::Whole(_)) => return Err(too_large(limit)),
+            Some(ReadAhead::TimedOut) => return Err(timed_out(state.body_timeout)),
+            None => {}
         }
         // A body that declares more than the limit (Content-Length) is refused before a byte
         // of it is read, not after the body timeout.
@@ -78,16 +86,7 @@ where
         let read = axum::body::to_bytes(body, limit);
         let bytes = tokio::time::timeout(state.body_timeout, read)
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    format!(
-                        "the request body did not arrive within {} s (--body-timeout-seconds)",
-                        state.body_timeout.as_secs()
-                    ),
-                )
-            })?
+            .map_err(|_| timed_out(state.body_timeout))?
             .map_err(|e| {
                 if is_length_limit(&e) || chunk_watch::overannounced(&e).is_some() {
                     too_large(limit)
@@ -100,6 +99,18 @@ where
             })?;
         Ok(RawBody { bytes, is_json })
     }
+}
+
+/// 408: the body did not all arrive within the body timeout.
+fn timed_out(body_timeout: Duration) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the request body did not arrive within {} s (--body-timeout-seconds)",
+            body_timeout.as_secs()
+        ),
+    )
 }
 
 /// The raw request body, read under the same size limit and body timeout as [`RawBody`], for

@@ -1,6 +1,8 @@
-//! Every request's way in. [`FrontDoor`] is the service hyper calls. The three requests a busy
-//! queue serves over and over, `POST /v1/queues/{queue}/messages`, `.../receive` and
-//! `.../ack`, go straight to their handlers; everything else goes through axum's router.
+//! Every request's way in. [`FrontDoor`] is the service hyper calls; `direct_h1.rs`, which
+//! reads the same three requests itself on plain HTTP/1.1 connections, calls
+//! [`FrontDoor::serve_hot`]. The three requests a busy queue serves over and over, `POST
+//! /v1/queues/{queue}/messages`, `.../receive` and `.../ack`, go straight to their handlers;
+//! everything else goes through axum's router.
 //!
 //! Why: per request, the router looks the path up, allocates its parameters and the matched
 //! path, clones the route's boxed service and boxes a future for each layer: about 7k of a

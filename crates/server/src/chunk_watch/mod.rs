@@ -7,8 +7,8 @@
 //! reads, never the size the chunk announced. A client sending `FFFFFFFFFFFFFFFF\r\n` and then
 //! nothing would hold a request open until `--body-timeout-seconds`.
 //!
-//! How: `server.rs` wraps each connection's stream (TCP, or TLS after the handshake) in
-//! [`Watched`], which passes every byte through untouched and shows the bytes read to a
+//! How: `server.rs` wraps each stream hyper serves (TCP from where `direct_h1` hands it over,
+//! at a request's first byte, or TLS after the handshake) in [`Watched`], which passes every byte through untouched and shows the bytes read to a
 //! [`Framing`] follower. The follower's count of request heads read in full is published in
 //! the connection's [`Announcements`] as an atomic; when a chunk-size line completes, the sum
 //! of the chunk sizes that body announced, with its request's index on the connection, is
@@ -25,8 +25,8 @@
 //! It fails open: anything the follower does not understand (HTTP/2, upgrades, odd framing,
 //! long lines, ...) makes it stop watching that connection for good, and the requests on it
 //! are read as before. The only harm it could do is a false alarm, so it raises one only at a
-//! chunk-size line of a chunked request body it has followed from the connection's first
-//! byte, only while its last head read is that request's, and gives up if the request counts
+//! chunk-size line of a chunked request body it has followed from the first byte hyper
+//! reads, only while its last head read is that request's, and gives up if the request counts
 //! ever disagree (a stop from either side also stops the follower).
 
 mod framing;

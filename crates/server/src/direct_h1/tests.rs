@@ -27,14 +27,13 @@ fn a_plain_publish_receive_or_ack_is_taken_with_its_head_and_body_length() {
     assert_eq!(head.content_length, 11);
     assert_eq!(head.count, 3);
     let bytes = Bytes::from(&PUBLISH.as_bytes()[..head.len]);
-    let (queue, req) = head
-        .request(&bytes, Bytes::from_static(b"{\"body\":1}\n"))
-        .unwrap();
+    let body = Bytes::from_static(b"{\"body\":1}\n");
+    let (queue, req) = head.request(&bytes, ReadAhead::Whole(body)).unwrap();
     assert_eq!((head.hot, queue.as_str()), (Hot::Publish, "jobs"));
-    assert_eq!(
-        req.extensions().get::<WholeBody>().unwrap().0,
-        "{\"body\":1}\n"
-    );
+    assert!(matches!(
+        req.extensions().get::<ReadAhead>(),
+        Some(ReadAhead::Whole(b)) if b == "{\"body\":1}\n"
+    ));
     assert_eq!(req.method(), Method::POST);
     assert_eq!(req.uri().path(), "/v1/queues/jobs/messages");
     assert_eq!(req.headers()["content-type"], "application/json");
@@ -51,7 +50,9 @@ fn a_plain_publish_receive_or_ack_is_taken_with_its_head_and_body_length() {
     let with_query = direct("POST /v1/queues/q/messages?a=b HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
     let bytes =
         Bytes::from_static(b"POST /v1/queues/q/messages?a=b HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
-    let (queue, req) = with_query.request(&bytes, Bytes::new()).unwrap();
+    let (queue, req) = with_query
+        .request(&bytes, ReadAhead::Whole(Bytes::new()))
+        .unwrap();
     assert_eq!(req.uri().query(), Some("a=b"));
     assert_eq!((with_query.hot, queue.as_str()), (Hot::Publish, "q"));
 }
@@ -65,6 +66,10 @@ fn anything_else_is_left_to_hyper() {
         "PUT /v1/queues/q/messages HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
         "POST /v1/queues/a%20b/messages HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
         "POST http://localhost/v1/queues/q/messages HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        // A fragment, or what `http::Uri` may not take.
+        "POST /v1/queues/q#x/messages HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        "POST /v1/queues/q/messages?a=<b> HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        "POST /v1/queues/q/messages?a=\"b\" HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
         // HTTP/1.0, h2c's preface, a malformed head.
         "POST /v1/queues/q/messages HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
@@ -124,7 +129,7 @@ fn the_answer_is_written_as_hyper_writes_it() {
         HeaderValue::from_static("application/json"),
     );
     let mut out = Vec::new();
-    encode(&parts, b"{\"id\":\"x\"}", &mut out);
+    encode(&parts, b"{\"id\":\"x\"}", false, &mut out);
     let text = String::from_utf8(out).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert_eq!(body, "{\"id\":\"x\"}");
@@ -135,6 +140,24 @@ fn the_answer_is_written_as_hyper_writes_it() {
     let date = lines[3].strip_prefix("date: ").unwrap();
     assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
     assert_eq!(lines.len(), 4);
+    // A closing connection says so.
+    let mut out = Vec::new();
+    encode(&parts, b"", true, &mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.ends_with("connection: close\r\n\r\n"), "{text}");
+}
+
+#[test]
+fn a_head_is_parsed_only_once_its_end_may_have_come() {
+    let head = b"POST /v1/queues/q/ack HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    // Every cut before the blank line: no end yet, whatever was scanned before.
+    for cut in 0..head.len() - 1 {
+        assert!(!may_end_a_head(&head[..cut], 0), "cut at {cut}");
+        assert!(!may_end_a_head(&head[..cut], cut), "cut at {cut}");
+    }
+    // The last byte arriving alone is enough, as is a bare-LF blank line.
+    assert!(may_end_a_head(head, head.len() - 1));
+    assert!(may_end_a_head(b"GET / HTTP/1.1\n\n", 15));
 }
 
 #[test]

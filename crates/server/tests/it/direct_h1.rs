@@ -175,3 +175,121 @@ async fn an_idle_direct_connection_does_not_hold_up_shutdown() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     drop(c);
 }
+
+/// What the direct way leaves to hyper is answered by hyper as before, on a connection that
+/// was served directly until then: a head sent a byte at a time is still direct; a body over
+/// 64 KiB, `Expect: 100-continue`, a head over `--max-header-bytes` (431) and a chunk
+/// announcing more than the limit (413 at once: the chunk watch counts from the hand-over) go
+/// to hyper.
+#[tokio::test]
+async fn what_the_direct_way_leaves_is_hyper_s_as_before() {
+    let s = Server::start_with(&["--body-timeout-seconds", "300"]).await;
+    let h = Http::new(&s.base);
+    // A byte at a time.
+    let mut c = RawConn::open(s.port).await;
+    for b in publish("left", "bytes").bytes() {
+        c.send(&[b]).await;
+    }
+    assert_eq!(c.answer().await.0, 201);
+    // A body over 64 KiB, then one more on the same connection, now hyper's.
+    let big = "x".repeat(100 * 1024);
+    c.send(publish("left", &big).as_bytes()).await;
+    assert_eq!(c.answer().await.0, 201);
+    c.send(publish("left", "after").as_bytes()).await;
+    assert_eq!(c.answer().await.0, 201);
+    assert_eq!(
+        h.peek_bodies("left").await,
+        ["bytes".to_string(), big, "after".to_string()]
+    );
+
+    // Expect: 100-continue: hyper asks for the body.
+    let mut c = RawConn::open(s.port).await;
+    c.send(publish("left", "first").as_bytes()).await;
+    assert_eq!(c.answer().await.0, 201);
+    let json = json!({ "body": "continued" }).to_string();
+    c.send(
+        format!(
+            "POST /v1/queues/left/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            json.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(
+            PATIENCE,
+            tokio::io::AsyncReadExt::read_exact(&mut c.tcp, &mut byte),
+        )
+        .await
+        .expect("100 Continue in time")
+        .unwrap();
+        seen.push(byte[0]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 100 Continue"));
+    c.send(json.as_bytes()).await;
+    assert_eq!(c.answer().await.0, 201);
+
+    // A head over the limit (64 KiB by default): 431.
+    let mut c = RawConn::open(s.port).await;
+    c.send(publish("left", "before").as_bytes()).await;
+    assert_eq!(c.answer().await.0, 201);
+    c.send(
+        format!(
+            "POST /v1/queues/left/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: {}\r\nContent-Length: 0\r\n\r\n",
+            "a".repeat(70 * 1024)
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(c.answer().await.0, 431);
+
+    // A chunk announcing more than the limit, after direct publishes: refused at once.
+    let mut c = RawConn::open(s.port).await;
+    for body in ["one", "two"] {
+        c.send(publish("left", body).as_bytes()).await;
+        assert_eq!(c.answer().await.0, 201);
+    }
+    c.send(b"POST /v1/queues/left/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFF\r\n").await;
+    let (status, body) = c.answer().await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("request_too_large"), "{body}");
+}
+
+/// An idle keep-alive connection is closed after --header-timeout-seconds, as hyper closes
+/// one; a body that does not all come within --body-timeout-seconds is answered 408 with
+/// `connection: close` and nothing is stored.
+#[tokio::test]
+async fn idle_connections_and_slow_bodies_are_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let s = Server::start_with(&[
+        "--header-timeout-seconds",
+        "1",
+        "--body-timeout-seconds",
+        "1",
+    ])
+    .await;
+    let h = Http::new(&s.base);
+    let mut c = RawConn::open(s.port).await;
+    c.send(publish("cut", "x").as_bytes()).await;
+    assert_eq!(c.answer().await.0, 201);
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, c.tcp.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .unwrap();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+
+    let mut c = RawConn::open(s.port).await;
+    let full = publish("cut", "never whole");
+    c.send(&full.as_bytes()[..full.len() - 4]).await;
+    let (head, body) = c.answer_with_head().await;
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(
+        err_code(&serde_json::from_str(&body).unwrap()),
+        "request_timeout"
+    );
+    assert_eq!(h.peek_bodies("cut").await, ["x"]);
+}
