@@ -380,9 +380,25 @@ fn parse(buf: &[u8], limits: &Limits) -> Parsed {
 /// Longest request target taken here (`http::Uri` takes less than 64 KiB).
 const MAX_TARGET: usize = 8192;
 
-/// A byte of a path or query as `parse` takes it: unreserved, sub-delimiters, `:@/?%`.
+/// A byte of a path or query as `parse` takes it: unreserved, sub-delimiters, `:@/?%` (a
+/// table: a search per byte was a thousand instructions a request).
 fn plain_target_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+    const PLAIN: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            table[b] = (b as u8).is_ascii_alphanumeric();
+            b += 1;
+        }
+        let others = b"-._~!$&'()*+,;=:@/?%";
+        let mut i = 0;
+        while i < others.len() {
+            table[others[i] as usize] = true;
+            i += 1;
+        }
+        table
+    };
+    PLAIN[usize::from(b)]
 }
 
 /// A `Content-Length` value: digits only.

@@ -191,3 +191,15 @@ async fn hyper_reads_the_prefix_then_the_stream() {
     s.read_to_string(&mut all).await.unwrap();
     assert_eq!(all, "read then this");
 }
+
+#[test]
+fn plain_target_bytes_are_the_unreserved_and_sub_delimiters() {
+    let plain: String = (0..=255u8)
+        .filter(|&b| plain_target_byte(b))
+        .map(char::from)
+        .collect();
+    assert_eq!(
+        plain,
+        "!$%&'()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
+    );
+}
