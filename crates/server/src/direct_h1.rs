@@ -484,6 +484,39 @@ fn date(out: &mut Vec<u8>) {
     });
 }
 
+/// The fuzz target `direct_heads`: what `parse` takes from any bytes (with small limits). A
+/// head it takes must build a request for the front door (or the request would go to hyper
+/// after its body was waited for), must have its end seen by [`may_end_a_head`] however the
+/// bytes came in (or the connection would wait for ever), and must be partial when cut short.
+/// Must never panic.
+#[doc(hidden)]
+pub fn fuzz_head(data: &[u8]) {
+    let limits = Limits {
+        header_timeout: Duration::from_secs(1),
+        max_header_bytes: 2048,
+        max_body_bytes: 100,
+        body_timeout: Duration::from_secs(1),
+    };
+    let Parsed::Direct(head) = parse(data, &limits) else {
+        return;
+    };
+    assert!(head.len <= data.len() && head.len <= limits.max_header_bytes);
+    assert!(head.content_length <= limits.max_body_bytes);
+    assert!(
+        may_end_a_head(&data[..head.len], head.len - 1),
+        "the head's end is seen when its last byte comes alone"
+    );
+    assert!(
+        matches!(parse(&data[..head.len - 1], &limits), Parsed::Partial),
+        "a head cut short is partial"
+    );
+    let bytes = Bytes::copy_from_slice(&data[..head.len]);
+    let (queue, req) = head
+        .request(&bytes, ReadAhead::Whole(Bytes::new()))
+        .expect("a head taken builds a request");
+    assert!(!queue.is_empty() && req.uri().path().starts_with("/v1/queues/"));
+}
+
 /// A stream with bytes already read from it put back in front, for hyper after a hand-over.
 pub struct Prefixed<IO> {
     prefix: Bytes,

@@ -118,3 +118,10 @@ pub fn miniqueue_commands(data: &[u8]) {
     }
     let _ = parse_command(&String::from_utf8_lossy(stream));
 }
+
+/// The plain HTTP/1.1 head parser of the direct way (`direct_h1.rs`): any bytes as a request
+/// head. Checked: a head it takes builds a request, its end is seen whichever read brought its
+/// last byte, and it is partial when cut short.
+pub fn direct_heads(data: &[u8]) {
+    crate::direct_h1::fuzz_head(data);
+}
