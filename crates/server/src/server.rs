@@ -312,10 +312,11 @@ const MAX_H2_STREAMS: u32 = 256;
 /// by `direct_h1` while its requests are the direct ones; then, and a TLS connection after its
 /// handshake, it is served by hyper as HTTP/1.1 or HTTP/2: by ALPN over TLS, by the connection
 /// preface in cleartext (h2c prior knowledge), with upgrades (WebSocket). Every stream hyper
-/// serves is watched on its read side (`chunk_watch`: bytes pass through untouched). A connection that has
-/// not sent its request headers within `header_timeout` is closed (slow-loris guard). Sockets
-/// set TCP_NODELAY: streams of small frames must not wait for Nagle's algorithm (a 40 ms stall
-/// against the client's delayed ACK). At shutdown, connections are drained gracefully.
+/// serves is watched on its read side (`chunk_watch`: bytes pass through untouched). A
+/// connection that has not sent its request headers within `header_timeout` is closed
+/// (slow-loris guard). Sockets set TCP_NODELAY: streams of small frames must not wait for
+/// Nagle's algorithm (a 40 ms stall against the client's delayed ACK). At shutdown,
+/// connections are drained gracefully.
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: api::FrontDoor,
