@@ -7,11 +7,18 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-fn publish(queue: &str, body: &str) -> String {
-    let json = json!({ "body": body }).to_string();
+/// A JSON `POST` to `path`, as one string of bytes.
+fn post(path: &str, json: &str) -> String {
     format!(
-        "POST /v1/queues/{queue}/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
         json.len()
+    )
+}
+
+fn publish(queue: &str, body: &str) -> String {
+    post(
+        &format!("/v1/queues/{queue}/messages"),
+        &json!({ "body": body }).to_string(),
     )
 }
 
@@ -63,14 +70,8 @@ async fn direct_and_other_requests_share_a_connection_and_no_byte_is_lost() {
     assert_eq!(c.answer().await.0, 201);
     // Receive and ack over the same connection, now hyper's.
     let receive = json!({ "max_messages": 10 }).to_string();
-    c.send(
-        format!(
-            "POST /v1/queues/mix/receive HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{receive}",
-            receive.len()
-        )
-        .as_bytes(),
-    )
-    .await;
+    c.send(post("/v1/queues/mix/receive", &receive).as_bytes())
+        .await;
     let (status, body) = c.answer().await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -134,14 +135,8 @@ async fn a_client_gone_during_a_long_poll_is_not_given_messages() {
     assert_eq!(h.put("/v1/queues/gone", json!({})).await.0, 201);
     let mut c = RawConn::open(s.port).await;
     let receive = json!({ "max_messages": 1, "wait_seconds": 20 }).to_string();
-    c.send(
-        format!(
-            "POST /v1/queues/gone/receive HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{receive}",
-            receive.len()
-        )
-        .as_bytes(),
-    )
-    .await;
+    c.send(post("/v1/queues/gone/receive", &receive).as_bytes())
+        .await;
     h.wait_for_waiters(1).await;
     drop(c);
     h.wait_for_waiters(0).await;
