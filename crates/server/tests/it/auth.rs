@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::common::{err_code, free_port, key_file_with, with_key, Http, Server, BIN};
-use crate::push::{wait_until, Receiver};
+use crate::receiver::{wait_until, Receiver};
 
 const ADMIN: &str = "admin-key-4f9c2a7e1b";
 const PUBLISHER: &str = "orders-publisher-8d1e";

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::cli::run;
 use crate::common::{free_port, Server};
-use crate::push::Receiver;
+use crate::receiver::Receiver;
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))

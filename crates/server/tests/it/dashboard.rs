@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::common::{err_code, Http, Server};
-use crate::push::{wait_until, Receiver};
+use crate::receiver::{wait_until, Receiver};
 
 #[tokio::test]
 async fn the_page_is_embedded_and_served_at_root_and_ui() {

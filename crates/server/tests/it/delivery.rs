@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sluice_engine::redis_store::testing::RedisServer;
 
 use crate::common::{Http, Server};
-use crate::push::{wait_until, Receiver};
+use crate::receiver::{wait_until, Receiver};
 
 async fn publish(h: &Http, q: &str, body: &str) -> String {
     let (st, v) = h

@@ -1,12 +1,12 @@
 //! A subscription's health and state end to end, through the real binary: its owner's pause
-//! and resume (HTTP and CLI), surviving a `kill -9`. The receiver is `push::Receiver`, in this
+//! and resume (HTTP and CLI), surviving a `kill -9`. The receiver is `receiver::Receiver`, in this
 //! process.
 
 use serde_json::{json, Value};
 
 use crate::cli::run;
 use crate::common::Http;
-use crate::push::{open_server, send, verify_signature, Receiver, HOLD, SECRET};
+use crate::receiver::{open_server, send, verify_signature, Receiver, HOLD, SECRET};
 
 /// A lane that sends in parallel keeps more messages leased than its requests in flight (the
 /// lease's sync is then off the request's path); a pause that comes meanwhile holds them,
@@ -28,7 +28,7 @@ async fn messages_leased_ahead_wait_out_a_pause_and_go_after_the_resume() {
     }
     let stats = || async { h.get("/v1/queues/ahead/subscriptions/s").await.1["stats"].clone() };
     // While the first two requests are held: two more are leased, two requests are made.
-    crate::push::wait_until("two leased ahead of the first answers", 20, || async {
+    crate::receiver::wait_until("two leased ahead of the first answers", 20, || async {
         let st = stats().await;
         st["in_flight"] == 4 && st["requests_in_flight"] == 2 && st["ready"] == 1
     })
@@ -39,7 +39,7 @@ async fn messages_leased_ahead_wait_out_a_pause_and_go_after_the_resume() {
     assert_eq!(st, 200, "{v}");
     r.release();
     // The first two are answered and settled; the two leased before the pause wait unsent.
-    crate::push::wait_until("two delivered, two held", 30, || async {
+    crate::receiver::wait_until("two delivered, two held", 30, || async {
         let st = stats().await;
         st["delivered"] == 2
             && st["in_flight"] == 2
@@ -53,7 +53,7 @@ async fn messages_leased_ahead_wait_out_a_pause_and_go_after_the_resume() {
         .await;
     assert_eq!(st, 200, "{v}");
     r.wait_for("the other three", 30, |x| x.len() >= 5).await;
-    crate::push::wait_until("all delivered", 30, || async {
+    crate::receiver::wait_until("all delivered", 30, || async {
         stats().await["delivered"] == 5
     })
     .await;
@@ -496,7 +496,7 @@ async fn operational_events_tell_the_operator_signed() {
         assert_eq!(st, 201, "{v}");
     }
     send(&h, "ev", json!({"body": "m1"})).await;
-    let kinds = |x: &[crate::push::Req]| -> Vec<String> {
+    let kinds = |x: &[crate::receiver::Req]| -> Vec<String> {
         x.iter()
             .map(|q| q.json()["type"].as_str().unwrap_or_default().to_string())
             .collect()

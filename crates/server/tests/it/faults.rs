@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::{Http, Server};
-use crate::push::wait_until;
+use crate::receiver::wait_until;
 
 /// A tmpfs of `mib` MiB, unmounted on drop. None where mounting is not allowed (the test then
 /// says so and stops): CI machines of this kind run as root, where it is.

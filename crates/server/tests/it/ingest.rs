@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::{free_port, wait_healthy, Http, Server, BIN};
-use crate::push::wait_until;
+use crate::receiver::wait_until;
 
 struct Sink {
     child: std::process::Child,
@@ -558,7 +558,7 @@ async fn upload_retry_and_the_cli() {
     .await;
     let h = Http::new(&s.base);
     // A receiver that refuses everything (400: fails at once) until told otherwise.
-    let rx = crate::push::Receiver::with(|_, _| (400, None, 0)).await;
+    let rx = crate::receiver::Receiver::with(|_, _| (400, None, 0)).await;
     h.put(
         "/v1/queues/alerts/subscriptions/notify",
         json!({"url": rx.url("/webhook"), "max_attempts": 1}),

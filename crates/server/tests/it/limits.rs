@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite;
 
 use crate::bad_input::ready_count;
 use crate::common::{Http, Server};
-use crate::push::wait_until;
+use crate::receiver::wait_until;
 
 #[tokio::test]
 async fn oversized_headers_and_too_many_headers_get_431_and_store_nothing() {

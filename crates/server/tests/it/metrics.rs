@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-use crate::push::{open_server, wait_until, Receiver};
+use crate::receiver::{open_server, wait_until, Receiver};
 
 fn promtool(text: &str) -> (bool, String) {
     let mut child = Command::new("promtool")

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sluice_engine::redis_store::testing::{RedisCluster, RedisServer};
 
 use crate::common::{err_code, free_port, Http, Server, BIN};
-use crate::push::{wait_until, Receiver};
+use crate::receiver::{wait_until, Receiver};
 
 fn prefix() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -292,7 +292,7 @@ async fn timers_fire_once_across_three_nodes_and_a_cancel_anywhere_holds() {
         )
         .await;
     assert_eq!(st, 201, "{v}");
-    let firings = |r: &[crate::push::Req]| -> Vec<String> {
+    let firings = |r: &[crate::receiver::Req]| -> Vec<String> {
         r.iter()
             .filter(|r| r.path == "/cron")
             .map(|r| r.header("webhook-id").unwrap_or_default().to_string())

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 use crate::common::{err_code, Http, Server, BIN};
-use crate::push::{wait_until, Receiver};
+use crate::receiver::{wait_until, Receiver};
 
 #[tokio::test]
 async fn tail_into_head_exits_quietly() {

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::common::{millis_of, Http};
-use crate::push::{open_server, wait_until, Receiver};
+use crate::receiver::{open_server, wait_until, Receiver};
 
 async fn schedule(h: &Http, name: &str) -> Value {
     let (st, v) = h.get(&format!("/v1/schedules/{name}")).await;

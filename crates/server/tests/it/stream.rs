@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{Http, Server};
-use crate::push::wait_until;
+use crate::receiver::wait_until;
 
 async fn fill(h: &Http, q: &str, n: usize) {
     let msgs: Vec<Value> = (0..n).map(|i| json!({"body": format!("m{i}")})).collect();

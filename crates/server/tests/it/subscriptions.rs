@@ -1,10 +1,10 @@
 //! A subscription's newer settings end to end, through the real server: signing-secret
 //! rotation, message filters and the pause of a queue's consumption, each surviving a
-//! `kill -9` where its state is durable. The receiver is `push::Receiver`, in this process.
+//! `kill -9` where its state is durable. The receiver is `receiver::Receiver`, in this process.
 
 use serde_json::json;
 
-use crate::push::{open_server, send, verify_signature, Receiver, SECRET};
+use crate::receiver::{open_server, send, verify_signature, Receiver, SECRET};
 
 #[tokio::test]
 async fn a_rotation_survives_a_kill_nine_and_signs_with_both_secrets() {

@@ -14,7 +14,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 use crate::common::Server;
-use crate::push::wait_until;
+use crate::receiver::wait_until;
 
 struct Pair {
     cert_pem: String,
