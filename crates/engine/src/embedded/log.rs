@@ -7,6 +7,14 @@
 //! arrived while the previous sync was running shares the next one (group commit). Nothing is
 //! answered before its records are synced.
 //!
+//! A sync that carried many records is usually followed by a wave of as many: its requests are
+//! answered and their clients send the next ones, spread over the time the two cores take to
+//! serve them. Started at the wave's first record, the next sync would carry that record alone
+//! while the rest of the wave waits for it, so a third of the syncs carried one record. The
+//! writer therefore gathers: after a sync of `n` records it waits for `n / 2` new ones, or
+//! [`GATHER_WAIT`] at most, before it writes (see [`gather_target`]). After a small sync it
+//! writes at once, so a lone request never waits.
+//!
 //! Segments are files `log/NNNNNNNNNNNNNNNN.seg` of at most [`SEGMENT_BYTES`] by default. A fresh segment is
 //! started at every open, so a torn tail left by a crash is never appended to.
 
@@ -26,6 +34,19 @@ use super::spare::{SpareRule, Spares};
 use crate::error::{EngineError, Result};
 
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The longest the writer waits to gather the records of a wave before it writes (module doc).
+pub const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// How many records the writer waits for before it writes, after a sync of `last` records: half
+/// of a wave of 4 or more, else none (module doc).
+pub fn gather_target(last: u64) -> u64 {
+    if last >= 4 {
+        last / 2
+    } else {
+        0
+    }
+}
 
 /// Where a frame lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +73,8 @@ struct Pending {
     sparse: bool,
     appended: u64,
     records: u64,
+    /// While the writer gathers: the records it waits for (appends wake it only then); else 0.
+    gather: u64,
     shutdown: bool,
 }
 
@@ -133,7 +156,9 @@ impl Append<'_> {
     pub fn finish(mut self) -> u64 {
         if self.touched {
             self.guard.appended += 1;
-            self.wake.notify_one();
+            if self.guard.records >= self.guard.gather {
+                self.wake.notify_one();
+            }
         }
         self.guard.appended
     }
@@ -174,6 +199,7 @@ impl Log {
                 sparse: true,
                 appended: 0,
                 records: 0,
+                gather: 0,
                 shutdown: false,
             }),
             wake: Condvar::new(),
@@ -186,6 +212,12 @@ impl Log {
         let writer = std::thread::Builder::new()
             .name("sluice-log-writer".into())
             .spawn(move || {
+                // The gather's deadline to the microsecond, not the default 50 µs timer slack.
+                // SAFETY: PR_SET_TIMERSLACK takes a plain integer and sets this thread's slack.
+                #[cfg(target_os = "linux")]
+                unsafe {
+                    libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64);
+                }
                 writer_loop(&s2, segment_bytes);
                 // Appends after this would wait forever: end their waits.
                 s2.durable.stop();
@@ -313,6 +345,7 @@ impl Drop for Log {
 
 fn writer_loop(shared: &Shared, segment_bytes: u64) {
     let mut files: HashMap<u32, File> = HashMap::new();
+    let mut last = 0;
     loop {
         let (chunks, lsn, records) = {
             let mut p = shared.pending.lock();
@@ -322,9 +355,21 @@ fn writer_loop(shared: &Shared, segment_bytes: u64) {
             if p.chunks.is_empty() && p.shutdown {
                 return;
             }
+            let target = gather_target(last);
+            if p.records < target && shared.fsync {
+                let until = Instant::now() + GATHER_WAIT;
+                p.gather = target;
+                while p.records < target && !p.shutdown {
+                    if shared.wake.wait_until(&mut p, until).timed_out() {
+                        break;
+                    }
+                }
+                p.gather = 0;
+            }
             let records = std::mem::take(&mut p.records);
             (std::mem::take(&mut p.chunks), p.appended, records)
         };
+        last = records;
         let started = Instant::now();
         let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
         match write_and_sync(shared, &mut files, &chunks, segment_bytes) {
@@ -482,5 +527,42 @@ mod tests {
             "{waited:?}"
         );
         log.wait_durable(synced).await.unwrap();
+    }
+
+    /// After a sync of a wave the writer waits for half as many records; after a small one, none.
+    #[test]
+    fn the_writer_gathers_half_a_wave_and_nothing_after_a_small_sync() {
+        assert_eq!(gather_target(0), 0);
+        assert_eq!(gather_target(1), 0);
+        assert_eq!(gather_target(3), 0);
+        assert_eq!(gather_target(4), 2);
+        assert_eq!(gather_target(31), 15);
+    }
+
+    /// A record that comes alone after a sync of many is still written: the gather ends at its
+    /// deadline. Each of the small syncs that follow is written at once.
+    #[tokio::test]
+    async fn a_lone_record_after_a_wave_is_synced_when_the_gather_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::start(dir.path(), 1, SEGMENT_BYTES, None).unwrap();
+        let frame = |b: &mut Vec<u8>| {
+            b.extend_from_slice(&[7u8; 16]);
+            16
+        };
+        let mut a = log.begin();
+        for _ in 0..40 {
+            a.push(16, frame);
+        }
+        let wave = a.finish();
+        log.wait_durable(wave).await.unwrap();
+        for _ in 0..3 {
+            let mut a = log.begin();
+            a.push(16, frame);
+            let lone = a.finish();
+            tokio::time::timeout(Duration::from_secs(30), log.wait_durable(lone))
+                .await
+                .expect("a lone record is synced")
+                .unwrap();
+        }
     }
 }
