@@ -7,13 +7,15 @@
 //! arrived while the previous sync was running shares the next one (group commit). Nothing is
 //! answered before its records are synced.
 //!
-//! A sync that carried many records is usually followed by a wave of as many: its requests are
-//! answered and their clients send the next ones, spread over the time the two cores take to
-//! serve them. Started at the wave's first record, the next sync would carry that record alone
-//! while the rest of the wave waits for it, so a third of the syncs carried one record. The
-//! writer therefore gathers: after a sync of `n` records it waits for `n / 2` new ones, or
-//! [`GATHER_WAIT`] at most, before it writes (see [`gather_target`]). After a small sync it
-//! writes at once, so a lone request never waits.
+//! A sync that carried many appends (requests) is usually followed by a wave of as many: its
+//! requests are answered and their clients send the next ones, spread over the time the server
+//! and the clients take to serve them. Started at the wave's first append, the next sync would
+//! carry that one alone while the rest of the wave waits for it (a third of the syncs did, under
+//! load on a 2-core machine: BENCHMARKS.md, "The log writer gathers a wave"). The writer
+//! therefore gathers: after a sync of `n` appends it waits for `n / 2` new ones, or
+//! [`GATHER_WAIT`] at most, before it writes ([`gather_target`]). It writes at once after a sync
+//! of fewer than 4 appends, after sitting idle for [`IDLE_RESET`], and when the log is never
+//! fsynced, so a request that comes alone waits for no one.
 //!
 //! Segments are files `log/NNNNNNNNNNNNNNNN.seg` of at most [`SEGMENT_BYTES`] by default. A fresh segment is
 //! started at every open, so a torn tail left by a crash is never appended to.
@@ -24,7 +26,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -35,13 +37,17 @@ use crate::error::{EngineError, Result};
 
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The longest the writer waits to gather the records of a wave before it writes (module doc).
-pub const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
+/// The longest the writer waits to gather the appends of a wave before it writes (module doc).
+pub const GATHER_WAIT: Duration = Duration::from_micros(100);
 
-/// How many records the writer waits for before it writes, after a sync of `last` records: half
-/// of a wave of 4 or more, else none (module doc).
-pub fn gather_target(last: u64) -> u64 {
-    if last >= 4 {
+/// A writer idle this long since its last sync writes what comes at once: no wave follows.
+pub const IDLE_RESET: Duration = Duration::from_millis(1);
+
+/// How many appends the writer waits for before it writes, when its last sync carried `last`
+/// appends and it then sat `idle` before the first new one: half of a wave of 4 or more, else
+/// none (module doc). `idle_reset` is [`IDLE_RESET`].
+pub fn gather_target(last: u64, idle: Duration, idle_reset: Duration) -> u64 {
+    if last >= 4 && idle < idle_reset {
         last / 2
     } else {
         0
@@ -73,8 +79,14 @@ struct Pending {
     sparse: bool,
     appended: u64,
     records: u64,
-    /// While the writer gathers: the records it waits for (appends wake it only then); else 0.
+    /// Appends (each one request's records) since the writer last took the pending chunks.
+    appends: u64,
+    /// While the writer gathers: the appends it waits for; an append wakes it only once
+    /// `appends` reaches this (0: every append wakes it).
     gather: u64,
+    /// [`GATHER_WAIT`] and [`IDLE_RESET`]; tests stretch them so that timing cannot decide.
+    gather_wait: Duration,
+    idle_reset: Duration,
     shutdown: bool,
 }
 
@@ -88,6 +100,12 @@ struct Shared {
     /// False only under `SLUICE_UNSAFE_NO_FSYNC=1` (see [`Log::start`]).
     fsync: bool,
     spares: Spares,
+    /// Syncs written (tests count them).
+    #[cfg(test)]
+    syncs: std::sync::atomic::AtomicU64,
+    /// Held by a test to keep the writer from writing what it has taken.
+    #[cfg(test)]
+    hold: Mutex<()>,
 }
 
 pub struct Log {
@@ -156,7 +174,8 @@ impl Append<'_> {
     pub fn finish(mut self) -> u64 {
         if self.touched {
             self.guard.appended += 1;
-            if self.guard.records >= self.guard.gather {
+            self.guard.appends += 1;
+            if self.guard.appends >= self.guard.gather {
                 self.wake.notify_one();
             }
         }
@@ -199,7 +218,10 @@ impl Log {
                 sparse: true,
                 appended: 0,
                 records: 0,
+                appends: 0,
                 gather: 0,
+                gather_wait: GATHER_WAIT,
+                idle_reset: IDLE_RESET,
                 shutdown: false,
             }),
             wake: Condvar::new(),
@@ -207,6 +229,10 @@ impl Log {
             error: Mutex::new(None),
             fsync,
             spares,
+            #[cfg(test)]
+            syncs: Default::default(),
+            #[cfg(test)]
+            hold: Mutex::new(()),
         });
         let s2 = shared.clone();
         let writer = std::thread::Builder::new()
@@ -216,7 +242,7 @@ impl Log {
                 // SAFETY: PR_SET_TIMERSLACK takes a plain integer and sets this thread's slack.
                 #[cfg(target_os = "linux")]
                 unsafe {
-                    libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64);
+                    libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong);
                 }
                 writer_loop(&s2, segment_bytes);
                 // Appends after this would wait forever: end their waits.
@@ -346,6 +372,7 @@ impl Drop for Log {
 fn writer_loop(shared: &Shared, segment_bytes: u64) {
     let mut files: HashMap<u32, File> = HashMap::new();
     let mut last = 0;
+    let mut synced_at = Instant::now();
     loop {
         let (chunks, lsn, records) = {
             let mut p = shared.pending.lock();
@@ -355,11 +382,11 @@ fn writer_loop(shared: &Shared, segment_bytes: u64) {
             if p.chunks.is_empty() && p.shutdown {
                 return;
             }
-            let target = gather_target(last);
-            if p.records < target && shared.fsync {
-                let until = Instant::now() + GATHER_WAIT;
+            let target = gather_target(last, synced_at.elapsed(), p.idle_reset);
+            if p.appends < target && shared.fsync {
+                let until = Instant::now() + p.gather_wait;
                 p.gather = target;
-                while p.records < target && !p.shutdown {
+                while p.appends < target && !p.shutdown {
                     if shared.wake.wait_until(&mut p, until).timed_out() {
                         break;
                     }
@@ -367,11 +394,13 @@ fn writer_loop(shared: &Shared, segment_bytes: u64) {
                 p.gather = 0;
             }
             let records = std::mem::take(&mut p.records);
+            last = std::mem::take(&mut p.appends);
             (std::mem::take(&mut p.chunks), p.appended, records)
         };
-        last = records;
         let started = Instant::now();
         let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
+        #[cfg(test)]
+        drop(shared.hold.lock());
         match write_and_sync(shared, &mut files, &chunks, segment_bytes) {
             Ok(()) => {
                 metrics::histogram!("sluice_storage_sync_seconds")
@@ -379,6 +408,10 @@ fn writer_loop(shared: &Shared, segment_bytes: u64) {
                 metrics::histogram!("sluice_storage_sync_batch_records").record(records as f64);
                 metrics::histogram!("sluice_storage_sync_batch_bytes").record(bytes as f64);
                 metrics::counter!("sluice_storage_syncs_total").increment(1);
+                #[cfg(test)]
+                shared
+                    .syncs
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 shared.durable.advance(lsn);
             }
             Err(e) => {
@@ -387,6 +420,7 @@ fn writer_loop(shared: &Shared, segment_bytes: u64) {
                 }
             }
         }
+        synced_at = Instant::now();
         // Close files of segments that are complete: only the newest stays open for writing.
         if files.len() > 1 {
             let newest = *files.keys().max().expect("non-empty");
@@ -426,6 +460,7 @@ fn retry_until_written(
             }
             chunks.extend(std::mem::take(&mut p.chunks));
             p.records = 0;
+            p.appends = 0;
             p.appended
         };
         files.clear();
@@ -501,7 +536,6 @@ fn write_and_sync(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// A record appended after the writer has stopped can never become durable: its wait ends
     /// with an error instead of hanging; what was synced before the stop still counts as durable.
@@ -529,40 +563,98 @@ mod tests {
         log.wait_durable(synced).await.unwrap();
     }
 
-    /// After a sync of a wave the writer waits for half as many records; after a small one, none.
+    /// After a sync of a wave the writer waits for half as many appends; after a small sync, or
+    /// after sitting idle, for none.
     #[test]
-    fn the_writer_gathers_half_a_wave_and_nothing_after_a_small_sync() {
-        assert_eq!(gather_target(0), 0);
-        assert_eq!(gather_target(1), 0);
-        assert_eq!(gather_target(3), 0);
-        assert_eq!(gather_target(4), 2);
-        assert_eq!(gather_target(31), 15);
+    fn the_writer_gathers_half_a_wave_and_nothing_after_a_small_sync_or_idleness() {
+        let (busy, reset) = (Duration::from_micros(20), IDLE_RESET);
+        assert_eq!(gather_target(0, busy, reset), 0);
+        assert_eq!(gather_target(1, busy, reset), 0);
+        assert_eq!(gather_target(3, busy, reset), 0);
+        assert_eq!(gather_target(4, busy, reset), 2);
+        assert_eq!(gather_target(31, busy, reset), 15);
+        assert_eq!(gather_target(31, reset, reset), 0);
+        assert_eq!(gather_target(31, Duration::from_secs(5), reset), 0);
     }
 
-    /// A record that comes alone after a sync of many is still written: the gather ends at its
-    /// deadline. Each of the small syncs that follow is written at once.
-    #[tokio::test]
-    async fn a_lone_record_after_a_wave_is_synced_when_the_gather_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::start(dir.path(), 1, SEGMENT_BYTES, None).unwrap();
-        let frame = |b: &mut Vec<u8>| {
+    fn append(log: &Log) -> u64 {
+        let mut a = log.begin();
+        a.push(16, |b: &mut Vec<u8>| {
             b.extend_from_slice(&[7u8; 16]);
             16
-        };
-        let mut a = log.begin();
-        for _ in 0..40 {
-            a.push(16, frame);
+        });
+        a.finish()
+    }
+
+    fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::yield_now();
         }
-        let wave = a.finish();
-        log.wait_durable(wave).await.unwrap();
-        for _ in 0..3 {
-            let mut a = log.begin();
-            a.push(16, frame);
-            let lone = a.finish();
-            tokio::time::timeout(Duration::from_secs(30), log.wait_durable(lone))
-                .await
-                .expect("a lone record is synced")
-                .unwrap();
+    }
+
+    async fn durable(log: &Log, lsn: u64) {
+        tokio::time::timeout(Duration::from_secs(30), log.wait_durable(lsn))
+            .await
+            .expect("synced in time")
+            .unwrap();
+    }
+
+    fn syncs(log: &Log) -> u64 {
+        log.shared.syncs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A log whose writer never counts itself idle, after a sync of a wave of 8 appends: the
+    /// writer takes a first append and waits at the hold while 8 more pile up.
+    async fn after_a_wave(dir: &Path, gather_wait: Duration) -> Log {
+        let log = Log::start(dir, 1, SEGMENT_BYTES, None).unwrap();
+        {
+            let mut p = log.shared.pending.lock();
+            p.gather_wait = gather_wait;
+            p.idle_reset = Duration::from_secs(60);
         }
+        let held = log.shared.hold.lock();
+        append(&log);
+        until("the writer took the first append", || {
+            log.shared.pending.lock().chunks.is_empty()
+        });
+        let wave = (0..8).map(|_| append(&log)).last().unwrap();
+        drop(held);
+        durable(&log, wave).await;
+        assert_eq!(syncs(&log), 2, "the first append, then the wave of 8");
+        log
+    }
+
+    /// After a wave the next append finds the writer gathering half of one, and it and the 3
+    /// made after it go to disk in one sync. The gather may last a minute: only counts decide.
+    #[tokio::test]
+    async fn after_a_wave_the_writer_gathers_the_next_appends_into_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = after_a_wave(dir.path(), Duration::from_secs(60)).await;
+        append(&log);
+        until("the writer gathers half the wave", || {
+            log.shared.pending.lock().gather == 4
+        });
+        let last = (0..3).map(|_| append(&log)).last().unwrap();
+        durable(&log, last).await;
+        assert_eq!(
+            syncs(&log),
+            3,
+            "the four appends after the wave went in one sync"
+        );
+    }
+
+    /// An append that comes alone after a wave is written when the gather's deadline passes,
+    /// and the next one, after that small sync, at once.
+    #[tokio::test]
+    async fn a_lone_append_after_a_wave_is_synced_when_the_gather_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = after_a_wave(dir.path(), GATHER_WAIT).await;
+        let lone = append(&log);
+        durable(&log, lone).await;
+        let next = append(&log);
+        durable(&log, next).await;
+        assert_eq!(syncs(&log), 4);
     }
 }

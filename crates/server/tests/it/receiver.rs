@@ -1,6 +1,6 @@
 //! The webhook receiver the tests deliver to, in one place: an HTTP server in this test process
 //! that records every request and answers as the test scripts it, plus the helpers the push
-//! tests share. Its own file because many files use it (most through `push.rs`'s re-export).
+//! tests share. Its own file because many test files use it.
 //! Times are checked only as lower bounds (a busy machine makes things slower, never faster)
 //! or with generous tolerances.
 
