@@ -252,8 +252,11 @@ async fn the_rate_limit_holds_over_hundreds_of_deliveries() {
     h.post("/v1/queues/rl/messages", json!({"messages": msgs}))
         .await;
     let got = r.wait_for("250 deliveries", 60, |r| r.len() >= 250).await;
-    // Burst of 50, then 50/s: 250 take at least 4 s; no 1-second window holds more than
-    // the burst plus one second's worth.
+    // Burst of 50, then 50/s: 250 take at least 4 s; no 1-second window of sending holds
+    // more than the burst plus one second's worth (101). The receiver's clock sees them late
+    // by however long each took to arrive, so its window is 950 ms: 50 ms of such jitter
+    // (a busy 2-core machine) cannot push a lawful second over 101, and a limiter that let
+    // through even a tenth more could not stay under.
     let span = got[249].at - got[0].at;
     assert!(
         span >= Duration::from_millis(3600),
@@ -262,9 +265,9 @@ async fn the_rate_limit_holds_over_hundreds_of_deliveries() {
     for (i, g) in got.iter().enumerate() {
         let in_window = got[i..]
             .iter()
-            .take_while(|x| x.at - g.at < Duration::from_secs(1))
+            .take_while(|x| x.at - g.at < Duration::from_millis(950))
             .count();
-        assert!(in_window <= 101, "{in_window} requests within one second");
+        assert!(in_window <= 101, "{in_window} requests within 950 ms");
     }
 }
 
