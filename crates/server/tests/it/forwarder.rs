@@ -81,15 +81,7 @@ async fn forwarder_retries_three_times_two_seconds_apart_then_dead_letters() {
     let endpoint = r.url("/collect");
     let s = Server::start_with(&["--post-endpoint", &endpoint, "--batch-size", "1"]).await;
     let h = Http::new(&s.base);
-    let (st, _) = h
-        .post(
-            "/log",
-            json!({"user_id": 1, "total": 1.0, "title": "t",
-                   "meta": {"logins": [], "phone_numbers": {"home": "1", "mobile": "2"}},
-                   "completed": true}),
-        )
-        .await;
-    assert_eq!(st, 201);
+    post_one_record(&h).await;
     let got = r.wait_for("4 attempts", 30, |x| x.len() >= 4).await;
     for w in got.windows(2) {
         assert!(w[1].at - w[0].at >= Duration::from_millis(1900));
@@ -118,15 +110,7 @@ async fn exit_on_forward_failure_reproduces_the_seed() {
     ])
     .await;
     let h = Http::new(&s.base);
-    let (st, _) = h
-        .post(
-            "/log",
-            json!({"user_id": 1, "total": 1.0, "title": "t",
-                   "meta": {"logins": [], "phone_numbers": {"home": "1", "mobile": "2"}},
-                   "completed": true}),
-        )
-        .await;
-    assert_eq!(st, 201);
+    post_one_record(&h).await;
     let child = s.child.as_mut().unwrap();
     let end = Instant::now() + Duration::from_secs(40);
     let status = loop {
@@ -139,4 +123,13 @@ async fn exit_on_forward_failure_reproduces_the_seed() {
     assert_eq!(status.code(), Some(1));
     assert_eq!(r.got().len(), 4, "1 attempt + 3 retries before exiting");
     s.child = None;
+}
+
+/// One valid record to the forwarder's `/log`, accepted.
+async fn post_one_record(h: &Http) {
+    let record = json!({"user_id": 1, "total": 1.0, "title": "t",
+                        "meta": {"logins": [], "phone_numbers": {"home": "1", "mobile": "2"}},
+                        "completed": true});
+    let (st, v) = h.post("/log", record).await;
+    assert_eq!(st, 201, "{v}");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::receiver::{
-    open_server, send, verify_signature, wait_messages, wait_until, Receiver, SECRET,
+    open_server, send, send_numbered, verify_signature, wait_messages, wait_until, Receiver, SECRET,
 };
 
 #[tokio::test]
@@ -365,16 +365,7 @@ async fn sink_429s_slow_one_endpoint_down_adaptively() {
         json!({"url": healthy.url("/f")}),
     )
     .await;
-    let msgs: Vec<Value> = (0..150).map(|i| json!({"body": format!("m{i}")})).collect();
-    let (_, v) = h
-        .post("/v1/queues/ad/messages", json!({"messages": msgs}))
-        .await;
-    let ids: std::collections::HashSet<String> = v["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect();
+    let ids = send_numbered(&h, "ad", 150).await;
     let t0 = Instant::now();
     healthy
         .wait_for("the healthy endpoint", 20, |r| r.len() >= 150)

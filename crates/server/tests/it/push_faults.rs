@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::{Http, Server};
-use crate::receiver::{open_server, send, wait_messages, wait_until, Receiver};
+use crate::receiver::{open_server, send, send_numbered, wait_messages, wait_until, Receiver};
 
 #[tokio::test]
 async fn private_targets_are_refused_by_default() {
@@ -78,16 +78,7 @@ async fn a_kill_nine_during_delivery_loses_no_message() {
                "backoff": {"initial_seconds": 0.2, "jitter": false}}),
     )
     .await;
-    let msgs: Vec<Value> = (0..80).map(|i| json!({"body": format!("m{i}")})).collect();
-    let (_, v) = h
-        .post("/v1/queues/k/messages", json!({"messages": msgs}))
-        .await;
-    let ids: std::collections::HashSet<String> = v["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect();
+    let ids = send_numbered(&h, "k", 80).await;
     for cycle in 1..=3 {
         slow.wait_for("some deliveries", 30, |x| x.len() >= 8 * cycle)
             .await;

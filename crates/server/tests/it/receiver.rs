@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::{Http, Server};
 
@@ -139,6 +139,28 @@ pub(crate) async fn send(h: &Http, q: &str, body: Value) -> String {
     let (st, v) = h.post(&format!("/v1/queues/{q}/messages"), body).await;
     assert_eq!(st, 201, "{v}");
     v["id"].as_str().unwrap().to_string()
+}
+
+/// Publish `n` messages (`m0`, `m1`, ...) to queue `q` in one batch; their ids.
+pub(crate) async fn send_numbered(
+    h: &Http,
+    q: &str,
+    n: usize,
+) -> std::collections::HashSet<String> {
+    let msgs: Vec<Value> = (0..n).map(|i| json!({"body": format!("m{i}")})).collect();
+    let (st, v) = h
+        .post(
+            &format!("/v1/queues/{q}/messages"),
+            json!({"messages": msgs}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Wait (bounded) until `GET path` lists exactly `n` messages.
