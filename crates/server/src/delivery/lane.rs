@@ -16,11 +16,11 @@
 //! while its subscription is held; anything but a probe waits while the circuit is open
 //! (`lane/waiting.rs`).
 //!
-//! A request's slot is free as soon as its answer is in: the lane's *settler* records the
-//! outcomes (attempts, removals, retries, dead letters) in batches of whatever was answered
-//! while it wrote the previous batch, so durable writes are shared by many requests and never
-//! hold a slot. At most [`UNSETTLED_MAX`] answered requests wait for it; past that, requests
-//! keep their slots until there is room (the lane slows down instead of piling up).
+//! A request's slot is free as soon as its answer is in: the lane's *settler*
+//! (`lane/settler.rs`) records the outcomes (attempts, removals, retries, dead letters) in
+//! batches, so durable writes are shared by many requests and never hold a slot. At most
+//! [`UNSETTLED_MAX`] answered requests wait for it; past that, requests keep their slots until
+//! there is room (the lane slows down instead of piling up).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,14 +37,13 @@ use super::throttle::Throttle;
 use super::webhook::{Answered, Meters};
 use super::{Counters, PushManager, LEASE_POLL_MS};
 
+mod settler;
 mod waiting;
 
 /// How far ahead of its turns a paced lane leases (seconds of the rate in force).
 const LEASE_AHEAD_S: f64 = 0.1;
 /// Answered requests of one lane waiting for its settler, at most.
 const UNSETTLED_MAX: usize = 1000;
-/// The most requests settled together.
-const SETTLE_BATCH_MAX: usize = 500;
 /// Messages a lane of single messages sent in parallel (a concurrency of 2 or more, not FIFO)
 /// keeps leased beyond its concurrency (at most its concurrency), so a request that ends finds
 /// the next message leased and durable.
@@ -90,7 +89,7 @@ impl Lane {
         stop: watch::Receiver<bool>,
     ) {
         let (settle, answered) = mpsc::unbounded_channel();
-        tokio::spawn(settler(manager.clone(), sub.clone(), answered));
+        tokio::spawn(settler::run(manager.clone(), sub.clone(), answered));
         let lane = Lane {
             sending: Arc::new(Semaphore::new(sub.config.concurrency as usize)),
             stop,
@@ -401,22 +400,6 @@ impl Lane {
             }
             drop(permits);
         });
-    }
-}
-
-/// Settle a lane's answered requests in batches: whatever was answered while the previous
-/// batch was being written goes in the next one.
-async fn settler(
-    manager: Arc<PushManager>,
-    sub: SubscriptionRef,
-    mut answered: mpsc::UnboundedReceiver<(Answered, OwnedSemaphorePermit)>,
-) {
-    let mut batch = Vec::new();
-    while answered.recv_many(&mut batch, SETTLE_BATCH_MAX).await > 0 {
-        let (requests, places): (Vec<Answered>, Vec<OwnedSemaphorePermit>) =
-            batch.drain(..).unzip();
-        manager.settle(&sub, &requests).await;
-        drop(places);
     }
 }
 
