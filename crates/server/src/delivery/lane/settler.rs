@@ -3,10 +3,10 @@
 //!
 //! Each settle is two group-committed writes (the history's log and the message log), so the
 //! fewer settles, the fewer syncs. A lane of single messages sent in parallel answers a steady
-//! stream, and a settle of only what was answered during the previous one carried about 8
-//! requests at 27k deliveries/s here: a history sync per 8 deliveries. Such a lane's settler
-//! waits [`GATHER_WAIT`] for more when it has fewer than [`GATHER_MIN`] (measured:
-//! BENCHMARKS.md, "Push: settles gathered"). Nothing waits for a settle but the lane's
+//! stream, and a settle of only what was answered during the previous one carried a fraction
+//! of a millisecond's answers. Such a lane's settler waits [`GATHER_WAIT`] for more when it has
+//! fewer than [`GATHER_MIN`] (measured: BENCHMARKS.md, "Push: settles gathered"). The timer
+//! lane's settler does not: gathering there changed nothing measurable (the same section). Nothing waits for a settle but the lane's
 //! `UNSETTLED_MAX` places, so the wait costs no request any time. A FIFO lane does not wait (the
 //! group's next message waits for the settle), nor do batches or `concurrency: 1`, whose
 //! requests are fewer.
