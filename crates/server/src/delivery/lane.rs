@@ -118,9 +118,9 @@ impl Lane {
         // ahead"). Batches, FIFO groups and `concurrency: 1` (which keeps the queue's order)
         // lease only what they send.
         let concurrency = config.concurrency as usize;
-        let ahead = match batch_max > 1 || fifo || concurrency < 2 {
-            true => 0,
-            false => concurrency.min(LEASED_AHEAD_MAX),
+        let ahead = match sends_singles_in_parallel(&lane.sub) {
+            true => concurrency.min(LEASED_AHEAD_MAX),
+            false => 0,
         };
         let slots = Arc::new(Semaphore::new(concurrency + ahead));
         lane.health.restore().await;
@@ -401,6 +401,13 @@ impl Lane {
             drop(permits);
         });
     }
+}
+
+/// Single messages sent in parallel: not batches, not FIFO, a concurrency of 2 or more. Such a
+/// lane leases ahead of its requests and its settler gathers (`lane/settler.rs`).
+fn sends_singles_in_parallel(sub: &SubscriptionRef) -> bool {
+    let c = &sub.config;
+    !c.batching() && c.concurrency >= 2 && !sluice_engine::is_fifo(&sub.child)
 }
 
 /// A lease failed. A deleted queue takes its subscriptions, and this lane, with it: not worth a

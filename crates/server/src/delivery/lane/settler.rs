@@ -5,11 +5,13 @@
 //! fewer settles, the fewer syncs. A lane of single messages sent in parallel answers a steady
 //! stream, and a settle of only what was answered during the previous one carried a fraction
 //! of a millisecond's answers. Such a lane's settler waits [`GATHER_WAIT`] for more when it has
-//! fewer than [`GATHER_MIN`] (measured: BENCHMARKS.md, "Push: settles gathered"). The timer
-//! lane's settler does not: gathering there changed nothing measurable (the same section). Nothing waits for a settle but the lane's
-//! `UNSETTLED_MAX` places, so the wait costs no request any time. A FIFO lane does not wait (the
-//! group's next message waits for the settle), nor do batches or `concurrency: 1`, whose
-//! requests are fewer.
+//! fewer than [`GATHER_MIN`] (measured: BENCHMARKS.md, "Push: settles gathered"). No request
+//! waits for a settle (its slot is free at the answer; only the lane's `UNSETTLED_MAX` places
+//! are held), but what the settle applies comes 1-2 ms later: a retry's release time, a dead
+//! letter, the observers, the subscription's counts. A FIFO lane does not wait (the group's
+//! next message waits for the settle), nor do batches or `concurrency: 1`, whose requests are
+//! fewer. The timer lane's settler does not either: gathering there changed nothing
+//! measurable (the same section).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use super::super::PushManager;
 const BATCH_MAX: usize = 500;
 /// With fewer answered requests than this, a gathering settler waits [`GATHER_WAIT`] first.
 const GATHER_MIN: usize = 64;
+/// How long a small batch waits (tokio's timer rounds it up to the next millisecond tick).
 const GATHER_WAIT: Duration = Duration::from_millis(1);
 
 /// Settle the lane's answered requests in batches until the lane (every sender) is gone.
@@ -32,7 +35,7 @@ pub(super) async fn run(
     sub: SubscriptionRef,
     mut answered: mpsc::UnboundedReceiver<(Answered, OwnedSemaphorePermit)>,
 ) {
-    let gather = gathers(&sub);
+    let gather = super::sends_singles_in_parallel(&sub);
     let mut batch = Vec::new();
     while answered.recv_many(&mut batch, BATCH_MAX).await > 0 {
         if gather {
@@ -43,12 +46,6 @@ pub(super) async fn run(
         manager.settle(&sub, &requests).await;
         drop(places);
     }
-}
-
-/// Whether the lane's settler waits for more: single messages sent in parallel, not FIFO.
-fn gathers(sub: &SubscriptionRef) -> bool {
-    let c = &sub.config;
-    c.batch.max_messages <= 1 && c.concurrency >= 2 && !sluice_engine::is_fifo(&sub.child)
 }
 
 /// A batch smaller than [`GATHER_MIN`]: wait [`GATHER_WAIT`], then take what was answered
@@ -82,7 +79,9 @@ mod tests {
             tokio::time::sleep(GATHER_WAIT * 3).await;
             tx.send(5).unwrap();
         });
+        let before = tokio::time::Instant::now();
         gather_more(&mut batch, &mut rx).await;
+        assert!(before.elapsed() >= GATHER_WAIT, "{:?}", before.elapsed());
         assert_eq!(batch, [1, 2, 3, 4], "4 came during the wait, 5 after it");
         late.await.unwrap();
 
@@ -94,7 +93,8 @@ mod tests {
             Duration::ZERO,
             "a batch of GATHER_MIN does not wait"
         );
-        assert_eq!(full.len(), GATHER_MIN, "5 waits for the next batch");
+        assert_eq!(full.len(), GATHER_MIN);
+        assert_eq!(rx.try_recv().ok(), Some(5), "5 is left for the next batch");
     }
 
     /// At most BATCH_MAX go in one settle, however many were answered during the wait.
