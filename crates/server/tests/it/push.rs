@@ -225,11 +225,7 @@ async fn a_dead_endpoint_does_not_delay_a_healthy_one() {
         json!({"url": healthy.url("/ok")}),
     )
     .await;
-    let msgs: Vec<Value> = (0..30).map(|i| json!({"body": format!("m{i}")})).collect();
-    let (st, _) = h
-        .post("/v1/queues/iso/messages", json!({"messages": msgs}))
-        .await;
-    assert_eq!(st, 201);
+    send_numbered(&h, "iso", 30).await;
     healthy
         .wait_for("all 30 at the healthy endpoint", 20, |r| r.len() == 30)
         .await;
@@ -248,9 +244,7 @@ async fn the_rate_limit_holds_over_hundreds_of_deliveries() {
         json!({"url": r.url("/rl"), "rate_limit_per_second": 50, "concurrency": 20}),
     )
     .await;
-    let msgs: Vec<Value> = (0..250).map(|i| json!({"body": format!("m{i}")})).collect();
-    h.post("/v1/queues/rl/messages", json!({"messages": msgs}))
-        .await;
+    send_numbered(&h, "rl", 250).await;
     let got = r.wait_for("250 deliveries", 60, |r| r.len() >= 250).await;
     // Burst of 50, then 50/s: 250 take at least 4 s; no 1-second window of sending holds
     // more than the burst plus one second's worth (101). The receiver's clock sees them late

@@ -7,18 +7,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{Http, Server};
-use crate::receiver::wait_until;
-
-async fn fill(h: &Http, q: &str, n: usize) {
-    let msgs: Vec<Value> = (0..n).map(|i| json!({"body": format!("m{i}")})).collect();
-    let (st, _) = h
-        .post(
-            &format!("/v1/queues/{q}/messages"),
-            json!({"messages": msgs}),
-        )
-        .await;
-    assert_eq!(st, 201);
-}
+use crate::receiver::{send_numbered, wait_until};
 
 async fn in_flight(h: &Http, q: &str) -> u64 {
     h.get(&format!("/v1/queues/{q}")).await.1["stats"]["in_flight"]
@@ -50,7 +39,7 @@ async fn send(ws: &mut Ws, v: Value) {
 async fn websocket_consumer_with_credit() {
     let s = Server::start().await;
     let h = Http::new(&s.base);
-    fill(&h, "ws", 20).await;
+    send_numbered(&h, "ws", 20).await;
     let url = format!(
         "ws://127.0.0.1:{}/v1/queues/ws/stream?prefetch=5&visibility_timeout_seconds=60",
         s.port
@@ -223,7 +212,7 @@ async fn http2_duplex_consumer() {
 
     let s = Server::start().await;
     let h = Http::new(&s.base);
-    fill(&h, "h2", 6).await;
+    send_numbered(&h, "h2", 6).await;
     let (up, mut lines) = open_duplex(s.port, "/v1/queues/h2/stream?prefetch=3").await;
     let mut receipts = Vec::new();
     for i in 0..3 {
@@ -258,7 +247,7 @@ async fn an_endless_client_frame_ends_the_stream() {
 
     let s = Server::start().await;
     let h = Http::new(&s.base);
-    fill(&h, "endless", 2).await;
+    send_numbered(&h, "endless", 2).await;
     let (up, mut lines) = open_duplex(s.port, "/v1/queues/endless/stream?prefetch=1").await;
     let first = lines.next().await;
     assert_eq!(first["type"], "message", "{first}");
