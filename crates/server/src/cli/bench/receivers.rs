@@ -5,18 +5,26 @@
 //! (arrival minus the `"t"` its body carries) in a histogram. Messages that carry a sequence
 //! number (`"i"`, the pacing scenarios) are also tracked one by one, and every request can be
 //! kept in a log of [`Event`]s for the scenario to analyse afterwards.
+//!
+//! A receiver shares the machine's cores with the server it measures, so it costs as little
+//! as it can: hyper's HTTP/1.1 connection without a router, the body read into a typed item
+//! (only `t` and `i`; the padding is skipped, not copied), one lock per request. Through axum
+//! and a `serde_json::Value` it took about a third of the machine's CPU in `bench push`
+//! (BENCHMARKS.md, "Push: a leaner receiver in the bench").
 
 use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderValue, Response, StatusCode};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api::now_us;
@@ -40,6 +48,46 @@ pub enum Answer {
     Slow { delay: Duration },
 }
 
+/// What the accepted messages showed, behind one lock.
+struct Tally {
+    /// Lateness (arrival minus the message's `t`), microseconds.
+    hist: Histogram<u64>,
+    /// The first and the last accepted message's arrival.
+    span: Option<(Instant, Instant)>,
+    /// When each sequence number was first accepted.
+    delivered: HashMap<u64, Instant>,
+}
+
+/// What a receiver reads of a delivered message: the bench's bodies are `{"t": …, "i": …,
+/// "p": "…"}`, and the padding is skipped unread.
+#[derive(Deserialize, Default)]
+struct Item {
+    t: Option<i64>,
+    i: Option<u64>,
+}
+
+/// A delivery's body: one message, or a batch (a JSON array of them). A body that is not
+/// JSON is still a delivery, of one message without `t` or `i`; an array whose items are not
+/// all objects is read item by item.
+fn items(body: &[u8]) -> Vec<Item> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        if let Ok(v) = serde_json::from_slice::<Vec<Item>>(body) {
+            return v;
+        }
+        if let Ok(v) = serde_json::from_slice::<Vec<Value>>(body) {
+            return v
+                .iter()
+                .map(|v| Item {
+                    t: v["t"].as_i64(),
+                    i: v["i"].as_u64(),
+                })
+                .collect();
+        }
+    }
+    vec![serde_json::from_slice::<Item>(body).unwrap_or_default()]
+}
+
 /// One request as the receiver saw it.
 #[derive(Clone, Copy, Debug)]
 pub struct Event {
@@ -55,10 +103,7 @@ pub struct Receiver {
     /// Messages accepted (each message of a batch counts).
     count: AtomicU64,
     refusals: AtomicU64,
-    hist: Mutex<Histogram<u64>>,
-    span: Mutex<Option<(Instant, Instant)>>,
-    /// When each sequence number was first accepted.
-    delivered: Mutex<HashMap<u64, Instant>>,
+    tally: Mutex<Tally>,
     refused: Mutex<HashSet<u64>>,
     bucket: Mutex<(f64, Instant)>,
     log: Option<Mutex<Vec<Event>>>,
@@ -81,16 +126,38 @@ impl Receiver {
             begun: OnceLock::new(),
             count: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
-            hist: Mutex::new(new_hist()),
-            span: Mutex::new(None),
-            delivered: Mutex::new(HashMap::new()),
+            tally: Mutex::new(Tally {
+                hist: new_hist(),
+                span: None,
+                delivered: HashMap::new(),
+            }),
             refused: Mutex::new(HashSet::new()),
             bucket: Mutex::new((per_sec, Instant::now())),
             log: keep_log.then(|| Mutex::new(Vec::new())),
         });
-        let app = axum::Router::new().fallback(receive).with_state(rx.clone());
+        let serving = rx.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let rx = serving.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let rx = rx.clone();
+                            async move {
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                                Ok::<_, Infallible>(rx.receive(&body.unwrap_or_default()).await)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
         });
         Ok(rx)
     }
@@ -112,12 +179,13 @@ impl Receiver {
 
     /// Distinct sequence numbers accepted so far.
     pub fn distinct(&self) -> u64 {
-        self.delivered.lock().len() as u64
+        self.tally.lock().delivered.len() as u64
     }
 
     /// When the last of sequence numbers `0..n` was first accepted, if all were.
     pub fn all_delivered_at(&self, n: u64) -> Option<Instant> {
-        let d = self.delivered.lock();
+        let t = self.tally.lock();
+        let d = &t.delivered;
         (0..n)
             .map(|i| d.get(&i).copied())
             .try_fold(None, |acc: Option<Instant>, t| {
@@ -135,7 +203,7 @@ impl Receiver {
 
     /// Seconds from the first accepted message to the last.
     pub fn span_s(&self) -> f64 {
-        match *self.span.lock() {
+        match self.tally.lock().span {
             Some((a, b)) => (b - a).as_secs_f64(),
             None => 0.0,
         }
@@ -146,7 +214,8 @@ impl Receiver {
     pub fn figures(&self) -> serde_json::Map<String, Value> {
         let got = self.count();
         let span = self.span_s();
-        let h = self.hist.lock();
+        let t = self.tally.lock();
+        let h = &t.hist;
         obj(json!({
             "messages": got,
             "msgs_per_sec": if span > 0.0 { (got as f64 / span).round() } else { 0.0 },
@@ -159,7 +228,7 @@ impl Receiver {
 
     /// Whether sequence number `seq` was accepted.
     pub fn has(&self, seq: u64) -> bool {
-        self.delivered.lock().contains_key(&seq)
+        self.tally.lock().delivered.contains_key(&seq)
     }
 
     /// Wait until `n` messages were accepted, `max_s` passed since `started`, or nothing
@@ -215,54 +284,60 @@ impl Receiver {
     }
 }
 
-async fn receive(State(rx): State<Arc<Receiver>>, body: Bytes) -> Response {
-    let arrived_us = now_us();
-    let now = Instant::now();
-    // One message, or a batch (a JSON array of them).
-    let items = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Array(a)) => a,
-        Ok(v) => vec![v],
-        Err(_) => vec![Value::Null],
-    };
-    let seq = items.first().and_then(|v| v["i"].as_u64());
-    let (status, retry_after) = rx.decide(seq, now);
-    if let Some(log) = &rx.log {
-        log.lock().push(Event {
-            at: now,
-            status: status.as_u16(),
-        });
-    }
-    if let Some(secs) = retry_after {
-        rx.refusals.fetch_add(1, Ordering::Relaxed);
-        return (
-            status,
-            [(header::RETRY_AFTER, secs.to_string())],
-            "slow down",
-        )
-            .into_response();
-    }
-    {
-        let mut h = rx.hist.lock();
-        let mut delivered = rx.delivered.lock();
-        for v in &items {
-            if let Some(t) = v["t"].as_i64() {
-                let _ = h.record(((arrived_us - t).max(1) as u64).min(100_000_000));
-            }
-            if let Some(i) = v["i"].as_u64() {
-                delivered.entry(i).or_insert(now);
-            }
+impl Receiver {
+    /// Answer one delivery of `body` as [`Answer`] says, and count what it carried.
+    async fn receive(&self, body: &Bytes) -> Response<Full<Bytes>> {
+        let arrived_us = now_us();
+        let now = Instant::now();
+        let items = items(body);
+        let (status, retry_after) = self.decide(items.first().and_then(|i| i.i), now);
+        if let Some(log) = &self.log {
+            log.lock().push(Event {
+                at: now,
+                status: status.as_u16(),
+            });
         }
+        if let Some(secs) = retry_after {
+            self.refusals.fetch_add(1, Ordering::Relaxed);
+            let mut r = answer(status, "slow down");
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return r;
+        }
+        {
+            let mut t = self.tally.lock();
+            let Tally {
+                hist,
+                span,
+                delivered,
+            } = &mut *t;
+            for item in &items {
+                if let Some(t) = item.t {
+                    let _ = hist.record(((arrived_us - t).max(1) as u64).min(100_000_000));
+                }
+                if let Some(i) = item.i {
+                    delivered.entry(i).or_insert(now);
+                }
+            }
+            *span = Some((span.map_or(now, |(a, _)| a), now));
+        }
+        self.count.fetch_add(items.len() as u64, Ordering::Relaxed);
+        if let Answer::Slow { delay } = self.answer {
+            tokio::time::sleep(delay).await;
+        }
+        answer(status, "ok")
     }
-    {
-        let mut span = rx.span.lock();
-        let first = span.map_or(now, |(a, _)| a);
-        *span = Some((first, now));
-    }
-    rx.count.fetch_add(items.len() as u64, Ordering::Relaxed);
-    if let Answer::Slow { delay } = rx.answer {
-        tokio::time::sleep(delay).await;
-    }
-    (status, "ok").into_response()
+}
+
+/// A plain-text answer.
+fn answer(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }
 
 /// Requests answered 200 and 429 in each whole second after `started`, for `secs` seconds.
@@ -284,4 +359,31 @@ pub fn per_second(events: &[Event], started: Instant, secs: usize) -> (Vec<u64>,
         }
     }
     (ok, refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::items;
+
+    fn read(body: &str) -> Vec<(Option<i64>, Option<u64>)> {
+        items(body.as_bytes()).iter().map(|i| (i.t, i.i)).collect()
+    }
+
+    #[test]
+    fn a_body_counts_as_the_messages_it_carries() {
+        assert_eq!(read(r#"{"t": 5, "i": 7, "p": "xx"}"#), [(Some(5), Some(7))]);
+        assert_eq!(
+            read(r#" [{"t": 1, "p": "x"}, {"i": 2}]"#),
+            [(Some(1), None), (None, Some(2))]
+        );
+        // Items that are not objects are read one by one, and still count.
+        assert_eq!(
+            read(r#"[{"t": 1}, "text", 3]"#),
+            [(Some(1), None), (None, None), (None, None)]
+        );
+        assert_eq!(read("[]"), []);
+        // Not JSON, or not the bench's shape: one message without t or i.
+        assert_eq!(read("plain text"), [(None, None)]);
+        assert_eq!(read(r#"{"t": "soon"}"#), [(None, None)]);
+    }
 }
