@@ -8,9 +8,10 @@
 //!
 //! A receiver shares the machine's cores with the server it measures, so it costs as little
 //! as it can: hyper's HTTP/1.1 connection without a router, the body read into a typed item
-//! (only `t` and `i`; the padding is skipped, not copied), one lock per request. Through axum
-//! and a `serde_json::Value` it took about a third of the machine's CPU in `bench push`
-//! (BENCHMARKS.md, "Push: a leaner receiver in the bench").
+//! (only `t` and `i`; the padding is skipped, not copied), one lock per request. With axum and
+//! a `serde_json::Value` per body, the bench (its receiver and its publisher) took about a
+//! third of the machine's CPU in `bench push`, 15% more per delivery than now (BENCHMARKS.md,
+//! "Push: a leaner receiver in the bench").
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -139,6 +140,8 @@ impl Receiver {
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
+                    // Out of descriptors, say: wait a little rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
@@ -282,9 +285,7 @@ impl Receiver {
             },
         }
     }
-}
 
-impl Receiver {
     /// Answer one delivery of `body` as [`Answer`] says, and count what it carried.
     async fn receive(&self, body: &Bytes) -> Response<Full<Bytes>> {
         let arrived_us = now_us();
