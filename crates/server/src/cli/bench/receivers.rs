@@ -151,8 +151,13 @@ impl Receiver {
                         move |req: hyper::Request<hyper::body::Incoming>| {
                             let rx = rx.clone();
                             async move {
-                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                                Ok::<_, Infallible>(rx.receive(&body.unwrap_or_default()).await)
+                                // A body cut short is no delivery (the sender retries it).
+                                Ok::<_, Infallible>(match req.into_body().collect().await {
+                                    Ok(body) => rx.receive(&body.to_bytes()).await,
+                                    Err(_) => {
+                                        plain_answer(StatusCode::BAD_REQUEST, "incomplete body")
+                                    }
+                                })
                             }
                         },
                     );
@@ -300,7 +305,7 @@ impl Receiver {
         }
         if let Some(secs) = retry_after {
             self.refusals.fetch_add(1, Ordering::Relaxed);
-            let mut r = answer(status, "slow down");
+            let mut r = plain_answer(status, "slow down");
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             return r;
@@ -326,12 +331,12 @@ impl Receiver {
         if let Answer::Slow { delay } = self.answer {
             tokio::time::sleep(delay).await;
         }
-        answer(status, "ok")
+        plain_answer(status, "ok")
     }
 }
 
 /// A plain-text answer.
-fn answer(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+fn plain_answer(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(
