@@ -16,9 +16,11 @@ use super::catalog::Catalog;
 use super::log::{Loc, Log};
 use super::record::COUNTERS;
 use super::record::{self, Frame, Record};
-use super::state::{counter, set_counters, Entry, QState, State, Tally};
-use scan::{key, named_keys, read_segment, resync, Key};
+use super::state::{set_counters, Entry, QState, State, Tally};
+use effects::{count, gather, max_queue_id, purged, Index};
+use scan::{named_keys, read_segment, resync, Key};
 
+mod effects;
 mod scan;
 
 /// What recovery found, for the log.
@@ -43,21 +45,6 @@ pub struct RecoveryReport {
     pub unknown_queues: BTreeMap<u32, (u64, BTreeSet<u32>)>,
 }
 
-/// The net effect of the non-Publish records on one message, gathered by the first pass.
-#[derive(Default)]
-struct Effect {
-    acked: bool,
-    receive: Option<(u32, u32, i64)>,
-    visible_at: Option<i64>,
-    order: Option<i64>,
-    source: Option<u32>,
-    reset: bool,
-    /// (log position, queue) of each move, in log order. Usually empty.
-    moves: Vec<(u64, u32)>,
-    /// Log position of the newest compaction copy: only that copy is filed.
-    relocated_at: Option<u64>,
-}
-
 /// One readable segment: its number and how many bytes of it hold good frames.
 struct Extent {
     seg: u32,
@@ -66,14 +53,42 @@ struct Extent {
     skips: Vec<(usize, usize)>,
 }
 
+/// A dedup key recovery saw: (queue, key, published at or valid until, id, segment).
+type DedupSeen = (u32, String, i64, u128, u32);
+
+/// What pass 1 gathers: the effects for pass 2, and the queues' counters, tallies and dedup keys.
+#[derive(Default)]
+struct Gathered {
+    ix: Index,
+    counts: FxHashMap<u32, [u64; COUNTERS]>,
+    tallies: HashMap<(u32, String), (u64, u64)>,
+    /// (log position, queue) of each purge, in log order.
+    purges: Vec<(u64, u32)>,
+    /// Publish records per queue: the capacity of each queue's filing.
+    per_queue: FxHashMap<u32, usize>,
+    /// Dedup keys of Publish records still inside the longest window (published at).
+    dedups: Vec<DedupSeen>,
+    /// Dedup keys carried over by compaction (valid until).
+    carried: Vec<DedupSeen>,
+    extents: Vec<Extent>,
+}
+
+/// One queue's surviving ready messages, in log order unless `sorted` is false.
+struct Filing {
+    orders: Vec<i64>,
+    entries: Vec<Entry>,
+    sorted: bool,
+}
+
 /// Rebuild the index from the catalog and the segments in `log_dir`.
 ///
 /// Two passes keep memory flat, after a pre-read that finds which messages later records name
-/// (`named_keys`): pass 1 checks every frame and gathers the effects of the records that
-/// change a message after its Publish (usually few: a backlog is mostly Publish records), and
-/// tracks only the named messages; pass 2 streams the Publish records in log order straight into each queue's
-/// structures, applying those effects. Log order is delivery order unless a nack to the front
-/// or a move reordered something; only then is a queue sorted.
+/// (`named_keys`): pass 1 ([`first_pass`]) checks every frame and gathers the effects of the
+/// records that change a message after its Publish (usually few: a backlog is mostly Publish
+/// records), and tracks only the named messages; pass 2 ([`read_publishes`]) streams the
+/// Publish records in log order straight into each queue's structures, applying those
+/// effects. Log order is delivery order unless a nack to the front or a move reordered
+/// something; only then is a queue sorted ([`file`]).
 pub fn replay(
     catalog: &Catalog,
     log_dir: &Path,
@@ -86,27 +101,71 @@ pub fn replay(
     // One buffer for every segment read: a fresh one per segment had the kernel zero 64 MiB of
     // new pages each time.
     let mut buf = Vec::new();
-    let mut named = named_keys(log_dir, &segs, &mut buf)?;
+    let named = named_keys(log_dir, &segs, &mut buf)?;
+    let gathered = first_pass(log_dir, &segs, &mut buf, named, now, &mut report)?;
 
-    // Pass 1: validate, and gather effects. Effects are keyed by (queue, id) where the message
-    // was published: the same id may live in several queues (a push queue's per-subscription
-    // copies share it). A move makes the message's new place an alias of its origin.
-    // An id may also come back to a queue after it was acked there (a push dead letter
-    // redriven to its subscription): each Publish starts a new incarnation, and later records
-    // apply to the newest one.
-    let mut ix = Index::default();
-    let mut counts: FxHashMap<u32, [u64; COUNTERS]> = FxHashMap::default();
-    let mut tallies: HashMap<(u32, String), (u64, u64)> = HashMap::new();
-    let mut purges: Vec<(u64, u32)> = Vec::new();
-    let mut per_queue: FxHashMap<u32, usize> = FxHashMap::default();
-    // (queue, key, published at, id, segment); carried: (queue, key, until, id, segment).
-    let mut dedups: Vec<(u32, String, i64, u128, u32)> = Vec::new();
-    let mut carried: Vec<(u32, String, i64, u128, u32)> = Vec::new();
-    let mut extents = Vec::with_capacity(segs.len());
+    let mut state = State {
+        next_queue_id: catalog.next_queue_id.max(1),
+        ..State::default()
+    };
+    for q in &catalog.queues {
+        state.names.insert(q.info.name.clone(), q.id);
+        state.queues.insert(q.id, QState::new(q.id, q.info.clone()));
+        state.next_queue_id = state.next_queue_id.max(q.id + 1);
+    }
+    // Never reuse an id the log mentions, even one the catalog lost.
+    state.next_queue_id = state
+        .next_queue_id
+        .max(report.max_queue_id.saturating_add(1));
+
+    let filings = read_publishes(
+        log_dir,
+        &gathered,
+        &mut buf,
+        catalog.next_queue_id,
+        now,
+        &mut state,
+        &mut report,
+    )?;
+    let Gathered {
+        ix,
+        counts,
+        tallies,
+        dedups,
+        carried,
+        ..
+    } = gathered;
+    // Before the queues' ready lists grow: at 10M messages these are the largest allocations.
+    drop(ix);
+    drop(buf);
+    file(&mut state, filings);
+    restore_side_state(&mut state, now, dedups, carried, counts, tallies);
+    report.messages = state.message_count();
+    Ok((state, report))
+}
+
+/// Pass 1: validate, and gather effects. Effects are keyed by (queue, id) where the message
+/// was published: the same id may live in several queues (a push queue's per-subscription
+/// copies share it). A move makes the message's new place an alias of its origin. An id may
+/// also come back to a queue after it was acked there (a push dead letter redriven to its
+/// subscription): each Publish starts a new incarnation, and later records apply to the newest
+/// one. Torn tails and damaged regions are reported and skipped (`Extent`).
+fn first_pass(
+    log_dir: &Path,
+    segs: &[u32],
+    buf: &mut Vec<u8>,
+    mut named: Option<FxHashSet<Key>>,
+    now: Millis,
+    report: &mut RecoveryReport,
+) -> crate::Result<Gathered> {
+    let mut g = Gathered {
+        extents: Vec::with_capacity(segs.len()),
+        ..Gathered::default()
+    };
     let mut pos = 0u64;
     let mut front = 0i64;
-    for &seg in &segs {
-        read_segment(log_dir, seg, &mut buf)?;
+    for &seg in segs {
+        read_segment(log_dir, seg, buf)?;
         report.segments += 1;
         report.bytes += buf.len() as u64;
         let mut off = 0usize;
@@ -122,7 +181,7 @@ pub fn replay(
                             let longest = crate::limits::DEDUP_WINDOW_MAX_S as i64 * 1000;
                             if !p.dedup.is_empty() && p.enqueued_at + longest > now {
                                 let key = p.dedup.to_string();
-                                dedups.push((p.queue, key, p.enqueued_at, p.id, seg));
+                                g.dedups.push((p.queue, key, p.enqueued_at, p.id, seg));
                             }
                         }
                         if let Record::Dedup {
@@ -133,12 +192,20 @@ pub fn replay(
                         } = &rec
                         {
                             if *until > now {
-                                carried.push((*queue, key.to_string(), *until, *id, seg));
+                                g.carried.push((*queue, key.to_string(), *until, *id, seg));
                             }
                         }
-                        count(&mut counts, &mut tallies, &rec);
-                        let (ix, named) = (&mut ix, &mut named);
-                        gather(ix, named, &mut purges, &mut per_queue, rec, pos, &mut front);
+                        count(&mut g.counts, &mut g.tallies, &rec);
+                        let (ix, named) = (&mut g.ix, &mut named);
+                        gather(
+                            ix,
+                            named,
+                            &mut g.purges,
+                            &mut g.per_queue,
+                            rec,
+                            pos,
+                            &mut front,
+                        );
                         report.records += 1;
                         off += len;
                         continue;
@@ -157,7 +224,7 @@ pub fn replay(
                 Frame::Short => "torn write (frame shorter than its header says)",
                 Frame::Corrupt(why) => why,
             };
-            if let Some(next) = resync(&buf, off + 1) {
+            if let Some(next) = resync(buf, off + 1) {
                 report.corrupt.push(format!(
                     "segment {seg}: skipped {} damaged bytes at offset {off} ({problem}); reading resumed at offset {next}",
                     next - off
@@ -172,39 +239,31 @@ pub fn replay(
             ));
             break;
         }
-        extents.push(Extent {
+        g.extents.push(Extent {
             seg,
             good: off,
             skips,
         });
     }
+    Ok(g)
+}
 
-    drop(named);
-
-    let mut state = State {
-        next_queue_id: catalog.next_queue_id.max(1),
-        ..State::default()
-    };
-    for q in &catalog.queues {
-        state.names.insert(q.info.name.clone(), q.id);
-        state.queues.insert(q.id, QState::new(q.id, q.info.clone()));
-        state.next_queue_id = state.next_queue_id.max(q.id + 1);
-    }
-    // Never reuse an id the log mentions, even one the catalog lost.
-    state.next_queue_id = state
-        .next_queue_id
-        .max(report.max_queue_id.saturating_add(1));
-
-    // Pass 2: file each surviving message under its queue, in log order.
-    struct Filing {
-        orders: Vec<i64>,
-        entries: Vec<Entry>,
-        sorted: bool,
-    }
-    let mut filing: FxHashMap<u32, Filing> = FxHashMap::default();
+/// Pass 2: read the Publish records again, in log order, and place each surviving message:
+/// delayed ones straight into their queue, ready ones into their queue's [`Filing`]. Messages
+/// of queue ids the catalog never issued are counted in the report, not filed.
+fn read_publishes(
+    log_dir: &Path,
+    g: &Gathered,
+    buf: &mut Vec<u8>,
+    issued_below: u32,
+    now: Millis,
+    state: &mut State,
+    report: &mut RecoveryReport,
+) -> crate::Result<FxHashMap<u32, Filing>> {
+    let mut filings: FxHashMap<u32, Filing> = FxHashMap::default();
     let mut pos = 0u64;
-    for ext in &extents {
-        read_segment(log_dir, ext.seg, &mut buf)?;
+    for ext in &g.extents {
+        read_segment(log_dir, ext.seg, buf)?;
         let mut off = 0usize;
         let mut skips = ext.skips.iter().peekable();
         while off < ext.good {
@@ -228,12 +287,7 @@ pub fn replay(
             let Ok(Record::Publish(p)) = record::decode(payload) else {
                 continue;
             };
-            let incarnation = if p.relocated {
-                ix.relocated.get(&pos).copied()
-            } else {
-                Some((key(p.queue, p.id), pos))
-            };
-            let eff = incarnation.and_then(|k| ix.effects.get(&k));
+            let eff = g.ix.effect_on_publish(p.queue, p.id, p.relocated, pos);
             if eff.is_some_and(|e| e.acked) {
                 continue;
             }
@@ -247,12 +301,12 @@ pub fn replay(
                     queue = to;
                 }
             }
-            if purged(&purges, eff, p.queue, pos) {
+            if purged(&g.purges, eff, p.queue, pos) {
                 continue;
             }
             if !state.queues.contains_key(&queue) {
                 // A deleted queue's message, or one of an id the catalog never issued.
-                if queue >= catalog.next_queue_id {
+                if queue >= issued_below {
                     let u = report.unknown_queues.entry(queue).or_default();
                     u.0 += 1;
                     u.1.insert(ext.seg);
@@ -297,8 +351,8 @@ pub fn replay(
                 q.delayed.insert(visible_at, entry);
                 continue;
             }
-            let f = filing.entry(queue).or_insert_with(|| {
-                let n = per_queue.get(&queue).copied().unwrap_or(0);
+            let f = filings.entry(queue).or_insert_with(|| {
+                let n = g.per_queue.get(&queue).copied().unwrap_or(0);
                 Filing {
                     orders: Vec::with_capacity(n),
                     entries: Vec::with_capacity(n),
@@ -312,11 +366,14 @@ pub fn replay(
             f.entries.push(entry);
         }
     }
-    drop(ix);
-    drop(buf);
-    for (qid, mut f) in filing {
+    Ok(filings)
+}
+
+/// File each queue's ready messages: in log order, sorted first only where a nack to the front
+/// or a move reordered something; a FIFO queue's in publish (id) order.
+fn file(state: &mut State, filings: FxHashMap<u32, Filing>) {
+    for (qid, mut f) in filings {
         if state.queues[&qid].fifo && !f.entries.windows(2).all(|w| w[0].id() <= w[1].id()) {
-            // A FIFO queue's ready list is in publish (id) order.
             f.entries.sort_unstable_by_key(|e| e.id());
             f.sorted = true;
         }
@@ -330,6 +387,18 @@ pub fn replay(
         let q = state.queues.get_mut(&qid).expect("filed queues exist");
         q.ready.extend_back(entries);
     }
+}
+
+/// What the queues keep beside their messages: dead-letter counts of the source queues, the
+/// dedup keys still inside their window, the counters and the tallies.
+fn restore_side_state(
+    state: &mut State,
+    now: Millis,
+    dedups: Vec<DedupSeen>,
+    carried: Vec<DedupSeen>,
+    counts: FxHashMap<u32, [u64; COUNTERS]>,
+    tallies: HashMap<(u32, String), (u64, u64)>,
+) {
     let sources: Vec<u32> = state
         .queues
         .values()
@@ -378,262 +447,6 @@ pub fn replay(
             );
         }
     }
-    report.messages = state.message_count();
-    Ok((state, report))
-}
-
-/// Queue counters and tallies: a `Counters` (`Tally`) snapshot sets them, the records after it
-/// count on.
-fn count(
-    counts: &mut FxHashMap<u32, [u64; COUNTERS]>,
-    tallies: &mut HashMap<(u32, String), (u64, u64)>,
-    rec: &Record<'_>,
-) {
-    if let Record::Settle {
-        queue, how, tally, ..
-    } = rec
-    {
-        if !tally.is_empty() && (*how == 1 || *how == 2) {
-            let t = tallies.entry((*queue, tally.to_string())).or_default();
-            if *how == 1 {
-                t.0 += 1;
-            } else {
-                t.1 += 1;
-            }
-        }
-    }
-    let mut bump = |queue: u32, i: usize| counts.entry(queue).or_insert([0; COUNTERS])[i] += 1;
-    match rec {
-        Record::Publish(p) if !p.relocated => bump(p.queue, counter::PUBLISHED),
-        Record::Publish(_) | Record::Purge { .. } => {}
-        Record::Receive { queue, .. } => bump(*queue, counter::RECEIVED),
-        Record::Ack { queue, .. } => bump(*queue, counter::ACKED),
-        Record::Release { queue, .. } => bump(*queue, counter::NACKED),
-        Record::Move {
-            queue, to, reset, ..
-        } => match reset {
-            false => bump(*queue, counter::DEAD_LETTERED_TOTAL),
-            true => bump(*to, counter::REDRIVEN),
-        },
-        Record::Settle { queue, how, .. } => bump(
-            *queue,
-            match how {
-                1 => counter::DELIVERED,
-                2 => counter::FAILED,
-                7 | 8 => counter::EXPIRED,
-                3 | 5 => counter::RETRIED,
-                _ => counter::THROTTLED,
-            },
-        ),
-        Record::Counters { queue, values } => {
-            counts.insert(*queue, *values);
-        }
-        Record::Tally {
-            queue,
-            key,
-            delivered,
-            failed,
-        } => {
-            if *delivered == u64::MAX && *failed == u64::MAX {
-                tallies.remove(&(*queue, key.to_string()));
-            } else {
-                tallies.insert((*queue, key.to_string()), (*delivered, *failed));
-            }
-        }
-        Record::Filtered { queue, n } => {
-            counts.entry(*queue).or_insert([0; COUNTERS])[counter::FILTERED] += n;
-        }
-        Record::Dedup { .. } => {}
-    }
-}
-
-/// The highest queue id a record names.
-fn max_queue_id(rec: &Record<'_>) -> u32 {
-    match rec {
-        Record::Publish(p) => p.queue.max(p.source),
-        Record::Move {
-            queue, to, source, ..
-        } => (*queue).max(*to).max(*source),
-        Record::Receive { queue, .. }
-        | Record::Ack { queue, .. }
-        | Record::Release { queue, .. }
-        | Record::Purge { queue }
-        | Record::Settle { queue, .. }
-        | Record::Counters { queue, .. }
-        | Record::Tally { queue, .. }
-        | Record::Filtered { queue, .. }
-        | Record::Dedup { queue, .. } => *queue,
-    }
-}
-
-/// A message incarnation: where it was published, and the log position of that Publish.
-type Inc = (Key, u64);
-
-#[derive(Default)]
-struct Index {
-    effects: FxHashMap<Inc, Effect>,
-    /// Where a moved message is now -> where it was published.
-    alias: FxHashMap<Key, Key>,
-    /// The newest incarnation published at each key. (Fx: not SipHash, which was a third of
-    /// recovery's time; the keys come from our own log, so no hash flooding to resist.)
-    current: FxHashMap<Key, u64>,
-    /// Log position of a compaction copy -> the incarnation it copies.
-    relocated: FxHashMap<u64, Inc>,
-}
-
-impl Index {
-    /// The incarnation a record about (queue, id) applies to.
-    fn at(&self, at: Key) -> Option<Inc> {
-        let origin = self.alias.get(&at).copied().unwrap_or(at);
-        self.current.get(&origin).map(|&p| (origin, p))
-    }
-    fn effect(&mut self, at: Key) -> Option<&mut Effect> {
-        let inc = self.at(at)?;
-        Some(self.effects.entry(inc).or_default())
-    }
-}
-
-fn gather(
-    ix: &mut Index,
-    named: &mut Option<FxHashSet<Key>>,
-    purges: &mut Vec<(u64, u32)>,
-    per_queue: &mut FxHashMap<u32, usize>,
-    rec: Record<'_>,
-    pos: u64,
-    front: &mut i64,
-) {
-    match rec {
-        Record::Publish(p) => {
-            if p.relocated {
-                // The copy's original Publish may be gone (its segment deleted, which is what
-                // compaction is for): then the copy starts the incarnation, so the records
-                // after it (receives, acks) still apply.
-                let inc = ix.at(key(p.queue, p.id)).unwrap_or_else(|| {
-                    ix.current.insert(key(p.queue, p.id), pos);
-                    *per_queue.entry(p.queue).or_default() += 1;
-                    (key(p.queue, p.id), pos)
-                });
-                ix.effects.entry(inc).or_default().relocated_at = Some(pos);
-                ix.relocated.insert(pos, inc);
-            } else {
-                // Tracked when a later record names it (`named_keys`), or when an earlier
-                // incarnation is (this one replaces it).
-                let k = key(p.queue, p.id);
-                if named.as_mut().is_none_or(|n| n.remove(&k)) || ix.current.contains_key(&k) {
-                    ix.current.insert(k, pos);
-                }
-                *per_queue.entry(p.queue).or_default() += 1;
-            }
-        }
-        Record::Receive {
-            queue,
-            id,
-            receive_count,
-            nonce,
-            first_received_at,
-        } => {
-            let Some(e) = ix.effect(key(queue, id)) else {
-                return;
-            };
-            e.receive = Some((receive_count, nonce, first_received_at));
-            e.reset = false;
-            // It was leased when the server stopped: visible again now.
-            e.visible_at = Some(i64::MIN);
-        }
-        Record::Ack { queue, id } => {
-            if let Some(e) = ix.effect(key(queue, id)) {
-                e.acked = true;
-            }
-        }
-        Record::Release {
-            queue,
-            id,
-            visible_at,
-            front: at_front,
-        } => {
-            let Some(e) = ix.effect(key(queue, id)) else {
-                return;
-            };
-            e.visible_at = Some(visible_at);
-            e.order = Some(if at_front {
-                *front -= 1;
-                *front
-            } else {
-                pos as i64
-            });
-        }
-        Record::Move {
-            queue,
-            id,
-            to,
-            source,
-            reset,
-        } => {
-            let Some(inc) = ix.at(key(queue, id)) else {
-                return;
-            };
-            let origin = inc.0;
-            ix.alias.remove(&key(queue, id));
-            if origin != key(to, id) {
-                ix.alias.insert(key(to, id), origin);
-            } else {
-                ix.alias.remove(&key(to, id));
-            }
-            let e = ix.effects.entry(inc).or_default();
-            e.moves.push((pos, to));
-            e.source = Some(source);
-            if reset {
-                e.reset = true;
-            }
-            e.visible_at = Some(i64::MIN);
-            e.order = Some(pos as i64);
-        }
-        Record::Purge { queue } => purges.push((pos, queue)),
-        Record::Settle {
-            queue,
-            id,
-            how,
-            visible_at,
-            ..
-        } => {
-            let Some(e) = ix.effect(key(queue, id)) else {
-                return;
-            };
-            match how {
-                // Delivered or failed, or expired (time to live): gone.
-                1 | 2 | 7 => e.acked = true,
-                // Released until `visible_at`, at the back.
-                3 | 4 => {
-                    e.visible_at = Some(visible_at);
-                    e.order = Some(pos as i64);
-                }
-                // Held in its lease: leases are not kept across a restart.
-                _ => {}
-            }
-        }
-        Record::Counters { .. }
-        | Record::Tally { .. }
-        | Record::Filtered { .. }
-        | Record::Dedup { .. } => {}
-    }
-}
-
-/// Whether a purge removed the message published at `published` into `queue`: a purge of the
-/// queue the message was in at the purge's moment, after the publish.
-fn purged(purges: &[(u64, u32)], eff: Option<&Effect>, queue: u32, published: u64) -> bool {
-    let first = purges.partition_point(|&(p, _)| p <= published);
-    purges[first..].iter().any(|&(at, purged_queue)| {
-        let here = eff
-            .and_then(|e| {
-                e.moves
-                    .iter()
-                    .rev()
-                    .find(|&&(mp, _)| mp < at)
-                    .map(|&(_, to)| to)
-            })
-            .unwrap_or(queue);
-        here == purged_queue
-    })
 }
 
 #[cfg(test)]
