@@ -27,50 +27,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     telemetry.spawn_upkeep();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
-    let started = Instant::now();
-    let store: Arc<dyn Store> = match &cfg.storage {
-        Storage::Embedded => {
-            let (store, report) = EmbeddedStore::open(
-                &cfg.data_dir,
-                EmbeddedOptions {
-                    max_queues: cfg.max_queues,
-                    min_free_bytes: cfg.min_free_bytes,
-                    history_max_bytes: cfg.history_max_bytes,
-                    ..EmbeddedOptions::default()
-                },
-                clock.now_ms(),
-            )
-            .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;
-            tracing::info!(
-                data_dir = %cfg.data_dir.display(),
-                segments = report.segments,
-                records = report.records,
-                messages = report.messages,
-                dropped_tails = report.dropped.len(),
-                recovery_ms = started.elapsed().as_millis() as u64,
-                "storage open"
-            );
-            Arc::new(store)
-        }
-        Storage::Redis { url, settings } => {
-            let store = RedisStore::open(RedisOptions {
-                url: url.clone(),
-                prefix: settings.prefix.clone(),
-                wait_replicas: settings.wait_replicas,
-                wait_timeout_ms: settings.wait_timeout_ms,
-                max_queues: cfg.max_queues,
-            })
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
-            tracing::info!(
-                storage = %url,
-                prefix = %settings.prefix,
-                wait_replicas = settings.wait_replicas,
-                "storage open (redis, shared by every node on it)"
-            );
-            Arc::new(store)
-        }
-    };
+    let store = open_store(&cfg, clock.as_ref()).await?;
     let engine = Engine::new(
         store,
         clock,
@@ -86,24 +43,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .context("loading push subscriptions, timers and schedules")?;
     return_freed_memory();
     if engine.is_shared() {
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
-        let id = format!(
-            "{hostname}/{}/{}",
-            cfg.listen,
-            sluice_engine::MessageId::new_v7()
-        );
-        engine.set_node(
-            id,
-            serde_json::json!({
-                "address": cfg.listen,
-                "host": hostname,
-                "version": env!("CARGO_PKG_VERSION"),
-                "started_at": sluice_engine::rfc3339(engine.started_at()),
-            })
-            .to_string(),
-        );
+        register_node(&engine, &cfg.listen);
     }
     let housekeeping = engine.spawn_housekeeping();
     let scheduler = engine.spawn_scheduler();
@@ -146,20 +86,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     .context("starting file ingestion")?;
     push.add_observer(ingest.clone());
 
-    let auth = Arc::new(crate::auth::Auth::new(&cfg.auth_keys).context("--auth-keys")?);
-    let (bearer_keys, sqs_pairs) = auth.counts();
-    if auth.enabled() {
-        tracing::info!(
-            bearer_keys,
-            sqs_pairs,
-            "API keys are required (Authorization: Bearer KEY; SigV4 on the SQS API)"
-        );
-    } else if !crate::config::is_loopback(&cfg.listen) {
-        tracing::warn!(listen = %cfg.listen, "--insecure-no-auth: NO API KEYS, and listening beyond loopback: anyone who can reach this port can read, publish, purge and delete");
-        eprintln!("WARNING: sluice is serving {} with no API keys (--insecure-no-auth): anyone who can reach it has full access.", cfg.listen);
-    }
-    let mut sqs_credentials = cfg.sqs_credentials.clone();
-    sqs_credentials.extend(auth.sqs_credentials());
+    let auth = load_auth(&cfg)?;
     let rates = Arc::new(crate::rates::Rates::default());
     rates.spawn(engine.clone());
     let limits = api::body::BodyLimits {
@@ -167,33 +94,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         body_timeout: Duration::from_secs(cfg.body_timeout_seconds),
     };
     let streams = Arc::new(api::Slots::new(cfg.max_streams));
-    let sqs = api::sqs::SqsState::new(
-        engine.clone(),
-        auth.clone(),
-        limits,
-        api::sqs::SqsOptions {
-            base_url: cfg.sqs_base_url.clone(),
-            credentials: sqs_credentials,
-            region: cfg.sqs_region.clone(),
-            purge_interval_seconds: cfg.sqs_purge_interval_seconds,
-        },
-    );
-    sqs.resume_move_tasks()
-        .await
-        .context("resuming SQS message move tasks")?;
-    let compat = api::CompatRouters {
-        sqs: api::sqs::routes(sqs),
-        awe: api::awe::routes(
-            &cfg.awe_prefix,
-            api::awe::AweState::new(engine.clone(), &cfg.awe_queue, limits),
-        ),
-        miniqueue: api::miniqueue::routes(api::miniqueue::MiniqueueState::new(
-            engine.clone(),
-            streams.clone(),
-            limits,
-        )),
-        awe_queue: cfg.awe_queue.clone(),
-    };
+    let compat = compat_routers(&cfg, &engine, &auth, limits, &streams).await?;
     let app = api::router(
         AppState::new(AppInner {
             engine: engine.clone(),
@@ -220,29 +121,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         (Some(c), Some(k)) => Some(crate::tls::Tls::new(c, k)?),
         _ => None,
     };
-    let startup = Startup {
-        url: format!(
-            "{}://{}",
-            if tls.is_some() { "https" } else { "http" },
-            listener.local_addr()?
-        ),
-        data: match &cfg.storage {
-            Storage::Embedded => format!(
-                "{} (embedded store)",
-                std::path::absolute(&cfg.data_dir)
-                    .unwrap_or_else(|_| cfg.data_dir.clone())
-                    .display()
-            ),
-            Storage::Redis { url, .. } => format!("{url} (shared Redis store)"),
-        },
-        auth: if auth.enabled() {
-            format!("API keys required ({bearer_keys} bearer keys, {sqs_pairs} SQS key pairs)")
-        } else if crate::config::is_loopback(&cfg.listen) {
-            "no API keys: loopback only (give --auth-keys FILE to require keys)".to_string()
-        } else {
-            "NONE (--insecure-no-auth): anyone who can reach this port has full access".to_string()
-        },
-    };
+    let url = format!(
+        "{}://{}",
+        if tls.is_some() { "https" } else { "http" },
+        listener.local_addr()?
+    );
+    let startup = Startup::new(&cfg, url, &auth);
     if cfg.log_format == "human" {
         eprint!("{}", startup.banner());
     } else {
@@ -279,6 +163,134 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The API keys (`--auth-keys`), said in the log; a warning where no keys guard a port beyond
+/// loopback.
+fn load_auth(cfg: &ServeConfig) -> anyhow::Result<Arc<crate::auth::Auth>> {
+    let auth = Arc::new(crate::auth::Auth::new(&cfg.auth_keys).context("--auth-keys")?);
+    let (bearer_keys, sqs_pairs) = auth.counts();
+    if auth.enabled() {
+        tracing::info!(
+            bearer_keys,
+            sqs_pairs,
+            "API keys are required (Authorization: Bearer KEY; SigV4 on the SQS API)"
+        );
+    } else if !crate::config::is_loopback(&cfg.listen) {
+        tracing::warn!(listen = %cfg.listen, "--insecure-no-auth: NO API KEYS, and listening beyond loopback: anyone who can reach this port can read, publish, purge and delete");
+        eprintln!("WARNING: sluice is serving {} with no API keys (--insecure-no-auth): anyone who can reach it has full access.", cfg.listen);
+    }
+    Ok(auth)
+}
+
+/// The compatibility front ends (SQS, and the seeds' APIs), each a thin adapter over the engine.
+async fn compat_routers(
+    cfg: &ServeConfig,
+    engine: &Arc<Engine>,
+    auth: &Arc<crate::auth::Auth>,
+    limits: api::body::BodyLimits,
+    streams: &Arc<api::Slots>,
+) -> anyhow::Result<api::CompatRouters> {
+    let mut sqs_credentials = cfg.sqs_credentials.clone();
+    sqs_credentials.extend(auth.sqs_credentials());
+    let sqs = api::sqs::SqsState::new(
+        engine.clone(),
+        auth.clone(),
+        limits,
+        api::sqs::SqsOptions {
+            base_url: cfg.sqs_base_url.clone(),
+            credentials: sqs_credentials,
+            region: cfg.sqs_region.clone(),
+            purge_interval_seconds: cfg.sqs_purge_interval_seconds,
+        },
+    );
+    sqs.resume_move_tasks()
+        .await
+        .context("resuming SQS message move tasks")?;
+    Ok(api::CompatRouters {
+        sqs: api::sqs::routes(sqs),
+        awe: api::awe::routes(
+            &cfg.awe_prefix,
+            api::awe::AweState::new(engine.clone(), &cfg.awe_queue, limits),
+        ),
+        miniqueue: api::miniqueue::routes(api::miniqueue::MiniqueueState::new(
+            engine.clone(),
+            streams.clone(),
+            limits,
+        )),
+        awe_queue: cfg.awe_queue.clone(),
+    })
+}
+
+/// Open the configured store: the embedded log (recovering it, with what recovery found in the
+/// log) or the shared Redis one.
+async fn open_store(cfg: &ServeConfig, clock: &dyn Clock) -> anyhow::Result<Arc<dyn Store>> {
+    let started = Instant::now();
+    Ok(match &cfg.storage {
+        Storage::Embedded => {
+            let (store, report) = EmbeddedStore::open(
+                &cfg.data_dir,
+                EmbeddedOptions {
+                    max_queues: cfg.max_queues,
+                    min_free_bytes: cfg.min_free_bytes,
+                    history_max_bytes: cfg.history_max_bytes,
+                    ..EmbeddedOptions::default()
+                },
+                clock.now_ms(),
+            )
+            .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;
+            tracing::info!(
+                data_dir = %cfg.data_dir.display(),
+                segments = report.segments,
+                records = report.records,
+                messages = report.messages,
+                dropped_tails = report.dropped.len(),
+                recovery_ms = started.elapsed().as_millis() as u64,
+                "storage open"
+            );
+            Arc::new(store)
+        }
+        Storage::Redis { url, settings } => {
+            let store = RedisStore::open(RedisOptions {
+                url: url.clone(),
+                prefix: settings.prefix.clone(),
+                wait_replicas: settings.wait_replicas,
+                wait_timeout_ms: settings.wait_timeout_ms,
+                max_queues: cfg.max_queues,
+            })
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+            tracing::info!(
+                storage = %url,
+                prefix = %settings.prefix,
+                wait_replicas = settings.wait_replicas,
+                "storage open (redis, shared by every node on it)"
+            );
+            Arc::new(store)
+        }
+    })
+}
+
+/// On a shared (Redis) store: tell the other nodes this one is up, with where it listens.
+fn register_node(engine: &Engine, listen: &str) {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let id = format!(
+        "{hostname}/{}/{}",
+        listen,
+        sluice_engine::MessageId::new_v7()
+    );
+    engine.set_node(
+        id,
+        serde_json::json!({
+            "address": listen,
+            "host": hostname,
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_at": sluice_engine::rfc3339(engine.started_at()),
+        })
+        .to_string(),
+    );
+}
+
 /// What the startup banner says.
 struct Startup {
     url: String,
@@ -287,6 +299,31 @@ struct Startup {
 }
 
 impl Startup {
+    /// What the server says at start: its `url`, where its data goes, who may talk to it.
+    fn new(cfg: &ServeConfig, url: String, auth: &crate::auth::Auth) -> Startup {
+        let (bearer_keys, sqs_pairs) = auth.counts();
+        Startup {
+            url,
+            data: match &cfg.storage {
+                Storage::Embedded => format!(
+                    "{} (embedded store)",
+                    std::path::absolute(&cfg.data_dir)
+                        .unwrap_or_else(|_| cfg.data_dir.clone())
+                        .display()
+                ),
+                Storage::Redis { url, .. } => format!("{url} (shared Redis store)"),
+            },
+            auth: if auth.enabled() {
+                format!("API keys required ({bearer_keys} bearer keys, {sqs_pairs} SQS key pairs)")
+            } else if crate::config::is_loopback(&cfg.listen) {
+                "no API keys: loopback only (give --auth-keys FILE to require keys)".to_string()
+            } else {
+                "NONE (--insecure-no-auth): anyone who can reach this port has full access"
+                    .to_string()
+            },
+        }
+    }
+
     /// For people starting the server in a terminal: where it is, where data goes, who may
     /// talk to it, how to stop it. (With `--log-format json`, the same is one log record.)
     fn banner(&self) -> String {
