@@ -16,6 +16,7 @@
 
 mod job;
 pub mod parse;
+mod read;
 pub mod upload;
 pub(crate) mod watch;
 

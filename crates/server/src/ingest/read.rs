@@ -1,0 +1,326 @@
+//! Reading a file's rows on a blocking thread, for `job.rs`: open and hash the file (refusing
+//! empty, unreadable and binary ones), then parse its rows from the checkpointed offset into
+//! batches of messages under deterministic ids, writing the rows that fail and the duplicates
+//! to their report files on the way.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sluice_engine::push::ATTR_TALLY;
+use sluice_engine::{KeyedPublish, MessageId};
+use tokio::sync::mpsc;
+
+use super::parse::{DedupKey, Format, RowKind, RowReader};
+use super::{tally_key, ATTR_FILE, ATTR_ID, ATTR_LINE};
+
+/// Rows per publish (one store append and one sync).
+const BATCH_ROWS: usize = 1000;
+const BATCH_BYTES: usize = 1 << 20;
+/// Bytes read at the start of a file to tell text from binary.
+const SNIFF: usize = 8192;
+
+pub(super) enum Opened {
+    Ok { size: u64, hash: [u8; 32] },
+    Gone,
+    Unreadable(String),
+    Empty,
+    Binary(u64),
+}
+
+impl Opened {
+    /// Why a file that opened like this is refused (`Ok` and `Gone` are not refused).
+    pub(super) fn refusal(&self, format: Format) -> String {
+        match self {
+            Opened::Empty => "file is empty: no rows".into(),
+            Opened::Unreadable(why) => why.clone(),
+            Opened::Binary(at) => format!(
+                "binary file: NUL byte at byte {at}; expected {} text",
+                format.as_str()
+            ),
+            Opened::Ok { .. } | Opened::Gone => String::new(),
+        }
+    }
+}
+
+pub(super) fn open_and_hash(path: &Path) -> Opened {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Opened::Gone,
+        Err(e) => return Opened::Unreadable(format!("cannot open the file: {e}")),
+    };
+    let size = match f.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => return Opened::Unreadable(format!("cannot stat the file: {e}")),
+    };
+    if size == 0 {
+        return Opened::Empty;
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pos = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Opened::Unreadable(format!("read error at byte {pos}: {e}")),
+        };
+        if pos < SNIFF as u64 {
+            let upto = n.min(SNIFF - pos as usize);
+            if let Some(i) = buf[..upto].iter().position(|&b| b == 0) {
+                return Opened::Binary(pos + i as u64);
+            }
+        }
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    if pos == 0 {
+        return Opened::Empty;
+    }
+    Opened::Ok {
+        size: pos,
+        hash: *hasher.finalize().as_bytes(),
+    }
+}
+
+/// A row's id: UUIDv8 bits over blake3(file hash, kind, key).
+pub fn row_id(file_hash: &[u8; 32], kind: &[u8], key: &[u8]) -> MessageId {
+    let mut h = blake3::Hasher::new();
+    h.update(file_hash);
+    h.update(kind);
+    h.update(&[0]);
+    h.update(key);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    MessageId(u128::from_be_bytes(b))
+}
+
+/// What the reader thread hands over: rows up to `end`, ready to publish.
+pub(super) struct Batch {
+    pub(super) msgs: Vec<KeyedPublish>,
+    pub(super) end: u64,
+    pub(super) line: u64,
+    pub(super) header: bool,
+    pub(super) read: u64,
+    pub(super) failed: u64,
+    pub(super) dups: u64,
+    pub(super) errors_len: u64,
+    pub(super) dups_len: u64,
+}
+
+/// Where the reader starts and what it must know to continue a file.
+pub(super) struct ReadPlan {
+    pub(super) path: PathBuf,
+    pub(super) name: String,
+    pub(super) id: String,
+    pub(super) hash: [u8; 32],
+    pub(super) format: Format,
+    pub(super) dedup: DedupKey,
+    pub(super) offset: u64,
+    pub(super) line: u64,
+    pub(super) errors: PathBuf,
+    pub(super) errors_len: u64,
+    pub(super) dups: PathBuf,
+    pub(super) dups_len: u64,
+    pub(super) max_row: usize,
+}
+
+/// A report file opened for appending at the checkpointed length (anything after it was
+/// written past the last checkpoint and will be written again).
+pub(super) fn report_at(path: &Path, len: u64) -> io::Result<BufWriter<File>> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    f.set_len(len)?;
+    f.seek(SeekFrom::Start(len))?;
+    Ok(BufWriter::new(f))
+}
+
+/// Flush a report and return its length (synced when it grew).
+pub(super) fn report_len(w: &mut BufWriter<File>, grew: bool) -> io::Result<u64> {
+    w.flush()?;
+    if grew {
+        w.get_ref().sync_data()?;
+    }
+    w.get_ref().stream_position()
+}
+
+pub(super) fn report_line(line: u64, raw: &[u8], reason: &str) -> Vec<u8> {
+    let mut v = serde_json::to_vec(&serde_json::json!({
+        "line": line,
+        "raw": String::from_utf8_lossy(raw),
+        "reason": reason,
+    }))
+    .expect("json");
+    v.push(b'\n');
+    v
+}
+
+pub(super) fn read_rows(plan: ReadPlan, tx: mpsc::Sender<Batch>) -> io::Result<()> {
+    let mut errors = report_at(&plan.errors, plan.errors_len)?;
+    let mut dups = report_at(&plan.dups, plan.dups_len)?;
+    let mut file = File::open(&plan.path)?;
+    let keyed = plan.dedup != DedupKey::Row;
+    // Without a key set to rebuild, jump straight to the checkpoint.
+    let (start, line) = if keyed {
+        (0, 1)
+    } else {
+        (plan.offset, plan.line)
+    };
+    file.seek(SeekFrom::Start(start))?;
+    let mut rows = RowReader::new(
+        BufReader::with_capacity(256 * 1024, file),
+        plan.format,
+        start,
+        line,
+        plan.max_row,
+    );
+    let mut seen: HashSet<MessageId> = HashSet::new();
+    let header_name = plan
+        .name
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b))
+        .then(|| plan.name.clone());
+    let new_batch = || Batch {
+        msgs: Vec::with_capacity(BATCH_ROWS),
+        end: 0,
+        line: 0,
+        header: false,
+        read: 0,
+        failed: 0,
+        dups: 0,
+        errors_len: 0,
+        dups_len: 0,
+    };
+    let mut b = new_batch();
+    let mut bytes = 0usize;
+    let (mut errors_grew, mut dups_grew) = (false, false);
+    loop {
+        let row = rows.next_row()?;
+        let eof = row.is_none();
+        if let Some(row) = row {
+            let replay = row.end <= plan.offset;
+            match row.kind {
+                RowKind::Header => b.header = true,
+                RowKind::Bad { raw, reason } => {
+                    if !replay {
+                        b.read += 1;
+                        b.failed += 1;
+                        errors.write_all(&report_line(row.line, &raw, &reason))?;
+                        errors_grew = true;
+                    }
+                }
+                RowKind::Message { body, user } => {
+                    let id = match plan.dedup {
+                        DedupKey::Row => {
+                            row_id(&plan.hash, b"row", row.line.to_string().as_bytes())
+                        }
+                        DedupKey::Content => row_id(&plan.hash, b"content", &body),
+                        DedupKey::User => match &user {
+                            Some(u) => row_id(&plan.hash, b"user", u.as_bytes()),
+                            None => {
+                                if !replay {
+                                    b.read += 1;
+                                    b.failed += 1;
+                                    errors.write_all(&report_line(
+                                        row.line,
+                                        &body,
+                                        "has no userId field (dedup `user` needs one)",
+                                    ))?;
+                                    errors_grew = true;
+                                }
+                                continue;
+                            }
+                        },
+                    };
+                    if keyed && !seen.insert(id) {
+                        if !replay {
+                            b.read += 1;
+                            b.dups += 1;
+                            let (key, reason) = match plan.dedup {
+                                DedupKey::User => (
+                                    user.unwrap_or_default(),
+                                    "repeated user: an earlier row of this file already alerts this user",
+                                ),
+                                _ => (
+                                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                                        .to_string(),
+                                    "repeated content: an earlier row of this file is identical",
+                                ),
+                            };
+                            let mut v = serde_json::to_vec(&serde_json::json!({
+                                "line": row.line, "key": key, "reason": reason,
+                            }))
+                            .expect("json");
+                            v.push(b'\n');
+                            dups.write_all(&v)?;
+                            dups_grew = true;
+                        }
+                        continue;
+                    }
+                    if replay {
+                        continue;
+                    }
+                    b.read += 1;
+                    let mut attributes = BTreeMap::new();
+                    if let Some(n) = &header_name {
+                        attributes.insert(ATTR_FILE.to_string(), n.clone());
+                    }
+                    attributes.insert(ATTR_LINE.to_string(), row.line.to_string());
+                    attributes.insert(ATTR_ID.to_string(), plan.id.clone());
+                    attributes.insert(ATTR_TALLY.to_string(), tally_key(&plan.id));
+                    bytes += body.len();
+                    b.msgs.push(KeyedPublish {
+                        id,
+                        body,
+                        attributes,
+                    });
+                }
+            }
+            b.end = row.end.max(plan.offset);
+            b.line = rows.line();
+            if b.msgs.len() < BATCH_ROWS && bytes < BATCH_BYTES {
+                continue;
+            }
+        } else {
+            b.end = rows.offset().max(plan.offset);
+            b.line = rows.line().max(plan.line);
+        }
+        if b.end > plan.offset || eof {
+            b.errors_len = report_len(&mut errors, std::mem::take(&mut errors_grew))?;
+            b.dups_len = report_len(&mut dups, std::mem::take(&mut dups_grew))?;
+            let full = std::mem::replace(&mut b, new_batch());
+            bytes = 0;
+            if tx.blocking_send(full).is_err() {
+                return Ok(()); // the publisher stopped (an error it reports itself)
+            }
+        }
+        if eof {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_ids_are_deterministic_uuids() {
+        let h = [7u8; 32];
+        let a = row_id(&h, b"user", b"u1");
+        assert_eq!(a, row_id(&h, b"user", b"u1"));
+        assert_ne!(a, row_id(&h, b"user", b"u2"));
+        assert_ne!(a, row_id(&[8u8; 32], b"user", b"u1"));
+        assert_ne!(a, row_id(&h, b"row", b"u1"));
+        let b = a.0.to_be_bytes();
+        assert_eq!(b[6] >> 4, 8, "UUID version 8");
+        assert_eq!(b[8] >> 6, 2, "RFC 4122 variant");
+    }
+}
