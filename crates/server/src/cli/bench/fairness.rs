@@ -16,8 +16,9 @@ use serde_json::{json, Value};
 
 use super::args::{BenchArgs, Protocol};
 use super::conn::Conn;
-use super::queue::{body_of, fresh_queue, prefill};
+use super::queue::{fresh_queue, prefill};
 use super::report::{print, round};
+use super::turns::body_of;
 
 /// Counts shared by the consumers of one drain.
 #[derive(Default)]

@@ -4,7 +4,8 @@
 //! This file only dispatches; dependencies go one way, downward:
 //!
 //! ```text
-//! mod.rs ──► queue.rs (publish, receive-ack, roundtrip, stream) ──► conn.rs (raw HTTP/1.1, h2c)
+//! mod.rs ──► queue.rs (publish, receive-ack, roundtrip, stream) ──► turns.rs (a worker's requests)
+//!              queue.rs, turns.rs ──► conn.rs (raw HTTP/1.1, h2c)
 //!        ──► push.rs (throughput), timers.rs (burst, two hosts)
 //!        ──► fairness.rs (fair queues: a big group and many small ones) ──► queue.rs (prefill)
 //!        ──► sporadic.rs, token_bucket.rs, outage.rs (push pacing) ──► pacing.rs (their setup)
@@ -29,6 +30,7 @@ mod report;
 mod sporadic;
 mod timers;
 mod token_bucket;
+mod turns;
 
 use anyhow::{bail, Context};
 

@@ -18,6 +18,7 @@ use super::args::{BenchArgs, Protocol, Scenario};
 use super::conn::Conn;
 use super::pacer::Pacer;
 use super::report::{cpu_seconds, fail_on_errors, new_hist};
+use super::turns::{message_json, publish, publish_pipelined, receive_ack, roundtrip_consume};
 use crate::cli::stream_client::StreamClient;
 
 struct Shared {
@@ -40,28 +41,6 @@ impl Shared {
         self.errors.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock() = Some(format!("{e:#}"));
     }
-}
-
-/// One message to publish: the body, and with `--priorities` / `--groups` its priority and
-/// group, both taken in turn from the sequence number.
-pub(super) fn message_json(args: &BenchArgs, seq: u64) -> Value {
-    let mut m = json!({"body": body_of(args.size, seq)});
-    if args.priorities {
-        m["priority"] = json!(seq % 10);
-    }
-    if let Some(g) = args.groups.filter(|&g| g > 0) {
-        m["message_group_id"] = json!(format!("g{}", seq % g));
-    }
-    m
-}
-
-pub(super) fn body_of(size: usize, seq: u64) -> String {
-    let mut s = format!("{seq:020}");
-    while s.len() < size {
-        s.push('x');
-    }
-    s.truncate(size.max(1));
-    s
 }
 
 /// Run one of the queue scenarios with its connections spread round-robin over `nodes` (the
@@ -372,127 +351,37 @@ async fn worker(
             }
         }
         let t0 = Instant::now();
-        let result: anyhow::Result<u64> = async {
-            match role {
-                Role::Publish(n) if args.pipeline > 1 => {
-                    let bodies: Vec<Bytes> = (0..args.pipeline)
-                        .map(|_| {
-                            let body = if n == 1 {
-                                seq += 1;
-                                message_json(&args, seq)
-                            } else {
-                                let msgs: Vec<Value> = (0..n)
-                                    .map(|_| {
-                                        seq += 1;
-                                        message_json(&args, seq)
-                                    })
-                                    .collect();
-                                json!({ "messages": msgs })
-                            };
-                            Bytes::from(serde_json::to_vec(&body).expect("json"))
-                        })
-                        .collect();
-                    for (status, bytes) in conn.call_many("POST", &pub_path, &bodies).await? {
-                        if !(200..300).contains(&status) {
-                            bail!(
-                                "POST {pub_path}: {status} {}",
-                                String::from_utf8_lossy(&bytes)
-                            );
-                        }
-                    }
-                    Ok(args.pipeline * n as u64)
-                }
-                Role::Publish(1) => {
-                    seq += 1;
-                    conn.json("POST", &pub_path, &message_json(&args, seq))
-                        .await?;
-                    Ok(1)
-                }
-                Role::Publish(n) => {
-                    let msgs: Vec<Value> = (0..n)
-                        .map(|_| {
-                            seq += 1;
-                            message_json(&args, seq)
-                        })
-                        .collect();
-                    conn.json("POST", &pub_path, &json!({"messages": msgs}))
-                        .await?;
-                    Ok(n as u64)
-                }
-                Role::ReceiveAck => {
-                    // Only the receipts are read from the answer (borrowed, no tree of values):
-                    // the generator's CPU is taken from the same two cores as the server's.
-                    #[derive(serde::Deserialize)]
-                    struct Received<'a> {
-                        #[serde(borrow)]
-                        messages: Vec<Rcpt<'a>>,
-                    }
-                    #[derive(serde::Deserialize, serde::Serialize)]
-                    struct Rcpt<'a> {
-                        #[serde(borrow)]
-                        receipt: std::borrow::Cow<'a, str>,
-                    }
-                    let body = serde_json::to_vec(&json!({"max_messages": args.batch}))?;
-                    let (status, bytes) = conn.call("POST", &recv_path, Bytes::from(body)).await?;
-                    if !(200..300).contains(&status) {
-                        bail!(
-                            "POST {recv_path}: {status} {}",
-                            String::from_utf8_lossy(&bytes)
-                        );
-                    }
-                    let got: Received = serde_json::from_slice(&bytes)?;
-                    let receipts: Vec<_> = got.messages.iter().map(|m| &m.receipt).collect();
-                    if receipts.is_empty() {
-                        shared.stop.store(true, Ordering::Relaxed);
-                        return Ok(0);
-                    }
-                    let a = conn
-                        .json("POST", &ack_path, &json!({"receipts": receipts}))
-                        .await?;
-                    Ok(a["acked"].as_u64().unwrap_or(0))
-                }
-                Role::RoundtripPublisher => {
-                    if let Some(iv) = per_publisher_interval {
-                        tokio::time::sleep(iv).await;
-                    }
-                    let sent_us = started.elapsed().as_micros() as u64;
-                    let mut body = format!("{sent_us:020}");
-                    while body.len() < args.size {
-                        body.push('x');
-                    }
-                    conn.json("POST", &pub_path, &json!({"body": body})).await?;
-                    Ok(0)
-                }
-                Role::RoundtripConsumer => {
-                    let v = conn
-                        .json(
-                            "POST",
-                            &recv_path,
-                            &json!({"max_messages": args.batch, "wait_seconds": 1}),
-                        )
-                        .await?;
-                    let now_us = started.elapsed().as_micros() as u64;
-                    let msgs = v["messages"].as_array().cloned().unwrap_or_default();
-                    let mut receipts = Vec::new();
-                    for m in &msgs {
-                        if let Some(sent) = m["body"]
-                            .as_str()
-                            .and_then(|b| b.get(..20))
-                            .and_then(|d| d.parse::<u64>().ok())
-                        {
-                            let _ = local.record(now_us.saturating_sub(sent).max(1));
-                        }
-                        receipts.push(m["receipt"].clone());
-                    }
-                    if !receipts.is_empty() {
-                        conn.json("POST", &ack_path, &json!({"receipts": receipts}))
-                            .await?;
-                    }
-                    Ok(msgs.len() as u64)
-                }
+        let result: anyhow::Result<u64> = match role {
+            Role::Publish(n) if args.pipeline > 1 => {
+                publish_pipelined(&mut conn, &pub_path, &args, n, &mut seq).await
             }
-        }
-        .await;
+            Role::Publish(n) => publish(&mut conn, &pub_path, &args, n, &mut seq).await,
+            Role::ReceiveAck => {
+                let got = receive_ack(&mut conn, &recv_path, &ack_path, args.batch).await;
+                if matches!(got, Ok(None)) {
+                    // The queue is empty: the run is over.
+                    shared.stop.store(true, Ordering::Relaxed);
+                }
+                got.map(|acked| acked.unwrap_or(0))
+            }
+            Role::RoundtripPublisher => {
+                if let Some(iv) = per_publisher_interval {
+                    tokio::time::sleep(iv).await;
+                }
+                let sent_us = started.elapsed().as_micros() as u64;
+                let mut body = format!("{sent_us:020}");
+                while body.len() < args.size {
+                    body.push('x');
+                }
+                conn.json("POST", &pub_path, &json!({"body": body}))
+                    .await
+                    .map(|_| 0)
+            }
+            Role::RoundtripConsumer => {
+                let paths = (recv_path.as_str(), ack_path.as_str());
+                roundtrip_consume(&mut conn, paths, args.batch, started, &mut local).await
+            }
+        };
         let requests = if matches!(role, Role::Publish(_)) {
             args.pipeline
         } else {
