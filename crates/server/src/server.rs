@@ -182,6 +182,7 @@ fn load_auth(cfg: &ServeConfig) -> anyhow::Result<Arc<crate::auth::Auth>> {
 }
 
 /// The compatibility front ends (SQS, and the seeds' APIs), each a thin adapter over the engine.
+/// SQS message move tasks interrupted by the last stop are resumed here.
 async fn compat_routers(
     cfg: &ServeConfig,
     engine: &Arc<Engine>,

@@ -24,6 +24,7 @@ use super::{FileRecord, FileState, Inbox, Ingest};
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
 /// Ingest the complete file at `path` (found in `inbox`).
 pub(crate) async fn process(
     ing: &Arc<Ingest>,
@@ -39,7 +40,7 @@ pub(crate) async fn process(
     let (size, hash) = match opened {
         Opened::Ok { size, hash } => (size, hash),
         Opened::Gone => return Ok(()), // gone before we looked: nothing to report
-        refused => {
+        refused @ (Opened::Empty | Opened::Unreadable(_) | Opened::Binary(_)) => {
             let why = refused.refusal(inbox.format);
             return reject(ing, inbox, path, &name, FileState::Failed, why).await;
         }

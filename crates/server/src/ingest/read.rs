@@ -1,7 +1,8 @@
 //! Reading a file's rows on a blocking thread, for `job.rs`: open and hash the file (refusing
-//! empty, unreadable and binary ones), then parse its rows from the checkpointed offset into
-//! batches of messages under deterministic ids, writing the rows that fail and the duplicates
-//! to their report files on the way.
+//! empty, unreadable and binary ones), then parse its rows into batches of messages under
+//! deterministic ids, writing the rows that fail and the duplicates to their report files on
+//! the way. Rows are published from the checkpointed offset; with dedup `user` or `content`
+//! the file is read from the start to rebuild the keys already sent (`job.rs`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -30,7 +31,8 @@ pub(super) enum Opened {
 }
 
 impl Opened {
-    /// Why a file that opened like this is refused (`Ok` and `Gone` are not refused).
+    /// Why a file that opened like this is refused. `Ok` and `Gone` are not refused (`process`
+    /// names the refused variants), so they have no reason.
     pub(super) fn refusal(&self, format: Format) -> String {
         match self {
             Opened::Empty => "file is empty: no rows".into(),
