@@ -186,51 +186,9 @@ pub async fn run_session(
                 Inbound::Frame(f) => f,
             };
             flush_acks(&engine, &queue, &mut leased, &mut acks, &mut replies).await;
-            let reply = match frame {
-                ClientFrame::Ack { .. } => unreachable!("batched above"),
-                ClientFrame::Credit { prefetch: n } => match check_prefetch(n) {
-                    Ok(n) => {
-                        prefetch = n;
-                        continue;
-                    }
-                    Err(why) => {
-                        json!({"type": "error", "code": "invalid_argument", "message": why})
-                    }
-                },
-                ClientFrame::Nack {
-                    receipt,
-                    delay_seconds,
-                } => {
-                    let r = engine
-                        .nack(
-                            &queue,
-                            std::slice::from_ref(&receipt),
-                            delay_seconds.unwrap_or(0),
-                            Placement::Front,
-                        )
-                        .await;
-                    settle(&mut leased, receipt, r.map(|mut v| v.remove(0)), "nacked")
-                }
-                ClientFrame::Back { receipt } => {
-                    let r = engine
-                        .nack(&queue, std::slice::from_ref(&receipt), 0, Placement::Back)
-                        .await;
-                    settle(&mut leased, receipt, r.map(|mut v| v.remove(0)), "nacked")
-                }
-                ClientFrame::Extend {
-                    receipt,
-                    visibility_timeout_seconds,
-                } => match engine
-                    .change_visibility(&queue, &receipt, visibility_timeout_seconds)
-                    .await
-                {
-                    Ok(until) => {
-                        json!({"type": "extended", "receipt": receipt, "visible_at": sluice_engine::rfc3339(until)})
-                    }
-                    Err(e) => error_frame(&e, Some(&receipt)),
-                },
-            };
-            replies.push(reply);
+            if let Some(reply) = answer(&engine, &queue, &mut prefetch, &mut leased, frame).await {
+                replies.push(reply);
+            }
         }
         flush_acks(&engine, &queue, &mut leased, &mut acks, &mut replies).await;
         let mut gone = false;
@@ -254,6 +212,61 @@ pub async fn run_session(
     if !release.is_empty() {
         let _ = engine.nack(&queue, &release, 0, Placement::Front).await;
     }
+}
+
+/// The answer to one client frame other than an ack (acks are batched by `flush_acks`): a
+/// credit changes `prefetch` and has none; a nack, a back or an extend acts on its lease.
+async fn answer(
+    engine: &Engine,
+    queue: &str,
+    prefetch: &mut usize,
+    leased: &mut HashSet<String>,
+    frame: ClientFrame,
+) -> Option<Value> {
+    Some(match frame {
+        ClientFrame::Ack { .. } => unreachable!("batched above"),
+        ClientFrame::Credit { prefetch: n } => match check_prefetch(n) {
+            Ok(n) => {
+                *prefetch = n;
+                return None;
+            }
+            Err(why) => {
+                json!({"type": "error", "code": "invalid_argument", "message": why})
+            }
+        },
+        ClientFrame::Nack {
+            receipt,
+            delay_seconds,
+        } => {
+            let r = engine
+                .nack(
+                    queue,
+                    std::slice::from_ref(&receipt),
+                    delay_seconds.unwrap_or(0),
+                    Placement::Front,
+                )
+                .await;
+            settle(leased, receipt, r.map(|mut v| v.remove(0)), "nacked")
+        }
+        ClientFrame::Back { receipt } => {
+            let r = engine
+                .nack(queue, std::slice::from_ref(&receipt), 0, Placement::Back)
+                .await;
+            settle(leased, receipt, r.map(|mut v| v.remove(0)), "nacked")
+        }
+        ClientFrame::Extend {
+            receipt,
+            visibility_timeout_seconds,
+        } => match engine
+            .change_visibility(queue, &receipt, visibility_timeout_seconds)
+            .await
+        {
+            Ok(until) => {
+                json!({"type": "extended", "receipt": receipt, "visible_at": sluice_engine::rfc3339(until)})
+            }
+            Err(e) => error_frame(&e, Some(&receipt)),
+        },
+    })
 }
 
 /// Settle the acks gathered so far in one engine call.
