@@ -215,7 +215,8 @@ pub async fn run_session(
 }
 
 /// The answer to one client frame other than an ack (acks are batched by `flush_acks`): a
-/// credit changes `prefetch` and has none; a nack, a back or an extend acts on its lease.
+/// valid credit changes `prefetch` and has no answer (an out-of-range one is answered with
+/// `invalid_argument`); a nack, a back or an extend acts on its lease.
 async fn answer(
     engine: &Engine,
     queue: &str,

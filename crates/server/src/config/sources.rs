@@ -11,7 +11,8 @@ use serde::Deserialize;
 use super::Origins;
 use crate::human_errors::whole;
 
-/// `sluice serve`'s flags, each with its `SLUICE_*` environment variable.
+/// `sluice serve`'s flags; most also read a `SLUICE_*` environment variable (the forwarder's
+/// read the seed's `WEBHOOK_*` names).
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServeArgs {
     /// Address to listen on (HTTP/1.1 and h2c). `:PORT` means every interface (the

@@ -7,7 +7,8 @@
 //! mod.rs ──► queue.rs (publish, receive-ack, roundtrip, stream) ──► turns.rs (a worker's requests)
 //!              queue.rs, turns.rs ──► conn.rs (raw HTTP/1.1, h2c)
 //!        ──► push.rs (throughput), timers.rs (burst, two hosts)
-//!        ──► fairness.rs (fair queues: a big group and many small ones) ──► queue.rs (prefill)
+//!        ──► fairness.rs (fair queues: a big group and many small ones) ──► queue.rs (prefill),
+//!              turns.rs (bodies)
 //!        ──► sporadic.rs, token_bucket.rs, outage.rs (push pacing) ──► pacing.rs (their setup)
 //!              all of these ──► receivers.rs (in-process webhook receivers), api.rs (setup calls)
 //!        ──► crash.rs (the kill -9 report: its own server, killed under load) ──► crash_load.rs
