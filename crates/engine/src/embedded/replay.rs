@@ -135,7 +135,8 @@ pub fn replay(
         carried,
         ..
     } = gathered;
-    // Before the queues' ready lists grow: at 10M messages these are the largest allocations.
+    // Freed before the queues' ready lists are built, so that their memory and the lists' do not
+    // add up at recovery's peak.
     drop(ix);
     drop(buf);
     file(&mut state, filings);
