@@ -34,6 +34,20 @@ pub(super) fn body_of(size: usize, seq: u64) -> String {
     s
 }
 
+/// The body of a publish of `n` messages, numbered on from `seq`: one message alone, or `n`
+/// in a batch.
+fn publish_body(args: &BenchArgs, n: usize, seq: &mut u64) -> Value {
+    let mut next = || {
+        *seq += 1;
+        message_json(args, *seq)
+    };
+    if n == 1 {
+        next()
+    } else {
+        json!({ "messages": (0..n).map(|_| next()).collect::<Vec<Value>>() })
+    }
+}
+
 /// Publish `n` messages: one alone, or `n` in one batch.
 pub(super) async fn publish(
     conn: &mut Conn,
@@ -42,19 +56,7 @@ pub(super) async fn publish(
     n: usize,
     seq: &mut u64,
 ) -> anyhow::Result<u64> {
-    let body = if n == 1 {
-        *seq += 1;
-        message_json(args, *seq)
-    } else {
-        let msgs: Vec<Value> = (0..n)
-            .map(|_| {
-                *seq += 1;
-                message_json(args, *seq)
-            })
-            .collect();
-        json!({ "messages": msgs })
-    };
-    conn.json("POST", path, &body).await?;
+    conn.json("POST", path, &publish_body(args, n, seq)).await?;
     Ok(n as u64)
 }
 
@@ -67,21 +69,7 @@ pub(super) async fn publish_pipelined(
     seq: &mut u64,
 ) -> anyhow::Result<u64> {
     let bodies: Vec<Bytes> = (0..args.pipeline)
-        .map(|_| {
-            let body = if n == 1 {
-                *seq += 1;
-                message_json(args, *seq)
-            } else {
-                let msgs: Vec<Value> = (0..n)
-                    .map(|_| {
-                        *seq += 1;
-                        message_json(args, *seq)
-                    })
-                    .collect();
-                json!({ "messages": msgs })
-            };
-            Bytes::from(serde_json::to_vec(&body).expect("json"))
-        })
+        .map(|_| Bytes::from(serde_json::to_vec(&publish_body(args, n, seq)).expect("json")))
         .collect();
     for (status, bytes) in conn.call_many("POST", path, &bodies).await? {
         if !(200..300).contains(&status) {
