@@ -7,7 +7,7 @@
 //! queue, group, end of life) is kept beside it, by id, only for the messages that have one:
 //! those nacked with a delay, dead letters, grouped messages, messages with a time to live.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::chunked::{Chunked, Keyed};
 
@@ -53,7 +53,7 @@ fn key(at: i64, id: u128) -> (i64, u64, u64) {
 #[derive(Default)]
 pub struct Delayed {
     due: Chunked<Due>,
-    rest: HashMap<u128, Rest>,
+    rest: FxHashMap<u128, Rest>,
 }
 
 impl Delayed {
@@ -132,7 +132,7 @@ impl Delayed {
 impl FromIterator<(i64, Entry)> for Delayed {
     /// The index built at once, in full chunks (recovery).
     fn from_iter<I: IntoIterator<Item = (i64, Entry)>>(iter: I) -> Self {
-        let mut rest = HashMap::new();
+        let mut rest = FxHashMap::default();
         let due = iter
             .into_iter()
             .map(|(at, e)| {
@@ -170,7 +170,7 @@ fn split(at: i64, e: Entry) -> (Due, Option<Rest>) {
     (due, has_rest.then_some(rest))
 }
 
-fn join(d: &Due, rest: &HashMap<u128, Rest>) -> Entry {
+fn join(d: &Due, rest: &FxHashMap<u128, Rest>) -> Entry {
     let id = ((d.id_hi as u128) << 64) | d.id_lo as u128;
     let mut e = Entry::new(id, d.loc, d.enqueued_at);
     e.priority = d.priority;

@@ -16,6 +16,8 @@
 //! bounded by time, per message and in bytes, never by the message log.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::path::Path;
 
 use parking_lot::Mutex;
@@ -41,10 +43,10 @@ struct Entry {
 
 #[derive(Default)]
 struct Index {
-    by_id: HashMap<u128, Vec<Entry>>,
+    by_id: FxHashMap<u128, Vec<Entry>>,
     keys: Vec<String>,
     key_ids: HashMap<String, u32>,
-    recent: HashMap<u32, VecDeque<u128>>,
+    recent: FxHashMap<u32, VecDeque<u128>>,
     /// Per segment: bytes and the latest expiry of its records.
     segments: BTreeMap<u32, (u64, Millis)>,
 }

@@ -20,7 +20,7 @@
 //! Segments are files `log/NNNNNNNNNNNNNNNN.seg` of at most [`SEGMENT_BYTES`] by default. A fresh segment is
 //! started at every open, so a torn tail left by a crash is never appended to.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ struct Shared {
 pub struct Log {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    readers: RwLock<HashMap<u32, Arc<File>>>,
+    readers: RwLock<FxHashMap<u32, Arc<File>>>,
 }
 
 /// An open append: holds the pending-buffer lock until `finish`.
@@ -251,7 +251,7 @@ impl Log {
         Ok(Log {
             shared,
             writer: Mutex::new(Some(writer)),
-            readers: RwLock::new(HashMap::new()),
+            readers: RwLock::new(FxHashMap::default()),
         })
     }
 
@@ -370,7 +370,7 @@ impl Drop for Log {
 }
 
 fn writer_loop(shared: &Shared, segment_bytes: u64) {
-    let mut files: HashMap<u32, File> = HashMap::new();
+    let mut files: FxHashMap<u32, File> = FxHashMap::default();
     let mut last = 0;
     let mut synced_at = Instant::now();
     loop {
@@ -438,7 +438,7 @@ fn writer_loop(shared: &Shared, segment_bytes: u64) {
 /// if shut down first (what was not written is not durable, and was never acknowledged).
 fn retry_until_written(
     shared: &Shared,
-    files: &mut HashMap<u32, File>,
+    files: &mut FxHashMap<u32, File>,
     mut chunks: Vec<Chunk>,
     segment_bytes: u64,
     first: std::io::Error,
@@ -483,7 +483,7 @@ fn retry_until_written(
 
 fn write_and_sync(
     shared: &Shared,
-    files: &mut HashMap<u32, File>,
+    files: &mut FxHashMap<u32, File>,
     chunks: &[Chunk],
     segment_bytes: u64,
 ) -> std::io::Result<()> {

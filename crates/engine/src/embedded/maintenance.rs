@@ -214,7 +214,7 @@ impl EmbeddedStore {
                     None => (qid, None),
                 }
             };
-            let live: std::collections::HashSet<u32> = st.queues.keys().copied().collect();
+            let live: rustc_hash::FxHashSet<u32> = st.queues.keys().copied().collect();
             let wanted = |e: &Entry| {
                 e.source != 0
                     && live.contains(&e.source)

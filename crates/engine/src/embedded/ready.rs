@@ -14,7 +14,9 @@
 //! walks (peek, compaction, purge). Each list is a [`Blocks`] (`blocks.rs`): a list of millions
 //! grows without ever being copied under the store's lock. The same rules in Lua: `redis_store/prelude.lua`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::limits::PRIORITY_MAX;
 
@@ -25,11 +27,11 @@ const LANES: usize = PRIORITY_MAX as usize + 1;
 
 #[derive(Default)]
 struct Lane {
-    groups: HashMap<u32, Blocks<Entry>>,
+    groups: FxHashMap<u32, Blocks<Entry>>,
     /// Groups with ready messages whose turn it is, in turn order.
     turn: VecDeque<u32>,
     /// Groups with ready messages that are at their in-flight limit.
-    parked: HashSet<u32>,
+    parked: FxHashSet<u32>,
 }
 
 impl Lane {

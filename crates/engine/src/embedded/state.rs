@@ -3,8 +3,15 @@
 //! metadata lives here (about 56 bytes a ready message, 48 a delayed one: `delayed.rs`); bodies
 //! stay in the log and are read back by location. Recovery (`replay.rs`) rebuilds it from the
 //! catalog and the log segments.
+//!
+//! Maps keyed by the store's own numbers (queue ids, group tags, message ids) hash with
+//! `rustc-hash` (FxHash: a few instructions a key instead of SipHash's hundred or so, on every
+//! publish, receive and ack); clients cannot choose those keys. Maps keyed by client text
+//! (queue names, deduplication ids, tally keys) keep std's seeded SipHash.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::clock::Millis;
 use crate::model::{QueueInfo, QueueStats};
@@ -68,7 +75,7 @@ pub struct QState {
     pub info: QueueInfo,
     pub ready: Ready,
     pub delayed: Delayed,
-    pub inflight: HashMap<u128, Leased>,
+    pub inflight: FxHashMap<u128, Leased>,
     pub leases: BTreeSet<(i64, u128)>,
     pub stats: QueueStats,
     /// FIFO: ready messages stay in id (publish) order and a group with a message in flight is
@@ -76,17 +83,17 @@ pub struct QState {
     pub fifo: bool,
     /// In-flight messages per group tag (FIFO: a group here is held by a consumer; standard
     /// queues: checked against `max_in_flight_per_group`).
-    pub locked: HashMap<u32, u32>,
+    pub locked: FxHashMap<u32, u32>,
     /// Deduplication id -> (window end, message id, the log segment whose record remembers
     /// it: its Publish, or the Dedup record that carried it forward; see `maintenance.rs`).
     pub dedup: HashMap<String, (i64, u128, u32)>,
     /// `group_rate_per_second`: each group's token bucket (tokens, when last filled), and the
     /// groups parked for want of a token by when their next one comes.
-    pub buckets: HashMap<u32, (f64, i64)>,
+    pub buckets: FxHashMap<u32, (f64, i64)>,
     pub rate_waits: BTreeSet<(i64, u32)>,
     /// Delayed messages that return to the front when due (a nack to the front with a delay,
     /// miniqueue's DACK).
-    pub front_when_due: std::collections::HashSet<u128>,
+    pub front_when_due: FxHashSet<u128>,
     /// The counters as the last `Counters` snapshot in the log has them.
     pub logged: [u64; COUNTERS],
     /// Tally keys of push copies: (delivered, failed) now, and as last logged.
@@ -107,14 +114,14 @@ impl QState {
             id,
             ready: Ready::new(crate::model::is_fifo(&info.name)),
             delayed: Delayed::default(),
-            inflight: HashMap::new(),
+            inflight: FxHashMap::default(),
             leases: BTreeSet::new(),
             stats: QueueStats::default(),
             fifo: crate::model::is_fifo(&info.name),
-            locked: HashMap::new(),
+            locked: FxHashMap::default(),
             dedup: HashMap::new(),
             front_when_due: Default::default(),
-            buckets: HashMap::new(),
+            buckets: FxHashMap::default(),
             rate_waits: BTreeSet::new(),
             logged: [0; COUNTERS],
             tallies: HashMap::new(),
@@ -166,7 +173,7 @@ impl QState {
 
 #[derive(Default)]
 pub struct State {
-    pub queues: HashMap<u32, QState>,
+    pub queues: FxHashMap<u32, QState>,
     pub names: HashMap<String, u32>,
     pub next_queue_id: u32,
     /// Live messages whose Publish record sits in each segment.

@@ -70,9 +70,10 @@ pub struct AppInner {
 /// The request counter and duration histogram of each route, method and status, registered
 /// once and then looked up without allocating: building a labelled metric key per request
 /// (three label strings, a registry lookup) was a measurable part of a small request's cost.
+/// The keys are the router's own templates, never a client's text, so FxHash will do.
 #[derive(Default)]
 pub struct RequestMetrics {
-    routes: parking_lot::RwLock<std::collections::HashMap<String, RouteMetrics>>,
+    routes: parking_lot::RwLock<rustc_hash::FxHashMap<String, RouteMetrics>>,
 }
 
 struct RouteMetrics {
