@@ -138,7 +138,7 @@ pub async fn serve(mut tcp: TcpStream, app: FrontDoor, limits: Limits, stop: Arc
             let body = buf.split_to(head.content_length).freeze();
             (body.clone(), ReadAhead::Whole(body))
         };
-        let Some((queue, req)) = head.request(&head_bytes, read_ahead) else {
+        let Some((queue, req)) = head.request(&head_bytes) else {
             // Not expected (`parse` keeps to what `http` takes); hyper decides.
             let mut again = BytesMut::from(&head_bytes[..]);
             again.extend_from_slice(&body);
@@ -148,7 +148,7 @@ pub async fn serve(mut tcp: TcpStream, app: FrontDoor, limits: Limits, stop: Arc
 
         // The answer, while watching for the client going away (as hyper does): then the
         // request is dropped. Bytes that come meanwhile are kept for the next turn.
-        let answer = app.serve_hot(head.hot, queue, req);
+        let answer = app.serve_hot(head.hot, queue, req, Some(read_ahead));
         tokio::pin!(answer);
         let mut watching = !timed_out;
         let answered = std::future::poll_fn(|cx| {
@@ -412,8 +412,8 @@ fn decimal(v: &[u8]) -> Option<usize> {
 
 impl Head {
     /// The queue and the request for the front door; header values and the target share
-    /// `head`'s bytes, the body goes as read ahead ([`ReadAhead`]).
-    fn request(&self, head: &Bytes, body: ReadAhead) -> Option<(String, Request<Body>)> {
+    /// `head`'s bytes. The body goes beside it, as read ahead ([`ReadAhead`]).
+    fn request(&self, head: &Bytes) -> Option<(String, Request<Body>)> {
         let queue = std::str::from_utf8(&head[self.queue.0..self.queue.1]).ok()?;
         let slice = |(start, end): (usize, usize)| head.slice(start..end);
         let uri = Uri::from_maybe_shared(slice(self.target)).ok()?;
@@ -427,7 +427,6 @@ impl Head {
         *req.method_mut() = Method::POST;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        req.extensions_mut().insert(body);
         Some((queue.to_owned(), req))
     }
 }
@@ -511,9 +510,7 @@ pub fn fuzz_head(data: &[u8]) {
         "a head cut short is partial"
     );
     let bytes = Bytes::copy_from_slice(&data[..head.len]);
-    let (queue, req) = head
-        .request(&bytes, ReadAhead::Whole(Bytes::new()))
-        .expect("a head taken builds a request");
+    let (queue, req) = head.request(&bytes).expect("a head taken builds a request");
     assert!(!queue.is_empty() && req.uri().path().starts_with("/v1/queues/"));
 }
 

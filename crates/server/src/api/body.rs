@@ -37,10 +37,9 @@ fn is_json_type(ct: &[u8]) -> bool {
 }
 
 /// A request's body as the server read it before making the request (`direct_h1.rs`; the
-/// request's own body is then empty): whole, which [`RawBody`] takes as it is (still held to
-/// its limit), or not all within the body timeout, which [`RawBody`] answers 408 as if it had
-/// waited itself. Only the server inserts it: clients cannot set extensions.
-#[derive(Clone)]
+/// request's own body is then empty), handed beside the request to [`RawBody::taken`]: whole,
+/// taken as it is (still held to its limit), or not all within the body timeout, answered 408
+/// as if [`RawBody`] had waited itself.
 pub enum ReadAhead {
     Whole(Bytes),
     TimedOut,
@@ -59,22 +58,10 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let state = BodyLimits::from_ref(state);
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| is_json_type(ct.as_bytes()));
+        let is_json = declares_json(req.headers());
         let limit = state.max_request_bytes;
-        match req.extensions_mut().remove::<ReadAhead>() {
-            Some(ReadAhead::Whole(bytes)) if bytes.len() <= limit => {
-                return Ok(RawBody { bytes, is_json })
-            }
-            Some(ReadAhead::Whole(_)) => return Err(too_large(limit)),
-            Some(ReadAhead::TimedOut) => return Err(timed_out(state.body_timeout)),
-            None => {}
-        }
         // A body that declares more than the limit (Content-Length) is refused before a byte
         // of it is read, not after the body timeout.
         if axum::body::HttpBody::size_hint(req.body()).lower() > limit as u64 {
@@ -99,6 +86,41 @@ where
             })?;
         Ok(RawBody { bytes, is_json })
     }
+}
+
+impl RawBody {
+    /// The body the server read ahead when there is one (`direct_h1.rs`), held to the same
+    /// limit and timeout; otherwise read from the request as the extractor reads it.
+    pub async fn taken<S>(
+        req: Request,
+        ahead: Option<ReadAhead>,
+        state: &S,
+    ) -> Result<Self, ApiError>
+    where
+        S: Send + Sync,
+        BodyLimits: FromRef<S>,
+    {
+        let Some(ahead) = ahead else {
+            return Self::from_request(req, state).await;
+        };
+        let limits = BodyLimits::from_ref(state);
+        match ahead {
+            ReadAhead::Whole(bytes) if bytes.len() <= limits.max_request_bytes => Ok(RawBody {
+                bytes,
+                is_json: declares_json(req.headers()),
+            }),
+            ReadAhead::Whole(_) => Err(too_large(limits.max_request_bytes)),
+            ReadAhead::TimedOut => Err(timed_out(limits.body_timeout)),
+        }
+    }
+}
+
+/// Whether the request's `Content-Type` is JSON ([`is_json_type`]).
+fn declares_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| is_json_type(ct.as_bytes()))
 }
 
 /// 408: the body did not all arrive within the body timeout.

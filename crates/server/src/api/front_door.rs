@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{
-    Extension, FromRequest, FromRequestParts, MatchedPath, Path, RawPathParams, Request, State,
+    Extension, FromRequestParts, MatchedPath, Path, RawPathParams, Request, State,
 };
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures::future::{BoxFuture, Either};
 
-use super::body::{QueryParams, RawBody};
+use super::body::{QueryParams, RawBody, ReadAhead};
 use super::{error, native, origin, AppState};
 use crate::auth::{Need, Principal};
 
@@ -50,10 +50,16 @@ impl FrontDoor {
     }
 
     /// Serve a direct request: [`tracked`], then its handler.
-    pub(crate) async fn serve_hot(&self, hot: Hot, queue: String, req: Request) -> Response {
+    pub(crate) async fn serve_hot(
+        &self,
+        hot: Hot,
+        queue: String,
+        req: Request,
+        ahead: Option<ReadAhead>,
+    ) -> Response {
         let s = &self.state;
         tracked(s, hot.route(), req, |req| {
-            hot.serve(s.clone(), &self.awe_queue, queue, req)
+            hot.serve(s.clone(), &self.awe_queue, queue, req, ahead)
         })
         .await
     }
@@ -108,7 +114,14 @@ impl Hot {
     /// The handler, its extractors run as axum would run them: the parts' in argument order,
     /// then the body; a rejection answers at once. With API keys, first the key's check, as
     /// the router's `authorize` layer does it.
-    async fn serve(self, s: AppState, awe_queue: &str, queue: String, req: Request) -> Response {
+    async fn serve(
+        self,
+        s: AppState,
+        awe_queue: &str,
+        queue: String,
+        req: Request,
+        ahead: Option<ReadAhead>,
+    ) -> Response {
         macro_rules! extract {
             ($e:expr) => {
                 match $e.await {
@@ -138,20 +151,21 @@ impl Hot {
                 let (mut parts, body) = req.into_parts();
                 let query = extract!(QueryParams::from_request_parts(&mut parts, &s));
                 let key = extract!(native::IdempotencyKey::from_request_parts(&mut parts, &s));
-                let body = extract!(RawBody::from_request(Request::from_parts(parts, body), &s));
+                let req = Request::from_parts(parts, body);
+                let body = extract!(RawBody::taken(req, ahead, &s));
                 let caller = caller.map(Extension);
                 native::publish(State(s), Path(queue), query, caller, key, body)
                     .await
                     .into_response()
             }
             Hot::Receive => {
-                let body = extract!(RawBody::from_request(req, &s));
+                let body = extract!(RawBody::taken(req, ahead, &s));
                 native::receive(State(s), Path(queue), body)
                     .await
                     .into_response()
             }
             Hot::Ack => {
-                let body = extract!(RawBody::from_request(req, &s));
+                let body = extract!(RawBody::taken(req, ahead, &s));
                 native::ack(State(s), Path(queue), body)
                     .await
                     .into_response()
@@ -182,7 +196,7 @@ where
             let door = self.clone();
             let req = req.map(Body::new);
             return Either::Right(Box::pin(async move {
-                Ok(door.serve_hot(hot, queue, req).await)
+                Ok(door.serve_hot(hot, queue, req, None).await)
             }));
         }
         Either::Left(self.router.call(req))
