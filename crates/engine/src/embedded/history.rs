@@ -16,11 +16,10 @@
 //! bounded by time, per message and in bytes, never by the message log.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-
-use rustc_hash::FxHashMap;
 use std::path::Path;
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 use crate::clock::Millis;
 use crate::error::Result;

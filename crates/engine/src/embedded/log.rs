@@ -20,7 +20,6 @@
 //! Segments are files `log/NNNNNNNNNNNNNNNN.seg` of at most [`SEGMENT_BYTES`] by default. A fresh segment is
 //! started at every open, so a torn tail left by a crash is never appended to.
 
-use rustc_hash::FxHashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
+use rustc_hash::FxHashMap;
 
 use super::disk::sync_dir;
 use super::durable::{Durable, Outcome};
