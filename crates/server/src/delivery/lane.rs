@@ -22,6 +22,7 @@
 //! [`UNSETTLED_MAX`] answered requests wait for it; past that, requests keep their slots until
 //! there is room (the lane slows down instead of piling up).
 
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,89 +153,111 @@ impl Lane {
                 }
                 continue;
             }
-            // One message per request: lease as many as there are free slots (at most 100), in
-            // one store call; each delivery then waits for its own turn of the pace.
-            let mut permits = vec![first];
-            let paced = lane.throttle.is_pacing();
-            let mut tickets = Vec::new();
-            if paced {
-                // A paced endpoint: take a turn first, then as many more as are free right now
-                // (a configured rate's burst), and lease one message per turn.
-                let t = tokio::select! {
-                    t = lane.throttle.acquire() => t,
-                    _ = stop.changed() => return,
-                };
-                tickets.push(t);
+            if lane
+                .send_singles(first, &slots, fifo, &mut stop)
+                .await
+                .is_break()
+            {
+                return;
             }
-            let cap = if fifo { 1 } else { 100 };
-            while permits.len() < cap {
-                if paced {
-                    match lane.throttle.try_acquire() {
-                        Some(t) => tickets.push(t),
-                        None => break,
-                    }
+        }
+    }
+
+    /// One message per request: lease as many as there are free slots (at most 100, one for
+    /// FIFO), in one store call; each delivery then waits for its own turn of the pace.
+    /// `Break` when the lane stopped meanwhile.
+    async fn send_singles(
+        self: &Arc<Self>,
+        first: OwnedSemaphorePermit,
+        slots: &Arc<Semaphore>,
+        fifo: bool,
+        stop: &mut watch::Receiver<bool>,
+    ) -> ControlFlow<()> {
+        let Some((mut permits, tickets)) = self.free_slots(first, slots, fifo, stop).await else {
+            return ControlFlow::Break(());
+        };
+        // Not raced against `stop`: a receive cancelled after its lease was taken would
+        // strand the messages until the lease ends. A short wait keeps stops prompt.
+        let push = self.manager.engine.push();
+        let lease_ms = self.sub.config.lease_ms();
+        let got = push
+            .lease(&self.sub.child, permits.len(), lease_ms, LEASE_POLL_MS)
+            .await;
+        let got = match got {
+            Ok(g) if *stop.borrow() => {
+                // Stopped meanwhile (subscription changed or deleted): give them back.
+                let _ = push.give_back(&self.sub.child, &g).await;
+                return ControlFlow::Break(());
+            }
+            Ok(g) => g,
+            Err(e) => {
+                lease_failed(&self.sub, &e);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return ControlFlow::Continue(());
+            }
+        };
+        permits.truncate(got.len());
+        let mut tickets = tickets.into_iter();
+        for (d, p) in got.into_iter().zip(permits) {
+            let turn = match tickets.next() {
+                Some(t) => Turn::Taken(t),
+                // Leased in bulk: a 429 may have slowed the endpoint down meanwhile.
+                None => Turn::Take,
+            };
+            self.spawn_delivery(vec![d], vec![p], turn, false);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The slots to lease single messages for: `first` and those free right now (at most
+    /// `cap`). A paced lane takes a turn first, then one more turn per slot while turns are
+    /// free (a configured rate's burst), plus slots for the turns that come while the lease is
+    /// taken. `None` when the lane stopped while waiting for its turn.
+    async fn free_slots(
+        &self,
+        first: OwnedSemaphorePermit,
+        slots: &Arc<Semaphore>,
+        fifo: bool,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<(Vec<OwnedSemaphorePermit>, Vec<Ticket>)> {
+        let mut permits = vec![first];
+        let paced = self.throttle.is_pacing();
+        let mut tickets = Vec::new();
+        if paced {
+            let t = tokio::select! {
+                t = self.throttle.acquire() => t,
+                _ = stop.changed() => return None,
+            };
+            tickets.push(t);
+        }
+        let cap = if fifo { 1 } else { 100 };
+        while permits.len() < cap {
+            if paced {
+                match self.throttle.try_acquire() {
+                    Some(t) => tickets.push(t),
+                    None => break,
                 }
+            }
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        // A turn taken without a slot to use it is simply not used.
+        tickets.truncate(permits.len());
+        if paced {
+            // Lease ahead the turns that come while this lease is taken (its sync), so a
+            // busy store does not hold the endpoint below its rate: the extra messages wait
+            // for their turn in their own task, holding their slot.
+            let ahead = (self.throttle.rate().unwrap_or(0.0) * LEASE_AHEAD_S).ceil() as usize;
+            while permits.len() < ahead.min(cap) {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,
                 }
             }
-            // A turn taken without a slot to use it is simply not used.
-            tickets.truncate(permits.len());
-            if paced {
-                // Lease ahead the turns that come while this lease is taken (its sync), so a
-                // busy store does not hold the endpoint below its rate: the extra messages
-                // wait for their turn in their own task, holding their slot.
-                let ahead = (lane.throttle.rate().unwrap_or(0.0) * LEASE_AHEAD_S).ceil() as usize;
-                while permits.len() < ahead.min(cap) {
-                    match slots.clone().try_acquire_owned() {
-                        Ok(p) => permits.push(p),
-                        Err(_) => break,
-                    }
-                }
-            }
-            // Not raced against `stop`: a receive cancelled after its lease was taken would
-            // strand the messages until the lease ends. A short wait keeps stops prompt.
-            let got = lane
-                .manager
-                .engine
-                .push()
-                .lease(
-                    &lane.sub.child,
-                    permits.len(),
-                    config.lease_ms(),
-                    LEASE_POLL_MS,
-                )
-                .await;
-            let got = match got {
-                Ok(g) if *stop.borrow() => {
-                    // Stopped meanwhile (subscription changed or deleted): give them back.
-                    let _ = lane
-                        .manager
-                        .engine
-                        .push()
-                        .give_back(&lane.sub.child, &g)
-                        .await;
-                    return;
-                }
-                Ok(g) => g,
-                Err(e) => {
-                    lease_failed(&lane.sub, &e);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            permits.truncate(got.len());
-            let mut tickets = tickets.into_iter();
-            for (d, p) in got.into_iter().zip(permits) {
-                let turn = match tickets.next() {
-                    Some(t) => Turn::Taken(t),
-                    // Leased in bulk: a 429 may have slowed the endpoint down meanwhile.
-                    None => Turn::Take,
-                };
-                lane.spawn_delivery(vec![d], vec![p], turn, false);
-            }
         }
+        Some((permits, tickets))
     }
 
     /// The probe of an open circuit: one request, of the oldest ready message (or a batch of

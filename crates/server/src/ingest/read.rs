@@ -13,7 +13,7 @@ use sluice_engine::push::ATTR_TALLY;
 use sluice_engine::{KeyedPublish, MessageId};
 use tokio::sync::mpsc;
 
-use super::parse::{DedupKey, Format, RowKind, RowReader};
+use super::parse::{DedupKey, Format, Row, RowKind, RowReader};
 use super::{tally_key, ATTR_FILE, ATTR_ID, ATTR_LINE};
 
 /// Rows per publish (one store append and one sync).
@@ -114,6 +114,22 @@ pub(super) struct Batch {
     pub(super) dups_len: u64,
 }
 
+impl Batch {
+    fn empty() -> Batch {
+        Batch {
+            msgs: Vec::with_capacity(BATCH_ROWS),
+            end: 0,
+            line: 0,
+            header: false,
+            read: 0,
+            failed: 0,
+            dups: 0,
+            errors_len: 0,
+            dups_len: 0,
+        }
+    }
+}
+
 /// Where the reader starts and what it must know to continue a file.
 pub(super) struct ReadPlan {
     pub(super) path: PathBuf,
@@ -164,9 +180,11 @@ pub(super) fn report_line(line: u64, raw: &[u8], reason: &str) -> Vec<u8> {
     v
 }
 
+/// Read the plan's file from its start (dedup `user` or `content`: the keys already sent are
+/// rebuilt) or from its checkpoint, and hand its rows over in batches of at most
+/// [`BATCH_ROWS`] rows and [`BATCH_BYTES`] bytes. Rows before the checkpoint are not sent
+/// again, nor reported again.
 pub(super) fn read_rows(plan: ReadPlan, tx: mpsc::Sender<Batch>) -> io::Result<()> {
-    let mut errors = report_at(&plan.errors, plan.errors_len)?;
-    let mut dups = report_at(&plan.dups, plan.dups_len)?;
     let mut file = File::open(&plan.path)?;
     let keyed = plan.dedup != DedupKey::Row;
     // Without a key set to rebuild, jump straight to the checkpoint.
@@ -183,122 +201,26 @@ pub(super) fn read_rows(plan: ReadPlan, tx: mpsc::Sender<Batch>) -> io::Result<(
         line,
         plan.max_row,
     );
-    let mut seen: HashSet<MessageId> = HashSet::new();
-    let header_name = plan
-        .name
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b))
-        .then(|| plan.name.clone());
-    let new_batch = || Batch {
-        msgs: Vec::with_capacity(BATCH_ROWS),
-        end: 0,
-        line: 0,
-        header: false,
-        read: 0,
-        failed: 0,
-        dups: 0,
-        errors_len: 0,
-        dups_len: 0,
-    };
-    let mut b = new_batch();
-    let mut bytes = 0usize;
-    let (mut errors_grew, mut dups_grew) = (false, false);
+    let mut sorter = Sorter::new(&plan)?;
     loop {
         let row = rows.next_row()?;
         let eof = row.is_none();
         if let Some(row) = row {
-            let replay = row.end <= plan.offset;
-            match row.kind {
-                RowKind::Header => b.header = true,
-                RowKind::Bad { raw, reason } => {
-                    if !replay {
-                        b.read += 1;
-                        b.failed += 1;
-                        errors.write_all(&report_line(row.line, &raw, &reason))?;
-                        errors_grew = true;
-                    }
-                }
-                RowKind::Message { body, user } => {
-                    let id = match plan.dedup {
-                        DedupKey::Row => {
-                            row_id(&plan.hash, b"row", row.line.to_string().as_bytes())
-                        }
-                        DedupKey::Content => row_id(&plan.hash, b"content", &body),
-                        DedupKey::User => match &user {
-                            Some(u) => row_id(&plan.hash, b"user", u.as_bytes()),
-                            None => {
-                                if !replay {
-                                    b.read += 1;
-                                    b.failed += 1;
-                                    errors.write_all(&report_line(
-                                        row.line,
-                                        &body,
-                                        "has no userId field (dedup `user` needs one)",
-                                    ))?;
-                                    errors_grew = true;
-                                }
-                                continue;
-                            }
-                        },
-                    };
-                    if keyed && !seen.insert(id) {
-                        if !replay {
-                            b.read += 1;
-                            b.dups += 1;
-                            let (key, reason) = match plan.dedup {
-                                DedupKey::User => (
-                                    user.unwrap_or_default(),
-                                    "repeated user: an earlier row of this file already alerts this user",
-                                ),
-                                _ => (
-                                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                                        .to_string(),
-                                    "repeated content: an earlier row of this file is identical",
-                                ),
-                            };
-                            let mut v = serde_json::to_vec(&serde_json::json!({
-                                "line": row.line, "key": key, "reason": reason,
-                            }))
-                            .expect("json");
-                            v.push(b'\n');
-                            dups.write_all(&v)?;
-                            dups_grew = true;
-                        }
-                        continue;
-                    }
-                    if replay {
-                        continue;
-                    }
-                    b.read += 1;
-                    let mut attributes = BTreeMap::new();
-                    if let Some(n) = &header_name {
-                        attributes.insert(ATTR_FILE.to_string(), n.clone());
-                    }
-                    attributes.insert(ATTR_LINE.to_string(), row.line.to_string());
-                    attributes.insert(ATTR_ID.to_string(), plan.id.clone());
-                    attributes.insert(ATTR_TALLY.to_string(), tally_key(&plan.id));
-                    bytes += body.len();
-                    b.msgs.push(KeyedPublish {
-                        id,
-                        body,
-                        attributes,
-                    });
-                }
+            let end = row.end;
+            if !sorter.take(row)? {
+                continue;
             }
-            b.end = row.end.max(plan.offset);
-            b.line = rows.line();
-            if b.msgs.len() < BATCH_ROWS && bytes < BATCH_BYTES {
+            sorter.batch.end = end.max(plan.offset);
+            sorter.batch.line = rows.line();
+            if !sorter.is_full() {
                 continue;
             }
         } else {
-            b.end = rows.offset().max(plan.offset);
-            b.line = rows.line().max(plan.line);
+            sorter.batch.end = rows.offset().max(plan.offset);
+            sorter.batch.line = rows.line().max(plan.line);
         }
-        if b.end > plan.offset || eof {
-            b.errors_len = report_len(&mut errors, std::mem::take(&mut errors_grew))?;
-            b.dups_len = report_len(&mut dups, std::mem::take(&mut dups_grew))?;
-            let full = std::mem::replace(&mut b, new_batch());
-            bytes = 0;
+        if sorter.batch.end > plan.offset || eof {
+            let full = sorter.seal()?;
             if tx.blocking_send(full).is_err() {
                 return Ok(()); // the publisher stopped (an error it reports itself)
             }
@@ -306,6 +228,150 @@ pub(super) fn read_rows(plan: ReadPlan, tx: mpsc::Sender<Batch>) -> io::Result<(
         if eof {
             return Ok(());
         }
+    }
+}
+
+/// Where each row of a file goes: into the batch being filled, the errors report, or the
+/// duplicates report. A row before the checkpoint (`replay`) only adds its key to `seen`.
+struct Sorter<'p> {
+    plan: &'p ReadPlan,
+    errors: BufWriter<File>,
+    dups: BufWriter<File>,
+    errors_grew: bool,
+    dups_grew: bool,
+    /// The ids of the file's keys so far (dedup `user` or `content`).
+    seen: HashSet<MessageId>,
+    /// The file's name for each message's attribute, when it fits in a header.
+    header_name: Option<String>,
+    batch: Batch,
+    bytes: usize,
+}
+
+impl<'p> Sorter<'p> {
+    fn new(plan: &'p ReadPlan) -> io::Result<Self> {
+        Ok(Sorter {
+            plan,
+            errors: report_at(&plan.errors, plan.errors_len)?,
+            dups: report_at(&plan.dups, plan.dups_len)?,
+            errors_grew: false,
+            dups_grew: false,
+            seen: HashSet::new(),
+            header_name: plan
+                .name
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b))
+                .then(|| plan.name.clone()),
+            batch: Batch::empty(),
+            bytes: 0,
+        })
+    }
+
+    /// Sort one row. `false` for a row that moves nothing on: one before the checkpoint, a
+    /// duplicate, or a message without the user its dedup needs.
+    fn take(&mut self, row: Row) -> io::Result<bool> {
+        let replay = row.end <= self.plan.offset;
+        let (body, user) = match row.kind {
+            RowKind::Header => {
+                self.batch.header = true;
+                return Ok(true);
+            }
+            RowKind::Bad { raw, reason } => {
+                if !replay {
+                    self.refuse(row.line, &raw, &reason)?;
+                }
+                return Ok(true);
+            }
+            RowKind::Message { body, user } => (body, user),
+        };
+        let hash = &self.plan.hash;
+        let id = match (self.plan.dedup, &user) {
+            (DedupKey::Row, _) => row_id(hash, b"row", row.line.to_string().as_bytes()),
+            (DedupKey::Content, _) => row_id(hash, b"content", &body),
+            (DedupKey::User, Some(u)) => row_id(hash, b"user", u.as_bytes()),
+            (DedupKey::User, None) => {
+                if !replay {
+                    let why = "has no userId field (dedup `user` needs one)";
+                    self.refuse(row.line, &body, why)?;
+                }
+                return Ok(false);
+            }
+        };
+        if self.plan.dedup != DedupKey::Row && !self.seen.insert(id) {
+            if !replay {
+                self.repeated(row.line, &body, user)?;
+            }
+            return Ok(false);
+        }
+        if replay {
+            return Ok(false);
+        }
+        self.add(id, row.line, body);
+        Ok(true)
+    }
+
+    /// A row that cannot be sent, to the errors report.
+    fn refuse(&mut self, line: u64, raw: &[u8], reason: &str) -> io::Result<()> {
+        self.batch.read += 1;
+        self.batch.failed += 1;
+        self.errors.write_all(&report_line(line, raw, reason))?;
+        self.errors_grew = true;
+        Ok(())
+    }
+
+    /// A row whose key an earlier row already sent, to the duplicates report.
+    fn repeated(&mut self, line: u64, body: &[u8], user: Option<String>) -> io::Result<()> {
+        self.batch.read += 1;
+        self.batch.dups += 1;
+        let (key, reason) = match self.plan.dedup {
+            DedupKey::User => (
+                user.unwrap_or_default(),
+                "repeated user: an earlier row of this file already alerts this user",
+            ),
+            _ => (
+                String::from_utf8_lossy(&body[..body.len().min(200)]).to_string(),
+                "repeated content: an earlier row of this file is identical",
+            ),
+        };
+        let mut v = serde_json::to_vec(&serde_json::json!({
+            "line": line, "key": key, "reason": reason,
+        }))
+        .expect("json");
+        v.push(b'\n');
+        self.dups.write_all(&v)?;
+        self.dups_grew = true;
+        Ok(())
+    }
+
+    /// A message to publish, with the attributes that say where it came from.
+    fn add(&mut self, id: MessageId, line: u64, body: Vec<u8>) {
+        self.batch.read += 1;
+        let mut attributes = BTreeMap::new();
+        if let Some(n) = &self.header_name {
+            attributes.insert(ATTR_FILE.to_string(), n.clone());
+        }
+        attributes.insert(ATTR_LINE.to_string(), line.to_string());
+        attributes.insert(ATTR_ID.to_string(), self.plan.id.clone());
+        attributes.insert(ATTR_TALLY.to_string(), tally_key(&self.plan.id));
+        self.bytes += body.len();
+        self.batch.msgs.push(KeyedPublish {
+            id,
+            body,
+            attributes,
+        });
+    }
+
+    fn is_full(&self) -> bool {
+        self.batch.msgs.len() >= BATCH_ROWS || self.bytes >= BATCH_BYTES
+    }
+
+    /// The batch so far, with both reports flushed (and synced when they grew), and a new one
+    /// begun.
+    fn seal(&mut self) -> io::Result<Batch> {
+        self.batch.errors_len =
+            report_len(&mut self.errors, std::mem::take(&mut self.errors_grew))?;
+        self.batch.dups_len = report_len(&mut self.dups, std::mem::take(&mut self.dups_grew))?;
+        self.bytes = 0;
+        Ok(std::mem::replace(&mut self.batch, Batch::empty()))
     }
 }
 

@@ -170,48 +170,15 @@ pub fn claim(
     let pairs = query_pairs(uri);
     let header = headers.get("authorization").and_then(|v| v.to_str().ok());
     let presigned = header.is_none() && param(&pairs, "X-Amz-Signature").is_some();
-    let (a, amz_date) = if presigned {
-        if param(&pairs, "X-Amz-Algorithm") != Some("AWS4-HMAC-SHA256") {
+    let (a, amz_date) = match header {
+        Some(auth) => from_header(auth, headers)?,
+        None if presigned => from_query(&pairs)?,
+        None => {
             return Err(denied(
-                "IncompleteSignature",
-                "X-Amz-Algorithm must be AWS4-HMAC-SHA256.",
-            ));
-        }
-        let a = match (
-            param(&pairs, "X-Amz-Credential"),
-            param(&pairs, "X-Amz-SignedHeaders"),
-            param(&pairs, "X-Amz-Signature"),
-        ) {
-            (Some(c), Some(h), Some(s)) => scoped(c, h, s),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            denied(
-                "IncompleteSignature",
-                "A presigned URL needs X-Amz-Credential, X-Amz-SignedHeaders and X-Amz-Signature.",
-            )
-        })?;
-        let date = param(&pairs, "X-Amz-Date")
-            .ok_or_else(|| denied("IncompleteSignature", "The request must carry X-Amz-Date."))?;
-        (a, date)
-    } else {
-        let auth = header.ok_or_else(|| {
-            denied(
                 "MissingAuthenticationToken",
                 "Request is missing Authentication Token",
-            )
-        })?;
-        let a = parse_authorization(auth).ok_or_else(|| {
-            denied(
-                "IncompleteSignature",
-                "Authorization header requires Credential, SignedHeaders and Signature (AWS4-HMAC-SHA256).",
-            )
-        })?;
-        let date = headers
-            .get("x-amz-date")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| denied("IncompleteSignature", "The request must carry X-Amz-Date."))?;
-        (a, date)
+            ))
+        }
     };
     let Some((_, secret)) = credentials.iter().find(|(k, _)| k == a.access_key) else {
         return Err(denied(
@@ -219,6 +186,69 @@ pub fn claim(
             "The security token included in the request is invalid.",
         ));
     };
+    check_scope(&a, scope, amz_date)?;
+    check_time(presigned, &pairs, amz_date, now_ms)?;
+    Ok(Claim {
+        access_key: a.access_key.to_string(),
+        secret: secret.clone(),
+        date: a.date.to_string(),
+        region: a.region.to_string(),
+        service: a.service.to_string(),
+        signed_headers: a.signed_headers.iter().map(|h| h.to_string()).collect(),
+        signature: a.signature.to_string(),
+        amz_date: amz_date.to_string(),
+        presigned,
+    })
+}
+
+/// The signature of a presigned URL, and its `X-Amz-Date`, from the query string.
+fn from_query(pairs: &[(String, String)]) -> Result<(Authorization<'_>, &str), SqsError> {
+    if param(pairs, "X-Amz-Algorithm") != Some("AWS4-HMAC-SHA256") {
+        return Err(denied(
+            "IncompleteSignature",
+            "X-Amz-Algorithm must be AWS4-HMAC-SHA256.",
+        ));
+    }
+    let a = match (
+        param(pairs, "X-Amz-Credential"),
+        param(pairs, "X-Amz-SignedHeaders"),
+        param(pairs, "X-Amz-Signature"),
+    ) {
+        (Some(c), Some(h), Some(s)) => scoped(c, h, s),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        denied(
+            "IncompleteSignature",
+            "A presigned URL needs X-Amz-Credential, X-Amz-SignedHeaders and X-Amz-Signature.",
+        )
+    })?;
+    let date = param(pairs, "X-Amz-Date")
+        .ok_or_else(|| denied("IncompleteSignature", "The request must carry X-Amz-Date."))?;
+    Ok((a, date))
+}
+
+/// The signature of the `Authorization` header, and the `X-Amz-Date` header.
+fn from_header<'a>(
+    auth: &'a str,
+    headers: &'a HeaderMap,
+) -> Result<(Authorization<'a>, &'a str), SqsError> {
+    let a = parse_authorization(auth).ok_or_else(|| {
+        denied(
+            "IncompleteSignature",
+            "Authorization header requires Credential, SignedHeaders and Signature (AWS4-HMAC-SHA256).",
+        )
+    })?;
+    let date = headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| denied("IncompleteSignature", "The request must carry X-Amz-Date."))?;
+    Ok((a, date))
+}
+
+/// The credential's scope names this service, the pinned region (if any), and the day of
+/// `X-Amz-Date`.
+fn check_scope(a: &Authorization<'_>, scope: Scope<'_>, amz_date: &str) -> Result<(), SqsError> {
     if a.service != scope.service {
         return Err(denied(
             "SignatureDoesNotMatch",
@@ -247,6 +277,17 @@ pub fn claim(
             ),
         ));
     }
+    Ok(())
+}
+
+/// The signature is recent enough: within 15 minutes of the server's clock, or for a
+/// presigned URL, within its `X-Amz-Expires`.
+fn check_time(
+    presigned: bool,
+    pairs: &[(String, String)],
+    amz_date: &str,
+    now_ms: i64,
+) -> Result<(), SqsError> {
     let signed_at = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
         .map_err(|_| {
             denied(
@@ -259,7 +300,7 @@ pub fn claim(
     if presigned {
         // A presigned URL is good from its date (give or take the clock skew SQS allows) for
         // X-Amz-Expires seconds, at most 7 days.
-        let expires: i64 = param(&pairs, "X-Amz-Expires")
+        let expires: i64 = param(pairs, "X-Amz-Expires")
             .map(|e| e.parse().unwrap_or(-1))
             .unwrap_or(604_800);
         if !(1..=604_800).contains(&expires) {
@@ -283,17 +324,7 @@ pub fn claim(
             &format!("Signature expired: {amz_date} is more than 15 minutes away from the server's time."),
         ));
     }
-    Ok(Claim {
-        access_key: a.access_key.to_string(),
-        secret: secret.clone(),
-        date: a.date.to_string(),
-        region: a.region.to_string(),
-        service: a.service.to_string(),
-        signed_headers: a.signed_headers.iter().map(|h| h.to_string()).collect(),
-        signature: a.signature.to_string(),
-        amz_date: amz_date.to_string(),
-        presigned,
-    })
+    Ok(())
 }
 
 impl Claim {

@@ -47,11 +47,10 @@ impl Shared {
 /// queue is set up through the first).
 pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
     let server = nodes[0];
-    let scenario_name = args.scenario.name();
     let queue = args
         .queue
         .clone()
-        .unwrap_or_else(|| format!("bench-{scenario_name}"));
+        .unwrap_or_else(|| format!("bench-{}", args.scenario.name()));
     if args.pipeline > 1 && !matches!(args.scenario, Scenario::Publish | Scenario::PublishBatch) {
         bail!("--pipeline applies to publish and publish-batch only");
     }
@@ -84,11 +83,39 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         pacer,
     });
     let cpu_start = cpu_seconds();
+    let tasks = spawn_workers(nodes, &queue, &args, &shared, started).await?;
+    watch(&args, &shared, &tasks, started, json_out).await;
+    shared.stop.store(true, Ordering::Relaxed);
+    if let Some(p) = &shared.pacer {
+        p.stop();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let cpu = cpu_seconds() - cpu_start;
+    if !args.keep {
+        let _ = admin
+            .call("DELETE", &format!("/v1/queues/{queue}"), Bytes::new())
+            .await;
+    }
+    report(&args, &shared, elapsed, cpu, json_out)
+}
+
+/// One task per `--connections`, spread round-robin over `nodes`: stream consumers for
+/// `stream`, otherwise the closed-loop worker in the scenario's role.
+async fn spawn_workers(
+    nodes: &[&str],
+    queue: &str,
+    args: &BenchArgs,
+    shared: &Arc<Shared>,
+    started: Instant,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
     if args.scenario == Scenario::Stream {
         for i in 0..args.connections {
             let node = nodes[i % nodes.len()];
-            let c = StreamClient::open(node, &queue, args.batch).await?;
+            let c = StreamClient::open(node, queue, args.batch).await?;
             tasks.push(tokio::spawn(stream_worker(c, shared.clone())));
         }
     }
@@ -110,14 +137,25 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
         tasks.push(tokio::spawn(worker(
             conn,
             role,
-            queue.clone(),
+            queue.to_string(),
             args.clone(),
             shared.clone(),
             started,
             publishers,
         )));
     }
+    Ok(tasks)
+}
 
+/// Wait, showing progress on a terminal, until the run is over: `--count` messages (or as
+/// many failed requests), the `--duration`, or every worker gone.
+async fn watch(
+    args: &BenchArgs,
+    shared: &Shared,
+    tasks: &[tokio::task::JoinHandle<()>],
+    started: Instant,
+    json_out: bool,
+) {
     let bar = if !json_out && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let b = indicatif::ProgressBar::new(
             args.count.unwrap_or((args.duration_or(10.0) * 10.0) as u64),
@@ -153,25 +191,22 @@ pub async fn run(nodes: &[&str], json_out: bool, args: BenchArgs) -> anyhow::Res
             break;
         }
     }
-    shared.stop.store(true, Ordering::Relaxed);
-    if let Some(p) = &shared.pacer {
-        p.stop();
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    for t in tasks {
-        let _ = t.await;
-    }
     bar.finish_and_clear();
-    let cpu = cpu_seconds() - cpu_start;
+}
+
+/// The run's figures, as one JSON object (`--json`) or one line; an error when any request
+/// failed.
+fn report(
+    args: &BenchArgs,
+    shared: &Shared,
+    elapsed: f64,
+    cpu: f64,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let scenario_name = args.scenario.name();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1) as f64;
-    if !args.keep {
-        let _ = admin
-            .call("DELETE", &format!("/v1/queues/{queue}"), Bytes::new())
-            .await;
-    }
-
     let h = shared.hist.lock();
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let messages = shared.messages.load(Ordering::Relaxed);
