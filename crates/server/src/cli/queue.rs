@@ -167,103 +167,14 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
             if json {
                 return print_json(&v);
             }
-            let mut t = table(&[
-                "queue",
-                "messages",
-                "ready",
-                "in flight",
-                "delayed",
-                "dead-lettered",
-                "oldest (s)",
-                "published",
-                "acked",
-            ]);
-            for q in v["queues"].as_array().into_iter().flatten() {
-                let (s, n) = (&q["stats"], &q["counts"]);
-                t.add_row(vec![
-                    cell(&q["name"]),
-                    cell(&n["total"]),
-                    cell(&n["ready"]),
-                    cell(&n["in_flight"]),
-                    thousands(
-                        n["delayed"].as_u64().unwrap_or(0) + n["retrying"].as_u64().unwrap_or(0),
-                    ),
-                    cell(&n["dead_lettered"]),
-                    cell(&s["oldest_ready_age_seconds"]),
-                    cell(&n["published"]),
-                    cell(&s["acked"]),
-                ]);
-            }
-            out(t)
+            print_list(&v)
         }
         QueueCmd::Stats { name } => {
             let q = c.get(&format!("/v1/queues/{}", enc(&name))).await?;
             if json {
                 return print_json(&q);
             }
-            if q["paused"] == true {
-                out(format_args!(
-                    "consumption paused since {} (sluice queue resume {name})",
-                    q["paused_at"].as_str().unwrap_or("?")
-                ))?;
-            }
-            let mut t = table(&["", "messages"]);
-            let n = &q["counts"];
-            for k in [
-                "total",
-                "ready",
-                "in_flight",
-                "delayed",
-                "retrying",
-                "dead_lettered",
-            ] {
-                t.add_row(vec![k.replace('_', " "), cell(&n[k])]);
-            }
-            let subs = &n["subscriptions"];
-            if subs["count"].as_u64().unwrap_or(0) > 0 {
-                t.add_row(vec![
-                    format!("of which subscriptions' copies ({})", cell(&subs["count"])),
-                    format!(
-                        "{} ready, {} in flight, {} retrying",
-                        cell(&subs["ready"]),
-                        cell(&subs["in_flight"]),
-                        cell(&subs["retrying"])
-                    ),
-                ]);
-            }
-            if let Some(held) = n["dead_letters_held"].as_object() {
-                t.add_row(vec![
-                    "dead letters held".into(),
-                    format!(
-                        "{} (of {})",
-                        cell(&held["messages"]),
-                        cell(&held["sources"])
-                    ),
-                ]);
-            }
-            t.add_row(vec![
-                "oldest ready (s)".into(),
-                cell(&q["stats"]["oldest_ready_age_seconds"]),
-            ]);
-            t.add_row(vec![
-                "published (since start)".into(),
-                cell(&q["counts"]["published"]),
-            ]);
-            for k in [
-                "received",
-                "acked",
-                "nacked",
-                "expired",
-                "visibility_timeouts",
-                "dead_lettered_total",
-                "redriven",
-            ] {
-                t.add_row(vec![
-                    format!("{} (since start)", k.replace('_', " ")),
-                    cell(&q["stats"][k]),
-                ]);
-            }
-            out(t)?;
+            print_stats(&name, &q)?;
             print_config(&q)
         }
         QueueCmd::Purge { name } => {
@@ -300,6 +211,103 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
             out(format_args!("{name}: consumption {verb}d"))
         }
     }
+}
+
+/// `queue list`: one row per queue, its counts and totals.
+fn print_list(v: &Value) -> anyhow::Result<()> {
+    let mut t = table(&[
+        "queue",
+        "messages",
+        "ready",
+        "in flight",
+        "delayed",
+        "dead-lettered",
+        "oldest (s)",
+        "published",
+        "acked",
+    ]);
+    for q in v["queues"].as_array().into_iter().flatten() {
+        let (s, n) = (&q["stats"], &q["counts"]);
+        t.add_row(vec![
+            cell(&q["name"]),
+            cell(&n["total"]),
+            cell(&n["ready"]),
+            cell(&n["in_flight"]),
+            thousands(n["delayed"].as_u64().unwrap_or(0) + n["retrying"].as_u64().unwrap_or(0)),
+            cell(&n["dead_lettered"]),
+            cell(&s["oldest_ready_age_seconds"]),
+            cell(&n["published"]),
+            cell(&s["acked"]),
+        ]);
+    }
+    out(t)
+}
+
+/// `queue stats`: the counts now and the totals since the server started.
+fn print_stats(name: &str, q: &Value) -> anyhow::Result<()> {
+    if q["paused"] == true {
+        out(format_args!(
+            "consumption paused since {} (sluice queue resume {name})",
+            q["paused_at"].as_str().unwrap_or("?")
+        ))?;
+    }
+    let mut t = table(&["", "messages"]);
+    let n = &q["counts"];
+    for k in [
+        "total",
+        "ready",
+        "in_flight",
+        "delayed",
+        "retrying",
+        "dead_lettered",
+    ] {
+        t.add_row(vec![k.replace('_', " "), cell(&n[k])]);
+    }
+    let subs = &n["subscriptions"];
+    if subs["count"].as_u64().unwrap_or(0) > 0 {
+        t.add_row(vec![
+            format!("of which subscriptions' copies ({})", cell(&subs["count"])),
+            format!(
+                "{} ready, {} in flight, {} retrying",
+                cell(&subs["ready"]),
+                cell(&subs["in_flight"]),
+                cell(&subs["retrying"])
+            ),
+        ]);
+    }
+    if let Some(held) = n["dead_letters_held"].as_object() {
+        t.add_row(vec![
+            "dead letters held".into(),
+            format!(
+                "{} (of {})",
+                cell(&held["messages"]),
+                cell(&held["sources"])
+            ),
+        ]);
+    }
+    t.add_row(vec![
+        "oldest ready (s)".into(),
+        cell(&q["stats"]["oldest_ready_age_seconds"]),
+    ]);
+    t.add_row(vec![
+        "published (since start)".into(),
+        cell(&q["counts"]["published"]),
+    ]);
+    for k in [
+        "received",
+        "acked",
+        "nacked",
+        "expired",
+        "visibility_timeouts",
+        "dead_lettered_total",
+        "redriven",
+    ] {
+        t.add_row(vec![
+            format!("{} (since start)", k.replace('_', " ")),
+            cell(&q["stats"][k]),
+        ]);
+    }
+    out(t)
 }
 
 fn print_config(q: &Value) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@
 
 use std::time::{Duration, Instant};
 
+use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::args::BenchArgs;
@@ -53,33 +54,17 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     let started = Instant::now();
     a.begin(started);
     let outage_end = started + outage;
+    let phases = Phases {
+        started,
+        outage_end,
+    };
     let bar = progress(json_out);
-    let (mut sent, mut sent_in_outage, mut errors, mut last_error) = (0u64, 0u64, 0u64, None);
-    let mut tick = 0u32;
-    while started.elapsed() < publish_for {
-        tick += 1;
-        let at = started + Duration::from_millis(100) * tick;
-        let due = (rate as f64 * (at - started).as_secs_f64()) as u64;
-        if due > sent {
-            let (e, l) = bench
-                .api
-                .publish_seq(&bench.queue, sent..due, args.size)
-                .await;
-            errors += e;
-            last_error = l.or(last_error);
-            sent = due;
-        }
-        if Instant::now() < outage_end {
-            sent_in_outage = sent;
-        }
-        bar.set_message(format!(
-            "published {sent}; A: {} delivered, {} refused; B: {} delivered",
-            a.count(),
-            a.refusals(),
-            b.count()
-        ));
-        tokio::time::sleep_until(at.into()).await;
-    }
+    let Published {
+        sent,
+        sent_in_outage,
+        errors,
+        last_error,
+    } = publish(&bench, &args, rate, phases, publish_for, &bar, (&*a, &*b)).await;
     let publish_end = Instant::now();
     let deadline = publish_end + Duration::from_secs_f64(args.give_up);
     wait_until(deadline, &bar, || {
@@ -92,21 +77,13 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     let (stats_a, stats_b) = (bench.stats("a").await, bench.stats("b").await);
     bench.finish(&args).await;
 
-    let (ea, eb) = (a.events(), b.events());
-    let first_429 = ea.iter().find(|e| e.status == 429).map(|e| e.at);
-    let in_outage = |e: &&Event| e.at < outage_end;
-    let a_during = ea.iter().filter(in_outage).count();
-    let after = |from: Instant| ea.iter().filter(in_outage).filter(|e| e.at > from).count();
-    let a_after_first = first_429.map_or(0, after);
-    let probes = first_429.map_or(0, |t| after(t + IN_FLIGHT_GRACE));
-    let b_ok = |from: Instant, to: Instant| {
-        eb.iter()
-            .filter(|e| e.status == 200 && e.at >= from && e.at < to)
-            .count() as f64
-    };
-    let b_during = b_ok(started, outage_end) / outage.as_secs_f64();
-    let b_after =
-        b_ok(outage_end, publish_end) / (publish_end - outage_end).as_secs_f64().max(1e-3);
+    let Seen {
+        a_during,
+        a_after_first,
+        probes,
+        b_during,
+        b_after,
+    } = Seen::read(&a.events(), &b.events(), phases, publish_end);
     let ratio = (b_after > 0.0).then(|| b_during / b_after);
     let backlog_s = a
         .all_delivered_at(sent_in_outage)
@@ -174,4 +151,108 @@ pub async fn run(server: &str, json_out: bool, args: BenchArgs) -> anyhow::Resul
     ];
     print(&out, json_out, &lines);
     fail_on_errors(&out)
+}
+
+/// When the run and the outage began (together), and when the outage ended.
+#[derive(Clone, Copy)]
+struct Phases {
+    started: Instant,
+    outage_end: Instant,
+}
+
+/// What was published: in all, and before the outage ended.
+struct Published {
+    sent: u64,
+    sent_in_outage: u64,
+    errors: u64,
+    last_error: Option<String>,
+}
+
+/// Publish at `rate`, every 100 ms, from `started` for `publish_for`, showing what A and B
+/// received meanwhile.
+async fn publish(
+    bench: &Bench,
+    args: &BenchArgs,
+    rate: u64,
+    Phases {
+        started,
+        outage_end,
+    }: Phases,
+    publish_for: Duration,
+    bar: &ProgressBar,
+    (a, b): (&Receiver, &Receiver),
+) -> Published {
+    let (mut sent, mut sent_in_outage, mut errors, mut last_error) = (0u64, 0u64, 0u64, None);
+    let mut tick = 0u32;
+    while started.elapsed() < publish_for {
+        tick += 1;
+        let at = started + Duration::from_millis(100) * tick;
+        let due = (rate as f64 * (at - started).as_secs_f64()) as u64;
+        if due > sent {
+            let (e, l) = bench
+                .api
+                .publish_seq(&bench.queue, sent..due, args.size)
+                .await;
+            errors += e;
+            last_error = l.or(last_error);
+            sent = due;
+        }
+        if Instant::now() < outage_end {
+            sent_in_outage = sent;
+        }
+        bar.set_message(format!(
+            "published {sent}; A: {} delivered, {} refused; B: {} delivered",
+            a.count(),
+            a.refusals(),
+            b.count()
+        ));
+        tokio::time::sleep_until(at.into()).await;
+    }
+    Published {
+        sent,
+        sent_in_outage,
+        errors,
+        last_error,
+    }
+}
+
+/// What the two endpoints saw.
+struct Seen {
+    /// Requests reaching A during the outage; after its first 429; and later than
+    /// [`IN_FLIGHT_GRACE`] after it (probes).
+    a_during: usize,
+    a_after_first: usize,
+    probes: usize,
+    /// B's deliveries a second during the outage, and between its end and the last publish.
+    b_during: f64,
+    b_after: f64,
+}
+
+impl Seen {
+    fn read(
+        ea: &[Event],
+        eb: &[Event],
+        Phases {
+            started,
+            outage_end,
+        }: Phases,
+        publish_end: Instant,
+    ) -> Seen {
+        let first_429 = ea.iter().find(|e| e.status == 429).map(|e| e.at);
+        let in_outage = |e: &&Event| e.at < outage_end;
+        let after = |from: Instant| ea.iter().filter(in_outage).filter(|e| e.at > from).count();
+        let b_ok = |from: Instant, to: Instant| {
+            eb.iter()
+                .filter(|e| e.status == 200 && e.at >= from && e.at < to)
+                .count() as f64
+        };
+        Seen {
+            a_during: ea.iter().filter(in_outage).count(),
+            a_after_first: first_429.map_or(0, after),
+            probes: first_429.map_or(0, |t| after(t + IN_FLIGHT_GRACE)),
+            b_during: b_ok(started, outage_end) / (outage_end - started).as_secs_f64(),
+            b_after: b_ok(outage_end, publish_end)
+                / (publish_end - outage_end).as_secs_f64().max(1e-3),
+        }
+    }
 }
