@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 pub enum Outcome {
     /// Everything up to the LSN is on disk.
     Durable,
-    /// The writer cannot write or sync (it keeps retrying; see `log.rs`).
+    /// The writer cannot write or sync (it keeps retrying; see `log/writer.rs`).
     Failed,
     /// The writer has stopped: nothing more will become durable.
     Stopped,
