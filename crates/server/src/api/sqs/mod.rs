@@ -321,35 +321,12 @@ async fn handle(
         Protocol::Query
     };
     // 1. From the head alone: who claims to sign it, and may that key run the action at all.
-    let claim = if s.checks_signatures() {
-        let scope = sigv4::Scope {
-            service: "sqs",
-            region: s.region.as_deref(),
-        };
-        let checked = sigv4::claim(
-            &s.credentials,
-            scope,
-            &parts.uri,
-            &parts.headers,
-            s.engine.now(),
-        )
-        .and_then(|c| {
-            if let Some(action) = action_in_head(&parts, &body) {
-                s.auth
-                    .sqs_role_allows(&c.access_key, &action)
-                    .map_err(|m| sigv4::denied("AccessDenied", &m))?;
-            }
-            Ok(c)
-        });
-        match checked {
-            Ok(c) => Some(c),
-            Err(e) => {
-                super::body::linger(body);
-                return respond(protocol, "", Err(e), &request_id);
-            }
+    let claim = match claim_in_head(s, &parts, &body) {
+        Ok(c) => c,
+        Err(e) => {
+            super::body::linger(body);
+            return respond(protocol, "", Err(e), &request_id);
         }
-    } else {
-        None
     };
     // 2. The body, hashed as it arrives; unverified bytes count against the budget. A
     // query-protocol POST names its action in the body, so its role is checked after it is
@@ -413,14 +390,10 @@ async fn handle(
     let authorized = match signer {
         None => Ok(()),
         Some(key) => {
-            let q = ctx.queue_from_path.clone().or_else(|| {
-                let v = input.as_ref().ok()?;
-                v.get("QueueUrl")
-                    .and_then(|u| u.as_str())
-                    .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
-                    .or_else(|| v.get("QueueName").and_then(|n| n.as_str()))
-                    .map(str::to_string)
-            });
+            let q = ctx
+                .queue_from_path
+                .clone()
+                .or_else(|| queue_in_input(input.as_ref().ok()?));
             ctx.principal = s.auth.sqs_principal(&key);
             s.auth
                 .sqs_allows(&key, &action, q.as_deref())
@@ -443,6 +416,44 @@ async fn handle(
     };
     metrics::counter!("sluice_sqs_requests_total", "action" => action.clone(), "outcome" => if result.is_ok() { "ok" } else { "error" }).increment(1);
     respond(protocol, &action, result, &request_id)
+}
+
+/// Step 1 of [`handle`], from the head alone: the signature a request claims (`None` when the
+/// server checks none), and whether that key may run the action the head names at all.
+fn claim_in_head(
+    s: &SqsState,
+    parts: &axum::http::request::Parts,
+    body: &Body,
+) -> Result<Option<sigv4::Claim>, SqsError> {
+    if !s.checks_signatures() {
+        return Ok(None);
+    }
+    let scope = sigv4::Scope {
+        service: "sqs",
+        region: s.region.as_deref(),
+    };
+    let c = sigv4::claim(
+        &s.credentials,
+        scope,
+        &parts.uri,
+        &parts.headers,
+        s.engine.now(),
+    )?;
+    if let Some(action) = action_in_head(parts, body) {
+        s.auth
+            .sqs_role_allows(&c.access_key, &action)
+            .map_err(|m| sigv4::denied("AccessDenied", &m))?;
+    }
+    Ok(Some(c))
+}
+
+/// The queue an action's input names: the last part of its `QueueUrl`, or its `QueueName`.
+fn queue_in_input(v: &Value) -> Option<String> {
+    v.get("QueueUrl")
+        .and_then(|u| u.as_str())
+        .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+        .or_else(|| v.get("QueueName").and_then(|n| n.as_str()))
+        .map(str::to_string)
 }
 
 /// An answer in the protocol's shape.
