@@ -56,6 +56,45 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--dedup: {e}"))?;
         }
     }
+    let (accepted, size) = upload(&client, &args).await?;
+    let id = accepted["id"].as_str().unwrap_or_default().to_string();
+    if let Some(earlier) = accepted["duplicate_of"].as_str() {
+        if opts.json {
+            out(serde_json::to_string_pretty(&accepted)?)?;
+        } else {
+            out(format!("identical content was already ingested into {} from {earlier} (file id {id}); nothing was sent again", args.queue))?;
+        }
+        return Ok(());
+    }
+    if args.no_wait {
+        return print_final(opts, &accepted, None);
+    }
+    let started = Instant::now();
+    let mut rec = wait_read(&client, &id, size, opts.json).await?;
+    let subscribed = client
+        .get(&format!("/v1/queues/{}/subscriptions", enc(&args.queue)))
+        .await
+        .ok()
+        .and_then(|v| v["subscriptions"].as_array().map(|a| !a.is_empty()))
+        .unwrap_or(false);
+    if args.wait_delivered && !subscribed {
+        eprintln!(
+            "--wait-delivered: queue {} has no subscription; not waiting for deliveries",
+            args.queue
+        );
+    }
+    if args.wait_delivered
+        && subscribed
+        && matches!(rec["state"].as_str(), Some("processed" | "failed"))
+    {
+        rec = wait_delivered(&client, &id, &rec, opts.json).await?;
+    }
+    print_final(opts, &rec, Some(started.elapsed()))
+}
+
+/// Stream the file to `POST /v1/ingest`, showing the upload's progress; the server's answer
+/// (the file's record, or the earlier file it duplicates), and the file's size.
+async fn upload(client: &Client, args: &IngestArgs) -> anyhow::Result<(Value, u64)> {
     let file = tokio::fs::File::open(&args.file)
         .await
         .with_context(|| format!("opening {}", args.file.display()))?;
@@ -73,11 +112,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     if let Some(d) = &args.dedup {
         path.push_str(&format!("&dedup={}", enc(d)));
     }
-
     let up = bar(
         size,
         "uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        opts.json,
+        args.client.json,
     );
     let up2 = up.clone();
     let stream = futures::stream::unfold(file, move |mut f| {
@@ -99,23 +137,16 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         .post_body(&path, reqwest::Body::wrap_stream(stream))
         .await?;
     up.finish_and_clear();
-    let id = accepted["id"].as_str().unwrap_or_default().to_string();
-    if let Some(earlier) = accepted["duplicate_of"].as_str() {
-        if opts.json {
-            out(serde_json::to_string_pretty(&accepted)?)?;
-        } else {
-            out(format!("identical content was already ingested into {} from {earlier} (file id {id}); nothing was sent again", args.queue))?;
-        }
-        return Ok(());
-    }
-    if args.no_wait {
-        return print_final(opts, &accepted, None);
-    }
+    Ok((accepted, size))
+}
 
+/// Poll the file's record until the server has read it all (or refused it), showing the rows
+/// read and their rate; an `error` state is retried by the server, and shown meanwhile.
+async fn wait_read(client: &Client, id: &str, size: u64, json: bool) -> anyhow::Result<Value> {
     let rows = bar(
         size,
         "reading  {bar:30} {percent:>3}% {msg} ETA {eta}",
-        opts.json,
+        json,
     );
     let started = Instant::now();
     let rec = loop {
@@ -141,42 +172,34 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     rows.finish_and_clear();
-    let mut rec = rec;
-    let subscribed = client
-        .get(&format!("/v1/queues/{}/subscriptions", enc(&args.queue)))
-        .await
-        .ok()
-        .and_then(|v| v["subscriptions"].as_array().map(|a| !a.is_empty()))
-        .unwrap_or(false);
-    if args.wait_delivered && !subscribed {
-        eprintln!(
-            "--wait-delivered: queue {} has no subscription; not waiting for deliveries",
-            args.queue
-        );
-    }
-    if args.wait_delivered
-        && subscribed
-        && matches!(rec["state"].as_str(), Some("processed" | "failed"))
-    {
-        let total = rec["rows_published"].as_u64().unwrap_or(0);
-        let del = bar(
-            total,
-            "delivered {bar:30} {pos}/{len} ({rate}) ETA {eta}",
-            opts.json,
-        );
-        loop {
-            rec = client.get(&format!("/v1/ingest/{id}")).await?;
-            let done = rec["rows_delivered"].as_u64().unwrap_or(0);
-            let dead = rec["rows_dead_lettered"].as_u64().unwrap_or(0);
-            del.set_position(done);
-            if done + dead >= total {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+    Ok(rec)
+}
+
+/// `--wait-delivered`: poll until every row published from the file was delivered or dead
+/// lettered; the file's last record.
+async fn wait_delivered(
+    client: &Client,
+    id: &str,
+    read: &Value,
+    json: bool,
+) -> anyhow::Result<Value> {
+    let total = read["rows_published"].as_u64().unwrap_or(0);
+    let del = bar(
+        total,
+        "delivered {bar:30} {pos}/{len} ({rate}) ETA {eta}",
+        json,
+    );
+    loop {
+        let rec = client.get(&format!("/v1/ingest/{id}")).await?;
+        let done = rec["rows_delivered"].as_u64().unwrap_or(0);
+        let dead = rec["rows_dead_lettered"].as_u64().unwrap_or(0);
+        del.set_position(done);
+        if done + dead >= total {
+            del.finish_and_clear();
+            return Ok(rec);
         }
-        del.finish_and_clear();
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    print_final(opts, &rec, Some(started.elapsed()))
 }
 
 fn print_final(opts: &ClientOpts, rec: &Value, took: Option<Duration>) -> anyhow::Result<()> {
