@@ -3,6 +3,7 @@
 //! timeout), synced, then renamed into the folder, where the folder's worker takes it at once
 //! like any file renamed in.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,45 +109,7 @@ impl Ingest {
             "upload-{}.part",
             sluice_engine::MessageId::new_v7()
         ));
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
-            let mut hasher = blake3::Hasher::new();
-            let mut size = 0u64;
-            let limit = self.opts.max_upload_bytes;
-            loop {
-                let chunk = match tokio::time::timeout(idle, body.next()).await {
-                    Err(_) => return Err(UploadError::Timeout(idle)),
-                    Ok(None) => break,
-                    // A chunked body that announced more than the limit (crate::chunk_watch).
-                    Ok(Some(Err(e))) if crate::chunk_watch::overannounced(&e).is_some() => {
-                        return Err(UploadError::TooLarge(limit))
-                    }
-                    Ok(Some(Err(e))) => {
-                        return Err(UploadError::Invalid("file", format!("upload failed: {e}")))
-                    }
-                    Ok(Some(Ok(c))) => c,
-                };
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(UploadError::TooLarge(limit));
-                }
-                hasher.update(&chunk);
-                file.write_all(&chunk).await?;
-            }
-            if size == 0 {
-                return Err(UploadError::Invalid("file", "is empty: no rows".into()));
-            }
-            file.sync_all().await?;
-            Ok((size, *hasher.finalize().as_bytes()))
-        }
-        .await;
-        let (size, hash) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
+        let (size, hash) = receive(&mut body, &tmp, idle, self.opts.max_upload_bytes).await?;
         let id = hex(&hash[..16]);
         let dest = unique_dest(&inbox.dir, &name, &id);
         let key = format!("{}/{}", inbox.queue, id);
@@ -187,4 +150,54 @@ impl Ingest {
             duplicate_of,
         })
     }
+}
+
+/// Write an upload's body to `tmp` as it arrives, hashing it, at most `limit` bytes and no
+/// longer than `idle` between two chunks; synced once complete. Its size and hash, or (with
+/// `tmp` removed) why it was refused.
+async fn receive<S, E>(
+    body: &mut S,
+    tmp: &Path,
+    idle: Duration,
+    limit: u64,
+) -> Result<(u64, [u8; 32]), UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + 'static,
+{
+    let result = async {
+        let mut file = tokio::fs::File::create(tmp).await?;
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        loop {
+            let chunk = match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => return Err(UploadError::Timeout(idle)),
+                Ok(None) => break,
+                // A chunked body that announced more than the limit (crate::chunk_watch).
+                Ok(Some(Err(e))) if crate::chunk_watch::overannounced(&e).is_some() => {
+                    return Err(UploadError::TooLarge(limit))
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(UploadError::Invalid("file", format!("upload failed: {e}")))
+                }
+                Ok(Some(Ok(c))) => c,
+            };
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(UploadError::TooLarge(limit));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        if size == 0 {
+            return Err(UploadError::Invalid("file", "is empty: no rows".into()));
+        }
+        file.sync_all().await?;
+        Ok((size, *hasher.finalize().as_bytes()))
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(tmp).await;
+    }
+    result
 }
