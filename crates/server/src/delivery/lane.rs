@@ -209,8 +209,8 @@ impl Lane {
         ControlFlow::Continue(())
     }
 
-    /// The slots to lease single messages for: `first` and those free right now (at most
-    /// `cap`). A paced lane takes a turn first, then one more turn per slot while turns are
+    /// The slots to lease single messages for: `first` and those free right now (at most 100;
+    /// one for FIFO). A paced lane takes a turn first, then one more turn per slot while turns are
     /// free (a configured rate's burst), plus slots for the turns that come while the lease is
     /// taken. `None` when the lane stopped while waiting for its turn.
     async fn free_slots(
