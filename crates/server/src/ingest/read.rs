@@ -169,15 +169,20 @@ pub(super) fn report_len(w: &mut BufWriter<File>, grew: bool) -> io::Result<u64>
     w.get_ref().stream_position()
 }
 
+/// One line of the errors report: the row's line, its raw bytes (as text) and why it failed.
 pub(super) fn report_line(line: u64, raw: &[u8], reason: &str) -> Vec<u8> {
-    let mut v = serde_json::to_vec(&serde_json::json!({
+    json_line(serde_json::json!({
         "line": line,
         "raw": String::from_utf8_lossy(raw),
         "reason": reason,
     }))
-    .expect("json");
-    v.push(b'\n');
-    v
+}
+
+/// A report's line: one JSON object and a newline.
+fn json_line(v: serde_json::Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&v).expect("json");
+    out.push(b'\n');
+    out
 }
 
 /// Read the plan's file from its start (dedup `user` or `content`: the keys already sent are
@@ -332,12 +337,8 @@ impl<'p> Sorter<'p> {
                 "repeated content: an earlier row of this file is identical",
             ),
         };
-        let mut v = serde_json::to_vec(&serde_json::json!({
-            "line": line, "key": key, "reason": reason,
-        }))
-        .expect("json");
-        v.push(b'\n');
-        self.dups.write_all(&v)?;
+        let entry = json_line(serde_json::json!({"line": line, "key": key, "reason": reason}));
+        self.dups.write_all(&entry)?;
         self.dups_grew = true;
         Ok(())
     }
