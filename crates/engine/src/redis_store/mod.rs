@@ -28,6 +28,7 @@ mod codec;
 mod conn;
 mod reply;
 mod scripts;
+mod side;
 mod store_impl;
 #[cfg(feature = "test-support")]
 pub mod testing;

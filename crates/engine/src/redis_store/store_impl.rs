@@ -1,6 +1,6 @@
 //! `impl Store for RedisStore`: every call that changes a queue is one script (see
-//! `scripts.rs`); settings, the timer archive, the attempts log and node heartbeats are plain
-//! hashes, lists and sorted sets under the global hash tag.
+//! `scripts.rs`); settings, the timer archive, the attempts log and node heartbeats are
+//! delegated to `side.rs`.
 
 use std::sync::atomic::Ordering;
 
@@ -18,6 +18,7 @@ use crate::store::{Settle, Store, StoreInfo};
 
 use super::codec;
 use super::reply::{bad_reply, bytes, hex, int, list, message, receipt_results, text, unhex};
+use super::side;
 use super::{arg, RedisStore};
 
 #[async_trait]
@@ -467,65 +468,23 @@ impl Store for RedisStore {
     }
 
     async fn meta_put(&self, key: &str, value: Option<String>) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let cmd = match &value {
-            Some(v) => {
-                let mut c = redis::cmd("HSET");
-                c.arg(self.global("meta")).arg(key).arg(v);
-                c
-            }
-            None => {
-                let mut c = redis::cmd("HDEL");
-                c.arg(self.global("meta")).arg(key);
-                c
-            }
-        };
-        let _: i64 = self.ok(cmd.query_async(&mut conn).await)?;
-        self.replicate(&self.global("meta")).await?;
-        // Only settings other nodes keep in memory are announced (not ingestion checkpoints).
-        if key.starts_with("sub/") || key.starts_with("schedule/") {
-            self.announce(&format!("meta:{key}")).await;
-        }
-        Ok(())
+        side::meta_put(self, key, value).await
     }
 
     async fn meta_list(&self, prefix: &str) -> Result<Vec<(String, String)>> {
-        let mut conn = self.conn.clone();
-        let mut all: Vec<(String, String)> = self.ok(redis::cmd("HGETALL")
-            .arg(self.global("meta"))
-            .query_async(&mut conn)
-            .await)?;
-        all.retain(|(k, _)| k.starts_with(prefix));
-        all.sort();
-        Ok(all)
+        side::meta_list(self, prefix).await
     }
 
     async fn archive_put(&self, entries: &[(MessageId, u8)]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.conn.clone();
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(self.global("archive"));
-        for (id, code) in entries {
-            cmd.arg(hex(*id)).arg(*code);
-        }
-        let _: i64 = self.ok(cmd.query_async(&mut conn).await)?;
-        // Not announced: timer outcomes are many, and other nodes read one fresh when they
-        // need it (Engine::timer_fresh, timer_outcome_fresh) and all of them every 10 s.
-        self.replicate(&self.global("archive")).await?;
-        Ok(())
+        side::archive_put(self, entries).await
     }
 
     async fn archive_list(&self) -> Result<Vec<(MessageId, u8)>> {
-        let mut conn = self.conn.clone();
-        let all: Vec<(String, u8)> = self.ok(redis::cmd("HGETALL")
-            .arg(self.global("archive"))
-            .query_async(&mut conn)
-            .await)?;
-        all.into_iter()
-            .map(|(k, v)| Ok((unhex(k.as_bytes())?, v)))
-            .collect()
+        side::archive_list(self).await
+    }
+
+    async fn archive_get(&self, id: MessageId) -> Result<Option<u8>> {
+        side::archive_get(self, id).await
     }
 
     async fn history_put(
@@ -536,87 +495,19 @@ impl Store for RedisStore {
         at: Millis,
         expires_at: Millis,
     ) -> Result<()> {
-        use crate::history::limits as hl;
-        let mut conn = self.conn.clone();
-        let mut inv = self.scripts.history.prepare_invoke();
-        inv.key(self.global(&format!("hist/k/{key}")));
-        for id in ids {
-            inv.key(self.global(&format!("hist/{}", hex(*id))));
-        }
-        inv.arg(attempt)
-            .arg(at)
-            .arg((expires_at - at).max(1))
-            .arg(hl::ATTEMPTS_PER_MESSAGE)
-            .arg(hl::RECENT_PER_KEY);
-        for id in ids {
-            inv.arg(hex(*id));
-        }
-        let _: Value = self.ok(inv.invoke_async(&mut conn).await)?;
-        self.replicate(&self.global("hist")).await
+        side::history_put(self, key, ids, attempt, at, expires_at).await
     }
 
-    async fn history_get(&self, ids: &[MessageId], _now: Millis) -> Result<Vec<Vec<String>>> {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("LRANGE")
-                .arg(self.global(&format!("hist/{}", hex(*id))))
-                .arg(0)
-                .arg(-1);
-        }
-        self.ok(pipe.query_async(&mut conn).await)
+    async fn history_get(&self, ids: &[MessageId], now: Millis) -> Result<Vec<Vec<String>>> {
+        side::history_get(self, ids, now).await
     }
 
-    async fn history_recent(
-        &self,
-        key: &str,
-        limit: usize,
-        _now: Millis,
-    ) -> Result<Vec<MessageId>> {
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = self.ok(redis::cmd("ZREVRANGE")
-            .arg(self.global(&format!("hist/k/{key}")))
-            .arg(0)
-            .arg(limit.saturating_sub(1))
-            .query_async(&mut conn)
-            .await)?;
-        ids.iter().map(|s| unhex(s.as_bytes())).collect()
+    async fn history_recent(&self, key: &str, limit: usize, now: Millis) -> Result<Vec<MessageId>> {
+        side::history_recent(self, key, limit, now).await
     }
 
     async fn heartbeat(&self, node: &str, info: String, now: Millis) -> Result<Vec<String>> {
-        let mut conn = self.conn.clone();
-        let key = self.global("nodes");
-        let (_, _, all): (i64, i64, Vec<String>) = self.ok(redis::pipe()
-            .cmd("HSET")
-            .arg(&key)
-            .arg(node)
-            .arg(format!("{now} {info}"))
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(60_000)
-            .cmd("HVALS")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await)?;
-        let mut alive = Vec::new();
-        for v in all {
-            if let Some((at, info)) = v.split_once(' ') {
-                if at.parse::<Millis>().is_ok_and(|at| now - at <= 10_000) {
-                    alive.push(info.to_string());
-                }
-            }
-        }
-        alive.sort();
-        Ok(alive)
-    }
-
-    async fn archive_get(&self, id: MessageId) -> Result<Option<u8>> {
-        let mut conn = self.conn.clone();
-        self.ok(redis::cmd("HGET")
-            .arg(self.global("archive"))
-            .arg(hex(id))
-            .query_async(&mut conn)
-            .await)
+        side::heartbeat(self, node, info, now).await
     }
 
     fn info(&self) -> StoreInfo {
