@@ -9,11 +9,13 @@
 //!   stores each id once. Progress is checkpointed in the store's settings after the rows are
 //!   durable, so a restart resumes the file at its last checkpoint and re-publishing the rows
 //!   since then is absorbed by the store's deduplication.
+//! - `file.rs` is the per-file record (`FileRecord`, `FileState`) and a file still being written.
 //! - This module keeps the per-file records (`GET /v1/ingest`), writes them back to the store
 //!   (coalesced, at most every 50 ms), and counts deliveries reported by the push lanes.
 //!
 //! The HTTP endpoints (`/upload`, `/retry`, `/v1/ingest`) are thin adapters in api/ingest.rs.
 
+mod file;
 mod job;
 pub mod parse;
 mod read;
@@ -27,10 +29,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sluice_engine::{Delivery, Engine};
 use tokio::sync::Notify;
 
+pub use file::{FileRecord, FileState, WaitingFile};
 pub use parse::{DedupKey, Format};
 
 /// Settings key prefix of file records: `ingest/{queue}/{file id}`.
@@ -93,158 +96,6 @@ pub struct IngestOptions {
     pub max_upload_bytes: u64,
     /// Folders for files uploaded to queues that no watched folder feeds: `{spool}/{queue}/`.
     pub spool: PathBuf,
-}
-
-/// Where a file is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FileState {
-    /// Uploaded, waiting for its folder's worker.
-    Queued,
-    /// Rows are being read and published.
-    Reading,
-    /// Every row was read; the file is in `processed/`.
-    Processed,
-    /// The file had bad rows (its good rows were sent) or could not be read at all; it is in
-    /// `failed/` beside `NAME.errors.jsonl`.
-    Failed,
-    /// The same content was ingested before; nothing was sent again.
-    Duplicate,
-    /// The file disappeared before it was read to the end or moved.
-    Vanished,
-    /// Publishing failed (storage error); retried at the next scan.
-    Error,
-}
-
-/// One file's progress, as `GET /v1/ingest` shows it and as it is checkpointed.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FileRecord {
-    /// The first 32 hex digits of the content's blake3 hash (or a generated id for files that
-    /// could not be read).
-    pub id: String,
-    pub queue: String,
-    pub name: String,
-    /// Where the file is now.
-    pub path: String,
-    pub format: Format,
-    pub dedup: DedupKey,
-    pub state: FileState,
-    pub size: u64,
-    /// Bytes read and published (the checkpoint).
-    pub offset: u64,
-    /// The line the next row starts on.
-    pub line: u64,
-    /// The csv file started with a header line.
-    pub header: bool,
-    /// Data rows read (sent, failed and duplicates).
-    pub rows_read: u64,
-    /// Rows published to the queue (each once).
-    pub rows_published: u64,
-    /// Bad rows (listed in the errors report).
-    pub rows_failed: u64,
-    /// Rows not sent because their dedup key repeated an earlier row's.
-    pub duplicates: u64,
-    /// Rows delivered by every subscription of the queue. Like the two counts below, counted
-    /// by the store with each delivery (the file's tally key), so it is exact across crashes.
-    pub rows_delivered: u64,
-    /// Deliveries per subscription.
-    #[serde(default)]
-    pub delivered: BTreeMap<String, u64>,
-    /// Deliveries that failed for good and went to the dead-letter queue (over every
-    /// subscription).
-    #[serde(default)]
-    pub rows_dead_lettered: u64,
-    /// `NAME.errors.jsonl` (line, raw, reason per bad row).
-    pub report: Option<String>,
-    /// `NAME.duplicates.jsonl` (line, key per repeated row).
-    pub duplicates_report: Option<String>,
-    /// What went wrong, for failed, vanished and error states.
-    pub error: Option<String>,
-    pub started_at: String,
-    pub updated_at: String,
-    pub finished_at: Option<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    #[schema(ignore)]
-    pub errors_len: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    #[schema(ignore)]
-    pub dups_len: u64,
-    /// Checkpointed as finished, its moves to `processed/` or `failed/` not yet done: views
-    /// still call it reading, so a client that sees `processed` finds the file there.
-    #[serde(skip)]
-    #[schema(ignore)]
-    pub(crate) moving: bool,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-impl FileRecord {
-    /// A record with no progress yet.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        id: String,
-        queue: &str,
-        path: &std::path::Path,
-        format: Format,
-        dedup: DedupKey,
-        state: FileState,
-        size: u64,
-        now: String,
-    ) -> FileRecord {
-        FileRecord {
-            id,
-            queue: queue.to_string(),
-            name: path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
-            path: path.display().to_string(),
-            format,
-            dedup,
-            state,
-            size,
-            offset: 0,
-            line: 1,
-            header: false,
-            rows_read: 0,
-            rows_published: 0,
-            rows_failed: 0,
-            duplicates: 0,
-            rows_delivered: 0,
-            delivered: BTreeMap::new(),
-            rows_dead_lettered: 0,
-            report: None,
-            duplicates_report: None,
-            error: None,
-            started_at: now.clone(),
-            updated_at: now,
-            finished_at: None,
-            errors_len: 0,
-            dups_len: 0,
-            moving: false,
-        }
-    }
-    fn key(&self) -> String {
-        format!("{}/{}", self.queue, self.id)
-    }
-    fn finished(&self) -> bool {
-        !matches!(
-            self.state,
-            FileState::Queued | FileState::Reading | FileState::Error
-        )
-    }
-}
-
-/// A file seen in a watched folder but not complete yet.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct WaitingFile {
-    pub queue: String,
-    pub path: String,
-    pub size: u64,
-    /// When it will be taken if it does not change meanwhile.
-    pub ready_at: String,
 }
 
 /// A folder that feeds a queue.
